@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Each creates the virtual environment and builds the Cython extension first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test bench build clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+build: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+run: build
+	$(VENV)/bin/gpux demo
+
+test: build
+	$(PY) -m pytest -q
+
+bench: build
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,rounds
+
+clean:
+	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html

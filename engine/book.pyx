@@ -1,0 +1,732 @@
+# engine/book.pyx: one price-time priority limit order book, in C structures.
+"""The limit order book of one instrument.
+
+How orders and levels are stored, and why (DESIGN.md, "What a fast book looks
+like here"): about four fifths of a command's cost used to be Python objects
+and calls, so nothing here is a Python object per resting order.
+
+- Orders are ``Order`` C structs in one pool that grows by ``realloc``; freed
+  slots go on a free list, so a steady book allocates nothing.
+- Each price level keeps an intrusive doubly-linked FIFO (slot indices, not
+  pointers, so the pool can move) with the level's visible and hidden totals
+  and order count: add at the tail, cancel anywhere in O(1).
+- Levels are a flat array per side indexed by ``price - base``. Prices are held
+  inside the price band, so the array is small; when a price falls outside it,
+  both arrays are re-centred (one copy) to cover it.
+- An open-addressing hash (linear probing, backward-shift deletion) maps the
+  order id to its slot; no Python dict, no boxed ints.
+- The best price of each side is an index moved only when its level empties.
+
+The Python-facing methods take and return plain ints, and return as little as
+they can: ``match`` gives one tuple per fill or self-trade action, and
+``changes`` gives the levels touched since the last call, so the engine can
+publish book deltas without diffing.
+
+Matching rules that live here because they decide queue order: price-time
+priority, iceberg replenishment (the next tranche joins the back of its level)
+and self-trade prevention (the taker's mode decides). Order types, bands and
+states are the engine's.
+"""
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy
+
+# Self-trade prevention modes (engine.messages.SelfTradePrevention).
+cdef enum:
+    STP_CANCEL_NEWEST = 0
+    STP_CANCEL_OLDEST = 1
+    STP_CANCEL_BOTH = 2
+    STP_DECREMENT = 3
+
+# Kinds of what match() reports (engine.messages.MatchRecord).
+cdef enum:
+    REC_FILL = 0             # a trade with the maker
+    REC_CANCEL_MAKER = 1     # the resting own order was cancelled (qty = its leaves)
+    REC_DECREMENT = 2        # both sides reduced by qty without a trade
+    REC_CANCEL_TAKER = 3     # the taker stops here (qty = its cancelled remainder)
+
+cdef int64_t INITIAL_SPAN = 1024
+cdef int64_t MAX_SPAN = 1 << 20      # levels per side: a $1,048 wide book at $0.001
+
+__all__ = ["OrderBook"]
+
+
+# -- order id -> slot hash ----------------------------------------------------
+
+cdef inline uint64_t _hash(int64_t key) noexcept:
+    cdef uint64_t h = (<uint64_t>key) * <uint64_t>0x9E3779B97F4A7C15
+    return h ^ (h >> 29)
+
+
+cdef int _ids_init(IdMap* m, uint64_t cap) except -1:
+    cdef uint64_t i
+    m.keys = <int64_t*>malloc(cap * sizeof(int64_t))
+    m.slots = <int32_t*>malloc(cap * sizeof(int32_t))
+    if m.keys == NULL or m.slots == NULL:
+        raise MemoryError()
+    for i in range(cap):
+        m.slots[i] = -1
+    m.mask = cap - 1
+    m.size = 0
+    return 0
+
+
+cdef inline int32_t _ids_get(IdMap* m, int64_t key) noexcept:
+    cdef uint64_t i = _hash(key) & m.mask
+    while m.slots[i] != -1:
+        if m.keys[i] == key:
+            return m.slots[i]
+        i = (i + 1) & m.mask
+    return -1
+
+
+cdef int _ids_put(IdMap* m, int64_t key, int32_t slot) except -1:
+    cdef IdMap bigger
+    cdef uint64_t i
+    if <uint64_t>(m.size + 1) * 2 > m.mask + 1:
+        _ids_init(&bigger, (m.mask + 1) * 2)
+        for i in range(m.mask + 1):
+            if m.slots[i] != -1:
+                _ids_put(&bigger, m.keys[i], m.slots[i])
+        free(m.keys)
+        free(m.slots)
+        m[0] = bigger
+    i = _hash(key) & m.mask
+    while m.slots[i] != -1:
+        i = (i + 1) & m.mask
+    m.keys[i] = key
+    m.slots[i] = slot
+    m.size += 1
+    return 0
+
+
+cdef void _ids_del(IdMap* m, int64_t key) noexcept:
+    # Backward-shift deletion keeps probe chains unbroken without tombstones.
+    cdef uint64_t i = _hash(key) & m.mask, j, home
+    while m.slots[i] != -1 and m.keys[i] != key:
+        i = (i + 1) & m.mask
+    if m.slots[i] == -1:
+        return
+    j = i
+    while True:
+        j = (j + 1) & m.mask
+        if m.slots[j] == -1:
+            break
+        home = _hash(m.keys[j]) & m.mask
+        # The entry at j may move to i only if its home is not in (i, j].
+        if (i < j and i < home <= j) or (i > j and (home > i or home <= j)):
+            continue
+        m.keys[i] = m.keys[j]
+        m.slots[i] = m.slots[j]
+        i = j
+    m.slots[i] = -1
+    m.size -= 1
+
+
+cdef inline int64_t _min(int64_t a, int64_t b) noexcept:
+    return a if a < b else b
+
+
+cdef class OrderBook:
+    """A price-time priority book of one instrument, prices in ticks, quantities in lots.
+
+    Args:
+        check_invariants: verify every structure after each mutation (tests).
+    """
+
+    def __cinit__(self, bint check_invariants=False):
+        self.check_invariants_after_each = check_invariants
+        self._pool_cap = 1024
+        self._pool = <Order*>malloc(self._pool_cap * sizeof(Order))
+        self._records_cap = 64
+        self._records = <Record*>malloc(self._records_cap * sizeof(Record))
+        self._touched_cap = 64
+        self._touched = <int64_t*>malloc(self._touched_cap * sizeof(int64_t))
+        if self._pool == NULL or self._records == NULL or self._touched == NULL:
+            raise MemoryError()
+        self._free = -1
+        self._n_orders = 0
+        self._grow_free_list(0)
+        _ids_init(&self._ids, 2048)
+        self._bids.levels = NULL
+        self._asks.levels = NULL
+        self._bids.best = self._asks.best = -1
+        self._bids.active = self._asks.active = 0
+        self._span = 0
+        self._base = 0
+        self._scratch = NULL
+        self._scratch_qty = NULL
+        self._scratch_cap = 0
+
+    def __dealloc__(self):
+        free(self._pool)
+        free(self._records)
+        free(self._touched)
+        free(self._ids.keys)
+        free(self._ids.slots)
+        free(self._bids.levels)
+        free(self._asks.levels)
+        free(self._scratch)
+        free(self._scratch_qty)
+
+    def __len__(self):
+        return self._n_orders
+
+    # -- Queries -----------------------------------------------------------
+
+    cpdef object best_bid(self):
+        """Return the best bid price in ticks, or None when no bid rests."""
+        if self._bids.best < 0:
+            return None
+        return self._base + self._bids.best
+
+    cpdef object best_ask(self):
+        """Return the best ask price in ticks, or None when no ask rests."""
+        if self._asks.best < 0:
+            return None
+        return self._base + self._asks.best
+
+    cpdef bint would_take(self, int side, int64_t limit):
+        """Return whether an order of ``side`` at ``limit`` would trade on arrival."""
+        cdef Ladder* opp = self._ladder(-side)
+        if opp.best < 0:
+            return False
+        if side == 1:
+            return self._base + opp.best <= limit
+        return self._base + opp.best >= limit
+
+    cpdef bint fillable(self, int side, int64_t limit, int64_t qty,
+                        int64_t account_id, int stp):
+        """Return whether ``match`` with these arguments would fill all of ``qty``.
+
+        Decides a fill-or-kill before any fill. It replays the queue order
+        ``match`` would follow (iceberg tranches rejoin the back of their
+        level; an own order stops the taker unless the mode is cancel-oldest)
+        without changing anything.
+        """
+        cdef Ladder* opp = self._ladder(-side)
+        cdef int64_t need = qty, idx = opp.best, price, n, head, size, vis, hid, take, k
+        cdef int64_t seen = 0
+        cdef int32_t slot
+        cdef Level* lvl
+        cdef Order* o
+        if idx < 0:
+            return False
+        while need > 0 and 0 <= idx < self._span and seen < opp.active:
+            price = self._base + idx
+            if (side == 1 and price > limit) or (side == -1 and price < limit):
+                break
+            lvl = &opp.levels[idx]
+            idx += side                      # next worse level: asks go up, bids go down
+            if lvl.count == 0:
+                continue
+            seen += 1
+            n = lvl.count
+            self._ensure_scratch(n)
+            slot = lvl.head
+            for k in range(n):
+                self._scratch[k] = slot
+                self._scratch_qty[2 * k] = self._pool[slot].visible
+                self._scratch_qty[2 * k + 1] = self._pool[slot].hidden
+                slot = self._pool[slot].next
+            head = 0
+            size = n
+            while size > 0 and need > 0:
+                slot = self._scratch[head]
+                vis = self._scratch_qty[2 * head]
+                hid = self._scratch_qty[2 * head + 1]
+                head = (head + 1) % n
+                size -= 1
+                o = &self._pool[slot]
+                if o.account_id == account_id:
+                    if stp == STP_CANCEL_OLDEST:
+                        continue
+                    return False
+                take = _min(vis, need)
+                need -= take
+                if take == vis and hid > 0:
+                    k = (head + size) % n
+                    self._scratch[k] = slot
+                    self._scratch_qty[2 * k] = _min(o.display, hid)
+                    self._scratch_qty[2 * k + 1] = hid - _min(o.display, hid)
+                    size += 1
+        return need == 0
+
+    cpdef list depth(self, int side, int n):
+        """Return up to ``n`` levels of ``side``, best first, as (price, qty, orders)."""
+        cdef Ladder* ladder = self._ladder(side)
+        cdef list out = []
+        cdef int64_t idx = ladder.best
+        cdef Level* lvl
+        if idx < 0:
+            return out
+        while len(out) < n and len(out) < ladder.active:
+            lvl = &ladder.levels[idx]
+            if lvl.count:
+                out.append((self._base + idx, lvl.qty, lvl.count))
+            idx -= side
+        return out
+
+    cpdef list orders(self, int side):
+        """Return every order of ``side`` in priority order (L3), best level first.
+
+        Each is (order_id, account_id, price, visible, hidden).
+        """
+        cdef Ladder* ladder = self._ladder(side)
+        cdef list out = []
+        cdef int64_t idx = ladder.best, found = 0
+        cdef int32_t slot
+        cdef Order* o
+        if idx < 0:
+            return out
+        while found < ladder.active:
+            if ladder.levels[idx].count:
+                found += 1
+                slot = ladder.levels[idx].head
+                while slot != -1:
+                    o = &self._pool[slot]
+                    out.append((o.order_id, o.account_id, o.price, o.visible, o.hidden))
+                    slot = o.next
+            idx -= side
+        return out
+
+    cpdef object order(self, int64_t order_id):
+        """Return (side, price, visible, hidden) of a resting order, or None."""
+        cdef int32_t slot = _ids_get(&self._ids, order_id)
+        if slot < 0:
+            return None
+        cdef Order* o = &self._pool[slot]
+        return (o.side, o.price, o.visible, o.hidden)
+
+    cpdef list changes(self):
+        """Return the levels changed since the last call as (side, price, qty, orders).
+
+        A level that emptied has qty 0. Each level appears once, in the order
+        it was first touched.
+        """
+        cdef list out = []
+        cdef int64_t k, signed, price
+        cdef int side
+        cdef Level* lvl
+        for k in range(self._n_touched):
+            signed = self._touched[k]
+            side = 1 if signed > 0 else -1
+            price = signed if signed > 0 else -signed
+            lvl = &self._ladder(side).levels[price - self._base]
+            lvl.dirty = 0
+            out.append((side, price, lvl.qty, lvl.count))
+        self._n_touched = 0
+        return out
+
+    # -- Mutations ---------------------------------------------------------
+
+    cpdef add(self, int64_t order_id, int64_t account_id, int side,
+              int64_t price, int64_t qty, int64_t display=0):
+        """Rest an order at the back of its level.
+
+        The caller matches first: an order that would cross the other side is
+        refused, so the book is never crossed at rest.
+
+        Args:
+            order_id: Unique among resting orders.
+            side: 1 buy, -1 sell.
+            price: Ticks, at least 1.
+            qty: Lots, at least 1.
+            display: Iceberg tranche size; 0 (or >= qty) shows the whole order.
+
+        Raises:
+            ValueError: on a bad side, quantity or price, a resting duplicate
+                id, or a price that would cross.
+        """
+        if side != 1 and side != -1:
+            raise ValueError(f"side must be 1 or -1, not {side}")
+        if qty < 1 or price < 1 or display < 0:
+            raise ValueError(f"bad order: price={price} qty={qty} display={display}")
+        if _ids_get(&self._ids, order_id) >= 0:
+            raise ValueError(f"order {order_id} is already resting")
+        if self.would_take(side, price):
+            raise ValueError(f"order {order_id} at {price} would cross the book")
+        self._ensure_price(price)
+        cdef int32_t slot = self._alloc()
+        cdef Order* o = &self._pool[slot]
+        o.order_id = order_id
+        o.account_id = account_id
+        o.side = side
+        o.price = price
+        if 0 < display < qty:
+            o.display = display
+            o.visible = display
+        else:
+            o.display = 0
+            o.visible = qty
+        o.hidden = qty - o.visible
+        _ids_put(&self._ids, order_id, slot)
+        cdef Ladder* ladder = self._ladder(side)
+        cdef int64_t idx = price - self._base
+        self._link_back(ladder, idx, slot)
+        if side == 1:
+            if ladder.best < idx:
+                ladder.best = idx
+        elif ladder.best < 0 or ladder.best > idx:
+            ladder.best = idx
+        self._touch(side, idx)
+        self._n_orders += 1
+        if self.check_invariants_after_each:
+            self.check_invariants()
+
+    cpdef int64_t cancel(self, int64_t order_id) except -1:
+        """Remove a resting order; return its leaves qty (visible + hidden), or 0 if not resting."""
+        cdef int32_t slot = _ids_get(&self._ids, order_id)
+        if slot < 0:
+            return 0
+        cdef int64_t leaves = self._pool[slot].visible + self._pool[slot].hidden
+        self._remove_slot(slot)
+        if self.check_invariants_after_each:
+            self.check_invariants()
+        return leaves
+
+    cpdef reduce(self, int64_t order_id, int64_t leaves):
+        """Lower a resting order's leaves qty in place, keeping its time priority.
+
+        The iceberg reserve is reduced first, then the shown part.
+
+        Raises:
+            KeyError: the order is not resting.
+            ValueError: ``leaves`` is not between 1 and the current leaves - 1.
+        """
+        cdef int32_t slot = _ids_get(&self._ids, order_id)
+        if slot < 0:
+            raise KeyError(order_id)
+        cdef Order* o = &self._pool[slot]
+        cdef int64_t current = o.visible + o.hidden
+        if not 0 < leaves < current:
+            raise ValueError(f"reduce {order_id} to {leaves}: must be 1..{current - 1}")
+        self._shrink(o, current - leaves)
+        if self.check_invariants_after_each:
+            self.check_invariants()
+
+    cpdef list match(self, int side, int64_t limit, int64_t qty,
+                     int64_t account_id, int stp):
+        """Match a taker against the other side up to ``limit``; return what happened.
+
+        The taker itself never rests here: the caller rests or cancels its
+        remainder. Each returned tuple is (kind, maker_order_id,
+        maker_account_id, price, qty, maker_leaves) in the order it happened,
+        kind being FILL 0, STP_CANCEL_MAKER 1, STP_DECREMENT 2 or
+        STP_CANCEL_TAKER 3 (see engine.messages.MatchRecord).
+
+        Args:
+            side: The taker's side, 1 buy or -1 sell.
+            limit: Worst price the taker accepts, in ticks.
+            qty: Taker quantity in lots.
+            account_id: The taker's account, for self-trade prevention.
+            stp: The taker's self-trade prevention mode (0..3).
+        """
+        cdef Ladder* opp = self._ladder(-side)
+        cdef int64_t remaining = qty, idx, price, take, leaves, shown
+        cdef int32_t slot
+        cdef Level* lvl
+        cdef Order* o
+        self._n_records = 0
+        while remaining > 0 and opp.best >= 0:
+            idx = opp.best
+            price = self._base + idx
+            if (side == 1 and price > limit) or (side == -1 and price < limit):
+                break
+            lvl = &opp.levels[idx]
+            slot = lvl.head
+            o = &self._pool[slot]
+            leaves = o.visible + o.hidden
+            if o.account_id == account_id:
+                if stp == STP_CANCEL_OLDEST or stp == STP_CANCEL_BOTH:
+                    self._record(REC_CANCEL_MAKER, o, price, leaves)
+                    self._records[self._n_records - 1].maker_leaves = 0
+                    if stp == STP_CANCEL_BOTH:
+                        self._record(REC_CANCEL_TAKER, o, price, remaining)
+                        self._records[self._n_records - 1].maker_leaves = 0
+                        remaining = 0
+                    self._remove_slot(slot)
+                elif stp == STP_DECREMENT:
+                    take = _min(leaves, remaining)
+                    remaining -= take
+                    self._record(REC_DECREMENT, o, price, take)
+                    self._records[self._n_records - 1].maker_leaves = leaves - take
+                    if take == leaves:
+                        self._remove_slot(slot)
+                    else:
+                        self._shrink(o, take)
+                else:
+                    self._record(REC_CANCEL_TAKER, o, price, remaining)
+                    remaining = 0
+                continue
+            take = _min(o.visible, remaining)
+            remaining -= take
+            o.visible -= take
+            lvl.qty -= take
+            self._touch(-side, idx)
+            self._record(REC_FILL, o, price, take)
+            if o.visible > 0:
+                continue
+            if o.hidden == 0:
+                self._remove_slot(slot)
+                continue
+            # Iceberg: the next tranche joins the back of the level (loses priority).
+            shown = _min(o.display, o.hidden)
+            if lvl.tail != slot:
+                self._unlink(opp, idx, slot)
+                o.hidden -= shown
+                o.visible = shown
+                self._link_back(opp, idx, slot)
+            else:
+                o.hidden -= shown
+                o.visible = shown
+                lvl.hidden -= shown
+                lvl.qty += shown
+        cdef list out = []
+        cdef Record* r
+        cdef int64_t k
+        for k in range(self._n_records):
+            r = &self._records[k]
+            out.append((r.kind, r.maker_order_id, r.maker_account_id, r.price,
+                        r.qty, r.maker_leaves))
+        if self.check_invariants_after_each:
+            self.check_invariants()
+        return out
+
+    # -- Checks --------------------------------------------------------------
+
+    cpdef check_invariants(self):
+        """Verify every structure; raise AssertionError naming the first broken rule."""
+        cdef int side
+        cdef Ladder* ladder
+        cdef int64_t idx, qty, hidden, active, total = 0, best
+        cdef int32_t slot, prev, count
+        cdef Order* o
+        cdef Level* lvl
+        for side in (1, -1):
+            ladder = self._ladder(side)
+            active = 0
+            best = -1
+            for idx in range(self._span):
+                lvl = &ladder.levels[idx]
+                if lvl.count == 0:
+                    assert lvl.qty == 0 and lvl.hidden == 0, f"empty level {idx} has qty"
+                    continue
+                active += 1
+                if best < 0 or (side == 1 and idx > best) or (side == -1 and idx < best):
+                    best = idx
+                qty = hidden = 0
+                count = 0
+                prev = -1
+                slot = lvl.head
+                while slot != -1:
+                    o = &self._pool[slot]
+                    assert o.prev == prev, f"broken back link at slot {slot}"
+                    assert o.side == side and o.price == self._base + idx, "order on wrong level"
+                    assert o.visible > 0 and o.hidden >= 0, f"order {o.order_id} has no shown qty"
+                    assert o.hidden == 0 or 0 < o.visible <= o.display, "iceberg tranche too big"
+                    assert _ids_get(&self._ids, o.order_id) == slot, "id index out of date"
+                    qty += o.visible
+                    hidden += o.hidden
+                    count += 1
+                    prev = slot
+                    slot = o.next
+                assert lvl.tail == prev, f"tail of level {idx} is not its last order"
+                assert count == lvl.count and qty == lvl.qty and hidden == lvl.hidden, \
+                    f"level {idx} totals disagree with its orders"
+                total += count
+            assert active == ladder.active, "active level count is wrong"
+            assert best == ladder.best, "best price index is stale"
+        assert total == self._n_orders == self._ids.size, "order count disagrees with index"
+        bid, ask = self.best_bid(), self.best_ask()
+        assert bid is None or ask is None or bid < ask, f"book crossed at rest: {bid} >= {ask}"
+
+    # -- Internals -----------------------------------------------------------
+
+    cdef Ladder* _ladder(self, int side) noexcept:
+        return &self._bids if side == 1 else &self._asks
+
+    cdef int _grow_free_list(self, int32_t start) except -1:
+        cdef int32_t i
+        for i in range(self._pool_cap - 1, start - 1, -1):
+            self._pool[i].next = self._free
+            self._free = i
+        return 0
+
+    cdef int32_t _alloc(self) except -1:
+        cdef int32_t old = self._pool_cap
+        cdef Order* grown
+        if self._free < 0:
+            grown = <Order*>realloc(self._pool, 2 * old * sizeof(Order))
+            if grown == NULL:
+                raise MemoryError()
+            self._pool = grown
+            self._pool_cap = 2 * old
+            self._grow_free_list(old)
+        cdef int32_t slot = self._free
+        self._free = self._pool[slot].next
+        return slot
+
+    cdef void _release(self, int32_t slot) noexcept:
+        self._pool[slot].next = self._free
+        self._free = slot
+
+    cdef int _ensure_price(self, int64_t price) except -1:
+        # Re-centre both ladders on a range that covers the old one and price.
+        if self._span and self._base <= price < self._base + self._span:
+            return 0
+        cdef int64_t lo, hi, span, base, shift
+        if self._span == 0:
+            span = INITIAL_SPAN
+            base = price - span // 2
+        else:
+            lo = _min(self._base, price)
+            hi = max(self._base + self._span, price + 1)
+            span = self._span
+            while span < 2 * (hi - lo):
+                span *= 2
+            base = lo - (span - (hi - lo)) // 2
+        if span > MAX_SPAN:
+            raise ValueError(f"price {price} is too far from the rest of the book")
+        shift = self._base - base
+        cdef Level* bids = <Level*>calloc(span, sizeof(Level))
+        cdef Level* asks = <Level*>calloc(span, sizeof(Level))
+        if bids == NULL or asks == NULL:
+            free(bids)
+            free(asks)
+            raise MemoryError()
+        if self._span:
+            memcpy(&bids[shift], self._bids.levels, self._span * sizeof(Level))
+            memcpy(&asks[shift], self._asks.levels, self._span * sizeof(Level))
+            if self._bids.best >= 0:
+                self._bids.best += shift
+            if self._asks.best >= 0:
+                self._asks.best += shift
+        free(self._bids.levels)
+        free(self._asks.levels)
+        self._bids.levels = bids
+        self._asks.levels = asks
+        self._base = base
+        self._span = span
+        return 0
+
+    cdef int _ensure_scratch(self, int64_t n) except -1:
+        if n <= self._scratch_cap:
+            return 0
+        cdef int64_t cap = max(n, 2 * self._scratch_cap)
+        cdef int32_t* s = <int32_t*>realloc(self._scratch, cap * sizeof(int32_t))
+        if s == NULL:
+            raise MemoryError()
+        self._scratch = s
+        cdef int64_t* q = <int64_t*>realloc(self._scratch_qty, 2 * cap * sizeof(int64_t))
+        if q == NULL:
+            raise MemoryError()
+        self._scratch_qty = q
+        self._scratch_cap = cap
+        return 0
+
+    cdef void _link_back(self, Ladder* ladder, int64_t idx, int32_t slot) noexcept:
+        cdef Level* lvl = &ladder.levels[idx]
+        cdef Order* o = &self._pool[slot]
+        o.next = -1
+        if lvl.count:
+            o.prev = lvl.tail
+            self._pool[lvl.tail].next = slot
+        else:
+            o.prev = -1
+            lvl.head = slot
+            ladder.active += 1
+        lvl.tail = slot
+        lvl.count += 1
+        lvl.qty += o.visible
+        lvl.hidden += o.hidden
+
+    cdef void _unlink(self, Ladder* ladder, int64_t idx, int32_t slot) noexcept:
+        cdef Level* lvl = &ladder.levels[idx]
+        cdef Order* o = &self._pool[slot]
+        if o.prev != -1:
+            self._pool[o.prev].next = o.next
+        else:
+            lvl.head = o.next
+        if o.next != -1:
+            self._pool[o.next].prev = o.prev
+        else:
+            lvl.tail = o.prev
+        lvl.count -= 1
+        lvl.qty -= o.visible
+        lvl.hidden -= o.hidden
+        if lvl.count == 0:
+            ladder.active -= 1
+
+    cdef void _move_best(self, Ladder* ladder, int side) noexcept:
+        # Called when the best level emptied: walk to the next non-empty one.
+        if ladder.active == 0:
+            ladder.best = -1
+            return
+        cdef int64_t idx = ladder.best - side
+        while ladder.levels[idx].count == 0:
+            idx -= side
+        ladder.best = idx
+
+    cdef int _shrink(self, Order* o, int64_t delta) except -1:
+        # Reduce leaves by delta in place: the iceberg reserve first, then the shown part.
+        cdef Ladder* ladder = self._ladder(o.side)
+        cdef int64_t idx = o.price - self._base
+        cdef Level* lvl = &ladder.levels[idx]
+        cdef int64_t from_hidden = _min(o.hidden, delta)
+        o.hidden -= from_hidden
+        lvl.hidden -= from_hidden
+        delta -= from_hidden
+        if delta:
+            o.visible -= delta
+            lvl.qty -= delta
+            self._touch(o.side, idx)
+        return 0
+
+    cdef int _touch(self, int side, int64_t idx) except -1:
+        cdef Level* lvl = &self._ladder(side).levels[idx]
+        cdef int64_t* grown
+        if lvl.dirty:
+            return 0
+        if self._n_touched == self._touched_cap:
+            grown = <int64_t*>realloc(self._touched, 2 * self._touched_cap * sizeof(int64_t))
+            if grown == NULL:
+                raise MemoryError()
+            self._touched = grown
+            self._touched_cap *= 2
+        lvl.dirty = 1
+        self._touched[self._n_touched] = side * (self._base + idx)
+        self._n_touched += 1
+        return 0
+
+    cdef int _record(self, int kind, Order* maker, int64_t price, int64_t qty) except -1:
+        cdef Record* grown
+        if self._n_records == self._records_cap:
+            grown = <Record*>realloc(self._records, 2 * self._records_cap * sizeof(Record))
+            if grown == NULL:
+                raise MemoryError()
+            self._records = grown
+            self._records_cap *= 2
+        cdef Record* r = &self._records[self._n_records]
+        r.kind = kind
+        r.maker_order_id = maker.order_id
+        r.maker_account_id = maker.account_id
+        r.price = price
+        r.qty = qty
+        r.maker_leaves = maker.visible + maker.hidden
+        self._n_records += 1
+        return 0
+
+    cdef int _remove_slot(self, int32_t slot) except -1:
+        cdef Order* o = &self._pool[slot]
+        cdef int side = o.side
+        cdef Ladder* ladder = self._ladder(side)
+        cdef int64_t idx = o.price - self._base
+        self._touch(side, idx)
+        self._unlink(ladder, idx, slot)
+        if ladder.levels[idx].count == 0 and ladder.best == idx:
+            self._move_best(ladder, side)
+        _ids_del(&self._ids, o.order_id)
+        self._release(slot)
+        self._n_orders -= 1
+        return 0

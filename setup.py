@@ -1,0 +1,26 @@
+"""Build the Cython extensions of engine/.
+
+GPUX_CYTHON_TRACE=1 turns on annotate (HTML next to each .pyx) and line
+tracing, for profiling and coverage runs; the default build has neither.
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+TRACE = os.environ.get("GPUX_CYTHON_TRACE") == "1"
+macros = [("CYTHON_TRACE_NOGIL", "1")] if TRACE else []
+
+extensions = [
+    Extension("engine.book", ["engine/book.pyx"], define_macros=macros,
+              extra_compile_args=["-O3"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        annotate=TRACE,
+        compiler_directives={"embedsignature": True, "linetrace": TRACE},
+    ),
+)
