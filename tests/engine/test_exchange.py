@@ -1,0 +1,670 @@
+"""The matching rules, one class per rule, each run on the compiled and the reference book."""
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from conftest import (
+    BUY, FOK, GTD, IOC, SELL, SYMBOL, T0, Harness, cancelled, instrument, levels, of,
+    rejected, table, trades,
+)
+from engine.book import OrderBook
+from engine.messages import (
+    BookLevelChanged, CancelAll, InstrumentStatus, InstrumentStatusChanged, OrderAccepted,
+    OrderDuplicate, OrderExpired, OrderReduced, OrderReplaced, OrderStatus, OrderTriggered,
+    OrderType, PlaceOrder, SelfTradePrevention, SetInstrumentStatus, SetReferencePrice, Trade,
+)
+
+SEC = 10**9
+
+
+class TestPriceTimePriority:
+    """Better price first; at one price, earlier first; the maker's price is the trade price."""
+
+    def test_earlier_order_at_same_price_fills_first(self, ex):
+        """Two asks at 1002: the older one fills before the newer one."""
+        first, second = ex.load("""
+            bid  price  ask
+                  1002    3
+                  1002    4
+        """)
+        events = ex.place(BUY, 1002, 5, account=1)
+        assert [(t.maker_order_id, t.qty) for t in of(Trade, events)] == [(first, 3), (second, 2)]
+        assert ex.ladder() == table("""
+            bid  price  ask
+                  1002    2
+        """)
+
+    def test_better_price_fills_first_whatever_its_age(self, ex):
+        """A newer ask at 1001 fills before an older ask at 1002."""
+        ex.load("""
+            bid  price  ask
+                  1002    3
+                  1001    3
+        """)
+        events = ex.place(BUY, 1002, 4)
+        assert trades(events) == [(1001, 3), (1002, 1)]
+
+    def test_trade_price_is_the_resting_orders_price(self, ex):
+        """A buy limit at 1010 against an ask at 1003 trades at 1003."""
+        ex.load("""
+            bid  price  ask
+                  1003    5
+        """)
+        assert trades(ex.place(BUY, 1010, 2)) == [(1003, 2)]
+
+    def test_partial_fill_rests_remainder_with_fill_reported(self, ex):
+        """A buy of 7 against 4 offered takes the 4 and rests 3 as the best bid."""
+        ex.load("""
+            bid  price  ask
+                  1002    4
+        """)
+        events = ex.place(BUY, 1002, 7)
+        taker = ex.accepted_id(events)
+        assert trades(events) == [(1002, 4)]
+        order = ex.ex.order(taker)
+        assert (order.status, order.filled_qty, order.leaves_qty) == \
+            (OrderStatus.PARTIALLY_FILLED, 4, 3)
+        assert ex.ladder() == table("""
+            bid  price  ask
+              3   1002
+        """)
+
+    def test_aggressor_and_leaves_are_on_every_trade(self, ex):
+        """Trades carry the taker's side and both sides' leaves after the fill."""
+        (maker,) = ex.load("""
+            bid  price  ask
+              6   1000
+        """)
+        (t,) = of(Trade, ex.place(SELL, 999, 4, account=2))
+        assert (t.aggressor, t.maker_order_id, t.maker_leaves, t.taker_leaves) == \
+            (SELL, maker, 2, 0)
+        assert t.trade_id == 1
+
+
+class TestImmediateOrCancel:
+    """IOC takes what it can at its limit and cancels the rest."""
+
+    def test_ioc_buy_sweeps_two_levels_then_cancels_rest(self, ex):
+        """An IOC buy takes both ask levels up to its limit and cancels the remainder."""
+        ex.load("""
+            bid  price  ask
+                  1003    5
+                  1002    4
+              7   1000
+        """)
+        events = ex.place(BUY, 1003, 12, tif=IOC)
+        taker = ex.accepted_id(events)
+        assert trades(events) == [(1002, 4), (1003, 5)]
+        assert cancelled(events) == [(taker, "IOC_REMAINDER", 3)]
+        assert ex.ladder() == table("""
+            bid  price  ask
+              7   1000
+        """)
+
+    def test_ioc_with_nothing_to_take_is_cancelled_whole(self, ex):
+        """An IOC that crosses nothing is accepted and cancelled whole; the book is unchanged."""
+        events = ex.place(BUY, 1000, 5, tif=IOC)
+        assert cancelled(events) == [(ex.accepted_id(events), "IOC_REMAINDER", 5)]
+        assert levels(events) == []
+
+
+class TestFillOrKill:
+    """FOK fills completely at once or is rejected before any fill."""
+
+    def test_fok_fills_completely_across_levels(self, ex):
+        """A FOK for 9 against 4 + 5 offered fills all 9."""
+        ex.load("""
+            bid  price  ask
+                  1003    5
+                  1002    4
+        """)
+        assert trades(ex.place(BUY, 1003, 9, tif=FOK)) == [(1002, 4), (1003, 5)]
+
+    def test_fok_short_by_one_is_rejected_and_changes_nothing(self, ex):
+        """A FOK for 10 against 9 offered is rejected and the book keeps both levels."""
+        ex.load("""
+            bid  price  ask
+                  1003    5
+                  1002    4
+        """)
+        before = ex.ladder()
+        events = ex.place(BUY, 1003, 10, tif=FOK)
+        assert rejected(events) == ["FOK_NOT_FILLABLE"]
+        assert trades(events) == [] and levels(events) == []
+        assert ex.ladder() == before
+
+    def test_fok_counts_iceberg_reserve(self, ex):
+        """An iceberg's hidden reserve counts toward a FOK at its price."""
+        ex.place(SELL, 1002, 10, account=9, display_qty=2)
+        assert trades(ex.place(BUY, 1002, 10, tif=FOK)) == [(1002, 2)] * 5
+
+    def test_fok_blocked_by_own_resting_order(self, ex):
+        """A FOK that would meet its own ask before filling is rejected (cancel-newest)."""
+        ex.place(SELL, 1001, 2, account=1)
+        ex.place(SELL, 1002, 5, account=2)
+        assert rejected(ex.place(BUY, 1002, 3, account=1, tif=FOK)) == ["FOK_NOT_FILLABLE"]
+
+    def test_fok_skips_own_order_under_cancel_oldest(self, ex):
+        """With cancel-oldest the own ask is cancelled and the FOK fills from the next one."""
+        own = ex.accepted_id(ex.place(SELL, 1001, 2, account=1))
+        ex.place(SELL, 1002, 5, account=2)
+        events = ex.place(BUY, 1002, 3, account=1, tif=FOK,
+                          stp=SelfTradePrevention.CANCEL_OLDEST)
+        assert cancelled(events) == [(own, "SELF_TRADE", 2)]
+        assert trades(events) == [(1002, 3)]
+
+
+class TestMarketOrders:
+    """A market order takes liquidity inside the price band and never rests."""
+
+    def test_market_buy_fills_and_cancels_remainder(self, ex):
+        """A market buy for 6 against 4 offered fills 4; the rest is cancelled."""
+        ex.load("""
+            bid  price  ask
+                  1005    4
+        """)
+        events = ex.place(BUY, None, 6)
+        assert trades(events) == [(1005, 4)]
+        assert cancelled(events) == [(ex.accepted_id(events), "IOC_REMAINDER", 2)]
+
+    def test_market_order_stops_at_band_edge(self, ex):
+        """Asks at 1100 (band edge) fill, an ask at 1150 is beyond the band and stays."""
+        ex.load("""
+            bid  price  ask
+                  1100    1
+        """)
+        ex.ex.process(SetReferencePrice(ts_ns=ex.tick(), symbol=SYMBOL, price=1100))
+        ex.place(SELL, 1150, 1, account=9)   # inside the new band 990..1210
+        ex.ex.process(SetReferencePrice(ts_ns=ex.tick(), symbol=SYMBOL, price=1000))
+        events = ex.place(BUY, None, 5)
+        assert trades(events) == [(1100, 1)]
+        assert ex.ex.markets[SYMBOL].book.best_ask() == 1150
+
+    def test_market_order_on_empty_side_is_rejected(self, ex):
+        """A market sell with no bids is rejected with no_liquidity."""
+        assert rejected(ex.place(SELL, None, 1)) == ["NO_LIQUIDITY"]
+
+    def test_market_order_with_price_is_rejected(self, ex):
+        """A market order that names a price is invalid."""
+        events = ex.place(BUY, 1000, 1, order_type=OrderType.MARKET)
+        assert rejected(events) == ["INVALID_PARAMS"]
+        assert events[0].field == "price"
+
+
+class TestPostOnly:
+    """A post-only order adds liquidity or is rejected."""
+
+    def test_post_only_that_would_take_is_rejected(self, ex):
+        """A post-only bid at the best ask is rejected and nothing trades."""
+        ex.load("""
+            bid  price  ask
+                  1002    4
+        """)
+        assert rejected(ex.place(BUY, 1002, 1, post_only=True)) == ["POST_ONLY_WOULD_TAKE"]
+
+    def test_post_only_below_the_ask_rests(self, ex):
+        """A post-only bid below the best ask rests."""
+        ex.load("""
+            bid  price  ask
+                  1002    4
+        """)
+        ex.place(BUY, 1001, 2, post_only=True)
+        assert ex.ladder() == table("""
+            bid  price  ask
+                  1002    4
+              2   1001
+        """)
+
+    def test_post_only_with_ioc_is_invalid(self, ex):
+        """post_only with an immediate time in force is a contradiction."""
+        assert rejected(ex.place(BUY, 1001, 2, post_only=True, tif=IOC)) == ["INVALID_PARAMS"]
+
+
+class TestGoodTillDate:
+    """A GTD order rests until its expire_at and then expires."""
+
+    def test_gtd_expires_on_timer(self, ex):
+        """A timer at expire_at expires the order and removes its level."""
+        expire = ex.ts + 60 * SEC
+        order_id = ex.accepted_id(ex.place(BUY, 1000, 3, tif=GTD, expire_at_ns=expire))
+        assert of(OrderExpired, ex.timer(expire - 1)) == []
+        events = ex.timer(expire)
+        assert [(e.order_id, e.qty) for e in of(OrderExpired, events)] == [(order_id, 3)]
+        assert levels(events) == [(1, 1000, 0, 0)]
+        assert ex.ex.order(order_id).status is OrderStatus.EXPIRED
+
+    def test_expired_order_does_not_trade_with_a_later_command(self, ex):
+        """A command stamped after expire_at sees the order gone before it matches."""
+        expire = ex.ts + 60 * SEC
+        ex.place(BUY, 1000, 3, tif=GTD, expire_at_ns=expire)
+        ex.ts = expire + 5
+        events = ex.place(SELL, 1000, 1, account=2)
+        assert of(OrderExpired, events) and trades(events) == []
+
+    def test_gtd_in_the_past_is_rejected(self, ex):
+        """An expire_at at or before the command's time is invalid."""
+        events = ex.place(BUY, 1000, 3, tif=GTD, expire_at_ns=T0)
+        assert rejected(events) == ["INVALID_PARAMS"] and events[0].field == "expire_at"
+
+    def test_expire_at_without_gtd_is_rejected(self, ex):
+        """expire_at with tif gtc is invalid rather than ignored."""
+        assert rejected(ex.place(BUY, 1000, 3, expire_at_ns=T0 + SEC)) == ["INVALID_PARAMS"]
+
+
+class TestStops:
+    """Stop orders wait for the last trade price to reach stop_price, then work."""
+
+    def trade_at(self, ex, price):
+        ex.place(SELL, price, 1, account=7)
+        ex.place(BUY, price, 1, account=8)
+
+    def test_buy_stop_market_triggers_when_last_reaches_stop(self, ex):
+        """A buy stop at 1005 waits at last 1000 and fires when a trade prints at 1005."""
+        self.trade_at(ex, 1000)
+        stop = ex.accepted_id(ex.place(BUY, None, 2, order_type=OrderType.STOP_MARKET,
+                                       stop_price=1005))
+        assert ex.ex.order(stop).status is OrderStatus.UNTRIGGERED
+        ex.place(SELL, 1007, 5, account=9)
+        ex.place(SELL, 1005, 1, account=7)
+        events = ex.place(BUY, 1005, 1, account=8)       # prints 1005
+        assert [e.order_id for e in of(OrderTriggered, events)] == [stop]
+        assert trades(events) == [(1005, 1), (1007, 2)]
+        assert ex.ex.order(stop).status is OrderStatus.FILLED
+
+    def test_sell_stop_limit_rests_after_trigger(self, ex):
+        """A sell stop-limit at stop 995, limit 994 rests at 994 once 995 trades."""
+        self.trade_at(ex, 1000)
+        stop = ex.accepted_id(ex.place(SELL, 994, 3, order_type=OrderType.STOP_LIMIT,
+                                       stop_price=995))
+        self.trade_at(ex, 995)
+        assert ex.ex.order(stop).status is OrderStatus.OPEN
+        assert ex.ladder() == table("""
+            bid  price  ask
+                   994    3
+        """)
+
+    def test_stop_already_reached_is_rejected(self, ex):
+        """A buy stop at or below the last trade would fire at once: rejected."""
+        self.trade_at(ex, 1000)
+        events = ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET, stop_price=1000)
+        assert rejected(events) == ["STOP_WOULD_TRIGGER"]
+
+    def test_stops_cascade_in_order_id_order(self, ex):
+        """One trade fires a stop whose own trade fires the next one."""
+        self.trade_at(ex, 1000)
+        first = ex.accepted_id(ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET,
+                                        stop_price=1002, account=3))
+        second = ex.accepted_id(ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET,
+                                         stop_price=1004, account=4))
+        ex.place(SELL, 1006, 1, account=9)
+        ex.place(SELL, 1004, 1, account=9)
+        ex.place(SELL, 1002, 1, account=7)
+        events = ex.place(BUY, 1002, 1, account=8)
+        assert [e.order_id for e in of(OrderTriggered, events)] == [first, second]
+        assert trades(events) == [(1002, 1), (1004, 1), (1006, 1)]
+
+    def test_cancel_untriggered_stop(self, ex):
+        """An untriggered stop can be cancelled and then never fires."""
+        self.trade_at(ex, 1000)
+        stop = ex.accepted_id(ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET,
+                                       stop_price=1002))
+        assert cancelled(ex.cancel(stop)) == [(stop, "USER", 1)]
+        self.trade_at(ex, 1003)
+        assert of(OrderTriggered, ex.events) == []
+
+    def test_stop_without_stop_price_is_rejected(self, ex):
+        """A stop order needs stop_price."""
+        events = ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET)
+        assert rejected(events) == ["INVALID_PARAMS"] and events[0].field == "stop_price"
+
+
+class TestIceberg:
+    """An iceberg shows display_qty; each new tranche joins the back of its level."""
+
+    def test_iceberg_shows_only_its_display_qty(self, ex):
+        """An ask of 10 showing 3 appears as 3 on the ladder."""
+        ex.place(SELL, 1002, 10, account=9, display_qty=3)
+        assert ex.ladder() == table("""
+            bid  price  ask
+                  1002    3
+        """)
+
+    def test_replenished_tranche_loses_priority(self, ex):
+        """After its tranche is taken, the iceberg queues behind an order that came later."""
+        iceberg = ex.accepted_id(ex.place(SELL, 1002, 10, account=9, display_qty=3))
+        later = ex.accepted_id(ex.place(SELL, 1002, 2, account=8))
+        events = ex.place(BUY, 1002, 4)
+        assert [(t.maker_order_id, t.qty) for t in of(Trade, events)] == \
+            [(iceberg, 3), (later, 1)]
+        assert [o[0] for o in ex.ex.markets[SYMBOL].book.orders(-1)] == [later, iceberg]
+        assert ex.ladder() == table("""
+            bid  price  ask
+                  1002    4
+        """)
+
+    def test_iceberg_display_not_below_qty_is_rejected(self, ex):
+        """display_qty must be smaller than qty."""
+        assert rejected(ex.place(SELL, 1002, 3, display_qty=3)) == ["INVALID_QUANTITY"]
+
+
+class TestSelfTradePrevention:
+    """The taker's mode decides what happens when it meets its own resting order."""
+
+    def setup_own_ask(self, ex):
+        return ex.accepted_id(ex.place(SELL, 1002, 5, account=1))
+
+    def test_cancel_newest_cancels_the_taker(self, ex):
+        """The incoming buy is cancelled; the resting ask stays."""
+        own = self.setup_own_ask(ex)
+        events = ex.place(BUY, 1002, 3, account=1)
+        assert cancelled(events) == [(ex.accepted_id(events), "SELF_TRADE", 3)]
+        assert ex.ex.order(own).leaves_qty == 5 and trades(events) == []
+
+    def test_cancel_oldest_cancels_resting_and_taker_rests(self, ex):
+        """The resting ask is cancelled and the buy rests in its place."""
+        own = self.setup_own_ask(ex)
+        events = ex.place(BUY, 1002, 3, account=1, stp=SelfTradePrevention.CANCEL_OLDEST)
+        assert cancelled(events) == [(own, "SELF_TRADE", 5)]
+        assert ex.ladder() == table("""
+            bid  price  ask
+              3   1002
+        """)
+
+    def test_cancel_both(self, ex):
+        """Both the resting ask and the buy are cancelled."""
+        own = self.setup_own_ask(ex)
+        events = ex.place(BUY, 1002, 3, account=1, stp=SelfTradePrevention.CANCEL_BOTH)
+        assert cancelled(events) == [(own, "SELF_TRADE", 5),
+                                     (ex.accepted_id(events), "SELF_TRADE", 3)]
+        assert ex.ladder() == "bid  price  ask"
+
+    def test_decrement_reduces_larger_and_cancels_smaller(self, ex):
+        """Buy 3 against own ask 5: the buy is cancelled, the ask reduced to 2, no trade."""
+        own = self.setup_own_ask(ex)
+        events = ex.place(BUY, 1002, 3, account=1, stp=SelfTradePrevention.DECREMENT)
+        taker = ex.accepted_id(events)
+        assert trades(events) == []
+        assert [(e.order_id, e.qty, e.leaves) for e in of(OrderReduced, events)] == [(own, 3, 2)]
+        assert cancelled(events) == [(taker, "SELF_TRADE", 3)]
+        assert ex.ladder() == table("""
+            bid  price  ask
+                  1002    2
+        """)
+
+    def test_decrement_then_trade_with_others(self, ex):
+        """Buy 8 meets own ask 5 (cancelled, buy reduced to 3), then trades 3 with another."""
+        own = self.setup_own_ask(ex)
+        ex.place(SELL, 1002, 4, account=2)
+        events = ex.place(BUY, 1002, 8, account=1, stp=SelfTradePrevention.DECREMENT)
+        taker = ex.accepted_id(events)
+        assert cancelled(events) == [(own, "SELF_TRADE", 5)]
+        assert [(e.order_id, e.leaves) for e in of(OrderReduced, events)] == [(taker, 3)]
+        assert trades(events) == [(1002, 3)]
+        assert ex.ex.order(taker).status is OrderStatus.FILLED
+
+    def test_other_accounts_trade_normally(self, ex):
+        """Self-trade prevention only concerns one account's own orders."""
+        ex.place(SELL, 1002, 5, account=1)
+        assert trades(ex.place(BUY, 1002, 3, account=2)) == [(1002, 3)]
+
+
+class TestPriceBand:
+    """Limit prices must lie within the band around the last trade, else the reference."""
+
+    def test_price_outside_band_is_rejected(self, ex):
+        """1101 is above 1000 + 10%; 1100 is on the edge and accepted."""
+        assert rejected(ex.place(BUY, 1101, 1)) == ["PRICE_OUT_OF_BAND"]
+        assert rejected(ex.place(BUY, 1100, 1)) == []
+        assert rejected(ex.place(SELL, 899, 1, account=2)) == ["PRICE_OUT_OF_BAND"]
+
+    def test_band_follows_the_last_trade(self, ex):
+        """After a trade at 1100 the band is 990..1210."""
+        ex.place(SELL, 1100, 1, account=2)
+        ex.place(BUY, 1100, 1)
+        assert rejected(ex.place(SELL, 1210, 1, account=2)) == []
+        assert rejected(ex.place(SELL, 1211, 1, account=2)) == ["PRICE_OUT_OF_BAND"]
+
+
+class TestInstrumentStatus:
+    """pre_open and halted take cancels only; closed cancels everything and takes nothing."""
+
+    def set(self, ex, status):
+        return ex.send(SetInstrumentStatus(ts_ns=ex.tick(), symbol=SYMBOL, status=status))
+
+    def test_halted_refuses_orders_but_allows_cancels(self, ex):
+        """During a halt a new order is refused and a resting one can be cancelled."""
+        order_id = ex.accepted_id(ex.place(BUY, 1000, 1))
+        assert [e.status for e in of(InstrumentStatusChanged, self.set(ex, InstrumentStatus.HALTED))] \
+            == [InstrumentStatus.HALTED]
+        assert rejected(ex.place(BUY, 1000, 1)) == ["INSTRUMENT_NOT_TRADING"]
+        assert rejected(ex.replace(order_id, price=999)) == ["INSTRUMENT_NOT_TRADING"]
+        assert cancelled(ex.cancel(order_id)) == [(order_id, "USER", 1)]
+        self.set(ex, InstrumentStatus.OPEN)
+        assert rejected(ex.place(BUY, 1000, 1)) == []
+
+    def test_pre_open_refuses_orders(self, ex):
+        """Before the open no order is taken."""
+        self.set(ex, InstrumentStatus.PRE_OPEN)
+        assert rejected(ex.place(BUY, 1000, 1)) == ["INSTRUMENT_NOT_TRADING"]
+
+    def test_close_cancels_resting_and_untriggered_orders(self, ex):
+        """Closing cancels every live order with reason instrument_closed, for good."""
+        resting = ex.accepted_id(ex.place(BUY, 1000, 1))
+        stop = ex.accepted_id(ex.place(SELL, None, 1, order_type=OrderType.STOP_MARKET,
+                                       stop_price=990, account=2))
+        events = self.set(ex, InstrumentStatus.CLOSED)
+        assert sorted(cancelled(events)) == [(resting, "INSTRUMENT_CLOSED", 1),
+                                             (stop, "INSTRUMENT_CLOSED", 1)]
+        assert rejected(self.set(ex, InstrumentStatus.OPEN)) == ["INSTRUMENT_NOT_TRADING"]
+
+    def test_last_trading_time_closes_the_instrument(self, ex):
+        """A timer at the last trading time closes the instrument and cancels its orders."""
+        resting = ex.accepted_id(ex.place(BUY, 1000, 1))
+        events = ex.timer(ex.ex.markets[SYMBOL].instrument.last_trading_ns)
+        assert cancelled(events) == [(resting, "INSTRUMENT_CLOSED", 1)]
+        assert ex.ex.markets[SYMBOL].status is InstrumentStatus.CLOSED
+        assert rejected(ex.place(BUY, 1000, 1)) == ["INSTRUMENT_NOT_TRADING"]
+
+
+class TestClientOrderId:
+    """Placing is idempotent per account by client_order_id (PROTOCOL.md, Orders)."""
+
+    def test_repeat_with_same_parameters_places_nothing(self, ex):
+        """The same order sent twice returns the first one as a duplicate."""
+        first = ex.accepted_id(ex.place(BUY, 1000, 2, client_order_id="abc-1"))
+        events = ex.place(BUY, 1000, 2, client_order_id="abc-1")
+        assert [(type(e), e.order_id) for e in events] == [(OrderDuplicate, first)]
+        assert len(ex.ex.markets[SYMBOL].book) == 1
+
+    def test_repeat_of_a_filled_order_is_still_a_duplicate(self, ex):
+        """A closed order keeps its client_order_id."""
+        ex.place(SELL, 1000, 2, account=2)
+        first = ex.accepted_id(ex.place(BUY, 1000, 2, client_order_id="abc-1"))
+        assert ex.ex.order(first).status is OrderStatus.FILLED
+        assert of(OrderDuplicate, ex.place(BUY, 1000, 2, client_order_id="abc-1"))
+
+    def test_repeat_with_other_parameters_is_rejected(self, ex):
+        """Same client_order_id, other price: duplicate_client_order_id, nothing placed."""
+        ex.place(BUY, 1000, 2, client_order_id="abc-1")
+        events = ex.place(BUY, 1001, 2, client_order_id="abc-1")
+        assert rejected(events) == ["DUPLICATE_CLIENT_ORDER_ID"]
+        assert len(ex.ex.markets[SYMBOL].book) == 1
+
+    def test_other_account_may_use_the_same_id(self, ex):
+        """client_order_id is per account."""
+        ex.place(BUY, 1000, 2, client_order_id="abc-1", account=1)
+        assert rejected(ex.place(BUY, 1000, 2, client_order_id="abc-1", account=2)) == []
+
+    def test_rejected_order_does_not_reserve_its_id(self, ex):
+        """A rejected order may be sent again, corrected, with the same client_order_id."""
+        ex.place(BUY, 2000, 2, client_order_id="abc-1")
+        assert rejected(ex.place(BUY, 1000, 2, client_order_id="abc-1")) == []
+
+    def test_cancel_by_client_order_id(self, ex):
+        """An order can be cancelled by its client_order_id."""
+        order_id = ex.accepted_id(ex.place(BUY, 1000, 2, client_order_id="abc-1"))
+        events = ex.cancel(None, client_order_id="abc-1")
+        assert cancelled(events) == [(order_id, "USER", 2)]
+
+
+class TestReplace:
+    """Lower qty at the same price keeps priority; a new price or more qty loses it."""
+
+    def test_reduce_keeps_priority(self, ex):
+        """The older bid reduced from 5 to 2 still fills first."""
+        older = ex.accepted_id(ex.place(BUY, 1000, 5, account=1))
+        ex.place(BUY, 1000, 5, account=2)
+        events = ex.replace(older, qty=2)
+        assert [e.kept_priority for e in of(OrderReplaced, events)] == [True]
+        fills = of(Trade, ex.place(SELL, 1000, 1, account=3))
+        assert fills[0].maker_order_id == older
+
+    def test_increase_loses_priority(self, ex):
+        """The older bid raised from 5 to 6 now fills after the newer one."""
+        older = ex.accepted_id(ex.place(BUY, 1000, 5, account=1))
+        newer = ex.accepted_id(ex.place(BUY, 1000, 5, account=2))
+        ex.replace(older, qty=6)
+        assert of(Trade, ex.place(SELL, 1000, 1, account=3))[0].maker_order_id == newer
+
+    def test_new_price_that_crosses_trades(self, ex):
+        """A bid moved up to the ask trades as a taker."""
+        ex.load("""
+            bid  price  ask
+                  1002    4
+        """)
+        bid = ex.accepted_id(ex.place(BUY, 1000, 3))
+        events = ex.replace(bid, price=1002)
+        assert trades(events) == [(1002, 3)]
+        assert ex.ex.order(bid).status is OrderStatus.FILLED
+
+    def test_qty_not_above_filled_is_rejected(self, ex):
+        """A partially filled order of 5 (3 filled) cannot be replaced down to 3."""
+        ex.place(SELL, 1000, 3, account=2)
+        bid = ex.accepted_id(ex.place(BUY, 1000, 5))
+        assert rejected(ex.replace(bid, qty=3)) == ["INVALID_QUANTITY"]
+        events = ex.replace(bid, qty=4)
+        assert [(e.qty, e.leaves) for e in of(OrderReplaced, events)] == [(4, 1)]
+
+    def test_another_accounts_order_is_unknown(self, ex):
+        """Replacing or cancelling another account's order reads as an unknown order."""
+        bid = ex.accepted_id(ex.place(BUY, 1000, 5, account=1))
+        assert rejected(ex.replace(bid, account=2, price=999)) == ["UNKNOWN_ORDER"]
+        assert rejected(ex.cancel(bid, account=2)) == ["UNKNOWN_ORDER"]
+        assert rejected(ex.cancel(10**9)) == ["UNKNOWN_ORDER"]
+
+    def test_closed_order_cannot_be_replaced_or_cancelled(self, ex):
+        """A filled order is closed: order_closed, not unknown."""
+        ex.place(SELL, 1000, 1, account=2)
+        bid = ex.accepted_id(ex.place(BUY, 1000, 1))
+        assert rejected(ex.replace(bid, price=999)) == ["ORDER_CLOSED"]
+        assert rejected(ex.cancel(bid)) == ["ORDER_CLOSED"]
+
+    def test_replace_out_of_band_changes_nothing(self, ex):
+        """A replace to a price outside the band is rejected and the order is unchanged."""
+        bid = ex.accepted_id(ex.place(BUY, 1000, 5))
+        assert rejected(ex.replace(bid, price=1200)) == ["PRICE_OUT_OF_BAND"]
+        assert (ex.ex.order(bid).price, ex.ex.order(bid).qty) == (1000, 5)
+
+
+class TestCancelAll:
+    """cancel_all cancels the account's live orders, of one symbol or all."""
+
+    def test_cancel_all_by_symbol_leaves_other_symbols(self, book_factory):
+        """Only the named symbol's orders go; other accounts are untouched."""
+        other = "H100-2027-04"
+        h = Harness(book_factory, [instrument(), instrument(symbol=other)])
+        a = h.accepted_id(h.place(BUY, 1000, 1))
+        b = h.accepted_id(h.place(BUY, 1000, 1, symbol=other))
+        h.place(BUY, 1000, 1, account=2)
+        events = h.send(CancelAll(ts_ns=h.tick(), account_id=1, symbol=SYMBOL))
+        assert cancelled(events) == [(a, "USER", 1)]
+        events = h.send(CancelAll(ts_ns=h.tick(), account_id=1))
+        assert cancelled(events) == [(b, "USER", 1)]
+        assert len(h.ex.open_orders(2)) == 1
+
+
+class TestValidation:
+    """A bad command is rejected with a reason and a field, and changes nothing."""
+
+    @pytest.mark.parametrize("kw, reason, field", [
+        (dict(symbol="H100-2099-01"), "UNKNOWN_INSTRUMENT", "symbol"),
+        (dict(qty=10_001), "INVALID_QUANTITY", "qty"),
+        (dict(order_type=OrderType.LIMIT, price=None), "INVALID_PARAMS", "price"),
+        (dict(stop_price=990), "INVALID_PARAMS", "stop_price"),
+        (dict(display_qty=1, tif=IOC), "INVALID_PARAMS", "display_qty"),
+    ])
+    def test_bad_place_is_rejected_with_field(self, ex, kw, reason, field):
+        """Each malformed order names what is wrong."""
+        args = dict(side=BUY, price=1000, qty=2)
+        args.update(kw)
+        events = ex.place(**args)
+        assert rejected(events) == [reason]
+        assert events[0].field == field
+        assert len(events) == 1 and ex.ex.orders == {}
+
+    def test_schema_refuses_zero_qty_and_unknown_fields(self):
+        """msgspec validation catches what the types can say: qty >= 1, no stray fields."""
+        decode = msgspec.json.Decoder(PlaceOrder).decode
+        with pytest.raises(msgspec.ValidationError, match="qty"):
+            decode(b'{"type":"place_order","ts_ns":1,"account_id":1,"symbol":"X",'
+                   b'"side":1,"qty":0}')
+        with pytest.raises(msgspec.ValidationError, match="post_onyl"):
+            decode(b'{"type":"place_order","ts_ns":1,"account_id":1,"symbol":"X",'
+                   b'"side":1,"qty":1,"post_onyl":true}')
+
+
+class TestBookEvents:
+    """Every level change is published once per command with a gap-free book_seq."""
+
+    def test_book_seq_has_no_gaps_and_levels_are_final(self, ex):
+        """A sweep reports each touched level once with its final state."""
+        ex.load("""
+            bid  price  ask
+                  1003    5
+                  1002    4
+              7   1000
+        """)
+        events = ex.place(BUY, 1003, 6)
+        changes = of(BookLevelChanged, events)
+        assert [(c.side, c.price, c.qty, c.orders) for c in changes] == \
+            [(-1, 1002, 0, 0), (-1, 1003, 3, 1)]
+        assert [c.book_seq for c in changes] == [4, 5]
+
+    def test_accepted_event_precedes_trades(self, ex):
+        """The taker's acceptance comes before its trades."""
+        ex.place(SELL, 1000, 1, account=2)
+        events = ex.place(BUY, 1000, 1)
+        assert [type(e) for e in events][:2] == [OrderAccepted, Trade]
+
+
+def test_same_commands_give_byte_identical_events(book_factory):
+    """Two fresh exchanges fed one command list encode equal events and equal state."""
+    def run():
+        h = Harness(book_factory)
+        out = []
+        for i in range(200):
+            side = BUY if i % 3 else SELL
+            out += h.place(side, 995 + (i * 7) % 11, 1 + i % 4, account=i % 5,
+                           tif=IOC if i % 10 == 0 else 0)
+        return msgspec.msgpack.encode(out), h.ex.state_hash()
+    assert run() == run()
+
+
+def test_compiled_book_refuses_bad_direct_calls():
+    """The book's own checks: bad side, crossing add, duplicate id, bad reduce."""
+    book = OrderBook()
+    book.add(1, 1, -1, 1000, 5)
+    with pytest.raises(ValueError):
+        book.add(2, 1, 0, 1000, 5)
+    with pytest.raises(ValueError):
+        book.add(2, 1, 1, 1000, 5)            # would cross
+    with pytest.raises(ValueError):
+        book.add(1, 1, -1, 1001, 5)           # id already resting
+    with pytest.raises(ValueError):
+        book.reduce(1, 5)
+    with pytest.raises(KeyError):
+        book.reduce(99, 1)
+    assert book.cancel(99) == 0
+    with pytest.raises(ValueError):
+        book.add(3, 1, -1, 1000 + (1 << 21), 5)   # too far from the rest of the book
