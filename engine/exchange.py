@@ -367,6 +367,7 @@ class Exchange:
                     else:
                         maker.status = OrderStatus.PARTIALLY_FILLED
                 elif kind == STP_CANCEL_MAKER:
+                    maker.leaves_qty = 0
                     self._close(maker, OrderStatus.CANCELLED, ts)
                     events.append(OrderCancelled(maker_id, maker_account, market.symbol,
                                                  CancelReason.SELF_TRADE, qty, ts))
