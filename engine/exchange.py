@@ -46,7 +46,8 @@ class Order(msgspec.Struct, gc=False):
     """The engine's record of one order, live or closed.
 
     Quantities in lots: ``qty`` = ``filled_qty`` + ``leaves_qty`` + what was
-    cancelled, expired or taken off by self-trade prevention.
+    cancelled or expired. A replace sets ``qty`` (leaves = qty - filled); a
+    self-trade decrement lowers it (OrderReduced).
     """
     order_id: int
     account_id: int
@@ -374,8 +375,11 @@ class Exchange:
                 elif kind == STP_DECREMENT:
                     order.leaves_qty -= qty
                     maker.leaves_qty = maker_leaves
+                    # Rulebook: decrement lowers the order quantity of the side that
+                    # survives; a side brought to zero is cancelled.
                     for o, leaves in ((maker, maker_leaves), (order, order.leaves_qty)):
                         if leaves:
+                            o.qty -= qty
                             events.append(OrderReduced(o.order_id, o.account_id, market.symbol,
                                                        qty, leaves, ts))
                         else:

@@ -277,7 +277,7 @@ class OrderCancelled(Event):
 
 
 class OrderReduced(Event):
-    """Self-trade prevention (decrement) took ``qty`` lots off a resting order."""
+    """Self-trade prevention (decrement) lowered the order's quantity by ``qty`` lots."""
     order_id: int
     account_id: int
     symbol: str

@@ -19,7 +19,7 @@ from engine.book import OrderBook
 from engine.exchange import LIVE, Exchange
 from engine.messages import (
     BookLevelChanged, CancelAll, CancelOrder, InstrumentStatus, OrderCancelled, OrderExpired,
-    OrderReduced, OrderStatus, OrderType, PlaceOrder, ReplaceOrder, SelfTradePrevention,
+    OrderStatus, OrderType, PlaceOrder, ReplaceOrder, SelfTradePrevention,
     SetInstrumentStatus, Side, TimeInForce, Timer, Trade,
 )
 from oracle import ReferenceBook
@@ -52,7 +52,7 @@ class BooksAgree(RuleBasedStateMachine):
         assert fast == slow, (cmd, fast, slow)
         for e in fast:
             kind = type(e)
-            if kind is OrderCancelled or kind is OrderExpired or kind is OrderReduced:
+            if kind is OrderCancelled or kind is OrderExpired:
                 self.removed[e.order_id] += e.qty
             elif kind is Trade:
                 self.traded[e.maker_order_id] += e.qty
@@ -128,7 +128,7 @@ class BooksAgree(RuleBasedStateMachine):
 
     @invariant()
     def quantity_is_conserved(self):
-        """placed = filled + cancelled (incl. expired, self-trade) + resting, for every order."""
+        """qty = filled + cancelled (incl. expired, self-trade) + resting, for every order."""
         for order in self.fast.orders.values():
             assert order.qty == order.filled_qty + order.leaves_qty + self.removed[order.order_id]
             assert order.filled_qty == self.traded[order.order_id]
