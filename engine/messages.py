@@ -128,7 +128,8 @@ class RejectReason(enum.IntEnum):
     NO_LIQUIDITY = 304
     UNKNOWN_ORDER = 305
     DUPLICATE_CLIENT_ORDER_ID = 306
-    SELF_TRADE_PREVENTED = 307
+    # 307 is kept free: self-trade prevention cancels (OrderCancelled, reason
+    # self_trade) rather than rejects, since fills may come before it.
     STOP_WOULD_TRIGGER = 308
     ORDER_CLOSED = 309
 

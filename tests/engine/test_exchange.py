@@ -9,13 +9,15 @@ from conftest import (
     rejected, table, trades,
 )
 from engine.book import OrderBook
+from engine.exchange import Exchange
 from engine.messages import (
     BookLevelChanged, CancelAll, InstrumentStatus, InstrumentStatusChanged, OrderAccepted,
     OrderDuplicate, OrderExpired, OrderReduced, OrderReplaced, OrderStatus, OrderTriggered,
-    OrderType, PlaceOrder, SelfTradePrevention, SetInstrumentStatus, SetReferencePrice, Trade,
+    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, SetInstrumentStatus, SetReferencePrice, Trade,
 )
 
 SEC = 10**9
+DAY = 86_400 * SEC
 
 
 class TestPriceTimePriority:
@@ -668,3 +670,70 @@ def test_compiled_book_refuses_bad_direct_calls():
     assert book.cancel(99) == 0
     with pytest.raises(ValueError):
         book.add(3, 1, -1, 1000 + (1 << 21), 5)   # too far from the rest of the book
+
+
+class TestRiskGate:
+    """The risk side is asked before the book and told every command's events after."""
+
+    class Gate:
+        def __init__(self):
+            self.asked = []
+            self.applied = []
+
+        def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
+            self.asked.append((account_id, side, price, qty, reduce_only, replaces))
+            if qty > 5:
+                return (RejectReason.INSUFFICIENT_MARGIN, "initial margin above equity")
+            return None
+
+        def apply(self, events):
+            self.applied.append(list(events))
+
+    def test_refused_order_never_reaches_the_book(self):
+        """An order the gate refuses is rejected with the gate's reason and rests nowhere."""
+        gate = self.Gate()
+        ex = Exchange([instrument()], risk=gate, check_invariants=True)
+        events = ex.process(PlaceOrder(ts_ns=T0, account_id=1, symbol=SYMBOL, side=BUY,
+                                       qty=6, price=1000, reduce_only=True))
+        assert rejected(events) == ["INSUFFICIENT_MARGIN"]
+        assert gate.asked == [(1, BUY, 1000, 6, True, None)]
+        assert len(ex.markets[SYMBOL].book) == 0
+        assert gate.applied == [events]
+
+    def test_market_order_is_checked_at_its_band_limit_and_replace_names_the_order(self):
+        """A market buy is checked at the band's top; a replace passes the order it changes."""
+        gate = self.Gate()
+        ex = Exchange([instrument()], risk=gate)
+        ex.process(PlaceOrder(ts_ns=T0, account_id=2, symbol=SYMBOL, side=SELL, qty=1, price=1000))
+        ex.process(PlaceOrder(ts_ns=T0 + 1, account_id=1, symbol=SYMBOL, side=BUY, qty=1,
+                              order_type=OrderType.MARKET))
+        assert gate.asked[-1] == (1, BUY, 1100, 1, False, None)
+        events = ex.process(PlaceOrder(ts_ns=T0 + 2, account_id=1, symbol=SYMBOL, side=BUY,
+                                       qty=2, price=990))
+        order_id = events[0].order_id
+        events = ex.process(ReplaceOrder(ts_ns=T0 + 3, account_id=1, order_id=order_id, qty=9))
+        assert rejected(events) == ["INSUFFICIENT_MARGIN"]
+        assert gate.asked[-1] == (1, BUY, 990, 9, False, order_id)
+        assert ex.order(order_id).qty == 2
+
+
+class TestRetention:
+    """Closed orders stay retrievable for seven days, then are forgotten."""
+
+    def test_closed_order_kept_seven_days_then_forgotten(self, ex):
+        """A cancelled order is found after 6 days; after 7 its client_order_id is free again."""
+        order_id = ex.accepted_id(ex.place(BUY, 1000, 1, client_order_id="keep"))
+        ex.cancel(order_id)
+        closed_at = ex.ts
+        ex.timer(closed_at + 6 * DAY)
+        assert ex.ex.order_by_client_id(1, "keep").order_id == order_id
+        ex.timer(closed_at + 7 * DAY)
+        assert ex.ex.order(order_id) is None
+        assert ex.ex.order_by_client_id(1, "keep") is None
+        assert rejected(ex.place(BUY, 1000, 1, client_order_id="keep")) == []
+
+    def test_live_order_is_never_forgotten(self, ex):
+        """A resting GTC order outlives the retention window."""
+        order_id = ex.accepted_id(ex.place(BUY, 1000, 1))
+        ex.timer(ex.ts + 30 * DAY)
+        assert ex.ex.order(order_id).status is OrderStatus.OPEN
