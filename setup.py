@@ -12,8 +12,9 @@ TRACE = os.environ.get("GPUX_CYTHON_TRACE") == "1"
 macros = [("CYTHON_TRACE_NOGIL", "1")] if TRACE else []
 
 extensions = [
-    Extension("engine.book", ["engine/book.pyx"], define_macros=macros,
-              extra_compile_args=["-O3"]),
+    Extension(f"engine.{name}", [f"engine/{name}.pyx"], define_macros=macros,
+              extra_compile_args=["-O3"])
+    for name in ("book", "exchange")
 ]
 
 setup(

@@ -40,7 +40,10 @@ import random
 from typing import NamedTuple
 
 from engine.contracts import Instrument, date_to_ns
-from engine.messages import CancelOrder, PlaceOrder, ReplaceOrder, Side, TimeInForce
+from engine.messages import (
+    CancelOrder, CancelReason, OrderCancelled, OrderRejected, PlaceOrder, ReplaceOrder, Side,
+    TimeInForce, Trade,
+)
 
 LIMIT, IOC, CANCEL, REPLACE = 0, 1, 2, 3
 OP_NAMES = ("limit", "ioc", "cancel", "replace")
@@ -75,8 +78,8 @@ MIXES = {
 class Summary(NamedTuple):
     """What a replay did; equal for every correct implementation of the same stream.
 
-    The Exchange driver cannot see notional or stp_stops cheaply and leaves them None;
-    compare with ``core()``.
+    ``exchange_summary`` reads only what an Exchange's public state shows and
+    leaves the rest None; compare it with ``core()``.
     """
     fills: int
     filled_qty: int
@@ -86,7 +89,7 @@ class Summary(NamedTuple):
     last_price: int | None
 
     def core(self) -> tuple:
-        return self.fills, self.filled_qty, self.resting, self.last_price
+        return self.filled_qty, self.resting, self.last_price
 
 
 class Stream(NamedTuple):
@@ -392,7 +395,29 @@ def replay_exchange(exchange, commands: tuple) -> None:
 
 
 def exchange_summary(exchange) -> Summary:
-    """Read the summary of a replay from the Exchange's state (fills from trade ids)."""
+    """Read a replay's filled qty, resting orders and last price from the Exchange's state."""
     market = exchange.markets[SYMBOL]
-    return Summary(exchange._next_trade_id - 1, market.volume, None, None,
-                   len(market.book), market.last_price)
+    return Summary(None, market.volume, None, None, len(market.book), market.last_price)
+
+
+def replay_exchange_events(exchange, commands: tuple) -> Summary:
+    """Feed commands to an Exchange and summarise its events (untimed: the check run).
+
+    Raises:
+        AssertionError: a command was rejected (the stream should never be).
+    """
+    process = exchange.process
+    fills = filled = notional = stops = 0
+    for cmd in commands:
+        for e in process(cmd):
+            kind = type(e)
+            if kind is Trade:
+                fills += 1
+                filled += e.qty
+                notional += e.price * e.qty
+            elif kind is OrderCancelled and e.reason == CancelReason.SELF_TRADE:
+                stops += 1
+            elif kind is OrderRejected:
+                raise AssertionError(f"{cmd} was rejected: {e}")
+    market = exchange.markets[SYMBOL]
+    return Summary(fills, filled, notional, stops, len(market.book), market.last_price)

@@ -1,3 +1,4 @@
+# engine/exchange.pyx: order types, states and lifecycle around one book per instrument.
 """The matching engine: order types, states and lifecycle around one book per instrument.
 
 ``Exchange.process`` takes one command and returns the events it caused. It
@@ -11,111 +12,122 @@ client_order_id idempotence, the risk gate) and what happens around it (stops,
 GTD expiry, IOC remainders, replaces, closing at the last trading time).
 A command is validated fully before anything changes, so it either runs or
 changes nothing.
-"""
-from __future__ import annotations
 
+It is compiled so that the order path works on C fields of ``Order`` and
+``Market``; the events it returns are the msgspec Structs of engine.messages,
+built once, positionally.
+"""
 import hashlib
 import heapq
 from collections import deque
-from typing import Callable, Iterable
 
 import msgspec
 from sortedcontainers import SortedList
 
 from engine.book import OrderBook
-from engine.contracts import Instrument
 from engine.messages import (
     BookLevelChanged, CancelAll, CancelOrder, CancelReason, InstrumentStatus,
     InstrumentStatusChanged, MatchRecord, OrderAccepted, OrderCancelled, OrderDuplicate,
     OrderExpired, OrderReduced, OrderRejected, OrderReplaced, OrderStatus, OrderTriggered,
-    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention,
-    SetInstrumentStatus, SetReferencePrice, Side, TimeInForce, Timer, Trade,
+    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus,
+    SetReferencePrice, Side, TimeInForce, Timer, Trade,
 )
-from engine.risk import PermissiveRisk, RiskGate
+from engine.risk import PermissiveRisk
+
+from libc.stdint cimport INT64_MAX, int64_t
 
 #: Closed orders stay retrievable (by id and client_order_id) at least this long.
 RETENTION_NS = 7 * 24 * 3600 * 10**9
+cdef int64_t RETENTION = RETENTION_NS
 
-FILL = MatchRecord.FILL
-STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
-STP_DECREMENT = MatchRecord.STP_DECREMENT
+# Enum members as module constants: the order path compares them with `is`.
+cdef object BUY = Side.BUY, SELL = Side.SELL
+cdef dict SIDES = {1: Side.BUY, -1: Side.SELL}
+cdef object LIMIT = OrderType.LIMIT, MARKET = OrderType.MARKET
+cdef object STOP_LIMIT = OrderType.STOP_LIMIT, STOP_MARKET = OrderType.STOP_MARKET
+cdef object GTC = TimeInForce.GTC, GTD = TimeInForce.GTD
+cdef object IOC = TimeInForce.IOC, FOK = TimeInForce.FOK
+cdef object UNTRIGGERED = OrderStatus.UNTRIGGERED, OPEN = OrderStatus.OPEN
+cdef object PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED, FILLED = OrderStatus.FILLED
+cdef object CANCELLED = OrderStatus.CANCELLED, EXPIRED = OrderStatus.EXPIRED
+cdef object IS_OPEN = InstrumentStatus.OPEN, IS_CLOSED = InstrumentStatus.CLOSED
+cdef object IS_SETTLED = InstrumentStatus.SETTLED
+cdef object C_SELF_TRADE = CancelReason.SELF_TRADE, C_IOC = CancelReason.IOC_REMAINDER
+cdef object C_CLOSED = CancelReason.INSTRUMENT_CLOSED, C_BAND = CancelReason.OUT_OF_BAND
+cdef int FILL = MatchRecord.FILL
+cdef int STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
+cdef int STP_DECREMENT = MatchRecord.STP_DECREMENT
+
+#: Statuses of an order that is still working (resting or waiting for its trigger).
 LIVE = (OrderStatus.UNTRIGGERED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
-class Order(msgspec.Struct, gc=False):
+cdef class Order:
     """The engine's record of one order, live or closed.
 
     Quantities in lots: ``qty`` = ``filled_qty`` + ``leaves_qty`` + what was
     cancelled or expired. A replace sets ``qty`` (leaves = qty - filled); a
-    self-trade decrement lowers it (OrderReduced).
+    self-trade decrement lowers it (OrderReduced). Read-only outside the engine.
     """
-    order_id: int
-    account_id: int
-    symbol: str
-    side: Side
-    order_type: OrderType
-    tif: TimeInForce
-    price: int | None
-    stop_price: int | None
-    qty: int
-    filled_qty: int
-    leaves_qty: int
-    status: OrderStatus
-    display_qty: int | None
-    post_only: bool
-    stp: SelfTradePrevention
-    expire_at_ns: int | None
-    client_order_id: str | None
-    request: PlaceOrder
-    closed_ns: int | None = None
+
+    def __repr__(self):
+        return (f"Order({self.order_id}, account={self.account_id}, {self.symbol}, "
+                f"{self.side.name} {self.order_type.name} {self.tif.name}, price={self.price}, "
+                f"stop={self.stop_price}, qty={self.qty}, filled={self.filled_qty}, "
+                f"leaves={self.leaves_qty}, {self.status.name})")
+
+    def as_tuple(self):
+        """Return every field, for hashing and comparing state."""
+        return (self.order_id, self.account_id, self.symbol, self.side, self.order_type,
+                self.tif, self.price, self.stop_price, self.qty, self.filled_qty,
+                self.leaves_qty, self.status, self.display_qty, self.post_only, self.stp,
+                self.expire_at_ns, self.client_order_id, self.request, self.closed_ns)
 
 
 class Rejected(Exception):
     """A command failed validation; becomes one OrderRejected event. Never leaves this module."""
 
-    def __init__(self, reason: RejectReason, detail: str, field: str | None = None):
+    def __init__(self, reason, detail, field=None):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.field = field
 
 
-class Market:
+cdef class Market:
     """One instrument's live state: its book, status, last trade, band and stops."""
 
-    def __init__(self, instrument: Instrument, book: OrderBook) -> None:
+    def __init__(self, instrument, book):
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.book = book
-        self.status = InstrumentStatus.OPEN
-        self.last_price: int | None = None
+        self.status = IS_OPEN
+        self.last_price = None
         self.reference_price = instrument.reference_price
         self.book_seq = 0
         self.volume = 0
+        self._band_bps = instrument.band_bps
         # Untriggered stops, earliest to trigger first: buys by rising stop
         # price, sells by falling stop price, then by order id.
         self.buy_stops = SortedList()
         self.sell_stops = SortedList()
         self._set_band()
 
-    def set_reference(self, price: int) -> None:
+    def set_reference(self, int64_t price):
+        """Take a new settlement price: the band's centre until the next trade."""
         self.reference_price = price
         self._set_band()
 
-    def set_last(self, price: int) -> None:
-        self.last_price = price
-        self._set_band()
-
-    def _set_band(self) -> None:
-        # Band around the last trade, else the settlement/reference price;
-        # the width rounds down, so the band never exceeds its stated fraction.
-        ref = self.last_price if self.last_price is not None else self.reference_price
-        width = ref * self.instrument.band_bps // 10_000
+    cdef void _set_band(self):
+        # Band around the last trade, else the settlement/reference price; the
+        # width rounds down, so the band never exceeds its stated fraction.
+        cdef int64_t ref = self.reference_price if self.last_price is None else self.last_price
+        cdef int64_t width = ref * self._band_bps // 10_000
         self.band_low = max(1, ref - width)
         self.band_high = ref + width
 
 
-class Exchange:
+cdef class Exchange:
     """The deterministic order path for a set of instruments.
 
     Args:
@@ -125,28 +137,28 @@ class Exchange:
         check_invariants: Books verify themselves after every mutation (tests).
     """
 
-    def __init__(self, instruments: Iterable[Instrument], risk: RiskGate | None = None, *,
-                 book_factory: Callable[..., OrderBook] = OrderBook,
-                 check_invariants: bool = False) -> None:
+    def __init__(self, instruments, risk=None, *, book_factory=OrderBook,
+                 bint check_invariants=False):
         self.risk = risk if risk is not None else PermissiveRisk()
-        self.markets: dict[str, Market] = {}
+        self.markets = {}
         for inst in instruments:
             if inst.symbol in self.markets:
                 raise ValueError(f"instrument {inst.symbol} listed twice")
             self.markets[inst.symbol] = Market(inst, book_factory(check_invariants=check_invariants))
-        self.orders: dict[int, Order] = {}
-        self._by_client: dict[tuple[int, str], int] = {}
-        self._live: dict[int, dict[int, Order]] = {}      # account -> live orders by id
-        self._expiries: list[tuple[int, int]] = []         # heap of (expire_at_ns, order_id)
+        self.orders = {}
+        self._by_client = {}
+        self._live = {}
+        self._expiries = []
         self._closings = sorted((m.instrument.last_trading_ns, s) for s, m in self.markets.items())
-        self._closed: deque[tuple[int, int]] = deque()     # (closed_ns, order_id), oldest first
+        self._closed = deque()
         self._next_order_id = 1
         self._next_trade_id = 1
-        self._dirty: list[Market] = []
+        self._dirty = []
+        self._reset_deadline()
 
     # -- The one entry point -------------------------------------------------
 
-    def process(self, cmd) -> list:
+    def process(self, cmd):
         """Apply one command and return the events it caused, in order.
 
         Args:
@@ -156,16 +168,18 @@ class Exchange:
             A new list owned by the caller. Book level changes come last, one per
             level touched, each with the next ``book_seq`` of its instrument.
         """
-        events: list = []
-        ts = cmd.ts_ns
-        self._advance(ts, events)
+        cdef list events = []
+        cdef int64_t ts = cmd.ts_ns
+        cdef Market market
+        if ts >= self._next_deadline:
+            self._advance(ts, events)
         kind = type(cmd)
         try:
             if kind is PlaceOrder:
                 self._place(cmd, events)
             elif kind is CancelOrder:
-                order = self._find(cmd.account_id, cmd.order_id, cmd.client_order_id)
-                self._cancel(order, cmd.reason, ts, events)
+                self._cancel(self._find(cmd.account_id, cmd.order_id, cmd.client_order_id),
+                             cmd.reason, ts, events)
             elif kind is ReplaceOrder:
                 self._replace(cmd, events)
             elif kind is CancelAll:
@@ -180,31 +194,37 @@ class Exchange:
             events.append(OrderRejected(
                 getattr(cmd, "account_id", 0), r.reason, r.detail, r.field,
                 getattr(cmd, "client_order_id", None), getattr(cmd, "order_id", None), ts))
-        for market in self._dirty:
-            self._publish_levels(market, ts, events)
-        self._dirty.clear()
+        if self._dirty:
+            for market in self._dirty:
+                self._publish_levels(market, ts, events)
+            self._dirty.clear()
         self.risk.apply(events)
         return events
 
     # -- Queries ---------------------------------------------------------------
 
-    def order(self, order_id: int) -> Order | None:
+    def order(self, order_id):
+        """Return the order with this id (live, or closed within retention), or None."""
         return self.orders.get(order_id)
 
-    def order_by_client_id(self, account_id: int, client_order_id: str) -> Order | None:
+    def order_by_client_id(self, account_id, client_order_id):
+        """Return the account's order with this client_order_id, or None."""
         order_id = self._by_client.get((account_id, client_order_id))
         return None if order_id is None else self.orders[order_id]
 
-    def open_orders(self, account_id: int, symbol: str | None = None) -> list[Order]:
+    def open_orders(self, account_id, symbol=None):
         """Return the account's live orders (resting or untriggered), oldest first."""
-        live = self._live.get(account_id, {}).values()
-        return [o for o in live if symbol is None or o.symbol == symbol]
+        live = self._live.get(account_id)
+        if live is None:
+            return []
+        return [o for o in live.values() if symbol is None or (<Order>o).symbol == symbol]
 
-    def state_hash(self) -> str:
+    def state_hash(self):
         """Return a digest of all state; equal for engines fed the same commands."""
+        cdef Market m
         state = [
             self._next_order_id, self._next_trade_id,
-            sorted(self.orders.items()),
+            [o.as_tuple() for _, o in sorted(self.orders.items())],
             [(s, m.status, m.last_price, m.reference_price, m.book_seq, m.volume,
               m.book.orders(1), m.book.orders(-1), list(m.buy_stops), list(m.sell_stops))
              for s, m in sorted(self.markets.items())],
@@ -213,220 +233,237 @@ class Exchange:
 
     # -- Place -----------------------------------------------------------------
 
-    def _place(self, cmd: PlaceOrder, events: list) -> None:
-        if cmd.client_order_id is not None:
-            existing = self.order_by_client_id(cmd.account_id, cmd.client_order_id)
-            if existing is not None:
+    cdef _place(self, object cmd, list events):
+        cdef Order existing, order
+        cdef int64_t ts = cmd.ts_ns
+        cdef int64_t account_id = cmd.account_id
+        client_order_id = cmd.client_order_id
+        if client_order_id is not None:
+            existing_id = self._by_client.get((account_id, client_order_id))
+            if existing_id is not None:
+                existing = self.orders[existing_id]
                 if msgspec.structs.replace(cmd, ts_ns=existing.request.ts_ns) != existing.request:
                     raise Rejected(RejectReason.DUPLICATE_CLIENT_ORDER_ID,
-                                   f"client_order_id {cmd.client_order_id!r} is order "
+                                   f"client_order_id {client_order_id!r} is order "
                                    f"{existing.order_id}, placed with other parameters",
                                    "client_order_id")
-                events.append(OrderDuplicate(existing.order_id, cmd.account_id,
-                                             cmd.client_order_id, cmd.ts_ns))
+                events.append(OrderDuplicate(existing.order_id, account_id, client_order_id, ts))
                 return
-        market = self._market(cmd.symbol)
-        self._require_open(market)
-        limit = self._validate_place(market, cmd)
-        reject = self.risk.check(cmd.account_id, cmd.symbol, cmd.side, limit, cmd.qty,
+        cdef Market market = self._market(cmd.symbol)
+        if market.status is not IS_OPEN:
+            raise _not_trading(market)
+        cdef int64_t limit = self._validate_place(market, cmd)
+        side = cmd.side
+        otype = cmd.order_type
+        tif = cmd.tif
+        cdef int64_t qty = cmd.qty
+        reject = self.risk.check(account_id, market.symbol, side, limit, qty,
                                  cmd.reduce_only, None)
         if reject is not None:
             raise Rejected(reject[0], reject[1])
         book = market.book
-        side = cmd.side
-        otype = cmd.order_type
-        stop = otype is OrderType.STOP_LIMIT or otype is OrderType.STOP_MARKET
+        cdef bint stop = otype is STOP_LIMIT or otype is STOP_MARKET
         if stop:
-            if market.last_price is not None and self._stop_hit(side, cmd.stop_price,
-                                                                market.last_price):
+            if market.last_price is not None and _stop_hit(side, cmd.stop_price,
+                                                           market.last_price):
                 raise Rejected(RejectReason.STOP_WOULD_TRIGGER,
                                f"stop_price {cmd.stop_price} is already reached by the "
                                f"last trade {market.last_price}", "stop_price")
         elif cmd.post_only and book.would_take(side, limit):
             raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                            "a post-only order may not take liquidity", "price")
-        elif cmd.tif is TimeInForce.FOK and not book.fillable(side, limit, cmd.qty,
-                                                              cmd.account_id, cmd.stp):
+        elif tif is FOK and not book.fillable(side, limit, qty, account_id, cmd.stp):
             raise Rejected(RejectReason.FOK_NOT_FILLABLE,
-                           f"{cmd.qty} lots cannot all fill at {limit} or better", "qty")
-        elif otype is OrderType.MARKET and not book.would_take(side, limit):
+                           f"{qty} lots cannot all fill at {limit} or better", "qty")
+        elif otype is MARKET and not book.would_take(side, limit):
             raise Rejected(RejectReason.NO_LIQUIDITY,
                            "no opposite order inside the price band", "type")
 
-        order = Order(self._next_order_id, cmd.account_id, cmd.symbol, side, otype, cmd.tif,
-                      cmd.price, cmd.stop_price, cmd.qty, 0, cmd.qty,
-                      OrderStatus.UNTRIGGERED if stop else OrderStatus.OPEN,
-                      cmd.display_qty, cmd.post_only, cmd.stp, cmd.expire_at_ns,
-                      cmd.client_order_id, cmd)
+        order = Order.__new__(Order)
+        order.order_id = self._next_order_id
         self._next_order_id += 1
+        order.account_id = account_id
+        order.symbol = market.symbol
+        order.side = side
+        order._side = 1 if side is BUY else -1
+        order.order_type = otype
+        order.tif = tif
+        order.price = cmd.price
+        order.stop_price = cmd.stop_price
+        order.qty = qty
+        order.filled_qty = 0
+        order.leaves_qty = qty
+        order.status = UNTRIGGERED if stop else OPEN
+        order._live = True
+        order.display_qty = cmd.display_qty
+        order.post_only = cmd.post_only
+        order.stp = cmd.stp
+        order.expire_at_ns = cmd.expire_at_ns
+        order.client_order_id = client_order_id
+        order.request = cmd
+        order.closed_ns = None
         self.orders[order.order_id] = order
-        if cmd.client_order_id is not None:
-            self._by_client[(cmd.account_id, cmd.client_order_id)] = order.order_id
-        live = self._live.get(cmd.account_id)
+        if client_order_id is not None:
+            self._by_client[(account_id, client_order_id)] = order.order_id
+        live = self._live.get(account_id)
         if live is None:
-            live = self._live[cmd.account_id] = {}
+            live = self._live[account_id] = {}
         live[order.order_id] = order
-        if cmd.expire_at_ns is not None:
-            heapq.heappush(self._expiries, (cmd.expire_at_ns, order.order_id))
-        events.append(OrderAccepted(order.order_id, cmd.account_id, cmd.symbol, side, otype,
-                                    cmd.tif, cmd.price, cmd.stop_price, cmd.qty,
-                                    cmd.client_order_id, cmd.ts_ns))
+        if order.expire_at_ns is not None:
+            heapq.heappush(self._expiries, (order.expire_at_ns, order.order_id))
+            if order.expire_at_ns < self._next_deadline:
+                self._next_deadline = order.expire_at_ns
+        events.append(OrderAccepted(order.order_id, account_id, market.symbol, side, otype, tif,
+                                    order.price, order.stop_price, qty, client_order_id, ts))
         if stop:
-            if side is Side.BUY:
-                market.buy_stops.add((cmd.stop_price, order.order_id))
+            if side is BUY:
+                market.buy_stops.add((order.stop_price, order.order_id))
             else:
-                market.sell_stops.add((-cmd.stop_price, order.order_id))
+                market.sell_stops.add((-order.stop_price, order.order_id))
             return
-        self._execute(market, order, limit, cmd.ts_ns, events)
+        self._execute(market, order, limit, ts, events)
 
-    def _validate_place(self, market: Market, cmd: PlaceOrder) -> int:
+    cdef object _validate_place(self, Market market, object cmd):
         """Check everything about a new order that needs no book; return its limit in ticks."""
         inst = market.instrument
         otype = cmd.order_type
         tif = cmd.tif
-        priced = otype is OrderType.LIMIT or otype is OrderType.STOP_LIMIT
-        stop = otype is OrderType.STOP_LIMIT or otype is OrderType.STOP_MARKET
-        if priced and cmd.price is None:
-            raise Rejected(RejectReason.INVALID_PARAMS, f"a {otype.name.lower()} order needs a price", "price")
-        if not priced and cmd.price is not None:
-            raise Rejected(RejectReason.INVALID_PARAMS, f"a {otype.name.lower()} order takes no price", "price")
+        price = cmd.price
+        cdef int64_t qty = cmd.qty
+        cdef bint priced = otype is LIMIT or otype is STOP_LIMIT
+        cdef bint stop = otype is STOP_LIMIT or otype is STOP_MARKET
+        if priced and price is None:
+            raise Rejected(RejectReason.INVALID_PARAMS,
+                           f"a {otype.name.lower()} order needs a price", "price")
+        if not priced and price is not None:
+            raise Rejected(RejectReason.INVALID_PARAMS,
+                           f"a {otype.name.lower()} order takes no price", "price")
         if stop and cmd.stop_price is None:
-            raise Rejected(RejectReason.INVALID_PARAMS, "a stop order needs a stop_price", "stop_price")
+            raise Rejected(RejectReason.INVALID_PARAMS, "a stop order needs a stop_price",
+                           "stop_price")
         if not stop and cmd.stop_price is not None:
-            raise Rejected(RejectReason.INVALID_PARAMS, "only stop orders take a stop_price", "stop_price")
-        if not inst.min_qty <= cmd.qty <= inst.max_qty:
+            raise Rejected(RejectReason.INVALID_PARAMS, "only stop orders take a stop_price",
+                           "stop_price")
+        if not inst.min_qty <= qty <= inst.max_qty:
             raise Rejected(RejectReason.INVALID_QUANTITY,
                            f"qty must be {inst.min_qty}..{inst.max_qty}", "qty")
-        if (tif is TimeInForce.GTD) != (cmd.expire_at_ns is not None):
+        expire_at = cmd.expire_at_ns
+        if (tif is GTD) != (expire_at is not None):
             raise Rejected(RejectReason.INVALID_PARAMS,
                            "expire_at goes with tif gtd, and only with it", "expire_at")
-        if tif is TimeInForce.GTD and cmd.expire_at_ns <= cmd.ts_ns:
-            raise Rejected(RejectReason.INVALID_PARAMS, "expire_at is not in the future", "expire_at")
-        if otype is OrderType.MARKET and tif is TimeInForce.GTD:
+        if tif is GTD and expire_at <= cmd.ts_ns:
+            raise Rejected(RejectReason.INVALID_PARAMS, "expire_at is not in the future",
+                           "expire_at")
+        if otype is MARKET and tif is GTD:
             raise Rejected(RejectReason.INVALID_PARAMS,
                            "a market order is immediate: tif ioc or fok", "tif")
-        if stop and tif is TimeInForce.FOK:
+        if stop and tif is FOK:
             raise Rejected(RejectReason.INVALID_PARAMS,
                            "fok is decided on arrival; a stop order arrives later", "tif")
-        immediate = not priced or tif is TimeInForce.IOC or tif is TimeInForce.FOK
+        cdef bint immediate = not priced or tif is IOC or tif is FOK
         if cmd.post_only and (immediate or stop):
             raise Rejected(RejectReason.INVALID_PARAMS,
                            "post_only goes with resting limit orders only", "post_only")
-        if cmd.display_qty is not None:
+        display = cmd.display_qty
+        if display is not None:
             if immediate or stop:
                 raise Rejected(RejectReason.INVALID_PARAMS,
                                "display_qty goes with resting limit orders only", "display_qty")
-            if not inst.min_qty <= cmd.display_qty < cmd.qty:
+            if not inst.min_qty <= display < qty:
                 raise Rejected(RejectReason.INVALID_QUANTITY,
                                f"display_qty must be {inst.min_qty}..qty-1", "display_qty")
         if priced and not stop:
-            self._check_band(market, cmd.price, "price")
+            _check_band(market, price, "price")
         if priced:
-            return cmd.price
+            return price
         # Market orders and stop-markets are protected by the band edge.
-        return market.band_high if cmd.side is Side.BUY else market.band_low
-
-    @staticmethod
-    def _check_band(market: Market, price: int, field: str) -> None:
-        if not market.band_low <= price <= market.band_high:
-            raise Rejected(RejectReason.PRICE_OUT_OF_BAND,
-                           f"{field} must be within {market.band_low}..{market.band_high} ticks",
-                           field)
+        return market.band_high if cmd.side is BUY else market.band_low
 
     # -- Matching around the book ----------------------------------------------
 
-    def _execute(self, market: Market, order: Order, limit: int, ts: int, events: list) -> None:
+    cdef _execute(self, Market market, Order order, int64_t limit, int64_t ts, list events):
         """Match a live order as taker, then rest or cancel its remainder; fire stops."""
         self._take(market, order, limit, ts, events)
         if market.last_price is not None and (market.buy_stops or market.sell_stops):
             self._fire_stops(market, ts, events)
 
-    def _take(self, market: Market, order: Order, limit: int, ts: int, events: list) -> None:
+    cdef _take(self, Market market, Order order, int64_t limit, int64_t ts, list events):
         book = market.book
-        side = order.side
-        stp_cancelled = 0
-        traded = False
+        cdef int side = order._side
+        cdef int64_t stp_cancelled = 0, qty, maker_leaves, price = 0
+        cdef int kind
+        cdef bint traded = False
+        cdef Order maker, o
         if book.would_take(side, limit):
             orders = self.orders
-            for kind, maker_id, maker_account, price, qty, maker_leaves in book.match(
-                    side, limit, order.leaves_qty, order.account_id, order.stp):
+            for record in book.match(side, limit, order.leaves_qty, order.account_id,
+                                     order.stp):
+                kind, maker_id, maker_account, price, qty, maker_leaves = record
                 maker = orders[maker_id]
                 if kind == FILL:
                     traded = True
-                    market.last_price = price
                     market.volume += qty
                     order.filled_qty += qty
                     order.leaves_qty -= qty
                     maker.filled_qty += qty
                     maker.leaves_qty = maker_leaves
-                    events.append(Trade(self._next_trade_id, market.symbol, price, qty, side,
-                                        maker_id, maker_account, maker_leaves,
+                    events.append(Trade(self._next_trade_id, market.symbol, price, qty,
+                                        order.side, maker_id, maker_account, maker_leaves,
                                         order.order_id, order.account_id, order.leaves_qty, ts))
                     self._next_trade_id += 1
                     if maker_leaves == 0:
-                        self._close(maker, OrderStatus.FILLED, ts)
+                        self._close(maker, FILLED, ts)
                     else:
-                        maker.status = OrderStatus.PARTIALLY_FILLED
+                        maker.status = PARTIALLY_FILLED
                 elif kind == STP_CANCEL_MAKER:
                     maker.leaves_qty = 0
-                    self._close(maker, OrderStatus.CANCELLED, ts)
+                    self._close(maker, CANCELLED, ts)
                     events.append(OrderCancelled(maker_id, maker_account, market.symbol,
-                                                 CancelReason.SELF_TRADE, qty, ts))
+                                                 C_SELF_TRADE, qty, ts))
                 elif kind == STP_DECREMENT:
                     order.leaves_qty -= qty
                     maker.leaves_qty = maker_leaves
                     # Rulebook: decrement lowers the order quantity of the side that
                     # survives; a side brought to zero is cancelled.
-                    for o, leaves in ((maker, maker_leaves), (order, order.leaves_qty)):
-                        if leaves:
+                    for o in (maker, order):
+                        if o.leaves_qty:
                             o.qty -= qty
                             events.append(OrderReduced(o.order_id, o.account_id, market.symbol,
-                                                       qty, leaves, ts))
+                                                       qty, o.leaves_qty, ts))
                         else:
-                            self._close(o, OrderStatus.CANCELLED, ts)
+                            self._close(o, CANCELLED, ts)
                             events.append(OrderCancelled(o.order_id, o.account_id, market.symbol,
-                                                         CancelReason.SELF_TRADE, qty, ts))
+                                                         C_SELF_TRADE, qty, ts))
                 else:                                  # the taker stops: self-trade
                     stp_cancelled = qty
             if traded:
-                market.set_last(market.last_price)
+                market.last_price = price
+                market._set_band()
             self._dirty_market(market)
         if stp_cancelled:
             order.leaves_qty = 0
-            self._close(order, OrderStatus.CANCELLED, ts)
+            self._close(order, CANCELLED, ts)
             events.append(OrderCancelled(order.order_id, order.account_id, market.symbol,
-                                         CancelReason.SELF_TRADE, stp_cancelled, ts))
+                                         C_SELF_TRADE, stp_cancelled, ts))
         elif order.leaves_qty == 0:
-            if order.status in LIVE:          # not already closed by a decrement
-                self._close(order, OrderStatus.FILLED, ts)
-        elif order.order_type is OrderType.LIMIT or order.order_type is OrderType.STOP_LIMIT:
-            if order.tif is TimeInForce.IOC or order.tif is TimeInForce.FOK:
-                self._cancel_remainder(market, order, ts, events)
-            else:
-                book.add(order.order_id, order.account_id, side, order.price, order.leaves_qty,
-                         order.display_qty or 0)
-                order.status = (OrderStatus.PARTIALLY_FILLED if order.filled_qty
-                                else OrderStatus.OPEN)
-                self._dirty_market(market)
+            if order._live:                   # not already closed by a decrement
+                self._close(order, FILLED, ts)
+        elif (order.order_type is LIMIT or order.order_type is STOP_LIMIT) and \
+                order.tif is not IOC and order.tif is not FOK:
+            book.add(order.order_id, order.account_id, side, order.price, order.leaves_qty,
+                     order.display_qty or 0)
+            order.status = PARTIALLY_FILLED if order.filled_qty else OPEN
+            self._dirty_market(market)
         else:
-            self._cancel_remainder(market, order, ts, events)
+            self._cancel_remainder_for(market, order, C_IOC, ts, events)
 
-    def _cancel_remainder(self, market: Market, order: Order, ts: int, events: list) -> None:
-        qty = order.leaves_qty
-        order.leaves_qty = 0
-        self._close(order, OrderStatus.CANCELLED, ts)
-        events.append(OrderCancelled(order.order_id, order.account_id, market.symbol,
-                                     CancelReason.IOC_REMAINDER, qty, ts))
-
-    @staticmethod
-    def _stop_hit(side: Side, stop_price: int, last: int) -> bool:
-        return last >= stop_price if side is Side.BUY else last <= stop_price
-
-    def _fire_stops(self, market: Market, ts: int, events: list) -> None:
+    cdef _fire_stops(self, Market market, int64_t ts, list events):
         """Trigger every stop the last trade reached, oldest order first, until none is left.
 
         A triggered stop's own trades move the last price, so triggering repeats.
         """
+        cdef Order order
+        cdef int64_t limit
         while True:
             last = market.last_price
             fired = []
@@ -438,58 +475,59 @@ class Exchange:
                 return
             for order_id in sorted(fired):
                 order = self.orders[order_id]
-                order.status = OrderStatus.OPEN
+                order.status = OPEN
                 events.append(OrderTriggered(order_id, order.account_id, market.symbol,
                                              market.last_price, ts))
-                if order.order_type is OrderType.STOP_LIMIT:
+                if order.order_type is STOP_LIMIT:
                     limit = order.price
                     if not market.band_low <= limit <= market.band_high:
-                        qty = order.leaves_qty
-                        order.leaves_qty = 0
-                        self._close(order, OrderStatus.CANCELLED, ts)
-                        events.append(OrderCancelled(order_id, order.account_id, market.symbol,
-                                                     CancelReason.OUT_OF_BAND, qty, ts))
+                        self._cancel_remainder_for(market, order, C_BAND, ts, events)
                         continue
                 else:
-                    limit = market.band_high if order.side is Side.BUY else market.band_low
+                    limit = market.band_high if order.side is BUY else market.band_low
                 self._take(market, order, limit, ts, events)
+
+    cdef _cancel_remainder_for(self, Market market, Order order, object reason, int64_t ts,
+                               list events):
+        cdef int64_t qty = order.leaves_qty
+        order.leaves_qty = 0
+        self._close(order, CANCELLED, ts)
+        events.append(OrderCancelled(order.order_id, order.account_id, market.symbol,
+                                     reason, qty, ts))
 
     # -- Cancel and replace --------------------------------------------------------
 
-    def _find(self, account_id: int, order_id: int | None, client_order_id: str | None) -> Order:
+    cdef Order _find(self, int64_t account_id, object order_id, object client_order_id):
         """Return the account's order named by id or client_order_id; another's is unknown."""
+        cdef Order order
         if (order_id is None) == (client_order_id is None):
             raise Rejected(RejectReason.INVALID_PARAMS,
                            "name the order by order_id or client_order_id, one of them",
                            "order_id")
         if order_id is not None:
-            order = self.orders.get(order_id)
-            if order is None or order.account_id != account_id:
+            found = self.orders.get(order_id)
+            if found is None or (<Order>found).account_id != account_id:
                 raise Rejected(RejectReason.UNKNOWN_ORDER, f"no order {order_id}", "order_id")
         else:
-            order = self.order_by_client_id(account_id, client_order_id)
-            if order is None:
+            found = self.order_by_client_id(account_id, client_order_id)
+            if found is None:
                 raise Rejected(RejectReason.UNKNOWN_ORDER,
                                f"no order with client_order_id {client_order_id!r}",
                                "client_order_id")
-        if order.status not in LIVE:
+        order = found
+        if not order._live:
             raise Rejected(RejectReason.ORDER_CLOSED,
                            f"order {order.order_id} is {order.status.name.lower()}", "order_id")
         return order
 
-    def _cancel(self, order: Order, reason: CancelReason, ts: int, events: list) -> None:
-        market = self.markets[order.symbol]
-        self._unrest(market, order)
-        qty = order.leaves_qty
-        order.leaves_qty = 0
-        self._close(order, OrderStatus.CANCELLED, ts)
-        events.append(OrderCancelled(order.order_id, order.account_id, order.symbol,
-                                     reason, qty, ts))
+    cdef _cancel(self, Order order, object reason, int64_t ts, list events):
+        self._unrest(self.markets[order.symbol], order)
+        self._cancel_remainder_for(self.markets[order.symbol], order, reason, ts, events)
 
-    def _unrest(self, market: Market, order: Order) -> None:
+    cdef _unrest(self, Market market, Order order):
         """Take a live order out of the book or the stop lists."""
-        if order.status is OrderStatus.UNTRIGGERED:
-            if order.side is Side.BUY:
+        if order.status is UNTRIGGERED:
+            if order.side is BUY:
                 market.buy_stops.remove((order.stop_price, order.order_id))
             else:
                 market.sell_stops.remove((-order.stop_price, order.order_id))
@@ -497,16 +535,17 @@ class Exchange:
             market.book.cancel(order.order_id)
             self._dirty_market(market)
 
-    def _cancel_all(self, cmd: CancelAll, events: list) -> None:
+    cdef _cancel_all(self, object cmd, list events):
         if cmd.symbol is not None:
             self._market(cmd.symbol)
         for order in self.open_orders(cmd.account_id, cmd.symbol):
             self._cancel(order, cmd.reason, cmd.ts_ns, events)
 
-    def _replace(self, cmd: ReplaceOrder, events: list) -> None:
-        order = self._find(cmd.account_id, cmd.order_id, cmd.client_order_id)
-        market = self.markets[order.symbol]
-        self._require_open(market)
+    cdef _replace(self, object cmd, list events):
+        cdef Order order = self._find(cmd.account_id, cmd.order_id, cmd.client_order_id)
+        cdef Market market = self.markets[order.symbol]
+        if market.status is not IS_OPEN:
+            raise _not_trading(market)
         if cmd.price is None and cmd.qty is None:
             raise Rejected(RejectReason.INVALID_PARAMS, "a replace needs a price or a qty", "price")
         if cmd.price is not None and order.price is None:
@@ -514,19 +553,19 @@ class Exchange:
                            f"a {order.order_type.name.lower()} order has no price to replace",
                            "price")
         price = order.price if cmd.price is None else cmd.price
-        qty = order.qty if cmd.qty is None else cmd.qty
+        cdef int64_t qty = order.qty if cmd.qty is None else cmd.qty
         inst = market.instrument
         if not inst.min_qty <= qty <= inst.max_qty or qty <= order.filled_qty:
             raise Rejected(RejectReason.INVALID_QUANTITY,
                            f"qty must be {max(inst.min_qty, order.filled_qty + 1)}.."
                            f"{inst.max_qty}", "qty")
-        resting = order.status is not OrderStatus.UNTRIGGERED
+        cdef bint resting = order.status is not UNTRIGGERED
         if resting and price != order.price:
-            self._check_band(market, price, "price")
-            if order.post_only and market.book.would_take(order.side, price):
+            _check_band(market, price, "price")
+            if order.post_only and market.book.would_take(order._side, price):
                 raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                                "a post-only order may not take liquidity", "price")
-        leaves = qty - order.filled_qty
+        cdef int64_t leaves = qty - order.filled_qty
         reject = self.risk.check(order.account_id, order.symbol, order.side,
                                  price if price is not None else order.stop_price,
                                  leaves, order.request.reduce_only, order.order_id)
@@ -534,7 +573,7 @@ class Exchange:
             raise Rejected(reject[0], reject[1])
         # Rulebook: a lower quantity at the same price keeps time priority;
         # a new price or a higher quantity loses it.
-        keep = price == order.price and leaves <= order.leaves_qty
+        cdef bint keep = price == order.price and leaves <= order.leaves_qty
         if resting and leaves != order.leaves_qty and keep:
             market.book.reduce(order.order_id, leaves)
             self._dirty_market(market)
@@ -552,41 +591,42 @@ class Exchange:
 
     # -- Instrument status, time -----------------------------------------------------
 
-    def _set_status(self, market: Market, status: InstrumentStatus, ts: int,
-                    events: list) -> None:
-        if market.status in (InstrumentStatus.CLOSED, InstrumentStatus.SETTLED) and \
-                not (market.status is InstrumentStatus.CLOSED and status is InstrumentStatus.SETTLED):
+    cdef _set_status(self, Market market, object status, int64_t ts, list events):
+        if (market.status is IS_CLOSED and status is not IS_SETTLED) or market.status is IS_SETTLED:
             raise Rejected(RejectReason.INSTRUMENT_NOT_TRADING,
                            f"{market.symbol} is {market.status.name.lower()} for good", "symbol")
-        if status is InstrumentStatus.SETTLED and market.status is not InstrumentStatus.CLOSED:
+        if status is IS_SETTLED and market.status is not IS_CLOSED:
             raise Rejected(RejectReason.INVALID_PARAMS, "only a closed instrument settles", "status")
         market.status = status
-        if status is InstrumentStatus.CLOSED:
+        if status is IS_CLOSED:
             for account_id in sorted(self._live):
                 for order in self.open_orders(account_id, market.symbol):
-                    self._cancel(order, CancelReason.INSTRUMENT_CLOSED, ts, events)
+                    self._cancel(order, C_CLOSED, ts, events)
         events.append(InstrumentStatusChanged(market.symbol, status, ts))
 
-    def _advance(self, ts: int, events: list) -> None:
+    cdef _advance(self, int64_t ts, list events):
         """Let time reach ts: expire GTD orders, close instruments, forget old closed orders."""
+        cdef Order order
+        cdef Market market
         expiries = self._expiries
         while expiries and expiries[0][0] <= ts:
             _, order_id = heapq.heappop(expiries)
-            order = self.orders.get(order_id)
-            if order is not None and order.status in LIVE:
+            found = self.orders.get(order_id)
+            if found is not None and (<Order>found)._live:
+                order = found
                 market = self.markets[order.symbol]
                 self._unrest(market, order)
                 qty = order.leaves_qty
                 order.leaves_qty = 0
-                self._close(order, OrderStatus.EXPIRED, ts)
+                self._close(order, EXPIRED, ts)
                 events.append(OrderExpired(order_id, order.account_id, order.symbol, qty, ts))
         while self._closings and self._closings[0][0] <= ts:
             _, symbol = self._closings.pop(0)
             market = self.markets[symbol]
-            if market.status not in (InstrumentStatus.CLOSED, InstrumentStatus.SETTLED):
-                self._set_status(market, InstrumentStatus.CLOSED, ts, events)
+            if market.status is not IS_CLOSED and market.status is not IS_SETTLED:
+                self._set_status(market, IS_CLOSED, ts, events)
         closed = self._closed
-        while closed and closed[0][0] + RETENTION_NS <= ts:
+        while closed and closed[0][0] + RETENTION <= ts:
             _, order_id = closed.popleft()
             order = self.orders.pop(order_id)
             if order.client_order_id is not None:
@@ -594,34 +634,60 @@ class Exchange:
         for market in self._dirty:
             self._publish_levels(market, ts, events)
         self._dirty.clear()
+        self._reset_deadline()
+
+    cdef _reset_deadline(self):
+        cdef int64_t deadline = INT64_MAX
+        if self._expiries:
+            deadline = min(deadline, self._expiries[0][0])
+        if self._closings:
+            deadline = min(deadline, self._closings[0][0])
+        if self._closed:
+            deadline = min(deadline, self._closed[0][0] + RETENTION)
+        self._next_deadline = deadline
 
     # -- Small helpers ----------------------------------------------------------------
 
-    def _market(self, symbol: str) -> Market:
+    cdef Market _market(self, object symbol):
         market = self.markets.get(symbol)
         if market is None:
             raise Rejected(RejectReason.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}", "symbol")
         return market
 
-    @staticmethod
-    def _require_open(market: Market) -> None:
-        if market.status is not InstrumentStatus.OPEN:
-            raise Rejected(RejectReason.INSTRUMENT_NOT_TRADING,
-                           f"{market.symbol} is {market.status.name.lower()}", "symbol")
-
-    def _close(self, order: Order, status: OrderStatus, ts: int) -> None:
+    cdef _close(self, Order order, object status, int64_t ts):
         order.status = status
         order.closed_ns = ts
+        order._live = False
         del self._live[order.account_id][order.order_id]
+        if not self._closed and ts + RETENTION < self._next_deadline:
+            self._next_deadline = ts + RETENTION
         self._closed.append((ts, order.order_id))
 
-    def _dirty_market(self, market: Market) -> None:
-        if market not in self._dirty:
+    cdef _dirty_market(self, Market market):
+        if not market._dirty:
+            market._dirty = True
             self._dirty.append(market)
 
-    def _publish_levels(self, market: Market, ts: int, events: list) -> None:
+    cdef _publish_levels(self, Market market, int64_t ts, list events):
+        market._dirty = False
         symbol = market.symbol
         for side, price, qty, count in market.book.changes():
             market.book_seq += 1
-            events.append(BookLevelChanged(symbol, market.book_seq, Side(side), price, qty,
+            events.append(BookLevelChanged(symbol, market.book_seq, SIDES[side], price, qty,
                                            count, ts))
+
+
+cdef inline bint _stop_hit(object side, int64_t stop_price, int64_t last):
+    return last >= stop_price if side is BUY else last <= stop_price
+
+
+cdef _check_band(Market market, int64_t price, str field):
+    if not market.band_low <= price <= market.band_high:
+        raise Rejected(RejectReason.PRICE_OUT_OF_BAND,
+                       f"{field} must be within {market.band_low}..{market.band_high} ticks",
+                       field)
+
+
+cdef object _not_trading(Market market):
+    return Rejected(RejectReason.INSTRUMENT_NOT_TRADING,
+                    f"{market.symbol} is {market.status.name.lower()}", "symbol")

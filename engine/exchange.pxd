@@ -1,0 +1,89 @@
+# engine/exchange.pxd: the shape of the matching engine (see exchange.pyx).
+#
+# Order and Market are cdef classes so the order path reads and writes their
+# fields as C struct members; Exchange keeps the per-order bookkeeping (ids,
+# client order ids, live orders per account, GTD expiries, retention).
+from libc.stdint cimport int64_t
+
+
+cdef class Order:
+    cdef readonly int64_t order_id
+    cdef readonly int64_t account_id
+    cdef readonly str symbol
+    cdef readonly object side             # Side
+    cdef readonly object order_type       # OrderType
+    cdef readonly object tif              # TimeInForce
+    cdef readonly object price            # ticks, or None (market, stop-market)
+    cdef readonly object stop_price       # ticks, or None
+    cdef readonly int64_t qty             # lots; = filled + leaves + cancelled/expired
+    cdef readonly int64_t filled_qty
+    cdef readonly int64_t leaves_qty
+    cdef readonly object status           # OrderStatus
+    cdef readonly object display_qty      # iceberg tranche, or None
+    cdef readonly bint post_only
+    cdef readonly object stp              # SelfTradePrevention
+    cdef readonly object expire_at_ns
+    cdef readonly object client_order_id
+    cdef readonly object request          # the PlaceOrder, for duplicate checks
+    cdef readonly object closed_ns
+    cdef int _side                        # 1 / -1, for the book
+    cdef bint _live
+
+
+cdef class Market:
+    cdef readonly object instrument
+    cdef readonly str symbol
+    cdef readonly object book             # engine.book.OrderBook (or the tests' reference book)
+    cdef readonly object status           # InstrumentStatus
+    cdef readonly object last_price       # ticks, or None before the first trade
+    cdef readonly int64_t reference_price
+    cdef readonly int64_t book_seq
+    cdef readonly int64_t volume
+    cdef readonly int64_t band_low
+    cdef readonly int64_t band_high
+    cdef readonly object buy_stops        # SortedList of (stop_price, order_id)
+    cdef readonly object sell_stops       # SortedList of (-stop_price, order_id)
+    cdef int64_t _band_bps
+    cdef bint _dirty
+
+    cdef void _set_band(self)
+
+
+cdef class Exchange:
+    cdef readonly object risk
+    cdef readonly dict markets            # symbol -> Market
+    cdef readonly dict orders             # order_id -> Order, live and recently closed
+    cdef dict _by_client                  # (account_id, client_order_id) -> order_id
+    cdef dict _live                       # account_id -> {order_id: Order}
+    cdef list _expiries                   # heap of (expire_at_ns, order_id)
+    cdef list _closings                   # sorted (last_trading_ns, symbol)
+    cdef object _closed                   # deque of (closed_ns, order_id), oldest first
+    cdef int64_t _next_deadline           # earliest ts at which _advance has work
+    cdef int64_t _next_order_id
+    cdef int64_t _next_trade_id
+    cdef list _dirty                      # markets whose book changed in this command
+
+    # -- Order path ------------------------------------------------------------
+    cdef _place(self, object cmd, list events)
+    cdef object _validate_place(self, Market market, object cmd)
+    cdef _execute(self, Market market, Order order, int64_t limit, int64_t ts, list events)
+    cdef _take(self, Market market, Order order, int64_t limit, int64_t ts, list events)
+    cdef _cancel_remainder_for(self, Market market, Order order, object reason, int64_t ts,
+                               list events)
+    cdef _fire_stops(self, Market market, int64_t ts, list events)
+    cdef Order _find(self, int64_t account_id, object order_id, object client_order_id)
+    cdef _cancel(self, Order order, object reason, int64_t ts, list events)
+    cdef _unrest(self, Market market, Order order)
+    cdef _cancel_all(self, object cmd, list events)
+    cdef _replace(self, object cmd, list events)
+
+    # -- Status and time -----------------------------------------------------------
+    cdef _set_status(self, Market market, object status, int64_t ts, list events)
+    cdef _advance(self, int64_t ts, list events)
+    cdef _reset_deadline(self)
+
+    # -- Helpers -----------------------------------------------------------------------
+    cdef Market _market(self, object symbol)
+    cdef _close(self, Order order, object status, int64_t ts)
+    cdef _dirty_market(self, Market market)
+    cdef _publish_levels(self, Market market, int64_t ts, list events)
