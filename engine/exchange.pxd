@@ -43,6 +43,8 @@ cdef class Market:
     cdef readonly int64_t band_high
     cdef readonly object buy_stops        # SortedList of (stop_price, order_id)
     cdef readonly object sell_stops       # SortedList of (-stop_price, order_id)
+    cdef readonly int64_t min_qty
+    cdef readonly int64_t max_qty
     cdef int64_t _band_bps
     cdef bint _dirty
 
@@ -51,6 +53,7 @@ cdef class Market:
 
 cdef class Exchange:
     cdef readonly object risk
+    cdef bint _risk_gated
     cdef readonly dict markets            # symbol -> Market
     cdef readonly dict orders             # order_id -> Order, live and recently closed
     cdef dict _by_client                  # (account_id, client_order_id) -> order_id
@@ -65,7 +68,6 @@ cdef class Exchange:
 
     # -- Order path ------------------------------------------------------------
     cdef _place(self, object cmd, list events)
-    cdef object _validate_place(self, Market market, object cmd)
     cdef _execute(self, Market market, Order order, int64_t limit, int64_t ts, list events)
     cdef _take(self, Market market, Order order, int64_t limit, int64_t ts, list events)
     cdef _cancel_remainder_for(self, Market market, Order order, object reason, int64_t ts,

@@ -34,6 +34,8 @@ from engine.messages import (
 )
 from engine.risk import PermissiveRisk
 
+cimport cython
+
 from libc.stdint cimport INT64_MAX, int64_t
 
 #: Closed orders stay retrievable (by id and client_order_id) at least this long.
@@ -58,10 +60,21 @@ cdef int FILL = MatchRecord.FILL
 cdef int STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
 cdef int STP_DECREMENT = MatchRecord.STP_DECREMENT
 
+# The order path reads a command's fields with one astuple() call: a C-level
+# getattr per field costs several times more. The field order is checked here.
+astuple = msgspec.structs.astuple
+assert PlaceOrder.__struct_fields__ == (
+    "account_id", "symbol", "side", "qty", "order_type", "price", "stop_price", "tif",
+    "expire_at_ns", "post_only", "reduce_only", "display_qty", "client_order_id", "stp",
+    "ts_ns")
+assert CancelOrder.__struct_fields__ == (
+    "account_id", "order_id", "client_order_id", "reason", "ts_ns")
+
 #: Statuses of an order that is still working (resting or waiting for its trigger).
 LIVE = (OrderStatus.UNTRIGGERED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
+@cython.no_gc          # holds no container that could lead back to it
 cdef class Order:
     """The engine's record of one order, live or closed.
 
@@ -107,6 +120,8 @@ cdef class Market:
         self.book_seq = 0
         self.volume = 0
         self._band_bps = instrument.band_bps
+        self.min_qty = instrument.min_qty
+        self.max_qty = instrument.max_qty
         # Untriggered stops, earliest to trigger first: buys by rising stop
         # price, sells by falling stop price, then by order id.
         self.buy_stops = SortedList()
@@ -139,7 +154,9 @@ cdef class Exchange:
 
     def __init__(self, instruments, risk=None, *, book_factory=OrderBook,
                  bint check_invariants=False):
+        # No gate (None) skips the calls; PermissiveRisk would only say yes.
         self.risk = risk if risk is not None else PermissiveRisk()
+        self._risk_gated = risk is not None
         self.markets = {}
         for inst in instruments:
             if inst.symbol in self.markets:
@@ -178,8 +195,9 @@ cdef class Exchange:
             if kind is PlaceOrder:
                 self._place(cmd, events)
             elif kind is CancelOrder:
-                self._cancel(self._find(cmd.account_id, cmd.order_id, cmd.client_order_id),
-                             cmd.reason, ts, events)
+                account_id, order_id, client_order_id, reason, _ = astuple(cmd)
+                self._cancel(self._find(account_id, order_id, client_order_id), reason, ts,
+                             events)
             elif kind is ReplaceOrder:
                 self._replace(cmd, events)
             elif kind is CancelAll:
@@ -198,7 +216,8 @@ cdef class Exchange:
             for market in self._dirty:
                 self._publish_levels(market, ts, events)
             self._dirty.clear()
-        self.risk.apply(events)
+        if self._risk_gated:
+            self.risk.apply(events)
         return events
 
     # -- Queries ---------------------------------------------------------------
@@ -235,9 +254,9 @@ cdef class Exchange:
 
     cdef _place(self, object cmd, list events):
         cdef Order existing, order
-        cdef int64_t ts = cmd.ts_ns
-        cdef int64_t account_id = cmd.account_id
-        client_order_id = cmd.client_order_id
+        cdef int64_t account_id, qty, ts, limit
+        (account_id, symbol, side, qty, otype, price, stop_price, tif, expire_at, post_only,
+         reduce_only, display, client_order_id, stp, ts) = astuple(cmd)
         if client_order_id is not None:
             existing_id = self._by_client.get((account_id, client_order_id))
             if existing_id is not None:
@@ -249,30 +268,33 @@ cdef class Exchange:
                                    "client_order_id")
                 events.append(OrderDuplicate(existing.order_id, account_id, client_order_id, ts))
                 return
-        cdef Market market = self._market(cmd.symbol)
+        cdef Market market = self._market(symbol)
         if market.status is not IS_OPEN:
             raise _not_trading(market)
-        cdef int64_t limit = self._validate_place(market, cmd)
-        side = cmd.side
-        otype = cmd.order_type
-        tif = cmd.tif
-        cdef int64_t qty = cmd.qty
-        reject = self.risk.check(account_id, market.symbol, side, limit, qty,
-                                 cmd.reduce_only, None)
-        if reject is not None:
-            raise Rejected(reject[0], reject[1])
-        book = market.book
+        cdef bint priced = otype is LIMIT or otype is STOP_LIMIT
         cdef bint stop = otype is STOP_LIMIT or otype is STOP_MARKET
+        _validate_place(market, otype, priced, stop, tif, price, stop_price, qty, expire_at,
+                        ts, post_only, display)
+        if priced:
+            limit = price
+        else:
+            # Market orders and stop-markets are protected by the band edge.
+            limit = market.band_high if side is BUY else market.band_low
+        if self._risk_gated:
+            reject = self.risk.check(account_id, market.symbol, side, limit, qty, reduce_only,
+                                     None)
+            if reject is not None:
+                raise Rejected(reject[0], reject[1])
+        book = market.book
         if stop:
-            if market.last_price is not None and _stop_hit(side, cmd.stop_price,
-                                                           market.last_price):
+            if market.last_price is not None and _stop_hit(side, stop_price, market.last_price):
                 raise Rejected(RejectReason.STOP_WOULD_TRIGGER,
-                               f"stop_price {cmd.stop_price} is already reached by the "
+                               f"stop_price {stop_price} is already reached by the "
                                f"last trade {market.last_price}", "stop_price")
-        elif cmd.post_only and book.would_take(side, limit):
+        elif post_only and book.would_take(side, limit):
             raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                            "a post-only order may not take liquidity", "price")
-        elif tif is FOK and not book.fillable(side, limit, qty, account_id, cmd.stp):
+        elif tif is FOK and not book.fillable(side, limit, qty, account_id, stp):
             raise Rejected(RejectReason.FOK_NOT_FILLABLE,
                            f"{qty} lots cannot all fill at {limit} or better", "qty")
         elif otype is MARKET and not book.would_take(side, limit):
@@ -288,17 +310,17 @@ cdef class Exchange:
         order._side = 1 if side is BUY else -1
         order.order_type = otype
         order.tif = tif
-        order.price = cmd.price
-        order.stop_price = cmd.stop_price
+        order.price = price
+        order.stop_price = stop_price
         order.qty = qty
         order.filled_qty = 0
         order.leaves_qty = qty
         order.status = UNTRIGGERED if stop else OPEN
         order._live = True
-        order.display_qty = cmd.display_qty
-        order.post_only = cmd.post_only
-        order.stp = cmd.stp
-        order.expire_at_ns = cmd.expire_at_ns
+        order.display_qty = display
+        order.post_only = post_only
+        order.stp = stp
+        order.expire_at_ns = expire_at
         order.client_order_id = client_order_id
         order.request = cmd
         order.closed_ns = None
@@ -309,75 +331,19 @@ cdef class Exchange:
         if live is None:
             live = self._live[account_id] = {}
         live[order.order_id] = order
-        if order.expire_at_ns is not None:
-            heapq.heappush(self._expiries, (order.expire_at_ns, order.order_id))
-            if order.expire_at_ns < self._next_deadline:
-                self._next_deadline = order.expire_at_ns
+        if expire_at is not None:
+            heapq.heappush(self._expiries, (expire_at, order.order_id))
+            if expire_at < self._next_deadline:
+                self._next_deadline = expire_at
         events.append(OrderAccepted(order.order_id, account_id, market.symbol, side, otype, tif,
-                                    order.price, order.stop_price, qty, client_order_id, ts))
+                                    price, stop_price, qty, client_order_id, ts))
         if stop:
             if side is BUY:
-                market.buy_stops.add((order.stop_price, order.order_id))
+                market.buy_stops.add((stop_price, order.order_id))
             else:
-                market.sell_stops.add((-order.stop_price, order.order_id))
+                market.sell_stops.add((-stop_price, order.order_id))
             return
         self._execute(market, order, limit, ts, events)
-
-    cdef object _validate_place(self, Market market, object cmd):
-        """Check everything about a new order that needs no book; return its limit in ticks."""
-        inst = market.instrument
-        otype = cmd.order_type
-        tif = cmd.tif
-        price = cmd.price
-        cdef int64_t qty = cmd.qty
-        cdef bint priced = otype is LIMIT or otype is STOP_LIMIT
-        cdef bint stop = otype is STOP_LIMIT or otype is STOP_MARKET
-        if priced and price is None:
-            raise Rejected(RejectReason.INVALID_PARAMS,
-                           f"a {otype.name.lower()} order needs a price", "price")
-        if not priced and price is not None:
-            raise Rejected(RejectReason.INVALID_PARAMS,
-                           f"a {otype.name.lower()} order takes no price", "price")
-        if stop and cmd.stop_price is None:
-            raise Rejected(RejectReason.INVALID_PARAMS, "a stop order needs a stop_price",
-                           "stop_price")
-        if not stop and cmd.stop_price is not None:
-            raise Rejected(RejectReason.INVALID_PARAMS, "only stop orders take a stop_price",
-                           "stop_price")
-        if not inst.min_qty <= qty <= inst.max_qty:
-            raise Rejected(RejectReason.INVALID_QUANTITY,
-                           f"qty must be {inst.min_qty}..{inst.max_qty}", "qty")
-        expire_at = cmd.expire_at_ns
-        if (tif is GTD) != (expire_at is not None):
-            raise Rejected(RejectReason.INVALID_PARAMS,
-                           "expire_at goes with tif gtd, and only with it", "expire_at")
-        if tif is GTD and expire_at <= cmd.ts_ns:
-            raise Rejected(RejectReason.INVALID_PARAMS, "expire_at is not in the future",
-                           "expire_at")
-        if otype is MARKET and tif is GTD:
-            raise Rejected(RejectReason.INVALID_PARAMS,
-                           "a market order is immediate: tif ioc or fok", "tif")
-        if stop and tif is FOK:
-            raise Rejected(RejectReason.INVALID_PARAMS,
-                           "fok is decided on arrival; a stop order arrives later", "tif")
-        cdef bint immediate = not priced or tif is IOC or tif is FOK
-        if cmd.post_only and (immediate or stop):
-            raise Rejected(RejectReason.INVALID_PARAMS,
-                           "post_only goes with resting limit orders only", "post_only")
-        display = cmd.display_qty
-        if display is not None:
-            if immediate or stop:
-                raise Rejected(RejectReason.INVALID_PARAMS,
-                               "display_qty goes with resting limit orders only", "display_qty")
-            if not inst.min_qty <= display < qty:
-                raise Rejected(RejectReason.INVALID_QUANTITY,
-                               f"display_qty must be {inst.min_qty}..qty-1", "display_qty")
-        if priced and not stop:
-            _check_band(market, price, "price")
-        if priced:
-            return price
-        # Market orders and stop-markets are protected by the band edge.
-        return market.band_high if cmd.side is BUY else market.band_low
 
     # -- Matching around the book ----------------------------------------------
 
@@ -554,11 +520,10 @@ cdef class Exchange:
                            "price")
         price = order.price if cmd.price is None else cmd.price
         cdef int64_t qty = order.qty if cmd.qty is None else cmd.qty
-        inst = market.instrument
-        if not inst.min_qty <= qty <= inst.max_qty or qty <= order.filled_qty:
+        if not market.min_qty <= qty <= market.max_qty or qty <= order.filled_qty:
             raise Rejected(RejectReason.INVALID_QUANTITY,
-                           f"qty must be {max(inst.min_qty, order.filled_qty + 1)}.."
-                           f"{inst.max_qty}", "qty")
+                           f"qty must be {max(market.min_qty, order.filled_qty + 1)}.."
+                           f"{market.max_qty}", "qty")
         cdef bint resting = order.status is not UNTRIGGERED
         if resting and price != order.price:
             _check_band(market, price, "price")
@@ -566,11 +531,12 @@ cdef class Exchange:
                 raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                                "a post-only order may not take liquidity", "price")
         cdef int64_t leaves = qty - order.filled_qty
-        reject = self.risk.check(order.account_id, order.symbol, order.side,
-                                 price if price is not None else order.stop_price,
-                                 leaves, order.request.reduce_only, order.order_id)
-        if reject is not None:
-            raise Rejected(reject[0], reject[1])
+        if self._risk_gated:
+            reject = self.risk.check(order.account_id, order.symbol, order.side,
+                                     price if price is not None else order.stop_price,
+                                     leaves, order.request.reduce_only, order.order_id)
+            if reject is not None:
+                raise Rejected(reject[0], reject[1])
         # Rulebook: a lower quantity at the same price keeps time priority;
         # a new price or a higher quantity loses it.
         cdef bint keep = price == order.price and leaves <= order.leaves_qty
@@ -675,6 +641,52 @@ cdef class Exchange:
             market.book_seq += 1
             events.append(BookLevelChanged(symbol, market.book_seq, SIDES[side], price, qty,
                                            count, ts))
+
+
+cdef _validate_place(Market market, object otype, bint priced, bint stop, object tif,
+                     object price, object stop_price, int64_t qty, object expire_at,
+                     int64_t ts, bint post_only, object display):
+    """Check everything about a new order that needs no book."""
+    if priced and price is None:
+        raise Rejected(RejectReason.INVALID_PARAMS,
+                       f"a {otype.name.lower()} order needs a price", "price")
+    if not priced and price is not None:
+        raise Rejected(RejectReason.INVALID_PARAMS,
+                       f"a {otype.name.lower()} order takes no price", "price")
+    if stop and stop_price is None:
+        raise Rejected(RejectReason.INVALID_PARAMS, "a stop order needs a stop_price",
+                       "stop_price")
+    if not stop and stop_price is not None:
+        raise Rejected(RejectReason.INVALID_PARAMS, "only stop orders take a stop_price",
+                       "stop_price")
+    if not market.min_qty <= qty <= market.max_qty:
+        raise Rejected(RejectReason.INVALID_QUANTITY,
+                       f"qty must be {market.min_qty}..{market.max_qty}", "qty")
+    if (tif is GTD) != (expire_at is not None):
+        raise Rejected(RejectReason.INVALID_PARAMS,
+                       "expire_at goes with tif gtd, and only with it", "expire_at")
+    if tif is GTD and expire_at <= ts:
+        raise Rejected(RejectReason.INVALID_PARAMS, "expire_at is not in the future",
+                       "expire_at")
+    if otype is MARKET and tif is GTD:
+        raise Rejected(RejectReason.INVALID_PARAMS,
+                       "a market order is immediate: tif ioc or fok", "tif")
+    if stop and tif is FOK:
+        raise Rejected(RejectReason.INVALID_PARAMS,
+                       "fok is decided on arrival; a stop order arrives later", "tif")
+    cdef bint immediate = not priced or tif is IOC or tif is FOK
+    if post_only and (immediate or stop):
+        raise Rejected(RejectReason.INVALID_PARAMS,
+                       "post_only goes with resting limit orders only", "post_only")
+    if display is not None:
+        if immediate or stop:
+            raise Rejected(RejectReason.INVALID_PARAMS,
+                           "display_qty goes with resting limit orders only", "display_qty")
+        if not market.min_qty <= display < qty:
+            raise Rejected(RejectReason.INVALID_QUANTITY,
+                           f"display_qty must be {market.min_qty}..qty-1", "display_qty")
+    if priced and not stop:
+        _check_band(market, price, "price")
 
 
 cdef inline bint _stop_hit(object side, int64_t stop_price, int64_t last):
