@@ -5,6 +5,8 @@
 # client order ids, live orders per account, GTD expiries, retention).
 from libc.stdint cimport int64_t
 
+from engine.book cimport OrderBook
+
 
 cdef class Order:
     cdef readonly int64_t order_id
@@ -45,9 +47,17 @@ cdef class Market:
     cdef readonly object sell_stops       # SortedList of (-stop_price, order_id)
     cdef readonly int64_t min_qty
     cdef readonly int64_t max_qty
+    cdef OrderBook _fast                  # the book, when it is the compiled one
+    cdef int64_t _n_stops                 # untriggered stops, both sides
     cdef int64_t _band_bps
     cdef bint _dirty
 
+    cdef bint _would_take(self, int side, int64_t limit) except -1
+    cdef list _match(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp)
+    cdef _add(self, int64_t order_id, int64_t account_id, int side, int64_t price,
+              int64_t qty, int64_t display)
+    cdef _cancel(self, int64_t order_id)
+    cdef list _changes(self)
     cdef void _set_band(self)
 
 

@@ -24,7 +24,7 @@ from collections import deque
 import msgspec
 from sortedcontainers import SortedList
 
-from engine.book import OrderBook
+from engine.book cimport OrderBook
 from engine.messages import (
     BookLevelChanged, CancelAll, CancelOrder, CancelReason, InstrumentStatus,
     InstrumentStatusChanged, MatchRecord, OrderAccepted, OrderCancelled, OrderDuplicate,
@@ -114,6 +114,8 @@ cdef class Market:
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.book = book
+        self._fast = book if type(book) is OrderBook else None
+        self._n_stops = 0
         self.status = IS_OPEN
         self.last_price = None
         self.reference_price = instrument.reference_price
@@ -132,6 +134,36 @@ cdef class Market:
         """Take a new settlement price: the band's centre until the next trade."""
         self.reference_price = price
         self._set_band()
+
+    # The book calls of the order path: straight through the C vtable for the
+    # compiled book, a Python call for any other (the tests' reference book).
+    cdef bint _would_take(self, int side, int64_t limit) except -1:
+        if self._fast is not None:
+            return self._fast.would_take(side, limit)
+        return self.book.would_take(side, limit)
+
+    cdef list _match(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp):
+        if self._fast is not None:
+            return self._fast.match(side, limit, qty, account_id, stp)
+        return self.book.match(side, limit, qty, account_id, stp)
+
+    cdef _add(self, int64_t order_id, int64_t account_id, int side, int64_t price,
+              int64_t qty, int64_t display):
+        if self._fast is not None:
+            self._fast.add(order_id, account_id, side, price, qty, display)
+        else:
+            self.book.add(order_id, account_id, side, price, qty, display)
+
+    cdef _cancel(self, int64_t order_id):
+        if self._fast is not None:
+            self._fast.cancel(order_id)
+        else:
+            self.book.cancel(order_id)
+
+    cdef list _changes(self):
+        if self._fast is not None:
+            return self._fast.changes()
+        return self.book.changes()
 
     cdef void _set_band(self):
         # Band around the last trade, else the settlement/reference price; the
@@ -285,19 +317,18 @@ cdef class Exchange:
                                      None)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
-        book = market.book
         if stop:
             if market.last_price is not None and _stop_hit(side, stop_price, market.last_price):
                 raise Rejected(RejectReason.STOP_WOULD_TRIGGER,
                                f"stop_price {stop_price} is already reached by the "
                                f"last trade {market.last_price}", "stop_price")
-        elif post_only and book.would_take(side, limit):
+        elif post_only and market._would_take(side, limit):
             raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                            "a post-only order may not take liquidity", "price")
-        elif tif is FOK and not book.fillable(side, limit, qty, account_id, stp):
+        elif tif is FOK and not market.book.fillable(side, limit, qty, account_id, stp):
             raise Rejected(RejectReason.FOK_NOT_FILLABLE,
                            f"{qty} lots cannot all fill at {limit} or better", "qty")
-        elif otype is MARKET and not book.would_take(side, limit):
+        elif otype is MARKET and not market._would_take(side, limit):
             raise Rejected(RejectReason.NO_LIQUIDITY,
                            "no opposite order inside the price band", "type")
 
@@ -342,6 +373,7 @@ cdef class Exchange:
                 market.buy_stops.add((stop_price, order.order_id))
             else:
                 market.sell_stops.add((-stop_price, order.order_id))
+            market._n_stops += 1
             return
         self._execute(market, order, limit, ts, events)
 
@@ -350,20 +382,19 @@ cdef class Exchange:
     cdef _execute(self, Market market, Order order, int64_t limit, int64_t ts, list events):
         """Match a live order as taker, then rest or cancel its remainder; fire stops."""
         self._take(market, order, limit, ts, events)
-        if market.last_price is not None and (market.buy_stops or market.sell_stops):
+        if market._n_stops and market.last_price is not None:
             self._fire_stops(market, ts, events)
 
     cdef _take(self, Market market, Order order, int64_t limit, int64_t ts, list events):
-        book = market.book
         cdef int side = order._side
         cdef int64_t stp_cancelled = 0, qty, maker_leaves, price = 0
         cdef int kind
         cdef bint traded = False
         cdef Order maker, o
-        if book.would_take(side, limit):
+        if market._would_take(side, limit):
             orders = self.orders
-            for record in book.match(side, limit, order.leaves_qty, order.account_id,
-                                     order.stp):
+            for record in market._match(side, limit, order.leaves_qty, order.account_id,
+                                        order.stp):
                 kind, maker_id, maker_account, price, qty, maker_leaves = record
                 maker = orders[maker_id]
                 if kind == FILL:
@@ -416,8 +447,8 @@ cdef class Exchange:
                 self._close(order, FILLED, ts)
         elif (order.order_type is LIMIT or order.order_type is STOP_LIMIT) and \
                 order.tif is not IOC and order.tif is not FOK:
-            book.add(order.order_id, order.account_id, side, order.price, order.leaves_qty,
-                     order.display_qty or 0)
+            market._add(order.order_id, order.account_id, side, order.price, order.leaves_qty,
+                        order.display_qty or 0)
             order.status = PARTIALLY_FILLED if order.filled_qty else OPEN
             self._dirty_market(market)
         else:
@@ -439,6 +470,7 @@ cdef class Exchange:
                 fired.append(market.sell_stops.pop(0)[1])
             if not fired:
                 return
+            market._n_stops -= len(fired)
             for order_id in sorted(fired):
                 order = self.orders[order_id]
                 order.status = OPEN
@@ -497,8 +529,9 @@ cdef class Exchange:
                 market.buy_stops.remove((order.stop_price, order.order_id))
             else:
                 market.sell_stops.remove((-order.stop_price, order.order_id))
+            market._n_stops -= 1
         else:
-            market.book.cancel(order.order_id)
+            market._cancel(order.order_id)
             self._dirty_market(market)
 
     cdef _cancel_all(self, object cmd, list events):
@@ -527,7 +560,7 @@ cdef class Exchange:
         cdef bint resting = order.status is not UNTRIGGERED
         if resting and price != order.price:
             _check_band(market, price, "price")
-            if order.post_only and market.book.would_take(order._side, price):
+            if order.post_only and market._would_take(order._side, price):
                 raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                                "a post-only order may not take liquidity", "price")
         cdef int64_t leaves = qty - order.filled_qty
@@ -544,7 +577,7 @@ cdef class Exchange:
             market.book.reduce(order.order_id, leaves)
             self._dirty_market(market)
         elif resting and not keep:
-            market.book.cancel(order.order_id)
+            market._cancel(order.order_id)
             self._dirty_market(market)
         order.price = price
         order.qty = qty
@@ -637,7 +670,7 @@ cdef class Exchange:
     cdef _publish_levels(self, Market market, int64_t ts, list events):
         market._dirty = False
         symbol = market.symbol
-        for side, price, qty, count in market.book.changes():
+        for side, price, qty, count in market._changes():
             market.book_seq += 1
             events.append(BookLevelChanged(symbol, market.book_seq, SIDES[side], price, qty,
                                            count, ts))
