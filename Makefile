@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench build clean
+.PHONY: run test bench throughput build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: build
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,rounds
+
+throughput: build
+	$(PY) -m bench.throughput
 
 clean:
 	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html

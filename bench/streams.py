@@ -239,7 +239,8 @@ def _generate(mix: Mix, n: int, seed: int) -> Stream:
             op = LIMIT
         else:
             r = rand()
-            op = LIMIT if r < c_limit else IOC if r < c_ioc else CANCEL if r < c_cancel else REPLACE
+            op = (LIMIT if r < c_limit else IOC if r < c_ioc
+                  else CANCEL if r < c_cancel else REPLACE)
             if i % 1000 == 0:
                 samples += 1
                 resting_sum += len(book.orders)

@@ -85,7 +85,7 @@ def test_cython_book(benchmark, stream):
 
 
 def test_reference_book(benchmark, stream):
-    """tests/oracle.py ReferenceBook through the same driver, N commands (about 2.5 s a round)."""
+    """tests/oracle.py ReferenceBook through the same driver, N commands (1.5-2.5 s a round)."""
     benchmark.group = f"engine-{stream.mix}"
     result = benchmark.pedantic(_timed(replay_book),
                                 setup=_fresh(ReferenceBook, stream.commands),
@@ -97,7 +97,7 @@ def test_reference_book(benchmark, stream):
 def test_exchange(benchmark, stream):
     """Exchange.process on prebuilt PlaceOrder/CancelOrder/ReplaceOrder Structs, events dropped.
 
-    N commands (about 3 s a round). Each round must end with the bare books'
+    N commands (about 1 s a round here). Each round must end with the bare books'
     volume, resting orders and last price; one more, untimed run counts the
     events: the same fills, notional and self-trade stops, and no rejection.
     """

@@ -25,13 +25,14 @@ import argparse
 import gc
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
 
 from bench.streams import (
-    CANCEL, IOC, LIMIT, REPLACE, STREAMS, exchange_commands, exchange_summary, instrument,
-    replay_book, replay_exchange, replay_exchange_events,
+    STREAMS, exchange_commands, exchange_summary, instrument, replay_book, replay_exchange,
+    replay_exchange_events,
 )
 from engine.book import OrderBook
 from engine.exchange import Exchange
@@ -64,18 +65,24 @@ def machine() -> str:
             f"Cython {Cython.__version__}, msgspec {msgspec.__version__}")
 
 
-def timed(run, state, data, keep_gc: bool) -> tuple[float, object]:
-    """Run once on a fresh state; return (seconds, result)."""
+def timed(run, state, data, keep_gc: bool) -> tuple[float, float, int, object]:
+    """Run once on a fresh state; return (seconds, kernel seconds, page faults, result).
+
+    Kernel time is almost all first touches of new memory (page faults); it
+    shows how much of a round is the process growing rather than the engine.
+    """
     gc.collect()
     if not keep_gc:
         gc.disable()
     try:
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         result = run(state, data)
         seconds = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         gc.enable()
-    return seconds, result
+    return seconds, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt, result
 
 
 def floor_ns(reps: int = 2_000_000, repeat: int = 5) -> dict[str, float]:
@@ -130,7 +137,8 @@ def calls_per_command(stats: dict) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.throughput",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1_000_000, help="commands per book round (a, c)")
     p.add_argument("--n-exchange", type=int, default=None,
                    help="commands per Exchange round (b); default --n")
@@ -159,12 +167,16 @@ def main(argv=None) -> int:
     print(f"generated {len(streams)} streams and {len(names)} Struct lists in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
 
+    def require(ok, *what):
+        if not ok:               # not assert: python -O must not turn the checks off
+            raise SystemExit(f"wrong result, not timing it: {what}")
+
     def check_book(stream, result):
-        assert result == stream.expected, (stream.mix, result, stream.expected)
+        require(result == stream.expected, stream.mix, result, stream.expected)
 
     def check_exchange(stream, ex):
         got = exchange_summary(ex).core()
-        assert got == stream.expected.core(), (stream.mix, got, stream.expected)
+        require(got == stream.expected.core(), stream.mix, got, stream.expected)
 
     cases = {
         "a": (OrderBook, replay_book, lambda s: s.commands, check_book),
@@ -177,24 +189,27 @@ def main(argv=None) -> int:
     for name in names:
         s = streams[name, sizes["b"]]
         got = replay_exchange_events(Exchange([instrument()]), commands[name])
-        assert got == s.expected, (name, got, s.expected)
+        require(got == s.expected, name, got, s.expected)
     print("checked: Exchange events agree with the generator's model on every stream",
           flush=True)
 
     rates: dict[tuple[str, str], list[float]] = {}
+    kernel: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for r in range(args.rounds):
         for name in names:
             for case in CASES:
                 make, run, data, check = cases[case]
                 stream = streams[name, sizes[case]]
                 state = make()
-                seconds, result = timed(run, state, data(stream), args.keep_gc)
+                seconds, sys_s, faults, result = timed(run, state, data(stream), args.keep_gc)
                 if check is None:
                     check_exchange(stream, state)
                 else:
                     check(stream, result)
                 del state, result
                 rates.setdefault((name, case), []).append(len(stream) / seconds)
+                kernel.setdefault((name, case), []).append((sys_s / seconds,
+                                                            1000 * faults / len(stream)))
         print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     floor = floor_ns()
@@ -203,20 +218,28 @@ def main(argv=None) -> int:
     def m(name, case):
         return statistics.median(rates[name, case])
 
-    w0, w = 40, 24
+    def k(name, case, i):
+        return statistics.median(v[i] for v in kernel[name, case])
+
+    w0, w = 42, 24
+
+    def row(label, cell):
+        print(f"{label:<{w0}}" + "".join(f"{cell(n):>{w}}" for n in names))
+
+    def per_case(fmt):
+        return lambda n: " / ".join(fmt(n, c) for c in CASES)
+
     print()
-    print(f"{'median commands/s (min..max)':<{w0}}" +
-          "".join(f"{STREAM_LABELS[n]:>{w}}" for n in names))
+    row("median commands/s (min..max)", lambda n: STREAM_LABELS[n])
     for case in CASES:
-        cells = []
-        for name in names:
-            v = rates[name, case]
-            cells.append(f"{m(name, case) / 1e6:.3f} M ({min(v) / 1e6:.2f}..{max(v) / 1e6:.2f})")
-        print(f"{LABELS[case]:<{w0}}" + "".join(f"{c:>{w}}" for c in cells))
+        row(LABELS[case], lambda n: f"{m(n, case) / 1e6:.3f} M ({min(rates[n, case]) / 1e6:.2f}"
+                                    f"..{max(rates[n, case]) / 1e6:.2f})")
     for label, x, y in (("(a)/(c)", "a", "c"), ("(b)/(c)", "b", "c"), ("(a)/(b)", "a", "b")):
-        print(f"{label:<{w0}}" + "".join(f"{m(n, x) / m(n, y):>{w - 1}.2f}x" for n in names))
-    print(f"{'ns per command, (a) / (b) / (c)':<{w0}}" + "".join(
-        f"{' / '.join(f'{1e9 / m(n, c):.0f}' for c in CASES):>{w}}" for n in names))
+        row(label, lambda n: f"{m(n, x) / m(n, y):.2f}x")
+    row("ns per command, (a) / (b) / (c)", per_case(lambda n, c: f"{1e9 / m(n, c):.0f}"))
+    row("kernel share of a round, (a) / (b) / (c)",
+        per_case(lambda n, c: f"{100 * k(n, c, 0):.0f}%"))
+    row("page faults per 1000 commands", per_case(lambda n, c: f"{k(n, c, 1):.0f}"))
     print()
     print("commands per round: " + ", ".join(f"{LABELS[c][:3]} {sizes[c]:,}" for c in CASES))
     for name in names:
