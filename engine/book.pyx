@@ -31,6 +31,8 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
 
+cimport cython
+
 # Self-trade prevention modes (engine.messages.SelfTradePrevention).
 cdef enum:
     STP_CANCEL_NEWEST = 0
@@ -127,6 +129,7 @@ cdef inline int64_t _min(int64_t a, int64_t b) noexcept:
     return a if a < b else b
 
 
+@cython.final          # no subclasses: internal calls bind directly and inline
 cdef class OrderBook:
     """A price-time priority book of one instrument, prices in ticks, quantities in lots.
 

@@ -23,10 +23,11 @@ cdef class Order:
     cdef readonly object status           # OrderStatus
     cdef readonly object display_qty      # iceberg tranche, or None
     cdef readonly bint post_only
+    cdef readonly bint reduce_only
     cdef readonly object stp              # SelfTradePrevention
     cdef readonly object expire_at_ns
     cdef readonly object client_order_id
-    cdef readonly object request          # the PlaceOrder, for duplicate checks
+    cdef readonly object request          # the PlaceOrder if it has a client_order_id
     cdef readonly object closed_ns
     cdef int _side                        # 1 / -1, for the book
     cdef bint _live
@@ -70,7 +71,7 @@ cdef class Exchange:
     cdef dict _live                       # account_id -> {order_id: Order}
     cdef list _expiries                   # heap of (expire_at_ns, order_id)
     cdef list _closings                   # sorted (last_trading_ns, symbol)
-    cdef object _closed                   # deque of (closed_ns, order_id), oldest first
+    cdef object _closed                   # deque of closed Orders, oldest first
     cdef int64_t _next_deadline           # earliest ts at which _advance has work
     cdef int64_t _next_order_id
     cdef int64_t _next_trade_id

@@ -29,10 +29,11 @@ class Order:
     status: OrderStatus
     display_qty: int | None
     post_only: bool
+    reduce_only: bool
     stp: SelfTradePrevention
     expire_at_ns: int | None
     client_order_id: str | None
-    request: PlaceOrder
+    request: PlaceOrder | None   #: kept for orders with a client_order_id
     closed_ns: int | None
     def as_tuple(self) -> tuple: ...
 

@@ -74,7 +74,7 @@ assert CancelOrder.__struct_fields__ == (
 LIVE = (OrderStatus.UNTRIGGERED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
-@cython.no_gc          # holds no container that could lead back to it
+@cython.no_gc          # refers to no container that could lead back to it
 cdef class Order:
     """The engine's record of one order, live or closed.
 
@@ -93,7 +93,8 @@ cdef class Order:
         """Return every field, for hashing and comparing state."""
         return (self.order_id, self.account_id, self.symbol, self.side, self.order_type,
                 self.tif, self.price, self.stop_price, self.qty, self.filled_qty,
-                self.leaves_qty, self.status, self.display_qty, self.post_only, self.stp,
+                self.leaves_qty, self.status, self.display_qty, self.post_only, self.reduce_only,
+                self.stp,
                 self.expire_at_ns, self.client_order_id, self.request, self.closed_ns)
 
 
@@ -350,10 +351,12 @@ cdef class Exchange:
         order._live = True
         order.display_qty = display
         order.post_only = post_only
+        order.reduce_only = reduce_only
         order.stp = stp
         order.expire_at_ns = expire_at
         order.client_order_id = client_order_id
-        order.request = cmd
+        # Only a client_order_id repeat compares against the request: keep it for those.
+        order.request = cmd if client_order_id is not None else None
         order.closed_ns = None
         self.orders[order.order_id] = order
         if client_order_id is not None:
@@ -567,7 +570,7 @@ cdef class Exchange:
         if self._risk_gated:
             reject = self.risk.check(order.account_id, order.symbol, order.side,
                                      price if price is not None else order.stop_price,
-                                     leaves, order.request.reduce_only, order.order_id)
+                                     leaves, order.reduce_only, order.order_id)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
         # Rulebook: a lower quantity at the same price keeps time priority;
@@ -625,9 +628,9 @@ cdef class Exchange:
             if market.status is not IS_CLOSED and market.status is not IS_SETTLED:
                 self._set_status(market, IS_CLOSED, ts, events)
         closed = self._closed
-        while closed and closed[0][0] + RETENTION <= ts:
-            _, order_id = closed.popleft()
-            order = self.orders.pop(order_id)
+        while closed and (<Order>closed[0]).closed_ns + RETENTION <= ts:
+            order = closed.popleft()
+            del self.orders[order.order_id]
             if order.client_order_id is not None:
                 del self._by_client[(order.account_id, order.client_order_id)]
         for market in self._dirty:
@@ -642,7 +645,7 @@ cdef class Exchange:
         if self._closings:
             deadline = min(deadline, self._closings[0][0])
         if self._closed:
-            deadline = min(deadline, self._closed[0][0] + RETENTION)
+            deadline = min(deadline, (<Order>self._closed[0]).closed_ns + RETENTION)
         self._next_deadline = deadline
 
     # -- Small helpers ----------------------------------------------------------------
@@ -660,7 +663,7 @@ cdef class Exchange:
         del self._live[order.account_id][order.order_id]
         if not self._closed and ts + RETENTION < self._next_deadline:
             self._next_deadline = ts + RETENTION
-        self._closed.append((ts, order.order_id))
+        self._closed.append(order)
 
     cdef _dirty_market(self, Market market):
         if not market._dirty:
