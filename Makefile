@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q 'cython>=3.0' 'setuptools>=68' wheel
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	touch $(STAMP)
 
 build: $(STAMP)

@@ -79,24 +79,24 @@ cdef class Exchange:
 
     # -- Order path ------------------------------------------------------------
     cdef _place(self, object cmd, list events)
-    cdef _execute(self, Market market, Order order, int64_t limit, int64_t ts, list events)
-    cdef _take(self, Market market, Order order, int64_t limit, int64_t ts, list events)
-    cdef _cancel_remainder_for(self, Market market, Order order, object reason, int64_t ts,
+    cdef _execute(self, Market market, Order order, int64_t limit, object ts, list events)
+    cdef _take(self, Market market, Order order, int64_t limit, object ts, list events)
+    cdef _cancel_remainder_for(self, Market market, Order order, object reason, object ts,
                                list events)
-    cdef _fire_stops(self, Market market, int64_t ts, list events)
+    cdef _fire_stops(self, Market market, object ts, list events)
     cdef Order _find(self, int64_t account_id, object order_id, object client_order_id)
-    cdef _cancel(self, Order order, object reason, int64_t ts, list events)
+    cdef _cancel(self, Order order, object reason, object ts, list events)
     cdef _unrest(self, Market market, Order order)
     cdef _cancel_all(self, object cmd, list events)
     cdef _replace(self, object cmd, list events)
 
     # -- Status and time -----------------------------------------------------------
-    cdef _set_status(self, Market market, object status, int64_t ts, list events)
-    cdef _advance(self, int64_t ts, list events)
+    cdef _set_status(self, Market market, object status, object ts, list events)
+    cdef _advance(self, object ts, list events)
     cdef _reset_deadline(self)
 
     # -- Helpers -----------------------------------------------------------------------
     cdef Market _market(self, object symbol)
-    cdef _close(self, Order order, object status, int64_t ts)
+    cdef _close(self, Order order, object status, object ts)
     cdef _dirty_market(self, Market market)
-    cdef _publish_levels(self, Market market, int64_t ts, list events)
+    cdef _publish_levels(self, Market market, object ts, list events)

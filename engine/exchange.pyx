@@ -219,9 +219,9 @@ cdef class Exchange:
             level touched, each with the next ``book_seq`` of its instrument.
         """
         cdef list events = []
-        cdef int64_t ts = cmd.ts_ns
+        ts = cmd.ts_ns              # one int object, shared by every event of the command
         cdef Market market
-        if ts >= self._next_deadline:
+        if <int64_t>ts >= self._next_deadline:
             self._advance(ts, events)
         kind = type(cmd)
         try:
@@ -287,7 +287,7 @@ cdef class Exchange:
 
     cdef _place(self, object cmd, list events):
         cdef Order existing, order
-        cdef int64_t account_id, qty, ts, limit
+        cdef int64_t account_id, qty, limit
         (account_id, symbol, side, qty, otype, price, stop_price, tif, expire_at, post_only,
          reduce_only, display, client_order_id, stp, ts) = astuple(cmd)
         if client_order_id is not None:
@@ -334,7 +334,8 @@ cdef class Exchange:
                            "no opposite order inside the price band", "type")
 
         order = Order.__new__(Order)
-        order.order_id = self._next_order_id
+        order_id = self._next_order_id     # boxed once for the dicts and the event
+        order.order_id = order_id
         self._next_order_id += 1
         order.account_id = account_id
         order.symbol = market.symbol
@@ -358,18 +359,18 @@ cdef class Exchange:
         # Only a client_order_id repeat compares against the request: keep it for those.
         order.request = cmd if client_order_id is not None else None
         order.closed_ns = None
-        self.orders[order.order_id] = order
+        self.orders[order_id] = order
         if client_order_id is not None:
-            self._by_client[(account_id, client_order_id)] = order.order_id
+            self._by_client[(account_id, client_order_id)] = order_id
         live = self._live.get(account_id)
         if live is None:
             live = self._live[account_id] = {}
-        live[order.order_id] = order
+        live[order_id] = order
         if expire_at is not None:
-            heapq.heappush(self._expiries, (expire_at, order.order_id))
+            heapq.heappush(self._expiries, (expire_at, order_id))
             if expire_at < self._next_deadline:
                 self._next_deadline = expire_at
-        events.append(OrderAccepted(order.order_id, account_id, market.symbol, side, otype, tif,
+        events.append(OrderAccepted(order_id, account_id, market.symbol, side, otype, tif,
                                     price, stop_price, qty, client_order_id, ts))
         if stop:
             if side is BUY:
@@ -382,13 +383,13 @@ cdef class Exchange:
 
     # -- Matching around the book ----------------------------------------------
 
-    cdef _execute(self, Market market, Order order, int64_t limit, int64_t ts, list events):
+    cdef _execute(self, Market market, Order order, int64_t limit, object ts, list events):
         """Match a live order as taker, then rest or cancel its remainder; fire stops."""
         self._take(market, order, limit, ts, events)
         if market._n_stops and market.last_price is not None:
             self._fire_stops(market, ts, events)
 
-    cdef _take(self, Market market, Order order, int64_t limit, int64_t ts, list events):
+    cdef _take(self, Market market, Order order, int64_t limit, object ts, list events):
         cdef int side = order._side
         cdef int64_t stp_cancelled = 0, qty, maker_leaves, price = 0
         cdef int kind
@@ -457,7 +458,7 @@ cdef class Exchange:
         else:
             self._cancel_remainder_for(market, order, C_IOC, ts, events)
 
-    cdef _fire_stops(self, Market market, int64_t ts, list events):
+    cdef _fire_stops(self, Market market, object ts, list events):
         """Trigger every stop the last trade reached, oldest order first, until none is left.
 
         A triggered stop's own trades move the last price, so triggering repeats.
@@ -488,7 +489,7 @@ cdef class Exchange:
                     limit = market.band_high if order.side is BUY else market.band_low
                 self._take(market, order, limit, ts, events)
 
-    cdef _cancel_remainder_for(self, Market market, Order order, object reason, int64_t ts,
+    cdef _cancel_remainder_for(self, Market market, Order order, object reason, object ts,
                                list events):
         cdef int64_t qty = order.leaves_qty
         order.leaves_qty = 0
@@ -521,7 +522,7 @@ cdef class Exchange:
                            f"order {order.order_id} is {order.status.name.lower()}", "order_id")
         return order
 
-    cdef _cancel(self, Order order, object reason, int64_t ts, list events):
+    cdef _cancel(self, Order order, object reason, object ts, list events):
         self._unrest(self.markets[order.symbol], order)
         self._cancel_remainder_for(self.markets[order.symbol], order, reason, ts, events)
 
@@ -593,7 +594,7 @@ cdef class Exchange:
 
     # -- Instrument status, time -----------------------------------------------------
 
-    cdef _set_status(self, Market market, object status, int64_t ts, list events):
+    cdef _set_status(self, Market market, object status, object ts, list events):
         if (market.status is IS_CLOSED and status is not IS_SETTLED) or market.status is IS_SETTLED:
             raise Rejected(RejectReason.INSTRUMENT_NOT_TRADING,
                            f"{market.symbol} is {market.status.name.lower()} for good", "symbol")
@@ -606,7 +607,7 @@ cdef class Exchange:
                     self._cancel(order, C_CLOSED, ts, events)
         events.append(InstrumentStatusChanged(market.symbol, status, ts))
 
-    cdef _advance(self, int64_t ts, list events):
+    cdef _advance(self, object ts, list events):
         """Let time reach ts: expire GTD orders, close instruments, forget old closed orders."""
         cdef Order order
         cdef Market market
@@ -656,13 +657,14 @@ cdef class Exchange:
             raise Rejected(RejectReason.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}", "symbol")
         return market
 
-    cdef _close(self, Order order, object status, int64_t ts):
+    cdef _close(self, Order order, object status, object ts):
         order.status = status
         order.closed_ns = ts
         order._live = False
         del self._live[order.account_id][order.order_id]
-        if not self._closed and ts + RETENTION < self._next_deadline:
-            self._next_deadline = ts + RETENTION
+        cdef int64_t forget_at = <int64_t>ts + RETENTION
+        if not self._closed and forget_at < self._next_deadline:
+            self._next_deadline = forget_at
         self._closed.append(order)
 
     cdef _dirty_market(self, Market market):
@@ -670,7 +672,7 @@ cdef class Exchange:
             market._dirty = True
             self._dirty.append(market)
 
-    cdef _publish_levels(self, Market market, int64_t ts, list events):
+    cdef _publish_levels(self, Market market, object ts, list events):
         market._dirty = False
         symbol = market.symbol
         for side, price, qty, count in market._changes():
