@@ -76,6 +76,7 @@ cdef class OrderBook:
     cpdef object best_bid(self)
     cpdef object best_ask(self)
     cpdef bint would_take(self, int side, int64_t limit)
+    cpdef bint can_hold(self, int64_t price)
     cpdef bint fillable(self, int side, int64_t limit, int64_t qty,
                         int64_t account_id, int stp)
     cpdef list depth(self, int side, int n)

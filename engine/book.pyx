@@ -49,6 +49,7 @@ cdef enum:
 
 cdef int64_t INITIAL_SPAN = 1024
 cdef int64_t MAX_SPAN = 1 << 20      # levels per side: a $1,048 wide book at $0.001
+cdef int64_t MAX_VALUE = 1 << 40     # prices and quantities; keeps all sums far from overflow
 
 __all__ = ["OrderBook"]
 
@@ -65,6 +66,8 @@ cdef int _ids_init(IdMap* m, uint64_t cap) except -1:
     m.keys = <int64_t*>malloc(cap * sizeof(int64_t))
     m.slots = <int32_t*>malloc(cap * sizeof(int32_t))
     if m.keys == NULL or m.slots == NULL:
+        free(m.keys)
+        free(m.slots)
         raise MemoryError()
     for i in range(cap):
         m.slots[i] = -1
@@ -129,6 +132,12 @@ cdef inline int64_t _min(int64_t a, int64_t b) noexcept:
     return a if a < b else b
 
 
+cdef inline int _check_side(int side) except -1:
+    if side != 1 and side != -1:
+        raise ValueError(f"side must be 1 or -1, not {side}")
+    return 0
+
+
 @cython.final          # no subclasses: internal calls bind directly and inline
 cdef class OrderBook:
     """A price-time priority book of one instrument, prices in ticks, quantities in lots.
@@ -191,6 +200,7 @@ cdef class OrderBook:
 
     cpdef bint would_take(self, int side, int64_t limit):
         """Return whether an order of ``side`` at ``limit`` would trade on arrival."""
+        _check_side(side)
         cdef Ladder* opp = self._ladder(-side)
         if opp.best < 0:
             return False
@@ -207,6 +217,7 @@ cdef class OrderBook:
         level; an own order stops the taker unless the mode is cancel-oldest)
         without changing anything.
         """
+        _check_side(side)
         cdef Ladder* opp = self._ladder(-side)
         cdef int64_t need = qty, idx = opp.best, price, n, head, size, vis, hid, take, k
         cdef int64_t seen = 0
@@ -255,8 +266,23 @@ cdef class OrderBook:
                     size += 1
         return need == 0
 
+    cpdef bint can_hold(self, int64_t price):
+        """Return whether an order at ``price`` could rest here.
+
+        The level arrays cover at most MAX_SPAN ticks from the lowest to the
+        highest price they hold; an empty book can move anywhere. Callers
+        check this before they change anything, so an order that could not
+        rest is refused whole.
+        """
+        if not 0 < price <= MAX_VALUE:
+            return False
+        if self._span == 0 or (self._n_orders == 0 and self._n_touched == 0):
+            return True
+        return max(self._base + self._span, price + 1) - _min(self._base, price) <= MAX_SPAN
+
     cpdef list depth(self, int side, int n):
         """Return up to ``n`` levels of ``side``, best first, as (price, qty, orders)."""
+        _check_side(side)
         cdef Ladder* ladder = self._ladder(side)
         cdef list out = []
         cdef int64_t idx = ladder.best
@@ -275,6 +301,7 @@ cdef class OrderBook:
 
         Each is (order_id, account_id, price, visible, hidden).
         """
+        _check_side(side)
         cdef Ladder* ladder = self._ladder(side)
         cdef list out = []
         cdef int64_t idx = ladder.best, found = 0
@@ -341,9 +368,8 @@ cdef class OrderBook:
             ValueError: on a bad side, quantity or price, a resting duplicate
                 id, or a price that would cross.
         """
-        if side != 1 and side != -1:
-            raise ValueError(f"side must be 1 or -1, not {side}")
-        if qty < 1 or price < 1 or display < 0:
+        _check_side(side)
+        if not (0 < price <= MAX_VALUE and 0 < qty <= MAX_VALUE and 0 <= display <= MAX_VALUE):
             raise ValueError(f"bad order: price={price} qty={qty} display={display}")
         if _ids_get(&self._ids, order_id) >= 0:
             raise ValueError(f"order {order_id} is already resting")
@@ -425,6 +451,7 @@ cdef class OrderBook:
             account_id: The taker's account, for self-trade prevention.
             stp: The taker's self-trade prevention mode (0..3).
         """
+        _check_side(side)
         cdef Ladder* opp = self._ladder(-side)
         cdef int64_t remaining = qty, idx, price, take, leaves, shown
         cdef int32_t slot
@@ -560,6 +587,8 @@ cdef class OrderBook:
         cdef int32_t old = self._pool_cap
         cdef Order* grown
         if self._free < 0:
+            if old >= (1 << 30):
+                raise MemoryError("the order pool is full")
             grown = <Order*>realloc(self._pool, 2 * old * sizeof(Order))
             if grown == NULL:
                 raise MemoryError()
@@ -578,19 +607,25 @@ cdef class OrderBook:
         # Re-centre both ladders on a range that covers the old one and price.
         if self._span and self._base <= price < self._base + self._span:
             return 0
-        cdef int64_t lo, hi, span, base, shift
-        if self._span == 0:
+        if not self.can_hold(price):
+            raise ValueError(f"price {price} is too far from the rest of the book")
+        cdef int64_t lo, hi, width, span, base, shift
+        if self._span == 0 or (self._n_orders == 0 and self._n_touched == 0):
+            # Nothing rests and no change is pending: start afresh around price.
+            free(self._bids.levels)
+            free(self._asks.levels)
+            self._bids.levels = self._asks.levels = NULL
+            self._bids.best = self._asks.best = -1
+            self._span = 0
+            self._base = price - INITIAL_SPAN // 2
             span = INITIAL_SPAN
-            base = price - span // 2
+            base = self._base
         else:
             lo = _min(self._base, price)
             hi = max(self._base + self._span, price + 1)
-            span = self._span
-            while span < 2 * (hi - lo):
-                span *= 2
-            base = lo - (span - (hi - lo)) // 2
-        if span > MAX_SPAN:
-            raise ValueError(f"price {price} is too far from the rest of the book")
+            width = hi - lo
+            span = _min(MAX_SPAN, max(2 * self._span, width + width // 2))
+            base = lo - (span - width) // 2
         shift = self._base - base
         cdef Level* bids = <Level*>calloc(span, sizeof(Level))
         cdef Level* asks = <Level*>calloc(span, sizeof(Level))

@@ -3,7 +3,7 @@
 # Order and Market are cdef classes so the order path reads and writes their
 # fields as C struct members; Exchange keeps the per-order bookkeeping (ids,
 # client order ids, live orders per account, GTD expiries, retention).
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MAX, int64_t
 
 from engine.book cimport OrderBook
 
@@ -40,6 +40,7 @@ cdef class Market:
     cdef readonly object status           # InstrumentStatus
     cdef readonly object last_price       # ticks, or None before the first trade
     cdef readonly int64_t reference_price
+    cdef readonly int64_t band_centre      # last trade, or a later reference price
     cdef readonly int64_t book_seq
     cdef readonly int64_t volume
     cdef readonly int64_t band_low
@@ -49,6 +50,8 @@ cdef class Market:
     cdef readonly int64_t min_qty
     cdef readonly int64_t max_qty
     cdef OrderBook _fast                  # the book, when it is the compiled one
+    cdef int64_t _print_low               # lowest / highest trade price since the
+    cdef int64_t _print_high              # stops last looked (INT64_MAX / 0: none)
     cdef int64_t _n_stops                 # untriggered stops, both sides
     cdef int64_t _band_bps
     cdef bint _dirty
@@ -58,6 +61,7 @@ cdef class Market:
     cdef _add(self, int64_t order_id, int64_t account_id, int side, int64_t price,
               int64_t qty, int64_t display)
     cdef _cancel(self, int64_t order_id)
+    cdef bint _can_hold(self, int64_t price) except -1
     cdef list _changes(self)
     cdef void _set_band(self)
 
@@ -74,6 +78,7 @@ cdef class Exchange:
     cdef object _closed                   # deque of closed Orders, oldest first
     cdef int64_t _next_deadline           # earliest ts at which _advance has work
     cdef int64_t _next_order_id
+    cdef int64_t _last_ts                 # ts_ns of the previous command
     cdef int64_t _next_trade_id
     cdef list _dirty                      # markets whose book changed in this command
 

@@ -44,6 +44,7 @@ class Market:
     status: InstrumentStatus
     last_price: int | None
     reference_price: int
+    band_centre: int           #: the last trade, or a later reference (settlement) price
     book_seq: int              #: last BookLevelChanged.book_seq of this instrument
     volume: int                #: lots traded
     band_low: int

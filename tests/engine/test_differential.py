@@ -43,6 +43,7 @@ class BooksAgree(RuleBasedStateMachine):
         self.removed: dict[int, int] = defaultdict(int)   # order id -> cancelled/expired/reduced
         self.traded: dict[int, int] = defaultdict(int)
         self.book_seq = 0
+        self.last_trade = None
 
     def both(self, make) -> None:
         self.ts += 1_000
@@ -55,6 +56,7 @@ class BooksAgree(RuleBasedStateMachine):
             if kind is OrderCancelled or kind is OrderExpired:
                 self.removed[e.order_id] += e.qty
             elif kind is Trade:
+                self.last_trade = e.price
                 self.traded[e.maker_order_id] += e.qty
                 self.traded[e.taker_order_id] += e.qty
             elif kind is BookLevelChanged:
@@ -125,6 +127,10 @@ class BooksAgree(RuleBasedStateMachine):
         book = self.fast.markets[SYMBOL].book
         bid, ask = book.best_bid(), book.best_ask()
         assert bid is None or ask is None or bid < ask
+
+    @invariant()
+    def last_price_is_the_last_trades(self):
+        assert self.fast.markets[SYMBOL].last_price == self.last_trade
 
     @invariant()
     def quantity_is_conserved(self):

@@ -670,6 +670,35 @@ def test_compiled_book_refuses_bad_direct_calls():
     assert book.cancel(99) == 0
     with pytest.raises(ValueError):
         book.add(3, 1, -1, 1000 + (1 << 21), 5)   # too far from the rest of the book
+    for huge in ((1 << 62) + 1000, (1 << 61) + 1000, (1 << 63) - 1, -5):
+        assert not book.can_hold(huge)
+        with pytest.raises(ValueError):
+            book.add(4, 1, -1, huge, 5)
+    for bad_side in (0, 2, -2):
+        with pytest.raises(ValueError):
+            book.match(bad_side, 1, 5, 2, 0)
+        with pytest.raises(ValueError):
+            book.fillable(bad_side, 1, 5, 2, 0)
+        with pytest.raises(ValueError):
+            book.would_take(bad_side, 1)
+        with pytest.raises(ValueError):
+            book.depth(bad_side, 5)
+        with pytest.raises(ValueError):
+            book.orders(bad_side)
+    assert book.orders(-1) == [(1, 1, 1000, 5, 0)]
+    book.check_invariants()
+
+
+def test_empty_compiled_book_moves_to_any_price():
+    """Once empty, the book re-centres anywhere: far prices are fine again."""
+    book = OrderBook(check_invariants=True)
+    book.add(1, 1, -1, 1000, 5)
+    assert not book.can_hold(1000 + (1 << 21))
+    book.cancel(1)
+    book.changes()
+    assert book.can_hold(1000 + (1 << 21))
+    book.add(2, 1, -1, 1000 + (1 << 21), 5)
+    assert book.depth(-1, 1) == [(1000 + (1 << 21), 5, 1)]
 
 
 class TestRiskGate:
@@ -737,3 +766,118 @@ class TestRetention:
         order_id = ex.accepted_id(ex.place(BUY, 1000, 1))
         ex.timer(ex.ts + 30 * DAY)
         assert ex.ex.order(order_id).status is OrderStatus.OPEN
+
+
+class TestLastPriceAndStops:
+    """The last price is the last trade's; every print of a command can trigger stops."""
+
+    def test_self_trade_after_a_fill_does_not_set_the_last_price(self, ex):
+        """A buy fills at 1001, then meets its own ask at 1005: the last price stays 1001."""
+        ex.place(SELL, 1001, 1, account=2)
+        ex.place(SELL, 1005, 1, account=1)
+        stop = ex.accepted_id(ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET,
+                                       stop_price=1003, account=3))
+        events = ex.place(BUY, 1005, 2, account=1)
+        assert trades(events) == [(1001, 1)]
+        market = ex.ex.markets[SYMBOL]
+        assert (market.last_price, market.band_low, market.band_high) == (1001, 901, 1101)
+        assert ex.ex.order(stop).status is OrderStatus.UNTRIGGERED
+
+    def test_sweep_through_a_stop_price_triggers_the_opposite_stop(self, ex):
+        """A buy sweeping 1001 then 1003 reaches a sell stop at 1002 on its first print."""
+        ex.place(SELL, 1005, 1, account=7)
+        ex.place(BUY, 1005, 1, account=8)                 # last 1005
+        stop = ex.accepted_id(ex.place(SELL, None, 1, order_type=OrderType.STOP_MARKET,
+                                       stop_price=1002, account=3))
+        ex.load("""
+            bid  price  ask
+                  1003    1
+                  1001    1
+              4    990
+        """)
+        events = ex.place(BUY, 1003, 2, account=1, tif=IOC)
+        triggered = of(OrderTriggered, events)
+        assert [(e.order_id, e.trade_price) for e in triggered] == [(stop, 1001)]
+        assert trades(events) == [(1001, 1), (1003, 1), (990, 1)]
+
+    def test_reference_price_after_a_trade_recentres_the_band(self, ex):
+        """A settlement price after trading moves the band until the next trade."""
+        ex.place(SELL, 1000, 1, account=2)
+        ex.place(BUY, 1000, 1)
+        ex.send(SetReferencePrice(ts_ns=ex.tick(), symbol=SYMBOL, price=1050))
+        market = ex.ex.markets[SYMBOL]
+        assert (market.band_low, market.band_high, market.last_price) == (945, 1155, 1000)
+        assert rejected(ex.place(SELL, 1150, 1, account=2)) == []
+
+    def test_gtd_stop_expires_untriggered(self, ex):
+        """A GTD stop that never triggers expires and leaves the stop list."""
+        ex.place(SELL, 1000, 1, account=7)
+        ex.place(BUY, 1000, 1, account=8)
+        expire = ex.ts + 10 * SEC
+        stop = ex.accepted_id(ex.place(BUY, 1010, 1, order_type=OrderType.STOP_LIMIT,
+                                       stop_price=1005, tif=GTD, expire_at_ns=expire))
+        events = ex.timer(expire)
+        assert [e.order_id for e in of(OrderExpired, events)] == [stop]
+        assert len(ex.ex.markets[SYMBOL].buy_stops) == 0
+
+    def test_cancel_all_takes_untriggered_stops_too(self, ex):
+        """cancel_all cancels resting and untriggered orders alike."""
+        ex.place(SELL, 1000, 1, account=7)
+        ex.place(BUY, 1000, 1, account=8)
+        resting = ex.accepted_id(ex.place(BUY, 990, 1))
+        stop = ex.accepted_id(ex.place(SELL, None, 1, order_type=OrderType.STOP_MARKET,
+                                       stop_price=995))
+        events = ex.send(CancelAll(ts_ns=ex.tick(), account_id=1))
+        assert sorted(cancelled(events)) == [(resting, "USER", 1), (stop, "USER", 1)]
+        assert len(ex.ex.markets[SYMBOL].sell_stops) == 0
+
+    def test_replace_of_stop_market_keeps_price_none(self, ex):
+        """Replacing a stop-market's qty reports no price, as it has none."""
+        ex.place(SELL, 1000, 1, account=7)
+        ex.place(BUY, 1000, 1, account=8)
+        stop = ex.accepted_id(ex.place(BUY, None, 1, order_type=OrderType.STOP_MARKET,
+                                       stop_price=1010))
+        (replaced,) = of(OrderReplaced, ex.replace(stop, qty=3))
+        assert (replaced.price, replaced.qty) == (None, 3)
+        assert rejected(ex.replace(stop, price=1000)) == ["INVALID_PARAMS"]
+
+
+class TestTimeAndRange:
+    """Time only moves forward; a price the book cannot hold is refused before anything changes."""
+
+    def test_command_stamped_before_the_previous_one_is_rejected(self, ex):
+        """A command with an earlier ts_ns than the last is refused and changes nothing."""
+        ex.place(BUY, 1000, 1)
+        events = ex.send(PlaceOrder(ts_ns=ex.ts - 1, account_id=1, symbol=SYMBOL, side=BUY,
+                                    qty=1, price=1000))
+        assert rejected(events) == ["INVALID_PARAMS"] and events[0].field == "ts_ns"
+        assert len(ex.ex.markets[SYMBOL].book) == 1
+
+    def test_price_far_from_resting_orders_is_refused_whole(self):
+        """After the band walked far from an old bid, a resting order out there is refused."""
+        ex = Harness(OrderBook)
+        ex.place(BUY, 900, 1, account=9)               # stays behind
+        while True:                                     # two accounts walk the price up
+            price = ex.ex.markets[SYMBOL].band_high
+            orders_before = len(ex.ex.orders)
+            events = ex.place(SELL, price, 1, account=2)
+            if rejected(events):
+                break
+            assert trades(ex.place(BUY, price, 1, account=3)) == [(price, 1)]
+        assert price > 250_000                          # far beyond any real GPU-hour price
+        assert rejected(events) == ["PRICE_OUT_OF_BAND"] and "too far" in events[0].detail
+        assert len(events) == 1 and len(ex.ex.orders) == orders_before
+        assert ex.ex.markets[SYMBOL].book.orders(1) == [(1, 9, 900, 1, 0)]
+        ex.ex.markets[SYMBOL].book.check_invariants()
+
+
+class TestDecrementAgainstIceberg:
+    """Decrement takes the iceberg's reserve first, keeping its place."""
+
+    def test_decrement_reduces_iceberg_reserve(self, ex):
+        """Own buy 4 against own iceberg 10 (showing 3): the iceberg keeps 6, still showing 3."""
+        own = ex.accepted_id(ex.place(SELL, 1002, 10, display_qty=3))
+        events = ex.place(BUY, 1002, 4, stp=SelfTradePrevention.DECREMENT)
+        assert [(e.order_id, e.qty, e.leaves) for e in of(OrderReduced, events)] == [(own, 4, 6)]
+        assert ex.ex.markets[SYMBOL].book.order(own)[2:] == (3, 3)
+        assert levels(events) == []
