@@ -44,6 +44,7 @@ class BooksAgree(RuleBasedStateMachine):
         self.traded: dict[int, int] = defaultdict(int)
         self.book_seq = 0
         self.last_trade = None
+        self.prints: list[int] = []
 
     def both(self, make) -> None:
         self.ts += 1_000
@@ -51,6 +52,7 @@ class BooksAgree(RuleBasedStateMachine):
         fast = self.fast.process(cmd)
         slow = self.slow.process(cmd)
         assert fast == slow, (cmd, fast, slow)
+        self.prints = [e.price for e in fast if type(e) is Trade]
         for e in fast:
             kind = type(e)
             if kind is OrderCancelled or kind is OrderExpired:
@@ -131,6 +133,16 @@ class BooksAgree(RuleBasedStateMachine):
     @invariant()
     def last_price_is_the_last_trades(self):
         assert self.fast.markets[SYMBOL].last_price == self.last_trade
+
+    @invariant()
+    def no_stop_waits_past_a_print_that_reached_it(self):
+        """Every trade of the last command was checked against every waiting stop."""
+        for order in self.fast.orders.values():
+            if order.status is OrderStatus.UNTRIGGERED and self.prints:
+                if order.side is Side.BUY:
+                    assert max(self.prints) < order.stop_price
+                else:
+                    assert min(self.prints) > order.stop_price
 
     @invariant()
     def quantity_is_conserved(self):
