@@ -653,54 +653,6 @@ def test_same_commands_give_byte_identical_events(book_factory):
     assert run() == run()
 
 
-def test_compiled_book_refuses_bad_direct_calls():
-    """The book's own checks: bad side, crossing add, duplicate id, bad reduce."""
-    book = OrderBook()
-    book.add(1, 1, -1, 1000, 5)
-    with pytest.raises(ValueError):
-        book.add(2, 1, 0, 1000, 5)
-    with pytest.raises(ValueError):
-        book.add(2, 1, 1, 1000, 5)            # would cross
-    with pytest.raises(ValueError):
-        book.add(1, 1, -1, 1001, 5)           # id already resting
-    with pytest.raises(ValueError):
-        book.reduce(1, 5)
-    with pytest.raises(KeyError):
-        book.reduce(99, 1)
-    assert book.cancel(99) == 0
-    with pytest.raises(ValueError):
-        book.add(3, 1, -1, 1000 + (1 << 21), 5)   # too far from the rest of the book
-    for huge in ((1 << 62) + 1000, (1 << 61) + 1000, (1 << 63) - 1, -5):
-        assert not book.can_hold(huge)
-        with pytest.raises(ValueError):
-            book.add(4, 1, -1, huge, 5)
-    for bad_side in (0, 2, -2):
-        with pytest.raises(ValueError):
-            book.match(bad_side, 1, 5, 2, 0)
-        with pytest.raises(ValueError):
-            book.fillable(bad_side, 1, 5, 2, 0)
-        with pytest.raises(ValueError):
-            book.would_take(bad_side, 1)
-        with pytest.raises(ValueError):
-            book.depth(bad_side, 5)
-        with pytest.raises(ValueError):
-            book.orders(bad_side)
-    assert book.orders(-1) == [(1, 1, 1000, 5, 0)]
-    book.check_invariants()
-
-
-def test_empty_compiled_book_moves_to_any_price():
-    """Once empty, the book re-centres anywhere: far prices are fine again."""
-    book = OrderBook(check_invariants=True)
-    book.add(1, 1, -1, 1000, 5)
-    assert not book.can_hold(1000 + (1 << 21))
-    book.cancel(1)
-    book.changes()
-    assert book.can_hold(1000 + (1 << 21))
-    book.add(2, 1, -1, 1000 + (1 << 21), 5)
-    assert book.depth(-1, 1) == [(1000 + (1 << 21), 5, 1)]
-
-
 class TestRiskGate:
     """The risk side is asked before the book and told every command's events after."""
 
