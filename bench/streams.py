@@ -39,7 +39,7 @@ import datetime
 import random
 from typing import NamedTuple
 
-from engine.contracts import Instrument, date_to_ns
+from engine.contracts import Instrument, Product, date_to_ns, make_instrument, parse_symbol
 from engine.messages import (
     CancelOrder, CancelReason, OrderCancelled, OrderRejected, PlaceOrder, ReplaceOrder, Side,
     TimeInForce, Trade,
@@ -325,14 +325,9 @@ STREAMS = {"gpux": gpux_mix, "exchange_core": exchange_core_mix}
 
 def instrument() -> Instrument:
     """The benchmark instrument: reference REFERENCE_PRICE, a +-100% band, max qty 10**6."""
-    return Instrument(
-        symbol=SYMBOL, gpu_class="H100", kind="month",
-        delivery_start=datetime.date(2027, 3, 1), delivery_end=datetime.date(2027, 4, 1),
-        contract_hours=744, tick_micros=1000, min_qty=1, max_qty=1_000_000, band_bps=10_000,
-        reference_price=REFERENCE_PRICE,
-        last_trading_ns=date_to_ns(datetime.date(2027, 3, 1)),
-        delivery_end_ns=date_to_ns(datetime.date(2027, 4, 1)),
-    )
+    product = Product(gpu_class="H100", reference_price=REFERENCE_PRICE, band_bps=10_000,
+                      max_qty=1_000_000)
+    return make_instrument(product, parse_symbol(SYMBOL).period)
 
 
 def exchange_commands(stream: Stream) -> tuple:

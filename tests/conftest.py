@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from engine.book import OrderBook
-from engine.contracts import Instrument, date_to_ns
+from engine.contracts import Instrument, Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
     BookLevelChanged, CancelOrder, OrderCancelled, OrderRejected, OrderType,
@@ -26,18 +26,10 @@ LOADER = 900          # the account `load` rests its orders for
 T0 = date_to_ns(datetime.date(2027, 1, 4))
 
 
-def instrument(symbol: str = SYMBOL, reference_price: int = 1000, **kw) -> Instrument:
-    """Return a March 2027 H100 contract with a 900..1100 tick band."""
-    fields = dict(
-        symbol=symbol, gpu_class="H100", kind="month",
-        delivery_start=datetime.date(2027, 3, 1), delivery_end=datetime.date(2027, 4, 1),
-        contract_hours=744, tick_micros=1000, min_qty=1, max_qty=10_000, band_bps=1000,
-        reference_price=reference_price,
-        last_trading_ns=date_to_ns(datetime.date(2027, 3, 1)),
-        delivery_end_ns=date_to_ns(datetime.date(2027, 4, 1)),
-    )
-    fields.update(kw)
-    return Instrument(**fields)
+def instrument(symbol: str = SYMBOL, reference_price: int = 1000) -> Instrument:
+    """Return an H100 contract (March 2027 by default) with a 900..1100 tick band."""
+    product = Product(gpu_class="H100", reference_price=reference_price)
+    return make_instrument(product, parse_symbol(symbol).period)
 
 
 class Harness:

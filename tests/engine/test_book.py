@@ -131,5 +131,3 @@ def test_empty_compiled_book_moves_to_any_price():
     assert book.can_hold(1000 + (1 << 21))
     book.add(2, 1, -1, 1000 + (1 << 21), 5)
     assert book.depth(-1, 1) == [(1000 + (1 << 21), 5, 1)]
-
-
