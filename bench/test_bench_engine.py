@@ -70,6 +70,8 @@ def _fresh(make, data):
 
 
 def _report(benchmark, n):
+    if benchmark.stats is None:          # --benchmark-disable: ran once, nothing timed
+        return
     median = benchmark.stats.stats.median
     benchmark.extra_info["commands"] = n
     benchmark.extra_info["commands_per_s"] = round(n / median)
