@@ -117,6 +117,6 @@ def test_exchange(benchmark, stream):
     benchmark.pedantic(_timed(replay_exchange), setup=_fresh(make, commands),
                        rounds=rounds, iterations=1)
     ends.append(exchange_summary(current.pop()).core())
-    assert ends == [EXPECTED[stream.mix].core()] * rounds
+    assert ends and ends == [EXPECTED[stream.mix].core()] * len(ends)   # 1 when disabled
     _report(benchmark, len(stream))
     assert replay_exchange_events(Exchange([instrument()]), commands) == EXPECTED[stream.mix]
