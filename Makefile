@@ -20,8 +20,9 @@ build: $(STAMP)
 run: build
 	$(VENV)/bin/gpux demo
 
+# The benchmarks run once each, untimed, so their correctness checks run in CI too.
 test: build
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests bench --benchmark-disable
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,rounds
