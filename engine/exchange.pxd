@@ -73,7 +73,8 @@ cdef class Exchange:
     cdef readonly dict orders             # order_id -> Order, live and recently closed
     cdef dict _by_client                  # (account_id, client_order_id) -> order_id
     cdef dict _live                       # account_id -> {order_id: Order}
-    cdef list _expiries                   # heap of (expire_at_ns, order_id)
+    cdef readonly list _expiries          # heap of (expire_at_ns, order_id); readable by tests
+    cdef int64_t _gtd_live                # live orders with an expire_at
     cdef list _closings                   # sorted (last_trading_ns, symbol)
     cdef object _closed                   # deque of closed Orders, oldest first
     cdef int64_t _next_deadline           # earliest ts at which _advance has work
@@ -94,11 +95,13 @@ cdef class Exchange:
     cdef _unrest(self, Market market, Order order)
     cdef _cancel_all(self, object cmd, list events)
     cdef _replace(self, object cmd, list events)
+    cdef _modify(self, Order order, object cmd, list events)
 
     # -- Status and time -----------------------------------------------------------
     cdef _set_status(self, Market market, object status, object ts, list events)
     cdef _advance(self, object ts, list events)
     cdef _reset_deadline(self)
+    cdef _rebuild_expiries(self)
 
     # -- Helpers -----------------------------------------------------------------------
     cdef Market _market(self, object symbol)

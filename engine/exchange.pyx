@@ -101,11 +101,12 @@ cdef class Order:
 class Rejected(Exception):
     """A command failed validation; becomes one OrderRejected event. Never leaves this module."""
 
-    def __init__(self, reason, detail, field=None):
+    def __init__(self, reason, detail, field=None, order_id=None):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.field = field
+        self.order_id = order_id      # the order the command named, once it was found
 
 
 cdef class Market:
@@ -216,6 +217,7 @@ cdef class Exchange:
         self._next_order_id = 1
         self._next_trade_id = 1
         self._last_ts = 0
+        self._gtd_live = 0
         self._dirty = []
         self._reset_deadline()
 
@@ -267,7 +269,8 @@ cdef class Exchange:
         except Rejected as r:
             events.append(OrderRejected(
                 getattr(cmd, "account_id", 0), r.reason, r.detail, r.field,
-                getattr(cmd, "client_order_id", None), getattr(cmd, "order_id", None), ts))
+                getattr(cmd, "client_order_id", None),
+                r.order_id if r.order_id is not None else getattr(cmd, "order_id", None), ts))
         if self._dirty:
             for market in self._dirty:
                 self._publish_levels(market, ts, events)
@@ -395,6 +398,7 @@ cdef class Exchange:
             live = self._live[account_id] = {}
         live[order_id] = order
         if expire_at is not None:
+            self._gtd_live += 1
             heapq.heappush(self._expiries, (expire_at, order_id))
             if expire_at < self._next_deadline:
                 self._next_deadline = expire_at
@@ -559,7 +563,8 @@ cdef class Exchange:
         order = found
         if not order._live:
             raise Rejected(RejectReason.ORDER_CLOSED,
-                           f"order {order.order_id} is {order.status.name.lower()}", "order_id")
+                           f"order {order.order_id} is {order.status.name.lower()}", "order_id",
+                           order.order_id)
         return order
 
     cdef _cancel(self, Order order, object reason, object ts, list events):
@@ -586,6 +591,13 @@ cdef class Exchange:
 
     cdef _replace(self, object cmd, list events):
         cdef Order order = self._find(cmd.account_id, cmd.order_id, cmd.client_order_id)
+        try:
+            self._modify(order, cmd, events)
+        except Rejected as r:
+            r.order_id = order.order_id     # named by client_order_id, it still has an id
+            raise
+
+    cdef _modify(self, Order order, object cmd, list events):
         cdef Market market = self.markets[order.symbol]
         if market.status is not IS_OPEN:
             raise _not_trading(market)
@@ -681,6 +693,15 @@ cdef class Exchange:
         self._dirty.clear()
         self._reset_deadline()
 
+    cdef _rebuild_expiries(self):
+        # Closed GTD orders leave their heap entries behind until expire_at;
+        # once they outnumber the live ones, start the heap again from those.
+        cdef Order o
+        expiries = [(o.expire_at_ns, o.order_id) for live in self._live.values()
+                    for o in live.values() if o.expire_at_ns is not None]
+        heapq.heapify(expiries)
+        self._expiries = expiries
+
     cdef _reset_deadline(self):
         cdef int64_t deadline = INT64_MAX
         if self._expiries:
@@ -704,6 +725,10 @@ cdef class Exchange:
         order.closed_ns = ts
         order._live = False
         del self._live[order.account_id][order.order_id]
+        if order.expire_at_ns is not None:
+            self._gtd_live -= 1
+            if len(self._expiries) > 2 * self._gtd_live + 64:
+                self._rebuild_expiries()
         cdef int64_t forget_at = <int64_t>ts + RETENTION
         if not self._closed and forget_at < self._next_deadline:
             self._next_deadline = forget_at

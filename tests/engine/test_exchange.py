@@ -244,6 +244,16 @@ class TestGoodTillDate:
         events = ex.place(SELL, 1000, 1, account=2)
         assert of(OrderExpired, events) and trades(events) == []
 
+    def test_cancelled_gtd_orders_do_not_pile_up(self, ex):
+        """Many far-future GTD orders placed and cancelled leave little behind; one live one expires."""
+        far = ex.ts + 30 * DAY
+        keep = ex.accepted_id(ex.place(BUY, 990, 1, tif=GTD, expire_at_ns=ex.ts + 10 * SEC))
+        for _ in range(500):
+            ex.cancel(ex.accepted_id(ex.place(BUY, 1000, 1, tif=GTD, expire_at_ns=far)))
+        assert len(ex.ex._expiries) < 100
+        events = ex.timer(ex.ts + 10 * SEC)
+        assert [e.order_id for e in of(OrderExpired, events)] == [keep]
+
     def test_gtd_in_the_past_is_rejected(self, ex):
         """An expire_at at or before the command's time is invalid."""
         events = ex.place(BUY, 1000, 3, tif=GTD, expire_at_ns=T0)
@@ -561,6 +571,13 @@ class TestReplace:
         bid = ex.accepted_id(ex.place(BUY, 1000, 1))
         assert rejected(ex.replace(bid, price=999)) == ["ORDER_CLOSED"]
         assert rejected(ex.cancel(bid)) == ["ORDER_CLOSED"]
+
+    def test_rejected_replace_by_client_order_id_names_the_order(self, ex):
+        """A replace named by client_order_id that fails still reports the order id."""
+        bid = ex.accepted_id(ex.place(BUY, 1000, 5, client_order_id="mm-1"))
+        events = ex.send(ReplaceOrder(ts_ns=ex.tick(), account_id=1, client_order_id="mm-1",
+                                      price=1500))
+        assert rejected(events) == ["PRICE_OUT_OF_BAND"] and events[0].order_id == bid
 
     def test_replace_out_of_band_changes_nothing(self, ex):
         """A replace to a price outside the band is rejected and the order is unchanged."""
