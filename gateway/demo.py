@@ -128,13 +128,14 @@ def run(n: int = 200_000, seed: int = 7, as_of: datetime.date | None = None,
             print(f"  {inst.symbol:<14} {_px(bid):>9}  {_px(ask):>9}  {_px(m.last_price):>9}"
                   f"  {m.volume:>7}")
         print()
-    front = instruments[0]
+    front = next((i for i in instruments if i.gpu_class == "H100"), instruments[0])
     book = exchange.markets[front.symbol].book
-    print(f"{front.symbol} book (visible qty, orders)")
+    print(f"{front.symbol} book: visible qty (orders)")
+    print(f"{'bid':>12}  {'price':>7}  ask")
     for price, qty, orders in reversed(book.depth(-1, 5)):
-        print(f"{'':>14}{format_price(price):>9}  {qty:>5} ({orders})")
+        print(f"{'':>12}  {format_price(price):>7}  {qty} ({orders})")
     for price, qty, orders in book.depth(1, 5):
-        print(f"  {qty:>5} ({orders}){format_price(price):>9}")
+        print(f"{f'{qty} ({orders})':>12}  {format_price(price):>7}")
     print(f"\n{sent:,} commands processed in {elapsed:.2f} s: "
           f"{sent / elapsed:,.0f} commands/s through Exchange.process")
     print("events: " + ", ".join(f"{k} {v:,}" for k, v in counts.most_common()))
