@@ -239,17 +239,15 @@ cdef class Exchange:
         cdef list events = []
         ts = cmd.ts_ns              # one int object, shared by every event of the command
         cdef Market market
-        if <int64_t>ts < self._last_ts:
-            events.append(OrderRejected(
-                getattr(cmd, "account_id", 0), RejectReason.INVALID_PARAMS,
-                f"ts_ns {ts} is before the previous command's {self._last_ts}", "ts_ns",
-                getattr(cmd, "client_order_id", None), getattr(cmd, "order_id", None), ts))
-            return events
-        self._last_ts = ts
-        if <int64_t>ts >= self._next_deadline:
-            self._advance(ts, events)
         kind = type(cmd)
         try:
+            if <int64_t>ts < self._last_ts:
+                raise Rejected(RejectReason.INVALID_PARAMS,
+                               f"ts_ns {ts} is before the previous command's {self._last_ts}",
+                               "ts_ns")
+            self._last_ts = ts
+            if <int64_t>ts >= self._next_deadline:
+                self._advance(ts, events)
             if kind is PlaceOrder:
                 self._place(cmd, events)
             elif kind is CancelOrder:
