@@ -98,6 +98,7 @@ cdef class OrderBook:
     # -- Internals -----------------------------------------------------------
     cdef Ladder* _ladder(self, int side) noexcept
     cdef int _ensure_price(self, int64_t price) except -1
+    cdef void _occupied(self, int64_t* lo, int64_t* hi) noexcept
     cdef int _ensure_scratch(self, int64_t n) except -1
     cdef int _grow_free_list(self, int32_t start) except -1
     cdef int32_t _alloc(self) except -1

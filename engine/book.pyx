@@ -269,16 +269,18 @@ cdef class OrderBook:
     cpdef bint can_hold(self, int64_t price):
         """Return whether an order at ``price`` could rest here.
 
-        The level arrays cover at most MAX_SPAN ticks from the lowest to the
-        highest price they hold; an empty book can move anywhere. Callers
-        check this before they change anything, so an order that could not
-        rest is refused whole.
+        The level arrays cover at most MAX_SPAN ticks, so the resting orders
+        and this price must lie within that distance of each other; an empty
+        book can move anywhere. Callers check this before they change
+        anything, so an order that could not rest is refused whole.
         """
+        cdef int64_t lo, hi
         if not 0 < price <= MAX_VALUE:
             return False
-        if self._span == 0 or (self._n_orders == 0 and self._n_touched == 0):
+        if self._n_orders == 0 or self._base <= price < self._base + self._span:
             return True
-        return max(self._base + self._span, price + 1) - _min(self._base, price) <= MAX_SPAN
+        self._occupied(&lo, &hi)
+        return max(hi, price) - _min(lo, price) < MAX_SPAN
 
     cpdef list depth(self, int side, int n):
         """Return up to ``n`` levels of ``side``, best first, as (price, qty, orders)."""
@@ -342,6 +344,10 @@ cdef class OrderBook:
             signed = self._touched[k]
             side = 1 if signed > 0 else -1
             price = signed if signed > 0 else -signed
+            if not self._base <= price < self._base + self._span:
+                # The level emptied and the arrays have moved on since.
+                out.append((side, price, 0, 0))
+                continue
             lvl = &self._ladder(side).levels[price - self._base]
             lvl.dirty = 0
             out.append((side, price, lvl.qty, lvl.count))
@@ -603,39 +609,57 @@ cdef class OrderBook:
         self._pool[slot].next = self._free
         self._free = slot
 
+    cdef void _occupied(self, int64_t* lo, int64_t* hi) noexcept:
+        # Lowest and highest price with a resting order (the book is not empty).
+        # The best prices give one end of each side; the other is scanned for,
+        # which is rare: only when a price falls outside the arrays.
+        cdef int64_t idx = 0, top = self._span - 1
+        if self._bids.best >= 0:
+            while self._bids.levels[idx].count == 0:
+                idx += 1
+            lo[0] = idx
+            hi[0] = self._bids.best
+        else:
+            lo[0] = self._asks.best
+            hi[0] = self._asks.best
+        if self._asks.best >= 0:
+            while self._asks.levels[top].count == 0:
+                top -= 1
+            lo[0] = _min(lo[0], self._asks.best)
+            hi[0] = max(hi[0], top)
+        lo[0] += self._base
+        hi[0] += self._base
+
     cdef int _ensure_price(self, int64_t price) except -1:
-        # Re-centre both ladders on a range that covers the old one and price.
+        # Move both ladders onto a range that covers the resting orders and price.
         if self._span and self._base <= price < self._base + self._span:
             return 0
         if not self.can_hold(price):
             raise ValueError(f"price {price} is too far from the rest of the book")
-        cdef int64_t lo, hi, width, span, base, shift
-        if self._span == 0 or (self._n_orders == 0 and self._n_touched == 0):
-            # Nothing rests and no change is pending: start afresh around price.
-            free(self._bids.levels)
-            free(self._asks.levels)
-            self._bids.levels = self._asks.levels = NULL
-            self._bids.best = self._asks.best = -1
-            self._span = 0
-            self._base = price - INITIAL_SPAN // 2
+        cdef int64_t lo, hi, width, span, base, shift, k, p
+        if self._n_orders == 0:
+            lo = hi = price
             span = INITIAL_SPAN
-            base = self._base
         else:
-            lo = _min(self._base, price)
-            hi = max(self._base + self._span, price + 1)
-            width = hi - lo
-            span = _min(MAX_SPAN, max(2 * self._span, width + width // 2))
-            base = lo - (span - width) // 2
-        shift = self._base - base
+            self._occupied(&lo, &hi)
+            lo = _min(lo, price)
+            hi = max(hi, price)
+            span = _min(MAX_SPAN, max(INITIAL_SPAN, 2 * (hi - lo + 1)))
+        base = lo - (span - (hi - lo + 1)) // 2
         cdef Level* bids = <Level*>calloc(span, sizeof(Level))
         cdef Level* asks = <Level*>calloc(span, sizeof(Level))
         if bids == NULL or asks == NULL:
             free(bids)
             free(asks)
             raise MemoryError()
-        if self._span:
-            memcpy(&bids[shift], self._bids.levels, self._span * sizeof(Level))
-            memcpy(&asks[shift], self._asks.levels, self._span * sizeof(Level))
+        if self._n_orders:
+            # Copy the occupied levels [old lo, old hi]; the rest are empty.
+            self._occupied(&lo, &hi)
+            shift = self._base - base
+            memcpy(&bids[lo - base], &self._bids.levels[lo - self._base],
+                   (hi - lo + 1) * sizeof(Level))
+            memcpy(&asks[lo - base], &self._asks.levels[lo - self._base],
+                   (hi - lo + 1) * sizeof(Level))
             if self._bids.best >= 0:
                 self._bids.best += shift
             if self._asks.best >= 0:
@@ -646,6 +670,12 @@ cdef class OrderBook:
         self._asks.levels = asks
         self._base = base
         self._span = span
+        # Levels that emptied in this command are still to be reported once;
+        # mark those the new range covers, so a later touch does not list them twice.
+        for k in range(self._n_touched):
+            p = self._touched[k] if self._touched[k] > 0 else -self._touched[k]
+            if base <= p < base + span:
+                self._ladder(1 if self._touched[k] > 0 else -1).levels[p - base].dirty = 1
         return 0
 
     cdef int _ensure_scratch(self, int64_t n) except -1:

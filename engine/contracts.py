@@ -48,6 +48,10 @@ YEAR_MAX = 2261
 """Latest delivery year: every timestamp fits in int64 nanoseconds (until 2262-04-11)."""
 MAX_QTY_LIMIT = 10**6
 """Largest max_qty a product may set (lots per order; keeps price x qty below 2**53)."""
+MAX_BAND_TICKS = 1 << 19
+"""Widest price band a product may have at its reference price, in ticks: half of the
+widest range of prices one book holds (engine.book MAX_SPAN), so the book can follow
+the band as it moves."""
 MAX_LISTED = 120
 """Largest months/weeks/quarters count per product."""
 MAX_LAST_TRADING_DAYS_BEFORE = 90
@@ -306,6 +310,10 @@ class Product(msgspec.Struct, frozen=True):
         if self.months == self.weeks == self.quarters == 0:
             raise ConfigError("lists no contracts: months, weeks and quarters are all 0",
                               product=self.gpu_class, key="months")
+        if 2 * (self.reference_price * self.band_bps // 10_000) > MAX_BAND_TICKS:
+            raise ConfigError(f"the price band is {2 * (self.reference_price * self.band_bps // 10_000)}"
+                              f" ticks wide; at most {MAX_BAND_TICKS}", product=self.gpu_class,
+                              key="band_bps")
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):

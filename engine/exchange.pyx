@@ -56,6 +56,9 @@ cdef object IS_OPEN = InstrumentStatus.OPEN, IS_CLOSED = InstrumentStatus.CLOSED
 cdef object IS_SETTLED = InstrumentStatus.SETTLED
 cdef object C_SELF_TRADE = CancelReason.SELF_TRADE, C_IOC = CancelReason.IOC_REMAINDER
 cdef object C_CLOSED = CancelReason.INSTRUMENT_CLOSED, C_BAND = CancelReason.OUT_OF_BAND
+cdef object C_RANGE = CancelReason.OUT_OF_RANGE
+cdef tuple COMMANDS = (PlaceOrder, CancelOrder, ReplaceOrder, CancelAll, Timer,
+                       SetInstrumentStatus, SetReferencePrice)
 cdef int FILL = MatchRecord.FILL
 cdef int STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
 cdef int STP_DECREMENT = MatchRecord.STP_DECREMENT
@@ -237,9 +240,11 @@ cdef class Exchange:
             one is rejected: time only moves forward.
         """
         cdef list events = []
+        kind = type(cmd)
+        if kind not in COMMANDS:
+            raise TypeError(f"not an engine command: {kind.__name__}")
         ts = cmd.ts_ns              # one int object, shared by every event of the command
         cdef Market market
-        kind = type(cmd)
         try:
             if <int64_t>ts < self._last_ts:
                 raise Rejected(RejectReason.INVALID_PARAMS,
@@ -262,8 +267,6 @@ cdef class Exchange:
                 self._set_status(self._market(cmd.symbol), cmd.status, ts, events)
             elif kind is SetReferencePrice:
                 self._market(cmd.symbol).set_reference(cmd.price)
-            elif kind is not Timer:
-                raise TypeError(f"not an engine command: {kind.__name__}")
         except Rejected as r:
             events.append(OrderRejected(
                 getattr(cmd, "account_id", 0), r.reason, r.detail, r.field,
@@ -523,9 +526,11 @@ cdef class Exchange:
                                              high if order.side is BUY else low, ts))
                 if order.order_type is STOP_LIMIT:
                     limit = order.price
-                    if not (market.band_low <= limit <= market.band_high
-                            and market._can_hold(limit)):
+                    if not market.band_low <= limit <= market.band_high:
                         self._cancel_remainder_for(market, order, C_BAND, ts, events)
+                        continue
+                    if not market._can_hold(limit):
+                        self._cancel_remainder_for(market, order, C_RANGE, ts, events)
                         continue
                 else:
                     limit = market.band_high if order.side is BUY else market.band_low
@@ -614,7 +619,8 @@ cdef class Exchange:
         cdef bint resting = order.status is not UNTRIGGERED
         if resting and price != order.price:
             _check_band(market, price, "price")
-            if not market._can_hold(price):
+            # The order itself leaves first, so alone in the book it may go anywhere.
+            if not market._can_hold(price) and len(market.book) > 1:
                 raise _too_far(market, price)
             if order.post_only and market._would_take(order._side, price):
                 raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
@@ -693,10 +699,10 @@ cdef class Exchange:
 
     cdef _rebuild_expiries(self):
         # Closed GTD orders leave their heap entries behind until expire_at;
-        # once they outnumber the live ones, start the heap again from those.
-        cdef Order o
-        expiries = [(o.expire_at_ns, o.order_id) for live in self._live.values()
-                    for o in live.values() if o.expire_at_ns is not None]
+        # once they outnumber the live ones, keep only the live ones' entries.
+        orders = self.orders
+        expiries = [entry for entry in self._expiries
+                    if (found := orders.get(entry[1])) is not None and (<Order>found)._live]
         heapq.heapify(expiries)
         self._expiries = expiries
 
@@ -804,7 +810,7 @@ cdef _check_band(Market market, int64_t price, str field):
 
 
 cdef object _too_far(Market market, int64_t price):
-    return Rejected(RejectReason.PRICE_OUT_OF_BAND,
+    return Rejected(RejectReason.PRICE_OUT_OF_RANGE,
                     f"price {price} is too far from the orders resting in {market.symbol}",
                     "price")
 

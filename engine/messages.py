@@ -104,6 +104,7 @@ class CancelReason(enum.IntEnum):
     DISCONNECT = 4         # cancel-on-disconnect (gateway)
     LIQUIDATION = 5        # clearing cancelled the account's orders
     OUT_OF_BAND = 6        # a triggered stop-limit's price is outside the band by then
+    OUT_OF_RANGE = 7       # ... or too far from the orders resting in the book
 
 
 class RejectReason(enum.IntEnum):
@@ -132,6 +133,7 @@ class RejectReason(enum.IntEnum):
     # self_trade) rather than rejects, since fills may come before it.
     STOP_WOULD_TRIGGER = 308
     ORDER_CLOSED = 309
+    PRICE_OUT_OF_RANGE = 310   # in the band, but too far from the orders resting in the book
 
 
 # -- Commands -----------------------------------------------------------------

@@ -21,6 +21,8 @@ import copy
 from sortedcontainers import SortedDict
 
 FILL, STP_CANCEL_MAKER, STP_DECREMENT, STP_CANCEL_TAKER = range(4)
+MAX_SPAN = 1 << 20        # engine.book: widest range of resting prices, in ticks
+MAX_VALUE = 1 << 40       # engine.book: largest price or quantity
 CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH, DECREMENT = range(4)
 
 
@@ -62,9 +64,11 @@ class ReferenceBook:
         return best is not None and (best <= limit if side == 1 else best >= limit)
 
     def can_hold(self, price):
-        # No level array here, so no span limit: any price the compiled book
-        # takes (1..2**40). Tests keep prices close, where the two agree.
-        return 0 < price <= 1 << 40
+        # The compiled book's rule: resting prices and this one within MAX_SPAN.
+        if not 0 < price <= MAX_VALUE:
+            return False
+        prices = [p for levels in self._sides.values() for p in levels]
+        return not prices or max(prices + [price]) - min(prices + [price]) < MAX_SPAN
 
     def fillable(self, side, limit, qty, account_id, stp):
         trial = copy.deepcopy(self)
@@ -116,8 +120,10 @@ class ReferenceBook:
         self._touch(o.side, o.price)
 
     def add(self, order_id, account_id, side, price, qty, display=0):
-        if side not in (1, -1) or qty < 1 or price < 1 or display < 0:
+        if side not in (1, -1) or not (0 < qty <= MAX_VALUE and 0 <= display <= MAX_VALUE):
             raise ValueError("bad order")
+        if not self.can_hold(price):
+            raise ValueError("too far from the rest of the book")
         if order_id in self._orders:
             raise ValueError(f"order {order_id} is already resting")
         if self.would_take(side, price):

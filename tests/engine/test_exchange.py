@@ -833,11 +833,21 @@ class TestTimeAndRange:
             if rejected(events):
                 break
             assert trades(ex.place(BUY, price, 1, account=3)) == [(price, 1)]
-        assert price > 250_000                          # far beyond any real GPU-hour price
-        assert rejected(events) == ["PRICE_OUT_OF_BAND"] and "too far" in events[0].detail
+        assert price - 900 >= 1 << 20                   # the widest range one book holds
+        assert rejected(events) == ["PRICE_OUT_OF_RANGE"] and "too far" in events[0].detail
         assert len(events) == 1 and len(ex.ex.orders) == orders_before
         assert ex.ex.markets[SYMBOL].book.orders(1) == [(1, 9, 900, 1, 0)]
         ex.ex.markets[SYMBOL].book.check_invariants()
+
+
+    def test_the_only_resting_order_may_move_anywhere_in_the_band(self):
+        """After a far settlement price, the book's one order can be replaced out there."""
+        ex = Harness(OrderBook)
+        bid = ex.accepted_id(ex.place(BUY, 1000, 1))
+        ex.send(SetReferencePrice(ts_ns=ex.tick(), symbol=SYMBOL, price=2_000_000))
+        events = ex.replace(bid, price=1_950_000)
+        assert rejected(events) == [] and ex.ex.markets[SYMBOL].book.best_bid() == 1_950_000
+        assert levels(events) == [(1, 1000, 0, 0), (1, 1_950_000, 1, 1)]
 
 
 class TestDecrementAgainstIceberg:
