@@ -49,7 +49,9 @@ cdef enum:
 
 cdef int64_t INITIAL_SPAN = 1024
 cdef int64_t MAX_SPAN = 1 << 20      # levels per side: a $1,048 wide book at $0.001
-cdef int64_t MAX_VALUE = 1 << 40     # prices and quantities; keeps all sums far from overflow
+cdef int64_t MAX_VALUE = 1 << 40     # prices and quantities; level totals stay in int64
+                                     # up to 2**22 orders of this size (the Exchange caps
+                                     # an order at 10**6 lots)
 
 __all__ = ["OrderBook"]
 
@@ -224,8 +226,6 @@ cdef class OrderBook:
         cdef int32_t slot
         cdef Level* lvl
         cdef Order* o
-        if idx < 0:
-            return False
         while need > 0 and 0 <= idx < self._span and seen < opp.active:
             price = self._base + idx
             if (side == 1 and price > limit) or (side == -1 and price < limit):

@@ -345,11 +345,6 @@ cdef class Exchange:
         else:
             # Market orders and stop-markets are protected by the band edge.
             limit = market.band_high if side is BUY else market.band_low
-        if self._risk_gated:
-            reject = self.risk.check(account_id, market.symbol, side, limit, qty, reduce_only,
-                                     None)
-            if reject is not None:
-                raise Rejected(reject[0], reject[1])
         if stop:
             if market.last_price is not None and _stop_hit(side, stop_price, market.last_price):
                 raise Rejected(RejectReason.STOP_WOULD_TRIGGER,
@@ -364,6 +359,12 @@ cdef class Exchange:
         elif otype is MARKET and not market._would_take(side, limit):
             raise Rejected(RejectReason.NO_LIQUIDITY,
                            "no opposite order inside the price band", "type")
+        # Clearing last: it is asked only about orders the engine would take.
+        if self._risk_gated:
+            reject = self.risk.check(account_id, market.symbol, side, limit, qty, reduce_only,
+                                     None)
+            if reject is not None:
+                raise Rejected(reject[0], reject[1])
 
         order = Order.__new__(Order)
         order_id = self._next_order_id     # boxed once for the dicts and the event
