@@ -67,8 +67,9 @@ class ReferenceBook:
         # The compiled book's rule: resting prices and this one within MAX_SPAN.
         if not 0 < price <= MAX_VALUE:
             return False
-        prices = [p for levels in self._sides.values() for p in levels]
-        return not prices or max(prices + [price]) - min(prices + [price]) < MAX_SPAN
+        ends = [price] + [levels.peekitem(i)[0] for levels in self._sides.values() if levels
+                          for i in (0, -1)]
+        return max(ends) - min(ends) < MAX_SPAN
 
     def fillable(self, side, limit, qty, account_id, stp):
         trial = copy.deepcopy(self)
@@ -120,10 +121,9 @@ class ReferenceBook:
         self._touch(o.side, o.price)
 
     def add(self, order_id, account_id, side, price, qty, display=0):
+        # The range rule (can_hold) is the caller's to check first, as the engine does.
         if side not in (1, -1) or not (0 < qty <= MAX_VALUE and 0 <= display <= MAX_VALUE):
             raise ValueError("bad order")
-        if not self.can_hold(price):
-            raise ValueError("too far from the rest of the book")
         if order_id in self._orders:
             raise ValueError(f"order {order_id} is already resting")
         if self.would_take(side, price):

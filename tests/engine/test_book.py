@@ -49,8 +49,11 @@ class BookApisAgree(RuleBasedStateMachine):
     @rule(side=sides, price=prices, qty=qtys, account=accounts,
           display=st.one_of(st.just(0), st.integers(1, 4)))
     def add(self, side, price, qty, account, display):
-        self.both("can_hold", price)
-        self.both("add", self.next_id, account, side, price, qty, display)
+        if self.both("can_hold", price):          # callers check first; add refuses too
+            self.both("add", self.next_id, account, side, price, qty, display)
+        else:
+            with pytest.raises(ValueError):
+                self.fast.add(self.next_id, account, side, price, qty, display)
         self.next_id += 1
 
     @rule(side=sides, price=prices, qty=st.integers(1, 30), account=accounts, stp=stps)
