@@ -31,6 +31,7 @@ cdef struct Level:
 
 cdef struct Ladder:
     Level* levels            # levels[i] holds price base + i
+    uint64_t* bits           # bit i set: levels[i] has orders (finds the next best fast)
     int64_t best             # index of the best non-empty level; -1 = empty side
     int64_t active           # non-empty levels
 

@@ -15,7 +15,9 @@ and calls, so nothing here is a Python object per resting order.
   both arrays are re-centred (one copy) to cover it.
 - An open-addressing hash (linear probing, backward-shift deletion) maps the
   order id to its slot; no Python dict, no boxed ints.
-- The best price of each side is an index moved only when its level empties.
+- The best price of each side is an index moved only when its level empties; a
+  bitmap of non-empty levels finds the next one 64 levels per step, so one stale
+  order far from the touch costs no walk through the empty levels between.
 
 The Python-facing methods take and return plain ints, and return as little as
 they can: ``match`` gives one tuple per fill or self-trade action, and
@@ -134,6 +136,47 @@ cdef inline int64_t _min(int64_t a, int64_t b) noexcept:
     return a if a < b else b
 
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+    int __builtin_clzll(unsigned long long x) nogil
+
+
+cdef inline void _bit_set(uint64_t* bits, int64_t i) noexcept:
+    bits[i >> 6] |= (<uint64_t>1) << (i & 63)
+
+
+cdef inline void _bit_clear(uint64_t* bits, int64_t i) noexcept:
+    bits[i >> 6] &= ~((<uint64_t>1) << (i & 63))
+
+
+cdef inline int64_t _set_at_or_below(uint64_t* bits, int64_t i) noexcept:
+    # Highest set bit at index <= i, or -1.
+    if i < 0:
+        return -1
+    cdef int64_t w = i >> 6
+    cdef uint64_t word = bits[w] & (((<uint64_t>2) << (i & 63)) - 1)
+    while not word:
+        w -= 1
+        if w < 0:
+            return -1
+        word = bits[w]
+    return (w << 6) + 63 - __builtin_clzll(word)
+
+
+cdef inline int64_t _set_at_or_above(uint64_t* bits, int64_t i, int64_t span) noexcept:
+    # Lowest set bit at index >= i (below span), or -1.
+    if i >= span:
+        return -1
+    cdef int64_t w = i >> 6, words = (span + 63) >> 6
+    cdef uint64_t word = bits[w] & (~(<uint64_t>0) << (i & 63))
+    while not word:
+        w += 1
+        if w >= words:
+            return -1
+        word = bits[w]
+    return (w << 6) + __builtin_ctzll(word)
+
+
 cdef inline int _check_side(int side) except -1:
     if side != 1 and side != -1:
         raise ValueError(f"side must be 1 or -1, not {side}")
@@ -162,8 +205,8 @@ cdef class OrderBook:
         self._n_orders = 0
         self._grow_free_list(0)
         _ids_init(&self._ids, 2048)
-        self._bids.levels = NULL
-        self._asks.levels = NULL
+        self._bids.levels = self._asks.levels = NULL
+        self._bids.bits = self._asks.bits = NULL
         self._bids.best = self._asks.best = -1
         self._bids.active = self._asks.active = 0
         self._span = 0
@@ -180,6 +223,8 @@ cdef class OrderBook:
         free(self._ids.slots)
         free(self._bids.levels)
         free(self._asks.levels)
+        free(self._bids.bits)
+        free(self._asks.bits)
         free(self._scratch)
         free(self._scratch_qty)
 
@@ -545,6 +590,8 @@ cdef class OrderBook:
             best = -1
             for idx in range(self._span):
                 lvl = &ladder.levels[idx]
+                assert ((ladder.bits[idx >> 6] >> (idx & 63)) & 1) == (lvl.count > 0), \
+                    f"bitmap disagrees with level {idx}"
                 if lvl.count == 0:
                     assert lvl.qty == 0 and lvl.hidden == 0, f"empty level {idx} has qty"
                     continue
@@ -610,23 +657,16 @@ cdef class OrderBook:
         self._free = slot
 
     cdef void _occupied(self, int64_t* lo, int64_t* hi) noexcept:
-        # Lowest and highest price with a resting order (the book is not empty).
-        # The best prices give one end of each side; the other is scanned for,
-        # which is rare: only when a price falls outside the arrays.
-        cdef int64_t idx = 0, top = self._span - 1
+        # Lowest and highest price with a resting order (the book is not empty):
+        # the best prices give one end of each side, the bitmaps the other.
         if self._bids.best >= 0:
-            while self._bids.levels[idx].count == 0:
-                idx += 1
-            lo[0] = idx
+            lo[0] = _set_at_or_above(self._bids.bits, 0, self._span)
             hi[0] = self._bids.best
         else:
-            lo[0] = self._asks.best
-            hi[0] = self._asks.best
+            lo[0] = hi[0] = self._asks.best
         if self._asks.best >= 0:
-            while self._asks.levels[top].count == 0:
-                top -= 1
             lo[0] = _min(lo[0], self._asks.best)
-            hi[0] = max(hi[0], top)
+            hi[0] = max(hi[0], _set_at_or_below(self._asks.bits, self._span - 1))
         lo[0] += self._base
         hi[0] += self._base
 
@@ -648,9 +688,13 @@ cdef class OrderBook:
         base = lo - (span - (hi - lo + 1)) // 2
         cdef Level* bids = <Level*>calloc(span, sizeof(Level))
         cdef Level* asks = <Level*>calloc(span, sizeof(Level))
-        if bids == NULL or asks == NULL:
+        cdef uint64_t* bid_bits = <uint64_t*>calloc((span + 63) >> 6, sizeof(uint64_t))
+        cdef uint64_t* ask_bits = <uint64_t*>calloc((span + 63) >> 6, sizeof(uint64_t))
+        if bids == NULL or asks == NULL or bid_bits == NULL or ask_bits == NULL:
             free(bids)
             free(asks)
+            free(bid_bits)
+            free(ask_bits)
             raise MemoryError()
         if self._n_orders:
             # Copy the occupied levels [old lo, old hi]; the rest are empty.
@@ -664,10 +708,19 @@ cdef class OrderBook:
                 self._bids.best += shift
             if self._asks.best >= 0:
                 self._asks.best += shift
+            for k in range(lo - base, hi - base + 1):
+                if bids[k].count:
+                    _bit_set(bid_bits, k)
+                if asks[k].count:
+                    _bit_set(ask_bits, k)
         free(self._bids.levels)
         free(self._asks.levels)
+        free(self._bids.bits)
+        free(self._asks.bits)
         self._bids.levels = bids
         self._asks.levels = asks
+        self._bids.bits = bid_bits
+        self._asks.bits = ask_bits
         self._base = base
         self._span = span
         # Levels that emptied in this command are still to be reported once;
@@ -704,6 +757,7 @@ cdef class OrderBook:
             o.prev = -1
             lvl.head = slot
             ladder.active += 1
+            _bit_set(ladder.bits, idx)
         lvl.tail = slot
         lvl.count += 1
         lvl.qty += o.visible
@@ -725,16 +779,16 @@ cdef class OrderBook:
         lvl.hidden -= o.hidden
         if lvl.count == 0:
             ladder.active -= 1
+            _bit_clear(ladder.bits, idx)
 
     cdef void _move_best(self, Ladder* ladder, int side) noexcept:
         # Called when the best level emptied: walk to the next non-empty one.
         if ladder.active == 0:
             ladder.best = -1
-            return
-        cdef int64_t idx = ladder.best - side
-        while ladder.levels[idx].count == 0:
-            idx -= side
-        ladder.best = idx
+        elif side == 1:
+            ladder.best = _set_at_or_below(ladder.bits, ladder.best - 1)
+        else:
+            ladder.best = _set_at_or_above(ladder.bits, ladder.best + 1, self._span)
 
     cdef int _shrink(self, Order* o, int64_t delta) except -1:
         # Reduce leaves by delta in place: the iceberg reserve first, then the shown part.

@@ -134,3 +134,18 @@ def test_empty_compiled_book_moves_to_any_price():
     assert book.can_hold(1000 + (1 << 21))
     book.add(2, 1, -1, 1000 + (1 << 21), 5)
     assert book.depth(-1, 1) == [(1000 + (1 << 21), 5, 1)]
+
+
+def test_best_price_finds_a_far_level_after_the_touch_empties():
+    """With one stale order far from the touch, emptying the touch finds it again."""
+    book = OrderBook(check_invariants=True)
+    book.add(1, 9, 1, 900, 1)
+    book.add(2, 9, -1, 900_000, 1)
+    for i in range(3):
+        book.add(10 + i, 1, 1, 500_000 + i, 1)
+        book.add(20 + i, 1, -1, 500_100 - i, 1)
+    for i in range(3):
+        book.cancel(12 - i)
+        book.cancel(22 - i)
+    assert (book.best_bid(), book.best_ask()) == (900, 900_000)
+    assert book.depth(1, 5) == [(900, 1, 1)] and book.depth(-1, 5) == [(900_000, 1, 1)]
