@@ -426,6 +426,10 @@ cdef class Exchange:
             self._fire_stops(market, ts, events)
 
     cdef _take(self, Market market, Order order, int64_t limit, object ts, list events):
+        """Match the order as taker up to limit, apply each record, then rest or cancel the rest.
+
+        Fill prices widen the market's print range, which _fire_stops reads.
+        """
         cdef int side = order._side
         cdef int64_t stp_cancelled = 0, qty, maker_leaves, price, last_fill = 0
         cdef int kind
