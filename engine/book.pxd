@@ -109,5 +109,6 @@ cdef class OrderBook:
     cdef void _release(self, int32_t slot) noexcept
     cdef void _move_best(self, Ladder* ladder, int side) noexcept
     cdef int _touch(self, int side, int64_t idx) except -1
-    cdef int _record(self, int kind, Order* maker, int64_t price, int64_t qty) except -1
+    cdef int _record(self, int kind, Order* maker, int64_t price, int64_t qty,
+                     int64_t maker_leaves) except -1
     cdef int _remove_slot(self, int32_t slot) except -1

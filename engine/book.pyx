@@ -520,24 +520,21 @@ cdef class OrderBook:
             leaves = o.visible + o.hidden
             if o.account_id == account_id:
                 if stp == STP_CANCEL_OLDEST or stp == STP_CANCEL_BOTH:
-                    self._record(REC_CANCEL_MAKER, o, price, leaves)
-                    self._records[self._n_records - 1].maker_leaves = 0
+                    self._record(REC_CANCEL_MAKER, o, price, leaves, 0)
                     if stp == STP_CANCEL_BOTH:
-                        self._record(REC_CANCEL_TAKER, o, price, remaining)
-                        self._records[self._n_records - 1].maker_leaves = 0
+                        self._record(REC_CANCEL_TAKER, o, price, remaining, 0)
                         remaining = 0
                     self._remove_slot(slot)
                 elif stp == STP_DECREMENT:
                     take = _min(leaves, remaining)
                     remaining -= take
-                    self._record(REC_DECREMENT, o, price, take)
-                    self._records[self._n_records - 1].maker_leaves = leaves - take
+                    self._record(REC_DECREMENT, o, price, take, leaves - take)
                     if take == leaves:
                         self._remove_slot(slot)
                     else:
                         self._shrink(o, take)
                 else:
-                    self._record(REC_CANCEL_TAKER, o, price, remaining)
+                    self._record(REC_CANCEL_TAKER, o, price, remaining, leaves)
                     remaining = 0
                 continue
             take = _min(o.visible, remaining)
@@ -545,7 +542,7 @@ cdef class OrderBook:
             o.visible -= take
             lvl.qty -= take
             self._touch(-side, idx)
-            self._record(REC_FILL, o, price, take)
+            self._record(REC_FILL, o, price, take, o.visible + o.hidden)
             if o.visible > 0:
                 continue
             if o.hidden == 0:
@@ -821,7 +818,8 @@ cdef class OrderBook:
         self._n_touched += 1
         return 0
 
-    cdef int _record(self, int kind, Order* maker, int64_t price, int64_t qty) except -1:
+    cdef int _record(self, int kind, Order* maker, int64_t price, int64_t qty,
+                     int64_t maker_leaves) except -1:
         cdef Record* grown
         if self._n_records == self._records_cap:
             grown = <Record*>realloc(self._records, 2 * self._records_cap * sizeof(Record))
@@ -835,7 +833,7 @@ cdef class OrderBook:
         r.maker_account_id = maker.account_id
         r.price = price
         r.qty = qty
-        r.maker_leaves = maker.visible + maker.hidden
+        r.maker_leaves = maker_leaves
         self._n_records += 1
         return 0
 

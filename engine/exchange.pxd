@@ -107,4 +107,4 @@ cdef class Exchange:
     cdef Market _market(self, object symbol)
     cdef _close(self, Order order, object status, object ts)
     cdef _dirty_market(self, Market market)
-    cdef _publish_levels(self, Market market, object ts, list events)
+    cdef _publish_levels(self, object ts, list events)

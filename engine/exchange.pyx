@@ -273,9 +273,7 @@ cdef class Exchange:
                 getattr(cmd, "client_order_id", None),
                 r.order_id if r.order_id is not None else getattr(cmd, "order_id", None), ts))
         if self._dirty:
-            for market in self._dirty:
-                self._publish_levels(market, ts, events)
-            self._dirty.clear()
+            self._publish_levels(ts, events)
         if self._risk_gated:
             self.risk.apply(events)
         return events
@@ -431,7 +429,8 @@ cdef class Exchange:
         Fill prices widen the market's print range, which _fire_stops reads.
         """
         cdef int side = order._side
-        cdef int64_t stp_cancelled = 0, qty, maker_leaves, price, last_fill = 0
+        cdef int64_t qty, maker_leaves, price, last_fill = 0
+        cdef bint stp_cancelled = False
         cdef int kind
         cdef Order maker, o
         if market._would_take(side, limit):
@@ -479,17 +478,14 @@ cdef class Exchange:
                             events.append(OrderCancelled(o.order_id, o.account_id, market.symbol,
                                                          C_SELF_TRADE, qty, ts))
                 else:                                  # the taker stops: self-trade
-                    stp_cancelled = qty
+                    stp_cancelled = True
             if last_fill:
                 market.last_price = last_fill
                 market.band_centre = last_fill
                 market._set_band()
             self._dirty_market(market)
         if stp_cancelled:
-            order.leaves_qty = 0
-            self._close(order, CANCELLED, ts)
-            events.append(OrderCancelled(order.order_id, order.account_id, market.symbol,
-                                         C_SELF_TRADE, stp_cancelled, ts))
+            self._cancel_remainder_for(market, order, C_SELF_TRADE, ts, events)
         elif order.leaves_qty == 0:
             if order._live:                   # not already closed by a decrement
                 self._close(order, FILLED, ts)
@@ -576,8 +572,9 @@ cdef class Exchange:
         return order
 
     cdef _cancel(self, Order order, object reason, object ts, list events):
-        self._unrest(self.markets[order.symbol], order)
-        self._cancel_remainder_for(self.markets[order.symbol], order, reason, ts, events)
+        cdef Market market = self.markets[order.symbol]
+        self._unrest(market, order)
+        self._cancel_remainder_for(market, order, reason, ts, events)
 
     cdef _unrest(self, Market market, Order order):
         """Take a live order out of the book or the stop lists."""
@@ -697,9 +694,8 @@ cdef class Exchange:
             del self.orders[order.order_id]
             if order.client_order_id is not None:
                 del self._by_client[(order.account_id, order.client_order_id)]
-        for market in self._dirty:
-            self._publish_levels(market, ts, events)
-        self._dirty.clear()
+        if self._dirty:
+            self._publish_levels(ts, events)
         self._reset_deadline()
 
     cdef _rebuild_expiries(self):
@@ -748,13 +744,16 @@ cdef class Exchange:
             market._dirty = True
             self._dirty.append(market)
 
-    cdef _publish_levels(self, Market market, object ts, list events):
-        market._dirty = False
-        symbol = market.symbol
-        for side, price, qty, count in market._changes():
-            market.book_seq += 1
-            events.append(BookLevelChanged(symbol, market.book_seq, SIDES[side], price, qty,
-                                           count, ts))
+    cdef _publish_levels(self, object ts, list events):
+        # One BookLevelChanged per level touched, per market touched, in order.
+        cdef Market market
+        for market in self._dirty:
+            market._dirty = False
+            for side, price, qty, count in market._changes():
+                market.book_seq += 1
+                events.append(BookLevelChanged(market.symbol, market.book_seq, SIDES[side],
+                                               price, qty, count, ts))
+        self._dirty.clear()
 
 
 cdef _validate_place(Market market, object otype, bint priced, bint stop, object tif,
