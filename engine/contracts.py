@@ -432,7 +432,16 @@ def load_products(text: str | None = None) -> list[Product]:
     if unknown:
         raise ConfigError("unknown top-level key; expected only [[product]] tables",
                           key=unknown[0])
-    tables = document.get("product")
+    return products_from_tables(document.get("product"))
+
+
+def products_from_tables(tables: object) -> list[Product]:
+    """
+    Convert the [[product]] tables of a parsed TOML document (a config may hold more).
+
+    Raises:
+        ConfigError: as load_products.
+    """
     if not isinstance(tables, list) or not tables:
         raise ConfigError("no products: expected one or more [[product]] tables",
                           key="product")

@@ -1,0 +1,131 @@
+"""Accounts, API keys and the auth.login check (PROTOCOL.md "Session").
+
+A login proves the key's secret without sending it: the client signs
+``"{timestamp}\\n{nonce}"`` with HMAC-SHA256. The timestamp must be within
+the window of the server clock and a nonce may not come back within the
+window, so a captured login cannot be replayed.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import heapq
+from pathlib import Path
+
+import msgspec
+
+from gateway.config import AccountConfig
+from gateway.errors import RpcError
+
+DEMO_FILE = "demo-accounts.json"
+
+# (name, role, collateral USD) of the embedded default's accounts.
+DEMO_ACCOUNTS = (
+    ("trader-1", "trader", "1000000"),
+    ("trader-2", "trader", "1000000"),
+    ("maker-1", "market_maker", "10000000"),
+    ("viewer-1", "viewer", "0"),
+    ("index-1", "index_provider", "0"),
+    ("index-2", "index_provider", "0"),
+    ("index-3", "index_provider", "0"),
+    ("admin", "admin", "0"),
+)
+
+
+def sign(api_secret: str, timestamp: int, nonce: str | int) -> str:
+    """Return the auth.login signature: lowercase hex HMAC-SHA256 of "{timestamp}\\n{nonce}"."""
+    message = f"{timestamp}\n{nonce}".encode()
+    return hmac.new(api_secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def demo_accounts(data_dir: Path) -> list[AccountConfig]:
+    """Return the demo accounts of ``data_dir``, creating the file with fresh keys once.
+
+    A restart with the same data directory keeps the same accounts and keys.
+    The file is written to a temporary name and renamed, readable by the owner only.
+    """
+    path = data_dir / DEMO_FILE
+    if path.exists():
+        return msgspec.json.decode(path.read_bytes(), type=list[AccountConfig])
+    accounts = [
+        AccountConfig(account=name, role=role, api_key="gpux_" + secrets.token_hex(12),
+                      api_secret=secrets.token_hex(32), account_id=index, collateral=collateral)
+        for index, (name, role, collateral) in enumerate(DEMO_ACCOUNTS, start=1)
+    ]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump([msgspec.to_builtins(a) for a in accounts], f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return accounts
+
+
+class Accounts:
+    """The configured accounts by API key, and the nonces seen within the login window.
+
+    Args:
+        accounts: Each with a unique name, key and id; ids are given in order where missing.
+        window_ms: How far a login timestamp may be from the server clock.
+    """
+
+    def __init__(self, accounts: list[AccountConfig], window_ms: int = 30_000) -> None:
+        self.window_ms = window_ms
+        self.by_key: dict[str, AccountConfig] = {}
+        self.by_name: dict[str, AccountConfig] = {}
+        self.by_id: dict[int, AccountConfig] = {}
+        used = {a.account_id for a in accounts if a.account_id is not None}
+        next_id = 1
+        for a in accounts:
+            if a.account_id is None:
+                while next_id in used:
+                    next_id += 1
+                a = msgspec.structs.replace(a, account_id=next_id)
+                used.add(next_id)
+            for index, key in ((self.by_key, a.api_key), (self.by_name, a.account),
+                               (self.by_id, a.account_id)):
+                if key in index:
+                    raise ValueError(f"account {a.account}: {key!r} is used twice")
+                index[key] = a
+        self._nonces: dict[tuple[str, str], int] = {}
+        self._expiry: list[tuple[int, tuple[str, str]]] = []     # a heap by expiry
+
+    def login(self, api_key: str, timestamp: int, nonce: str | int, signature: str,
+              now_ms: int) -> AccountConfig:
+        """Check a login and return its account; record the nonce.
+
+        Raises:
+            RpcError: invalid_signature (unknown key or wrong HMAC; the two are not
+                told apart), stale_timestamp, nonce_reused.
+        """
+        account = self.by_key.get(api_key)
+        expected = sign(account.api_secret, timestamp, nonce) if account else ""
+        if account is None or not hmac.compare_digest(expected, signature.lower()):
+            raise RpcError("invalid_signature", "the api_key is unknown or the signature "
+                           "does not match", field="signature")
+        if abs(now_ms - timestamp) > self.window_ms:
+            raise RpcError("stale_timestamp", f"timestamp {timestamp} is more than "
+                           f"{self.window_ms // 1000} s from the server time {now_ms}",
+                           field="timestamp", server_time=now_ms)
+        self._forget(now_ms)
+        seen = (api_key, str(nonce))
+        if seen in self._nonces:
+            raise RpcError("nonce_reused", "this nonce was already used with this key",
+                           field="nonce")
+        # Keep the nonce until its timestamp can no longer pass the window check.
+        until = timestamp + self.window_ms
+        self._nonces[seen] = until
+        heapq.heappush(self._expiry, (until, seen))
+        return account
+
+    def _forget(self, now_ms: int) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] < now_ms:
+            _, seen = heapq.heappop(expiry)
+            del self._nonces[seen]

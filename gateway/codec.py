@@ -1,0 +1,204 @@
+"""The one place where wire values become engine values and back (DESIGN.md §5).
+
+Inbound: decoded params (gateway.schema) -> engine commands, prices through
+engine.prices (an off-tick price is an error, never rounded), times from
+milliseconds to nanoseconds. Outbound: engine orders, levels and instruments
+-> the dicts PROTOCOL.md describes, prices with exactly 3 decimals.
+"""
+from __future__ import annotations
+
+import zlib
+
+import msgspec
+
+from engine.messages import (
+    CancelOrder, CancelReason, InstrumentStatus, OrderRejected, OrderStatus, OrderType,
+    PlaceOrder, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
+)
+from engine.prices import PriceError, format_price, parse_price
+from gateway import schema
+from gateway.errors import GatewayReason, RpcError, reject_reason_name
+
+NS_PER_MS = 1_000_000
+
+SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+ORDER_TYPES = {t.name.lower(): t for t in OrderType}
+TIFS = {t.name.lower(): t for t in TimeInForce}
+STPS = {s.name.lower(): s for s in SelfTradePrevention}
+
+SIDE_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}
+STATUS_NAMES = {s: s.name.lower() for s in InstrumentStatus}
+# PROTOCOL.md has no "expired" order status: an expired GTD order is cancelled,
+# with cancel_reason "expired" (an extension field).
+ORDER_STATUS_NAMES = {s: s.name.lower() for s in OrderStatus}
+ORDER_STATUS_NAMES[OrderStatus.EXPIRED] = "cancelled"
+
+_decoders: dict[type, msgspec.json.Decoder] = {}
+
+
+def decode_params(raw: msgspec.Raw, kind: type[schema.Params]) -> schema.Params:
+    """Decode a request's params into the method's Struct.
+
+    Raises:
+        RpcError: invalid_params naming the field; invalid_quantity for a bad qty.
+    """
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: msgspec.ValidationError) -> RpcError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.qty`" into invalid_params, field qty."""
+    message = str(exc)
+    field = None
+    if " - at `$." in message:
+        field = message.rsplit(" - at `$.", 1)[1].rstrip("`").split("[", 1)[0].split(".", 1)[0]
+    elif message.startswith("Object missing required field `"):
+        field = message.split("`")[1]
+    elif message.startswith("Object contains unknown field `"):
+        field = message.split("`")[1]
+    return RpcError("invalid_params", message, field=field)
+
+
+def price(text: str | None, field: str) -> int | None:
+    """Return a wire price in ticks (None stays None).
+
+    Raises:
+        RpcError: price_off_tick, or invalid_price for a malformed, zero or huge value.
+    """
+    if text is None:
+        return None
+    try:
+        return parse_price(text, field)
+    except PriceError as exc:
+        raise RpcError(exc.reason, str(exc), field=exc.field) from None
+
+
+def ms_to_ns(ms: int | None) -> int | None:
+    return None if ms is None else ms * NS_PER_MS
+
+
+def place_command(p: schema.Place, account_id: int, ts_ns: int) -> PlaceOrder:
+    """Build the engine's PlaceOrder; the engine checks what depends on the instrument."""
+    return PlaceOrder(
+        ts_ns=ts_ns, account_id=account_id, symbol=p.symbol, side=SIDES[p.side], qty=p.qty,
+        order_type=ORDER_TYPES[p.order_type], price=price(p.price, "price"),
+        stop_price=price(p.stop_price, "stop_price"), tif=TIFS[p.tif],
+        expire_at_ns=ms_to_ns(p.expire_at), post_only=p.post_only, reduce_only=p.reduce_only,
+        display_qty=p.display_qty, client_order_id=p.client_order_id, stp=STPS[p.stp])
+
+
+def replace_command(p: schema.Replace, account_id: int, ts_ns: int) -> ReplaceOrder:
+    return ReplaceOrder(ts_ns=ts_ns, account_id=account_id, order_id=p.order_id,
+                        client_order_id=p.client_order_id, price=price(p.price, "price"),
+                        qty=p.qty)
+
+
+def cancel_command(p: schema.OrderRef, account_id: int, ts_ns: int,
+                   reason: CancelReason = CancelReason.USER) -> CancelOrder:
+    return CancelOrder(ts_ns=ts_ns, account_id=account_id, order_id=p.order_id,
+                       client_order_id=p.client_order_id, reason=reason)
+
+
+def rejected(event: OrderRejected) -> RpcError:
+    """Return the error of an engine reject; data.order_id names an order it concerned."""
+    extra = {} if event.order_id is None else {"order_id": event.order_id}
+    field = event.field
+    if field == "expire_at_ns":
+        field = "expire_at"
+    return RpcError(reject_reason_name(event.reason), event.detail, field=field, **extra)
+
+
+def self_trade_prevented(order_id: int) -> RpcError:
+    return RpcError(GatewayReason.SELF_TRADE_PREVENTED.name.lower(),
+                    f"self-trade prevention cancelled order {order_id} before it filled",
+                    order_id=order_id)
+
+
+# -- Outbound ---------------------------------------------------------------------
+
+def opt_price(ticks: int | None) -> str | None:
+    return None if ticks is None else format_price(ticks)
+
+
+def ns_to_ms(ns: int | None) -> int | None:
+    return None if ns is None else ns // NS_PER_MS
+
+
+def fill_view(trade_id: int, price_ticks: int, qty: int, maker: bool) -> dict:
+    """One fill of an order, as in the ``fills`` list of an order result."""
+    return {"trade_id": trade_id, "price": format_price(price_ticks), "qty": qty,
+            "liquidity": "maker" if maker else "taker"}
+
+
+def order_view(order, fills: list, cancel_reason: str | None = None) -> dict:
+    """Return an engine Order as PROTOCOL.md's order object.
+
+    Extension fields (README): stop_price, expire_at, display_qty, post_only,
+    reduce_only, stp, cancel_reason (why a cancelled order ended; "expired"
+    for a GTD order that reached its expire_at).
+    """
+    status = order.status
+    if status is OrderStatus.EXPIRED:
+        cancel_reason = "expired"
+    return {
+        "order_id": order.order_id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": SIDE_NAMES[order.side],
+        "type": order.order_type.name.lower(),
+        "tif": order.tif.name.lower(),
+        "price": opt_price(order.price),
+        "stop_price": opt_price(order.stop_price),
+        "qty": order.qty,
+        "filled_qty": order.filled_qty,
+        "remaining_qty": order.leaves_qty,
+        "status": ORDER_STATUS_NAMES[status],
+        "fills": fills,
+        "expire_at": ns_to_ms(order.expire_at_ns),
+        "display_qty": order.display_qty,
+        "post_only": order.post_only,
+        "reduce_only": order.reduce_only,
+        "stp": order.stp.name.lower(),
+        "cancel_reason": cancel_reason,
+    }
+
+
+CANCEL_REASON_NAMES = {r: r.name.lower() for r in CancelReason}
+
+
+def instrument_view(market) -> dict:
+    """Return a Market as an element of market.instruments."""
+    inst = market.instrument
+    return {
+        "symbol": inst.symbol,
+        "gpu_class": inst.gpu_class,
+        "delivery_start": inst.delivery_start.isoformat(),
+        "delivery_end": inst.delivery_end.isoformat(),
+        "contract_hours": inst.contract_hours,
+        "tick_size": format_price(1),
+        "min_qty": inst.min_qty,
+        "max_qty": inst.max_qty,
+        "status": STATUS_NAMES[market.status],
+        "last_trading_time": ns_to_ms(inst.last_trading_ns),
+        # Extensions: the band orders must stay inside, and its centre.
+        "reference_price": format_price(market.reference_price),
+        "band_low": format_price(market.band_low),
+        "band_high": format_price(market.band_high),
+    }
+
+
+def checksum(bids: list, asks: list) -> int:
+    """PROTOCOL.md's book checksum over the top 10 levels of each side, best first.
+
+    Args:
+        bids, asks: Wire levels ``[price_str, qty, orders]``, best first.
+    """
+    text = ("|".join(f"{p}:{q}" for p, q, _ in bids[:10]) + "#"
+            + "|".join(f"{p}:{q}" for p, q, _ in asks[:10]))
+    return zlib.crc32(text.encode())
+

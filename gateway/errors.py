@@ -1,0 +1,134 @@
+"""Every error the gateway can answer with: one table, one exception.
+
+A JSON-RPC error is ``{"code", "message", "data": {"reason", "field"?, ...}}``
+(PROTOCOL.md "Errors"). Malformed requests use JSON-RPC's own negative codes;
+everything else has a stable positive code: the engine's RejectReason values
+(1xx-3xx) for what the engine and clearing refuse, and the 4xx block below for
+what the gateway itself refuses before a command reaches the engine. The
+README's error table is generated from ``ERRORS``; codes are never reused.
+"""
+from __future__ import annotations
+
+import enum
+
+from engine.messages import RejectReason
+
+
+class GatewayReason(enum.IntEnum):
+    """Refusals of the gateway itself (sessions and limits); the lowercase name is data.reason."""
+    UNAUTHENTICATED = 400          # the method needs auth.login first
+    FORBIDDEN = 401                # the session's role may not call it
+    INVALID_SIGNATURE = 402        # unknown api_key or wrong HMAC
+    STALE_TIMESTAMP = 403          # login timestamp more than 30 s from the server clock
+    NONCE_REUSED = 404             # the key used this nonce within the window
+    ALREADY_LOGGED_IN = 405        # a session logs in once
+    RATE_LIMITED = 406             # a token bucket is empty; data.retry_after_ms says when
+    TOO_MANY_SUBSCRIPTIONS = 407   # the per-connection subscription limit
+    FRAME_TOO_LARGE = 408          # the frame is over the size limit; the socket closes
+    UNKNOWN_CHANNEL = 409          # not a channel name of PROTOCOL.md
+    SELF_TRADE_PREVENTED = 307     # the engine's free 3xx slot: STP cancelled the order unfilled
+
+
+# JSON-RPC 2.0's codes for requests that could not be read at all.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+_RPC_REASONS = {
+    "parse_error": (PARSE_ERROR, "the frame is not valid JSON"),
+    "invalid_request": (INVALID_REQUEST, "not a JSON-RPC 2.0 request object"),
+    "batch_not_supported": (INVALID_REQUEST, "batch requests are not supported: send one "
+                                             "request per frame"),
+    "method_not_found": (METHOD_NOT_FOUND, "no such method"),
+    "invalid_params": (INVALID_PARAMS, "a parameter is missing, unknown or of the wrong type"),
+    "internal_error": (INTERNAL_ERROR, "the server failed to process the request"),
+}
+
+_ENGINE_MEANINGS = {
+    RejectReason.INVALID_PARAMS: "the parameters contradict each other (e.g. a limit order "
+                                 "without a price)",
+    RejectReason.UNKNOWN_INSTRUMENT: "no such symbol is listed",
+    RejectReason.PRICE_OFF_TICK: "the price is not a multiple of the 0.001 tick",
+    RejectReason.INVALID_QUANTITY: "the quantity is outside the instrument's min..max, or "
+                                   "display_qty is above qty",
+    RejectReason.INSUFFICIENT_MARGIN: "the order would raise initial margin above equity",
+    RejectReason.POSITION_LIMIT: "the order could take the position past its limit",
+    RejectReason.REDUCE_ONLY_WOULD_INCREASE: "a reduce-only order would increase the position",
+    RejectReason.INSTRUMENT_NOT_TRADING: "the instrument is pre-open, halted, closed or settled",
+    RejectReason.PRICE_OUT_OF_BAND: "the price is outside the instrument's price band",
+    RejectReason.POST_ONLY_WOULD_TAKE: "a post-only order would have traded on arrival",
+    RejectReason.FOK_NOT_FILLABLE: "a fill-or-kill order cannot fill completely now",
+    RejectReason.NO_LIQUIDITY: "a market order found nothing to trade against",
+    RejectReason.UNKNOWN_ORDER: "no such order of this account",
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: "the client_order_id belongs to an order with "
+                                            "other parameters",
+    RejectReason.STOP_WOULD_TRIGGER: "the stop price is already reached by the last trade",
+    RejectReason.ORDER_CLOSED: "the order is already filled, cancelled or expired",
+    RejectReason.PRICE_OUT_OF_RANGE: "the price is too far from the orders resting in the book",
+}
+
+_GATEWAY_MEANINGS = {
+    GatewayReason.UNAUTHENTICATED: "log in first (auth.login)",
+    GatewayReason.FORBIDDEN: "the session's role may not call this method or channel",
+    GatewayReason.INVALID_SIGNATURE: "unknown api_key, or the signature does not match",
+    GatewayReason.STALE_TIMESTAMP: "the login timestamp is more than 30 s from the server clock",
+    GatewayReason.NONCE_REUSED: "this key used the nonce within the last 30 s",
+    GatewayReason.ALREADY_LOGGED_IN: "the session is already logged in",
+    GatewayReason.RATE_LIMITED: "too many requests; retry after data.retry_after_ms",
+    GatewayReason.TOO_MANY_SUBSCRIPTIONS: "the connection's subscription limit is reached",
+    GatewayReason.FRAME_TOO_LARGE: "the frame is larger than the limit; the connection closes",
+    GatewayReason.UNKNOWN_CHANNEL: "no such channel",
+    GatewayReason.SELF_TRADE_PREVENTED: "self-trade prevention cancelled the order before it "
+                                        "filled; data.order_id names it",
+}
+
+
+def _table() -> dict[str, tuple[int, str]]:
+    table = dict(_RPC_REASONS)
+    table["invalid_price"] = (INVALID_PARAMS, "the price is not a positive decimal string "
+                                              "within range")
+    for reason, meaning in _ENGINE_MEANINGS.items():
+        if reason is not RejectReason.INVALID_PARAMS:    # that one is JSON-RPC's -32602
+            table[reason.name.lower()] = (int(reason), meaning)
+    for reason, meaning in _GATEWAY_MEANINGS.items():
+        table[reason.name.lower()] = (int(reason), meaning)
+    return table
+
+
+ERRORS: dict[str, tuple[int, str]] = _table()
+"""data.reason -> (code, meaning): every error the server can send."""
+
+assert set(_ENGINE_MEANINGS) == set(RejectReason), "every engine reject needs a meaning"
+
+
+class RpcError(Exception):
+    """A request failed; becomes the JSON-RPC ``error`` of its response.
+
+    Args:
+        reason: A key of ERRORS (data.reason on the wire).
+        message: For people; says what was wrong with this request.
+        field: The offending parameter, if there is one (data.field).
+        extra: More members of ``data`` (retry_after_ms, order_id, ...).
+    """
+
+    def __init__(self, reason: str, message: str, field: str | None = None, **extra) -> None:
+        super().__init__(message)
+        self.code = ERRORS[reason][0]
+        self.reason = reason
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+    def to_wire(self) -> dict:
+        data = {"reason": self.reason}
+        if self.field is not None:
+            data["field"] = self.field
+        data.update(self.extra)
+        return {"code": self.code, "message": self.message, "data": data}
+
+
+def reject_reason_name(reason: RejectReason) -> str:
+    """Return the wire reason of an engine reject (INVALID_PARAMS is JSON-RPC's)."""
+    return "invalid_params" if reason is RejectReason.INVALID_PARAMS else reason.name.lower()

@@ -1,0 +1,147 @@
+"""Market data as published: book mirrors with seq and checksum, trades, tickers.
+
+The feed follows the engine's events, never the engine's live state, so what
+it serves (a snapshot, a checksum, market.book) is always exactly what the
+book.{symbol} stream has said so far. Per event-loop turn it collects the
+changes and ``seal`` turns them into one message per symbol and channel:
+several changes of one level in a turn become one, and each message is
+encoded once however many subscribers it goes to.
+"""
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+
+from sortedcontainers import SortedDict
+
+from engine.messages import BookLevelChanged, InstrumentStatusChanged, Side, Trade
+from engine.prices import format_price
+from gateway.codec import SIDE_NAMES, checksum, ns_to_ms
+
+TRADES_KEPT = 1000     # per symbol, for market.trades
+CHECKSUM_DEPTH = 10
+
+
+class BookMirror:
+    """One symbol's published book: wire levels ``[price, qty, orders]`` by tick price."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.bids: SortedDict = SortedDict(lambda p: -p)   # best (highest) first
+        self.asks: SortedDict = SortedDict()
+
+    def apply(self, ev: BookLevelChanged) -> list | None:
+        """Apply one level change; return the wire level (qty 0 when removed)."""
+        side = self.bids if ev.side is Side.BUY else self.asks
+        self.seq = ev.book_seq
+        if ev.qty == 0:
+            level = side.pop(ev.price, None)
+            return None if level is None else [level[0], 0, 0]
+        level = [format_price(ev.price), ev.qty, ev.orders]
+        side[ev.price] = level
+        return level
+
+    def levels(self, bids: bool, depth: int | None = None) -> list:
+        side = self.bids if bids else self.asks
+        return list(side.values() if depth is None else islice(side.values(), depth))
+
+    def checksum(self) -> int:
+        return checksum(self.levels(True, CHECKSUM_DEPTH), self.levels(False, CHECKSUM_DEPTH))
+
+    def snapshot(self, depth: int | None = None) -> dict:
+        """The book.{symbol} snapshot message (and market.book's body)."""
+        return {"type": "snapshot", "seq": self.seq, "bids": self.levels(True, depth),
+                "asks": self.levels(False, depth), "checksum": self.checksum()}
+
+    def top(self, bids: bool) -> list | None:
+        side = self.bids if bids else self.asks
+        return side.peekitem(0)[1] if side else None
+
+
+class SymbolFeed:
+    """Everything published about one symbol."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.book = BookMirror()
+        self.trades: deque[dict] = deque(maxlen=TRADES_KEPT)
+        self.last_price: str | None = None
+        self.volume = 0
+        # This turn's changes, until seal():
+        self.prev_seq: int | None = None
+        self.changed_bids: dict[int, list] = {}
+        self.changed_asks: dict[int, list] = {}
+        self.new_trades: list[dict] = []
+
+    def ticker(self) -> dict:
+        bid, ask = self.book.top(True), self.book.top(False)
+        return {
+            "best_bid": bid[0] if bid else None, "best_bid_qty": bid[1] if bid else None,
+            "best_ask": ask[0] if ask else None, "best_ask_qty": ask[1] if ask else None,
+            "last_price": self.last_price, "volume": self.volume,
+            # Clearing (positions, marks, the index) provides these; none exist yet.
+            "open_interest": None, "mark_price": None, "index_price": None,
+        }
+
+
+class Feed:
+    """The market data of all listed symbols.
+
+    Args:
+        symbols: The listed symbols, in listing order.
+    """
+
+    def __init__(self, symbols) -> None:
+        self.symbols: dict[str, SymbolFeed] = {s: SymbolFeed(s) for s in symbols}
+        self._touched: dict[str, SymbolFeed] = {}
+        self.ticker_dirty: set[str] = set()
+        self.status_changes: list[InstrumentStatusChanged] = []
+
+    def apply(self, events: list) -> None:
+        """Take one command's events; the messages come out of the next seal()."""
+        for ev in events:
+            kind = type(ev)
+            if kind is BookLevelChanged:
+                feed = self.symbols[ev.symbol]
+                if feed.prev_seq is None:
+                    feed.prev_seq = feed.book.seq
+                    self._touched[ev.symbol] = feed
+                level = feed.book.apply(ev)
+                if level is not None:
+                    changed = feed.changed_bids if ev.side is Side.BUY else feed.changed_asks
+                    changed[ev.price] = level
+                self.ticker_dirty.add(ev.symbol)
+            elif kind is Trade:
+                feed = self.symbols[ev.symbol]
+                trade = {"trade_id": ev.trade_id, "price": format_price(ev.price),
+                         "qty": ev.qty, "aggressor": SIDE_NAMES[ev.aggressor],
+                         "time": ns_to_ms(ev.ts_ns)}
+                feed.trades.append(trade)
+                feed.new_trades.append(trade)
+                feed.last_price = trade["price"]
+                feed.volume += ev.qty
+                if ev.symbol not in self._touched:
+                    self._touched[ev.symbol] = feed
+                self.ticker_dirty.add(ev.symbol)
+            elif kind is InstrumentStatusChanged:
+                self.status_changes.append(ev)
+
+    def seal(self) -> list[tuple[str, object]]:
+        """Return this turn's (channel, data) messages and start the next turn."""
+        out: list[tuple[str, object]] = []
+        for symbol, feed in self._touched.items():
+            if feed.prev_seq is not None:
+                book = feed.book
+                out.append((f"book.{symbol}", {
+                    "type": "delta", "seq": book.seq, "prev_seq": feed.prev_seq,
+                    "bids": [feed.changed_bids[p] for p in sorted(feed.changed_bids, reverse=True)],
+                    "asks": [feed.changed_asks[p] for p in sorted(feed.changed_asks)],
+                    "checksum": book.checksum()}))
+                feed.prev_seq = None
+                feed.changed_bids = {}
+                feed.changed_asks = {}
+            if feed.new_trades:
+                out.append((f"trades.{symbol}", feed.new_trades))
+                feed.new_trades = []
+        self._touched.clear()
+        return out

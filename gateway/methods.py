@@ -1,0 +1,201 @@
+"""The JSON-RPC methods of PROTOCOL.md: who may call each, and what it does.
+
+Each handler takes the server, the calling session and its decoded params,
+and returns the result or raises RpcError. Orders go to the engine as
+commands through ``server.submit``; reads look at the engine or the feed.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple
+
+from engine.messages import (
+    CancelAll, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate, OrderRejected,
+    OrderReplaced, OrderStatus, SetInstrumentStatus,
+)
+from gateway import codec, schema
+from gateway.errors import RpcError
+from gateway.session import ORDER, REQUEST, SUBSCRIBE
+
+TRADING = frozenset({"trader", "market_maker"})
+ADMIN = frozenset({"admin"})
+
+
+class Method(NamedTuple):
+    handler: Callable
+    params: type[schema.Params]
+    category: str                      # which rate-limit bucket it draws on
+    roles: frozenset[str] | None       # None: anyone, logged in or not
+
+
+def _command_error(events: list) -> None:
+    for ev in events:
+        if type(ev) is OrderRejected:
+            raise codec.rejected(ev)
+
+
+def _own_order(server, session, order_id: int | None, client_order_id: str | None):
+    order = server.venue.find(session.account_id, order_id, client_order_id)
+    if order is None:
+        raise RpcError("unknown_order", "no such order of this account",
+                       field="order_id" if order_id is not None else "client_order_id")
+    return order
+
+
+def _require_ref(p) -> None:
+    if p.order_id is None and p.client_order_id is None:
+        raise RpcError("invalid_params", "name the order: order_id or client_order_id",
+                       field="order_id")
+
+
+# -- Session ------------------------------------------------------------------------
+
+def login(server, session, p: schema.Login):
+    return server.login(session, p)
+
+
+def test(server, session, p):
+    return {"server_time": time.time_ns() // codec.NS_PER_MS}
+
+
+def heartbeat(server, session, p: schema.Heartbeat):
+    server.set_heartbeat(session, p.interval)
+    return {"interval": p.interval}
+
+
+def cancel_on_disconnect(server, session, p: schema.CancelOnDisconnect):
+    session.cancel_on_disconnect = p.enabled
+    return {"enabled": p.enabled}
+
+
+# -- Orders -------------------------------------------------------------------------
+
+def place(server, session, p: schema.Place):
+    cmd = codec.place_command(p, session.account_id, server.venue.now())
+    events = server.submit(cmd)
+    _command_error(events)
+    for ev in events:
+        if type(ev) is OrderDuplicate:
+            view = server.venue.view(server.venue.exchange.order(ev.order_id))
+            view["duplicate"] = True
+            return view
+        if type(ev) is OrderAccepted:
+            session.placed.add(ev.order_id)
+            order = server.venue.exchange.order(ev.order_id)
+            view = server.venue.view(order)
+            if (order.status is OrderStatus.CANCELLED and order.filled_qty == 0
+                    and view["cancel_reason"] == "self_trade"):
+                raise codec.self_trade_prevented(order.order_id)
+            return view
+    raise AssertionError(f"order.place produced no outcome: {events}")
+
+
+def replace(server, session, p: schema.Replace):
+    _require_ref(p)
+    events = server.submit(codec.replace_command(p, session.account_id, server.venue.now()))
+    _command_error(events)
+    for ev in events:
+        if type(ev) is OrderReplaced:
+            return server.venue.view(server.venue.exchange.order(ev.order_id))
+    raise AssertionError(f"order.replace produced no outcome: {events}")
+
+
+def cancel(server, session, p: schema.OrderRef):
+    _require_ref(p)
+    events = server.submit(codec.cancel_command(p, session.account_id, server.venue.now()))
+    _command_error(events)
+    for ev in events:
+        if type(ev) is OrderCancelled and ev.account_id == session.account_id:
+            return server.venue.view(server.venue.exchange.order(ev.order_id))
+    raise AssertionError(f"order.cancel produced no outcome: {events}")
+
+
+def cancel_all(server, session, p: schema.SymbolFilter):
+    if p.symbol is not None:
+        server.market(p.symbol)
+    events = server.submit(CancelAll(ts_ns=server.venue.now(), account_id=session.account_id,
+                                     symbol=p.symbol))
+    _command_error(events)
+    return {"cancelled": sum(1 for ev in events if type(ev) is OrderCancelled
+                             and ev.account_id == session.account_id)}
+
+
+def list_orders(server, session, p: schema.SymbolFilter):
+    if p.symbol is not None:
+        server.market(p.symbol)
+    return [server.venue.view(o)
+            for o in server.venue.exchange.open_orders(session.account_id, p.symbol)]
+
+
+def get_order(server, session, p: schema.OrderRef):
+    _require_ref(p)
+    return server.venue.view(_own_order(server, session, p.order_id, p.client_order_id))
+
+
+# -- Market data --------------------------------------------------------------------
+
+def instruments(server, session, p):
+    return [codec.instrument_view(m) for m in server.venue.exchange.markets.values()]
+
+
+def book(server, session, p: schema.BookQuery):
+    server.market(p.symbol)
+    server.seal()      # so seq is the stream's: nothing applied but unpublished
+    snapshot = server.feed.symbols[p.symbol].book.snapshot(p.depth)
+    return {"symbol": p.symbol, "seq": snapshot["seq"], "bids": snapshot["bids"],
+            "asks": snapshot["asks"], "checksum": snapshot["checksum"]}
+
+
+def trades(server, session, p: schema.TradesQuery):
+    server.market(p.symbol)
+    server.seal()
+    kept = list(server.feed.symbols[p.symbol].trades)
+    return kept[:-p.limit - 1:-1]       # newest first
+
+
+def subscribe(server, session, p: schema.Channels):
+    return {"channels": server.subscribe(session, p.channels)}
+
+
+def unsubscribe(server, session, p: schema.Channels):
+    return {"channels": server.unsubscribe(session, p.channels)}
+
+
+# -- Operations ---------------------------------------------------------------------
+
+def _set_status(server, symbol: str, status: InstrumentStatus):
+    market = server.market(symbol)
+    events = server.submit(SetInstrumentStatus(ts_ns=server.venue.now(), symbol=symbol,
+                                               status=status))
+    _command_error(events)
+    return codec.instrument_view(market)
+
+
+def halt(server, session, p: schema.SymbolOnly):
+    return _set_status(server, p.symbol, InstrumentStatus.HALTED)
+
+
+def resume(server, session, p: schema.SymbolOnly):
+    return _set_status(server, p.symbol, InstrumentStatus.OPEN)
+
+
+METHODS: dict[str, Method] = {
+    "auth.login": Method(login, schema.Login, REQUEST, None),
+    "session.test": Method(test, schema.NoParams, REQUEST, None),
+    "session.heartbeat": Method(heartbeat, schema.Heartbeat, REQUEST, None),
+    "session.cancel_on_disconnect": Method(cancel_on_disconnect, schema.CancelOnDisconnect,
+                                           REQUEST, None),
+    "order.place": Method(place, schema.Place, ORDER, TRADING),
+    "order.replace": Method(replace, schema.Replace, ORDER, TRADING),
+    "order.cancel": Method(cancel, schema.OrderRef, ORDER, TRADING),
+    "order.cancel_all": Method(cancel_all, schema.SymbolFilter, ORDER, TRADING),
+    "order.list": Method(list_orders, schema.SymbolFilter, REQUEST, TRADING),
+    "order.get": Method(get_order, schema.OrderRef, REQUEST, TRADING),
+    "market.instruments": Method(instruments, schema.NoParams, REQUEST, None),
+    "market.book": Method(book, schema.BookQuery, REQUEST, None),
+    "market.trades": Method(trades, schema.TradesQuery, REQUEST, None),
+    "subscribe": Method(subscribe, schema.Channels, SUBSCRIBE, None),
+    "unsubscribe": Method(unsubscribe, schema.Channels, SUBSCRIBE, None),
+    "admin.halt": Method(halt, schema.SymbolOnly, REQUEST, ADMIN),
+    "admin.resume": Method(resume, schema.SymbolOnly, REQUEST, ADMIN),
+}

@@ -1,0 +1,118 @@
+"""The wire schema: JSON-RPC envelopes and the params of every method (PROTOCOL.md).
+
+msgspec checks types, required and unknown fields, ranges and patterns as it
+decodes, so the handlers receive well-formed values and nothing here is
+checked by hand. Prices stay decimal strings in these Structs: turning them
+into ticks (and refusing an off-tick price rather than rounding it) is
+engine.prices' job, done in gateway.codec.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from engine.messages import ClientOrderId
+
+# Bounds keep every integer inside int64 (and exact in a JavaScript client).
+Qty = Annotated[int, msgspec.Meta(ge=-2**53, le=2**53)]       # range checked by the engine
+OrderId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+TimeMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+GpuClass = Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
+Price = Annotated[str, msgspec.Meta(max_length=40)]
+Channel = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Nonce = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Money = Annotated[str, msgspec.Meta(max_length=40)]
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["limit", "market", "stop_limit", "stop_market"]
+Tif = Literal["gtc", "gtd", "ioc", "fok"]
+Stp = Literal["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """One JSON-RPC 2.0 request; ``params`` is decoded later by the method's own Struct."""
+    jsonrpc: Literal["2.0"]
+    id: int | str
+    method: str
+    params: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class RequestId(msgspec.Struct):
+    """Just the id of a request that failed validation, so the error can still echo it."""
+    id: int | str | None = None
+
+
+class Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Base of every method's params: a misspelt name is an error, not a default."""
+
+
+class NoParams(Params):
+    pass
+
+
+class Login(Params):
+    api_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    timestamp: TimeMs
+    nonce: Nonce | int
+    signature: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class Heartbeat(Params):
+    interval: Annotated[int, msgspec.Meta(ge=0, le=60)]
+
+
+class CancelOnDisconnect(Params):
+    enabled: bool
+
+
+class Place(Params):
+    symbol: Symbol
+    side: Side
+    qty: Qty
+    order_type: OrderType = msgspec.field(default="limit", name="type")
+    price: Price | None = None
+    stop_price: Price | None = None
+    tif: Tif = "gtc"
+    expire_at: TimeMs | None = None
+    post_only: bool = False
+    reduce_only: bool = False
+    display_qty: Qty | None = None
+    client_order_id: ClientOrderId | None = None
+    stp: Stp = "cancel_newest"
+
+
+class OrderRef(Params):
+    """Names one of the account's orders: order_id or client_order_id (exactly one)."""
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
+
+
+class Replace(Params):
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
+    price: Price | None = None
+    qty: Qty | None = None
+
+
+class SymbolFilter(Params):
+    symbol: Symbol | None = None
+
+
+class BookQuery(Params):
+    symbol: Symbol
+    depth: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+
+
+class TradesQuery(Params):
+    symbol: Symbol
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class Channels(Params):
+    channels: Annotated[list[Channel], msgspec.Meta(max_length=256)]
+
+
+class SymbolOnly(Params):
+    symbol: Symbol

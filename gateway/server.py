@@ -1,0 +1,494 @@
+"""The websocket server: sessions in, engine commands through, replies and market data out.
+
+One event loop (uvloop) and one writer of the engine: each frame is decoded,
+checked and run to completion synchronously, so no lock is needed and the
+order of commands is the order frames were read. What a turn of the loop
+produces (replies, private updates, market data) is collected and released
+together by ``seal``: market data is built once per turn per symbol and
+encoded once per message, and each connection's writer sends its share in
+one write. ``seal`` is also where the journal's group commit will hold the
+release until the turn's commands are on disk.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import msgspec
+import websockets
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request as HttpRequest
+
+from engine.contracts import list_instruments
+from engine.exchange import Exchange
+from engine.messages import (
+    CancelOrder, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderExpired,
+    OrderReduced, OrderReplaced, OrderTriggered, SetInstrumentStatus, Side, Timer, Trade,
+)
+from gateway import codec, schema
+from gateway.auth import Accounts, demo_accounts
+from gateway.config import Config
+from gateway.errors import RpcError
+from gateway.feed import Feed
+from gateway.limits import TokenBucket
+from gateway.methods import METHODS
+from gateway.session import (
+    CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_TOO_BIG, ORDER, REQUEST, BatchingConnection,
+    Session,
+)
+from gateway.venue import Venue
+
+log = logging.getLogger("gpux.gateway")
+
+WS_PATH = "/ws"
+TICKER_INTERVAL_S = 0.1
+TIMER_INTERVAL_S = 1.0
+PUBLIC_CHANNELS = ("book", "trades", "ticker")
+PRIVATE_CHANNELS = ("orders", "fills")
+ORDER_EVENTS = (OrderAccepted, OrderCancelled, OrderReplaced, OrderExpired, OrderTriggered,
+                OrderReduced)
+HEARTBEAT = msgspec.json.encode({"jsonrpc": "2.0", "method": "heartbeat",
+                                 "params": {"type": "test_request"}})
+
+
+class Server:
+    """The exchange behind a websocket endpoint.
+
+    Args:
+        config: Products, accounts and limits (gateway.config).
+        data_dir: Where demo-accounts.json lives (and, later, the journal).
+        as_of: The listing date; default the config's, else today (UTC).
+    """
+
+    def __init__(self, config: Config, data_dir: Path, *, as_of: datetime.date | None = None,
+                 clock=time.time_ns) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.data_dir = data_dir
+        self.account_list = list(config.account) or demo_accounts(data_dir)
+        self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
+        as_of = as_of or config.server.as_of or datetime.datetime.now(datetime.UTC).date()
+        self.instruments = list_instruments(config.products, as_of)
+        self.venue = Venue(Exchange(self.instruments), clock)
+        self.feed = Feed(i.symbol for i in self.instruments)
+        self.sessions: set[Session] = set()
+        self.subscribers: dict[str, set[Session]] = {}
+        self.private: dict[tuple[int, str], set[Session]] = {}
+        self.account_buckets: dict[int, TokenBucket] = {}
+        self._encode = msgspec.json.Encoder().encode
+        self._out: list[tuple[Session, bytes]] = []
+        self._events: list = []
+        self._resync: set[Session] = set()
+        self._seal_scheduled = False
+        self._next_conn = 1
+        self._ws_server = None
+        self._tasks: list[asyncio.Task] = []
+        self.port: int | None = None
+
+    # -- Lifecycle ------------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Listen (port 0 picks a free port; ``self.port`` says which) and start the timers."""
+        host = host if host is not None else self.config.server.host
+        port = port if port is not None else self.config.server.port
+        self.loop = asyncio.get_running_loop()
+        self._ws_server = await websockets.serve(
+            self._connection, host, port, create_connection=BatchingConnection,
+            process_request=self._check_path, compression=None,
+            max_size=self.limits.max_frame_bytes * 16, close_timeout=2,
+            ping_interval=20, ping_timeout=20)
+        self.port = self._ws_server.sockets[0].getsockname()[1]
+        self._tasks = [self.loop.create_task(self._tick_tickers()),
+                       self.loop.create_task(self._tick_timers())]
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection (code 1001) and stop the timers."""
+        for task in self._tasks:
+            task.cancel()
+        if self._ws_server is not None:
+            self._ws_server.close(close_connections=True)
+            await self._ws_server.wait_closed()
+
+    @staticmethod
+    def _check_path(connection: ServerConnection, request: HttpRequest):
+        if request.path.split("?", 1)[0] != WS_PATH:
+            return connection.respond(404, f"gpux: the websocket endpoint is {WS_PATH}\n")
+        return None
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        session = Session(ws, self._next_conn, self.limits, self.loop.time(),
+                          self._wants_snapshot)
+        self._next_conn += 1
+        self.sessions.add(session)
+        writer = self.loop.create_task(session.writer())
+        try:
+            async for frame in ws:
+                self.on_frame(session, frame)
+                if session.closing is not None:
+                    break
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self._disconnected(session)
+            if not writer.done():
+                session.close(1000, "")
+                await asyncio.wait([writer], timeout=3)
+                writer.cancel()
+
+    def _disconnected(self, session: Session) -> None:
+        self.sessions.discard(session)
+        for channel in list(session.channels):
+            self._drop_subscription(session, channel)
+        if session.heartbeat_task is not None:
+            session.heartbeat_task.cancel()
+        account_id = session.account_id
+        if session.cancel_on_disconnect and account_id is not None:
+            for order_id in sorted(session.placed):
+                order = self.venue.exchange.order(order_id)
+                if order is not None and order.leaves_qty > 0 and order.closed_ns is None:
+                    self.submit(CancelOrder(ts_ns=self.venue.now(), account_id=account_id,
+                                            order_id=order_id, reason=CancelReason.DISCONNECT))
+
+    # -- Frames in ------------------------------------------------------------------
+
+    def on_frame(self, session: Session, frame: str | bytes) -> None:
+        """Handle one request frame completely; its response is released by the next seal."""
+        session.last_rx = self.loop.time()
+        size = len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode())
+        if size > self.limits.max_frame_bytes:
+            self._error(session, None, RpcError(
+                "frame_too_large", f"the frame is {size} bytes; the limit is "
+                f"{self.limits.max_frame_bytes}"))
+            session.close(CLOSE_TOO_BIG, "frame too large")
+            return
+        request_id = None
+        mark = len(self._out)      # the response goes before the updates the request caused
+        try:
+            request = self._decode(frame)
+            request_id = request.id
+            method = METHODS.get(request.method)
+            self._rate_limit(session, method.category if method else REQUEST)
+            if method is None:
+                raise RpcError("method_not_found", f"no method {request.method[:64]!r}",
+                               field="method")
+            if method.roles is not None:
+                if session.account is None:
+                    raise RpcError("unauthenticated", f"{request.method} needs auth.login first")
+                if session.role not in method.roles:
+                    raise RpcError("forbidden", f"role {session.role} may not call "
+                                   f"{request.method}")
+            params = codec.decode_params(request.params, method.params)
+            result = method.handler(self, session, params)
+        except RpcError as exc:
+            if request_id is None:     # an invalid request may still have a readable id
+                request_id = getattr(exc, "request_id", None)
+            response = {"jsonrpc": "2.0", "id": request_id, "error": exc.to_wire()}
+        except Exception:
+            log.exception("request %r failed", frame[:200])
+            response = {"jsonrpc": "2.0", "id": request_id,
+                        "error": RpcError("internal_error", "internal error").to_wire()}
+        else:
+            response = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        self._out.insert(mark, (session, self._encode(response)))
+        self._schedule_seal()
+
+    def _decode(self, frame: str | bytes) -> schema.Request:
+        try:
+            return msgspec.json.decode(frame, type=schema.Request)
+        except msgspec.ValidationError as exc:
+            text = frame.lstrip()[:1]
+            if text in ("[", b"["):
+                raise RpcError("batch_not_supported", "batch requests are not supported: "
+                               "send one request per frame") from None
+            error = RpcError("invalid_request", f"not a JSON-RPC 2.0 request: {exc}")
+            try:
+                error.request_id = msgspec.json.decode(frame, type=schema.RequestId).id
+            except msgspec.DecodeError:
+                pass
+            raise error from None
+        except msgspec.DecodeError as exc:
+            raise RpcError("parse_error", f"the frame is not valid JSON: {exc}") from None
+
+    def _rate_limit(self, session: Session, category: str) -> None:
+        now = self.loop.time()
+        wait = session.buckets[category].take(now)
+        if wait == 0.0 and category == ORDER and session.account is not None:
+            bucket = self.account_buckets.get(session.account_id)
+            if bucket is None:
+                spec = self.limits.for_role(session.role).account_orders
+                bucket = self.account_buckets[session.account_id] = TokenBucket(spec, now)
+            wait = bucket.take(now)
+            if wait:
+                session.buckets[category].give_back()
+        if wait == 0.0:
+            session.strikes = 0
+            return
+        session.strikes += 1
+        if session.strikes >= self.limits.flood_strikes:
+            session.close(CLOSE_POLICY, "flooding: rate limit exceeded repeatedly")
+        retry_ms = math.ceil(wait * 1000) if math.isfinite(wait) else None
+        raise RpcError("rate_limited", f"too many {category} requests; retry after "
+                       f"{retry_ms} ms" if retry_ms is not None else
+                       f"role {session.role} may send no {category}",
+                       retry_after_ms=retry_ms)
+
+    # -- Frames out -----------------------------------------------------------------
+
+    def _send(self, session: Session, message: dict) -> None:
+        self._out.append((session, self._encode(message)))
+        self._schedule_seal()
+
+    def _error(self, session: Session, request_id, exc: RpcError) -> None:
+        if request_id is None:
+            request_id = getattr(exc, "request_id", None)
+        self._send(session, {"jsonrpc": "2.0", "id": request_id, "error": exc.to_wire()})
+
+    def _notification(self, channel: str, data) -> bytes:
+        return self._encode({"jsonrpc": "2.0", "method": "subscription",
+                             "params": {"channel": channel, "data": data}})
+
+    def _schedule_seal(self) -> None:
+        if not self._seal_scheduled:
+            self._seal_scheduled = True
+            self.loop.call_soon(self.seal)
+
+    def seal(self) -> None:
+        """Release what this turn produced: replies and private updates, then market data."""
+        self._seal_scheduled = False
+        out, self._out = self._out, []
+        for session, frame in out:
+            session.push(frame)
+        if self._events:
+            events, self._events = self._events, []
+            feed = self.feed
+            for batch in events:
+                feed.apply(batch)
+            for channel, data in feed.seal():
+                subscribers = self.subscribers.get(channel)
+                if subscribers:
+                    frame = self._notification(channel, data)
+                    if channel.startswith("book."):
+                        symbol = channel[5:]
+                        for s in subscribers:
+                            s.push_book(symbol, frame)
+                    else:
+                        for s in subscribers:
+                            s.push(frame)
+        if self._resync:
+            resync, self._resync = self._resync, set()
+            for session in resync:
+                for symbol in sorted(session.conflated):
+                    session.conflated.discard(symbol)
+                    session.push(self._book_snapshot(symbol))
+
+    def _wants_snapshot(self, session: Session) -> None:
+        self._resync.add(session)
+        self._schedule_seal()
+
+    def _book_snapshot(self, symbol: str) -> bytes:
+        return self._notification(f"book.{symbol}", self.feed.symbols[symbol].book.snapshot())
+
+    # -- Commands -------------------------------------------------------------------
+
+    def submit(self, cmd) -> list:
+        """Run a command through the engine; its market data and private updates go out at seal.
+
+        An exception from the engine is a bug: the instrument is halted so it
+        cannot trade on a state that may be wrong, and the request gets
+        internal_error.
+        """
+        try:
+            events = self.venue.process(cmd)
+        except Exception:
+            log.exception("engine failed on %r; state %s", cmd, self.venue.exchange.state_hash())
+            symbol = getattr(cmd, "symbol", None)
+            if symbol in self.venue.exchange.markets:
+                self.submit(SetInstrumentStatus(ts_ns=self.venue.now(), symbol=symbol,
+                                                status=InstrumentStatus.HALTED))
+            raise RpcError("internal_error", "internal error; the instrument is halted") from None
+        self._events.append(events)
+        if self.private:
+            self._publish_private(events)
+        self._schedule_seal()
+        return events
+
+    def _publish_private(self, events: list) -> None:
+        """Queue the orders and fills updates of the accounts these events touched."""
+        touched: dict[int, None] = {}
+        fills: dict[int, list] = {}
+        exchange = self.venue.exchange
+        for ev in events:
+            kind = type(ev)
+            if kind is Trade:
+                touched[ev.maker_order_id] = touched[ev.taker_order_id] = None
+                for account_id, order_id, side, liquidity in (
+                        (ev.maker_account_id, ev.maker_order_id, -ev.aggressor, "maker"),
+                        (ev.taker_account_id, ev.taker_order_id, ev.aggressor, "taker")):
+                    if (account_id, "fills") in self.private:
+                        fills.setdefault(account_id, []).append({
+                            "trade_id": ev.trade_id, "order_id": order_id, "symbol": ev.symbol,
+                            "side": codec.SIDE_NAMES[Side(side)],
+                            "price": codec.format_price(ev.price), "qty": ev.qty,
+                            "fee": "0.000000", "liquidity": liquidity,
+                            "time": codec.ns_to_ms(ev.ts_ns)})
+            elif kind in ORDER_EVENTS:
+                touched[ev.order_id] = None
+        for order_id in touched:
+            order = exchange.order(order_id)
+            subscribers = self.private.get((order.account_id, "orders"))
+            if subscribers:
+                frame = self._notification("orders", self.venue.view(order))
+                for s in subscribers:
+                    self._out.append((s, frame))
+        for account_id, account_fills in fills.items():
+            frame = self._notification("fills", account_fills)
+            for s in self.private[(account_id, "fills")]:
+                self._out.append((s, frame))
+
+    def market(self, symbol: str):
+        """Return the listed instrument's Market, or raise unknown_instrument."""
+        market = self.venue.exchange.markets.get(symbol)
+        if market is None:
+            raise RpcError("unknown_instrument", f"{symbol[:40]!r} is not listed", field="symbol")
+        return market
+
+    # -- Sessions -------------------------------------------------------------------
+
+    def login(self, session: Session, p: schema.Login) -> dict:
+        if session.account is not None:
+            raise RpcError("already_logged_in", f"the session is logged in as "
+                           f"{session.account.account}")
+        account = self.accounts.login(p.api_key, p.timestamp, p.nonce, p.signature,
+                                      time.time_ns() // codec.NS_PER_MS)
+        session.logged_in(account, self.loop.time())
+        return {"account": account.account, "role": account.role,
+                "account_id": account.account_id}
+
+    def set_heartbeat(self, session: Session, interval: int) -> None:
+        if session.heartbeat_task is not None:
+            session.heartbeat_task.cancel()
+            session.heartbeat_task = None
+        session.heartbeat_s = interval
+        if interval:
+            session.heartbeat_task = self.loop.create_task(self._heartbeat(session, interval))
+
+    async def _heartbeat(self, session: Session, interval: int) -> None:
+        while session.closing is None:
+            await asyncio.sleep(interval)
+            if self.loop.time() - session.last_rx > 2 * interval:
+                session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                return
+            session.push(HEARTBEAT)
+
+    def subscribe(self, session: Session, channels: list[str]) -> list[str]:
+        """Subscribe to all the channels or to none; each book channel starts with a snapshot."""
+        keys = [self._channel_key(session, c) for c in channels]
+        new = {c for c in channels if c not in session.channels}
+        if len(session.channels) + len(new) > self.limits.max_subscriptions:
+            raise RpcError("too_many_subscriptions", f"at most {self.limits.max_subscriptions} "
+                           f"subscriptions per connection", field="channels",
+                           limit=self.limits.max_subscriptions)
+        self.seal()      # publish what is pending first, so the snapshots line up with it
+        for channel, key in zip(channels, keys):
+            session.channels.add(channel)
+            if isinstance(key, tuple):
+                self.private.setdefault(key, set()).add(session)
+                continue
+            self.subscribers.setdefault(channel, set()).add(session)
+            kind, _, symbol = channel.partition(".")
+            if kind == "book":
+                session.conflated.discard(symbol)
+                self._out.append((session, self._book_snapshot(symbol)))
+            elif kind == "ticker":
+                self._out.append((session, self._notification(
+                    channel, self.feed.symbols[symbol].ticker())))
+        self._schedule_seal()
+        return list(dict.fromkeys(channels))
+
+    def unsubscribe(self, session: Session, channels: list[str]) -> list[str]:
+        removed = [c for c in dict.fromkeys(channels) if c in session.channels]
+        for channel in removed:
+            self._drop_subscription(session, channel)
+        return removed
+
+    def _channel_key(self, session: Session, channel: str) -> str | tuple[int, str]:
+        """Check a channel name; return its key in subscribers (public) or private."""
+        if channel in PRIVATE_CHANNELS:
+            if session.account is None:
+                raise RpcError("unauthenticated", f"channel {channel} needs auth.login first",
+                               field="channels")
+            if session.role not in ("trader", "market_maker"):
+                raise RpcError("forbidden", f"role {session.role} has no {channel}",
+                               field="channels")
+            return (session.account_id, channel)
+        kind, _, symbol = channel.partition(".")
+        if kind in PUBLIC_CHANNELS and symbol:
+            if symbol not in self.feed.symbols:
+                raise RpcError("unknown_instrument", f"{symbol[:40]!r} is not listed",
+                               field="channels")
+            return channel
+        raise RpcError("unknown_channel", f"no channel {channel[:64]!r}; channels are "
+                       "book.{symbol}, trades.{symbol}, ticker.{symbol}, orders and fills",
+                       field="channels")
+
+    def _drop_subscription(self, session: Session, channel: str) -> None:
+        session.channels.discard(channel)
+        if channel in PRIVATE_CHANNELS:
+            key = (session.account_id, channel)
+            subscribers = self.private.get(key)
+            if subscribers is not None:
+                subscribers.discard(session)
+                if not subscribers:
+                    del self.private[key]
+            return
+        subscribers = self.subscribers.get(channel)
+        if subscribers is not None:
+            subscribers.discard(session)
+            if not subscribers:
+                del self.subscribers[channel]
+        if channel.startswith("book."):
+            session.conflated.discard(channel[5:])
+
+    # -- Timers ---------------------------------------------------------------------
+
+    async def _tick_tickers(self) -> None:
+        """Publish the ticker of each symbol that changed, at most every 100 ms."""
+        while True:
+            await asyncio.sleep(TICKER_INTERVAL_S)
+            dirty = self.feed.ticker_dirty
+            if not dirty:
+                continue
+            self.feed.ticker_dirty = set()
+            for symbol in dirty:
+                channel = f"ticker.{symbol}"
+                subscribers = self.subscribers.get(channel)
+                if subscribers:
+                    frame = self._notification(channel, self.feed.symbols[symbol].ticker())
+                    for s in subscribers:
+                        s.push_latest(frame)
+
+    async def _tick_timers(self) -> None:
+        """Let time reach the engine when nobody trades: GTD expiry, last trading time."""
+        while True:
+            await asyncio.sleep(TIMER_INTERVAL_S)
+            self.submit(Timer(ts_ns=self.venue.now()))
+
+
+async def serve(config: Config, data_dir: Path, *, host: str | None = None,
+                port: int | None = None, ready=None) -> None:
+    """Run the server until SIGINT or SIGTERM, then close every connection cleanly."""
+    server = Server(config, data_dir)
+    await server.start(host, port)
+    if ready is not None:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,160 @@
+"""One websocket session: who it is, its limits, its subscriptions and its outbound queue.
+
+Nothing the exchange does ever waits on a client. Messages for a client go
+into its bounded queue and a writer task per connection sends whatever has
+queued up as one write (one system call for many frames). A client that
+does not read falls behind: past ``queue_soft`` queued messages its book
+streams are conflated (the backlog of deltas is skipped and a fresh snapshot
+with the current seq follows once it catches up); past ``queue_hard`` it is
+disconnected with a reason.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from gateway.config import AccountConfig, Limits
+from gateway.limits import TokenBucket
+
+# Close codes (RFC 6455 and the 4000-4999 application range).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008            # flooding after rate_limited
+CLOSE_TOO_BIG = 1009           # frame_too_large
+CLOSE_SLOW_CONSUMER = 4000
+CLOSE_HEARTBEAT_TIMEOUT = 4001
+
+ORDER, REQUEST, SUBSCRIBE = "orders", "requests", "subscriptions"
+
+
+class BatchingConnection(ServerConnection):
+    """A websockets connection that hands all pending frames to the socket in one write.
+
+    websockets writes each frame with its own transport.write (a system call
+    each); writelines gives uvloop every frame of a batch at once.
+    """
+
+    def send_data(self) -> None:
+        chunks = self.protocol.data_to_send()
+        if chunks and all(chunks):
+            self.transport.writelines(chunks)
+        else:                       # an empty chunk means half-close: websockets' own path
+            for chunk in chunks:
+                if chunk:
+                    self.transport.writelines([chunk])
+                elif self.transport.can_write_eof():
+                    self.transport.write_eof()
+                else:
+                    self.transport.close()
+
+
+class Session:
+    """The state of one connection.
+
+    Args:
+        ws: The websocket.
+        conn_id: A number for logs.
+        limits: The server's limits.
+        now: The loop clock, seconds.
+        on_wants_snapshot: Called when a conflated session has caught up.
+    """
+
+    def __init__(self, ws: ServerConnection, conn_id: int, limits: Limits, now: float,
+                 on_wants_snapshot) -> None:
+        self.ws = ws
+        self.conn_id = conn_id
+        self.limits = limits
+        self.account: AccountConfig | None = None
+        self.role = "anonymous"
+        self.buckets = self._buckets(now)
+        self.channels: set[str] = set()
+        self.conflated: set[str] = set()       # book symbols waiting for a fresh snapshot
+        self.strikes = 0                       # rate-limited requests in a row
+        self.cancel_on_disconnect = False
+        self.placed: set[int] = set()          # order ids this session placed
+        self.heartbeat_s = 0
+        self.heartbeat_task: asyncio.Task | None = None
+        self.last_rx = now
+        self.closing: tuple[int, str] | None = None
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._on_wants_snapshot = on_wants_snapshot
+
+    @property
+    def account_id(self) -> int | None:
+        return None if self.account is None else self.account.account_id
+
+    def _buckets(self, now: float) -> dict[str, TokenBucket]:
+        spec = self.limits.for_role(self.role)
+        return {ORDER: TokenBucket(spec.orders, now), REQUEST: TokenBucket(spec.requests, now),
+                SUBSCRIBE: TokenBucket(spec.subscriptions, now)}
+
+    def logged_in(self, account: AccountConfig, now: float) -> None:
+        self.account = account
+        self.role = account.role
+        self.buckets = self._buckets(now)
+
+    # -- Outbound ---------------------------------------------------------------
+
+    def push(self, frame: bytes) -> None:
+        """Queue a message that may not be dropped; a queue past the hard limit closes."""
+        if self.closing is not None:
+            return
+        if len(self._queue) >= self.limits.queue_hard:
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def push_book(self, symbol: str, frame: bytes) -> None:
+        """Queue a book message, or conflate the symbol's stream when the queue is long."""
+        if self.closing is not None or symbol in self.conflated:
+            return
+        if len(self._queue) >= self.limits.queue_soft:
+            self.conflated.add(symbol)
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def push_latest(self, frame: bytes) -> None:
+        """Queue a message that a later one replaces (a ticker): dropped when behind."""
+        if self.closing is None and len(self._queue) < self.limits.queue_soft:
+            self._queue.append(frame)
+            self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection after the frames already queued have been sent."""
+        if self.closing is None:
+            self.closing = (code, reason)
+            self._wake.set()
+            if code == CLOSE_SLOW_CONSUMER:
+                # The writer may be stuck waiting for a client that does not read.
+                self._closer = asyncio.get_running_loop().create_task(
+                    self.ws.close(code, reason))
+
+    async def writer(self) -> None:
+        """Send queued frames in batches until the connection closes."""
+        ws, queue = self.ws, self._queue
+        low_water = self.limits.queue_soft // 2
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if queue:
+                    batch = list(queue)
+                    queue.clear()
+                    async with ws.send_context():
+                        for frame in batch:
+                            ws.protocol.send_text(frame)
+                if self.closing is not None:
+                    await ws.close(*self.closing)
+                    return
+                if self.conflated and len(queue) <= low_water:
+                    self._on_wants_snapshot(self)
+        except ConnectionClosed:
+            return
