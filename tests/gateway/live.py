@@ -1,0 +1,143 @@
+"""A real gpux server for tests, and a small raw websocket client speaking PROTOCOL.md.
+
+The server runs in its own thread with its own uvloop event loop, so tests
+talk to it over real sockets exactly as another process would, and can still
+look at its state (``live.call``) between requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import uvloop
+from websockets.asyncio.client import connect
+
+from gateway.auth import sign
+from gateway.config import load_config
+from gateway.server import Server
+
+AS_OF = datetime.date(2026, 11, 25)
+SYMBOL = "H100-2027-03"
+# Timeouts scale with GPUX_TEST_TIMEOUT_SCALE on slow machines.
+SCALE = float(os.environ.get("GPUX_TEST_TIMEOUT_SCALE", "1"))
+TIMEOUT = 5.0 * SCALE
+
+
+class LiveServer:
+    """A Server listening on 127.0.0.1 on a free port, run by a background thread."""
+
+    def __init__(self, data_dir: Path, config_text: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.loop = uvloop.new_event_loop()
+        self.server = Server(load_config(config_text), data_dir, as_of=AS_OF)
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="gpux-server", daemon=True)
+        self.thread.start()
+        if not started.wait(TIMEOUT):
+            raise RuntimeError("the server did not start")
+        self.url = f"ws://127.0.0.1:{self.server.port}/ws"
+
+    def account(self, name: str):
+        """Return the AccountConfig named ``name`` (its api_key and api_secret)."""
+        return self.server.accounts.by_name[name]
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the server's loop and return its result."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(TIMEOUT)
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(TIMEOUT)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(TIMEOUT)
+
+
+class Ws:
+    """A raw JSON-RPC client: sends requests, returns responses, keeps notifications."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.notes: list[dict] = []
+
+    @classmethod
+    async def open(cls, live: LiveServer, account: str | None = None, **kw) -> "Ws":
+        ws = cls(await connect(live.url, **kw))
+        if account is not None:
+            result = await ws.login(live, account)
+            assert "result" in result, result
+        return ws
+
+    async def login(self, live: LiveServer, name: str, nonce: str | None = None) -> dict:
+        a = live.account(name)
+        ts = int(time.time() * 1000)
+        nonce = nonce or f"n-{time.monotonic_ns()}"
+        return await self.call("auth.login", api_key=a.api_key, timestamp=ts, nonce=nonce,
+                               signature=sign(a.api_secret, ts, nonce))
+
+    async def send(self, message) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def recv(self) -> dict:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+
+    async def call(self, method: str, **params) -> dict:
+        """Send a request and return its response (notifications meanwhile go to notes)."""
+        request_id = next(self.ids)
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method,
+                         "params": params})
+        return await self.response(request_id)
+
+    async def response(self, request_id) -> dict:
+        while True:
+            message = await self.recv()
+            if "id" in message and message["id"] == request_id:
+                return message
+            if "id" in message:
+                raise AssertionError(f"response to another request: {message}")
+            self.notes.append(message)
+
+    async def result(self, method: str, **params):
+        """Call and return the result; fail the test on an error."""
+        response = await self.call(method, **params)
+        assert "result" in response, response
+        return response["result"]
+
+    async def error(self, method: str, **params) -> dict:
+        """Call and return the error object; fail the test on a result."""
+        response = await self.call(method, **params)
+        assert "error" in response, response
+        return response["error"]
+
+    async def note(self, channel: str | None = None) -> dict:
+        """Return the next notification's params (of ``channel`` if given)."""
+        while True:
+            for i, n in enumerate(self.notes):
+                if channel is None or n.get("params", {}).get("channel") == channel:
+                    return self.notes.pop(i)["params"]
+            message = await self.recv()
+            assert "id" not in message, message
+            self.notes.append(message)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def run(coro, timeout: float = 30.0):
+    """Run a test coroutine on a fresh event loop, with an overall timeout."""
+    return asyncio.run(asyncio.wait_for(coro, timeout * SCALE))

@@ -1,0 +1,84 @@
+"""Order entry over a real websocket: results, idempotency, private streams, another's orders."""
+from __future__ import annotations
+
+from live import SYMBOL, Ws, run
+
+
+def test_two_traders_trade_and_each_sees_their_fill(live_server):
+    """A resting sell is taken by another account's buy; both results and fills streams agree."""
+    async def scenario():
+        seller = await Ws.open(live_server, "trader-1")
+        buyer = await Ws.open(live_server, "trader-2")
+        await seller.result("subscribe", channels=["orders", "fills"])
+        sold = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=10,
+                                   price="2.15", client_order_id="s-1")
+        assert (sold["status"], sold["remaining_qty"], sold["price"]) == ("open", 10, "2.150")
+        bought = await buyer.result("order.place", symbol=SYMBOL, side="buy", qty=4,
+                                    price="2.2", tif="ioc")
+        assert bought["status"] == "filled" and bought["filled_qty"] == 4
+        assert bought["fills"] == [{"trade_id": 1, "price": "2.150", "qty": 4,
+                                    "liquidity": "taker"}]
+        first = (await seller.note("orders"))["data"]
+        assert first["order_id"] == sold["order_id"] and first["status"] == "open"
+        update = (await seller.note("orders"))["data"]
+        assert (update["status"], update["filled_qty"], update["remaining_qty"]) == \
+            ("partially_filled", 4, 6)
+        fills = (await seller.note("fills"))["data"]
+        assert [(f["order_id"], f["side"], f["price"], f["qty"], f["liquidity"])
+                for f in fills] == [(sold["order_id"], "sell", "2.150", 4, "maker")]
+        got = await seller.result("order.get", client_order_id="s-1")
+        assert got["filled_qty"] == 4 and got["fills"][0]["liquidity"] == "maker"
+        await seller.close()
+        await buyer.close()
+    run(scenario())
+
+
+def test_resending_an_order_returns_it_and_places_nothing(live_server):
+    """The same client_order_id and parameters gives the order back with duplicate: true."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        params = dict(symbol=SYMBOL, side="buy", qty=3, price="2.000", client_order_id="dup-1")
+        first = await ws.result("order.place", **params)
+        again = await ws.result("order.place", **{**params, "price": "2"})
+        assert again.pop("duplicate") is True and again == first
+        changed = await ws.error("order.place", **{**params, "qty": 4})
+        assert changed["data"]["reason"] == "duplicate_client_order_id"
+        assert changed["code"] == 306
+        assert len(await ws.result("order.list")) == 1
+        await ws.close()
+    run(scenario())
+
+
+def test_an_order_stays_retrievable_after_it_closes(live_server):
+    """A cancelled order is still found by client_order_id, and a resend returns it."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        params = dict(symbol=SYMBOL, side="sell", qty=2, price="2.200", client_order_id="c-9")
+        placed = await ws.result("order.place", **params)
+        cancelled = await ws.result("order.cancel", client_order_id="c-9")
+        assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"] == "user"
+        assert (await ws.result("order.get", order_id=placed["order_id"]))["status"] == "cancelled"
+        again = await ws.result("order.place", **params)
+        assert again["duplicate"] is True and again["status"] == "cancelled"
+        assert await ws.result("order.list") == []
+        await ws.close()
+    run(scenario())
+
+
+def test_another_accounts_order_is_unknown(live_server):
+    """Cancelling, replacing or reading another account's order is unknown_order; it stays."""
+    async def scenario():
+        owner = await Ws.open(live_server, "trader-1")
+        other = await Ws.open(live_server, "trader-2")
+        placed = await owner.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                    price="2.000", client_order_id="mine")
+        for method, params in (("order.cancel", {"order_id": placed["order_id"]}),
+                               ("order.replace", {"order_id": placed["order_id"], "qty": 5}),
+                               ("order.get", {"order_id": placed["order_id"]}),
+                               ("order.cancel", {"client_order_id": "mine"})):
+            error = await other.error(method, **params)
+            assert error["data"]["reason"] == "unknown_order", (method, error)
+        assert (await owner.result("order.get", order_id=placed["order_id"]))["status"] == "open"
+        await owner.close()
+        await other.close()
+    run(scenario())
