@@ -77,6 +77,10 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # streams are conflated into snapshots; past `queue_hard` it is disconnected.
     queue_soft: Annotated[int, msgspec.Meta(ge=1)] = 256
     queue_hard: Annotated[int, msgspec.Meta(ge=2)] = 4096
+    # The kernel's send buffer per connection (SO_SNDBUF; 0 = the OS's autotuning, up to
+    # megabytes). Kept moderate so a backlog builds in the outbound queue, where book
+    # streams can be conflated, rather than as stale data in the kernel.
+    socket_send_buffer: Annotated[int, msgspec.Meta(ge=0, le=2**26)] = 262144
     # Rate-limited requests in a row after which a connection is closed for flooding.
     flood_strikes: Annotated[int, msgspec.Meta(ge=1)] = 50
     login_window_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30

@@ -16,6 +16,7 @@ import datetime
 import logging
 import math
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -121,6 +122,9 @@ class Server:
         return None
 
     async def _connection(self, ws: ServerConnection) -> None:
+        if self.limits.socket_send_buffer:
+            sock = ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer)
         session = Session(ws, self._next_conn, self.limits, self.loop.time(),
                           self._wants_snapshot)
         self._next_conn += 1

@@ -77,7 +77,8 @@ class Session:
         self.heartbeat_s = 0
         self.heartbeat_task: asyncio.Task | None = None
         self.last_rx = now
-        self.closing: tuple[int, str] | None = None
+        self.closing: tuple[int, str] | None = None     # close once the queue is sent
+        self.closed = False                             # the writer has finished
         self._queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
         self._on_wants_snapshot = on_wants_snapshot
@@ -100,7 +101,7 @@ class Session:
 
     def push(self, frame: bytes) -> None:
         """Queue a message that may not be dropped; a queue past the hard limit closes."""
-        if self.closing is not None:
+        if self.closed:
             return
         if len(self._queue) >= self.limits.queue_hard:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
@@ -110,7 +111,7 @@ class Session:
 
     def push_book(self, symbol: str, frame: bytes) -> None:
         """Queue a book message, or conflate the symbol's stream when the queue is long."""
-        if self.closing is not None or symbol in self.conflated:
+        if self.closed or symbol in self.conflated:
             return
         if len(self._queue) >= self.limits.queue_soft:
             self.conflated.add(symbol)
@@ -123,7 +124,7 @@ class Session:
 
     def push_latest(self, frame: bytes) -> None:
         """Queue a message that a later one replaces (a ticker): dropped when behind."""
-        if self.closing is None and len(self._queue) < self.limits.queue_soft:
+        if not self.closed and len(self._queue) < self.limits.queue_soft:
             self._queue.append(frame)
             self._wake.set()
 
@@ -158,3 +159,6 @@ class Session:
                     self._on_wants_snapshot(self)
         except ConnectionClosed:
             return
+        finally:
+            self.closed = True
+            queue.clear()

@@ -1,0 +1,198 @@
+"""Bad input over a real websocket: each gets its typed error, and nothing changes."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from gateway.auth import sign
+from live import SYMBOL, Ws, run
+
+ORDER = dict(symbol=SYMBOL, side="buy", qty=1, price="2.000")
+
+
+def state(live):
+    """The engine's state hash and the open orders of every account."""
+    ex = live.server.venue.exchange
+    return live.call(lambda: (ex.state_hash(), len(ex.orders)))
+
+
+def frame(method, params, request_id=1):
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+@pytest.mark.parametrize("raw, code, reason, request_id", [
+    ("not json", -32700, "parse_error", None),
+    ('{"jsonrpc": "2.0", "id": 1, "method": "session.test"', -32700, "parse_error", None),
+    ("42", -32600, "invalid_request", None),
+    ('"order.place"', -32600, "invalid_request", None),
+    ("[]", -32600, "batch_not_supported", None),
+    (f"[{frame('session.test', {})}]", -32600, "batch_not_supported", None),
+    ('{"jsonrpc": "1.0", "id": 3, "method": "session.test"}', -32600, "invalid_request", 3),
+    ('{"jsonrpc": "2.0", "id": 4}', -32600, "invalid_request", 4),
+    ('{"jsonrpc": "2.0", "method": "session.test"}', -32600, "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": [1], "method": "session.test"}', -32600, "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": 5, "method": "session.test", "extra": 1}', -32600,
+     "invalid_request", 5),
+    (frame("order.launch", {}, "x"), -32601, "method_not_found", "x"),
+    (frame("session.test", []), -32602, "invalid_params", 1),
+    (frame("session.test", {"now": 1}), -32602, "invalid_params", 1),
+])
+def test_malformed_requests_get_json_rpc_errors(live_server, raw, code, reason, request_id):
+    """Unreadable frames get JSON-RPC's own codes, echo the id when there is one, keep the session."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        await ws.send(raw)
+        response = await ws.recv()
+        assert response["jsonrpc"] == "2.0" and response["id"] == request_id
+        assert (response["error"]["code"], response["error"]["data"]["reason"]) == (code, reason)
+        assert "server_time" in await ws.result("session.test")     # the session goes on
+        await ws.close()
+    run(scenario())
+
+
+@pytest.mark.parametrize("params, code, reason, field", [
+    ({k: v for k, v in ORDER.items() if k != "side"}, -32602, "invalid_params", "side"),
+    ({**ORDER, "side": "long"}, -32602, "invalid_params", "side"),
+    ({**ORDER, "qty": "1"}, -32602, "invalid_params", "qty"),
+    ({**ORDER, "qty": 1.5}, -32602, "invalid_params", "qty"),
+    ({**ORDER, "qty": True}, -32602, "invalid_params", "qty"),
+    ({**ORDER, "qty": 10**30}, -32602, "invalid_params", "qty"),
+    ({**ORDER, "qty": 0}, 103, "invalid_quantity", "qty"),
+    ({**ORDER, "qty": -5}, 103, "invalid_quantity", "qty"),
+    ({**ORDER, "qty": 10_001}, 103, "invalid_quantity", "qty"),
+    ({**ORDER, "price": 2.0}, -32602, "invalid_params", "price"),
+    ({**ORDER, "price": "2.0005"}, 102, "price_off_tick", "price"),
+    ({**ORDER, "price": "-2"}, -32602, "invalid_price", "price"),
+    ({**ORDER, "price": "0"}, -32602, "invalid_price", "price"),
+    ({**ORDER, "price": "1e3"}, -32602, "invalid_price", "price"),
+    ({**ORDER, "price": "9" * 39}, -32602, "invalid_price", "price"),
+    ({**ORDER, "price": "3.000"}, 301, "price_out_of_band", "price"),
+    ({**ORDER, "symbol": "H100-2030-01"}, 101, "unknown_instrument", "symbol"),
+    ({**ORDER, "tif": "day"}, -32602, "invalid_params", "tif"),
+    ({**ORDER, "client_order_id": "has space"}, -32602, "invalid_params", "client_order_id"),
+    ({**ORDER, "client_order_id": "x" * 37}, -32602, "invalid_params", "client_order_id"),
+    ({**ORDER, "post_onyl": True}, -32602, "invalid_params", "post_onyl"),
+    ({**ORDER, "type": "market", "price": None, "post_only": True}, -32602, "invalid_params",
+     None),
+    ({**ORDER, "tif": "gtd"}, -32602, "invalid_params", "expire_at"),
+])
+def test_bad_order_params_are_refused_and_change_nothing(live_server, params, code, reason,
+                                                         field):
+    """Each bad order.place gets its code, reason and field, and the engine state is unchanged."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        before = state(live_server)
+        error = await ws.error("order.place", **params)
+        assert (error["code"], error["data"]["reason"]) == (code, reason), error
+        if field is not None:
+            assert error["data"]["field"] == field
+        assert error["message"]
+        assert state(live_server)[1] == before[1]
+        assert await ws.result("order.list") == []
+        await ws.close()
+    run(scenario())
+
+
+def test_an_order_before_login_is_unauthenticated(live_server):
+    """order.place on an anonymous session is refused; market data still works."""
+    async def scenario():
+        ws = await Ws.open(live_server)
+        error = await ws.error("order.place", **ORDER)
+        assert (error["code"], error["data"]["reason"]) == (400, "unauthenticated")
+        assert (await ws.error("subscribe", channels=["orders"]))["data"]["reason"] == \
+            "unauthenticated"
+        assert len(await ws.result("market.instruments")) == 48
+        assert (await ws.result("market.book", symbol=SYMBOL))["bids"] == []
+        await ws.close()
+    run(scenario())
+    assert state(live_server)[1] == 0
+
+
+def test_a_viewer_may_not_place_orders(live_server):
+    """The viewer role reads market data only."""
+    async def scenario():
+        ws = await Ws.open(live_server, "viewer-1")
+        error = await ws.error("order.place", **ORDER)
+        assert (error["code"], error["data"]["reason"]) == (401, "forbidden")
+        assert (await ws.error("subscribe", channels=["fills"]))["data"]["reason"] == "forbidden"
+        assert (await ws.error("admin.halt", symbol=SYMBOL))["data"]["reason"] == "forbidden"
+        assert await ws.result("subscribe", channels=[f"book.{SYMBOL}"])
+        await ws.close()
+    run(scenario())
+    assert state(live_server)[1] == 0
+
+
+def _login_params(live, name="trader-1", ts=None, nonce="nonce-1", secret=None):
+    account = live.account(name)
+    ts = int(time.time() * 1000) if ts is None else ts
+    return dict(api_key=account.api_key, timestamp=ts, nonce=nonce,
+                signature=sign(secret or account.api_secret, ts, nonce))
+
+
+def test_login_refuses_forged_stale_and_replayed_signatures(live_server):
+    """A wrong secret, an unknown key, a stale timestamp and a reused nonce are each refused."""
+    async def scenario():
+        ws = await Ws.open(live_server)
+        forged = _login_params(live_server, secret="0" * 64)
+        assert (await ws.error("auth.login", **forged))["data"]["reason"] == "invalid_signature"
+        unknown = {**_login_params(live_server), "api_key": "gpux_not_a_key"}
+        assert (await ws.error("auth.login", **unknown))["data"]["reason"] == "invalid_signature"
+        stale = _login_params(live_server, ts=int(time.time() * 1000) - 31_000, nonce="n-stale")
+        error = await ws.error("auth.login", **stale)
+        assert (error["code"], error["data"]["reason"]) == (403, "stale_timestamp")
+        future = _login_params(live_server, ts=int(time.time() * 1000) + 31_000, nonce="n-fut")
+        assert (await ws.error("auth.login", **future))["data"]["reason"] == "stale_timestamp"
+        good = _login_params(live_server, nonce="n-once")
+        assert (await ws.result("auth.login", **good)) == \
+            {"account": "trader-1", "role": "trader", "account_id": 1}
+        other = await Ws.open(live_server)
+        replay = await other.error("auth.login", **good)
+        assert (replay["code"], replay["data"]["reason"]) == (404, "nonce_reused")
+        assert (await other.error("order.place", **ORDER))["data"]["reason"] == "unauthenticated"
+        await ws.close()
+        await other.close()
+    run(scenario())
+
+
+def test_a_huge_frame_is_refused_and_the_connection_closed(live_server):
+    """A frame over 64 KiB gets frame_too_large, then a 1009 close; the server carries on."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        await ws.send(frame("order.place", {**ORDER, "client_order_id": "x" * 70_000}))
+        response = await ws.recv()
+        assert (response["error"]["code"], response["error"]["data"]["reason"]) == \
+            (408, "frame_too_large")
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd.code == 1009
+        fresh = await Ws.open(live_server, "trader-1")
+        assert await fresh.result("order.list") == []
+        await fresh.close()
+    run(scenario())
+
+
+def test_flooding_is_rate_limited_then_disconnected(make_server):
+    """Past the bucket: rate_limited with retry_after_ms; past the strikes: closed with 1008."""
+    live = make_server("[limits]\nflood_strikes = 5\n"
+                       "[limits.roles.trader]\norders = [1.0, 3]\n")
+
+    async def scenario():
+        ws = await Ws.open(live, "trader-1")
+        for i in range(3):
+            await ws.result("order.place", **ORDER, client_order_id=f"f-{i}")
+        error = await ws.error("order.place", **ORDER, client_order_id="f-3")
+        assert (error["code"], error["data"]["reason"]) == (406, "rate_limited")
+        assert 0 < error["data"]["retry_after_ms"] <= 1000
+        assert await ws.result("order.list")          # other requests have their own bucket
+        for _ in range(3):
+            await ws.error("order.place", **ORDER)
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(3):
+                await ws.call("order.place", **ORDER)
+        assert closed.value.rcvd.code == 1008
+        assert "flooding" in closed.value.rcvd.reason
+    run(scenario())
+    assert live.call(lambda: len(live.server.venue.exchange.orders)) == 3
