@@ -25,14 +25,13 @@ def _serve(args) -> int:
             config, server=msgspec.structs.replace(config.server, as_of=args.as_of))
 
     def ready(server) -> None:
+        if not config.account:
+            print(f"gpux: demo accounts (secrets in {server.data_dir / 'demo-accounts.json'}):")
+            for a in server.account_list:
+                print(f"  {a.account:<10} {a.role:<15} api_key {a.api_key}")
         host = args.host or config.server.host
         print(f"gpux: {len(server.instruments)} instruments listed; "
               f"listening on ws://{host}:{server.port}/ws", flush=True)
-        if not config.account:
-            print(f"gpux: demo accounts (keys in {server.data_dir / 'demo-accounts.json'}):")
-            for a in server.account_list:
-                print(f"  {a.account:<10} {a.role:<15} api_key {a.api_key}")
-        sys.stdout.flush()
 
     try:
         uvloop.run(serve(config, Path(args.data_dir), host=args.host, port=args.port,

@@ -1,0 +1,69 @@
+"""gateway.limits and gateway.auth: token buckets and the login check, without sockets."""
+from __future__ import annotations
+
+import pytest
+
+from gateway.auth import Accounts, sign
+from gateway.config import AccountConfig, Bucket, ConfigError, load_config
+from gateway.errors import RpcError
+from gateway.limits import TokenBucket
+
+
+def test_bucket_allows_a_burst_then_refills_at_its_rate():
+    """Burst 3 at 2/s: three pass, the fourth waits 0.5 s, and after 0.5 s one more passes."""
+    bucket = TokenBucket(Bucket(2.0, 3), now=100.0)
+    assert [bucket.take(100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(100.0) == pytest.approx(0.5)
+    assert bucket.take(100.5) == 0.0
+    assert bucket.take(100.5) > 0
+
+
+def test_a_zero_rate_bucket_never_refills():
+    """A role with rate 0 and burst 0 may send none of that kind."""
+    bucket = TokenBucket(Bucket(0.0, 0), now=0.0)
+    assert bucket.take(1000.0) == float("inf")
+
+
+def _accounts():
+    return Accounts([AccountConfig(account="a", role="trader", api_key="key-0001",
+                                   api_secret="s" * 32)], window_ms=30_000)
+
+
+def test_a_nonce_may_come_back_once_its_window_has_passed():
+    """A nonce is refused within the window and forgotten after it."""
+    accounts = _accounts()
+    t = 1_000_000
+    assert accounts.login("key-0001", t, "n", sign("s" * 32, t, "n"), now_ms=t).account == "a"
+    with pytest.raises(RpcError) as caught:
+        accounts.login("key-0001", t + 1, "n", sign("s" * 32, t + 1, "n"), now_ms=t + 1)
+    assert caught.value.reason == "nonce_reused"
+    later = t + 31_000
+    assert accounts.login("key-0001", later, "n", sign("s" * 32, later, "n"), now_ms=later)
+
+
+def test_account_ids_are_given_in_order_and_duplicates_refused():
+    """Accounts without an id get the next free one; a key used twice is an error."""
+    a = AccountConfig(account="a", role="trader", api_key="key-0001", api_secret="s" * 32,
+                      account_id=1)
+    b = AccountConfig(account="b", role="viewer", api_key="key-0002", api_secret="s" * 32)
+    assert Accounts([a, b]).by_name["b"].account_id == 2
+    with pytest.raises(ValueError, match="used twice"):
+        Accounts([a, AccountConfig(account="c", role="trader", api_key="key-0001",
+                                   api_secret="t" * 32)])
+
+
+def test_config_sections_are_checked():
+    """Unknown keys, wrong types and unknown roles are refused with their path."""
+    config = load_config('[server]\nport = 9000\n[limits.roles.market_maker]\n'
+                         'orders = [800.0, 1600]\n[[product]]\ngpu_class = "H100"\n'
+                         'reference_price = "2.10"\n')
+    assert config.server.port == 9000
+    assert config.limits.for_role("market_maker").orders == Bucket(800.0, 1600)
+    assert [p.gpu_class for p in config.products] == ["H100"]
+    for text, words in (("[server]\nport = \"x\"\n", "port"),
+                        ("[limits.roles.trader]\norders = [1.0]\n", "orders"),
+                        ("[limits.roles.pirate]\norders = [1.0, 1]\n", "pirate"),
+                        ("[[account]]\naccount = \"a\"\nrole = \"king\"\n", "role"),
+                        ("[limits\n", "invalid TOML")):
+        with pytest.raises(ConfigError, match=words):
+            load_config(text)
