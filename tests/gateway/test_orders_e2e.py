@@ -82,3 +82,45 @@ def test_another_accounts_order_is_unknown(live_server):
         await owner.close()
         await other.close()
     run(scenario())
+
+
+def test_a_gtd_order_expires_on_the_servers_timer(live_server):
+    """A GTD order past its expire_at is ended by the timer: status cancelled, reason expired."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        await ws.result("subscribe", channels=["orders"])
+        now_ms = (await ws.result("session.test"))["server_time"]
+        placed = await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000",
+                                 tif="gtd", expire_at=now_ms + 300)
+        assert placed["status"] == "open" and placed["expire_at"] == now_ms + 300
+        while True:
+            data = (await ws.note("orders"))["data"]
+            if data["status"] != "open":
+                break
+        assert (data["order_id"], data["status"], data["cancel_reason"]) == \
+            (placed["order_id"], "cancelled", "expired")
+        assert await ws.result("order.list") == []
+        await ws.close()
+    run(scenario())
+
+
+def test_the_account_rate_limit_spans_its_connections(make_server):
+    """Two connections of one account share the account's order bucket."""
+    live = make_server("[limits.roles.trader]\norders = [1000.0, 1000]\n"
+                       "account_orders = [0.001, 4]\n")
+
+    async def scenario():
+        one = await Ws.open(live, "trader-1")
+        two = await Ws.open(live, "trader-1")
+        other = await Ws.open(live, "trader-2")
+        for ws in (one, two, one, two):
+            await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000")
+        for ws in (one, two):
+            error = await ws.error("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                   price="2.000")
+            assert error["data"]["reason"] == "rate_limited"
+            assert error["data"]["retry_after_ms"] > 1000
+        assert await other.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.0")
+        for ws in (one, two, other):
+            await ws.close()
+    run(scenario())
