@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
+# The exchange on its embedded default: the default market, demo accounts in ./data.
 run: build
-	$(VENV)/bin/gpux demo
+	$(VENV)/bin/gpux serve --data-dir data
 
 # The benchmarks run once each, untimed, so their correctness checks run in CI too.
 test: build

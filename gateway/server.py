@@ -171,7 +171,8 @@ class Server:
             session.close(CLOSE_TOO_BIG, "frame too large")
             return
         request_id = None
-        mark = len(self._out)      # the response goes before the updates the request caused
+        out = self._out
+        mark = len(out)            # the response goes before the updates the request caused
         try:
             request = self._decode(frame)
             request_id = request.id
@@ -198,7 +199,9 @@ class Server:
                         "error": RpcError("internal_error", "internal error").to_wire()}
         else:
             response = {"jsonrpc": "2.0", "id": request_id, "result": result}
-        self._out.insert(mark, (session, self._encode(response)))
+        if self._out is not out:   # the handler sealed: what preceded it has gone out
+            out, mark = self._out, 0
+        out.insert(mark, (session, self._encode(response)))
         self._schedule_seal()
 
     def _decode(self, frame: str | bytes) -> schema.Request:
