@@ -107,10 +107,7 @@ def cancel_command(p: schema.OrderRef, account_id: int, ts_ns: int,
 def rejected(event: OrderRejected) -> RpcError:
     """Return the error of an engine reject; data.order_id names an order it concerned."""
     extra = {} if event.order_id is None else {"order_id": event.order_id}
-    field = event.field
-    if field == "expire_at_ns":
-        field = "expire_at"
-    return RpcError(reject_reason_name(event.reason), event.detail, field=field, **extra)
+    return RpcError(reject_reason_name(event.reason), event.detail, field=event.field, **extra)
 
 
 def self_trade_prevented(order_id: int) -> RpcError:

@@ -132,3 +132,12 @@ class RpcError(Exception):
 def reject_reason_name(reason: RejectReason) -> str:
     """Return the wire reason of an engine reject (INVALID_PARAMS is JSON-RPC's)."""
     return "invalid_params" if reason is RejectReason.INVALID_PARAMS else reason.name.lower()
+
+
+def markdown_table() -> str:
+    """Return the README's error table (tests check the README holds exactly this)."""
+    rows = ["| code | data.reason | meaning |", "| --- | --- | --- |"]
+    for reason, (code, meaning) in sorted(ERRORS.items(),
+                                         key=lambda kv: (kv[1][0] > 0, abs(kv[1][0]), kv[0])):
+        rows.append(f"| {code} | `{reason}` | {meaning} |")
+    return "\n".join(rows)
