@@ -1,14 +1,52 @@
-"""The README's worked example runs as written."""
+"""The README's worked examples run as written, and its error table is the server's."""
 import pathlib
 import re
+import sys
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+from gateway.errors import markdown_table
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+sys.path.insert(0, str(ROOT / "tests" / "gateway"))
+
+from live import LiveServer  # noqa: E402
 
 
-def test_python_example_runs_and_prints_what_the_readme_says(capsys):
-    """The first python block of the README executes and ends with the ladder it shows."""
-    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {})
+def python_block(heading: str) -> str:
+    """Return the first python block after ``heading``."""
+    section = README[README.index(heading):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def run_against(block: str, live: LiveServer) -> None:
+    """Run an example written for `make run` against a test server (its URL and data dir)."""
+    code = (block.replace("ws://127.0.0.1:8765/ws", live.url)
+            .replace('"data/demo-accounts.json"', repr(str(live.data_dir / "demo-accounts.json")))
+            .replace('"data"', repr(str(live.data_dir))))
+    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+
+
+def test_engine_example_prints_what_the_readme_says(capsys):
+    """The engine example executes and ends with the ladder it shows."""
+    exec(compile(python_block("### The engine alone"), "README.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "[('2.145', 28, 1)]"
     assert sum(line.startswith("Trade(") for line in out) == 2
+
+
+def test_websocket_example_places_an_order_and_is_refused_off_tick(tmp_path, capsys):
+    """The raw websocket example logs in, rests an order and gets price_off_tick."""
+    live = LiveServer(tmp_path / "data")
+    try:
+        run_against(python_block("### From any websocket client"), live)
+    finally:
+        live.stop()
+    out = capsys.readouterr().out.splitlines()
+    assert "'role': 'trader'" in out[0]
+    assert "'status': 'open'" in out[1] and "'price': '2.100'" in out[1]
+    assert "'reason': 'price_off_tick'" in out[2]
+
+
+def test_error_table_is_the_servers():
+    """The README's error table is exactly the one gateway/errors.py generates."""
+    assert markdown_table() in README
