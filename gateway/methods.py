@@ -80,7 +80,7 @@ def place(server, session, p: schema.Place):
             view["duplicate"] = True
             return view
         if type(ev) is OrderAccepted:
-            session.placed.add(ev.order_id)
+            server.placed(session, ev.order_id)
             order = server.venue.exchange.order(ev.order_id)
             view = server.venue.view(order)
             if (order.status is OrderStatus.CANCELLED and order.filled_qty == 0

@@ -39,8 +39,8 @@ from gateway.feed import Feed
 from gateway.limits import TokenBucket
 from gateway.methods import METHODS
 from gateway.session import (
-    CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_TOO_BIG, ORDER, REQUEST, BatchingConnection,
-    Session,
+    CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_TOO_BIG, ORDER, PLACED_PRUNE, REQUEST,
+    BatchingConnection, Session,
 )
 from gateway.venue import Venue
 
@@ -154,7 +154,7 @@ class Server:
         if session.cancel_on_disconnect and account_id is not None:
             for order_id in sorted(session.placed):
                 order = self.venue.exchange.order(order_id)
-                if order is not None and order.leaves_qty > 0 and order.closed_ns is None:
+                if order is not None and order.closed_ns is None:
                     self.submit(CancelOrder(ts_ns=self.venue.now(), account_id=account_id,
                                             order_id=order_id, reason=CancelReason.DISCONNECT))
 
@@ -357,6 +357,15 @@ class Server:
             for s in self.private[(account_id, "fills")]:
                 self._out.append((s, frame))
 
+    def placed(self, session: Session, order_id: int) -> None:
+        """Remember that the session placed this order (cancel-on-disconnect's list)."""
+        placed = session.placed
+        placed.add(order_id)
+        if len(placed) >= session.placed_limit:     # forget closed orders now and then
+            orders = self.venue.exchange.orders
+            session.placed = {i for i in placed if i in orders and orders[i].closed_ns is None}
+            session.placed_limit = max(PLACED_PRUNE, 2 * len(session.placed))
+
     def market(self, symbol: str):
         """Return the listed instrument's Market, or raise unknown_instrument."""
         market = self.venue.exchange.markets.get(symbol)
@@ -394,6 +403,7 @@ class Server:
 
     def subscribe(self, session: Session, channels: list[str]) -> list[str]:
         """Subscribe to all the channels or to none; each book channel starts with a snapshot."""
+        channels = list(dict.fromkeys(channels))
         keys = [self._channel_key(session, c) for c in channels]
         new = {c for c in channels if c not in session.channels}
         if len(session.channels) + len(new) > self.limits.max_subscriptions:
@@ -415,7 +425,7 @@ class Server:
                 self._out.append((session, self._notification(
                     channel, self.feed.symbols[symbol].ticker())))
         self._schedule_seal()
-        return list(dict.fromkeys(channels))
+        return channels
 
     def unsubscribe(self, session: Session, channels: list[str]) -> list[str]:
         removed = [c for c in dict.fromkeys(channels) if c in session.channels]

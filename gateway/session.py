@@ -27,6 +27,7 @@ CLOSE_SLOW_CONSUMER = 4000
 CLOSE_HEARTBEAT_TIMEOUT = 4001
 
 ORDER, REQUEST, SUBSCRIBE = "orders", "requests", "subscriptions"
+PLACED_PRUNE = 4096
 
 
 class BatchingConnection(ServerConnection):
@@ -74,6 +75,7 @@ class Session:
         self.strikes = 0                       # rate-limited requests in a row
         self.cancel_on_disconnect = False
         self.placed: set[int] = set()          # order ids this session placed
+        self.placed_limit = PLACED_PRUNE       # prune closed ones from `placed` past this
         self.heartbeat_s = 0
         self.heartbeat_task: asyncio.Task | None = None
         self.last_rx = now

@@ -314,3 +314,28 @@ def test_cancel_on_disconnect_cancels_the_sessions_orders(live_server):
         assert [o["order_id"] for o in await keep.result("order.list")] == [kept["order_id"]]
         await keep.close()
     run(scenario())
+
+
+def test_cancel_on_disconnect_list_forgets_closed_orders(live_server):
+    """The session's list of placed orders is pruned of closed ones; live ones are still cancelled."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        await ws.result("session.cancel_on_disconnect", enabled=True)
+        session = next(s for s in live_server.server.sessions if s.account is not None)
+        live_server.call(setattr, session, "placed_limit", 4)
+        ids = [(await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                price=f"2.0{i}0"))["order_id"] for i in range(3)]
+        for order_id in ids[:2]:
+            await ws.result("order.cancel", order_id=order_id)
+        last = (await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                price="2.050"))["order_id"]
+        assert live_server.call(lambda: set(session.placed)) == {ids[2], last}
+        watcher = await Ws.open(live_server, "trader-1")
+        await ws.close()
+        while await watcher.result("order.list"):
+            await asyncio.sleep(0.01)
+        for order_id in (ids[2], last):
+            got = await watcher.result("order.get", order_id=order_id)
+            assert got["cancel_reason"] == "disconnect"
+        await watcher.close()
+    run(scenario())
