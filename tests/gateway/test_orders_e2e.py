@@ -124,3 +124,30 @@ def test_the_account_rate_limit_spans_its_connections(make_server):
         for ws in (one, two, other):
             await ws.close()
     run(scenario())
+
+
+def test_an_engine_exception_halts_that_instrument(live_server):
+    """A command the engine fails on (a bug) halts its instrument and answers internal_error."""
+    from engine.messages import PlaceOrder, Side
+    from gateway.errors import RpcError
+
+    server = live_server.server
+    bad = PlaceOrder(ts_ns=server.venue.now(), account_id=1, symbol=SYMBOL, side=Side.BUY,
+                     qty=2**70, price=2000)      # past int64: the wire could never send it
+
+    def submit():
+        try:
+            server.submit(bad)
+        except RpcError as exc:
+            return exc.reason
+    assert live_server.call(submit) == "internal_error"
+
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        error = await ws.error("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000")
+        assert error["data"]["reason"] == "instrument_not_trading"
+        other = await ws.result("order.place", symbol="H100-2027-04", side="buy", qty=1,
+                                price="2.000")
+        assert other["status"] == "open"
+        await ws.close()
+    run(scenario())
