@@ -78,12 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="product config TOML (default: the embedded one)")
     demo.set_defaults(run=_demo)
 
-    try:
-        from gateway import cli_client
-    except ImportError:
-        cli_client = None
-    if cli_client is not None:
-        cli_client.add_commands(sub)
+    from gateway import cli_client
+    cli_client.add_commands(sub)
 
     args = parser.parse_args(argv)
     return args.run(args)

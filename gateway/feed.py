@@ -30,16 +30,19 @@ class BookMirror:
         self.bids: SortedDict = SortedDict(lambda p: -p)   # best (highest) first
         self.asks: SortedDict = SortedDict()
 
-    def apply(self, ev: BookLevelChanged) -> list | None:
-        """Apply one level change; return the wire level (qty 0 when removed)."""
+    def apply(self, ev: BookLevelChanged) -> tuple[list, bool]:
+        """Apply one level change; return the wire level (qty 0 when removed) and whether
+        the level was there before."""
         side = self.bids if ev.side is Side.BUY else self.asks
         self.seq = ev.book_seq
         if ev.qty == 0:
             level = side.pop(ev.price, None)
-            return None if level is None else [level[0], 0, 0]
+            return ([format_price(ev.price), 0, 0], False) if level is None else \
+                ([level[0], 0, 0], True)
+        existed = ev.price in side
         level = [format_price(ev.price), ev.qty, ev.orders]
         side[ev.price] = level
-        return level
+        return level, existed
 
     def levels(self, bids: bool, depth: int | None = None) -> list:
         side = self.bids if bids else self.asks
@@ -67,7 +70,7 @@ class SymbolFeed:
         self.trades: deque[dict] = deque(maxlen=TRADES_KEPT)
         self.last_price: str | None = None
         self.volume = 0
-        # This turn's changes, until seal():
+        # This turn's changes, until seal(): price -> [level, existed when the turn began]
         self.prev_seq: int | None = None
         self.changed_bids: dict[int, list] = {}
         self.changed_asks: dict[int, list] = {}
@@ -106,10 +109,13 @@ class Feed:
                 if feed.prev_seq is None:
                     feed.prev_seq = feed.book.seq
                     self._touched[ev.symbol] = feed
-                level = feed.book.apply(ev)
-                if level is not None:
-                    changed = feed.changed_bids if ev.side is Side.BUY else feed.changed_asks
-                    changed[ev.price] = level
+                level, existed = feed.book.apply(ev)
+                changed = feed.changed_bids if ev.side is Side.BUY else feed.changed_asks
+                entry = changed.get(ev.price)
+                if entry is None:
+                    changed[ev.price] = [level, existed]
+                else:
+                    entry[0] = level
                 self.ticker_dirty.add(ev.symbol)
             elif kind is Trade:
                 feed = self.symbols[ev.symbol]
@@ -134,8 +140,8 @@ class Feed:
                 book = feed.book
                 out.append((f"book.{symbol}", {
                     "type": "delta", "seq": book.seq, "prev_seq": feed.prev_seq,
-                    "bids": [feed.changed_bids[p] for p in sorted(feed.changed_bids, reverse=True)],
-                    "asks": [feed.changed_asks[p] for p in sorted(feed.changed_asks)],
+                    "bids": _delta(feed.changed_bids, reverse=True),
+                    "asks": _delta(feed.changed_asks, reverse=False),
                     "checksum": book.checksum()}))
                 feed.prev_seq = None
                 feed.changed_bids = {}
@@ -145,3 +151,10 @@ class Feed:
                 feed.new_trades = []
         self._touched.clear()
         return out
+
+
+def _delta(changed: dict[int, list], reverse: bool) -> list:
+    """The changed levels of one side, best first; a level that came and went within
+    the turn is left out (the subscriber never saw it)."""
+    return [level for price, (level, existed) in sorted(changed.items(), reverse=reverse)
+            if level[1] or existed]

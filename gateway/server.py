@@ -499,13 +499,13 @@ class Server:
 async def serve(config: Config, data_dir: Path, *, host: str | None = None,
                 port: int | None = None, ready=None) -> None:
     """Run the server until SIGINT or SIGTERM, then close every connection cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):     # before anyone can know we are up
+        loop.add_signal_handler(sig, stop.set)
     server = Server(config, data_dir)
     await server.start(host, port)
     if ready is not None:
         ready(server)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop()

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import uvloop
@@ -141,3 +142,38 @@ class Ws:
 def run(coro, timeout: float = 30.0):
     """Run a test coroutine on a fresh event loop, with an overall timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout * SCALE))
+
+
+class Rebuilt:
+    """A book rebuilt from the stream the way PROTOCOL.md tells a client to."""
+
+    def __init__(self) -> None:
+        self.seq = None
+        self.bids: dict[str, list] = {}
+        self.asks: dict[str, list] = {}
+
+    def apply(self, data: dict) -> None:
+        if data["type"] == "snapshot":
+            self.bids = {p: [p, q, n] for p, q, n in data["bids"]}
+            self.asks = {p: [p, q, n] for p, q, n in data["asks"]}
+        else:
+            assert data["prev_seq"] == self.seq, "gap in the book stream"
+            for side, levels in ((self.bids, data["bids"]), (self.asks, data["asks"])):
+                for p, q, n in levels:
+                    if q == 0:
+                        del side[p]
+                    else:
+                        side[p] = [p, q, n]
+        self.seq = data["seq"]
+        assert data["checksum"] == self.checksum()
+
+    def levels(self):
+        bids = sorted(self.bids.values(), key=lambda lv: -float(lv[0]))
+        asks = sorted(self.asks.values(), key=lambda lv: float(lv[0]))
+        return bids, asks
+
+    def checksum(self) -> int:
+        bids, asks = self.levels()
+        text = ("|".join(f"{p}:{q}" for p, q, _ in bids[:10]) + "#"
+                + "|".join(f"{p}:{q}" for p, q, _ in asks[:10]))
+        return zlib.crc32(text.encode())

@@ -5,13 +5,12 @@ import asyncio
 import json
 import random
 import socket
-import zlib
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from live import SYMBOL, TIMEOUT, Ws, run
+from live import SYMBOL, TIMEOUT, Rebuilt, Ws, run
 
 BOOK, TRADES, TICKER = f"book.{SYMBOL}", f"trades.{SYMBOL}", f"ticker.{SYMBOL}"
 
@@ -31,41 +30,6 @@ async def stalled_client(live, channels: list[str]):
 
 def anonymous_session(live):
     return next(s for s in live.server.sessions if s.account is None)
-
-
-class Rebuilt:
-    """A book rebuilt from the stream the way PROTOCOL.md tells a client to."""
-
-    def __init__(self) -> None:
-        self.seq = None
-        self.bids: dict[str, list] = {}
-        self.asks: dict[str, list] = {}
-
-    def apply(self, data: dict) -> None:
-        if data["type"] == "snapshot":
-            self.bids = {p: [p, q, n] for p, q, n in data["bids"]}
-            self.asks = {p: [p, q, n] for p, q, n in data["asks"]}
-        else:
-            assert data["prev_seq"] == self.seq, "gap in the book stream"
-            for side, levels in ((self.bids, data["bids"]), (self.asks, data["asks"])):
-                for p, q, n in levels:
-                    if q == 0:
-                        del side[p]
-                    else:
-                        side[p] = [p, q, n]
-        self.seq = data["seq"]
-        assert data["checksum"] == self.checksum()
-
-    def levels(self):
-        bids = sorted(self.bids.values(), key=lambda lv: -float(lv[0]))
-        asks = sorted(self.asks.values(), key=lambda lv: float(lv[0]))
-        return bids, asks
-
-    def checksum(self) -> int:
-        bids, asks = self.levels()
-        text = ("|".join(f"{p}:{q}" for p, q, _ in bids[:10]) + "#"
-                + "|".join(f"{p}:{q}" for p, q, _ in asks[:10]))
-        return zlib.crc32(text.encode())
 
 
 async def _random_flow(ws: Ws, rng: random.Random, n: int, tag: str) -> list[dict]:
