@@ -50,3 +50,15 @@ def test_websocket_example_places_an_order_and_is_refused_off_tick(tmp_path, cap
 def test_error_table_is_the_servers():
     """The README's error table is exactly the one gateway/errors.py generates."""
     assert markdown_table() in README
+
+
+def test_client_example_prints_what_the_readme_says(tmp_path, capsys):
+    """The Python client example trades against a live server and prints what it shows."""
+    live = LiveServer(tmp_path / "data")
+    try:
+        run_against(python_block("### From Python, with the client"), live)
+    finally:
+        live.stop()
+    assert capsys.readouterr().out.splitlines() == [
+        "open 1024", "filled [('2.145', 64), ('2.145', 36)]", "price_off_tick price",
+        "[['2.145', 28, 1]]"]
