@@ -296,6 +296,11 @@ cdef class Exchange:
             return []
         return [o for o in live.values() if symbol is None or (<Order>o).symbol == symbol]
 
+    def open_order_count(self, account_id):
+        """Return how many live orders (resting or untriggered) the account has."""
+        live = self._live.get(account_id)
+        return 0 if live is None else len(live)
+
     def state_hash(self):
         """Return a digest of all state; equal for engines fed the same commands."""
         cdef Market m

@@ -11,8 +11,8 @@ default market. The file::
     [limits]                      # any key of Limits below
     max_frame_bytes = 65536
 
-    [limits.roles.market_maker]   # any key of RoleLimits; unnamed keys keep their default
-    orders = [500.0, 1000]        # token bucket: refill per second, burst
+    [limits.roles.market_maker]   # any key of RoleLimits; unnamed keys keep the role's default
+    orders = [800.0, 1600]        # token bucket: refill per second, burst
 
     [[account]]                   # replaces the demo accounts when present
     account = "desk-1"
@@ -39,10 +39,9 @@ import msgspec
 from engine.contracts import ConfigError, Product, load_products, products_from_tables
 
 Role = Literal["trader", "market_maker", "viewer", "index_provider", "admin"]
-ROLES: tuple[str, ...] = ("trader", "market_maker", "viewer", "index_provider", "admin")
 
-Rate = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
-Burst = Annotated[int, msgspec.Meta(ge=0, le=10**7)]
+Rate = Annotated[float, msgspec.Meta(gt=0, le=1e7)]
+Burst = Annotated[int, msgspec.Meta(ge=1, le=10**8)]
 
 
 class Bucket(msgspec.Struct, frozen=True, array_like=True):
@@ -52,17 +51,28 @@ class Bucket(msgspec.Struct, frozen=True, array_like=True):
 
 
 class RoleLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Message rates of one role, per connection and per account (all its connections)."""
+    """What one role may do: message rates per connection and per account (all its
+    connections), and how many orders an account may have open at once."""
     orders: Bucket = Bucket(50.0, 100)          # order.place/replace/cancel/cancel_all
-    requests: Bucket = Bucket(20.0, 50)         # every other method
+    requests: Bucket = Bucket(20.0, 50)         # every other method, and unreadable frames
     subscriptions: Bucket = Bucket(10.0, 50)    # subscribe/unsubscribe
     account_orders: Bucket = Bucket(100.0, 200)
+    max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] = 1000
+
+
+class RoleLimitsPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A [limits.roles.X] table: the keys it names replace that role's defaults."""
+    orders: Bucket | None = None
+    requests: Bucket | None = None
+    subscriptions: Bucket | None = None
+    account_orders: Bucket | None = None
+    max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] | None = None
 
 
 DEFAULT_ROLE_LIMITS: dict[str, RoleLimits] = {
     "trader": RoleLimits(),
     "market_maker": RoleLimits(orders=Bucket(500.0, 1000), requests=Bucket(100.0, 200),
-                               account_orders=Bucket(1000.0, 2000)),
+                               account_orders=Bucket(1000.0, 2000), max_open_orders=5000),
     "viewer": RoleLimits(),
     "index_provider": RoleLimits(),
     "admin": RoleLimits(requests=Bucket(100.0, 200)),
@@ -77,6 +87,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # streams are conflated into snapshots; past `queue_hard` it is disconnected.
     queue_soft: Annotated[int, msgspec.Meta(ge=1)] = 256
     queue_hard: Annotated[int, msgspec.Meta(ge=2)] = 4096
+    queue_hard_bytes: Annotated[int, msgspec.Meta(ge=65536)] = 16 * 2**20
     # The kernel's send buffer per connection (SO_SNDBUF; 0 = the OS's autotuning, up to
     # megabytes). Kept moderate so a backlog builds in the outbound queue, where book
     # streams can be conflated, rather than as stale data in the kernel.
@@ -84,10 +95,20 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Rate-limited requests in a row after which a connection is closed for flooding.
     flood_strikes: Annotated[int, msgspec.Meta(ge=1)] = 50
     login_window_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
-    roles: dict[str, RoleLimits] = {}
+    roles: dict[str, RoleLimitsPatch] = {}
 
     def for_role(self, role: str) -> RoleLimits:
-        return self.roles.get(role) or DEFAULT_ROLE_LIMITS[role]
+        """The role's limits: its defaults, with what its [limits.roles.X] table names."""
+        patch = self.roles.get(role)
+        if patch is None:
+            return DEFAULT_ROLE_LIMITS[role]
+        changes = {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not None}
+        return msgspec.structs.replace(DEFAULT_ROLE_LIMITS[role], **changes)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.roles) - set(DEFAULT_ROLE_LIMITS))
+        if unknown:
+            raise ValueError(f"unknown role in [limits.roles]: {unknown[0]}")
 
 
 class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,8 +151,5 @@ def load_config(text: str | None) -> Config:
         config = msgspec.convert(document, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(str(exc)) from None
-    unknown_roles = sorted(set(config.limits.roles) - set(ROLES))
-    if unknown_roles:
-        raise ConfigError(f"unknown role in [limits.roles]: {unknown_roles[0]}")
     products = products_from_tables(tables) if tables is not None else load_products()
     return msgspec.structs.replace(config, products=products)

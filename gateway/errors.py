@@ -26,6 +26,7 @@ class GatewayReason(enum.IntEnum):
     TOO_MANY_SUBSCRIPTIONS = 407   # the per-connection subscription limit
     FRAME_TOO_LARGE = 408          # the frame is over the size limit; the socket closes
     UNKNOWN_CHANNEL = 409          # not a channel name of PROTOCOL.md
+    TOO_MANY_ORDERS = 410          # the account has its role's maximum of open orders
     SELF_TRADE_PREVENTED = 307     # the engine's free 3xx slot: STP cancelled the order unfilled
 
 
@@ -80,6 +81,8 @@ _GATEWAY_MEANINGS = {
     GatewayReason.TOO_MANY_SUBSCRIPTIONS: "the connection's subscription limit is reached",
     GatewayReason.FRAME_TOO_LARGE: "the frame is larger than the limit; the connection closes",
     GatewayReason.UNKNOWN_CHANNEL: "no such channel",
+    GatewayReason.TOO_MANY_ORDERS: "the account has as many open orders as its role may "
+                                   "(data.limit); cancel some first",
     GatewayReason.SELF_TRADE_PREVENTED: "self-trade prevention cancelled the order before it "
                                         "filled; data.order_id names it",
 }

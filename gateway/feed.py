@@ -14,7 +14,7 @@ from itertools import islice
 
 from sortedcontainers import SortedDict
 
-from engine.messages import BookLevelChanged, InstrumentStatusChanged, Side, Trade
+from engine.messages import BookLevelChanged, Side, Trade
 from engine.prices import format_price
 from gateway.codec import SIDE_NAMES, checksum, ns_to_ms
 
@@ -98,7 +98,6 @@ class Feed:
         self.symbols: dict[str, SymbolFeed] = {s: SymbolFeed(s) for s in symbols}
         self._touched: dict[str, SymbolFeed] = {}
         self.ticker_dirty: set[str] = set()
-        self.status_changes: list[InstrumentStatusChanged] = []
 
     def apply(self, events: list) -> None:
         """Take one command's events; the messages come out of the next seal()."""
@@ -129,8 +128,6 @@ class Feed:
                 if ev.symbol not in self._touched:
                     self._touched[ev.symbol] = feed
                 self.ticker_dirty.add(ev.symbol)
-            elif kind is InstrumentStatusChanged:
-                self.status_changes.append(ev)
 
     def seal(self) -> list[tuple[str, object]]:
         """Return this turn's (channel, data) messages and start the next turn."""

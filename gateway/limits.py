@@ -26,9 +26,7 @@ class TokenBucket:
             self.tokens = tokens - 1.0
             return 0.0
         self.tokens = tokens
-        if self.rate <= 0:
-            return float("inf")
-        return (1.0 - tokens) / self.rate
+        return (1.0 - tokens) / self.rate       # rate > 0: the config refuses 0
 
     def give_back(self) -> None:
         """Return a token taken by a message another bucket then refused."""

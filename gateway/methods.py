@@ -10,7 +10,7 @@ import time
 from typing import Callable, NamedTuple
 
 from engine.messages import (
-    CancelAll, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate, OrderRejected,
+    CancelAll, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate, OrderRejected,
     OrderReplaced, OrderStatus, SetInstrumentStatus,
 )
 from gateway import codec, schema
@@ -71,17 +71,26 @@ def cancel_on_disconnect(server, session, p: schema.CancelOnDisconnect):
 # -- Orders -------------------------------------------------------------------------
 
 def place(server, session, p: schema.Place):
-    cmd = codec.place_command(p, session.account_id, server.venue.now())
-    events = server.submit(cmd)
+    account_id = session.account_id
+    exchange = server.venue.exchange
+    limit = server.limits.for_role(session.role).max_open_orders
+    if exchange.open_order_count(account_id) >= limit and not (
+            p.client_order_id and exchange.order_by_client_id(account_id, p.client_order_id)):
+        raise RpcError("too_many_orders", f"the account has {limit} open orders, the most "
+                       f"its role may have", limit=limit)
+    events = server.submit(codec.place_command(p, account_id, server.venue.now()))
     _command_error(events)
     for ev in events:
         if type(ev) is OrderDuplicate:
-            view = server.venue.view(server.venue.exchange.order(ev.order_id))
+            order = exchange.order(ev.order_id)
+            if order.closed_ns is None:     # a resend: this session now answers for it
+                server.placed(session, order.order_id)
+            view = server.venue.view(order)
             view["duplicate"] = True
             return view
         if type(ev) is OrderAccepted:
             server.placed(session, ev.order_id)
-            order = server.venue.exchange.order(ev.order_id)
+            order = exchange.order(ev.order_id)
             view = server.venue.view(order)
             if (order.status is OrderStatus.CANCELLED and order.filled_qty == 0
                     and view["cancel_reason"] == "self_trade"):
@@ -102,12 +111,11 @@ def replace(server, session, p: schema.Replace):
 
 def cancel(server, session, p: schema.OrderRef):
     _require_ref(p)
+    target = server.venue.find(session.account_id, p.order_id, p.client_order_id)
     events = server.submit(codec.cancel_command(p, session.account_id, server.venue.now()))
     _command_error(events)
-    for ev in events:
-        if type(ev) is OrderCancelled and ev.account_id == session.account_id:
-            return server.venue.view(server.venue.exchange.order(ev.order_id))
-    raise AssertionError(f"order.cancel produced no outcome: {events}")
+    # Not just any OrderCancelled: the passage of time may have closed other orders first.
+    return server.venue.view(server.venue.exchange.order(target.order_id))
 
 
 def cancel_all(server, session, p: schema.SymbolFilter):
@@ -117,6 +125,7 @@ def cancel_all(server, session, p: schema.SymbolFilter):
                                      symbol=p.symbol))
     _command_error(events)
     return {"cancelled": sum(1 for ev in events if type(ev) is OrderCancelled
+                             and ev.reason is CancelReason.USER
                              and ev.account_id == session.account_id)}
 
 
@@ -140,7 +149,6 @@ def instruments(server, session, p):
 
 def book(server, session, p: schema.BookQuery):
     server.market(p.symbol)
-    server.seal()      # so seq is the stream's: nothing applied but unpublished
     snapshot = server.feed.symbols[p.symbol].book.snapshot(p.depth)
     return {"symbol": p.symbol, "seq": snapshot["seq"], "bids": snapshot["bids"],
             "asks": snapshot["asks"], "checksum": snapshot["checksum"]}
@@ -148,7 +156,6 @@ def book(server, session, p: schema.BookQuery):
 
 def trades(server, session, p: schema.TradesQuery):
     server.market(p.symbol)
-    server.seal()
     kept = list(server.feed.symbols[p.symbol].trades)
     return kept[:-p.limit - 1:-1]       # newest first
 

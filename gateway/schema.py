@@ -17,7 +17,7 @@ from engine.messages import ClientOrderId
 # Bounds keep every integer inside int64 (and exact in a JavaScript client).
 Qty = Annotated[int, msgspec.Meta(ge=-2**53, le=2**53)]       # range checked by the engine
 OrderId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
-TimeMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+TimeMs = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // 10**6)]    # ns fit in int64
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 GpuClass = Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
 Price = Annotated[str, msgspec.Meta(max_length=40)]
@@ -56,7 +56,7 @@ class Login(Params):
     api_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     timestamp: TimeMs
     nonce: Nonce | int
-    signature: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$")]   # hex HMAC-SHA256
 
 
 class Heartbeat(Params):

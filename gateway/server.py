@@ -85,6 +85,8 @@ class Server:
         self._out: list[tuple[Session, bytes]] = []
         self._events: list = []
         self._resync: set[Session] = set()
+        self._to_close: list[tuple[Session, int, str]] = []
+        self._snapshots: dict[str, tuple[int, bytes]] = {}
         self._seal_scheduled = False
         self._next_conn = 1
         self._ws_server = None
@@ -101,7 +103,7 @@ class Server:
         self._ws_server = await websockets.serve(
             self._connection, host, port, create_connection=BatchingConnection,
             process_request=self._check_path, compression=None,
-            max_size=self.limits.max_frame_bytes * 16, close_timeout=2,
+            max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
             ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self._tasks = [self.loop.create_task(self._tick_tickers()),
@@ -138,11 +140,13 @@ class Server:
         except websockets.ConnectionClosed:
             pass
         finally:
-            self._disconnected(session)
-            if not writer.done():
-                session.close(1000, "")
-                await asyncio.wait([writer], timeout=3)
-                writer.cancel()
+            try:
+                self._disconnected(session)
+            finally:
+                if not writer.done():
+                    session.close(1000, "")
+                    await asyncio.wait([writer], timeout=3)
+                    writer.cancel()
 
     def _disconnected(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -168,14 +172,18 @@ class Server:
             self._error(session, None, RpcError(
                 "frame_too_large", f"the frame is {size} bytes; the limit is "
                 f"{self.limits.max_frame_bytes}"))
-            session.close(CLOSE_TOO_BIG, "frame too large")
+            self._close_after_seal(session, CLOSE_TOO_BIG, "frame too large")
             return
-        request_id = None
+        request_id = method_name = None
         out = self._out
         mark = len(out)            # the response goes before the updates the request caused
         try:
-            request = self._decode(frame)
-            request_id = request.id
+            try:
+                request = self._decode(frame)
+            except RpcError:
+                self._rate_limit(session, REQUEST)      # an unreadable frame costs a token too
+                raise
+            request_id, method_name = request.id, request.method
             method = METHODS.get(request.method)
             self._rate_limit(session, method.category if method else REQUEST)
             if method is None:
@@ -194,7 +202,8 @@ class Server:
                 request_id = getattr(exc, "request_id", None)
             response = {"jsonrpc": "2.0", "id": request_id, "error": exc.to_wire()}
         except Exception:
-            log.exception("request %r failed", frame[:200])
+            # Not the frame: a login's would put its key and signature in the log.
+            log.exception("%s (id %r) failed", method_name, request_id)
             response = {"jsonrpc": "2.0", "id": request_id,
                         "error": RpcError("internal_error", "internal error").to_wire()}
         else:
@@ -237,11 +246,10 @@ class Server:
             return
         session.strikes += 1
         if session.strikes >= self.limits.flood_strikes:
-            session.close(CLOSE_POLICY, "flooding: rate limit exceeded repeatedly")
-        retry_ms = math.ceil(wait * 1000) if math.isfinite(wait) else None
-        raise RpcError("rate_limited", f"too many {category} requests; retry after "
-                       f"{retry_ms} ms" if retry_ms is not None else
-                       f"role {session.role} may send no {category}",
+            self._close_after_seal(session, CLOSE_POLICY,
+                                   "flooding: rate limit exceeded repeatedly")
+        retry_ms = math.ceil(wait * 1000)
+        raise RpcError("rate_limited", f"too many {category}; retry after {retry_ms} ms",
                        retry_after_ms=retry_ms)
 
     # -- Frames out -----------------------------------------------------------------
@@ -280,25 +288,45 @@ class Server:
                 if subscribers:
                     frame = self._notification(channel, data)
                     if channel.startswith("book."):
-                        symbol = channel[5:]
                         for s in subscribers:
-                            s.push_book(symbol, frame)
+                            s.push_latest(channel, frame)
                     else:
                         for s in subscribers:
                             s.push(frame)
         if self._resync:
             resync, self._resync = self._resync, set()
             for session in resync:
-                for symbol in sorted(session.conflated):
-                    session.conflated.discard(symbol)
-                    session.push(self._book_snapshot(symbol))
+                for channel in sorted(session.conflated):
+                    session.conflated.discard(channel)
+                    session.push(self._current(channel))
+        if self._to_close:
+            to_close, self._to_close = self._to_close, []
+            for session, code, reason in to_close:
+                session.close(code, reason)
+
+    def _close_after_seal(self, session: Session, code: int, reason: str) -> None:
+        """Close a connection once what is queued for it now (its last answer) is sent."""
+        self._to_close.append((session, code, reason))
+        self._schedule_seal()
 
     def _wants_snapshot(self, session: Session) -> None:
         self._resync.add(session)
         self._schedule_seal()
 
-    def _book_snapshot(self, symbol: str) -> bytes:
-        return self._notification(f"book.{symbol}", self.feed.symbols[symbol].book.snapshot())
+    def _current(self, channel: str) -> bytes:
+        """The current state of a conflatable channel: a book snapshot or the ticker.
+
+        Book snapshots are encoded once per seq, however many clients ask.
+        """
+        kind, _, symbol = channel.partition(".")
+        feed = self.feed.symbols[symbol]
+        if kind == "ticker":
+            return self._notification(channel, feed.ticker())
+        cached = self._snapshots.get(symbol)
+        if cached is None or cached[0] != feed.book.seq:
+            cached = self._snapshots[symbol] = (feed.book.seq,
+                                                self._notification(channel, feed.book.snapshot()))
+        return cached[1]
 
     # -- Commands -------------------------------------------------------------------
 
@@ -312,17 +340,36 @@ class Server:
         try:
             events = self.venue.process(cmd)
         except Exception:
-            log.exception("engine failed on %r; state %s", cmd, self.venue.exchange.state_hash())
-            symbol = getattr(cmd, "symbol", None)
-            if symbol in self.venue.exchange.markets:
-                self.submit(SetInstrumentStatus(ts_ns=self.venue.now(), symbol=symbol,
-                                                status=InstrumentStatus.HALTED))
-            raise RpcError("internal_error", "internal error; the instrument is halted") from None
+            log.exception("engine failed on %r", cmd)
+            symbol = self._symbol_of(cmd)
+            if symbol is None:
+                raise RpcError("internal_error", "internal error") from None
+            try:
+                events = self.venue.process(SetInstrumentStatus(
+                    ts_ns=self.venue.now(), symbol=symbol, status=InstrumentStatus.HALTED))
+            except Exception:
+                log.exception("halting %s failed too", symbol)
+                raise RpcError("internal_error", "internal error") from None
+            self._events.append(events)
+            self._schedule_seal()
+            raise RpcError("internal_error",
+                           f"internal error; {symbol} is halted") from None
         self._events.append(events)
         if self.private:
             self._publish_private(events)
         self._schedule_seal()
         return events
+
+    def _symbol_of(self, cmd) -> str | None:
+        """The instrument a failed command was about, to halt it."""
+        symbol = getattr(cmd, "symbol", None)
+        if symbol is None and getattr(cmd, "order_id", None) is not None:
+            order = self.venue.exchange.order(cmd.order_id)
+            symbol = order.symbol if order is not None else None
+        if symbol is None and getattr(cmd, "client_order_id", None) is not None:
+            order = self.venue.exchange.order_by_client_id(cmd.account_id, cmd.client_order_id)
+            symbol = order.symbol if order is not None else None
+        return symbol if symbol in self.venue.exchange.markets else None
 
     def _publish_private(self, events: list) -> None:
         """Queue the orders and fills updates of the accounts these events touched."""
@@ -397,7 +444,7 @@ class Server:
         while session.closing is None:
             await asyncio.sleep(interval)
             if self.loop.time() - session.last_rx > 2 * interval:
-                session.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                self._close_after_seal(session, CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
                 return
             session.push(HEARTBEAT)
 
@@ -410,24 +457,25 @@ class Server:
             raise RpcError("too_many_subscriptions", f"at most {self.limits.max_subscriptions} "
                            f"subscriptions per connection", field="channels",
                            limit=self.limits.max_subscriptions)
-        self.seal()      # publish what is pending first, so the snapshots line up with it
+        # The feed holds what has been published: a snapshot from it lines up with the
+        # deltas the next seal sends, which go out after it.
         for channel, key in zip(channels, keys):
             session.channels.add(channel)
             if isinstance(key, tuple):
                 self.private.setdefault(key, set()).add(session)
                 continue
             self.subscribers.setdefault(channel, set()).add(session)
-            kind, _, symbol = channel.partition(".")
-            if kind == "book":
-                session.conflated.discard(symbol)
-                self._out.append((session, self._book_snapshot(symbol)))
-            elif kind == "ticker":
-                self._out.append((session, self._notification(
-                    channel, self.feed.symbols[symbol].ticker())))
+            if channel.startswith(("book.", "ticker.")):
+                session.conflated.discard(channel)
+                self._out.append((session, self._current(channel)))
         self._schedule_seal()
         return channels
 
     def unsubscribe(self, session: Session, channels: list[str]) -> list[str]:
+        """Unsubscribe; return the channels that were subscribed (a valid name that was not
+        is no error)."""
+        for channel in channels:
+            self._channel_key(session, channel)
         removed = [c for c in dict.fromkeys(channels) if c in session.channels]
         for channel in removed:
             self._drop_subscription(session, channel)
@@ -468,8 +516,7 @@ class Server:
             subscribers.discard(session)
             if not subscribers:
                 del self.subscribers[channel]
-        if channel.startswith("book."):
-            session.conflated.discard(channel[5:])
+        session.conflated.discard(channel)
 
     # -- Timers ---------------------------------------------------------------------
 
@@ -477,23 +524,29 @@ class Server:
         """Publish the ticker of each symbol that changed, at most every 100 ms."""
         while True:
             await asyncio.sleep(TICKER_INTERVAL_S)
-            dirty = self.feed.ticker_dirty
-            if not dirty:
-                continue
-            self.feed.ticker_dirty = set()
-            for symbol in dirty:
-                channel = f"ticker.{symbol}"
-                subscribers = self.subscribers.get(channel)
-                if subscribers:
-                    frame = self._notification(channel, self.feed.symbols[symbol].ticker())
-                    for s in subscribers:
-                        s.push_latest(frame)
+            try:
+                self._publish_tickers()
+            except Exception:
+                log.exception("publishing tickers failed")
+
+    def _publish_tickers(self) -> None:
+        dirty, self.feed.ticker_dirty = self.feed.ticker_dirty, set()
+        for symbol in dirty:
+            channel = f"ticker.{symbol}"
+            subscribers = self.subscribers.get(channel)
+            if subscribers:
+                frame = self._notification(channel, self.feed.symbols[symbol].ticker())
+                for s in subscribers:
+                    s.push_latest(channel, frame)
 
     async def _tick_timers(self) -> None:
         """Let time reach the engine when nobody trades: GTD expiry, last trading time."""
         while True:
             await asyncio.sleep(TIMER_INTERVAL_S)
-            self.submit(Timer(ts_ns=self.venue.now()))
+            try:
+                self.submit(Timer(ts_ns=self.venue.now()))
+            except Exception:
+                log.exception("the timer command failed")
 
 
 async def serve(config: Config, data_dir: Path, *, host: str | None = None,

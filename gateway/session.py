@@ -4,9 +4,9 @@ Nothing the exchange does ever waits on a client. Messages for a client go
 into its bounded queue and a writer task per connection sends whatever has
 queued up as one write (one system call for many frames). A client that
 does not read falls behind: past ``queue_soft`` queued messages its book
-streams are conflated (the backlog of deltas is skipped and a fresh snapshot
-with the current seq follows once it catches up); past ``queue_hard`` it is
-disconnected with a reason.
+streams and tickers are conflated (the backlog is skipped and the current
+state, a snapshot with the current seq, follows once it catches up); past
+``queue_hard`` messages or ``queue_hard_bytes`` it is disconnected with a reason.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class Session:
         self.role = "anonymous"
         self.buckets = self._buckets(now)
         self.channels: set[str] = set()
-        self.conflated: set[str] = set()       # book symbols waiting for a fresh snapshot
+        self.conflated: set[str] = set()       # channels skipped until the client catches up
         self.strikes = 0                       # rate-limited requests in a row
         self.cancel_on_disconnect = False
         self.placed: set[int] = set()          # order ids this session placed
@@ -82,6 +82,7 @@ class Session:
         self.closing: tuple[int, str] | None = None     # close once the queue is sent
         self.closed = False                             # the writer has finished
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._on_wants_snapshot = on_wants_snapshot
 
@@ -105,30 +106,32 @@ class Session:
         """Queue a message that may not be dropped; a queue past the hard limit closes."""
         if self.closed:
             return
-        if len(self._queue) >= self.limits.queue_hard:
+        if (len(self._queue) >= self.limits.queue_hard
+                or self._queued_bytes >= self.limits.queue_hard_bytes):
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
             return
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._wake.set()
 
-    def push_book(self, symbol: str, frame: bytes) -> None:
-        """Queue a book message, or conflate the symbol's stream when the queue is long."""
-        if self.closed or symbol in self.conflated:
+    def push_latest(self, channel: str, frame: bytes) -> None:
+        """Queue a message that a fresh one can replace (a book delta, a ticker).
+
+        When the queue is long the channel is conflated instead: its messages are
+        skipped, and once the client has caught up the server sends the channel's
+        current state (a book snapshot with the current seq, the current ticker).
+        """
+        if self.closed or channel in self.conflated:
             return
         if len(self._queue) >= self.limits.queue_soft:
-            self.conflated.add(symbol)
+            self.conflated.add(channel)
             return
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._wake.set()
 
     def queued(self) -> int:
         return len(self._queue)
-
-    def push_latest(self, frame: bytes) -> None:
-        """Queue a message that a later one replaces (a ticker): dropped when behind."""
-        if not self.closed and len(self._queue) < self.limits.queue_soft:
-            self._queue.append(frame)
-            self._wake.set()
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection after the frames already queued have been sent."""
@@ -151,6 +154,7 @@ class Session:
                 if queue:
                     batch = list(queue)
                     queue.clear()
+                    self._queued_bytes = 0
                     async with ws.send_context():
                         for frame in batch:
                             ws.protocol.send_text(frame)

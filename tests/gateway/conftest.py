@@ -19,8 +19,8 @@ def make_server(tmp_path):
     """Return a function starting a server with a TOML config; all are stopped at the end."""
     started = []
 
-    def make(config_text: str | None = None, name: str = "data") -> LiveServer:
-        server = LiveServer(tmp_path / name, config_text)
+    def make(config_text: str | None = None, name: str = "data", **kw) -> LiveServer:
+        server = LiveServer(tmp_path / name, config_text, **kw)
         started.append(server)
         return server
 

@@ -33,10 +33,11 @@ TIMEOUT = 5.0 * SCALE
 class LiveServer:
     """A Server listening on 127.0.0.1 on a free port, run by a background thread."""
 
-    def __init__(self, data_dir: Path, config_text: str | None = None) -> None:
+    def __init__(self, data_dir: Path, config_text: str | None = None, *,
+                 clock=time.time_ns) -> None:
         self.data_dir = data_dir
         self.loop = uvloop.new_event_loop()
-        self.server = Server(load_config(config_text), data_dir, as_of=AS_OF)
+        self.server = Server(load_config(config_text), data_dir, as_of=AS_OF, clock=clock)
         started = threading.Event()
 
         def run() -> None:

@@ -78,6 +78,7 @@ def test_malformed_requests_get_json_rpc_errors(live_server, raw, code, reason, 
     ({**ORDER, "type": "market", "price": None, "post_only": True}, -32602, "invalid_params",
      None),
     ({**ORDER, "tif": "gtd"}, -32602, "invalid_params", "expire_at"),
+    ({**ORDER, "tif": "gtd", "expire_at": 2**53}, -32602, "invalid_params", "expire_at"),
 ])
 def test_bad_order_params_are_refused_and_change_nothing(live_server, params, code, reason,
                                                          field):
@@ -136,6 +137,10 @@ def test_login_refuses_forged_stale_and_replayed_signatures(live_server):
     """A wrong secret, an unknown key, a stale timestamp and a reused nonce are each refused."""
     async def scenario():
         ws = await Ws.open(live_server)
+        not_hex = {**_login_params(live_server), "signature": "é" * 64}
+        error = await ws.error("auth.login", **not_hex)
+        assert (error["data"]["reason"], error["data"]["field"]) == ("invalid_params",
+                                                                     "signature")
         forged = _login_params(live_server, secret="0" * 64)
         assert (await ws.error("auth.login", **forged))["data"]["reason"] == "invalid_signature"
         unknown = {**_login_params(live_server), "api_key": "gpux_not_a_key"}
@@ -186,13 +191,40 @@ def test_flooding_is_rate_limited_then_disconnected(make_server):
         error = await ws.error("order.place", **ORDER, client_order_id="f-3")
         assert (error["code"], error["data"]["reason"]) == (406, "rate_limited")
         assert 0 < error["data"]["retry_after_ms"] <= 1000
-        assert await ws.result("order.list")          # other requests have their own bucket
-        for _ in range(3):
+        assert await ws.result("order.list")    # other requests have their own bucket;
+        for _ in range(4):                       # a request that passes resets the strikes
             await ws.error("order.place", **ORDER)
+        last = await ws.error("order.place", **ORDER)        # the fifth strike: answered,
+        assert last["data"]["reason"] == "rate_limited"      # then the connection closes
         with pytest.raises(ConnectionClosed) as closed:
-            for _ in range(3):
-                await ws.call("order.place", **ORDER)
+            await ws.recv()
         assert closed.value.rcvd.code == 1008
         assert "flooding" in closed.value.rcvd.reason
     run(scenario())
     assert live.call(lambda: len(live.server.venue.exchange.orders)) == 3
+
+
+def test_unreadable_frames_draw_on_the_request_bucket(make_server):
+    """Garbage costs a request token like a request: past the bucket it is rate_limited."""
+    live = make_server("[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
+
+    async def scenario():
+        ws = await Ws.open(live)
+        reasons = []
+        for _ in range(5):
+            await ws.send("{not json")
+            reasons.append((await ws.recv())["error"]["data"]["reason"])
+        assert reasons == ["parse_error"] * 3 + ["rate_limited"] * 2
+        await ws.close()
+    run(scenario())
+
+
+def test_unsubscribing_an_unknown_channel_is_an_error(live_server):
+    """unsubscribe checks names like subscribe; a valid name not subscribed is not an error."""
+    async def scenario():
+        ws = await Ws.open(live_server)
+        error = await ws.error("unsubscribe", channels=["candles.X"])
+        assert error["data"]["reason"] == "unknown_channel"
+        assert await ws.result("unsubscribe", channels=[f"book.{SYMBOL}"]) == {"channels": []}
+        await ws.close()
+    run(scenario())

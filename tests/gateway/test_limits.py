@@ -18,10 +18,22 @@ def test_bucket_allows_a_burst_then_refills_at_its_rate():
     assert bucket.take(100.5) > 0
 
 
-def test_a_zero_rate_bucket_never_refills():
-    """A role with rate 0 and burst 0 may send none of that kind."""
-    bucket = TokenBucket(Bucket(0.0, 0), now=0.0)
-    assert bucket.take(1000.0) == float("inf")
+def test_a_bucket_that_could_never_refill_is_refused_by_the_config():
+    """Rate 0 or burst 0 would refuse forever with a meaningless retry_after_ms."""
+    for bucket in ("[0.0, 5]", "[1.0, 0]"):
+        with pytest.raises(ConfigError, match="orders"):
+            load_config(f"[limits.roles.trader]\norders = {bucket}\n")
+
+
+def test_a_role_table_changes_only_the_keys_it_names():
+    """[limits.roles.market_maker] with orders keeps the market maker's other limits."""
+    limits = load_config("[limits.roles.market_maker]\norders = [800.0, 1600]\n").limits
+    mm = limits.for_role("market_maker")
+    assert mm.orders == Bucket(800.0, 1600)
+    assert (mm.requests, mm.account_orders, mm.max_open_orders) == \
+        (Bucket(100.0, 200), Bucket(1000.0, 2000), 5000)
+    assert load_config("[limits.roles.anonymous]\nrequests = [5.0, 5]\n").limits.for_role(
+        "anonymous").requests == Bucket(5.0, 5)
 
 
 def _accounts():

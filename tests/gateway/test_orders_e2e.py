@@ -1,6 +1,10 @@
 """Order entry over a real websocket: results, idempotency, private streams, another's orders."""
 from __future__ import annotations
 
+import datetime
+import time
+
+from engine.contracts import date_to_ns
 from live import SYMBOL, Ws, run
 
 
@@ -149,5 +153,48 @@ def test_an_engine_exception_halts_that_instrument(live_server):
         other = await ws.result("order.place", symbol="H100-2027-04", side="buy", qty=1,
                                 price="2.000")
         assert other["status"] == "open"
+        await ws.close()
+    run(scenario())
+
+
+def test_cancel_answers_with_its_own_order_when_time_closed_another(make_server):
+    """Time passing an instrument's last trading time closes its orders first; the cancel
+    still answers with the order it named, and cancel_all counts only what it cancelled."""
+    now = [time.time_ns()]
+    live = make_server(clock=lambda: now[0])
+
+    async def scenario():
+        ws = await Ws.open(live, "trader-1")
+        closing = await ws.result("order.place", symbol="A100-2026-12", side="buy", qty=1,
+                                  price="1.100")
+        target = await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000")
+        await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.001")
+        now[0] = date_to_ns(datetime.date(2026, 12, 1)) + 1      # past A100-2026-12's last day
+        cancelled = await ws.result("order.cancel", order_id=target["order_id"])
+        assert (cancelled["order_id"], cancelled["cancel_reason"]) == (target["order_id"], "user")
+        got = await ws.result("order.get", order_id=closing["order_id"])
+        assert got["cancel_reason"] == "instrument_closed"
+        assert await ws.result("order.cancel_all", symbol=SYMBOL) == {"cancelled": 1}
+        await ws.close()
+    run(scenario())
+
+
+def test_open_orders_are_capped_per_account_and_a_resend_still_answers(make_server):
+    """Past max_open_orders a new order is too_many_orders; resending an existing one is not."""
+    live = make_server("[limits.roles.trader]\nmax_open_orders = 2\n")
+
+    async def scenario():
+        ws = await Ws.open(live, "trader-1")
+        first = await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000",
+                                client_order_id="k-1")
+        await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.001")
+        error = await ws.error("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.002")
+        assert (error["code"], error["data"]["reason"], error["data"]["limit"]) == \
+            (410, "too_many_orders", 2)
+        again = await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000",
+                                client_order_id="k-1")
+        assert again["duplicate"] and again["order_id"] == first["order_id"]
+        await ws.result("order.cancel", order_id=first["order_id"])
+        assert await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.002")
         await ws.close()
     run(scenario())
