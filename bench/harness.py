@@ -1,0 +1,256 @@
+"""Shared pieces of the gateway load generators: server processes, accounts, config, CPUs.
+
+Both servers under test (``gpux serve`` and bench.echo_server) run as real
+processes, started here with their stdout in a log file (read for the
+``listening on ws://HOST:PORT/ws`` line) and stopped with SIGTERM. A server
+can be pinned to a set of CPUs, and its CPU time is read from /proc so a
+run can say whether the server or the client was the busy side.
+"""
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gateway.auth import sign
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+AS_OF = "2026-11-25"
+SYMBOL = "H100-2027-03"
+HIGH_BUCKET = "[1000000.0, 1000000]"
+_LISTENING = re.compile(r"listening on ws://([^\s/]+):(\d+)/ws")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def account_names(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{i:03d}" for i in range(1, n + 1)]
+
+
+def credentials(name: str) -> tuple[str, str]:
+    """A deterministic (api_key, api_secret) for a benchmark account."""
+    return f"key-{name}", f"secret-{name}-0123456789abcdef"
+
+
+def gpux_config(accounts: list[str], *, queue_soft: int | None = None,
+                queue_hard: int | None = None) -> str:
+    """Return TOML: ``accounts`` as market makers with rate limits far above any load here."""
+    lines = ["[limits]", "flood_strikes = 1000000"]
+    if queue_soft is not None:
+        lines.append(f"queue_soft = {queue_soft}")
+    if queue_hard is not None:
+        lines.append(f"queue_hard = {queue_hard}")
+    for role in ("market_maker", "trader"):
+        lines += ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}",
+                  f"requests = {HIGH_BUCKET}", f"subscriptions = {HIGH_BUCKET}",
+                  f"account_orders = {HIGH_BUCKET}"]
+    for i, name in enumerate(accounts, start=1):
+        key, secret = credentials(name)
+        lines += ["", "[[account]]", f'account = "{name}"', 'role = "market_maker"',
+                  f'api_key = "{key}"', f'api_secret = "{secret}"', f"account_id = {i}",
+                  'collateral = "100000000"']
+    return "\n".join(lines) + "\n"
+
+
+def login_params(name: str, nonce: str) -> dict:
+    key, secret = credentials(name)
+    ts = int(time.time() * 1000)
+    return {"api_key": key, "timestamp": ts, "nonce": nonce, "signature": sign(secret, ts, nonce)}
+
+
+def raise_nofile(want: int = 65536) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``want`` (up to the hard limit); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def pin(cpus) -> None:
+    """Pin this process to ``cpus`` (an iterable of CPU numbers), if given and possible."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, set(cpus))
+        except (AttributeError, OSError):
+            pass
+
+
+def parse_cpus(text: str | None) -> list[int] | None:
+    """``"0"``, ``"0,1"`` or ``"0-1"`` -> a list of CPU numbers; None or "" -> None."""
+    if not text:
+        return None
+    cpus: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            cpus += range(int(lo), int(hi) + 1)
+        else:
+            cpus.append(int(part))
+    return cpus
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class ServerProcess:
+    """A server under test in its own process.
+
+    Args:
+        kind: "gpux" or "echo".
+        cpus: CPUs to pin it to (None: no pinning).
+        config_text: gpux's TOML config.
+        wrapper: A command prefix, e.g. a profiler.
+        env: Extra environment variables.
+        profiled: Run gpux under bench.serve_profiled (its env variables say what to record).
+    """
+
+    def __init__(self, kind: str, *, cpus=None, config_text: str | None = None,
+                 wrapper: list[str] | None = None, env: dict | None = None,
+                 profiled: bool = False, startup_timeout: float = 30.0) -> None:
+        self.kind = kind
+        self.dir = Path(tempfile.mkdtemp(prefix=f"gpux-bench-{kind}-"))
+        self.log_path = self.dir / "server.log"
+        if kind == "gpux":
+            config = self.dir / "config.toml"
+            config.write_text(config_text or "")
+            module = "bench.serve_profiled" if profiled else "gateway.cli"
+            cmd = [PYTHON, "-m", module, "serve", "--data-dir", str(self.dir / "data"),
+                   "--port", "0", "--as-of", AS_OF, "--config", str(config)]
+        elif kind == "echo":
+            cmd = [PYTHON, "-m", "bench.echo_server", "--port", "0"]
+        else:
+            raise ValueError(kind)
+        cmd = list(wrapper or []) + cmd
+        self.log = open(self.log_path, "wb")
+        cpu_set = set(cpus) if cpus else None
+
+        def preexec() -> None:
+            if cpu_set:
+                os.sched_setaffinity(0, cpu_set)
+            raise_nofile()
+
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec,
+                                     env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            match = _LISTENING.search(self.log_path.read_text(errors="replace"))
+            if match:
+                self.host, self.port = match.group(1), int(match.group(2))
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                output = self.output()
+                self.stop()
+                raise RuntimeError(f"{kind} server did not start:\n{output}")
+            time.sleep(0.02)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.proc.pid)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then wait; the temporary directory is removed unless the exit was unclean."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+            if self.proc.returncode == 0:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                print(f"# {self.kind} server exited with {self.proc.returncode}; its log: "
+                      f"{self.log_path}", file=sys.stderr)
+        return self.proc.returncode
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def percentile(sorted_values, q: float):
+    """The q-th percentile (0..100) of an ascending sequence, nearest rank; None if empty."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, min(n, int(-(-q * n // 100))))      # ceil(q/100 * n)
+    return sorted_values[rank - 1]
+
+
+def fmt_us(ns) -> str:
+    """Nanoseconds as a short latency string: 82us, 1.60ms."""
+    if ns is None:
+        return "-"
+    if ns < 1_000_000:
+        return f"{ns / 1000:.0f}us"
+    return f"{ns / 1e6:.2f}ms"
+
+
+def cpu_jiffies() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies of all CPUs so far, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    steal = fields[7] if len(fields) > 7 else 0
+    total = sum(fields[:8])
+    return total - idle, steal, total
+
+
+def machine_busy(before: tuple[int, int, int], after: tuple[int, int, int]) -> tuple[float, float]:
+    """(busy, steal) fraction of all CPUs between two cpu_jiffies() readings."""
+    total = after[2] - before[2]
+    if total <= 0:
+        return 0.0, 0.0
+    return (after[0] - before[0]) / total, (after[1] - before[1]) / total
+
+
+def py_spy(pid: int, seconds: float, output: Path, cpus=None, rate: int = 250):
+    """Start sampling ``pid`` with py-spy for ``seconds`` (collapsed stacks); return the Popen.
+
+    PY_SPY_EXTRA in the environment adds options (e.g. ``--native`` to see C
+    frames such as the garbage collector's; py-spy then has to stop the process
+    for each sample instead of reading it while it runs). py-spy's own messages
+    go to OUTPUT.log.
+    """
+    exe = Path(PYTHON).parent / "py-spy"
+    extra = os.environ.get("PY_SPY_EXTRA", "").split()
+    cmd = [str(exe if exe.exists() else "py-spy"), "record", "--pid", str(pid), "--duration",
+           str(max(1, round(seconds))), "--rate", str(rate), "--format", "raw",
+           "--output", str(output)] + extra
+    if "--native" not in extra:
+        cmd.append("--nonblocking")
+    cpu_set = set(cpus) if cpus else None
+    log = open(f"{output}.log", "wb")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpu_set)) if cpu_set
+                            else None)
