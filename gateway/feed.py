@@ -129,22 +129,30 @@ class Feed:
                     self._touched[ev.symbol] = feed
                 self.ticker_dirty.add(ev.symbol)
 
-    def seal(self) -> list[tuple[str, object]]:
-        """Return this turn's (channel, data) messages and start the next turn."""
+    def seal(self, wanted) -> list[tuple[str, object]]:
+        """Return this turn's (channel, data) messages and start the next turn.
+
+        Args:
+            wanted: The channels someone is subscribed to; no message is built for others.
+        """
         out: list[tuple[str, object]] = []
         for symbol, feed in self._touched.items():
-            if feed.prev_seq is not None:
+            channel = f"book.{symbol}"
+            if feed.prev_seq is not None and channel in wanted:
                 book = feed.book
-                out.append((f"book.{symbol}", {
+                out.append((channel, {
                     "type": "delta", "seq": book.seq, "prev_seq": feed.prev_seq,
                     "bids": _delta(feed.changed_bids, reverse=True),
                     "asks": _delta(feed.changed_asks, reverse=False),
                     "checksum": book.checksum()}))
+            if feed.prev_seq is not None:
                 feed.prev_seq = None
                 feed.changed_bids = {}
                 feed.changed_asks = {}
             if feed.new_trades:
-                out.append((f"trades.{symbol}", feed.new_trades))
+                channel = f"trades.{symbol}"
+                if channel in wanted:
+                    out.append((channel, feed.new_trades))
                 feed.new_trades = []
         self._touched.clear()
         return out

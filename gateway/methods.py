@@ -86,14 +86,14 @@ def place(server, session, p: schema.Place):
             if order.closed_ns is None:     # a resend: this session now answers for it
                 server.placed(session, order.order_id)
             view = server.venue.view(order)
-            view["duplicate"] = True
+            view.duplicate = True
             return view
         if type(ev) is OrderAccepted:
             server.placed(session, ev.order_id)
             order = exchange.order(ev.order_id)
             view = server.venue.view(order)
             if (order.status is OrderStatus.CANCELLED and order.filled_qty == 0
-                    and view["cancel_reason"] == "self_trade"):
+                    and view.cancel_reason == "self_trade"):
                 raise codec.self_trade_prevented(order.order_id)
             return view
     raise AssertionError(f"order.place produced no outcome: {events}")

@@ -283,8 +283,8 @@ class Server:
             feed = self.feed
             for batch in events:
                 feed.apply(batch)
-            for channel, data in feed.seal():
-                subscribers = self.subscribers.get(channel)
+            for channel, data in feed.seal(self.subscribers):
+                subscribers = self.subscribers[channel]
                 if subscribers:
                     frame = self._notification(channel, data)
                     if channel.startswith("book."):

@@ -4,25 +4,26 @@ All commands go through ``Venue.process``: it stamps the time (never
 backwards, so the engine accepts it) and keeps what the wire shows about an
 order that the engine does not hold, its fills and why it ended. This is
 the seam where the journal (write ahead, group commit) goes.
+
+The order histories are as many as the orders the engine retains (seven
+days of them), so they hold no object the garbage collector tracks: each
+order's fills are packed into one ``bytes`` and the end reasons are ints.
+A million tracked objects would make every full collection a pause of
+hundreds of milliseconds on the order path.
 """
 from __future__ import annotations
 
+import struct
 import time
 
 from engine.exchange import Exchange
-from engine.messages import OrderCancelled, OrderExpired, Trade
-from gateway.codec import CANCEL_REASON_NAMES, fill_view, order_view
+from engine.messages import CancelReason, OrderCancelled, OrderExpired, Trade
+from gateway.codec import fill_view, order_view
 
-PRUNE_EVERY = 100_000     # commands between sweeps of histories the engine has forgotten
-
-
-class OrderHistory:
-    """What an order's wire view needs beyond the engine's Order."""
-    __slots__ = ("fills", "cancel_reason")
-
-    def __init__(self) -> None:
-        self.fills: list[dict] = []
-        self.cancel_reason: str | None = None
+PRUNE_EVERY = 100_000     # commands between checks for histories the engine has forgotten
+FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
+EXPIRED = -1                        # in `ended`: a GTD order reached its expire_at
+END_NAMES = {r.value: r.name.lower() for r in CancelReason} | {EXPIRED: "expired"}
 
 
 class Venue:
@@ -37,7 +38,8 @@ class Venue:
         self.exchange = exchange
         self.clock = clock
         self.last_ts = 0
-        self.history: dict[int, OrderHistory] = {}
+        self.fills: dict[int, bytes] = {}     # order_id -> its fills, FILL-packed, in order
+        self.ended: dict[int, int] = {}       # order_id -> CancelReason value, or EXPIRED
         self._until_prune = PRUNE_EVERY
 
     def now(self) -> int:
@@ -51,34 +53,29 @@ class Venue:
     def process(self, cmd) -> list:
         """Run one command through the engine; return its events."""
         events = self.exchange.process(cmd)
+        fills = self.fills
         for ev in events:
             kind = type(ev)
             if kind is Trade:
-                self._of(ev.maker_order_id).fills.append(
-                    fill_view(ev.trade_id, ev.price, ev.qty, True))
-                self._of(ev.taker_order_id).fills.append(
-                    fill_view(ev.trade_id, ev.price, ev.qty, False))
+                fills[ev.maker_order_id] = (fills.get(ev.maker_order_id, b"")
+                                            + FILL.pack(ev.trade_id, ev.price, ev.qty, True))
+                fills[ev.taker_order_id] = (fills.get(ev.taker_order_id, b"")
+                                            + FILL.pack(ev.trade_id, ev.price, ev.qty, False))
             elif kind is OrderCancelled:
-                self._of(ev.order_id).cancel_reason = CANCEL_REASON_NAMES[ev.reason]
+                self.ended[ev.order_id] = ev.reason
             elif kind is OrderExpired:
-                self._of(ev.order_id).cancel_reason = "expired"
+                self.ended[ev.order_id] = EXPIRED
         self._until_prune -= 1
         if self._until_prune <= 0:
             self._prune()
         return events
 
-    def _of(self, order_id: int) -> OrderHistory:
-        h = self.history.get(order_id)
-        if h is None:
-            h = self.history[order_id] = OrderHistory()
-        return h
-
     def view(self, order) -> dict:
         """Return the wire view of an engine Order, with all its fills."""
-        h = self.history.get(order.order_id)
-        if h is None:
-            return order_view(order, [])
-        return order_view(order, list(h.fills), h.cancel_reason)
+        packed = self.fills.get(order.order_id)
+        fills = [] if packed is None else [fill_view(*f) for f in FILL.iter_unpack(packed)]
+        end = self.ended.get(order.order_id)
+        return order_view(order, fills, None if end is None else END_NAMES[end])
 
     def find(self, account_id: int, order_id: int | None, client_order_id: str | None):
         """Return the account's order named either way (open or closed), or None."""
@@ -94,8 +91,10 @@ class Venue:
         return None
 
     def _prune(self) -> None:
-        """Drop histories of orders the engine no longer retains."""
+        """Drop histories of orders the engine no longer retains, once there are enough."""
         self._until_prune = PRUNE_EVERY
         orders = self.exchange.orders
-        for order_id in [i for i in self.history if i not in orders]:
-            del self.history[order_id]
+        for history in (self.fills, self.ended):
+            if len(history) > len(orders) * 1.05 + 1000:
+                for order_id in [i for i in history if i not in orders]:
+                    del history[order_id]

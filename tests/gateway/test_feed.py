@@ -37,7 +37,7 @@ def test_deltas_rebuild_the_engines_book_whatever_the_turns(steps):
     ts = T0
 
     def seal():
-        for channel, data in feed.seal():
+        for channel, data in feed.seal({f"book.{SYMBOL}"}):
             if channel.startswith("book."):
                 book.apply(data)
         engine_book = exchange.markets[SYMBOL].book
