@@ -86,6 +86,7 @@ class Server:
         self._events: list = []
         self._resync: set[Session] = set()
         self._to_close: list[tuple[Session, int, str]] = []
+        self._flushes: list[Session] = []
         self._snapshots: dict[str, tuple[int, bytes]] = {}
         self._seal_scheduled = False
         self._next_conn = 1
@@ -128,7 +129,7 @@ class Server:
             sock = ws.transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer)
         session = Session(ws, self._next_conn, self.limits, self.loop.time(),
-                          self._wants_snapshot)
+                          self._wants_flush, self._wants_snapshot)
         self._next_conn += 1
         self.sessions.add(session)
         writer = self.loop.create_task(session.writer())
@@ -273,8 +274,9 @@ class Server:
             self.loop.call_soon(self.seal)
 
     def seal(self) -> None:
-        """Release what this turn produced: replies and private updates, then market data."""
-        self._seal_scheduled = False
+        """Release what this turn produced: replies and private updates, then market data;
+        then write each connection's share to its socket."""
+        self._seal_scheduled = True      # what is queued during the seal goes out with it
         out, self._out = self._out, []
         for session, frame in out:
             session.push(frame)
@@ -299,10 +301,20 @@ class Server:
                 for channel in sorted(session.conflated):
                     session.conflated.discard(channel)
                     session.push(self._current(channel))
+        flushes, self._flushes = self._flushes, []
+        for session in flushes:
+            session.flush()
         if self._to_close:
             to_close, self._to_close = self._to_close, []
             for session, code, reason in to_close:
                 session.close(code, reason)
+        self._seal_scheduled = False
+        if self._out or self._flushes or self._resync:
+            self._schedule_seal()
+
+    def _wants_flush(self, session: Session) -> None:
+        self._flushes.append(session)
+        self._schedule_seal()
 
     def _close_after_seal(self, session: Session, code: int, reason: str) -> None:
         """Close a connection once what is queued for it now (its last answer) is sent."""

@@ -1,12 +1,16 @@
 """One websocket session: who it is, its limits, its subscriptions and its outbound queue.
 
 Nothing the exchange does ever waits on a client. Messages for a client go
-into its bounded queue and a writer task per connection sends whatever has
-queued up as one write (one system call for many frames). A client that
-does not read falls behind: past ``queue_soft`` queued messages its book
-streams and tickers are conflated (the backlog is skipped and the current
-state, a snapshot with the current seq, follows once it catches up); past
-``queue_hard`` messages or ``queue_hard_bytes`` it is disconnected with a reason.
+into its bounded queue, and at the end of each event-loop turn the server
+flushes every queue that got something: all of a connection's frames of the
+turn go to its socket in one write (one system call for many frames), with
+no task switch per connection. A socket that cannot take more (the client
+reads slowly) leaves its frames queued, and a writer task waits for it to
+drain. A client that falls behind that way gets its book streams and
+tickers conflated past ``queue_soft`` queued messages (the backlog is
+skipped and the current state, a snapshot with the current seq, follows once
+it catches up), and is disconnected with a reason past ``queue_hard``
+messages or ``queue_hard_bytes``.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from collections import deque
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from gateway.config import AccountConfig, Limits
 from gateway.limits import TokenBucket
@@ -59,11 +64,12 @@ class Session:
         conn_id: A number for logs.
         limits: The server's limits.
         now: The loop clock, seconds.
+        on_pending: Called when the queue gets its first frame since the last flush.
         on_wants_snapshot: Called when a conflated session has caught up.
     """
 
     def __init__(self, ws: ServerConnection, conn_id: int, limits: Limits, now: float,
-                 on_wants_snapshot) -> None:
+                 on_pending, on_wants_snapshot) -> None:
         self.ws = ws
         self.conn_id = conn_id
         self.limits = limits
@@ -83,7 +89,9 @@ class Session:
         self.closed = False                             # the writer has finished
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._pending = False                  # the server will flush this queue
+        self._wake = asyncio.Event()           # for the writer: drained, or closing
+        self._on_pending = on_pending
         self._on_wants_snapshot = on_wants_snapshot
 
     @property
@@ -102,6 +110,13 @@ class Session:
 
     # -- Outbound ---------------------------------------------------------------
 
+    def _enqueue(self, frame: bytes) -> None:
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if not self._pending:
+            self._pending = True
+            self._on_pending(self)
+
     def push(self, frame: bytes) -> None:
         """Queue a message that may not be dropped; a queue past the hard limit closes."""
         if self.closed:
@@ -110,9 +125,7 @@ class Session:
                 or self._queued_bytes >= self.limits.queue_hard_bytes):
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full")
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        self._wake.set()
+        self._enqueue(frame)
 
     def push_latest(self, channel: str, frame: bytes) -> None:
         """Queue a message that a fresh one can replace (a book delta, a ticker).
@@ -126,12 +139,38 @@ class Session:
         if len(self._queue) >= self.limits.queue_soft:
             self.conflated.add(channel)
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        self._wake.set()
+        self._enqueue(frame)
 
     def queued(self) -> int:
         return len(self._queue)
+
+    def flush(self) -> None:
+        """Write what is queued now, unless the socket is full (then the writer waits)."""
+        self._pending = False
+        if self.closed or not self._queue:
+            return
+        if self.ws.paused or self.closing is not None:
+            self._wake.set()
+            return
+        self._write()
+        if self.ws.paused:
+            self._wake.set()
+        elif self.conflated:
+            self._on_wants_snapshot(self)
+
+    def _write(self) -> None:
+        """Hand every queued frame to the socket in one write."""
+        ws, queue = self.ws, self._queue
+        if ws.protocol.state is not State.OPEN:
+            queue.clear()
+            self._queued_bytes = 0
+            return
+        send_text = ws.protocol.send_text
+        for frame in queue:
+            send_text(frame)
+        queue.clear()
+        self._queued_bytes = 0
+        ws.send_data()
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection after the frames already queued have been sent."""
@@ -144,27 +183,22 @@ class Session:
                     self.ws.close(code, reason))
 
     async def writer(self) -> None:
-        """Send queued frames in batches until the connection closes."""
-        ws, queue = self.ws, self._queue
-        low_water = self.limits.queue_soft // 2
+        """Wait for a full socket to drain and write what queued meanwhile; close when asked."""
+        ws = self.ws
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if queue:
-                    batch = list(queue)
-                    queue.clear()
-                    self._queued_bytes = 0
-                    async with ws.send_context():
-                        for frame in batch:
-                            ws.protocol.send_text(frame)
+                if ws.paused:
+                    await ws.drain()
                 if self.closing is not None:
+                    if self._queue:
+                        self._write()
                     await ws.close(*self.closing)
                     return
-                if self.conflated and len(queue) <= low_water:
-                    self._on_wants_snapshot(self)
-        except ConnectionClosed:
+                self.flush()
+        except (ConnectionClosed, OSError):
             return
         finally:
             self.closed = True
-            queue.clear()
+            self._queue.clear()
