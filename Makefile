@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench throughput build clean
+.PHONY: run test bench throughput loadgen fanout build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ bench: build
 
 throughput: build
 	$(PY) -m bench.throughput
+
+# The gateway against a bare echo server, and market-data fan-out (README figures).
+loadgen: build
+	$(PY) -m bench.loadgen --connections 1 50 --seconds 5 --warmup 1 --repeat 3
+
+fanout: build
+	$(PY) -m bench.fanout --subscribers 500 --rate 50 100 200 400 --seconds 5 --warmup 2 --repeat 3
 
 clean:
 	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html
