@@ -18,12 +18,15 @@ def python_block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def run_against(block: str, live: LiveServer) -> None:
+def run_against_live_server(heading: str, data_dir: pathlib.Path) -> None:
     """Run an example written for `make run` against a test server (its URL and data dir)."""
-    code = (block.replace("ws://127.0.0.1:8765/ws", live.url)
-            .replace('"data/demo-accounts.json"', repr(str(live.data_dir / "demo-accounts.json")))
-            .replace('"data"', repr(str(live.data_dir))))
-    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    live = LiveServer(data_dir)
+    code = (python_block(heading).replace("ws://127.0.0.1:8765/ws", live.url)
+            .replace('"data/demo-accounts.json"', repr(str(data_dir / "demo-accounts.json"))))
+    try:
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    finally:
+        live.stop()
 
 
 def test_engine_example_prints_what_the_readme_says(capsys):
@@ -36,11 +39,7 @@ def test_engine_example_prints_what_the_readme_says(capsys):
 
 def test_websocket_example_places_an_order_and_is_refused_off_tick(tmp_path, capsys):
     """The raw websocket example logs in, rests an order and gets price_off_tick."""
-    live = LiveServer(tmp_path / "data")
-    try:
-        run_against(python_block("### From any websocket client"), live)
-    finally:
-        live.stop()
+    run_against_live_server("### From any websocket client", tmp_path / "data")
     out = capsys.readouterr().out.splitlines()
     assert "'role': 'trader'" in out[0]
     assert "'status': 'open'" in out[1] and "'price': '2.100'" in out[1]
@@ -54,11 +53,7 @@ def test_error_table_is_the_servers():
 
 def test_client_example_prints_what_the_readme_says(tmp_path, capsys):
     """The Python client example trades against a live server and prints what it shows."""
-    live = LiveServer(tmp_path / "data")
-    try:
-        run_against(python_block("### From Python, with the client"), live)
-    finally:
-        live.stop()
+    run_against_live_server("### From Python, with the client", tmp_path / "data")
     assert capsys.readouterr().out.splitlines() == [
         "open 1024", "filled [('2.145', 64), ('2.145', 36)]", "price_off_tick price",
         "[['2.145', 28, 1]]"]
