@@ -1,0 +1,218 @@
+"""Accounts, collateral, positions, fees and variation margin, in integer micro-dollars.
+
+Money moves in four ways only, each between accounts or across the edge with
+a record: deposits and withdrawals (the edge), fees (trader to the fee
+account, or back for a maker rebate), variation margin at each settlement
+(between traders, summing to zero), and, later, liquidation losses charged
+to the insurance fund. So the sum of all collateral always equals deposits
+minus withdrawals.
+
+Variation margin is the futures way of marking: at a settlement each
+account is paid what its positions made since the previous one, at the
+settlement prices:
+
+    VM = (qty_now x S_today - qty_then x S_previous + cash_of_todays_trades) x hours x tick
+
+where cash_of_todays_trades is minus the sum of side x qty x price of the
+day's fills. Trades are zero-sum and positions net to zero, so VM sums to
+zero over all accounts, exactly: every term is an integer.
+
+A position's average entry price and realized P&L are for people (what
+account.positions shows); they never move cash.
+
+Roundings: a fee is rounded up (against the member), a rebate down; realized
+P&L for display is rounded half to even to the micro-dollar.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import msgspec
+
+from engine.messages import Trade
+
+
+class LedgerError(ValueError):
+    """A money operation the ledger refuses; ``reason`` and ``field`` go on the wire."""
+
+    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.field = field
+
+
+class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fees in hundredths of a basis point of notional; a negative maker fee is a rebate."""
+    maker_centi_bps: int = 0          # 0.00%
+    taker_centi_bps: int = 250        # 0.025%
+
+    def __post_init__(self) -> None:
+        if not -10_000 <= self.maker_centi_bps <= self.taker_centi_bps <= 100_000:
+            raise ValueError("fees must satisfy -1 bp <= maker <= taker <= 10 bps (in 1/100 bp),"
+                             " so the exchange never pays more rebate than it charges")
+
+
+def fee_micros(notional_micros: int, centi_bps: int) -> int:
+    """The fee on a notional: a charge rounded up, a rebate (negative) rounded toward zero."""
+    scaled = notional_micros * centi_bps            # fee x 1,000,000
+    if scaled >= 0:
+        return -(-scaled // 1_000_000)              # up
+    return -((-scaled) // 1_000_000)                # toward zero
+
+
+class Position:
+    """One account's position in one instrument."""
+    __slots__ = ("qty", "entry_qty_price", "realized_micros", "settled_qty", "day_cash")
+
+    def __init__(self) -> None:
+        self.qty = 0                  # lots, + long, - short
+        self.entry_qty_price = Fraction(0)   # qty x average entry price, ticks x lots
+        self.realized_micros = 0      # for display: closing fills against the average entry
+        self.settled_qty = 0          # qty at the last settlement
+        self.day_cash = 0             # -sum(side x qty x price) of fills since then, ticks x lots
+
+    @property
+    def avg_price(self) -> Fraction | None:
+        return None if self.qty == 0 else self.entry_qty_price / self.qty
+
+
+class Account:
+    __slots__ = ("account_id", "collateral", "positions", "fees_paid")
+
+    def __init__(self, account_id: int) -> None:
+        self.account_id = account_id
+        self.collateral = 0           # micro-USD
+        self.positions: dict[str, Position] = {}
+        self.fees_paid = 0            # micro-USD, net of rebates
+
+
+class Contract(msgspec.Struct, frozen=True, gc=False):
+    """What the ledger needs of an instrument: its size and its last settlement price."""
+    hours: int                  # GPU-hours per lot
+    tick_micros: int            # micro-USD per tick per GPU-hour
+
+
+class Ledger:
+    """Collateral and positions of every account.
+
+    Args:
+        contracts: symbol -> Contract.
+        settlement_prices: symbol -> the price positions were last settled at
+            (ticks; the reference price before the first settlement).
+        fees: The fee schedule.
+        fee_account: The account fees are paid to.
+    """
+
+    def __init__(self, contracts: dict[str, Contract], settlement_prices: dict[str, int],
+                 fees: FeeSchedule, fee_account: int) -> None:
+        self.contracts = contracts
+        self.settlement_prices = dict(settlement_prices)
+        self.fees = fees
+        self.fee_account = fee_account
+        self.accounts: dict[int, Account] = {}
+        self.deposited = 0            # deposits minus withdrawals, micro-USD
+        self.account(fee_account)
+
+    def account(self, account_id: int) -> Account:
+        account = self.accounts.get(account_id)
+        if account is None:
+            account = self.accounts[account_id] = Account(account_id)
+        return account
+
+    # -- Cash across the edge ------------------------------------------------------
+
+    def deposit(self, account_id: int, micros: int) -> None:
+        if micros <= 0:
+            raise LedgerError("invalid_amount", "a deposit must be positive", "amount")
+        self.account(account_id).collateral += micros
+        self.deposited += micros
+
+    def withdraw(self, account_id: int, micros: int, *, allowed: int | None = None) -> None:
+        """Withdraw; ``allowed`` is the most the caller's margin check lets go (None: collateral)."""
+        if micros <= 0:
+            raise LedgerError("invalid_amount", "a withdrawal must be positive", "amount")
+        account = self.account(account_id)
+        most = account.collateral if allowed is None else min(allowed, account.collateral)
+        if micros > most:
+            raise LedgerError("insufficient_margin", f"at most {max(most, 0)} micro-USD can be "
+                              "withdrawn", "amount")
+        account.collateral -= micros
+        self.deposited -= micros
+
+    # -- Fills -----------------------------------------------------------------------
+
+    def apply_trade(self, trade: Trade) -> tuple[int, int]:
+        """Book both sides of a fill and their fees; return (maker fee, taker fee) in micro-USD."""
+        contract = self.contracts[trade.symbol]
+        notional = trade.price * trade.qty * contract.hours * contract.tick_micros
+        fees = []
+        for account_id, side, centi_bps in (
+                (trade.maker_account_id, -trade.aggressor, self.fees.maker_centi_bps),
+                (trade.taker_account_id, int(trade.aggressor), self.fees.taker_centi_bps)):
+            account = self.account(account_id)
+            self._fill(account, trade.symbol, contract, side, trade.price, trade.qty)
+            fee = fee_micros(notional, centi_bps)
+            account.collateral -= fee
+            account.fees_paid += fee
+            self.accounts[self.fee_account].collateral += fee
+            fees.append(fee)
+        return fees[0], fees[1]
+
+    def _fill(self, account: Account, symbol: str, contract: Contract, side: int, price: int,
+              qty: int) -> None:
+        pos = account.positions.get(symbol)
+        if pos is None:
+            pos = account.positions[symbol] = Position()
+        pos.day_cash -= side * qty * price
+        signed = side * qty
+        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):          # opening or adding
+            pos.entry_qty_price += signed * price
+        else:                                                       # reducing, maybe flipping
+            closed = min(qty, abs(pos.qty))
+            avg = pos.entry_qty_price / pos.qty
+            direction = 1 if pos.qty > 0 else -1
+            pnl = (price - avg) * closed * direction * contract.hours * contract.tick_micros
+            pos.realized_micros += round(pnl)
+            pos.entry_qty_price -= avg * closed * direction
+            if qty > closed:                                        # flipped: the rest opens
+                pos.entry_qty_price = Fraction(side * (qty - closed) * price)
+        pos.qty += signed
+
+    # -- Marking and settlement --------------------------------------------------------
+
+    def pnl_since_settlement(self, account: Account, marks: dict[str, int]) -> int:
+        """What the account's positions made since the last settlement at these prices (micro-USD)."""
+        total = 0
+        for symbol, pos in account.positions.items():
+            c = self.contracts[symbol]
+            mark = marks.get(symbol, self.settlement_prices[symbol])
+            total += (pos.qty * mark - pos.settled_qty * self.settlement_prices[symbol]
+                      + pos.day_cash) * c.hours * c.tick_micros
+        return total
+
+    def settle(self, prices: dict[str, int]) -> dict[int, int]:
+        """Run a settlement at these prices (ticks; symbols left out keep their last one).
+
+        Returns:
+            account_id -> variation margin paid to it (negative: paid by it), micro-USD;
+            the values sum to zero.
+        """
+        marks = {**self.settlement_prices, **prices}
+        vm = {}
+        for account in self.accounts.values():
+            if not account.positions:
+                continue
+            amount = self.pnl_since_settlement(account, marks)
+            account.collateral += amount
+            vm[account.account_id] = amount
+            for pos in account.positions.values():
+                pos.settled_qty = pos.qty
+                pos.day_cash = 0
+        self.settlement_prices = marks
+        return vm
+
+    def open_interest(self, symbol: str) -> int:
+        """Lots open in the instrument: the sum of the long positions."""
+        return sum(p.qty for a in self.accounts.values()
+                   if (p := a.positions.get(symbol)) is not None and p.qty > 0)
+

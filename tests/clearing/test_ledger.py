@@ -1,0 +1,160 @@
+"""clearing.ledger: fees, positions and variation margin, by hand and under hypothesis."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError, fee_micros
+from engine.messages import Side, Trade
+
+MAR, APR = "H100-2027-03", "H100-2027-04"
+CONTRACTS = {MAR: Contract(hours=744, tick_micros=1000), APR: Contract(hours=720, tick_micros=1000)}
+FEES = FeeSchedule(maker_centi_bps=-50, taker_centi_bps=250)
+FEE_ACCOUNT = 99
+trade_ids = iter(range(1, 10**9))
+
+
+def ledger() -> Ledger:
+    return Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FEES, FEE_ACCOUNT)
+
+
+def fill(led, symbol, price, qty, buyer, seller, aggressor=Side.BUY):
+    maker, taker = (seller, buyer) if aggressor is Side.BUY else (buyer, seller)
+    return led.apply_trade(Trade(next(trade_ids), symbol, price, qty, aggressor, 1, maker, 0,
+                                 2, taker, 0, 0))
+
+
+def test_a_fills_fee_by_hand():
+    """10 March lots at 2.145: notional 10 x 744 h x $2.145 = $15,958.80.
+
+    Taker 2.5 bp = $3.98970 -> 3,989,700 micro-USD; maker rebate 0.5 bp = $0.79794.
+    """
+    led = ledger()
+    maker_fee, taker_fee = fill(led, MAR, 2145, 10, buyer=1, seller=2)
+    assert (maker_fee, taker_fee) == (-797_940, 3_989_700)
+    assert led.accounts[1].collateral == -3_989_700 and led.accounts[2].collateral == 797_940
+    assert led.accounts[FEE_ACCOUNT].collateral == 3_989_700 - 797_940
+
+
+def test_fees_round_against_the_member():
+    """A charge of 0.4 micro rounds up to 1; a rebate of 0.4 micro rounds down to 0."""
+    assert fee_micros(1600, 250) == 1 and fee_micros(1600, -250) == 0
+    assert fee_micros(4_000_000, 250) == 1000 and fee_micros(4_000_000, -250) == -1000
+
+
+def test_a_days_variation_margin_by_hand():
+    """Bought 10 at 2.145, settled at 2.160: +0.015 x 10 x 744 h = +$111.60 to the buyer."""
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FeeSchedule(taker_centi_bps=0), FEE_ACCOUNT)
+    fill(led, MAR, 2145, 10, buyer=1, seller=2)
+    vm = led.settle({MAR: 2160})
+    assert vm == {1: 111_600_000, 2: -111_600_000}
+    # The next day: sold 4 at 2.170, settled at 2.150.
+    # Buyer: 6 x (2.150 - 2.160) + 4 x (2.170 - 2.160) = -0.060 + 0.040 = -0.020 x 744 h.
+    fill(led, MAR, 2170, 4, buyer=3, seller=1, aggressor=Side.SELL)
+    vm = led.settle({MAR: 2150})
+    assert vm[1] == -14_880_000 and sum(vm.values()) == 0
+    assert vm[3] == 4 * (2150 - 2170) * 744 * 1000
+
+
+def test_average_entry_and_realized_pnl():
+    """Buy 10 at 2.100 and 10 at 2.200 (avg 2.150), sell 15 at 2.180: +0.030 x 15 x 744 h."""
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FeeSchedule(taker_centi_bps=0), FEE_ACCOUNT)
+    fill(led, MAR, 2100, 10, buyer=1, seller=2)
+    fill(led, MAR, 2200, 10, buyer=1, seller=2)
+    pos = led.accounts[1].positions[MAR]
+    assert pos.avg_price == 2150
+    fill(led, MAR, 2180, 15, buyer=2, seller=1)
+    assert (pos.qty, pos.avg_price, pos.realized_micros) == (5, 2150, 30 * 15 * 744 * 1000)
+    fill(led, MAR, 2000, 10, buyer=2, seller=1)          # flips to short 5 at 2.000
+    assert (pos.qty, pos.avg_price) == (-5, 2000)
+    assert pos.realized_micros == (30 * 15 - 150 * 5) * 744 * 1000
+    assert led.open_interest(MAR) == 5
+
+
+def test_withdrawals_are_limited():
+    """Nothing past collateral (or the margin check's allowance) leaves; bad amounts are refused."""
+    led = ledger()
+    led.deposit(1, 1_000_000)
+    with pytest.raises(LedgerError) as caught:
+        led.withdraw(1, 600_000, allowed=500_000)
+    assert caught.value.reason == "insufficient_margin"
+    for bad in (0, -5):
+        with pytest.raises(LedgerError):
+            led.deposit(1, bad)
+    led.withdraw(1, 500_000, allowed=500_000)
+    assert led.accounts[1].collateral == 500_000 and led.deposited == 500_000
+
+
+class Conservation(RuleBasedStateMachine):
+    """Random fills, deposits, withdrawals and settlements never create or lose money."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.led = ledger()
+        self.vm_sums: list[int] = []
+
+    @rule(symbol=st.sampled_from([MAR, APR]), price=st.integers(1900, 2300),
+          qty=st.integers(1, 50), buyer=st.integers(1, 5), seller=st.integers(1, 5),
+          aggressor=st.sampled_from([Side.BUY, Side.SELL]))
+    def trade(self, symbol, price, qty, buyer, seller, aggressor):
+        if buyer != seller:
+            fill(self.led, symbol, price, qty, buyer, seller, aggressor)
+
+    @rule(account=st.integers(1, 5), amount=st.integers(1, 10**9))
+    def deposit(self, account, amount):
+        self.led.deposit(account, amount)
+
+    @rule(account=st.integers(1, 5), amount=st.integers(1, 10**9))
+    def withdraw(self, account, amount):
+        try:
+            self.led.withdraw(account, amount)
+        except LedgerError:
+            pass
+
+    @rule(mar=st.integers(1900, 2300), apr=st.integers(1900, 2300), both=st.booleans())
+    def settle(self, mar, apr, both):
+        vm = self.led.settle({MAR: mar, APR: apr} if both else {MAR: mar})
+        self.vm_sums.append(sum(vm.values()))
+
+    @invariant()
+    def positions_net_to_zero(self):
+        for symbol in (MAR, APR):
+            assert sum(p.qty for a in self.led.accounts.values()
+                       if (p := a.positions.get(symbol))) == 0
+
+    @invariant()
+    def money_is_conserved(self):
+        assert sum(a.collateral for a in self.led.accounts.values()) == self.led.deposited
+        assert all(s == 0 for s in self.vm_sums)
+
+    @invariant()
+    def unrealized_pnl_nets_to_zero_at_any_marks(self):
+        for marks in ({MAR: 2000, APR: 2222}, {}):
+            assert sum(self.led.pnl_since_settlement(a, marks)
+                       for a in self.led.accounts.values()) == 0
+
+
+TestConservation = Conservation.TestCase
+TestConservation.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@given(st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 30),
+                          st.integers(1900, 2300)), min_size=1, max_size=30))
+def test_realized_plus_open_value_is_what_the_trades_made(fills):
+    """For one account: realized P&L + qty x (mark - avg) = the trades' P&L at the mark."""
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FeeSchedule(taker_centi_bps=0), FEE_ACCOUNT)
+    for side, qty, price in fills:
+        if side is Side.BUY:
+            fill(led, MAR, price, qty, buyer=1, seller=2)
+        else:
+            fill(led, MAR, price, qty, buyer=2, seller=1)
+    pos = led.accounts[1].positions[MAR]
+    mark = 2100
+    traded = sum((mark - price) * (qty if side is Side.BUY else -qty) for side, qty, price in fills)
+    open_value = 0 if pos.qty == 0 else (mark - pos.avg_price) * pos.qty
+    # Realized P&L is rounded per closing fill, to the micro-dollar: allow that much.
+    assert abs(pos.realized_micros + open_value * 744 * 1000 - traded * 744 * 1000) <= len(fills)
+    assert isinstance(pos.entry_qty_price, Fraction)
