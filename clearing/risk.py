@@ -1,0 +1,179 @@
+"""The pre-trade check and post-trade booking: clearing's side of the order path.
+
+``ClearingRisk`` implements engine.risk.RiskGate. Before an order (or a
+replace) reaches the book the engine asks ``check``; after every command it
+hands the events to ``apply``, which books fills in the ledger and keeps
+each account's open orders, since margin counts them as if filled.
+
+An order is refused when
+- it is reduce-only and could increase the position (reduce_only_would_increase);
+- the position could pass the account's limit if every open order on that
+  side filled (position_limit);
+- it raises initial margin above equity (insufficient_margin). An order
+  that does not raise the requirement (it closes or offsets risk) is always
+  allowed, even for an account already short of margin.
+"""
+from __future__ import annotations
+
+import datetime
+
+from clearing.ledger import Ledger
+from clearing.margin import Leg, MarginParams, make_leg, requirement
+from engine.contracts import Instrument
+from engine.messages import (
+    OrderAccepted, OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, RejectReason,
+    Trade,
+)
+
+NS_PER_DAY = 86_400 * 10**9
+
+
+class OpenOrder:
+    __slots__ = ("account_id", "symbol", "side", "leaves", "price")
+
+    def __init__(self, account_id: int, symbol: str, side: int, leaves: int,
+                 price: int | None) -> None:
+        self.account_id = account_id
+        self.symbol = symbol
+        self.side = side
+        self.leaves = leaves
+        self.price = price          # None: a market or stop-market order (margined at the mark)
+
+
+class ClearingRisk:
+    """Margin, position limits and reduce-only, over a ledger.
+
+    Args:
+        instruments: The listed instruments.
+        ledger: Collateral and positions; fills are booked into it.
+        params_by_class: gpu_class -> MarginParams.
+        marks: symbol -> mark price in ticks (the reference price until marks exist).
+        position_limit: The most lots an account may hold in one instrument, either way.
+    """
+
+    def __init__(self, instruments: list[Instrument], ledger: Ledger,
+                 params_by_class: dict[str, MarginParams], marks: dict[str, int],
+                 position_limit: int = 100_000) -> None:
+        self.instruments = {i.symbol: i for i in instruments}
+        self.ledger = ledger
+        self.params_by_class = params_by_class
+        self.marks = dict(marks)
+        self.position_limit = position_limit
+        self.orders: dict[int, OpenOrder] = {}
+        self.by_account: dict[int, dict[int, OpenOrder]] = {}
+        self.today = datetime.date(1970, 1, 1)
+        self._legs: dict[str, Leg] = {}
+
+    # -- The RiskGate protocol -------------------------------------------------------
+
+    def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
+        position = self._position(account_id, symbol)
+        side = int(side)
+        if reduce_only and (position == 0 or (position > 0) == (side > 0) or qty > abs(position)):
+            return (RejectReason.REDUCE_ONLY_WOULD_INCREASE,
+                    f"reduce_only: the position is {position} lots")
+        mine = self.by_account.get(account_id, {})
+        same_side = sum(o.leaves for i, o in mine.items()
+                        if o.symbol == symbol and o.side == side and i != replaces)
+        worst = position + side * (same_side + qty)
+        if abs(worst) > self.position_limit:
+            return (RejectReason.POSITION_LIMIT,
+                    f"with its open orders the position could reach {worst} lots; the limit is "
+                    f"{self.position_limit}")
+        orders = [(o.symbol, o.side, o.leaves, o.price) for o in mine.values()]
+        before = self._initial(account_id, orders)
+        after = self._initial(account_id, [o for o, i in zip(orders, mine) if i != replaces]
+                              + [(symbol, side, qty, price)])
+        if after <= before:
+            return None
+        equity = self.equity(account_id)
+        if after > equity:
+            return (RejectReason.INSUFFICIENT_MARGIN,
+                    f"initial margin would be {after / 1e6:.6f} USD; equity is {equity / 1e6:.6f}")
+        return None
+
+    def apply(self, events) -> None:
+        for ev in events:
+            kind = type(ev)
+            if kind is Trade:
+                self.ledger.apply_trade(ev)
+                self._leaves(ev.maker_order_id, ev.maker_leaves)
+                self._leaves(ev.taker_order_id, ev.taker_leaves)
+            elif kind is OrderAccepted:
+                self._day(ev.ts_ns)
+                price = ev.price if ev.price is not None else ev.stop_price
+                order = OpenOrder(ev.account_id, ev.symbol, int(ev.side), ev.qty, price)
+                self.orders[ev.order_id] = order
+                self.by_account.setdefault(ev.account_id, {})[ev.order_id] = order
+            elif kind is OrderCancelled or kind is OrderExpired:
+                self._leaves(ev.order_id, 0)
+            elif kind is OrderReplaced:
+                order = self.orders.get(ev.order_id)
+                if order is not None and ev.price is not None:
+                    order.price = ev.price
+                self._leaves(ev.order_id, ev.leaves)
+            elif kind is OrderReduced:
+                self._leaves(ev.order_id, ev.leaves)
+
+    # -- Margin ----------------------------------------------------------------------
+
+    def equity(self, account_id: int) -> int:
+        """Collateral plus what the positions made since the last settlement, at the marks."""
+        account = self.ledger.account(account_id)
+        return account.collateral + self.ledger.pnl_since_settlement(account, self.marks)
+
+    def margin(self, account_id: int) -> tuple[int, int]:
+        """(maintenance, initial) margin of the account now, micro-USD."""
+        orders = [(o.symbol, o.side, o.leaves, o.price)
+                  for o in self.by_account.get(account_id, {}).values()]
+        positions = {s: p.qty for s, p in self.ledger.account(account_id).positions.items()}
+        return requirement(self._legs_for(positions, orders), positions, self._priced(orders),
+                           self.params_by_class)
+
+    def set_marks(self, marks: dict[str, int]) -> None:
+        self.marks.update(marks)
+        self._legs.clear()
+
+    def _initial(self, account_id: int, orders: list) -> int:
+        positions = {s: p.qty for s, p in self.ledger.account(account_id).positions.items()}
+        return requirement(self._legs_for(positions, orders), positions, self._priced(orders),
+                           self.params_by_class)[1]
+
+    def _priced(self, orders: list) -> list:
+        """Orders without a price (market, stop-market) are margined at the mark."""
+        return [(s, side, lots, self.marks[s] if price is None else price)
+                for s, side, lots, price in orders]
+
+    def _legs_for(self, positions, orders) -> dict[str, Leg]:
+        legs = self._legs
+        for symbol in [*positions, *(o[0] for o in orders)]:
+            if symbol not in legs:
+                inst = self.instruments[symbol]
+                legs[symbol] = make_leg(inst.gpu_class, inst.contract_hours, inst.tick_micros,
+                                        self.marks[symbol], inst.delivery_start, self.today,
+                                        self.params_by_class[inst.gpu_class])
+        return legs
+
+    def _day(self, ts_ns: int) -> None:
+        today = datetime.date(1970, 1, 1) + datetime.timedelta(days=ts_ns // NS_PER_DAY)
+        if today != self.today:
+            self.today = today
+            self._legs.clear()       # scanning ranges depend on the time to delivery
+
+    def _position(self, account_id: int, symbol: str) -> int:
+        account = self.ledger.accounts.get(account_id)
+        pos = None if account is None else account.positions.get(symbol)
+        return 0 if pos is None else pos.qty
+
+    def _leaves(self, order_id: int, leaves: int) -> None:
+        order = self.orders.get(order_id)
+        if order is None:
+            return
+        if leaves > 0:
+            order.leaves = leaves
+            return
+        del self.orders[order_id]
+        mine = self.by_account[order.account_id]
+        del mine[order_id]
+        if not mine:
+            del self.by_account[order.account_id]

@@ -1,0 +1,178 @@
+"""clearing.risk through the engine: margin, reduce-only and position limits before the book."""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from clearing.ledger import Contract, FeeSchedule, Ledger
+from clearing.margin import MarginParams
+from clearing.risk import ClearingRisk
+from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
+from engine.exchange import Exchange
+from engine.messages import (
+    CancelOrder, OrderAccepted, OrderRejected, OrderType, PlaceOrder, RejectReason,
+    ReplaceOrder, Side, TimeInForce, Trade,
+)
+
+MAR = "H100-2027-03"
+T0 = date_to_ns(datetime.date(2027, 1, 15))
+# Long 10 March at a 2.100 mark: maintenance $2,343.60, initial $2,577.96 (test_margin.py).
+IM_10 = 2_577_960_000
+
+
+class Venue:
+    def __init__(self, position_limit=100_000):
+        inst = make_instrument(Product(gpu_class="H100", reference_price=2100),
+                               parse_symbol(MAR).period)
+        self.ledger = Ledger({MAR: Contract(inst.contract_hours, inst.tick_micros)}, {MAR: 2100},
+                             FeeSchedule(taker_centi_bps=0), fee_account=99)
+        self.risk = ClearingRisk([inst], self.ledger, {"H100": MarginParams()}, {MAR: 2100},
+                                 position_limit=position_limit)
+        self.ex = Exchange([inst], self.risk)
+        self.ts = T0
+
+    def send(self, cmd_type, **kw):
+        self.ts += 1
+        return self.ex.process(cmd_type(ts_ns=self.ts, **kw))
+
+    def place(self, account, side, qty, price=None, **kw):
+        if price is None:
+            kw.setdefault("order_type", OrderType.MARKET)
+        return self.send(PlaceOrder, account_id=account, symbol=MAR, side=side, qty=qty,
+                         price=price, **kw)
+
+
+def rejected(events):
+    return [e.reason for e in events if type(e) is OrderRejected]
+
+
+def test_an_order_needs_initial_margin_up_to_equity():
+    """With exactly the initial margin of 10 lots deposited, 10 pass and an 11th is refused."""
+    v = Venue()
+    v.ledger.deposit(1, IM_10)
+    assert not rejected(v.place(1, Side.BUY, 10, 2100))
+    events = v.place(1, Side.BUY, 1, 2100)
+    assert rejected(events) == [RejectReason.INSUFFICIENT_MARGIN]
+    assert "initial margin would be" in events[0].detail
+    assert len(v.ex.open_orders(1)) == 1
+
+
+def test_an_order_that_reduces_risk_is_always_allowed():
+    """An account below margin can still sell what it holds; it cannot add."""
+    v = Venue()
+    v.ledger.deposit(1, IM_10)
+    v.ledger.deposit(2, 10 * IM_10)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)                        # filled: long 10
+    assert v.ledger.accounts[1].positions[MAR].qty == 10
+    v.risk.set_marks({MAR: 2000})                          # the market falls: equity < IM
+    assert v.risk.equity(1) < v.risk.margin(1)[1]
+    assert rejected(v.place(1, Side.BUY, 1, 2000)) == [RejectReason.INSUFFICIENT_MARGIN]
+    assert not rejected(v.place(1, Side.SELL, 4, 2050))    # rests: reduces the worst case
+    assert not rejected(v.place(1, Side.SELL, 6, 2060))
+
+
+def test_reduce_only_may_not_increase_or_flip_the_position():
+    v = Venue()
+    v.ledger.deposit(1, 10 * IM_10)
+    v.ledger.deposit(2, 10 * IM_10)
+    assert rejected(v.place(1, Side.SELL, 1, 2100, reduce_only=True)) == \
+        [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
+    v.place(2, Side.SELL, 5, 2100)
+    v.place(1, Side.BUY, 5, 2100)
+    assert rejected(v.place(1, Side.BUY, 1, 2090, reduce_only=True)) == \
+        [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
+    assert rejected(v.place(1, Side.SELL, 6, 2200, reduce_only=True)) == \
+        [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
+    assert not rejected(v.place(1, Side.SELL, 5, 2200, reduce_only=True))
+
+
+def test_position_limit_counts_open_orders_on_the_same_side():
+    """Limit 10: 6 bought and 4 bid leave no room for one more bid; a replace frees its own."""
+    v = Venue(position_limit=10)
+    v.ledger.deposit(1, 100 * IM_10)
+    v.ledger.deposit(2, 100 * IM_10)
+    v.place(2, Side.SELL, 6, 2100)
+    v.place(1, Side.BUY, 6, 2100)
+    placed = v.place(1, Side.BUY, 4, 2000)
+    order_id = next(e.order_id for e in placed if type(e) is OrderAccepted)
+    assert rejected(v.place(1, Side.BUY, 1, 2000)) == [RejectReason.POSITION_LIMIT]
+    assert not rejected(v.send(ReplaceOrder, account_id=1, order_id=order_id, price=2001))
+    assert rejected(v.send(ReplaceOrder, account_id=1, order_id=order_id, qty=5)) == \
+        [RejectReason.POSITION_LIMIT]
+    assert rejected(v.place(1, Side.SELL, 17, 2300)) == [RejectReason.POSITION_LIMIT]  # -11
+    assert not rejected(v.place(1, Side.SELL, 16, 2300))                                  # -10
+
+
+def test_fills_are_booked_and_open_orders_follow_the_book():
+    """Fills reach the ledger; cancels and fills remove orders from the margin's view."""
+    v = Venue()
+    v.ledger.deposit(1, 10 * IM_10)
+    v.ledger.deposit(2, 10 * IM_10)
+    placed = v.place(2, Side.SELL, 8, 2110)
+    sell_id = next(e.order_id for e in placed if type(e) is OrderAccepted)
+    events = v.place(1, Side.BUY, 3, tif=TimeInForce.IOC)
+    assert [e.qty for e in events if type(e) is Trade] == [3]
+    assert v.risk.orders[sell_id].leaves == 5
+    assert v.ledger.accounts[2].positions[MAR].qty == -3
+    v.send(CancelOrder, account_id=2, order_id=sell_id)
+    assert sell_id not in v.risk.orders and 2 not in v.risk.by_account
+    assert v.risk.margin(2) == (3 * 315 * 744 * 1000, -(-3 * 315 * 744 * 1000 * 110 // 100))
+
+
+@pytest.mark.parametrize("qty", [1, 5, 10])
+def test_margin_of_resting_orders_matches_their_fill(qty):
+    """A resting bid at the mark needs what the position would."""
+    v = Venue()
+    v.ledger.deposit(1, 100 * IM_10)
+    v.place(1, Side.BUY, qty, 2100)
+    assert v.risk.margin(1)[0] == qty * 315 * 744 * 1000
+
+
+class RiskFollowsTheEngine(RuleBasedStateMachine):
+    """Whatever is traded, replaced and cancelled, clearing's view equals the engine's."""
+
+    def __init__(self):
+        super().__init__()
+        self.v = Venue()
+        for account in (1, 2, 3):
+            self.v.ledger.deposit(account, 10**15)
+
+    @rule(account=st.integers(1, 3), side=st.sampled_from([Side.BUY, Side.SELL]),
+          qty=st.integers(1, 20), price=st.integers(2090, 2110),
+          tif=st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]))
+    def place(self, account, side, qty, price, tif):
+        self.v.place(account, side, qty, price, tif=tif)
+
+    @rule(data=st.data())
+    def replace_or_cancel(self, data):
+        live = [o for a in (1, 2, 3) for o in self.v.ex.open_orders(a)]
+        if live:
+            order = data.draw(st.sampled_from(live))
+            if data.draw(st.booleans()):
+                self.v.send(CancelOrder, account_id=order.account_id, order_id=order.order_id)
+            else:
+                self.v.send(ReplaceOrder, account_id=order.account_id, order_id=order.order_id,
+                            qty=order.filled_qty + data.draw(st.integers(1, 20)),
+                            price=data.draw(st.integers(2090, 2110)))
+
+    @invariant()
+    def open_orders_match(self):
+        engine = {o.order_id: (o.account_id, int(o.side), o.leaves_qty, o.price)
+                  for a in (1, 2, 3) for o in self.v.ex.open_orders(a)}
+        mine = {i: (o.account_id, o.side, o.leaves, o.price) for i, o in self.v.risk.orders.items()}
+        assert mine == engine
+
+    @invariant()
+    def positions_net_to_zero_and_money_is_conserved(self):
+        led = self.v.ledger
+        assert sum(p.qty for a in led.accounts.values() for p in a.positions.values()) == 0
+        assert sum(a.collateral for a in led.accounts.values()) == led.deposited
+
+
+TestRiskFollowsTheEngine = RiskFollowsTheEngine.TestCase
+TestRiskFollowsTheEngine.settings = settings(max_examples=40, stateful_step_count=40,
+                                             deadline=None)
