@@ -1,0 +1,181 @@
+"""An account's margin kept up to date incrementally, so the pre-trade check is O(1).
+
+clearing.margin.requirement recomputes a portfolio from scratch; it is the
+reference. Here the same numbers are kept as running sums per GPU class,
+updated by each fill and each open-order change, so that asking "what
+would initial margin be with this order" touches one symbol. The legs
+(scanning ranges, sizes, settlement-based prices) stay fixed between
+settlements; when they change, the exposures are rebuilt.
+
+For futures the worst scenario is a full move of the scanning range, so
+a portfolio's scan risk is |sum of lots x full-move value| (times the largest
+scenario fraction). Each class keeps three portfolios: its positions (0),
+its positions with every open buy filled (1), and with every open sell
+filled (2); for each, that sum, the long and short lots (the spread charge's
+spread is min(long, short)), and for 1 and 2 the loss of filling at the
+limit price against the mark.
+"""
+from __future__ import annotations
+
+from clearing.margin import BPS, Leg, MarginParams
+
+POSITIONS, WITH_BUYS, WITH_SELLS = 0, 1, 2
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class ClassExposure:
+    """One account's exposure in one GPU class."""
+    __slots__ = ("params", "qty", "buys", "sells", "delta", "longs", "shorts", "loss",
+                 "_dearest", "requirement")
+
+    def __init__(self, params: MarginParams) -> None:
+        self.params = params
+        self.qty: dict[str, int] = {}        # symbol -> position lots
+        self.buys: dict[str, int] = {}       # symbol -> open buy lots
+        self.sells: dict[str, int] = {}      # symbol -> open sell lots
+        self.delta = [0, 0, 0]               # sum of lots x full-move value, per portfolio
+        self.longs = [0, 0, 0]
+        self.shorts = [0, 0, 0]
+        self.loss = [0, 0, 0]                # filling open orders at their limits vs the mark
+        self._dearest: list[int | None] = [0, 0, 0]     # None: to recompute
+        self.requirement = 0                 # maintenance margin of the class, micro-USD
+
+    def _net(self, portfolio: int, symbol: str) -> int:
+        q = self.qty.get(symbol, 0)
+        if portfolio == WITH_BUYS:
+            return q + self.buys.get(symbol, 0)
+        if portfolio == WITH_SELLS:
+            return q - self.sells.get(symbol, 0)
+        return q
+
+    def _shift(self, portfolio: int, symbol: str, leg: Leg, lots: int) -> None:
+        """Add ``lots`` (signed) of ``symbol`` to one portfolio's sums (before the dicts change)."""
+        before = self._net(portfolio, symbol)
+        after = before + lots
+        self.delta[portfolio] += lots * leg_value(leg)
+        self.longs[portfolio] += max(after, 0) - max(before, 0)
+        self.shorts[portfolio] += max(-after, 0) - max(-before, 0)
+        if (before == 0) != (after == 0):
+            self._dearest[portfolio] = None
+
+    def fill(self, legs: dict[str, Leg], symbol: str, lots: int) -> None:
+        """A fill changed the position by ``lots`` (signed)."""
+        leg = legs[symbol]
+        for portfolio in (POSITIONS, WITH_BUYS, WITH_SELLS):
+            self._shift(portfolio, symbol, leg, lots)
+        self.qty[symbol] = self.qty.get(symbol, 0) + lots
+        self._update(legs)
+
+    def order(self, legs: dict[str, Leg], symbol: str, side: int, lots: int, price: int) -> None:
+        """An open order of ``side`` gained ``lots`` (negative: it filled, shrank or went)."""
+        leg = legs[symbol]
+        portfolio, book = (WITH_BUYS, self.buys) if side > 0 else (WITH_SELLS, self.sells)
+        self._shift(portfolio, symbol, leg, side * lots)
+        book[symbol] = book.get(symbol, 0) + lots
+        self.loss[portfolio] += fill_loss(leg, side, lots, price)
+        self._update(legs)
+
+    def requirement_with(self, legs: dict[str, Leg], symbol: str, side: int, lots: int,
+                         price: int) -> int:
+        """The class's maintenance margin if this order were added, without adding it."""
+        leg = legs[symbol]
+        portfolio = WITH_BUYS if side > 0 else WITH_SELLS
+        before = self._net(portfolio, symbol)
+        after = before + side * lots
+        longs = self.longs[portfolio] + max(after, 0) - max(before, 0)
+        shorts = self.shorts[portfolio] + max(-after, 0) - max(-before, 0)
+        dearest = self.dearest(legs, portfolio)
+        if after != 0:
+            dearest = max(dearest, leg_notional(leg))
+        elif before != 0:
+            dearest = max((leg_notional(legs[s]) for s in self._symbols()
+                           if s != symbol and self._net(portfolio, s) != 0), default=0)
+        changed = self._portfolio(self.delta[portfolio] + side * lots * leg_value(leg),
+                                  longs, shorts, dearest,
+                                  self.loss[portfolio] + fill_loss(leg, side, lots, price))
+        others = max(self._requirement_of(legs, p) for p in (0, 1, 2) if p != portfolio)
+        return max(changed, others)
+
+    def dearest(self, legs: dict[str, Leg], portfolio: int) -> int:
+        dearest = self._dearest[portfolio]
+        if dearest is None:
+            dearest = self._dearest[portfolio] = max(
+                (leg_notional(legs[s]) for s in self._symbols() if self._net(portfolio, s) != 0),
+                default=0)
+        return dearest
+
+    def _symbols(self):
+        return {*self.qty, *self.buys, *self.sells}
+
+    def _portfolio(self, delta: int, longs: int, shorts: int, dearest: int, loss: int) -> int:
+        p = self.params
+        scan = _ceil_div(abs(delta) * max(p.scenario_bps), BPS)
+        spread = min(longs, shorts)
+        charge = _ceil_div(spread * dearest * p.spread_charge_bps, BPS) if spread else 0
+        return scan + charge + loss
+
+    def _requirement_of(self, legs: dict[str, Leg], portfolio: int) -> int:
+        return self._portfolio(self.delta[portfolio], self.longs[portfolio],
+                               self.shorts[portfolio], self.dearest(legs, portfolio),
+                               self.loss[portfolio])
+
+    def _update(self, legs: dict[str, Leg]) -> None:
+        self.requirement = max(self._requirement_of(legs, p) for p in (0, 1, 2))
+
+
+def leg_value(leg: Leg) -> int:
+    """What one lot gains or loses in a full move of the scanning range, micro-USD."""
+    return leg.range_ticks * leg.hours * leg.tick_micros
+
+
+def leg_notional(leg: Leg) -> int:
+    return leg.mark * leg.hours * leg.tick_micros
+
+
+def fill_loss(leg: Leg, side: int, lots: int, price: int) -> int:
+    """Buying above the mark (or selling below it) loses the difference at once."""
+    return max(0, side * (price - leg.mark)) * lots * leg.hours * leg.tick_micros
+
+
+class Exposure:
+    """One account's margin over all its classes, kept current."""
+    __slots__ = ("legs", "params_by_class", "classes")
+
+    def __init__(self, legs: dict[str, Leg], params_by_class: dict[str, MarginParams]) -> None:
+        self.legs = legs
+        self.params_by_class = params_by_class
+        self.classes: dict[str, ClassExposure] = {}
+
+    def _class(self, symbol: str) -> ClassExposure:
+        gpu_class = self.legs[symbol].gpu_class
+        exposure = self.classes.get(gpu_class)
+        if exposure is None:
+            exposure = self.classes[gpu_class] = ClassExposure(self.params_by_class[gpu_class])
+        return exposure
+
+    def fill(self, symbol: str, lots: int) -> None:
+        self._class(symbol).fill(self.legs, symbol, lots)
+
+    def order(self, symbol: str, side: int, lots: int, price: int) -> None:
+        self._class(symbol).order(self.legs, symbol, side, lots, price)
+
+    def margin(self) -> tuple[int, int]:
+        """(maintenance, initial), micro-USD, as clearing.margin.requirement computes them."""
+        maintenance = initial = 0
+        for c in self.classes.values():
+            maintenance += c.requirement
+            initial += _ceil_div(c.requirement * c.params.initial_multiplier_pct, 100)
+        return maintenance, initial
+
+    def initial_with(self, symbol: str, side: int, lots: int, price: int) -> int:
+        """Initial margin if this order were added; the state does not change."""
+        target = self._class(symbol)
+        initial = 0
+        for c in self.classes.values():
+            req = (c.requirement_with(self.legs, symbol, side, lots, price) if c is target
+                   else c.requirement)
+            initial += _ceil_div(req * c.params.initial_multiplier_pct, 100)
+        return initial
