@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime
 
 from clearing.ledger import Ledger
-from clearing.margin import Leg, MarginParams, make_leg, requirement
+from clearing.exposure import Exposure
+from clearing.margin import Leg, MarginParams, make_leg
 from engine.contracts import Instrument
 from engine.messages import (
     OrderAccepted, OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, RejectReason,
@@ -47,8 +48,12 @@ class ClearingRisk:
         instruments: The listed instruments.
         ledger: Collateral and positions; fills are booked into it.
         params_by_class: gpu_class -> MarginParams.
-        marks: symbol -> mark price in ticks (the reference price until marks exist).
+        marks: symbol -> mark price in ticks, for equity (the reference price until marks exist).
         position_limit: The most lots an account may hold in one instrument, either way.
+
+    Scanning ranges are taken from the last settlement prices and the day, so
+    they stay fixed between settlements; each account's margin is then kept
+    current incrementally (clearing.exposure) and the check costs O(1).
     """
 
     def __init__(self, instruments: list[Instrument], ledger: Ledger,
@@ -61,8 +66,9 @@ class ClearingRisk:
         self.position_limit = position_limit
         self.orders: dict[int, OpenOrder] = {}
         self.by_account: dict[int, dict[int, OpenOrder]] = {}
+        self.exposures: dict[int, Exposure] = {}
         self.today = datetime.date(1970, 1, 1)
-        self._legs: dict[str, Leg] = {}
+        self.legs: dict[str, Leg] = self._make_legs()
 
     # -- The RiskGate protocol -------------------------------------------------------
 
@@ -80,10 +86,15 @@ class ClearingRisk:
             return (RejectReason.POSITION_LIMIT,
                     f"with its open orders the position could reach {worst} lots; the limit is "
                     f"{self.position_limit}")
-        orders = [(o.symbol, o.side, o.leaves, o.price) for o in mine.values()]
-        before = self._initial(account_id, orders)
-        after = self._initial(account_id, [o for o, i in zip(orders, mine) if i != replaces]
-                              + [(symbol, side, qty, price)])
+        exposure = self._exposure(account_id)
+        before = exposure.margin()[1]
+        old = mine.get(replaces) if replaces is not None else None
+        if old is not None:                       # judge the order as it would be after
+            exposure.order(old.symbol, old.side, -old.leaves, self._price(old))
+        after = exposure.initial_with(symbol, side, qty,
+                                      self.legs[symbol].mark if price is None else price)
+        if old is not None:
+            exposure.order(old.symbol, old.side, old.leaves, self._price(old))
         if after <= before:
             return None
         equity = self.equity(account_id)
@@ -97,20 +108,26 @@ class ClearingRisk:
             kind = type(ev)
             if kind is Trade:
                 self.ledger.apply_trade(ev)
+                self._exposure(ev.maker_account_id).fill(ev.symbol, -ev.aggressor * ev.qty)
+                self._exposure(ev.taker_account_id).fill(ev.symbol, ev.aggressor * ev.qty)
                 self._leaves(ev.maker_order_id, ev.maker_leaves)
                 self._leaves(ev.taker_order_id, ev.taker_leaves)
             elif kind is OrderAccepted:
                 self._day(ev.ts_ns)
                 price = ev.price if ev.price is not None else ev.stop_price
-                order = OpenOrder(ev.account_id, ev.symbol, int(ev.side), ev.qty, price)
+                order = OpenOrder(ev.account_id, ev.symbol, int(ev.side), 0, price)
                 self.orders[ev.order_id] = order
                 self.by_account.setdefault(ev.account_id, {})[ev.order_id] = order
+                self._leaves(ev.order_id, ev.qty)
             elif kind is OrderCancelled or kind is OrderExpired:
                 self._leaves(ev.order_id, 0)
             elif kind is OrderReplaced:
                 order = self.orders.get(ev.order_id)
-                if order is not None and ev.price is not None:
+                if order is not None and ev.price is not None and ev.price != order.price:
+                    leaves = order.leaves
+                    self._leaves(ev.order_id, 0, keep=True)
                     order.price = ev.price
+                    self._leaves(ev.order_id, leaves, keep=True)
                 self._leaves(ev.order_id, ev.leaves)
             elif kind is OrderReduced:
                 self._leaves(ev.order_id, ev.leaves)
@@ -124,53 +141,66 @@ class ClearingRisk:
 
     def margin(self, account_id: int) -> tuple[int, int]:
         """(maintenance, initial) margin of the account now, micro-USD."""
-        orders = [(o.symbol, o.side, o.leaves, o.price)
-                  for o in self.by_account.get(account_id, {}).values()]
-        positions = {s: p.qty for s, p in self.ledger.account(account_id).positions.items()}
-        return requirement(self._legs_for(positions, orders), positions, self._priced(orders),
-                           self.params_by_class)
+        exposure = self.exposures.get(account_id)
+        return (0, 0) if exposure is None else exposure.margin()
 
     def set_marks(self, marks: dict[str, int]) -> None:
+        """New marks: they change equity, not the scanning ranges."""
         self.marks.update(marks)
-        self._legs.clear()
 
-    def _initial(self, account_id: int, orders: list) -> int:
-        positions = {s: p.qty for s, p in self.ledger.account(account_id).positions.items()}
-        return requirement(self._legs_for(positions, orders), positions, self._priced(orders),
-                           self.params_by_class)[1]
+    def settled(self) -> None:
+        """After a settlement: scanning ranges follow the new settlement prices."""
+        self._rebuild()
 
-    def _priced(self, orders: list) -> list:
+    def _make_legs(self) -> dict[str, Leg]:
+        prices = self.ledger.settlement_prices
+        return {s: make_leg(i.gpu_class, i.contract_hours, i.tick_micros, prices[s],
+                            i.delivery_start, self.today, self.params_by_class[i.gpu_class])
+                for s, i in self.instruments.items()}
+
+    def _rebuild(self) -> None:
+        """Recompute every account's exposure from its positions and open orders."""
+        self.legs = self._make_legs()
+        self.exposures = {}
+        for account_id, account in self.ledger.accounts.items():
+            for symbol, pos in account.positions.items():
+                if pos.qty:
+                    self._exposure(account_id).fill(symbol, pos.qty)
+        for order in self.orders.values():
+            self._exposure(order.account_id).order(order.symbol, order.side, order.leaves,
+                                                   self._price(order))
+
+    def _exposure(self, account_id: int) -> Exposure:
+        exposure = self.exposures.get(account_id)
+        if exposure is None:
+            exposure = self.exposures[account_id] = Exposure(self.legs, self.params_by_class)
+        return exposure
+
+    def _price(self, order: OpenOrder) -> int:
         """Orders without a price (market, stop-market) are margined at the mark."""
-        return [(s, side, lots, self.marks[s] if price is None else price)
-                for s, side, lots, price in orders]
-
-    def _legs_for(self, positions, orders) -> dict[str, Leg]:
-        legs = self._legs
-        for symbol in [*positions, *(o[0] for o in orders)]:
-            if symbol not in legs:
-                inst = self.instruments[symbol]
-                legs[symbol] = make_leg(inst.gpu_class, inst.contract_hours, inst.tick_micros,
-                                        self.marks[symbol], inst.delivery_start, self.today,
-                                        self.params_by_class[inst.gpu_class])
-        return legs
+        return self.legs[order.symbol].mark if order.price is None else order.price
 
     def _day(self, ts_ns: int) -> None:
         today = datetime.date(1970, 1, 1) + datetime.timedelta(days=ts_ns // NS_PER_DAY)
         if today != self.today:
             self.today = today
-            self._legs.clear()       # scanning ranges depend on the time to delivery
+            self._rebuild()          # scanning ranges depend on the time to delivery
 
     def _position(self, account_id: int, symbol: str) -> int:
         account = self.ledger.accounts.get(account_id)
         pos = None if account is None else account.positions.get(symbol)
         return 0 if pos is None else pos.qty
 
-    def _leaves(self, order_id: int, leaves: int) -> None:
+    def _leaves(self, order_id: int, leaves: int, keep: bool = False) -> None:
+        """Set an order's leaves (its exposure follows); at 0 it is forgotten unless ``keep``."""
         order = self.orders.get(order_id)
         if order is None:
             return
-        if leaves > 0:
+        if leaves != order.leaves:
+            self._exposure(order.account_id).order(order.symbol, order.side,
+                                                   leaves - order.leaves, self._price(order))
             order.leaves = leaves
+        if leaves > 0 or keep:
             return
         del self.orders[order_id]
         mine = self.by_account[order.account_id]

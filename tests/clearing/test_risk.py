@@ -8,7 +8,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from clearing.ledger import Contract, FeeSchedule, Ledger
-from clearing.margin import MarginParams
+from clearing.margin import MarginParams, requirement
 from clearing.risk import ClearingRisk
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
@@ -165,6 +165,16 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
                   for a in (1, 2, 3) for o in self.v.ex.open_orders(a)}
         mine = {i: (o.account_id, o.side, o.leaves, o.price) for i, o in self.v.risk.orders.items()}
         assert mine == engine
+
+    @invariant()
+    def incremental_margin_is_the_reference(self):
+        risk = self.v.risk
+        for account in (1, 2, 3):
+            positions = {s: p.qty for s, p in risk.ledger.account(account).positions.items()}
+            orders = [(o.symbol, o.side, o.leaves, risk._price(o))
+                      for o in risk.by_account.get(account, {}).values()]
+            assert risk.margin(account) == requirement(risk.legs, positions, orders,
+                                                       risk.params_by_class)
 
     @invariant()
     def positions_net_to_zero_and_money_is_conserved(self):
