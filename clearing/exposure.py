@@ -29,7 +29,7 @@ def _ceil_div(a: int, b: int) -> int:
 class ClassExposure:
     """One account's exposure in one GPU class."""
     __slots__ = ("params", "qty", "buys", "sells", "delta", "longs", "shorts", "loss",
-                 "_dearest", "requirement")
+                 "_dearest", "_portfolio_reqs", "requirement")
 
     def __init__(self, params: MarginParams) -> None:
         self.params = params
@@ -41,7 +41,8 @@ class ClassExposure:
         self.shorts = [0, 0, 0]
         self.loss = [0, 0, 0]                # filling open orders at their limits vs the mark
         self._dearest: list[int | None] = [0, 0, 0]     # None: to recompute
-        self.requirement = 0                 # maintenance margin of the class, micro-USD
+        self._portfolio_reqs = [0, 0, 0]     # each portfolio's requirement
+        self.requirement = 0                 # maintenance margin of the class: their max
 
     def _net(self, portfolio: int, symbol: str) -> int:
         q = self.qty.get(symbol, 0)
@@ -81,23 +82,38 @@ class ClassExposure:
     def requirement_with(self, legs: dict[str, Leg], symbol: str, side: int, lots: int,
                          price: int) -> int:
         """The class's maintenance margin if this order were added, without adding it."""
+        # The hot path of the pre-trade check: written out rather than through the helpers.
         leg = legs[symbol]
-        portfolio = WITH_BUYS if side > 0 else WITH_SELLS
-        before = self._net(portfolio, symbol)
+        size = leg.hours * leg.tick_micros
+        if side > 0:
+            portfolio, other = WITH_BUYS, WITH_SELLS
+            before = self.qty.get(symbol, 0) + self.buys.get(symbol, 0)
+        else:
+            portfolio, other = WITH_SELLS, WITH_BUYS
+            before = self.qty.get(symbol, 0) - self.sells.get(symbol, 0)
         after = before + side * lots
-        longs = self.longs[portfolio] + max(after, 0) - max(before, 0)
-        shorts = self.shorts[portfolio] + max(-after, 0) - max(-before, 0)
-        dearest = self.dearest(legs, portfolio)
+        longs = self.longs[portfolio] + (after if after > 0 else 0) - (before if before > 0 else 0)
+        shorts = self.shorts[portfolio] - (after if after < 0 else 0) + (before if before < 0 else 0)
+        dearest = self._dearest[portfolio]
+        if dearest is None:
+            dearest = self.dearest(legs, portfolio)
         if after != 0:
-            dearest = max(dearest, leg_notional(leg))
+            notional = leg.mark * size
+            if notional > dearest:
+                dearest = notional
         elif before != 0:
             dearest = max((leg_notional(legs[s]) for s in self._symbols()
                            if s != symbol and self._net(portfolio, s) != 0), default=0)
-        changed = self._portfolio(self.delta[portfolio] + side * lots * leg_value(leg),
-                                  longs, shorts, dearest,
-                                  self.loss[portfolio] + fill_loss(leg, side, lots, price))
-        others = max(self._requirement_of(legs, p) for p in (0, 1, 2) if p != portfolio)
-        return max(changed, others)
+        p = self.params
+        delta = self.delta[portfolio] + side * lots * leg.range_ticks * size
+        required = -(-abs(delta) * p.max_scenario_bps // BPS)
+        spread = longs if longs < shorts else shorts
+        if spread:
+            required += -(-spread * dearest * p.spread_charge_bps // BPS)
+        gap = side * (price - leg.mark)
+        required += self.loss[portfolio] + (gap * lots * size if gap > 0 else 0)
+        reqs = self._portfolio_reqs
+        return max(required, reqs[POSITIONS], reqs[other])
 
     def dearest(self, legs: dict[str, Leg], portfolio: int) -> int:
         dearest = self._dearest[portfolio]
@@ -112,7 +128,7 @@ class ClassExposure:
 
     def _portfolio(self, delta: int, longs: int, shorts: int, dearest: int, loss: int) -> int:
         p = self.params
-        scan = _ceil_div(abs(delta) * max(p.scenario_bps), BPS)
+        scan = _ceil_div(abs(delta) * p.max_scenario_bps, BPS)
         spread = min(longs, shorts)
         charge = _ceil_div(spread * dearest * p.spread_charge_bps, BPS) if spread else 0
         return scan + charge + loss
@@ -123,7 +139,8 @@ class ClassExposure:
                                self.loss[portfolio])
 
     def _update(self, legs: dict[str, Leg]) -> None:
-        self.requirement = max(self._requirement_of(legs, p) for p in (0, 1, 2))
+        reqs = self._portfolio_reqs = [self._requirement_of(legs, p) for p in (0, 1, 2)]
+        self.requirement = max(reqs)
 
 
 def leg_value(leg: Leg) -> int:
@@ -142,12 +159,13 @@ def fill_loss(leg: Leg, side: int, lots: int, price: int) -> int:
 
 class Exposure:
     """One account's margin over all its classes, kept current."""
-    __slots__ = ("legs", "params_by_class", "classes")
+    __slots__ = ("legs", "params_by_class", "classes", "_margin")
 
     def __init__(self, legs: dict[str, Leg], params_by_class: dict[str, MarginParams]) -> None:
         self.legs = legs
         self.params_by_class = params_by_class
         self.classes: dict[str, ClassExposure] = {}
+        self._margin = (0, 0)
 
     def _class(self, symbol: str) -> ClassExposure:
         gpu_class = self.legs[symbol].gpu_class
@@ -158,24 +176,33 @@ class Exposure:
 
     def fill(self, symbol: str, lots: int) -> None:
         self._class(symbol).fill(self.legs, symbol, lots)
+        self._total()
 
     def order(self, symbol: str, side: int, lots: int, price: int) -> None:
         self._class(symbol).order(self.legs, symbol, side, lots, price)
+        self._total()
 
-    def margin(self) -> tuple[int, int]:
-        """(maintenance, initial), micro-USD, as clearing.margin.requirement computes them."""
+    def _total(self) -> None:
         maintenance = initial = 0
         for c in self.classes.values():
             maintenance += c.requirement
             initial += _ceil_div(c.requirement * c.params.initial_multiplier_pct, 100)
-        return maintenance, initial
+        self._margin = (maintenance, initial)
+
+    def open_lots(self, symbol: str, side: int) -> int:
+        """Lots of the account's open orders on this side of this symbol."""
+        c = self.classes.get(self.legs[symbol].gpu_class)
+        if c is None:
+            return 0
+        return (c.buys if side > 0 else c.sells).get(symbol, 0)
+
+    def margin(self) -> tuple[int, int]:
+        """(maintenance, initial), micro-USD, as clearing.margin.requirement computes them."""
+        return self._margin
 
     def initial_with(self, symbol: str, side: int, lots: int, price: int) -> int:
         """Initial margin if this order were added; the state does not change."""
-        target = self._class(symbol)
-        initial = 0
-        for c in self.classes.values():
-            req = (c.requirement_with(self.legs, symbol, side, lots, price) if c is target
-                   else c.requirement)
-            initial += _ceil_div(req * c.params.initial_multiplier_pct, 100)
-        return initial
+        c = self._class(symbol)
+        pct = c.params.initial_multiplier_pct
+        new = c.requirement_with(self.legs, symbol, side, lots, price)
+        return self._margin[1] - _ceil_div(c.requirement * pct, 100) + _ceil_div(new * pct, 100)

@@ -49,6 +49,10 @@ class MarginParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         if not 0 <= self.spread_charge_bps <= BPS or self.initial_multiplier_pct < 100:
             raise ValueError("spread_charge_bps must be 0..10000, initial_multiplier_pct >= 100")
 
+    @property
+    def max_scenario_bps(self) -> int:
+        return max(self.scenario_bps)
+
     def scan_bps(self, months: int) -> int:
         for limit, bps in self.scan_bps_by_tenor:
             if months <= limit:

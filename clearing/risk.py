@@ -69,6 +69,9 @@ class ClearingRisk:
         self.exposures: dict[int, Exposure] = {}
         self.today = datetime.date(1970, 1, 1)
         self.legs: dict[str, Leg] = self._make_legs()
+        self._marks_version = 0
+        self._fills: dict[int, int] = {}              # account -> fills booked (equity cache key)
+        self._equity: dict[int, tuple[tuple, int]] = {}
 
     # -- The RiskGate protocol -------------------------------------------------------
 
@@ -79,16 +82,17 @@ class ClearingRisk:
             return (RejectReason.REDUCE_ONLY_WOULD_INCREASE,
                     f"reduce_only: the position is {position} lots")
         mine = self.by_account.get(account_id, {})
-        same_side = sum(o.leaves for i, o in mine.items()
-                        if o.symbol == symbol and o.side == side and i != replaces)
+        exposure = self._exposure(account_id)
+        same_side = exposure.open_lots(symbol, side)
+        old = mine.get(replaces) if replaces is not None else None
+        if old is not None and old.symbol == symbol and old.side == side:
+            same_side -= old.leaves
         worst = position + side * (same_side + qty)
         if abs(worst) > self.position_limit:
             return (RejectReason.POSITION_LIMIT,
                     f"with its open orders the position could reach {worst} lots; the limit is "
                     f"{self.position_limit}")
-        exposure = self._exposure(account_id)
         before = exposure.margin()[1]
-        old = mine.get(replaces) if replaces is not None else None
         if old is not None:                       # judge the order as it would be after
             exposure.order(old.symbol, old.side, -old.leaves, self._price(old))
         after = exposure.initial_with(symbol, side, qty,
@@ -108,6 +112,8 @@ class ClearingRisk:
             kind = type(ev)
             if kind is Trade:
                 self.ledger.apply_trade(ev)
+                for account_id in (ev.maker_account_id, ev.taker_account_id):
+                    self._fills[account_id] = self._fills.get(account_id, 0) + 1
                 self._exposure(ev.maker_account_id).fill(ev.symbol, -ev.aggressor * ev.qty)
                 self._exposure(ev.taker_account_id).fill(ev.symbol, ev.aggressor * ev.qty)
                 self._leaves(ev.maker_order_id, ev.maker_leaves)
@@ -135,9 +141,18 @@ class ClearingRisk:
     # -- Margin ----------------------------------------------------------------------
 
     def equity(self, account_id: int) -> int:
-        """Collateral plus what the positions made since the last settlement, at the marks."""
+        """Collateral plus what the positions made since the last settlement, at the marks.
+
+        Cached until the marks, the account's collateral or its positions change.
+        """
         account = self.ledger.account(account_id)
-        return account.collateral + self.ledger.pnl_since_settlement(account, self.marks)
+        key = (self._marks_version, account.collateral, self._fills.get(account_id, 0))
+        cached = self._equity.get(account_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        equity = account.collateral + self.ledger.pnl_since_settlement(account, self.marks)
+        self._equity[account_id] = (key, equity)
+        return equity
 
     def margin(self, account_id: int) -> tuple[int, int]:
         """(maintenance, initial) margin of the account now, micro-USD."""
@@ -147,9 +162,11 @@ class ClearingRisk:
     def set_marks(self, marks: dict[str, int]) -> None:
         """New marks: they change equity, not the scanning ranges."""
         self.marks.update(marks)
+        self._marks_version += 1
 
     def settled(self) -> None:
         """After a settlement: scanning ranges follow the new settlement prices."""
+        self._marks_version += 1
         self._rebuild()
 
     def _make_legs(self) -> dict[str, Leg]:
