@@ -77,13 +77,14 @@ class Position:
 
 
 class Account:
-    __slots__ = ("account_id", "collateral", "positions", "fees_paid")
+    __slots__ = ("account_id", "collateral", "positions", "fees_paid", "closed_realized")
 
     def __init__(self, account_id: int) -> None:
         self.account_id = account_id
         self.collateral = 0           # micro-USD
         self.positions: dict[str, Position] = {}
         self.fees_paid = 0            # micro-USD, net of rebates
+        self.closed_realized = 0      # realized P&L of positions closed out at expiry
 
 
 class Contract(msgspec.Struct, frozen=True, gc=False):
@@ -181,34 +182,60 @@ class Ledger:
     # -- Marking and settlement --------------------------------------------------------
 
     def pnl_since_settlement(self, account: Account, marks: dict[str, int]) -> int:
-        """What the account's positions made since the last settlement at these prices (micro-USD)."""
+        """What the account's positions made since their last settlement at these prices
+        (micro-USD); a symbol without a mark counts at its last settlement price."""
         total = 0
         for symbol, pos in account.positions.items():
-            c = self.contracts[symbol]
-            mark = marks.get(symbol, self.settlement_prices[symbol])
-            total += (pos.qty * mark - pos.settled_qty * self.settlement_prices[symbol]
-                      + pos.day_cash) * c.hours * c.tick_micros
+            total += self._pnl(symbol, pos, marks.get(symbol, self.settlement_prices[symbol]))
         return total
 
+    def _pnl(self, symbol: str, pos: Position, price: int) -> int:
+        c = self.contracts[symbol]
+        return ((pos.qty * price - pos.settled_qty * self.settlement_prices[symbol]
+                 + pos.day_cash) * c.hours * c.tick_micros)
+
     def settle(self, prices: dict[str, int]) -> dict[int, int]:
-        """Run a settlement at these prices (ticks; symbols left out keep their last one).
+        """Settle the positions in these symbols at these prices (ticks); others are untouched.
 
         Returns:
             account_id -> variation margin paid to it (negative: paid by it), micro-USD;
             the values sum to zero.
         """
-        marks = {**self.settlement_prices, **prices}
-        vm = {}
+        vm: dict[int, int] = {}
         for account in self.accounts.values():
-            if not account.positions:
-                continue
-            amount = self.pnl_since_settlement(account, marks)
-            account.collateral += amount
-            vm[account.account_id] = amount
-            for pos in account.positions.values():
+            amount = 0
+            touched = False
+            for symbol, price in prices.items():
+                pos = account.positions.get(symbol)
+                if pos is None:
+                    continue
+                touched = True
+                amount += self._pnl(symbol, pos, price)
                 pos.settled_qty = pos.qty
                 pos.day_cash = 0
-        self.settlement_prices = marks
+            if touched:
+                account.collateral += amount
+                vm[account.account_id] = amount
+        self.settlement_prices.update(prices)
+        return vm
+
+    def close_out(self, symbol: str, price: int) -> dict[int, int]:
+        """Final settlement: settle ``symbol`` at ``price`` and close every position in it.
+
+        Returns:
+            The cash each account received, as settle() does.
+        """
+        vm = self.settle({symbol: price})
+        for account in self.accounts.values():
+            pos = account.positions.pop(symbol, None)
+            if pos is not None and pos.qty:
+                c = self.contracts[symbol]
+                # Closing at the final price: what is left of the entry becomes realized.
+                avg = pos.entry_qty_price / pos.qty
+                pos.realized_micros += round((price - avg) * pos.qty * c.hours * c.tick_micros)
+                account.closed_realized += pos.realized_micros
+            elif pos is not None:
+                account.closed_realized += pos.realized_micros
         return vm
 
     def open_interest(self, symbol: str) -> int:

@@ -119,6 +119,12 @@ class Conservation(RuleBasedStateMachine):
         vm = self.led.settle({MAR: mar, APR: apr} if both else {MAR: mar})
         self.vm_sums.append(sum(vm.values()))
 
+    @rule(symbol=st.sampled_from([MAR, APR]), price=st.integers(1900, 2300))
+    def close_out(self, symbol, price):
+        vm = self.led.close_out(symbol, price)
+        self.vm_sums.append(sum(vm.values()))
+        assert all(symbol not in a.positions for a in self.led.accounts.values())
+
     @invariant()
     def positions_net_to_zero(self):
         for symbol in (MAR, APR):
@@ -158,3 +164,26 @@ def test_realized_plus_open_value_is_what_the_trades_made(fills):
     # Realized P&L is rounded per closing fill, to the micro-dollar: allow that much.
     assert abs(pos.realized_micros + open_value * 744 * 1000 - traded * 744 * 1000) <= len(fills)
     assert isinstance(pos.entry_qty_price, Fraction)
+
+
+def test_settling_one_symbol_leaves_the_others_alone():
+    """A settlement of March only does not touch April's day's trading."""
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FeeSchedule(taker_centi_bps=0), FEE_ACCOUNT)
+    fill(led, MAR, 2100, 2, buyer=1, seller=2)
+    fill(led, APR, 2150, 3, buyer=1, seller=2)
+    vm = led.settle({MAR: 2110})
+    assert vm == {1: 2 * 10 * 744 * 1000, 2: -2 * 10 * 744 * 1000}
+    apr = led.accounts[1].positions[APR]
+    assert (apr.settled_qty, apr.day_cash) == (0, -3 * 2150)
+    assert led.settlement_prices == {MAR: 2110, APR: 2150}
+
+
+def test_final_settlement_pays_out_and_closes_every_position():
+    """Long 2 March at 2.100 closed out at 2.130: +0.030 x 2 x 744 h, and the position is gone."""
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FeeSchedule(taker_centi_bps=0), FEE_ACCOUNT)
+    fill(led, MAR, 2100, 2, buyer=1, seller=2)
+    vm = led.close_out(MAR, 2130)
+    assert vm == {1: 44_640_000, 2: -44_640_000}
+    assert MAR not in led.accounts[1].positions and MAR not in led.accounts[2].positions
+    assert led.accounts[1].closed_realized == 44_640_000
+    assert led.open_interest(MAR) == 0
