@@ -42,14 +42,17 @@ class Mark:
     """One contract's mark: its smoothed basis over the index."""
     __slots__ = ("basis_nano", "price")
 
-    def __init__(self, settlement: int, index: int | None) -> None:
-        # Start from where the market last settled: the basis of that settlement.
-        self.basis_nano = 0 if index is None else (settlement - index) * NANO
+    def __init__(self, settlement: int, index: int | None = None) -> None:
+        # Start from where the market last settled: the basis of that settlement. Without
+        # an index yet, the basis is set when the first one comes.
+        self.basis_nano = None if index is None else (settlement - index) * NANO
         self.price = settlement
 
     def step(self, alpha_nano: int, index: int | None, bid: int | None, ask: int | None,
              settlement: int) -> int:
         """Take one mark step; return the new mark in ticks."""
+        if index is not None and self.basis_nano is None:
+            self.basis_nano = (settlement - index) * NANO
         if index is None or bid is None or ask is None:
             self.price = settlement
             return settlement

@@ -1,0 +1,279 @@
+"""The clearing house: index, marks, ledger, margin and settlement behind one entry point.
+
+``ClearingHouse.process(cmd, market)`` takes a clearing command and returns
+its events and the engine commands it requires (liquidation orders, the new
+band reference after a settlement, an instrument marked settled); the
+composition runs those through the engine at the same timestamp. The house
+is also the engine's risk gate (``check``/``apply``), so fills reach the
+ledger inside the order path. ``market(symbol)`` gives the engine's
+(best bid, best ask, last trade) at that point of the command stream, so the
+house stays deterministic without importing the engine.
+
+Final settlement price of a contract: the arithmetic mean of its class's
+daily index fixings dated within the delivery period, rounded half to even
+to the tick; without any fixing, the last settlement price.
+"""
+from __future__ import annotations
+
+import datetime
+from collections import deque
+from fractions import Fraction
+from typing import Callable
+
+import msgspec
+
+from clearing.index import ClassIndex, External, IndexParams, Observation, ObservationError
+from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError
+from clearing.marks import Mark, MarkParams, settlement_price
+from clearing.margin import MarginParams
+from clearing.messages import (
+    ClearingRejected, CollateralMoved, Deposit, FixIndex, IndexFixed, IndexValue,
+    InstrumentSettled, Liquidation, MarginCall, MarksUpdated, MarkStep, SetExternalIndex, Settle,
+    Settled, SubmitObservation, Withdraw,
+)
+from clearing.risk import ClearingRisk
+from engine.contracts import Instrument
+from engine.messages import (
+    CancelAll, CancelReason, InstrumentStatus, OrderType, PlaceOrder, SetInstrumentStatus,
+    SetReferencePrice, Side, TimeInForce, Trade,
+)
+
+NS_PER_DAY = 86_400 * 10**9
+MarketView = Callable[[str], tuple]      # symbol -> (best_bid, best_ask, last_price), ticks or None
+
+
+class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    index: IndexParams = IndexParams()
+    margin: MarginParams = MarginParams()
+    marks: MarkParams = MarkParams()
+    fees: FeeSchedule = FeeSchedule()
+    position_limit: int = 100_000
+    closing_window_ns: int = 30 * 60 * 10**9      # settlement VWAP over the last 30 minutes
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.field = reason, detail, field
+
+
+def utc_date(ts_ns: int) -> datetime.date:
+    return datetime.date(1970, 1, 1) + datetime.timedelta(days=ts_ns // NS_PER_DAY)
+
+
+class ClearingHouse:
+    """Everything clearing holds, and the commands that change it.
+
+    Args:
+        instruments: The listed instruments.
+        params: Index, margin, mark, fee and settlement parameters.
+        fee_account, insurance_account: Where fees go; who covers losses beyond collateral.
+        providers: Accounts allowed to submit index observations.
+        trusted_providers: Accounts allowed to feed in an external index value.
+    """
+
+    def __init__(self, instruments: list[Instrument], params: ClearingParams, *,
+                 fee_account: int, insurance_account: int, providers=(),
+                 trusted_providers=()) -> None:
+        self.instruments = {i.symbol: i for i in instruments}
+        self.params = params
+        self.providers = frozenset(providers)
+        self.trusted = frozenset(trusted_providers)
+        classes = sorted({i.gpu_class for i in instruments})
+        self.index = {c: ClassIndex(c, params.index) for c in classes}
+        prices = {i.symbol: i.reference_price for i in instruments}
+        self.ledger = Ledger({i.symbol: Contract(i.contract_hours, i.tick_micros)
+                              for i in instruments}, prices, params.fees, fee_account)
+        self.insurance_account = insurance_account
+        self.ledger.account(insurance_account)
+        self.risk = ClearingRisk(instruments, self.ledger, {c: params.margin for c in classes},
+                                 prices, params.position_limit)
+        self.marks = {s: Mark(p) for s, p in prices.items()}
+        self.window: dict[str, deque] = {s: deque() for s in prices}   # (ts, price, qty)
+        self.called: set[int] = set()          # accounts under a margin call
+        self.final: dict[str, int] = {}        # symbol -> final settlement price
+
+    # -- The engine's risk gate -----------------------------------------------------
+
+    def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
+        return self.risk.check(account_id, symbol, side, price, qty, reduce_only, replaces)
+
+    def apply(self, events) -> None:
+        self.risk.apply(events)
+        for ev in events:
+            if type(ev) is Trade:
+                self.window[ev.symbol].append((ev.ts_ns, ev.price, ev.qty))
+
+    # -- Commands -----------------------------------------------------------------------
+
+    def process(self, cmd, market: MarketView) -> tuple[list, list]:
+        """Apply one clearing command; return (its events, the engine commands it requires)."""
+        events: list = []
+        engine: list = []
+        ts = cmd.ts_ns
+        try:
+            kind = type(cmd)
+            if kind is SubmitObservation:
+                self._observe(cmd, events)
+            elif kind is SetExternalIndex:
+                self._external(cmd, events)
+            elif kind is FixIndex:
+                self._fix(cmd, events)
+            elif kind is Deposit:
+                self._cash(cmd, events)
+            elif kind is Withdraw:
+                self._cash(cmd, events)
+            elif kind is MarkStep:
+                self._mark_step(ts, market, events, engine)
+            elif kind is Settle:
+                self._settle(ts, market, events, engine)
+            else:
+                raise TypeError(f"not a clearing command: {kind.__name__}")
+        except Rejected as r:
+            events.append(ClearingRejected(r.reason, r.detail, r.field, ts))
+        except (ObservationError, LedgerError) as e:
+            events.append(ClearingRejected(e.reason, str(e), e.field, ts))
+        return events, engine
+
+    def _class_index(self, gpu_class: str) -> ClassIndex:
+        index = self.index.get(gpu_class)
+        if index is None:
+            raise Rejected("unknown_gpu_class", f"no GPU class {gpu_class[:12]!r} is listed",
+                           "gpu_class")
+        return index
+
+    def _observe(self, cmd: SubmitObservation, events: list) -> None:
+        if cmd.provider_id not in self.providers:
+            raise Rejected("forbidden", "this account is not an index provider")
+        index = self._class_index(cmd.gpu_class)
+        index.submit(Observation(cmd.provider_id, cmd.price, cmd.hours, cmd.observed_ns),
+                     cmd.ts_ns)
+        value, source = index.value(cmd.ts_ns)
+        events.append(IndexValue(cmd.gpu_class, value, source, cmd.ts_ns))
+
+    def _external(self, cmd: SetExternalIndex, events: list) -> None:
+        if cmd.provider_id not in self.trusted:
+            raise Rejected("forbidden", "this account may not feed in an external index")
+        index = self._class_index(cmd.gpu_class)
+        index.set_external(External(cmd.provider_id, cmd.value, cmd.observed_ns), cmd.ts_ns)
+        value, source = index.value(cmd.ts_ns)
+        events.append(IndexValue(cmd.gpu_class, value, source, cmd.ts_ns))
+
+    def _fix(self, cmd: FixIndex, events: list) -> None:
+        classes = [cmd.gpu_class] if cmd.gpu_class is not None else list(self.index)
+        indexes = [self._class_index(c) for c in classes]
+        for index in indexes:
+            events.append(IndexFixed(index.fix(utc_date(cmd.ts_ns), cmd.ts_ns), cmd.ts_ns))
+
+    def _cash(self, cmd, events: list) -> None:
+        if type(cmd) is Deposit:
+            self.ledger.deposit(cmd.account_id, cmd.amount)
+            amount, reason = cmd.amount, "deposit"
+        else:
+            allowed = self.risk.equity(cmd.account_id) - self.risk.margin(cmd.account_id)[1]
+            self.ledger.withdraw(cmd.account_id, cmd.amount, allowed=max(allowed, 0))
+            amount, reason = -cmd.amount, "withdrawal"
+        events.append(CollateralMoved(cmd.account_id, amount,
+                                      self.ledger.accounts[cmd.account_id].collateral, reason,
+                                      cmd.ts_ns))
+
+    # -- The scheduler's steps ----------------------------------------------------------
+
+    def _mark_step(self, ts: int, market: MarketView, events: list, engine: list) -> None:
+        alpha = self.params.marks.alpha_nano
+        values = {c: index.value(ts)[0] for c, index in self.index.items()}
+        marks = {}
+        for symbol, inst in self.instruments.items():
+            if symbol in self.final:
+                continue
+            bid, ask, _ = market(symbol)
+            marks[symbol] = self.marks[symbol].step(alpha, values[inst.gpu_class], bid, ask,
+                                                    self.ledger.settlement_prices[symbol])
+        self.risk.set_marks(marks)
+        events.append(MarksUpdated(marks, ts))
+        self._final_settlements(ts, events, engine)
+        self._margin_calls(ts, events, engine)
+
+    def _margin_calls(self, ts: int, events: list, engine: list) -> None:
+        for account_id in sorted(self.risk.exposures):
+            if account_id in (self.ledger.fee_account, self.insurance_account):
+                continue
+            maintenance, initial = self.risk.margin(account_id)
+            equity = self.risk.equity(account_id)
+            if equity < maintenance:
+                events.append(Liquidation(account_id, equity, maintenance, ts))
+                engine.extend(self._liquidation_orders(account_id, ts))
+            if equity < initial:
+                if account_id not in self.called:
+                    self.called.add(account_id)
+                    events.append(MarginCall(account_id, equity, initial, maintenance, ts))
+            else:
+                self.called.discard(account_id)
+        self._cover_deficits(ts, events)
+
+    def _liquidation_orders(self, account_id: int, ts: int) -> list:
+        """Cancel the account's orders, then close its positions with IOC market orders
+        (the engine keeps them inside the price band)."""
+        commands = [CancelAll(ts_ns=ts, account_id=account_id, reason=CancelReason.LIQUIDATION)]
+        for symbol, pos in sorted(self.ledger.accounts[account_id].positions.items()):
+            if pos.qty and symbol not in self.final:
+                commands.append(PlaceOrder(
+                    ts_ns=ts, account_id=account_id, symbol=symbol,
+                    side=Side.SELL if pos.qty > 0 else Side.BUY, qty=abs(pos.qty),
+                    order_type=OrderType.MARKET, tif=TimeInForce.IOC, reduce_only=True))
+        return commands
+
+    def _cover_deficits(self, ts: int, events: list) -> None:
+        """An account with no positions left and negative collateral: the insurance fund pays."""
+        insurance = self.ledger.accounts[self.insurance_account]
+        for account in self.ledger.accounts.values():
+            if account.collateral < 0 and account is not insurance and \
+                    not any(p.qty for p in account.positions.values()):
+                loss = -account.collateral
+                account.collateral = 0
+                insurance.collateral -= loss
+                events.append(CollateralMoved(account.account_id, loss, 0, "insurance", ts))
+                events.append(CollateralMoved(self.insurance_account, -loss,
+                                              insurance.collateral, "insurance", ts))
+
+    def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:
+        oldest = ts - self.params.closing_window_ns
+        prices, tiers = {}, {}
+        for symbol, inst in self.instruments.items():
+            if symbol in self.final:
+                continue
+            window = self.window[symbol]
+            while window and window[0][0] < oldest:
+                window.popleft()
+            bid, ask, last = market(symbol)
+            prices[symbol], tiers[symbol] = settlement_price(
+                [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
+                self.ledger.settlement_prices[symbol])
+            if ts < inst.last_trading_ns:
+                engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
+        vm = self.ledger.settle(prices)
+        self.risk.settled()
+        events.append(Settled(prices, tiers, ts))
+        for account_id, amount in sorted(vm.items()):
+            events.append(CollateralMoved(account_id, amount,
+                                          self.ledger.accounts[account_id].collateral,
+                                          "variation_margin", ts))
+
+    def _final_settlements(self, ts: int, events: list, engine: list) -> None:
+        for symbol, inst in self.instruments.items():
+            if symbol in self.final or ts < inst.delivery_end_ns:
+                continue
+            fixings = [f.value for f in self.index[inst.gpu_class].fixings
+                       if inst.delivery_start <= f.date < inst.delivery_end and f.value is not None]
+            price = (round(Fraction(sum(fixings), len(fixings))) if fixings
+                     else self.ledger.settlement_prices[symbol])
+            self.final[symbol] = price
+            vm = self.ledger.close_out(symbol, price)
+            events.append(InstrumentSettled(symbol, price, len(fixings), ts))
+            for account_id, amount in sorted(vm.items()):
+                events.append(CollateralMoved(account_id, amount,
+                                              self.ledger.accounts[account_id].collateral,
+                                              "final_settlement", ts))
+            engine.append(SetInstrumentStatus(ts_ns=ts, symbol=symbol,
+                                              status=InstrumentStatus.SETTLED))
+            self.risk.settled()

@@ -1,0 +1,132 @@
+"""Clearing's commands and events (money in micro-USD, prices in ticks, times in ns).
+
+Like the engine's, every command carries the ``ts_ns`` the gateway stamped
+(or its scheduler, for the mark step, the fixing and the settlement), and
+the clearing house turns it into events; they are journaled like the
+engine's commands.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from clearing.index import Fixing
+from engine.messages import snake_case
+
+
+class ClearingCommand(msgspec.Struct, tag_field="type", tag=snake_case, frozen=True,
+                      forbid_unknown_fields=True, kw_only=True):
+    ts_ns: int
+
+
+class SubmitObservation(ClearingCommand):
+    """An index provider's rental observation: ``hours`` GPU-hours at ``price``."""
+    provider_id: int
+    gpu_class: str
+    price: int
+    hours: int
+    observed_ns: int
+
+
+class SetExternalIndex(ClearingCommand):
+    """A trusted provider feeds in an external index value for a class."""
+    provider_id: int
+    gpu_class: str
+    value: int
+    observed_ns: int
+
+
+class FixIndex(ClearingCommand):
+    """Take the daily fixing of one class, or of all (None)."""
+    gpu_class: str | None = None
+
+
+class Deposit(ClearingCommand):
+    account_id: int
+    amount: int
+
+
+class Withdraw(ClearingCommand):
+    account_id: int
+    amount: int
+
+
+class MarkStep(ClearingCommand):
+    """The scheduler's tick: new marks, margin calls, liquidations, final settlements due."""
+
+
+class Settle(ClearingCommand):
+    """Run the daily settlement now."""
+
+
+ClearingCommands = (SubmitObservation | SetExternalIndex | FixIndex | Deposit | Withdraw
+                    | MarkStep | Settle)
+
+
+class ClearingEvent(msgspec.Struct, tag_field="type", tag=snake_case, frozen=True, gc=False):
+    """Base of every clearing event."""
+
+
+class ClearingRejected(ClearingEvent):
+    reason: str
+    detail: str
+    field: str | None
+    ts_ns: int
+
+
+class IndexValue(ClearingEvent):
+    gpu_class: str
+    value: int | None
+    source: str
+    ts_ns: int
+
+
+class IndexFixed(ClearingEvent):
+    fixing: Fixing
+    ts_ns: int
+
+
+class CollateralMoved(ClearingEvent):
+    """Cash in or out of an account: deposit, withdrawal, variation_margin,
+    final_settlement, insurance."""
+    account_id: int
+    amount: int
+    balance: int
+    reason: str
+    ts_ns: int
+
+
+class MarksUpdated(ClearingEvent):
+    marks: dict[str, int]
+    ts_ns: int
+
+
+class Settled(ClearingEvent):
+    """A daily settlement: each symbol's price and the tier it came from."""
+    prices: dict[str, int]
+    tiers: dict[str, str]
+    ts_ns: int
+
+
+class MarginCall(ClearingEvent):
+    """Equity fell below initial margin."""
+    account_id: int
+    equity: int
+    initial: int
+    maintenance: int
+    ts_ns: int
+
+
+class Liquidation(ClearingEvent):
+    """Equity fell below maintenance margin: orders cancelled, positions being reduced."""
+    account_id: int
+    equity: int
+    maintenance: int
+    ts_ns: int
+
+
+class InstrumentSettled(ClearingEvent):
+    """Final settlement: the mean of the class's fixings over the delivery period."""
+    symbol: str
+    price: int
+    fixings: int           # how many daily fixings the mean was taken over
+    ts_ns: int
