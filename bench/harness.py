@@ -42,7 +42,9 @@ def credentials(name: str) -> tuple[str, str]:
 def gpux_config(accounts: list[str], *, queue_soft: int | None = None,
                 queue_hard: int | None = None) -> str:
     """Return TOML: ``accounts`` as market makers with rate limits far above any load here."""
-    lines = ["[limits]", "flood_strikes = 1000000"]
+    # The liquidity account rests 200,000 lots a side: above the default position limit.
+    lines = ["[clearing]", "position_limit = 10000000", "", "[limits]",
+             "flood_strikes = 1000000"]
     if queue_soft is not None:
         lines.append(f"queue_soft = {queue_soft}")
     if queue_hard is not None:

@@ -11,6 +11,15 @@ default market. The file::
     [limits]                      # any key of Limits below
     max_frame_bytes = 65536
 
+    [clearing]                    # clearing.house.ClearingParams: index, margin, marks, fees
+    position_limit = 100000
+    [clearing.fees]
+    taker_centi_bps = 250
+
+    [schedule]                    # UTC times of the daily fixing and settlement
+    fixing = "16:00"
+    settlement = "16:30"
+
     [limits.roles.market_maker]   # any key of RoleLimits; unnamed keys keep the role's default
     orders = [800.0, 1600]        # token bucket: refill per second, burst
 
@@ -36,10 +45,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from clearing.house import ClearingParams
 from engine.contracts import ConfigError, Product, load_products, products_from_tables
 
 Role = Literal["trader", "market_maker", "viewer", "index_provider", "admin"]
 
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Rate = Annotated[float, msgspec.Meta(gt=0, le=1e7)]
 Burst = Annotated[int, msgspec.Meta(ge=1, le=10**8)]
 
@@ -118,7 +129,8 @@ class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api_key: Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
     api_secret: Annotated[str, msgspec.Meta(min_length=16, max_length=256)]
     account_id: Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None = None
-    collateral: str = "0"
+    collateral: str = "0"          # USD deposited at the first start
+    trusted: bool = False          # an index provider that may feed in an external index
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -127,9 +139,21 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     as_of: datetime.date | None = None
 
 
+class ScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """When the scheduler sends clearing's daily commands, UTC "HH:MM"."""
+    fixing: ClockTime = "16:00"            # the index fixings
+    settlement: ClockTime = "16:30"        # the daily settlement
+    mark_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=3600)] = 1.0
+
+    def time_of(self, which: str) -> datetime.time:
+        return datetime.time.fromisoformat(getattr(self, which))
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     limits: Limits = Limits()
+    clearing: ClearingParams = ClearingParams()
+    schedule: ScheduleConfig = ScheduleConfig()
     account: list[AccountConfig] = []
     products: list[Product] | None = None     # None: the embedded default
 

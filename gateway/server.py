@@ -25,7 +25,10 @@ import websockets
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request as HttpRequest
 
+from clearing.house import ClearingHouse
+from clearing.messages import Deposit
 from engine.contracts import list_instruments
+from engine.prices import parse_money
 from engine.exchange import Exchange
 from engine.messages import (
     CancelOrder, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderExpired,
@@ -47,6 +50,9 @@ from gateway.venue import Venue
 log = logging.getLogger("gpux.gateway")
 
 WS_PATH = "/ws"
+# The clearing house's own accounts, outside the range configured accounts may use.
+FEE_ACCOUNT = 2**31 + 1
+INSURANCE_ACCOUNT = 2**31 + 2
 TICKER_INTERVAL_S = 0.1
 TIMER_INTERVAL_S = 1.0
 PUBLIC_CHANNELS = ("book", "trades", "ticker")
@@ -75,7 +81,19 @@ class Server:
         self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
         as_of = as_of or config.server.as_of or datetime.datetime.now(datetime.UTC).date()
         self.instruments = list_instruments(config.products, as_of)
-        self.venue = Venue(Exchange(self.instruments), clock)
+        self.house = ClearingHouse(
+            self.instruments, config.clearing, fee_account=FEE_ACCOUNT,
+            insurance_account=INSURANCE_ACCOUNT,
+            providers=[a.account_id for a in self.accounts.by_id.values()
+                       if a.role == "index_provider"],
+            trusted_providers=[a.account_id for a in self.accounts.by_id.values()
+                               if a.role == "index_provider" and a.trusted])
+        self.venue = Venue(Exchange(self.instruments, self.house), self.house, clock)
+        for account in self.accounts.by_id.values():       # the configured funding
+            amount = parse_money(account.collateral, "collateral")
+            if amount:
+                self.venue.process(Deposit(ts_ns=self.venue.now(),
+                                           account_id=account.account_id, amount=amount))
         self.feed = Feed(i.symbol for i in self.instruments)
         self.sessions: set[Session] = set()
         self.subscribers: dict[str, set[Session]] = {}

@@ -1,9 +1,14 @@
-"""The engine as the gateway drives it: one writer, a clock, and each order's fills.
+"""The engine and the clearing house as the gateway drives them: one writer, a clock,
+and each order's fills.
 
-All commands go through ``Venue.process``: it stamps the time (never
-backwards, so the engine accepts it) and keeps what the wire shows about an
-order that the engine does not hold, its fills and why it ended. This is
-the seam where the journal (write ahead, group commit) goes.
+All commands go through ``Venue.process``: engine commands to the engine
+(whose risk gate is the clearing house, so fills reach the ledger in the
+order path), clearing commands to the house, which may ask for engine
+commands in turn (liquidation orders, a new band reference, an instrument
+settled); they run at once, at the same timestamp. The venue stamps the time
+(never backwards, so the engine accepts it) and keeps what the wire shows
+about an order that the engine does not hold, its fills and why it ended.
+This is the seam where the journal (write ahead, group commit) goes.
 
 The order histories are as many as the orders the engine retains (seven
 days of them), so they hold no object the garbage collector tracks: each
@@ -16,6 +21,8 @@ from __future__ import annotations
 import struct
 import time
 
+from clearing.house import ClearingHouse
+from clearing.messages import ClearingCommand
 from engine.exchange import Exchange
 from engine.messages import CancelReason, OrderCancelled, OrderExpired, Trade
 from gateway.codec import fill_view, order_view
@@ -30,12 +37,14 @@ class Venue:
     """The Exchange, the clock that stamps its commands, and order histories.
 
     Args:
-        exchange: The engine (with clearing's risk gate, once wired in).
+        exchange: The engine, with ``house`` as its risk gate.
+        house: The clearing house.
         clock: Nanoseconds since the epoch; tests pass their own.
     """
 
-    def __init__(self, exchange: Exchange, clock=time.time_ns) -> None:
+    def __init__(self, exchange: Exchange, house: ClearingHouse, clock=time.time_ns) -> None:
         self.exchange = exchange
+        self.house = house
         self.clock = clock
         self.last_ts = 0
         self.fills: dict[int, bytes] = {}     # order_id -> its fills, FILL-packed, in order
@@ -51,7 +60,20 @@ class Venue:
         return ts
 
     def process(self, cmd) -> list:
-        """Run one command through the engine; return its events."""
+        """Run one command; return its events (a clearing command's, then its engine commands')."""
+        if isinstance(cmd, ClearingCommand):
+            events, engine = self.house.process(cmd, self.market)
+            for engine_cmd in engine:
+                events.extend(self._engine(engine_cmd))
+            return events
+        return self._engine(cmd)
+
+    def market(self, symbol: str) -> tuple:
+        """(best bid, best ask, last trade) of an instrument, ticks or None: the house's view."""
+        m = self.exchange.markets[symbol]
+        return m.book.best_bid(), m.book.best_ask(), m.last_price
+
+    def _engine(self, cmd) -> list:
         events = self.exchange.process(cmd)
         fills = self.fills
         for ev in events:
