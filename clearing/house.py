@@ -187,10 +187,14 @@ class ClearingHouse:
             if symbol in self.final:
                 continue
             bid, ask, _ = market(symbol)
-            marks[symbol] = self.marks[symbol].step(alpha, values[inst.gpu_class], bid, ask,
-                                                    self.ledger.settlement_prices[symbol])
-        self.risk.set_marks(marks)
-        events.append(MarksUpdated(marks, ts))
+            mark = self.marks[symbol]
+            before = mark.price
+            if mark.step(alpha, values[inst.gpu_class], bid, ask,
+                         self.ledger.settlement_prices[symbol]) != before:
+                marks[symbol] = mark.price
+        if marks:
+            self.risk.set_marks(marks)
+            events.append(MarksUpdated(marks, ts))
         self._final_settlements(ts, events, engine)
         self._margin_calls(ts, events, engine)
 

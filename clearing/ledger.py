@@ -112,6 +112,7 @@ class Ledger:
         self.fee_account = fee_account
         self.accounts: dict[int, Account] = {}
         self.deposited = 0            # deposits minus withdrawals, micro-USD
+        self.long_lots: dict[str, int] = {s: 0 for s in contracts}   # open interest
         self.account(fee_account)
 
     def account(self, account_id: int) -> Account:
@@ -142,22 +143,26 @@ class Ledger:
 
     # -- Fills -----------------------------------------------------------------------
 
+    def fees_of(self, trade: Trade) -> tuple[int, int]:
+        """(maker fee, taker fee) of a fill in micro-USD; negative is a rebate."""
+        contract = self.contracts[trade.symbol]
+        notional = trade.price * trade.qty * contract.hours * contract.tick_micros
+        return (fee_micros(notional, self.fees.maker_centi_bps),
+                fee_micros(notional, self.fees.taker_centi_bps))
+
     def apply_trade(self, trade: Trade) -> tuple[int, int]:
         """Book both sides of a fill and their fees; return (maker fee, taker fee) in micro-USD."""
         contract = self.contracts[trade.symbol]
-        notional = trade.price * trade.qty * contract.hours * contract.tick_micros
-        fees = []
-        for account_id, side, centi_bps in (
-                (trade.maker_account_id, -trade.aggressor, self.fees.maker_centi_bps),
-                (trade.taker_account_id, int(trade.aggressor), self.fees.taker_centi_bps)):
+        fees = self.fees_of(trade)
+        for account_id, side, fee in (
+                (trade.maker_account_id, -trade.aggressor, fees[0]),
+                (trade.taker_account_id, int(trade.aggressor), fees[1])):
             account = self.account(account_id)
             self._fill(account, trade.symbol, contract, side, trade.price, trade.qty)
-            fee = fee_micros(notional, centi_bps)
             account.collateral -= fee
             account.fees_paid += fee
             self.accounts[self.fee_account].collateral += fee
-            fees.append(fee)
-        return fees[0], fees[1]
+        return fees
 
     def _fill(self, account: Account, symbol: str, contract: Contract, side: int, price: int,
               qty: int) -> None:
@@ -177,6 +182,7 @@ class Ledger:
             pos.entry_qty_price -= avg * closed * direction
             if qty > closed:                                        # flipped: the rest opens
                 pos.entry_qty_price = Fraction(side * (qty - closed) * price)
+        self.long_lots[symbol] += max(pos.qty + signed, 0) - max(pos.qty, 0)
         pos.qty += signed
 
     # -- Marking and settlement --------------------------------------------------------
@@ -226,6 +232,7 @@ class Ledger:
             The cash each account received, as settle() does.
         """
         vm = self.settle({symbol: price})
+        self.long_lots[symbol] = 0
         for account in self.accounts.values():
             pos = account.positions.pop(symbol, None)
             if pos is not None and pos.qty:
@@ -239,7 +246,6 @@ class Ledger:
         return vm
 
     def open_interest(self, symbol: str) -> int:
-        """Lots open in the instrument: the sum of the long positions."""
-        return sum(p.qty for a in self.accounts.values()
-                   if (p := a.positions.get(symbol)) is not None and p.qty > 0)
+        """Lots open in the instrument: the sum of the long positions (kept as fills come)."""
+        return self.long_lots[symbol]
 

@@ -96,6 +96,7 @@ class CollateralMoved(ClearingEvent):
 
 
 class MarksUpdated(ClearingEvent):
+    """The marks a mark step changed."""
     marks: dict[str, int]
     ts_ns: int
 

@@ -11,11 +11,12 @@ import zlib
 
 import msgspec
 
+from clearing.messages import ClearingRejected
 from engine.messages import (
     CancelOrder, CancelReason, InstrumentStatus, OrderRejected, OrderStatus, OrderType,
     PlaceOrder, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
 )
-from engine.prices import PriceError, format_price, parse_price
+from engine.prices import MoneyError, PriceError, format_money, format_price, parse_money, parse_price
 from gateway import schema
 from gateway.errors import GatewayReason, RpcError, reject_reason_name
 
@@ -79,6 +80,25 @@ def price(text: str | None, field: str) -> int | None:
         return parse_price(text, field)
     except PriceError as exc:
         raise RpcError(exc.reason, str(exc), field=exc.field) from None
+
+
+def money(text: str, field: str = "amount") -> int:
+    """Return a wire money string in micro-USD.
+
+    Raises:
+        RpcError: invalid_amount for anything but a non-negative decimal of up to 6 places.
+    """
+    try:
+        return parse_money(text, field)
+    except MoneyError as exc:
+        raise RpcError("invalid_amount", str(exc), field=exc.field) from None
+
+
+def clearing_error(events: list) -> None:
+    """Raise the error of a refused clearing command, if it was refused."""
+    for ev in events:
+        if type(ev) is ClearingRejected:
+            raise RpcError(ev.reason, ev.detail, field=ev.field)
 
 
 def ms_to_ns(ms: int | None) -> int | None:
@@ -212,3 +232,46 @@ def checksum(bids: list, asks: list) -> int:
             + "|".join(f"{p}:{q}" for p, q, _ in asks[:10]))
     return zlib.crc32(text.encode())
 
+
+
+def summary_view(house, account) -> dict:
+    """account.summary of one account (AccountConfig) at the current marks."""
+    risk = house.risk
+    collateral = house.ledger.account(account.account_id).collateral
+    equity = risk.equity(account.account_id)
+    maintenance, initial = risk.margin(account.account_id)
+    return {"account": account.account, "collateral": format_money(collateral),
+            "equity": format_money(equity), "unrealized_pnl": format_money(equity - collateral),
+            "initial_margin": format_money(initial),
+            "maintenance_margin": format_money(maintenance),
+            "available": format_money(max(equity - initial, 0))}
+
+
+def positions_view(house, account_id: int) -> list[dict]:
+    """account.positions: every instrument the account holds or has held, by symbol.
+
+    unrealized_pnl is the open position against its average entry at the mark;
+    realized_pnl is what closing fills made against that average.
+    """
+    ledger, marks = house.ledger, house.risk.marks
+    out = []
+    for symbol, pos in sorted(ledger.account(account_id).positions.items()):
+        contract = ledger.contracts[symbol]
+        mark = marks.get(symbol, ledger.settlement_prices[symbol])
+        avg = pos.avg_price
+        unrealized = 0 if avg is None else round(
+            (mark - avg) * pos.qty * contract.hours * contract.tick_micros)
+        out.append({"symbol": symbol, "qty": pos.qty,
+                    "avg_price": None if avg is None else format_price(max(1, round(avg))),
+                    "realized_pnl": format_money(pos.realized_micros),
+                    "unrealized_pnl": format_money(unrealized), "mark_price": format_price(mark)})
+    return out
+
+
+def index_view(index, now_ns: int) -> dict:
+    """market.index of one class: its value now and its fixings, oldest first."""
+    value, source = index.value(now_ns)
+    return {"gpu_class": index.gpu_class, "value": opt_price(value), "time": ns_to_ms(now_ns),
+            "source": source,
+            "fixings": [{"date": f.date.isoformat(), "value": opt_price(f.value)}
+                        for f in index.fixings]}

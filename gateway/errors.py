@@ -30,6 +30,16 @@ class GatewayReason(enum.IntEnum):
     SELF_TRADE_PREVENTED = 307     # the engine's free 3xx slot: STP cancelled the order unfilled
 
 
+class ClearingReason(enum.IntEnum):
+    """Refusals of clearing beyond the engine's 2xx (index observations, cash)."""
+    UNKNOWN_GPU_CLASS = 210        # no such GPU class is listed
+    INVALID_OBSERVATION = 211      # an index observation's price or hours is out of range
+    TIMESTAMP_IN_FUTURE = 212      # an observation's time is ahead of the server clock
+    STALE_OBSERVATION = 213        # an observation older than the index window
+    INVALID_AMOUNT = 214           # a deposit or withdrawal that is not a positive amount
+    UNKNOWN_ACCOUNT = 215          # no such account name
+
+
 # JSON-RPC 2.0's codes for requests that could not be read at all.
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -88,6 +98,16 @@ _GATEWAY_MEANINGS = {
 }
 
 
+_CLEARING_MEANINGS = {
+    ClearingReason.UNKNOWN_GPU_CLASS: "no such GPU class is listed",
+    ClearingReason.INVALID_OBSERVATION: "the observation's price or hours is out of range",
+    ClearingReason.TIMESTAMP_IN_FUTURE: "the observation's time is ahead of the server clock",
+    ClearingReason.STALE_OBSERVATION: "the observation is older than the index window",
+    ClearingReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD",
+    ClearingReason.UNKNOWN_ACCOUNT: "no account has this name",
+}
+
+
 def _table() -> dict[str, tuple[int, str]]:
     table = dict(_RPC_REASONS)
     table["invalid_price"] = (INVALID_PARAMS, "the price is not a positive decimal string "
@@ -95,7 +115,7 @@ def _table() -> dict[str, tuple[int, str]]:
     for reason, meaning in _ENGINE_MEANINGS.items():
         if reason is not RejectReason.INVALID_PARAMS:    # that one is JSON-RPC's -32602
             table[reason.name.lower()] = (int(reason), meaning)
-    for reason, meaning in _GATEWAY_MEANINGS.items():
+    for reason, meaning in (*_CLEARING_MEANINGS.items(), *_GATEWAY_MEANINGS.items()):
         table[reason.name.lower()] = (int(reason), meaning)
     return table
 

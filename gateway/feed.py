@@ -14,6 +14,7 @@ from itertools import islice
 
 from sortedcontainers import SortedDict
 
+from clearing.messages import MarksUpdated
 from engine.messages import BookLevelChanged, Side, Trade
 from engine.prices import format_price
 from gateway.codec import SIDE_NAMES, checksum, ns_to_ms
@@ -116,6 +117,8 @@ class Feed:
                 else:
                     entry[0] = level
                 self.ticker_dirty.add(ev.symbol)
+            elif kind is MarksUpdated:
+                self.ticker_dirty.update(ev.marks)
             elif kind is Trade:
                 feed = self.symbols[ev.symbol]
                 trade = {"trade_id": ev.trade_id, "price": format_price(ev.price),

@@ -6,12 +6,14 @@ commands through ``server.submit``; reads look at the engine or the feed.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, NamedTuple
 
 from engine.messages import (
     CancelAll, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate, OrderRejected,
     OrderReplaced, OrderStatus, SetInstrumentStatus,
+)
+from clearing.messages import (
+    Deposit, FixIndex, IndexFixed, IndexValue, Settle, Settled, SubmitObservation, Withdraw,
 )
 from gateway import codec, schema
 from gateway.errors import RpcError
@@ -19,6 +21,7 @@ from gateway.session import ORDER, REQUEST, SUBSCRIBE
 
 TRADING = frozenset({"trader", "market_maker"})
 ADMIN = frozenset({"admin"})
+PROVIDERS = frozenset({"index_provider"})
 
 
 class Method(NamedTuple):
@@ -55,7 +58,8 @@ def login(server, session, p: schema.Login):
 
 
 def test(server, session, p):
-    return {"server_time": time.time_ns() // codec.NS_PER_MS}
+    """The exchange's clock (what orders are stamped with, what expire_at is compared to)."""
+    return {"server_time": server.venue.now() // codec.NS_PER_MS}
 
 
 def heartbeat(server, session, p: schema.Heartbeat):
@@ -168,7 +172,70 @@ def unsubscribe(server, session, p: schema.Channels):
     return {"channels": server.unsubscribe(session, p.channels)}
 
 
+# -- Accounts and the index ---------------------------------------------------------
+
+def summary(server, session, p):
+    return codec.summary_view(server.house, session.account)
+
+
+def positions(server, session, p):
+    return codec.positions_view(server.house, session.account_id)
+
+
+def index_submit(server, session, p: schema.IndexSubmit):
+    ts = server.venue.now()
+    events = server.submit(SubmitObservation(
+        ts_ns=ts, provider_id=session.account_id, gpu_class=p.gpu_class,
+        price=codec.price(p.price, "price"), hours=p.hours,
+        observed_ns=ts if p.time is None else codec.ms_to_ns(p.time)))
+    codec.clearing_error(events)
+    value = next(ev for ev in events if type(ev) is IndexValue)
+    return {"accepted": True, "index_value": codec.opt_price(value.value)}
+
+
+def market_index(server, session, p: schema.GpuClassQuery):
+    index = server.house.index.get(p.gpu_class)
+    if index is None:
+        raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
+                       field="gpu_class")
+    return codec.index_view(index, server.venue.now())
+
+
 # -- Operations ---------------------------------------------------------------------
+
+def _cash(server, p: schema.CashMove, command):
+    account = server.accounts.by_name.get(p.account)
+    if account is None:
+        raise RpcError("unknown_account", f"no account {p.account[:64]!r}", field="account")
+    amount = codec.money(p.amount)
+    events = server.submit(command(ts_ns=server.venue.now(), account_id=account.account_id,
+                                   amount=amount))
+    codec.clearing_error(events)
+    return codec.summary_view(server.house, account)
+
+
+def deposit(server, session, p: schema.CashMove):
+    return _cash(server, p, Deposit)
+
+
+def withdraw(server, session, p: schema.CashMove):
+    return _cash(server, p, Withdraw)
+
+
+def fix_index(server, session, p: schema.GpuClassFilter):
+    events = server.submit(FixIndex(ts_ns=server.venue.now(), gpu_class=p.gpu_class))
+    codec.clearing_error(events)
+    return [{"gpu_class": ev.fixing.gpu_class, "date": ev.fixing.date.isoformat(),
+             "value": codec.opt_price(ev.fixing.value)}
+            for ev in events if type(ev) is IndexFixed]
+
+
+def settle(server, session, p):
+    events = server.submit(Settle(ts_ns=server.venue.now()))
+    codec.clearing_error(events)
+    settled = next(ev for ev in events if type(ev) is Settled)
+    return {"settlement_prices": {s: codec.format_price(v) for s, v in settled.prices.items()}}
+
 
 def _set_status(server, symbol: str, status: InstrumentStatus):
     market = server.market(symbol)
@@ -203,6 +270,14 @@ METHODS: dict[str, Method] = {
     "market.trades": Method(trades, schema.TradesQuery, REQUEST, None),
     "subscribe": Method(subscribe, schema.Channels, SUBSCRIBE, None),
     "unsubscribe": Method(unsubscribe, schema.Channels, SUBSCRIBE, None),
+    "account.summary": Method(summary, schema.NoParams, REQUEST, TRADING),
+    "account.positions": Method(positions, schema.NoParams, REQUEST, TRADING),
+    "index.submit": Method(index_submit, schema.IndexSubmit, REQUEST, PROVIDERS),
+    "market.index": Method(market_index, schema.GpuClassQuery, REQUEST, None),
+    "admin.deposit": Method(deposit, schema.CashMove, REQUEST, ADMIN),
+    "admin.withdraw": Method(withdraw, schema.CashMove, REQUEST, ADMIN),
+    "admin.fix_index": Method(fix_index, schema.GpuClassFilter, REQUEST, ADMIN),
+    "admin.settle": Method(settle, schema.NoParams, REQUEST, ADMIN),
     "admin.halt": Method(halt, schema.SymbolOnly, REQUEST, ADMIN),
     "admin.resume": Method(resume, schema.SymbolOnly, REQUEST, ADMIN),
 }

@@ -116,3 +116,23 @@ class Channels(Params):
 
 class SymbolOnly(Params):
     symbol: Symbol
+
+
+class IndexSubmit(Params):
+    gpu_class: GpuClass
+    price: Price
+    hours: Annotated[int, msgspec.Meta(ge=-2**53, le=2**53)]      # range checked by clearing
+    time: TimeMs | None = None         # extension: when the rental was observed (default now)
+
+
+class GpuClassQuery(Params):
+    gpu_class: GpuClass
+
+
+class GpuClassFilter(Params):
+    gpu_class: GpuClass | None = None
+
+
+class CashMove(Params):
+    account: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    amount: Money

@@ -26,8 +26,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request as HttpRequest
 
 from clearing.house import ClearingHouse
-from clearing.messages import Deposit
-from engine.contracts import list_instruments
+from clearing.messages import Deposit, FixIndex, MarkStep, Settle
+from engine.contracts import date_to_ns, list_instruments
 from engine.prices import parse_money
 from engine.exchange import Exchange
 from engine.messages import (
@@ -55,6 +55,7 @@ FEE_ACCOUNT = 2**31 + 1
 INSURANCE_ACCOUNT = 2**31 + 2
 TICKER_INTERVAL_S = 0.1
 TIMER_INTERVAL_S = 1.0
+NS_PER_DAY = 86_400 * 10**9
 PUBLIC_CHANNELS = ("book", "trades", "ticker")
 PRIVATE_CHANNELS = ("orders", "fills")
 ORDER_EVENTS = (OrderAccepted, OrderCancelled, OrderReplaced, OrderExpired, OrderTriggered,
@@ -351,7 +352,7 @@ class Server:
         kind, _, symbol = channel.partition(".")
         feed = self.feed.symbols[symbol]
         if kind == "ticker":
-            return self._notification(channel, feed.ticker())
+            return self._notification(channel, self._ticker(symbol))
         cached = self._snapshots.get(symbol)
         if cached is None or cached[0] != feed.book.seq:
             cached = self._snapshots[symbol] = (feed.book.seq,
@@ -410,15 +411,18 @@ class Server:
             kind = type(ev)
             if kind is Trade:
                 touched[ev.maker_order_id] = touched[ev.taker_order_id] = None
-                for account_id, order_id, side, liquidity in (
-                        (ev.maker_account_id, ev.maker_order_id, -ev.aggressor, "maker"),
-                        (ev.taker_account_id, ev.taker_order_id, ev.aggressor, "taker")):
+                maker_fee, taker_fee = self.house.ledger.fees_of(ev)
+                for account_id, order_id, side, liquidity, fee in (
+                        (ev.maker_account_id, ev.maker_order_id, -ev.aggressor, "maker",
+                         maker_fee),
+                        (ev.taker_account_id, ev.taker_order_id, ev.aggressor, "taker",
+                         taker_fee)):
                     if (account_id, "fills") in self.private:
                         fills.setdefault(account_id, []).append({
                             "trade_id": ev.trade_id, "order_id": order_id, "symbol": ev.symbol,
                             "side": codec.SIDE_NAMES[Side(side)],
                             "price": codec.format_price(ev.price), "qty": ev.qty,
-                            "fee": "0.000000", "liquidity": liquidity,
+                            "fee": codec.format_money(fee), "liquidity": liquidity,
                             "time": codec.ns_to_ms(ev.ts_ns)})
             elif kind in ORDER_EVENTS:
                 touched[ev.order_id] = None
@@ -565,18 +569,46 @@ class Server:
             channel = f"ticker.{symbol}"
             subscribers = self.subscribers.get(channel)
             if subscribers:
-                frame = self._notification(channel, self.feed.symbols[symbol].ticker())
+                frame = self._notification(channel, self._ticker(symbol))
                 for s in subscribers:
                     s.push_latest(channel, frame)
 
+    def _ticker(self, symbol: str) -> dict:
+        """The ticker: the feed's book and trades, and clearing's mark, index and open interest."""
+        data = self.feed.symbols[symbol].ticker()
+        house = self.house
+        inst = self.venue.exchange.markets[symbol].instrument
+        data["open_interest"] = house.ledger.open_interest(symbol)
+        data["mark_price"] = codec.opt_price(house.marks[symbol].price)
+        data["index_price"] = codec.opt_price(house.index[inst.gpu_class].value(
+            self.venue.last_ts)[0])
+        return data
+
     async def _tick_timers(self) -> None:
-        """Let time reach the engine when nobody trades: GTD expiry, last trading time."""
+        """The scheduler: time reaches the engine when nobody trades (GTD expiry, last trading
+        time), clearing takes a mark step every interval, and the daily fixing and settlement
+        run at their configured UTC times. Each is a command like any other."""
+        schedule = self.config.schedule
+        due = {FixIndex: self._next_daily(schedule.time_of("fixing")),
+               Settle: self._next_daily(schedule.time_of("settlement"))}
         while True:
-            await asyncio.sleep(TIMER_INTERVAL_S)
+            await asyncio.sleep(min(TIMER_INTERVAL_S, schedule.mark_interval_s))
             try:
                 self.submit(Timer(ts_ns=self.venue.now()))
+                self.submit(MarkStep(ts_ns=self.venue.now()))
+                for command, at in due.items():
+                    if self.venue.last_ts >= at:
+                        self.submit(command(ts_ns=self.venue.now()))
+                        due[command] = at + NS_PER_DAY
             except Exception:
-                log.exception("the timer command failed")
+                log.exception("a scheduled command failed")
+
+    def _next_daily(self, at: datetime.time) -> int:
+        """The next time of day ``at`` (UTC) after now, ns."""
+        now = self.venue.now()
+        day = datetime.date(1970, 1, 1) + datetime.timedelta(days=now // NS_PER_DAY)
+        moment = date_to_ns(day) + (at.hour * 3600 + at.minute * 60) * 10**9
+        return moment if moment > now else moment + NS_PER_DAY
 
 
 async def serve(config: Config, data_dir: Path, *, host: str | None = None,

@@ -19,6 +19,7 @@ from pathlib import Path
 import uvloop
 from websockets.asyncio.client import connect
 
+from engine.contracts import date_to_ns
 from gateway.auth import sign
 from gateway.config import load_config
 from gateway.server import Server
@@ -30,11 +31,24 @@ SCALE = float(os.environ.get("GPUX_TEST_TIMEOUT_SCALE", "1"))
 TIMEOUT = 5.0 * SCALE
 
 
+def market_clock():
+    """A clock that starts at AS_OF 12:00 UTC and runs at real speed.
+
+    The listing and the tests' contracts are those of AS_OF, so the engine's time
+    must be too, whatever day the tests run on.
+    """
+    start = time.time_ns()
+    base = date_to_ns(AS_OF) + 12 * 3600 * 10**9
+    return lambda: base + time.time_ns() - start
+
+
 class LiveServer:
     """A Server listening on 127.0.0.1 on a free port, run by a background thread."""
 
     def __init__(self, data_dir: Path, config_text: str | None = None, *,
-                 clock=time.time_ns) -> None:
+                 clock=None) -> None:
+        if clock is None:
+            clock = market_clock()
         self.data_dir = data_dir
         self.loop = uvloop.new_event_loop()
         self.server = Server(load_config(config_text), data_dir, as_of=AS_OF, clock=clock)

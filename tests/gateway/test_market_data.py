@@ -116,6 +116,7 @@ def test_ticker_reports_the_top_of_book_and_last_trade(live_server):
         await ws.result("subscribe", channels=[TICKER])
         first = (await ws.note(TICKER))["data"]
         assert first["best_bid"] is None and first["volume"] == 0
+        assert (first["mark_price"], first["open_interest"]) == ("2.100", 0)   # the reference
         await ws.result("order.place", symbol=SYMBOL, side="buy", qty=5, price="2.090")
         await ws.result("order.place", symbol=SYMBOL, side="sell", qty=7, price="2.110")
         await other.result("order.place", symbol=SYMBOL, side="buy", qty=3, price="2.110")
@@ -125,7 +126,7 @@ def test_ticker_reports_the_top_of_book_and_last_trade(live_server):
                 break
         assert data == {"best_bid": "2.090", "best_bid_qty": 5, "best_ask": "2.110",
                         "best_ask_qty": 4, "last_price": "2.110", "volume": 3,
-                        "open_interest": None, "mark_price": None, "index_price": None}
+                        "open_interest": 3, "mark_price": "2.100", "index_price": None}
         await ws.close()
         await other.close()
     run(scenario())

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from live import SYMBOL, TIMEOUT, Ws, run
+from live import TIMEOUT, Ws, run
 
 
 class Process:
@@ -20,7 +20,7 @@ class Process:
     def __init__(self, data_dir, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir),
-             "--port", "0", "--as-of", "2026-11-25", *args],
+             "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = []
         for line in self.proc.stdout:
@@ -70,8 +70,12 @@ def test_serve_writes_demo_accounts_once_and_trades(tmp_path):
     async def trade():
         a = await Ws.open(keys, "trader-1")
         b = await Ws.open(keys, "trader-2")
-        await a.result("order.place", symbol=SYMBOL, side="sell", qty=2, price="2.100")
-        filled = await b.result("order.place", symbol=SYMBOL, side="buy", qty=2, price="2.100")
+        # The process lists from today's date and runs on the real clock: take its first
+        # H100 contract and trade at its reference price.
+        inst = next(i for i in await a.result("market.instruments") if i["gpu_class"] == "H100")
+        symbol, price = inst["symbol"], inst["reference_price"]
+        await a.result("order.place", symbol=symbol, side="sell", qty=2, price=price)
+        filled = await b.result("order.place", symbol=symbol, side="buy", qty=2, price=price)
         assert filled["status"] == "filled"
         await a.close()
         await b.close()

@@ -1,0 +1,129 @@
+"""Clearing over the wire: account summary and positions, margin, cash, the index, settlement."""
+from __future__ import annotations
+
+from live import SYMBOL, Ws, run
+
+
+def test_margin_is_checked_before_the_book_and_shown_in_the_summary(live_server):
+    """A funded trader's summary; a resting order ties up initial margin; a huge one is refused."""
+    async def scenario():
+        ws = await Ws.open(live_server, "trader-1")
+        summary = await ws.result("account.summary")
+        assert summary == {"account": "trader-1", "collateral": "1000000.000000",
+                           "equity": "1000000.000000", "unrealized_pnl": "0.000000",
+                           "initial_margin": "0.000000", "maintenance_margin": "0.000000",
+                           "available": "1000000.000000"}
+        await ws.result("order.place", symbol=SYMBOL, side="buy", qty=10, price="2.100")
+        summary = await ws.result("account.summary")
+        # Long 10 March if filled; March is 4 months from 2026-11-25, so its scanning range
+        # is 10% of 2.100: 0.210 x 10 x 744 h = $1,562.40; initial x1.1 = $1,718.64.
+        assert (summary["maintenance_margin"], summary["initial_margin"]) == \
+            ("1562.400000", "1718.640000")
+        assert summary["available"] == "998281.360000"
+        error = await ws.error("order.place", symbol=SYMBOL, side="buy", qty=10_000,
+                               price="2.100")
+        assert (error["code"], error["data"]["reason"]) == (200, "insufficient_margin")
+        assert len(await ws.result("order.list")) == 1
+        await ws.close()
+    run(scenario())
+
+
+def test_positions_after_a_trade(live_server):
+    async def scenario():
+        a = await Ws.open(live_server, "trader-1")
+        b = await Ws.open(live_server, "trader-2")
+        await a.result("order.place", symbol=SYMBOL, side="sell", qty=4, price="2.110")
+        await b.result("order.place", symbol=SYMBOL, side="buy", qty=4, price="2.110")
+        [pos] = await b.result("account.positions")
+        assert pos == {"symbol": SYMBOL, "qty": 4, "avg_price": "2.110",
+                       "realized_pnl": "0.000000", "unrealized_pnl": "-29.760000",
+                       "mark_price": "2.100"}
+        assert (await a.result("account.positions"))[0]["qty"] == -4
+        await a.close()
+        await b.close()
+    run(scenario())
+
+
+def test_admin_moves_cash_and_a_withdrawal_keeps_initial_margin(live_server):
+    async def scenario():
+        admin = await Ws.open(live_server, "admin")
+        trader = await Ws.open(live_server, "trader-1")
+        got = await admin.result("admin.deposit", account="trader-1", amount="500.25")
+        assert got["collateral"] == "1000500.250000"
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=3000, price="2.100")
+        available = (await trader.result("account.summary"))["available"]
+        error = await admin.error("admin.withdraw", account="trader-1", amount="999999")
+        assert (error["code"], error["data"]["reason"]) == (200, "insufficient_margin")
+        got = await admin.result("admin.withdraw", account="trader-1", amount=available)
+        assert got["available"] == "0.000000"
+        for params, reason in ((dict(account="nobody", amount="1"), "unknown_account"),
+                               (dict(account="trader-1", amount="0"), "invalid_amount"),
+                               (dict(account="trader-1", amount="-5"), "invalid_amount"),
+                               (dict(account="trader-1", amount="1.0000001"), "invalid_amount")):
+            assert (await admin.error("admin.deposit", **params))["data"]["reason"] == reason
+        assert (await trader.error("admin.deposit", account="trader-1", amount="1"))["data"][
+            "reason"] == "forbidden"
+        await admin.close()
+        await trader.close()
+    run(scenario())
+
+
+def test_index_providers_make_the_index_and_admin_fixes_it(live_server):
+    """Three providers are needed; then the trimmed volume-weighted mean; a fixing keeps it."""
+    async def scenario():
+        providers = [await Ws.open(live_server, f"index-{i}") for i in (1, 2, 3)]
+        values = [(await ws.result("index.submit", gpu_class="H100", price=price, hours=hours))
+                  ["index_value"]
+                  for ws, price, hours in zip(providers, ("2.05", "2.15", "2.30"), (10, 10, 5))]
+        assert values[:2] == [None, None]
+        # (2.05 x 10 + 2.15 x 10 + 2.30 x 5) less 2.5 h from each end:
+        # (2.05 x 7.5 + 2.15 x 10 + 2.30 x 2.5) / 20 = 42.625 / 20 = 2.13125 -> 2.131
+        assert values[2] == "2.131"
+        viewer = await Ws.open(live_server, "viewer-1")
+        index = await viewer.result("market.index", gpu_class="H100")
+        assert (index["value"], index["source"], index["fixings"]) == ("2.131", "builtin", [])
+        admin = await Ws.open(live_server, "admin")
+        fixed = await admin.result("admin.fix_index", gpu_class="H100")
+        assert [(f["gpu_class"], f["value"]) for f in fixed] == [("H100", "2.131")]
+        assert (await viewer.result("market.index", gpu_class="H100"))["fixings"] == \
+            [{"date": fixed[0]["date"], "value": "2.131"}]
+        future = (await viewer.result("session.test"))["server_time"] + 60_000
+        for params, reason in ((dict(gpu_class="H100", price="2.1", hours=0),
+                                "invalid_observation"),
+                               (dict(gpu_class="X9", price="2.1", hours=1), "unknown_gpu_class"),
+                               (dict(gpu_class="H100", price="2.1", hours=1, time=future),
+                                "timestamp_in_future"),
+                               (dict(gpu_class="H100", price="2.1001", hours=1),
+                                "price_off_tick")):
+            assert (await providers[0].error("index.submit", **params))["data"]["reason"] == \
+                reason
+        assert (await viewer.error("index.submit", gpu_class="H100", price="2.1",
+                                   hours=1))["data"]["reason"] == "forbidden"
+        assert (await viewer.error("market.index", gpu_class="X9"))["data"]["reason"] == \
+            "unknown_gpu_class"
+        for ws in (*providers, viewer, admin):
+            await ws.close()
+    run(scenario())
+
+
+def test_admin_settle_pays_variation_margin(live_server):
+    """trader-1 sells 4 at 2.110 to trader-2 and 4 at 2.120 to maker-1: the closing VWAP is
+    2.115, so trader-2 gets 0.005 x 4 x 744 h = $14.88 and maker-1 pays it."""
+    async def scenario():
+        a = await Ws.open(live_server, "trader-1")
+        b = await Ws.open(live_server, "trader-2")
+        m = await Ws.open(live_server, "maker-1")
+        admin = await Ws.open(live_server, "admin")
+        await a.result("order.place", symbol=SYMBOL, side="sell", qty=4, price="2.110")
+        await b.result("order.place", symbol=SYMBOL, side="buy", qty=4, price="2.110")
+        await a.result("order.place", symbol=SYMBOL, side="sell", qty=4, price="2.120")
+        await m.result("order.place", symbol=SYMBOL, side="buy", qty=4, price="2.120")
+        before = [(await ws.result("account.summary"))["collateral"] for ws in (a, b, m)]
+        prices = (await admin.result("admin.settle"))["settlement_prices"]
+        assert prices[SYMBOL] == "2.115" and len(prices) == 48
+        after = [(await ws.result("account.summary"))["collateral"] for ws in (a, b, m)]
+        moved = [round((float(x) - float(y)) * 1e6) for x, y in zip(after, before)]
+        assert moved == [0, 14_880_000, -14_880_000]
+        for ws in (a, b, m, admin):
+            await ws.close()
+    run(scenario())
