@@ -29,10 +29,12 @@ def _ceil_div(a: int, b: int) -> int:
 class ClassExposure:
     """One account's exposure in one GPU class."""
     __slots__ = ("params", "qty", "buys", "sells", "delta", "longs", "shorts", "loss",
-                 "_dearest", "_portfolio_reqs", "requirement")
+                 "_dearest", "_portfolio_reqs", "requirement", "_scan_bps", "_spread_bps")
 
     def __init__(self, params: MarginParams) -> None:
         self.params = params
+        self._scan_bps = params.max_scenario_bps       # read on every update: kept at hand
+        self._spread_bps = params.spread_charge_bps
         self.qty: dict[str, int] = {}        # symbol -> position lots
         self.buys: dict[str, int] = {}       # symbol -> open buy lots
         self.sells: dict[str, int] = {}      # symbol -> open sell lots
@@ -52,32 +54,33 @@ class ClassExposure:
             return q - self.sells.get(symbol, 0)
         return q
 
-    def _shift(self, portfolio: int, symbol: str, leg: Leg, lots: int) -> None:
-        """Add ``lots`` (signed) of ``symbol`` to one portfolio's sums (before the dicts change)."""
+    def _shift(self, portfolio: int, symbol: str, value: int, lots: int) -> None:
+        """Add ``lots`` (signed) of ``symbol``, worth ``value`` a lot in a full move, to one
+        portfolio's sums (before the dicts change)."""
         before = self._net(portfolio, symbol)
         after = before + lots
-        self.delta[portfolio] += lots * leg_value(leg)
-        self.longs[portfolio] += max(after, 0) - max(before, 0)
-        self.shorts[portfolio] += max(-after, 0) - max(-before, 0)
+        self.delta[portfolio] += lots * value
+        self.longs[portfolio] += (after if after > 0 else 0) - (before if before > 0 else 0)
+        self.shorts[portfolio] += (before if before < 0 else 0) - (after if after < 0 else 0)
         if (before == 0) != (after == 0):
             self._dearest[portfolio] = None
 
     def fill(self, legs: dict[str, Leg], symbol: str, lots: int) -> None:
         """A fill changed the position by ``lots`` (signed)."""
-        leg = legs[symbol]
+        value = leg_value(legs[symbol])
         for portfolio in (POSITIONS, WITH_BUYS, WITH_SELLS):
-            self._shift(portfolio, symbol, leg, lots)
+            self._shift(portfolio, symbol, value, lots)
         self.qty[symbol] = self.qty.get(symbol, 0) + lots
-        self._update(legs)
+        self._update(legs, (POSITIONS, WITH_BUYS, WITH_SELLS))
 
     def order(self, legs: dict[str, Leg], symbol: str, side: int, lots: int, price: int) -> None:
         """An open order of ``side`` gained ``lots`` (negative: it filled, shrank or went)."""
         leg = legs[symbol]
         portfolio, book = (WITH_BUYS, self.buys) if side > 0 else (WITH_SELLS, self.sells)
-        self._shift(portfolio, symbol, leg, side * lots)
+        self._shift(portfolio, symbol, leg_value(leg), side * lots)
         book[symbol] = book.get(symbol, 0) + lots
         self.loss[portfolio] += fill_loss(leg, side, lots, price)
-        self._update(legs)
+        self._update(legs, (portfolio,))
 
     def requirement_with(self, legs: dict[str, Leg], symbol: str, side: int, lots: int,
                          price: int) -> int:
@@ -104,12 +107,11 @@ class ClassExposure:
         elif before != 0:
             dearest = max((leg_notional(legs[s]) for s in self._symbols()
                            if s != symbol and self._net(portfolio, s) != 0), default=0)
-        p = self.params
         delta = self.delta[portfolio] + side * lots * leg.range_ticks * size
-        required = -(-abs(delta) * p.max_scenario_bps // BPS)
+        required = -(-abs(delta) * self._scan_bps // BPS)
         spread = longs if longs < shorts else shorts
         if spread:
-            required += -(-spread * dearest * p.spread_charge_bps // BPS)
+            required += -(-spread * dearest * self._spread_bps // BPS)
         gap = side * (price - leg.mark)
         required += self.loss[portfolio] + (gap * lots * size if gap > 0 else 0)
         reqs = self._portfolio_reqs
@@ -126,21 +128,25 @@ class ClassExposure:
     def _symbols(self):
         return {*self.qty, *self.buys, *self.sells}
 
-    def _portfolio(self, delta: int, longs: int, shorts: int, dearest: int, loss: int) -> int:
-        p = self.params
-        scan = _ceil_div(abs(delta) * p.max_scenario_bps, BPS)
-        spread = min(longs, shorts)
-        charge = _ceil_div(spread * dearest * p.spread_charge_bps, BPS) if spread else 0
-        return scan + charge + loss
-
     def _requirement_of(self, legs: dict[str, Leg], portfolio: int) -> int:
-        return self._portfolio(self.delta[portfolio], self.longs[portfolio],
-                               self.shorts[portfolio], self.dearest(legs, portfolio),
-                               self.loss[portfolio])
+        """Scan risk + spread charge + fill losses of one portfolio, rounded up."""
+        required = -(-abs(self.delta[portfolio]) * self._scan_bps // BPS) + self.loss[portfolio]
+        longs, shorts = self.longs[portfolio], self.shorts[portfolio]
+        spread = longs if longs < shorts else shorts
+        if spread:
+            dearest = self._dearest[portfolio]
+            if dearest is None:
+                dearest = self.dearest(legs, portfolio)
+            required += -(-spread * dearest * self._spread_bps // BPS)
+        return required
 
-    def _update(self, legs: dict[str, Leg]) -> None:
-        reqs = self._portfolio_reqs = [self._requirement_of(legs, p) for p in (0, 1, 2)]
-        self.requirement = max(reqs)
+    def _update(self, legs: dict[str, Leg], portfolios: tuple[int, ...]) -> None:
+        """Recompute the requirement of the portfolios that changed, and the class's."""
+        reqs = self._portfolio_reqs
+        for p in portfolios:
+            reqs[p] = self._requirement_of(legs, p)
+        a, b, c = reqs
+        self.requirement = a if a >= b and a >= c else (b if b >= c else c)
 
 
 def leg_value(leg: Leg) -> int:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime
 
+import msgspec
+
 from clearing.ledger import Ledger
 from clearing.exposure import Exposure
 from clearing.margin import Leg, MarginParams, make_leg
@@ -29,16 +31,13 @@ from engine.messages import (
 NS_PER_DAY = 86_400 * 10**9
 
 
-class OpenOrder:
-    __slots__ = ("account_id", "symbol", "side", "leaves", "price")
-
-    def __init__(self, account_id: int, symbol: str, side: int, leaves: int,
-                 price: int | None) -> None:
-        self.account_id = account_id
-        self.symbol = symbol
-        self.side = side
-        self.leaves = leaves
-        self.price = price          # None: a market or stop-market order (margined at the mark)
+class OpenOrder(msgspec.Struct, gc=False):
+    """An order as margin sees it. Not tracked by the garbage collector: there are many."""
+    account_id: int
+    symbol: str
+    side: int
+    leaves: int
+    price: int | None           # None: a market or stop-market order (margined at the mark)
 
 
 class ClearingRisk:
@@ -68,6 +67,7 @@ class ClearingRisk:
         self.by_account: dict[int, dict[int, OpenOrder]] = {}
         self.exposures: dict[int, Exposure] = {}
         self.today = datetime.date(1970, 1, 1)
+        self._day_number = 0
         self.legs: dict[str, Leg] = self._make_legs()
         self._marks_version = 0
         self._fills: dict[int, int] = {}              # account -> fills booked (equity cache key)
@@ -198,9 +198,10 @@ class ClearingRisk:
         return self.legs[order.symbol].mark if order.price is None else order.price
 
     def _day(self, ts_ns: int) -> None:
-        today = datetime.date(1970, 1, 1) + datetime.timedelta(days=ts_ns // NS_PER_DAY)
-        if today != self.today:
-            self.today = today
+        day = ts_ns // NS_PER_DAY
+        if day != self._day_number:
+            self._day_number = day
+            self.today = datetime.date(1970, 1, 1) + datetime.timedelta(days=day)
             self._rebuild()          # scanning ranges depend on the time to delivery
 
     def _position(self, account_id: int, symbol: str) -> int:
