@@ -39,4 +39,4 @@ fanout: build
 	$(PY) -m bench.fanout --subscribers 500 --rate 50 100 200 400 --seconds 5 --warmup 2 --repeat 3
 
 clean:
-	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html
+	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html clearing/*.c clearing/*.so clearing/*.html
