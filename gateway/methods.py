@@ -182,6 +182,31 @@ def positions(server, session, p):
     return codec.positions_view(server.house, session.account_id)
 
 
+def account_fills(server, session, p: schema.FillsQuery):
+    if p.symbol is not None:
+        server.market(p.symbol)
+    return server.venue.account_fills.page(session.account_id, p.symbol, p.limit, p.before)
+
+
+def curve(server, session, p: schema.GpuClassQuery):
+    """The forward curve of a class: every listed contract in delivery order, as published."""
+    if p.gpu_class not in server.house.index:
+        raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
+                       field="gpu_class")
+    out = []
+    for market in server.venue.exchange.markets.values():
+        inst = market.instrument
+        if inst.gpu_class != p.gpu_class:
+            continue
+        feed = server.feed.symbols[inst.symbol]
+        bid, ask = feed.book.top(True), feed.book.top(False)
+        out.append({"symbol": inst.symbol, "delivery_start": inst.delivery_start.isoformat(),
+                    "mark_price": codec.opt_price(server.house.marks[inst.symbol].price),
+                    "best_bid": bid[0] if bid else None, "best_ask": ask[0] if ask else None,
+                    "last_price": feed.last_price})
+    return sorted(out, key=lambda c: (c["delivery_start"], c["symbol"]))
+
+
 def index_submit(server, session, p: schema.IndexSubmit):
     ts = server.venue.now()
     events = server.submit(SubmitObservation(
@@ -272,6 +297,8 @@ METHODS: dict[str, Method] = {
     "unsubscribe": Method(unsubscribe, schema.Channels, SUBSCRIBE, None),
     "account.summary": Method(summary, schema.NoParams, REQUEST, TRADING),
     "account.positions": Method(positions, schema.NoParams, REQUEST, TRADING),
+    "account.fills": Method(account_fills, schema.FillsQuery, REQUEST, TRADING),
+    "market.curve": Method(curve, schema.GpuClassQuery, REQUEST, None),
     "index.submit": Method(index_submit, schema.IndexSubmit, REQUEST, PROVIDERS),
     "market.index": Method(market_index, schema.GpuClassQuery, REQUEST, None),
     "admin.deposit": Method(deposit, schema.CashMove, REQUEST, ADMIN),

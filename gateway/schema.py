@@ -136,3 +136,9 @@ class GpuClassFilter(Params):
 class CashMove(Params):
     account: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     amount: Money
+
+
+class FillsQuery(Params):
+    symbol: Symbol | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    before: OrderId | None = None          # a trade_id: page back from it

@@ -25,6 +25,7 @@ from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand
 from engine.exchange import Exchange
 from engine.messages import CancelReason, OrderCancelled, OrderExpired, Trade
+from gateway.fills import AccountFills
 from gateway.codec import fill_view, order_view
 
 PRUNE_EVERY = 100_000     # commands between checks for histories the engine has forgotten
@@ -49,6 +50,7 @@ class Venue:
         self.last_ts = 0
         self.fills: dict[int, bytes] = {}     # order_id -> its fills, FILL-packed, in order
         self.ended: dict[int, int] = {}       # order_id -> CancelReason value, or EXPIRED
+        self.account_fills = AccountFills(list(exchange.markets))
         self._until_prune = PRUNE_EVERY
 
     def now(self) -> int:
@@ -79,6 +81,7 @@ class Venue:
         for ev in events:
             kind = type(ev)
             if kind is Trade:
+                self.account_fills.record(ev, *self.house.ledger.fees_of(ev))
                 fills[ev.maker_order_id] = (fills.get(ev.maker_order_id, b"")
                                             + FILL.pack(ev.trade_id, ev.price, ev.qty, True))
                 fills[ev.taker_order_id] = (fills.get(ev.taker_order_id, b"")

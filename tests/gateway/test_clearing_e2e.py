@@ -127,3 +127,45 @@ def test_admin_settle_pays_variation_margin(live_server):
         for ws in (a, b, m, admin):
             await ws.close()
     run(scenario())
+
+
+def test_account_fills_newest_first_with_fees_and_paging(live_server):
+    """Three fills: newest first; symbol filter; before pages back; the taker pays 2.5 bp."""
+    async def scenario():
+        a = await Ws.open(live_server, "trader-1")
+        b = await Ws.open(live_server, "trader-2")
+        for price in ("2.110", "2.120", "2.130"):
+            await a.result("order.place", symbol=SYMBOL, side="sell", qty=2, price=price)
+            await b.result("order.place", symbol=SYMBOL, side="buy", qty=2, price=price)
+        fills = await b.result("account.fills")
+        assert [f["trade_id"] for f in fills] == [3, 2, 1]
+        newest = fills[0]
+        # 2 lots x 744 h x $2.130 = $3,169.44 notional; 2.5 bp = $0.79236.
+        assert (newest["side"], newest["price"], newest["qty"], newest["fee"],
+                newest["liquidity"]) == ("buy", "2.130", 2, "0.792360", "taker")
+        maker = (await a.result("account.fills", limit=1))[0]
+        assert (maker["side"], maker["fee"], maker["liquidity"]) == ("sell", "0.000000", "maker")
+        assert [f["trade_id"] for f in await b.result("account.fills", before=3, limit=1)] == [2]
+        assert await b.result("account.fills", symbol="H100-2027-04") == []
+        assert (await b.error("account.fills", limit=1001))["data"]["reason"] == "invalid_params"
+        for ws in (a, b):
+            await ws.close()
+    run(scenario())
+
+
+def test_the_forward_curve_lists_every_month_in_delivery_order(live_server):
+    async def scenario():
+        a = await Ws.open(live_server, "trader-1")
+        await a.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.090")
+        viewer = await Ws.open(live_server)
+        curve = await viewer.result("market.curve", gpu_class="H100")
+        assert len(curve) == 12
+        assert [c["delivery_start"] for c in curve] == sorted(c["delivery_start"] for c in curve)
+        march = next(c for c in curve if c["symbol"] == SYMBOL)
+        assert march == {"symbol": SYMBOL, "delivery_start": "2027-03-01", "mark_price": "2.100",
+                         "best_bid": "2.090", "best_ask": None, "last_price": None}
+        assert (await viewer.error("market.curve", gpu_class="Z1"))["data"]["reason"] == \
+            "unknown_gpu_class"
+        await a.close()
+        await viewer.close()
+    run(scenario())

@@ -1,0 +1,62 @@
+"""Each account's fill history, for account.fills: newest first, paged by trade_id.
+
+One array of ints per account (nine per fill), so a million fills are a few
+objects for the garbage collector, not a million.
+"""
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+
+from engine.messages import Side, Trade
+from engine.prices import format_money, format_price
+
+WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
+
+
+class AccountFills:
+    """Fills by account, in trade_id order (the order they happened in)."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.symbols = list(symbols)
+        self._index = {s: i for i, s in enumerate(self.symbols)}
+        self._fills: dict[int, array] = {}
+        self._trade_ids: dict[int, array] = {}
+
+    def record(self, trade: Trade, maker_fee: int, taker_fee: int) -> None:
+        symbol = self._index[trade.symbol]
+        for account_id, order_id, side, fee, maker in (
+                (trade.maker_account_id, trade.maker_order_id, -trade.aggressor, maker_fee, 1),
+                (trade.taker_account_id, trade.taker_order_id, int(trade.aggressor), taker_fee,
+                 0)):
+            fills = self._fills.get(account_id)
+            if fills is None:
+                fills = self._fills[account_id] = array("q")
+                self._trade_ids[account_id] = array("q")
+            fills.extend((trade.trade_id, order_id, symbol, side, trade.price, trade.qty, fee,
+                          maker, trade.ts_ns))
+            self._trade_ids[account_id].append(trade.trade_id)
+
+    def page(self, account_id: int, symbol: str | None, limit: int,
+             before: int | None) -> list[dict]:
+        """The account's fills newest first: at most ``limit``, of ``symbol`` if given, with a
+        trade_id below ``before`` if given."""
+        fills = self._fills.get(account_id)
+        if fills is None:
+            return []
+        ids = self._trade_ids[account_id]
+        end = len(ids) if before is None else bisect_left(ids, before)
+        wanted = None if symbol is None else self._index.get(symbol, -1)
+        out = []
+        for i in range(end - 1, -1, -1):
+            if len(out) == limit:
+                break
+            row = fills[i * WIDTH:(i + 1) * WIDTH]
+            if wanted is not None and row[2] != wanted:
+                continue
+            out.append({"trade_id": row[0], "order_id": row[1], "symbol": self.symbols[row[2]],
+                        "side": "buy" if row[3] == Side.BUY else "sell",
+                        "price": format_price(row[4]), "qty": row[5],
+                        "fee": format_money(row[6]), "liquidity": "maker" if row[7] else "taker",
+                        "time": row[8] // 1_000_000})
+        return out
