@@ -189,14 +189,18 @@ def account_fills(server, session, p: schema.FillsQuery):
 
 
 def curve(server, session, p: schema.GpuClassQuery):
-    """The forward curve of a class: every listed contract in delivery order, as published."""
     if p.gpu_class not in server.house.index:
         raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
                        field="gpu_class")
+    return curve_of(server, p.gpu_class)
+
+
+def curve_of(server, gpu_class: str) -> list[dict]:
+    """The forward curve of a class: every listed contract in delivery order, as published."""
     out = []
     for market in server.venue.exchange.markets.values():
         inst = market.instrument
-        if inst.gpu_class != p.gpu_class:
+        if inst.gpu_class != gpu_class:
             continue
         feed = server.feed.symbols[inst.symbol]
         bid, ask = feed.book.top(True), feed.book.top(False)

@@ -26,15 +26,18 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request as HttpRequest
 
 from clearing.house import ClearingHouse
-from clearing.messages import Deposit, FixIndex, MarkStep, Settle
+from clearing.messages import (
+    CollateralMoved, Deposit, FixIndex, IndexFixed, IndexValue, MarkStep, MarksUpdated, Settle,
+)
 from engine.contracts import date_to_ns, list_instruments
 from engine.prices import parse_money
 from engine.exchange import Exchange
 from engine.messages import (
-    CancelOrder, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderExpired,
-    OrderReduced, OrderReplaced, OrderTriggered, SetInstrumentStatus, Side, Timer, Trade,
+    BookLevelChanged, CancelOrder, CancelReason, InstrumentStatus, OrderAccepted,
+    OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, OrderTriggered,
+    SetInstrumentStatus, Side, Timer, Trade,
 )
-from gateway import codec, schema
+from gateway import codec, methods, schema
 from gateway.auth import Accounts, demo_accounts
 from gateway.config import Config
 from gateway.errors import RpcError
@@ -57,7 +60,8 @@ TICKER_INTERVAL_S = 0.1
 TIMER_INTERVAL_S = 1.0
 NS_PER_DAY = 86_400 * 10**9
 PUBLIC_CHANNELS = ("book", "trades", "ticker")
-PRIVATE_CHANNELS = ("orders", "fills")
+CLASS_CHANNELS = ("index", "curve")
+PRIVATE_CHANNELS = ("orders", "fills", "positions", "margin")
 ORDER_EVENTS = (OrderAccepted, OrderCancelled, OrderReplaced, OrderExpired, OrderTriggered,
                 OrderReduced)
 HEARTBEAT = msgspec.json.encode({"jsonrpc": "2.0", "method": "heartbeat",
@@ -107,6 +111,8 @@ class Server:
         self._to_close: list[tuple[Session, int, str]] = []
         self._flushes: list[Session] = []
         self._snapshots: dict[str, tuple[int, bytes]] = {}
+        self._class_of = {i.symbol: i.gpu_class for i in self.instruments}
+        self._curve_dirty: set[str] = set()
         self._seal_scheduled = False
         self._next_conn = 1
         self._ws_server = None
@@ -304,6 +310,7 @@ class Server:
             feed = self.feed
             for batch in events:
                 feed.apply(batch)
+                self._note_clearing(batch)
             for channel, data in feed.seal(self.subscribers):
                 subscribers = self.subscribers[channel]
                 if subscribers:
@@ -331,6 +338,24 @@ class Server:
         if self._out or self._flushes or self._resync:
             self._schedule_seal()
 
+    def _note_clearing(self, events: list) -> None:
+        """Publish index changes now; mark the curves that changed for the next tick."""
+        classes = self._class_of
+        for ev in events:
+            kind = type(ev)
+            if kind is IndexValue or kind is IndexFixed:
+                gpu_class = ev.gpu_class if kind is IndexValue else ev.fixing.gpu_class
+                channel = f"index.{gpu_class}"
+                subscribers = self.subscribers.get(channel)
+                if subscribers:
+                    frame = self._current(channel)
+                    for s in subscribers:
+                        s.push_latest(channel, frame)
+            elif kind is MarksUpdated:
+                self._curve_dirty.update(classes[s] for s in ev.marks)
+            elif kind is Trade or kind is BookLevelChanged:
+                self._curve_dirty.add(classes[ev.symbol])
+
     def _wants_flush(self, session: Session) -> None:
         self._flushes.append(session)
         self._schedule_seal()
@@ -350,6 +375,11 @@ class Server:
         Book snapshots are encoded once per seq, however many clients ask.
         """
         kind, _, symbol = channel.partition(".")
+        if kind == "index":
+            return self._notification(channel, codec.index_view(self.house.index[symbol],
+                                                                self.venue.last_ts))
+        if kind == "curve":
+            return self._notification(channel, methods.curve_of(self, symbol))
         feed = self.feed.symbols[symbol]
         if kind == "ticker":
             return self._notification(channel, self._ticker(symbol))
@@ -406,6 +436,7 @@ class Server:
         """Queue the orders and fills updates of the accounts these events touched."""
         touched: dict[int, None] = {}
         fills: dict[int, list] = {}
+        accounts: set[int] = set()         # whose positions or margin may have changed
         exchange = self.venue.exchange
         for ev in events:
             kind = type(ev)
@@ -426,6 +457,11 @@ class Server:
                             "time": codec.ns_to_ms(ev.ts_ns)})
             elif kind in ORDER_EVENTS:
                 touched[ev.order_id] = None
+            elif kind is CollateralMoved:
+                accounts.add(ev.account_id)
+            if kind is Trade:
+                accounts.add(ev.maker_account_id)
+                accounts.add(ev.taker_account_id)
         for order_id in touched:
             order = exchange.order(order_id)
             subscribers = self.private.get((order.account_id, "orders"))
@@ -437,6 +473,20 @@ class Server:
             frame = self._notification("fills", account_fills)
             for s in self.private[(account_id, "fills")]:
                 self._out.append((s, frame))
+        for account_id in sorted(accounts):
+            for channel in ("positions", "margin"):
+                subscribers = self.private.get((account_id, channel))
+                if subscribers:
+                    account = self.accounts.by_id[account_id]
+                    frame = self._notification(channel, self._account_state(channel, account))
+                    for s in subscribers:
+                        self._out.append((s, frame))
+
+    def _account_state(self, channel: str, account) -> object:
+        """The data of a positions or margin message: as account.positions / account.summary."""
+        if channel == "positions":
+            return codec.positions_view(self.house, account.account_id)
+        return codec.summary_view(self.house, account)
 
     def placed(self, session: Session, order_id: int) -> None:
         """Remember that the session placed this order (cancel-on-disconnect's list)."""
@@ -497,9 +547,12 @@ class Server:
             session.channels.add(channel)
             if isinstance(key, tuple):
                 self.private.setdefault(key, set()).add(session)
+                if channel in ("positions", "margin"):      # the current state first
+                    self._out.append((session, self._notification(
+                        channel, self._account_state(channel, session.account))))
                 continue
             self.subscribers.setdefault(channel, set()).add(session)
-            if channel.startswith(("book.", "ticker.")):
+            if channel.startswith(("book.", "ticker.", "index.", "curve.")):
                 session.conflated.discard(channel)
                 self._out.append((session, self._current(channel)))
         self._schedule_seal()
@@ -525,14 +578,20 @@ class Server:
                 raise RpcError("forbidden", f"role {session.role} has no {channel}",
                                field="channels")
             return (session.account_id, channel)
-        kind, _, symbol = channel.partition(".")
-        if kind in PUBLIC_CHANNELS and symbol:
-            if symbol not in self.feed.symbols:
-                raise RpcError("unknown_instrument", f"{symbol[:40]!r} is not listed",
+        kind, _, name = channel.partition(".")
+        if kind in PUBLIC_CHANNELS and name:
+            if name not in self.feed.symbols:
+                raise RpcError("unknown_instrument", f"{name[:40]!r} is not listed",
+                               field="channels")
+            return channel
+        if kind in CLASS_CHANNELS and name:
+            if name not in self.house.index:
+                raise RpcError("unknown_gpu_class", f"{name[:12]!r} is not a listed GPU class",
                                field="channels")
             return channel
         raise RpcError("unknown_channel", f"no channel {channel[:64]!r}; channels are "
-                       "book.{symbol}, trades.{symbol}, ticker.{symbol}, orders and fills",
+                       "book.{symbol}, trades.{symbol}, ticker.{symbol}, index.{gpu_class}, "
+                       "curve.{gpu_class}, orders, fills, positions and margin",
                        field="channels")
 
     def _drop_subscription(self, session: Session, channel: str) -> None:
@@ -564,6 +623,15 @@ class Server:
                 log.exception("publishing tickers failed")
 
     def _publish_tickers(self) -> None:
+        """Tickers and curves that changed, at most every 100 ms."""
+        curves, self._curve_dirty = self._curve_dirty, set()
+        for gpu_class in sorted(curves):
+            channel = f"curve.{gpu_class}"
+            subscribers = self.subscribers.get(channel)
+            if subscribers:
+                frame = self._current(channel)
+                for s in subscribers:
+                    s.push_latest(channel, frame)
         dirty, self.feed.ticker_dirty = self.feed.ticker_dirty, set()
         for symbol in dirty:
             channel = f"ticker.{symbol}"

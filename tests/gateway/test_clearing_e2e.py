@@ -169,3 +169,32 @@ def test_the_forward_curve_lists_every_month_in_delivery_order(live_server):
         await a.close()
         await viewer.close()
     run(scenario())
+
+
+def test_clearing_channels_stream_positions_margin_index_and_curve(live_server):
+    """positions and margin start with the current state and follow fills; index.H100 follows
+    submissions; curve.H100 follows the book."""
+    async def scenario():
+        a = await Ws.open(live_server, "trader-1")
+        b = await Ws.open(live_server, "trader-2")
+        await b.result("subscribe", channels=["positions", "margin", "index.H100", "curve.H100"])
+        assert (await b.note("positions"))["data"] == []
+        assert (await b.note("margin"))["data"]["collateral"] == "1000000.000000"
+        assert (await b.note("index.H100"))["data"]["value"] is None
+        assert len((await b.note("curve.H100"))["data"]) == 12
+        await a.result("order.place", symbol=SYMBOL, side="sell", qty=3, price="2.105")
+        await b.result("order.place", symbol=SYMBOL, side="buy", qty=3, price="2.105")
+        assert (await b.note("positions"))["data"][0]["qty"] == 3
+        assert (await b.note("margin"))["data"]["maintenance_margin"] != "0.000000"
+        while True:
+            curve = (await b.note("curve.H100"))["data"]
+            march = next(c for c in curve if c["symbol"] == SYMBOL)
+            if march["last_price"] == "2.105":
+                break
+        provider = await Ws.open(live_server, "index-1")
+        await provider.result("index.submit", gpu_class="H100", price="2.2", hours=5)
+        index = (await b.note("index.H100"))["data"]
+        assert (index["gpu_class"], index["value"], index["source"]) == ("H100", None, "none")
+        for ws in (a, b, provider):
+            await ws.close()
+    run(scenario())

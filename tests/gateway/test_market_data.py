@@ -140,7 +140,7 @@ def test_subscription_limits_and_unknown_channels(make_server):
         ws = await Ws.open(live, "trader-1")
         for channel, reason in (("book.NOPE-2027-01", "unknown_instrument"),
                                 ("candles.H100-2027-03", "unknown_channel"),
-                                ("book.", "unknown_channel"), ("positions", "unknown_channel")):
+                                ("book.", "unknown_channel"), ("index.Z9", "unknown_gpu_class")):
             error = await ws.error("subscribe", channels=[channel])
             assert (error["data"]["reason"], error["data"]["field"]) == (reason, "channels")
         assert await ws.result("subscribe", channels=[BOOK, TRADES])
