@@ -22,16 +22,17 @@ from gateway.errors import RpcError
 
 DEMO_FILE = "demo-accounts.json"
 
-# (name, role, collateral USD) of the embedded default's accounts.
+# (name, role, collateral USD, trusted: may feed in an external index) of the embedded
+# default's accounts.
 DEMO_ACCOUNTS = (
-    ("trader-1", "trader", "1000000"),
-    ("trader-2", "trader", "1000000"),
-    ("maker-1", "market_maker", "10000000"),
-    ("viewer-1", "viewer", "0"),
-    ("index-1", "index_provider", "0"),
-    ("index-2", "index_provider", "0"),
-    ("index-3", "index_provider", "0"),
-    ("admin", "admin", "0"),
+    ("trader-1", "trader", "1000000", False),
+    ("trader-2", "trader", "1000000", False),
+    ("maker-1", "market_maker", "10000000", False),
+    ("viewer-1", "viewer", "0", False),
+    ("index-1", "index_provider", "0", False),
+    ("index-2", "index_provider", "0", False),
+    ("index-3", "index_provider", "0", True),
+    ("admin", "admin", "0", False),
 )
 
 
@@ -52,8 +53,9 @@ def demo_accounts(data_dir: Path) -> list[AccountConfig]:
         return msgspec.json.decode(path.read_bytes(), type=list[AccountConfig])
     accounts = [
         AccountConfig(account=name, role=role, api_key="gpux_" + secrets.token_hex(12),
-                      api_secret=secrets.token_hex(32), account_id=index, collateral=collateral)
-        for index, (name, role, collateral) in enumerate(DEMO_ACCOUNTS, start=1)
+                      api_secret=secrets.token_hex(32), account_id=index, collateral=collateral,
+                      trusted=trusted)
+        for index, (name, role, collateral, trusted) in enumerate(DEMO_ACCOUNTS, start=1)
     ]
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

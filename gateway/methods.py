@@ -13,7 +13,8 @@ from engine.messages import (
     OrderReplaced, OrderStatus, SetInstrumentStatus,
 )
 from clearing.messages import (
-    Deposit, FixIndex, IndexFixed, IndexValue, Settle, Settled, SubmitObservation, Withdraw,
+    Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
+    SubmitObservation, Withdraw,
 )
 from gateway import codec, schema
 from gateway.errors import RpcError
@@ -213,10 +214,16 @@ def curve_of(server, gpu_class: str) -> list[dict]:
 
 def index_submit(server, session, p: schema.IndexSubmit):
     ts = server.venue.now()
-    events = server.submit(SubmitObservation(
-        ts_ns=ts, provider_id=session.account_id, gpu_class=p.gpu_class,
-        price=codec.price(p.price, "price"), hours=p.hours,
-        observed_ns=ts if p.time is None else codec.ms_to_ns(p.time)))
+    observed_ns = ts if p.time is None else codec.ms_to_ns(p.time)
+    price = codec.price(p.price, "price")
+    if p.external:      # a published index value from a trusted provider; hours do not apply
+        command = SetExternalIndex(ts_ns=ts, provider_id=session.account_id,
+                                   gpu_class=p.gpu_class, value=price, observed_ns=observed_ns)
+    else:
+        command = SubmitObservation(ts_ns=ts, provider_id=session.account_id,
+                                    gpu_class=p.gpu_class, price=price, hours=p.hours,
+                                    observed_ns=observed_ns)
+    events = server.submit(command)
     codec.clearing_error(events)
     value = next(ev for ev in events if type(ev) is IndexValue)
     return {"accepted": True, "index_value": codec.opt_price(value.value)}

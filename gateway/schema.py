@@ -123,6 +123,7 @@ class IndexSubmit(Params):
     price: Price
     hours: Annotated[int, msgspec.Meta(ge=-2**53, le=2**53)]      # range checked by clearing
     time: TimeMs | None = None         # extension: when the rental was observed (default now)
+    external: bool = False             # extension: price is an external index value (trusted)
 
 
 class GpuClassQuery(Params):

@@ -27,7 +27,8 @@ from websockets.http11 import Request as HttpRequest
 
 from clearing.house import ClearingHouse
 from clearing.messages import (
-    CollateralMoved, Deposit, FixIndex, IndexFixed, IndexValue, MarkStep, MarksUpdated, Settle,
+    CollateralMoved, Deposit, FixIndex, IndexFixed, IndexValue, Liquidation, MarginCall,
+    MarkStep, MarksUpdated, Settle,
 )
 from engine.contracts import date_to_ns, list_instruments
 from engine.prices import parse_money
@@ -457,7 +458,7 @@ class Server:
                             "time": codec.ns_to_ms(ev.ts_ns)})
             elif kind in ORDER_EVENTS:
                 touched[ev.order_id] = None
-            elif kind is CollateralMoved:
+            elif kind is CollateralMoved or kind is MarginCall or kind is Liquidation:
                 accounts.add(ev.account_id)
             if kind is Trade:
                 accounts.add(ev.maker_account_id)

@@ -198,3 +198,22 @@ def test_clearing_channels_stream_positions_margin_index_and_curve(live_server):
         for ws in (a, b, provider):
             await ws.close()
     run(scenario())
+
+
+def test_a_trusted_provider_feeds_an_external_index_value(live_server):
+    """index-3 is trusted: its external value comes first in the fallback order."""
+    async def scenario():
+        trusted = await Ws.open(live_server, "index-3")
+        got = await trusted.result("index.submit", gpu_class="A100", price="1.250", hours=1,
+                                   external=True)
+        assert got == {"accepted": True, "index_value": "1.250"}
+        viewer = await Ws.open(live_server)
+        index = await viewer.result("market.index", gpu_class="A100")
+        assert (index["value"], index["source"]) == ("1.250", "external")
+        other = await Ws.open(live_server, "index-1")
+        error = await other.error("index.submit", gpu_class="A100", price="9.000", hours=1,
+                                  external=True)
+        assert error["data"]["reason"] == "forbidden"
+        for ws in (trusted, viewer, other):
+            await ws.close()
+    run(scenario())
