@@ -45,10 +45,19 @@ MarketView = Callable[[str], tuple]      # symbol -> (best_bid, best_ask, last_p
 class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     index: IndexParams = IndexParams()
     margin: MarginParams = MarginParams()
+    margin_by_class: dict[str, MarginParams] = {}   # a class's own, instead of ``margin``
     marks: MarkParams = MarkParams()
     fees: FeeSchedule = FeeSchedule()
-    position_limit: int = 100_000
+    position_limit: int = 100_000                   # lots per account and instrument
+    position_limits: dict[str, int] = {}            # account_id (a TOML key, so a string) -> lots
     closing_window_ns: int = 30 * 60 * 10**9      # settlement VWAP over the last 30 minutes
+
+    def __post_init__(self) -> None:
+        if self.position_limit < 1 or any(not k.isdigit() or v < 1
+                                           for k, v in self.position_limits.items()):
+            raise ValueError("position limits must be positive, keyed by account_id")
+        if self.closing_window_ns <= 0:
+            raise ValueError("closing_window_ns must be positive")
 
 
 class Rejected(Exception):
@@ -86,8 +95,11 @@ class ClearingHouse:
                               for i in instruments}, prices, params.fees, fee_account)
         self.insurance_account = insurance_account
         self.ledger.account(insurance_account)
-        self.risk = ClearingRisk(instruments, self.ledger, {c: params.margin for c in classes},
-                                 prices, params.position_limit)
+        self.risk = ClearingRisk(
+            instruments, self.ledger,
+            {c: params.margin_by_class.get(c, params.margin) for c in classes}, prices,
+            params.position_limit,
+            {int(account): limit for account, limit in params.position_limits.items()})
         self.marks = {s: Mark(p) for s, p in prices.items()}
         self.window: dict[str, deque] = {s: deque() for s in prices}   # (ts, price, qty)
         self.called: set[int] = set()          # accounts under a margin call

@@ -49,6 +49,7 @@ class ClearingRisk:
         params_by_class: gpu_class -> MarginParams.
         marks: symbol -> mark price in ticks, for equity (the reference price until marks exist).
         position_limit: The most lots an account may hold in one instrument, either way.
+        position_limits: account_id -> its own limit, instead of ``position_limit``.
 
     Scanning ranges are taken from the last settlement prices and the day, so
     they stay fixed between settlements; each account's margin is then kept
@@ -57,12 +58,14 @@ class ClearingRisk:
 
     def __init__(self, instruments: list[Instrument], ledger: Ledger,
                  params_by_class: dict[str, MarginParams], marks: dict[str, int],
-                 position_limit: int = 100_000) -> None:
+                 position_limit: int = 100_000,
+                 position_limits: dict[int, int] | None = None) -> None:
         self.instruments = {i.symbol: i for i in instruments}
         self.ledger = ledger
         self.params_by_class = params_by_class
         self.marks = dict(marks)
         self.position_limit = position_limit
+        self.position_limits = dict(position_limits or {})
         self.orders: dict[int, OpenOrder] = {}
         self.by_account: dict[int, dict[int, OpenOrder]] = {}
         self.exposures: dict[int, Exposure] = {}
@@ -88,10 +91,11 @@ class ClearingRisk:
         if old is not None and old.symbol == symbol and old.side == side:
             same_side -= old.leaves
         worst = position + side * (same_side + qty)
-        if abs(worst) > self.position_limit:
+        limit = self.position_limits.get(account_id, self.position_limit)
+        if abs(worst) > limit:
             return (RejectReason.POSITION_LIMIT,
                     f"with its open orders the position could reach {worst} lots; the limit is "
-                    f"{self.position_limit}")
+                    f"{limit}")
         before = exposure.margin()[1]
         if old is not None:                       # judge the order as it would be after
             exposure.order(old.symbol, old.side, -old.leaves, self._price(old))

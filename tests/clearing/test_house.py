@@ -213,3 +213,17 @@ class HouseConservation(RuleBasedStateMachine):
 
 TestHouseConservation = HouseConservation.TestCase
 TestHouseConservation.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+def test_margin_and_position_limits_can_be_set_per_class_and_per_account():
+    """H100 at 2x maintenance instead of 1.1x; account 1 limited to 5 lots, account 2 not."""
+    from clearing.margin import MarginParams
+    v = Venue(ClearingParams(margin_by_class={"H100": MarginParams(initial_multiplier_pct=200)},
+                             position_limits={"1": 5}))
+    for account in (1, 2):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    assert not [e for e in v.place(2, Side.BUY, 10, 2100) if type(e) is OrderRejected]
+    maintenance, initial = v.house.risk.margin(2)
+    assert initial == 2 * maintenance
+    events = v.place(1, Side.BUY, 6, 2100)
+    assert [e.reason for e in events if type(e) is OrderRejected] == [RejectReason.POSITION_LIMIT]
