@@ -182,7 +182,10 @@ class ClearingHouse:
             self.ledger.deposit(cmd.account_id, cmd.amount)
             amount, reason = cmd.amount, "deposit"
         else:
-            allowed = self.risk.equity(cmd.account_id) - self.risk.margin(cmd.account_id)[1]
+            # Gains not yet paid as variation margin cannot be taken out: they may go away.
+            collateral = self.ledger.account(cmd.account_id).collateral
+            allowed = (min(self.risk.equity(cmd.account_id), collateral)
+                       - self.risk.margin(cmd.account_id)[1])
             self.ledger.withdraw(cmd.account_id, cmd.amount, allowed=max(allowed, 0))
             amount, reason = -cmd.amount, "withdrawal"
         events.append(CollateralMoved(cmd.account_id, amount,
@@ -192,6 +195,7 @@ class ClearingHouse:
     # -- The scheduler's steps ----------------------------------------------------------
 
     def _mark_step(self, ts: int, market: MarketView, events: list, engine: list) -> None:
+        self.risk.set_day(ts)
         alpha = self.params.marks.alpha_nano
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         marks = {}
@@ -217,8 +221,10 @@ class ClearingHouse:
             maintenance, initial = self.risk.margin(account_id)
             equity = self.risk.equity(account_id)
             if equity < maintenance:
-                events.append(Liquidation(account_id, equity, maintenance, ts))
-                engine.extend(self._liquidation_orders(account_id, ts))
+                orders = self._liquidation_orders(account_id, ts)
+                if orders:
+                    events.append(Liquidation(account_id, equity, maintenance, ts))
+                    engine.extend(orders)
             if equity < initial:
                 if account_id not in self.called:
                     self.called.add(account_id)
@@ -229,10 +235,15 @@ class ClearingHouse:
 
     def _liquidation_orders(self, account_id: int, ts: int) -> list:
         """Cancel the account's orders, then close its positions with IOC market orders
-        (the engine keeps them inside the price band)."""
-        commands = [CancelAll(ts_ns=ts, account_id=account_id, reason=CancelReason.LIQUIDATION)]
+        (the engine keeps them inside the price band); nothing if there is nothing to do,
+        as for positions in contracts past their last trading day, which wait for final
+        settlement."""
+        commands = []
+        if self.risk.by_account.get(account_id):
+            commands.append(CancelAll(ts_ns=ts, account_id=account_id,
+                                      reason=CancelReason.LIQUIDATION))
         for symbol, pos in sorted(self.ledger.accounts[account_id].positions.items()):
-            if pos.qty and symbol not in self.final:
+            if pos.qty and ts < self.instruments[symbol].last_trading_ns:
                 commands.append(PlaceOrder(
                     ts_ns=ts, account_id=account_id, symbol=symbol,
                     side=Side.SELL if pos.qty > 0 else Side.BUY, qty=abs(pos.qty),
@@ -253,6 +264,7 @@ class ClearingHouse:
                                               insurance.collateral, "insurance", ts))
 
     def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:
+        self.risk.set_day(ts)
         oldest = ts - self.params.closing_window_ns
         prices, tiers = {}, {}
         for symbol, inst in self.instruments.items():

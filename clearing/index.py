@@ -159,7 +159,8 @@ class ClassIndex:
         if not 1 <= ext.value <= self.params.max_price:
             raise ObservationError("invalid_observation", "the external value is out of range", "price")
         self._check_time(ext.observed_ns, now_ns)
-        self.external = ext
+        if self.external is None or ext.observed_ns >= self.external.observed_ns:
+            self.external = ext         # an older value arriving late does not replace a newer
 
     def _check_time(self, observed_ns: int, now_ns: int) -> None:
         if observed_ns > now_ns + self.params.future_ns:
@@ -213,7 +214,10 @@ class ClassIndex:
         value, source, observations, external = self._evaluate(now_ns)
         fixing = Fixing(self.gpu_class, date, value, source, now_ns,
                         observations if source == "builtin" else (), external)
-        self.fixings.append(fixing)
+        if self.fixings and self.fixings[-1].date == date:
+            self.fixings[-1] = fixing       # fixed again the same day: one fixing per date
+        else:
+            self.fixings.append(fixing)
         return fixing
 
     def recompute(self, fixing: Fixing) -> int | None:

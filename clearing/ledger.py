@@ -213,7 +213,7 @@ class Ledger:
             touched = False
             for symbol, price in prices.items():
                 pos = account.positions.get(symbol)
-                if pos is None:
+                if pos is None or not (pos.qty or pos.settled_qty or pos.day_cash):
                     continue
                 touched = True
                 amount += self._pnl(symbol, pos, price)

@@ -81,9 +81,13 @@ class ClearingRisk:
     def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
         position = self._position(account_id, symbol)
         side = int(side)
-        if reduce_only and (position == 0 or (position > 0) == (side > 0) or qty > abs(position)):
-            return (RejectReason.REDUCE_ONLY_WOULD_INCREASE,
-                    f"reduce_only: the position is {position} lots")
+        if reduce_only:
+            # It can only shrink the position: no limit or margin can object (liquidation
+            # orders are reduce-only, so they always reach the book).
+            if position == 0 or (position > 0) == (side > 0) or qty > abs(position):
+                return (RejectReason.REDUCE_ONLY_WOULD_INCREASE,
+                        f"reduce_only: the position is {position} lots")
+            return None
         mine = self.by_account.get(account_id, {})
         exposure = self._exposure(account_id)
         same_side = exposure.open_lots(symbol, side)
@@ -149,7 +153,9 @@ class ClearingRisk:
 
         Cached until the marks, the account's collateral or its positions change.
         """
-        account = self.ledger.account(account_id)
+        account = self.ledger.accounts.get(account_id)
+        if account is None:
+            return 0
         key = (self._marks_version, account.collateral, self._fills.get(account_id, 0))
         cached = self._equity.get(account_id)
         if cached is not None and cached[0] == key:
@@ -200,6 +206,10 @@ class ClearingRisk:
     def _price(self, order: OpenOrder) -> int:
         """Orders without a price (market, stop-market) are margined at the mark."""
         return self.legs[order.symbol].mark if order.price is None else order.price
+
+    def set_day(self, ts_ns: int) -> None:
+        """Move to the day of ``ts_ns`` (scanning ranges depend on the time to delivery)."""
+        self._day(ts_ns)
 
     def _day(self, ts_ns: int) -> None:
         day = ts_ns // NS_PER_DAY

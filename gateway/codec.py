@@ -237,7 +237,8 @@ def checksum(bids: list, asks: list) -> int:
 def summary_view(house, account) -> dict:
     """account.summary of one account (AccountConfig) at the current marks."""
     risk = house.risk
-    collateral = house.ledger.account(account.account_id).collateral
+    ledger_account = house.ledger.accounts.get(account.account_id)
+    collateral = 0 if ledger_account is None else ledger_account.collateral
     equity = risk.equity(account.account_id)
     maintenance, initial = risk.margin(account.account_id)
     return {"account": account.account, "collateral": format_money(collateral),
@@ -255,7 +256,8 @@ def positions_view(house, account_id: int) -> list[dict]:
     """
     ledger, marks = house.ledger, house.risk.marks
     out = []
-    for symbol, pos in sorted(ledger.account(account_id).positions.items()):
+    account = ledger.accounts.get(account_id)
+    for symbol, pos in sorted(account.positions.items() if account else ()):
         contract = ledger.contracts[symbol]
         mark = marks.get(symbol, ledger.settlement_prices[symbol])
         avg = pos.avg_price

@@ -658,25 +658,27 @@ class Server:
         time), clearing takes a mark step every interval, and the daily fixing and settlement
         run at their configured UTC times. Each is a command like any other."""
         schedule = self.config.schedule
-        due = {FixIndex: self._next_daily(schedule.time_of("fixing")),
-               Settle: self._next_daily(schedule.time_of("settlement"))}
+        times = {FixIndex: schedule.time_of("fixing"), Settle: schedule.time_of("settlement")}
+        due = {command: self._next_daily(at) for command, at in times.items()}
         while True:
             await asyncio.sleep(min(TIMER_INTERVAL_S, schedule.mark_interval_s))
-            try:
-                self.submit(Timer(ts_ns=self.venue.now()))
-                self.submit(MarkStep(ts_ns=self.venue.now()))
-                for command, at in due.items():
-                    if self.venue.last_ts >= at:
-                        self.submit(command(ts_ns=self.venue.now()))
-                        due[command] = at + NS_PER_DAY
-            except Exception:
-                log.exception("a scheduled command failed")
+            commands = [Timer, MarkStep]
+            for command, at in due.items():
+                if self.venue.last_ts >= at:
+                    # Once, even after a stall of days: the next one is after now.
+                    due[command] = self._next_daily(times[command])
+                    commands.append(command)
+            for command in commands:
+                try:
+                    self.submit(command(ts_ns=self.venue.now()))
+                except Exception:
+                    log.exception("the scheduled %s failed", command.__name__)
 
     def _next_daily(self, at: datetime.time) -> int:
         """The next time of day ``at`` (UTC) after now, ns."""
         now = self.venue.now()
         day = datetime.date(1970, 1, 1) + datetime.timedelta(days=now // NS_PER_DAY)
-        moment = date_to_ns(day) + (at.hour * 3600 + at.minute * 60) * 10**9
+        moment = date_to_ns(day) + (at.hour * 3600 + at.minute * 60 + at.second) * 10**9
         return moment if moment > now else moment + NS_PER_DAY
 
 

@@ -227,3 +227,46 @@ def test_margin_and_position_limits_can_be_set_per_class_and_per_account():
     assert initial == 2 * maintenance
     events = v.place(1, Side.BUY, 6, 2100)
     assert [e.reason for e in events if type(e) is OrderRejected] == [RejectReason.POSITION_LIMIT]
+
+
+def test_liquidation_goes_through_when_the_market_fell_without_a_settlement():
+    """The marks follow the index down intraday (no settlement yet): the reduce-only
+    liquidation order is not refused by a margin check against the old settlement price,
+    the position is closed, and liquidation does not repeat."""
+    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0),
+                             index=IndexParams(min_providers=1)))
+    v.clear(Deposit, account_id=1, amount=3_000_000_000)
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    for price, qty in ((1900, 1), (1710, 1), (1600, 20)):
+        v.place(3, Side.SELL, qty, price)
+        v.place(2, Side.BUY, qty, price)
+    v.place(2, Side.BUY, 10, 1590)
+    v.place(3, Side.SELL, 10, 1620)
+    v.clear(SubmitObservation, provider_id=81, gpu_class="H100", price=1600, hours=10,
+            observed_ns=v.ts + 1, at=v.ts + 1)
+    for _ in range(3000):
+        events = v.clear(MarkStep)
+        if of(events, Liquidation):
+            break
+    assert not [e for e in events if type(e) is OrderRejected]
+    assert [(t.price, t.qty) for t in of(events, Trade)] == [(1590, 10)]
+    assert v.house.ledger.accounts[1].positions[MAR].qty == 0
+    assert not any(of(v.clear(MarkStep), Liquidation) for _ in range(5))
+
+
+def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
+    """Fixing 3 March three times (2.100) and 10 March once (2.400): the mean is 2.250."""
+    v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
+    for day, price, times in ((datetime.date(2027, 3, 3), 2100, 3),
+                              (datetime.date(2027, 3, 10), 2400, 1)):
+        at = date_to_ns(day) + 16 * 3600 * 10**9
+        v.clear(SubmitObservation, provider_id=81, gpu_class="H100", price=price, hours=10,
+                observed_ns=at, at=at)
+        for _ in range(times):
+            v.clear(FixIndex)
+    assert len(v.house.index["H100"].fixings) == 2
+    settled = of(v.clear(MarkStep, at=v.inst.delivery_end_ns), InstrumentSettled)[0]
+    assert (settled.price, settled.fixings) == (2250, 2)
