@@ -78,7 +78,7 @@ def cancel_on_disconnect(server, session, p: schema.CancelOnDisconnect):
 def place(server, session, p: schema.Place):
     account_id = session.account_id
     exchange = server.venue.exchange
-    limit = server.limits.for_role(session.role).max_open_orders
+    limit = session.role_limits.max_open_orders
     if exchange.open_order_count(account_id) >= limit and not (
             p.client_order_id and exchange.order_by_client_id(account_id, p.client_order_id)):
         raise RpcError("too_many_orders", f"the account has {limit} open orders, the most "

@@ -263,7 +263,7 @@ class Server:
         if wait == 0.0 and category == ORDER and session.account is not None:
             bucket = self.account_buckets.get(session.account_id)
             if bucket is None:
-                spec = self.limits.for_role(session.role).account_orders
+                spec = session.role_limits.account_orders
                 bucket = self.account_buckets[session.account_id] = TokenBucket(spec, now)
             wait = bucket.take(now)
             if wait:
@@ -346,12 +346,7 @@ class Server:
             kind = type(ev)
             if kind is IndexValue or kind is IndexFixed:
                 gpu_class = ev.gpu_class if kind is IndexValue else ev.fixing.gpu_class
-                channel = f"index.{gpu_class}"
-                subscribers = self.subscribers.get(channel)
-                if subscribers:
-                    frame = self._current(channel)
-                    for s in subscribers:
-                        s.push_latest(channel, frame)
+                self._publish_current(f"index.{gpu_class}")
             elif kind is MarksUpdated:
                 self._curve_dirty.update(classes[s] for s in ev.marks)
             elif kind is Trade or kind is BookLevelChanged:
@@ -627,20 +622,18 @@ class Server:
         """Tickers and curves that changed, at most every 100 ms."""
         curves, self._curve_dirty = self._curve_dirty, set()
         for gpu_class in sorted(curves):
-            channel = f"curve.{gpu_class}"
-            subscribers = self.subscribers.get(channel)
-            if subscribers:
-                frame = self._current(channel)
-                for s in subscribers:
-                    s.push_latest(channel, frame)
+            self._publish_current(f"curve.{gpu_class}")
         dirty, self.feed.ticker_dirty = self.feed.ticker_dirty, set()
         for symbol in dirty:
-            channel = f"ticker.{symbol}"
-            subscribers = self.subscribers.get(channel)
-            if subscribers:
-                frame = self._notification(channel, self._ticker(symbol))
-                for s in subscribers:
-                    s.push_latest(channel, frame)
+            self._publish_current(f"ticker.{symbol}")
+
+    def _publish_current(self, channel: str) -> None:
+        """Send a conflatable channel's current state to its subscribers, if it has any."""
+        subscribers = self.subscribers.get(channel)
+        if subscribers:
+            frame = self._current(channel)
+            for s in subscribers:
+                s.push_latest(channel, frame)
 
     def _ticker(self, symbol: str) -> dict:
         """The ticker: the feed's book and trades, and clearing's mark, index and open interest."""

@@ -25,7 +25,6 @@ from gateway.config import AccountConfig, Limits
 from gateway.limits import TokenBucket
 
 # Close codes (RFC 6455 and the 4000-4999 application range).
-CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008            # flooding after rate_limited
 CLOSE_TOO_BIG = 1009           # frame_too_large
 CLOSE_SLOW_CONSUMER = 4000
@@ -82,7 +81,7 @@ class Session:
         self.cancel_on_disconnect = False
         self.placed: set[int] = set()          # order ids this session placed
         self.placed_limit = PLACED_PRUNE       # prune closed ones from `placed` past this
-        self.heartbeat_s = 0
+        self.heartbeat_s = 0                   # the interval the client asked for; 0: off
         self.heartbeat_task: asyncio.Task | None = None
         self.last_rx = now
         self.closing: tuple[int, str] | None = None     # close once the queue is sent
@@ -99,7 +98,8 @@ class Session:
         return None if self.account is None else self.account.account_id
 
     def _buckets(self, now: float) -> dict[str, TokenBucket]:
-        spec = self.limits.for_role(self.role)
+        # The role's limits are resolved once here, not on every order.
+        spec = self.role_limits = self.limits.for_role(self.role)
         return {ORDER: TokenBucket(spec.orders, now), REQUEST: TokenBucket(spec.requests, now),
                 SUBSCRIBE: TokenBucket(spec.subscriptions, now)}
 
