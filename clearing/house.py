@@ -104,6 +104,7 @@ class ClearingHouse:
         self.window: dict[str, deque] = {s: deque() for s in prices}   # (ts, price, qty)
         self.called: set[int] = set()          # accounts under a margin call
         self.final: dict[str, int] = {}        # symbol -> final settlement price
+        self.settled_on: datetime.date | None = None     # the day of the last daily settlement
 
     # -- The engine's risk gate -----------------------------------------------------
 
@@ -265,6 +266,7 @@ class ClearingHouse:
 
     def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         self.risk.set_day(ts)
+        self.settled_on = utc_date(ts)
         oldest = ts - self.params.closing_window_ns
         prices, tiers = {}, {}
         for symbol, inst in self.instruments.items():

@@ -103,6 +103,8 @@ cdef class OrderBook:
     cdef int _ensure_scratch(self, int64_t n) except -1
     cdef int _grow_free_list(self, int32_t start) except -1
     cdef int32_t _alloc(self) except -1
+    cdef _rest(self, int64_t order_id, int64_t account_id, int side, int64_t price,
+               int64_t visible, int64_t hidden, int64_t display)
     cdef int _shrink(self, Order* o, int64_t delta) except -1
     cdef void _link_back(self, Ladder* ladder, int64_t idx, int32_t slot) noexcept
     cdef void _unlink(self, Ladder* ladder, int64_t idx, int32_t slot) noexcept

@@ -367,6 +367,19 @@ cdef class OrderBook:
             idx -= side
         return out
 
+    def __reduce__(self):
+        """Pickle as the resting orders in priority order (snapshots): the arrays,
+        pool slots and hash layout are rebuilt, not copied."""
+        cdef list rows = []
+        cdef int side
+        cdef int32_t slot
+        for side in (1, -1):
+            for row in self.orders(side):
+                slot = _ids_get(&self._ids, row[0])
+                rows.append((row[0], row[1], side, row[2], row[3], row[4],
+                             self._pool[slot].display))
+        return _restored_book, (self.check_invariants_after_each, rows)
+
     cpdef object order(self, int64_t order_id):
         """Return (side, price, visible, hidden) of a resting order, or None."""
         cdef int32_t slot = _ids_get(&self._ids, order_id)
@@ -426,6 +439,14 @@ cdef class OrderBook:
             raise ValueError(f"order {order_id} is already resting")
         if self.would_take(side, price):
             raise ValueError(f"order {order_id} at {price} would cross the book")
+        if 0 < display < qty:
+            self._rest(order_id, account_id, side, price, display, qty - display, display)
+        else:
+            self._rest(order_id, account_id, side, price, qty, 0, 0)
+
+    cdef _rest(self, int64_t order_id, int64_t account_id, int side, int64_t price,
+               int64_t visible, int64_t hidden, int64_t display):
+        """Link a checked order in at the back of its level, split as given."""
         self._ensure_price(price)
         cdef int32_t slot = self._alloc()
         cdef Order* o = &self._pool[slot]
@@ -433,13 +454,9 @@ cdef class OrderBook:
         o.account_id = account_id
         o.side = side
         o.price = price
-        if 0 < display < qty:
-            o.display = display
-            o.visible = display
-        else:
-            o.display = 0
-            o.visible = qty
-        o.hidden = qty - o.visible
+        o.display = display
+        o.visible = visible
+        o.hidden = hidden
         _ids_put(&self._ids, order_id, slot)
         cdef Ladder* ladder = self._ladder(side)
         cdef int64_t idx = price - self._base
@@ -850,3 +867,18 @@ cdef class OrderBook:
         self._release(slot)
         self._n_orders -= 1
         return 0
+
+
+def _restored_book(bint check_invariants, list rows):
+    """An OrderBook holding ``rows`` (OrderBook.__reduce__), each at the back of its level
+    in the order given, iceberg tranches as they were; no level is left to report."""
+    cdef OrderBook book = OrderBook(check_invariants)
+    for order_id, account_id, side, price, visible, hidden, display in rows:
+        if not (0 < price <= MAX_VALUE and 0 < visible <= MAX_VALUE
+                and 0 <= hidden <= MAX_VALUE and 0 <= display <= MAX_VALUE):
+            raise ValueError(f"bad resting order {order_id} in a snapshot")
+        if _ids_get(&book._ids, order_id) >= 0 or book.would_take(side, price):
+            raise ValueError(f"order {order_id} cannot rest in a snapshot's book")
+        book._rest(order_id, account_id, side, price, visible, hidden, display)
+    book.changes()
+    return book

@@ -20,6 +20,10 @@ default market. The file::
     fixing = "16:00"
     settlement = "16:30"
 
+    [journal]                     # durability (JournalConfig below)
+    durability = "fsync"          # or "unsafe-no-fsync", for benchmarks only
+    snapshot_interval_s = 300
+
     [limits.roles.market_maker]   # any key of RoleLimits; unnamed keys keep the role's default
     orders = [800.0, 1600]        # token bucket: refill per second, burst
 
@@ -149,11 +153,24 @@ class ScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return datetime.time.fromisoformat(getattr(self, which))
 
 
+class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Durability: the journal's group commit, snapshots, and what may be pruned."""
+    # "fsync": a batch is acked once fdatasync returns. "unsafe-no-fsync": once it is in
+    # the page cache; survives the process being killed, not the machine failing.
+    durability: Literal["fsync", "unsafe-no-fsync"] = "fsync"
+    snapshot_interval_s: Annotated[float, msgspec.Meta(ge=1)] = 300.0
+    snapshot_every: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000    # or after this many commands
+    segment_mb: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    keep_snapshots: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
+    prune: bool = True       # delete journal files the oldest kept snapshot covers
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     limits: Limits = Limits()
     clearing: ClearingParams = ClearingParams()
     schedule: ScheduleConfig = ScheduleConfig()
+    journal: JournalConfig = JournalConfig()
     account: list[AccountConfig] = []
     products: list[Product] | None = None     # None: the embedded default
 

@@ -23,12 +23,16 @@ TRADES_KEPT = 1000     # per symbol, for market.trades
 CHECKSUM_DEPTH = 10
 
 
+def _descending(price: int) -> int:
+    return -price        # a named key, so a snapshot can pickle the mirror
+
+
 class BookMirror:
     """One symbol's published book: wire levels ``[price, qty, orders]`` by tick price."""
 
     def __init__(self) -> None:
         self.seq = 0
-        self.bids: SortedDict = SortedDict(lambda p: -p)   # best (highest) first
+        self.bids: SortedDict = SortedDict(_descending)   # best (highest) first
         self.asks: SortedDict = SortedDict()
 
     def apply(self, ev: BookLevelChanged) -> tuple[list, bool]:

@@ -6,8 +6,13 @@ order of commands is the order frames were read. What a turn of the loop
 produces (replies, private updates, market data) is collected and released
 together by ``seal``: market data is built once per turn per symbol and
 encoded once per message, and each connection's writer sends its share in
-one write. ``seal`` is also where the journal's group commit will hold the
-release until the turn's commands are on disk.
+one write.
+
+``seal`` first commits the journal (the group commit: one write and one
+fdatasync for the turn's commands), so nothing a command caused reaches
+anyone before the command is on disk. The ticker, the only output not made
+by a seal, commits first too. On start the state is recovered from the data
+directory (gateway.recovery); snapshots are written by a forked child.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import asyncio
 import datetime
 import logging
 import math
+import os
 import signal
 import socket
 import time
@@ -25,14 +31,12 @@ import websockets
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request as HttpRequest
 
-from clearing.house import ClearingHouse
+from clearing.house import utc_date
 from clearing.messages import (
-    CollateralMoved, Deposit, FixIndex, IndexFixed, IndexValue, Liquidation, MarginCall,
+    CollateralMoved, FixIndex, IndexFixed, IndexValue, Liquidation, MarginCall,
     MarkStep, MarksUpdated, Settle,
 )
-from engine.contracts import date_to_ns, list_instruments
-from engine.prices import parse_money
-from engine.exchange import Exchange
+from engine.contracts import date_to_ns
 from engine.messages import (
     BookLevelChanged, CancelOrder, CancelReason, InstrumentStatus, OrderAccepted,
     OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, OrderTriggered,
@@ -42,21 +46,21 @@ from gateway import codec, methods, schema
 from gateway.auth import Accounts, demo_accounts
 from gateway.config import Config
 from gateway.errors import RpcError
-from gateway.feed import Feed
+from gateway.journal import JournalError
 from gateway.limits import TokenBucket
 from gateway.methods import METHODS
+from gateway.recovery import (
+    build, check_listing, funding, listing_date, open_journal, recover, snapshot_dir, state_digest,
+)
+from gateway.snapshots import Background, prune_snapshots, write_snapshot
 from gateway.session import (
     CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_TOO_BIG, ORDER, PLACED_PRUNE, REQUEST,
     BatchingConnection, Session,
 )
-from gateway.venue import Venue
 
 log = logging.getLogger("gpux.gateway")
 
 WS_PATH = "/ws"
-# The clearing house's own accounts, outside the range configured accounts may use.
-FEE_ACCOUNT = 2**31 + 1
-INSURANCE_ACCOUNT = 2**31 + 2
 TICKER_INTERVAL_S = 0.1
 TIMER_INTERVAL_S = 1.0
 NS_PER_DAY = 86_400 * 10**9
@@ -73,9 +77,15 @@ class Server:
     """The exchange behind a websocket endpoint.
 
     Args:
-        config: Products, accounts and limits (gateway.config).
-        data_dir: Where demo-accounts.json lives (and, later, the journal).
-        as_of: The listing date; default the config's, else today (UTC).
+        config: Products, accounts, limits and durability (gateway.config).
+        data_dir: The demo accounts, the journal and the snapshots.
+        as_of: The listing date of a new data directory; default the config's, else
+            today (UTC). A directory keeps the date it was first started with.
+        clock: Nanoseconds since the epoch; tests pass their own.
+
+    Raises:
+        ConfigError: ``as_of`` differs from the data directory's listing date.
+        JournalError: the journal is damaged other than at its very end.
     """
 
     def __init__(self, config: Config, data_dir: Path, *, as_of: datetime.date | None = None,
@@ -85,22 +95,23 @@ class Server:
         self.data_dir = data_dir
         self.account_list = list(config.account) or demo_accounts(data_dir)
         self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
-        as_of = as_of or config.server.as_of or datetime.datetime.now(datetime.UTC).date()
-        self.instruments = list_instruments(config.products, as_of)
-        self.house = ClearingHouse(
-            self.instruments, config.clearing, fee_account=FEE_ACCOUNT,
-            insurance_account=INSURANCE_ACCOUNT,
-            providers=[a.account_id for a in self.accounts.by_id.values()
-                       if a.role == "index_provider"],
-            trusted_providers=[a.account_id for a in self.accounts.by_id.values()
-                               if a.role == "index_provider" and a.trusted])
-        self.venue = Venue(Exchange(self.instruments, self.house), self.house, clock)
-        for account in self.accounts.by_id.values():       # the configured funding
-            amount = parse_money(account.collateral, "collateral")
-            if amount:
-                self.venue.process(Deposit(ts_ns=self.venue.now(),
-                                           account_id=account.account_id, amount=amount))
-        self.feed = Feed(i.symbol for i in self.instruments)
+        as_of = listing_date(data_dir, as_of or config.server.as_of)
+        accounts = list(self.accounts.by_id.values())
+        self.recovered = recover(data_dir, lambda: build(config, as_of, accounts, clock))
+        self.venue, self.feed = self.recovered.venue, self.recovered.feed
+        check_listing(self.venue, config, as_of)
+        self.venue.clock = clock
+        self.house = self.venue.house
+        self.instruments = [m.instrument for m in self.venue.exchange.markets.values()]
+        self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
+        self.venue.record = self.journal.append
+        if self.journal.next_seq == 1:          # a new exchange: the configured funding
+            for deposit in funding(accounts, self.venue.now()):
+                self.venue.process(deposit)
+            self.journal.commit()
+        self._snapshot_seq = self.recovered.snapshot_seq
+        self._snapshot_at = 0.0                 # loop time of the last snapshot started
+        self._background = Background()
         self.sessions: set[Session] = set()
         self.subscribers: dict[str, set[Session]] = {}
         self.private: dict[tuple[int, str], set[Session]] = {}
@@ -133,16 +144,80 @@ class Server:
             max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
             ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
+        self._snapshot_at = self.loop.time()
         self._tasks = [self.loop.create_task(self._tick_tickers()),
                        self.loop.create_task(self._tick_timers())]
 
     async def stop(self) -> None:
-        """Stop listening, close every connection (code 1001) and stop the timers."""
+        """Stop listening, close every connection (code 1001), stop the timers, and leave a
+        snapshot of the final state beside the journal."""
         for task in self._tasks:
             task.cancel()
         if self._ws_server is not None:
             self._ws_server.close(close_connections=True)
             await self._ws_server.wait_closed()
+        self.close()
+
+    def close(self) -> None:
+        """Commit, write a snapshot in this process (a clean shutdown's) and close the journal."""
+        if self.journal.closed:
+            return
+        self._commit()
+        self._background.wait()
+        if self.journal.committed_seq > self._snapshot_seq:
+            seq = self.journal.committed_seq
+            write_snapshot(snapshot_dir(self.data_dir), seq, (self.venue, self.feed),
+                           state_digest(self.venue))
+            self._snapshot_done(seq)
+        self.journal.close()
+
+    # -- Durability -----------------------------------------------------------------
+
+    def _commit(self) -> None:
+        """The group commit: what ran since the last one is on disk when this returns.
+
+        A journal that cannot be written leaves no safe way on: the process stops
+        at once, so nothing that is not on disk is ever acknowledged.
+        """
+        try:
+            self.journal.commit()
+        except JournalError as exc:
+            log.critical("the journal cannot be written, stopping: %s", exc)
+            logging.shutdown()
+            os._exit(70)
+
+    def state(self) -> dict:
+        """The last committed seq and the state digest (admin.state; equal to a replay's)."""
+        self._commit()
+        return {"seq": self.journal.committed_seq, "state_hash": state_digest(self.venue).hex(),
+                "snapshot_seq": self._snapshot_seq}
+
+    def _maybe_snapshot(self) -> None:
+        """Start a background snapshot when the interval or the command count says so."""
+        done = self._background.poll()
+        if done is not None:
+            if done:
+                self._snapshot_done(self._background.seq)
+            else:
+                log.error("the snapshot after seq %d failed; the journal is kept",
+                          self._background.seq)
+        if self._background.pid is not None:
+            return
+        params = self.config.journal
+        new = self.journal.next_seq - 1 - self._snapshot_seq
+        if new <= 0 or (new < params.snapshot_every
+                        and self.loop.time() - self._snapshot_at < params.snapshot_interval_s):
+            return
+        self._commit()        # the child's state must be exactly the journal's up to seq
+        self._snapshot_at = self.loop.time()
+        self._background.start(snapshot_dir(self.data_dir), self.journal.committed_seq,
+                               (self.venue, self.feed), state_digest)
+
+    def _snapshot_done(self, seq: int) -> None:
+        self._snapshot_seq = max(self._snapshot_seq, seq)
+        oldest = prune_snapshots(snapshot_dir(self.data_dir), self.config.journal.keep_snapshots)
+        if self.config.journal.prune and oldest is not None:
+            self.journal.prune(oldest)
 
     @staticmethod
     def _check_path(connection: ServerConnection, request: HttpRequest):
@@ -301,8 +376,9 @@ class Server:
 
     def seal(self) -> None:
         """Release what this turn produced: replies and private updates, then market data;
-        then write each connection's share to its socket."""
+        then write each connection's share to its socket. The journal is committed first."""
         self._seal_scheduled = True      # what is queued during the seal goes out with it
+        self._commit()
         out, self._out = self._out, []
         for session, frame in out:
             session.push(frame)
@@ -620,6 +696,7 @@ class Server:
 
     def _publish_tickers(self) -> None:
         """Tickers and curves that changed, at most every 100 ms."""
+        self._commit()          # they show marks and open interest: on disk first
         curves, self._curve_dirty = self._curve_dirty, set()
         for gpu_class in sorted(curves):
             self._publish_current(f"curve.{gpu_class}")
@@ -652,9 +729,13 @@ class Server:
         run at their configured UTC times. Each is a command like any other."""
         schedule = self.config.schedule
         times = {FixIndex: schedule.time_of("fixing"), Settle: schedule.time_of("settlement")}
-        due = {command: self._next_daily(at) for command, at in times.items()}
+        due = {command: self._first_due(command, at) for command, at in times.items()}
         while True:
             await asyncio.sleep(min(TIMER_INTERVAL_S, schedule.mark_interval_s))
+            try:
+                self._maybe_snapshot()
+            except Exception:
+                log.exception("starting a snapshot failed")
             commands = [Timer, MarkStep]
             for command, at in due.items():
                 if self.venue.last_ts >= at:
@@ -666,6 +747,18 @@ class Server:
                     self.submit(command(ts_ns=self.venue.now()))
                 except Exception:
                     log.exception("the scheduled %s failed", command.__name__)
+
+    def _first_due(self, command, at: datetime.time) -> int:
+        """When a daily command is first due: now, if today's time has passed and the state
+        (recovered after a stop) shows it has not run today; else its next time."""
+        now = self.venue.now()
+        today = utc_date(now)
+        if command is FixIndex:
+            done = all(i.fixings and i.fixings[-1].date == today for i in self.house.index.values())
+        else:
+            done = self.house.settled_on == today
+        moment = date_to_ns(today) + (at.hour * 3600 + at.minute * 60 + at.second) * 10**9
+        return now if now >= moment and not done else self._next_daily(at)
 
     def _next_daily(self, at: datetime.time) -> int:
         """The next time of day ``at`` (UTC) after now, ns."""
@@ -683,7 +776,11 @@ async def serve(config: Config, data_dir: Path, *, host: str | None = None,
     for sig in (signal.SIGINT, signal.SIGTERM):     # before anyone can know we are up
         loop.add_signal_handler(sig, stop.set)
     server = Server(config, data_dir)
-    await server.start(host, port)
+    try:
+        await server.start(host, port)
+    except BaseException:
+        server.close()
+        raise
     if ready is not None:
         ready(server)
     await stop.wait()

@@ -8,7 +8,8 @@ commands in turn (liquidation orders, a new band reference, an instrument
 settled); they run at once, at the same timestamp. The venue stamps the time
 (never backwards, so the engine accepts it) and keeps what the wire shows
 about an order that the engine does not hold, its fills and why it ended.
-This is the seam where the journal (write ahead, group commit) goes.
+Each command is handed to ``record`` (the journal) before it runs, so a
+replay of the journal meets the same commands, including one that failed.
 
 The order histories are as many as the orders the engine retains (seven
 days of them), so they hold no object the garbage collector tracks: each
@@ -47,11 +48,18 @@ class Venue:
         self.exchange = exchange
         self.house = house
         self.clock = clock
+        self.record = None          # called with each command before it runs (the journal)
         self.last_ts = 0
         self.fills: dict[int, bytes] = {}     # order_id -> its fills, FILL-packed, in order
         self.ended: dict[int, int] = {}       # order_id -> CancelReason value, or EXPIRED
         self.account_fills = AccountFills(list(exchange.markets))
         self._until_prune = PRUNE_EVERY
+
+    def __getstate__(self) -> dict:
+        """A snapshot holds the state, not the clock or the journal it was attached to."""
+        state = self.__dict__.copy()
+        state["clock"] = state["record"] = None
+        return state
 
     def now(self) -> int:
         """Return the timestamp for the next command: the clock, but never backwards."""
@@ -63,6 +71,8 @@ class Venue:
 
     def process(self, cmd) -> list:
         """Run one command; return its events (a clearing command's, then its engine commands')."""
+        if self.record is not None:
+            self.record(cmd)
         if isinstance(cmd, ClearingCommand):
             events, engine = self.house.process(cmd, self.market)
             for engine_cmd in engine:

@@ -434,7 +434,8 @@ def test_reconnects_to_a_restarted_server_and_restores_the_session(make_server, 
             assert second.url == first.url
             await client.call("session.test")               # waits for the new session
             assert client.sessions == 2 and client.connected
-            assert book.valid and (book.seq, book.bids) == (0, [])   # the new server's book
+            # The restarted server recovered the book: the order was cancelled on disconnect.
+            assert book.valid and (book.seq, book.bids) == (2, [])
             session = session_of(second, account="trader-1")
             assert second.call(lambda: (session.heartbeat_s, session.cancel_on_disconnect,
                                         sorted(session.channels))) == \
@@ -460,8 +461,10 @@ def test_a_channel_the_restarted_server_refuses_is_dropped_and_the_rest_restored
             await client.subscribe(f"book.{kept}", f"book.{delisted}", f"trades.{kept}")
             await asyncio.to_thread(first.stop)
             monkeypatch.setattr(live, "Server", FixedPortServer)
+            # Another listing is another exchange: it needs its own data directory.
             second = await asyncio.to_thread(
-                make_server, f"[server]\nport = {first.server.port}\n{only_december}")
+                make_server, f"[server]\nport = {first.server.port}\n{only_december}",
+                "other-data")
             await client.call("session.test")               # waits for the new session
             assert (await client.wait_book(kept)).valid
             with pytest.raises(KeyError):

@@ -1,0 +1,260 @@
+"""Building the exchange's state, and rebuilding it from a data directory.
+
+``recover`` loads the newest usable snapshot and replays the journal after
+it through the same ``Venue.process`` the server uses, so the state that
+comes up is the one the exchange had after the last record on disk (every
+acked command, maybe a few that were written but not yet acked). The
+market-data feed is replayed too, so book seqs, checksums and recent trades
+continue where subscribers left them.
+
+``state_digest`` names a state: equal digests, equal exchanges. It covers the
+engine (its own canonical hash), clearing and the order histories, walked in
+a canonical order so a state loaded from a snapshot and one replayed from
+the start compare equal.
+"""
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import json
+import logging
+import os
+import time
+from array import array
+from collections import Counter, deque
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import msgspec
+from sortedcontainers import SortedDict, SortedList
+
+from clearing.house import ClearingHouse
+from clearing.messages import Deposit
+from engine.contracts import ConfigError, list_instruments
+from engine.exchange import Exchange
+from engine.prices import parse_money
+from gateway.config import AccountConfig, Config
+from gateway.feed import Feed
+from gateway.journal import Journal, JournalError, Reader, cut_torn
+from gateway.snapshots import SnapshotError, read_snapshot, snapshot_files
+from gateway.venue import Venue
+
+log = logging.getLogger("gpux.recovery")
+
+# The clearing house's own accounts, outside the range configured accounts may use.
+FEE_ACCOUNT = 2**31 + 1
+INSURANCE_ACCOUNT = 2**31 + 2
+LISTING_FILE = "exchange.json"
+SEAL_EVERY = 1024          # replayed commands between feed seals (they only reset its turn)
+
+
+def journal_dir(data_dir: Path) -> Path:
+    return data_dir / "journal"
+
+
+def snapshot_dir(data_dir: Path) -> Path:
+    return data_dir / "snapshots"
+
+
+def listing_date(data_dir: Path, requested: datetime.date | None) -> datetime.date:
+    """The listing date of the market in ``data_dir``, fixed at its first start.
+
+    The listing decides which contracts exist, so replaying a journal against
+    another date's listing would be a different exchange.
+
+    Raises:
+        ConfigError: ``requested`` differs from the date the directory was started with.
+    """
+    path = data_dir / LISTING_FILE
+    if path.exists():
+        stored = datetime.date.fromisoformat(json.loads(path.read_text())["as_of"])
+        if requested is not None and requested != stored:
+            raise ConfigError(f"{data_dir} holds the market listed on {stored}; "
+                              f"listing {requested} needs another data directory")
+        return stored
+    as_of = requested or datetime.datetime.now(datetime.UTC).date()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"as_of": as_of.isoformat()}) + "\n")
+    os.replace(tmp, path)
+    return as_of
+
+
+def build(config: Config, as_of: datetime.date, accounts: Iterable[AccountConfig],
+          clock=time.time_ns) -> tuple[Venue, Feed]:
+    """A new exchange: the listing of ``as_of``, clearing, and an empty feed."""
+    accounts = list(accounts)
+    instruments = list_instruments(config.products, as_of)
+    providers = [a for a in accounts if a.role == "index_provider"]
+    house = ClearingHouse(
+        instruments, config.clearing, fee_account=FEE_ACCOUNT,
+        insurance_account=INSURANCE_ACCOUNT,
+        providers=[a.account_id for a in providers],
+        trusted_providers=[a.account_id for a in providers if a.trusted])
+    venue = Venue(Exchange(instruments, house), house, clock)
+    return venue, Feed(i.symbol for i in instruments)
+
+
+def funding(accounts: Iterable[AccountConfig], ts_ns: int) -> list[Deposit]:
+    """The configured collateral, deposited once: at the first start of a data directory."""
+    out = []
+    for account in accounts:
+        amount = parse_money(account.collateral, "collateral")
+        if amount:
+            out.append(Deposit(ts_ns=ts_ns, account_id=account.account_id, amount=amount))
+    return out
+
+
+class Replay:
+    """Runs journaled commands through a venue and its feed, as the server did."""
+
+    def __init__(self, venue: Venue, feed: Feed) -> None:
+        self.venue, self.feed = venue, feed
+        self.count = 0
+        self.failed = 0             # commands the engine raised on (the server halted after)
+        self.kinds: Counter = Counter()
+
+    def apply(self, cmd) -> None:
+        venue = self.venue
+        if cmd.ts_ns > venue.last_ts:
+            venue.last_ts = cmd.ts_ns
+        self.count += 1
+        self.kinds[type(cmd).__name__] += 1
+        try:
+            events = venue.process(cmd)
+        except Exception:
+            # The server logged this when it happened and journaled the halt that followed.
+            self.failed += 1
+            log.warning("replayed command failed again, as it did when it ran: %r", cmd)
+            return
+        self.feed.apply(events)
+        if self.count % SEAL_EVERY == 0:
+            self.feed.seal(())
+
+    def done(self) -> None:
+        self.feed.seal(())
+
+
+class Recovered(msgspec.Struct):
+    venue: Venue
+    feed: Feed
+    seq: int                    # the last command applied; the journal continues after it
+    snapshot_seq: int           # 0: replayed from the start
+    replayed: int
+    failed: int
+    dropped_bytes: int          # of a torn last record, cut off the journal
+    seconds: float
+
+
+def recover(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]]) -> Recovered:
+    """The state after the last record in ``data_dir``: newest usable snapshot, then the
+    journal after it. A torn last record is cut off the file; anything else wrong stops.
+
+    Raises:
+        JournalError: damage inside the journal, or records missing after the snapshot.
+    """
+    started = time.perf_counter()
+    start, venue, feed = 0, None, None
+    files = snapshot_files(snapshot_dir(data_dir))
+    for seq, path in reversed(files):
+        try:
+            start, (venue, feed), _ = read_snapshot(path)
+            break
+        except SnapshotError as exc:
+            log.warning("%s; trying an older snapshot", exc)
+    if venue is None:
+        venue, feed = fresh()
+    replay = Replay(venue, feed)
+    reader = Reader(journal_dir(data_dir), after=start)
+    expected = start + 1
+    for record in reader:
+        if record.seq != expected:
+            raise JournalError(record.path, record.offset, f"seq {record.seq} follows state "
+                               f"at seq {expected - 1}: the records between are missing")
+        replay.apply(record.cmd)
+        expected += 1
+    replay.done()
+    if reader.last_seq and reader.last_seq < start:
+        raise JournalError(journal_dir(data_dir), 0, f"the journal ends at seq "
+                           f"{reader.last_seq}, before the snapshot's {start}")
+    dropped = 0
+    if reader.torn is not None:
+        torn = reader.torn
+        log.warning("dropped a torn record at %s offset %d (%d bytes): a crash cut its write "
+                    "short, so it was never acknowledged", torn.path, torn.offset, torn.length)
+        cut_torn(torn)
+        dropped = torn.length
+    return Recovered(venue, feed, expected - 1, start, replay.count, replay.failed, dropped,
+                     time.perf_counter() - started)
+
+
+def check_listing(recovered: Venue, config: Config, as_of: datetime.date) -> None:
+    """Refuse a config whose products list other contracts than the recovered state holds.
+
+    Raises:
+        ConfigError: naming a contract that is in one and not the other.
+    """
+    listed = {i.symbol for i in list_instruments(config.products, as_of)}
+    held = set(recovered.exchange.markets)
+    if listed != held:
+        symbol = min(listed ^ held)
+        where = "the config" if symbol in listed else "the data directory"
+        raise ConfigError(f"the config's products do not match the market recovered from the "
+                          f"data directory: {symbol} is only in {where}")
+
+
+def open_journal(data_dir: Path, config: Config, next_seq: int) -> Journal:
+    journal = config.journal
+    return Journal(journal_dir(data_dir), next_seq,
+                   fsync=journal.durability == "fsync",
+                   segment_bytes=journal.segment_mb << 20)
+
+
+# -- The state digest ---------------------------------------------------------------
+
+def state_digest(venue: Venue) -> bytes:
+    """sha256 of the engine's, clearing's and the order histories' state."""
+    h = hashlib.sha256(venue.exchange.state_hash().encode())
+    body = [venue.house, sorted(venue.fills.items()), sorted(venue.ended.items()),
+            venue.account_fills]
+    h.update(msgspec.msgpack.encode(_canonical(body, {})))
+    return h.digest()
+
+
+def _canonical(obj, memo: dict):
+    """``obj`` as plain lists in an order fixed by its content, not by its history."""
+    kind = type(obj)
+    if obj is None or kind in (int, str, bool, float, bytes):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if kind is Fraction:
+        return [obj.numerator, obj.denominator]
+    if isinstance(obj, (datetime.date, datetime.time)):
+        return obj.isoformat()
+    if kind is array:
+        return obj.tobytes()
+    if callable(obj) and not hasattr(obj, "__dict__"):
+        return getattr(obj, "__qualname__", kind.__name__)
+    key = id(obj)
+    if key in memo:                     # shared, or a cycle: name the first visit
+        return ["@", memo[key]]
+    memo[key] = len(memo)
+    if isinstance(obj, (dict, SortedDict)):
+        items = [(_canonical(k, memo), _canonical(v, memo)) for k, v in obj.items()]
+        return sorted(items, key=lambda kv: msgspec.msgpack.encode(kv[0]))
+    if isinstance(obj, (set, frozenset)):
+        return sorted((_canonical(v, memo) for v in obj), key=msgspec.msgpack.encode)
+    if isinstance(obj, (list, tuple, deque, SortedList)):
+        return [_canonical(v, memo) for v in obj]
+    if isinstance(obj, msgspec.Struct):
+        return [kind.__name__] + [_canonical(getattr(obj, f), memo)
+                                  for f in obj.__struct_fields__]
+    if hasattr(obj, "__dict__"):
+        return [kind.__name__, _canonical(vars(obj), memo)]
+    slots = [n for c in kind.__mro__ for n in getattr(c, "__slots__", ())]
+    if slots:
+        return [kind.__name__] + [_canonical(getattr(obj, n, None), memo) for n in slots]
+    raise TypeError(f"no canonical form for {kind.__name__}")
