@@ -56,6 +56,9 @@ class ClearingRisk:
     current incrementally (clearing.exposure) and the check costs O(1).
     """
 
+    # Filled by reads as well as by commands: not part of the state (gateway.recovery).
+    CACHES = ("_equity",)
+
     def __init__(self, instruments: list[Instrument], ledger: Ledger,
                  params_by_class: dict[str, MarginParams], marks: dict[str, int],
                  position_limit: int = 100_000,

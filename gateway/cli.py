@@ -19,10 +19,13 @@ def _serve(args) -> int:
     except ConfigError as e:
         print(f"gpux: bad config: {e}", file=sys.stderr)
         return 2
+    import msgspec
     if args.as_of is not None:
-        import msgspec
         config = msgspec.structs.replace(
             config, server=msgspec.structs.replace(config.server, as_of=args.as_of))
+    if args.durability is not None:
+        config = msgspec.structs.replace(
+            config, journal=msgspec.structs.replace(config.journal, durability=args.durability))
 
     def ready(server) -> None:
         if not config.account:
@@ -30,12 +33,25 @@ def _serve(args) -> int:
             for a in server.account_list:
                 print(f"  {a.account:<10} {a.role:<15} api_key {a.api_key}")
         host = args.host or config.server.host
+        r = server.recovered
+        print(f"gpux: recovered to seq {r.seq:,} in {r.seconds:.2f} s (snapshot at seq "
+              f"{r.snapshot_seq:,}, {r.replayed:,} commands replayed"
+              + (f", a torn last record of {r.dropped_bytes} bytes dropped" if r.dropped_bytes
+                 else "") + f"); durability {config.journal.durability}")
         print(f"gpux: {len(server.instruments)} instruments listed; "
               f"listening on ws://{host}:{server.port}/ws", flush=True)
 
+    from gateway.journal import JournalError
+    from gateway.recovery import DataDirBusy
     try:
         uvloop.run(serve(config, Path(args.data_dir), host=args.host, port=args.port,
                          ready=ready))
+    except (ConfigError, DataDirBusy) as e:
+        print(f"gpux: {e}", file=sys.stderr)
+        return 2
+    except JournalError as e:
+        print(f"gpux: cannot recover: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"gpux: cannot listen: {e}", file=sys.stderr)
         return 1
@@ -60,13 +76,17 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the exchange (websocket JSON-RPC server)")
     serve.add_argument("--data-dir", default="data",
-                       help="data directory (demo accounts; default ./data)")
+                       help="data directory: journal, snapshots, demo accounts (default ./data)")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8765; 0 = any)")
     serve.add_argument("--config", type=argparse.FileType("r"), default=None,
                        help="TOML config: [server], [limits], [[account]], [[product]]")
     serve.add_argument("--as-of", type=datetime.date.fromisoformat, default=None,
-                       help="listing date YYYY-MM-DD (default: today, UTC)")
+                       help="listing date YYYY-MM-DD of a new data directory (default: today, "
+                       "UTC)")
+    serve.add_argument("--durability", choices=("fsync", "unsafe-no-fsync"), default=None,
+                       help="fsync each batch before acking it (default), or the unsafe mode "
+                       "for benchmarks: acked once written, lost if the machine fails")
     serve.set_defaults(run=_serve)
 
     demo = sub.add_parser("demo", help="run the default market with simulated participants")
@@ -78,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="product config TOML (default: the embedded one)")
     demo.set_defaults(run=_demo)
 
-    from gateway import cli_client
+    from gateway import cli_client, cli_journal
     cli_client.add_commands(sub)
+    cli_journal.add_commands(sub)
 
     args = parser.parse_args(argv)
     return args.run(args)

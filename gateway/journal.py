@@ -11,9 +11,11 @@ A record is a 20-byte header and a payload::
     <u32 payload length> <u64 seq> <u32 crc32 of payload> <u32 crc32 of the 16 bytes before>
 
 The payload is the command as tagged MessagePack (msgspec). The header has its
-own checksum so a damaged length is told from a short file: a record cut short
-at the end of the last file (a crash mid-write; never acknowledged) is
-dropped, while damage anywhere else is an error naming the file and offset.
+own checksum so a damaged length is told from a short file. A bad record in
+the last file with no good header anywhere after it is the torn end of a
+write (a crash mid-write; it was never acknowledged): it is dropped. Damage
+with good records after it, or in any other file, is an error naming the
+file and offset: replaying past it would silently lose what it held.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Iterator
+from types import UnionType
+from typing import Annotated, Iterator, Union, get_args, get_origin
 
 import msgspec
 
@@ -35,8 +38,48 @@ MAX_RECORD = 1 << 20                        # no command is near this; a bigger 
 SEGMENT_BYTES = 64 << 20
 SUFFIX = ".log"
 
+
+
+def _loose(kind):
+    """A type without its value constraints (Annotated Meta), inside unions too."""
+    if get_origin(kind) is Annotated:
+        return _loose(get_args(kind)[0])
+    if get_origin(kind) in (Union, UnionType):
+        return Union[tuple(_loose(k) for k in get_args(kind))]
+    return kind
+
+
+def _unchecked(cls) -> type:
+    """A twin of a command type that reads its fields back without checking their ranges.
+
+    The journal must return exactly what ran. A command out of range (qty 0)
+    can reach the engine, which refuses it with its own reason, and that
+    refusal (with the time it moved the engine to) is part of the history.
+    """
+    fields = []
+    for f in msgspec.structs.fields(cls):
+        if f.required:
+            fields.append((f.name, _loose(f.type)))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            fields.append((f.name, _loose(f.type), msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, _loose(f.type), f.default))
+    config = cls.__struct_config__
+    return msgspec.defstruct(cls.__name__, fields, tag=config.tag, tag_field=config.tag_field,
+                             kw_only=True)
+
+
+_COMMANDS = get_args(EngineCommand) + get_args(ClearingCommands)
+_TWINS = {_unchecked(cls): cls for cls in _COMMANDS}
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(EngineCommand | ClearingCommands).decode
+_decode_twin = msgspec.msgpack.Decoder(Union[tuple(_TWINS)]).decode
+_asdict = msgspec.structs.asdict
+
+
+def decode_command(payload):
+    """A journal payload back into the command that was appended."""
+    twin = _decode_twin(payload)
+    return _TWINS[type(twin)](**_asdict(twin))
 
 
 class JournalError(Exception):
@@ -57,16 +100,21 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{SUFFIX}"
 
 
-def segments(directory: Path) -> list[tuple[int, Path]]:
-    """The journal's files as (first seq, path), in order."""
+def numbered_files(directory: Path, suffix: str) -> list[tuple[int, Path]]:
+    """Files named ``<20-digit seq><suffix>`` in ``directory`` as (seq, path), in seq order."""
     if not directory.is_dir():
         return []
     found = []
     for path in directory.iterdir():
-        stem = path.name[:-len(SUFFIX)]
-        if path.name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
+        stem = path.name[:-len(suffix)]
+        if path.name.endswith(suffix) and len(stem) == 20 and stem.isdigit():
             found.append((int(stem), path))
     return sorted(found)
+
+
+def segments(directory: Path) -> list[tuple[int, Path]]:
+    """The journal's files as (first seq, path), in order."""
+    return numbered_files(directory, SUFFIX)
 
 
 class Record(msgspec.Struct, frozen=True):
@@ -114,37 +162,19 @@ class Reader:
         offset = 0
         expected = first
         while offset < size:
-            problem = None
-            if size - offset < HEADER_SIZE:
-                problem = "a header cut short"
-                torn = True
-            else:
-                length, seq, crc = HEADER.unpack_from(data, offset)
-                (head_crc,) = CRC.unpack_from(data, offset + HEADER.size)
-                end = offset + HEADER_SIZE + length
-                if zlib.crc32(view[offset:offset + HEADER.size]) != head_crc:
-                    problem = "a damaged record header"
-                    torn = not any(view[offset:])            # zeros to the end: never written
-                elif length == 0 or length > MAX_RECORD:
-                    problem = f"a record length of {length}"
-                    torn = False
-                elif seq != expected:
-                    problem = f"seq {seq} where {expected} was expected"
-                    torn = False
-                elif end > size:
-                    problem = f"a record cut short ({size - offset} of {end - offset} bytes)"
-                    torn = True
-                elif zlib.crc32(view[offset + HEADER_SIZE:end]) != crc:
-                    problem = "a record whose checksum does not match"
-                    torn = end == size                       # the very last record
+            problem = self._check(view, offset, expected)
             if problem is not None:
-                if torn and last_file:
+                # Damage is the torn end of a write when no good record follows it.
+                if last_file and not _good_header_after(view, offset + 1):
                     self.torn = Torn(path, offset, size - offset)
                     return
-                raise JournalError(path, offset, problem + (
-                    "" if torn else " inside the journal, not at its end"))
+                where = "inside the journal" if last_file else "in a file that is not the last"
+                raise JournalError(path, offset, f"{problem}, {where} (good records follow)"
+                                   if last_file else f"{problem}, {where}")
+            length, seq, _ = HEADER.unpack_from(data, offset)
+            end = offset + HEADER_SIZE + length
             try:
-                cmd = _decode(view[offset + HEADER_SIZE:end])
+                cmd = decode_command(view[offset + HEADER_SIZE:end])
             except msgspec.DecodeError as exc:
                 raise JournalError(path, offset, f"seq {seq} is not a command: {exc}") from None
             if self.first_seq is None:
@@ -154,6 +184,35 @@ class Reader:
                 yield Record(seq, cmd, path, offset)
             offset = end
             expected += 1
+
+    @staticmethod
+    def _check(view: memoryview, offset: int, expected: int) -> str | None:
+        """What is wrong with the record at ``offset``, or None."""
+        size = len(view)
+        if size - offset < HEADER_SIZE:
+            return "a header cut short"
+        length, seq, crc = HEADER.unpack_from(view, offset)
+        if zlib.crc32(view[offset:offset + HEADER.size]) != CRC.unpack_from(
+                view, offset + HEADER.size)[0]:
+            return "a damaged record header"
+        if length == 0 or length > MAX_RECORD:
+            return f"a record length of {length}"
+        if seq != expected:
+            return f"seq {seq} where {expected} was expected"
+        end = offset + HEADER_SIZE + length
+        if end > size:
+            return f"a record cut short ({size - offset} of {end - offset} bytes)"
+        if zlib.crc32(view[offset + HEADER_SIZE:end]) != crc:
+            return "a record whose checksum does not match"
+        return None
+
+
+def _good_header_after(view: memoryview, start: int) -> bool:
+    """Whether a record header with a good checksum starts anywhere from ``start`` on."""
+    for i in range(start, len(view) - HEADER_SIZE + 1):
+        if zlib.crc32(view[i:i + HEADER.size]) == CRC.unpack_from(view, i + HEADER.size)[0]:
+            return True
+    return False
 
 
 class Journal:

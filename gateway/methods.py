@@ -289,6 +289,12 @@ def resume(server, session, p: schema.SymbolOnly):
     return _set_status(server, p.symbol, InstrumentStatus.OPEN)
 
 
+def state(server, session, p: schema.NoParams):
+    """The last committed journal seq and the digest of the state after it (an extension:
+    an operator compares it with ``gpux journal verify`` of the same data directory)."""
+    return server.state()
+
+
 METHODS: dict[str, Method] = {
     "auth.login": Method(login, schema.Login, REQUEST, None),
     "session.test": Method(test, schema.NoParams, REQUEST, None),
@@ -318,4 +324,5 @@ METHODS: dict[str, Method] = {
     "admin.settle": Method(settle, schema.NoParams, REQUEST, ADMIN),
     "admin.halt": Method(halt, schema.SymbolOnly, REQUEST, ADMIN),
     "admin.resume": Method(resume, schema.SymbolOnly, REQUEST, ADMIN),
+    "admin.state": Method(state, schema.NoParams, REQUEST, ADMIN),
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import fcntl
 import hashlib
 import json
 import logging
@@ -37,8 +38,8 @@ from engine.exchange import Exchange
 from engine.prices import parse_money
 from gateway.config import AccountConfig, Config
 from gateway.feed import Feed
-from gateway.journal import Journal, JournalError, Reader, cut_torn
-from gateway.snapshots import SnapshotError, read_snapshot, snapshot_files
+from gateway.journal import Journal, JournalError, Reader, Torn, cut_torn, segments
+from gateway.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
 from gateway.venue import Venue
 
 log = logging.getLogger("gpux.recovery")
@@ -47,6 +48,7 @@ log = logging.getLogger("gpux.recovery")
 FEE_ACCOUNT = 2**31 + 1
 INSURANCE_ACCOUNT = 2**31 + 2
 LISTING_FILE = "exchange.json"
+LOCK_FILE = "LOCK"
 SEAL_EVERY = 1024          # replayed commands between feed seals (they only reset its turn)
 
 
@@ -56,6 +58,31 @@ def journal_dir(data_dir: Path) -> Path:
 
 def snapshot_dir(data_dir: Path) -> Path:
     return data_dir / "snapshots"
+
+
+class DataDirBusy(Exception):
+    """Another process is running an exchange on the data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold the data directory for this process (until it exits or closes the fd).
+
+    Two servers appending to one journal would interleave their records.
+
+    Raises:
+        DataDirBusy: another process holds it.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirBusy(f"{data_dir} is in use by another gpux server (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def listing_date(data_dir: Path, requested: datetime.date | None) -> datetime.date:
@@ -190,6 +217,52 @@ def recover(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]]) -> Recovere
                      time.perf_counter() - started)
 
 
+class Verified(msgspec.Struct):
+    files: int
+    first_seq: int | None
+    last_seq: int
+    start: int                          # replayed from the snapshot at this seq (0: none)
+    replay: Replay
+    snapshots: dict[int, bool]          # seq -> its digest equals the replay's at that seq
+    torn: Torn | None
+    digest: bytes
+
+
+def verify(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]]) -> Verified:
+    """Check every record and replay the journal into a scratch state, changing nothing.
+
+    The replay starts from nothing when the journal starts at seq 1, else from
+    the oldest snapshot it continues; each later snapshot's digest is compared
+    with the replay's state at its seq.
+
+    Raises:
+        JournalError: as ``recover``; also when no snapshot reaches the journal's start.
+        SnapshotError: the snapshot needed to start from cannot be read.
+    """
+    files = segments(journal_dir(data_dir))
+    first = files[0][0] if files else 1
+    snapshots = dict(snapshot_files(snapshot_dir(data_dir)))
+    start = 0
+    if first == 1:
+        venue, feed = fresh()
+    else:
+        usable = [seq for seq in snapshots if seq >= first - 1]
+        if not usable:
+            raise JournalError(files[0][1], 0, f"the journal starts at seq {first} and no "
+                               "snapshot reaches it")
+        start, (venue, feed), _ = read_snapshot(snapshots[min(usable)])
+    replay = Replay(venue, feed)
+    checked: dict[int, bool] = {}
+    reader = Reader(journal_dir(data_dir), after=start)
+    for record in reader:
+        replay.apply(record.cmd)
+        if record.seq in snapshots:
+            checked[record.seq] = snapshot_digest(snapshots[record.seq]) == state_digest(venue)
+    replay.done()
+    return Verified(len(files), reader.first_seq, reader.last_seq, start, replay, checked,
+                    reader.torn, state_digest(venue))
+
+
 def check_listing(recovered: Venue, config: Config, as_of: datetime.date) -> None:
     """Refuse a config whose products list other contracts than the recovered state holds.
 
@@ -236,25 +309,43 @@ def _canonical(obj, memo: dict):
         return obj.isoformat()
     if kind is array:
         return obj.tobytes()
-    if callable(obj) and not hasattr(obj, "__dict__"):
-        return getattr(obj, "__qualname__", kind.__name__)
-    key = id(obj)
-    if key in memo:                     # shared, or a cycle: name the first visit
-        return ["@", memo[key]]
-    memo[key] = len(memo)
+    if kind is tuple:
+        return [_canonical(v, memo) for v in obj]
+    if kind is frozenset:
+        return _sorted(obj, memo)
+    if isinstance(obj, msgspec.Struct) and obj.__struct_config__.frozen:
+        return [kind.__name__] + [_canonical(getattr(obj, f), memo)
+                                  for f in obj.__struct_fields__]
+    # A mutable object met again (shared, or a cycle) is named by its first visit. Values
+    # are not: whether two equal ones are one object depends on history, not on state.
+    # The memo holds each object, so no id is reused by another while it runs.
+    seen = memo.get(id(obj))
+    if seen is not None:
+        return ["@", seen[0]]
+    memo[id(obj)] = (len(memo), obj)
     if isinstance(obj, (dict, SortedDict)):
-        items = [(_canonical(k, memo), _canonical(v, memo)) for k, v in obj.items()]
-        return sorted(items, key=lambda kv: msgspec.msgpack.encode(kv[0]))
-    if isinstance(obj, (set, frozenset)):
-        return sorted((_canonical(v, memo) for v in obj), key=msgspec.msgpack.encode)
-    if isinstance(obj, (list, tuple, deque, SortedList)):
+        return _items(obj.items(), memo)
+    if isinstance(obj, set):
+        return _sorted(obj, memo)
+    if isinstance(obj, (list, deque, SortedList)):
         return [_canonical(v, memo) for v in obj]
     if isinstance(obj, msgspec.Struct):
         return [kind.__name__] + [_canonical(getattr(obj, f), memo)
                                   for f in obj.__struct_fields__]
     if hasattr(obj, "__dict__"):
-        return [kind.__name__, _canonical(vars(obj), memo)]
+        caches = getattr(kind, "CACHES", ())       # what reads fill in is not state
+        return [kind.__name__, _items(((k, v) for k, v in vars(obj).items()
+                                       if k not in caches), memo)]
     slots = [n for c in kind.__mro__ for n in getattr(c, "__slots__", ())]
     if slots:
         return [kind.__name__] + [_canonical(getattr(obj, n, None), memo) for n in slots]
     raise TypeError(f"no canonical form for {kind.__name__}")
+
+
+def _items(items, memo: dict) -> list:
+    pairs = [(_canonical(k, memo), _canonical(v, memo)) for k, v in items]
+    return sorted(pairs, key=lambda kv: msgspec.msgpack.encode(kv[0]))
+
+
+def _sorted(values, memo: dict) -> list:
+    return sorted((_canonical(v, memo) for v in values), key=msgspec.msgpack.encode)

@@ -50,7 +50,7 @@ from gateway.journal import JournalError
 from gateway.limits import TokenBucket
 from gateway.methods import METHODS
 from gateway.recovery import (
-    build, check_listing, funding, listing_date, open_journal, recover, snapshot_dir, state_digest,
+    build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover, snapshot_dir, state_digest,
 )
 from gateway.snapshots import Background, prune_snapshots, write_snapshot
 from gateway.session import (
@@ -84,6 +84,7 @@ class Server:
         clock: Nanoseconds since the epoch; tests pass their own.
 
     Raises:
+        DataDirBusy: another server is running on ``data_dir``.
         ConfigError: ``as_of`` differs from the data directory's listing date.
         JournalError: the journal is damaged other than at its very end.
     """
@@ -93,6 +94,7 @@ class Server:
         self.config = config
         self.limits = config.limits
         self.data_dir = data_dir
+        self.lock = lock_data_dir(data_dir)
         self.account_list = list(config.account) or demo_accounts(data_dir)
         self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
         as_of = listing_date(data_dir, as_of or config.server.as_of)
@@ -170,6 +172,7 @@ class Server:
                            state_digest(self.venue))
             self._snapshot_done(seq)
         self.journal.close()
+        os.close(self.lock)
 
     # -- Durability -----------------------------------------------------------------
 

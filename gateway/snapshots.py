@@ -24,7 +24,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from gateway.journal import sync_directory
+from gateway.journal import numbered_files, sync_directory
 
 log = logging.getLogger("gpux.snapshots")
 
@@ -41,14 +41,7 @@ class SnapshotError(Exception):
 
 def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
     """The snapshots as (seq, path), oldest first."""
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.iterdir():
-        stem = path.name[:-len(SUFFIX)]
-        if path.name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
-            found.append((int(stem), path))
-    return sorted(found)
+    return numbered_files(directory, SUFFIX)
 
 
 def write_snapshot(directory: Path, seq: int, state: object, digest: bytes) -> Path:
@@ -68,13 +61,7 @@ def write_snapshot(directory: Path, seq: int, state: object, digest: bytes) -> P
     return path
 
 
-def read_snapshot(path: Path) -> tuple[int, object, bytes]:
-    """Return (seq, state, digest) of a snapshot file.
-
-    Raises:
-        SnapshotError: damaged, cut short, or from another format.
-    """
-    data = path.read_bytes()
+def _header(path: Path, data: bytes) -> tuple:
     if len(data) < HEAD.size + CRC.size:
         raise SnapshotError(f"{path}: {len(data)} bytes is shorter than a header")
     magic, fmt, seq, length, crc, digest = HEAD.unpack_from(data)
@@ -82,6 +69,23 @@ def read_snapshot(path: Path) -> tuple[int, object, bytes]:
         raise SnapshotError(f"{path}: not a snapshot header")
     if fmt != FORMAT:
         raise SnapshotError(f"{path}: format {fmt}; this version reads {FORMAT}")
+    return seq, length, crc, digest
+
+
+def snapshot_digest(path: Path) -> bytes:
+    """The state digest a snapshot's header records (its state is not loaded)."""
+    with open(path, "rb") as f:
+        return _header(path, f.read(HEAD.size + CRC.size))[3]
+
+
+def read_snapshot(path: Path) -> tuple[int, object, bytes]:
+    """Return (seq, state, digest) of a snapshot file.
+
+    Raises:
+        SnapshotError: damaged, cut short, or from another format.
+    """
+    data = path.read_bytes()
+    seq, length, crc, digest = _header(path, data)
     payload = memoryview(data)[HEAD.size + CRC.size:]
     if len(payload) != length or zlib.crc32(payload) != crc:
         raise SnapshotError(f"{path}: the state does not match its checksum")
@@ -121,6 +125,9 @@ class Background:
         if pid == 0:                  # the child: write, and leave without cleanup
             code = 1
             try:
+                # Let go of the parent's sockets, journal and data-directory lock, so a
+                # restart after the parent dies is not refused while this child writes.
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 import gc
                 gc.disable()          # a collection would copy every page it touches
                 write_snapshot(directory, seq, state, digest_of(state))

@@ -3,7 +3,38 @@ from __future__ import annotations
 
 import pytest
 
-from live import LiveServer
+from gateway.recovery import _canonical, build, state_digest, verify
+from live import AS_OF, LiveServer
+
+
+def stop_and_check_replay(server: LiveServer) -> None:
+    """Stop the server; then its journal, replayed alone, must give the state it ended in
+    (every command journaled, each decoding to what ran)."""
+    if not server.loop.is_running():         # crashed: its test checked what it needed
+        return
+    server.stop()
+    live = server.server
+    verified = verify(server.data_dir, lambda: build(live.config, AS_OF,
+                                                     live.accounts.by_id.values()))
+    assert verified.torn is None
+    assert verified.digest == state_digest(live.venue), first_difference(
+        verified.replay.venue, live.venue)
+    assert all(verified.snapshots.values()), verified.snapshots
+
+
+def first_difference(a, b) -> str:
+    """Where two venues' states first differ, for a failing digest comparison."""
+    def walk(x, y, path):
+        if isinstance(x, (list, tuple)) and type(x) is type(y) and len(x) == len(y):
+            for i, (p, q) in enumerate(zip(x, y)):
+                found = walk(p, q, path + [p if isinstance(p, str) else i])
+                if found:
+                    return found
+            return None
+        return None if x == y else f"at {path}: {x!r:.300} != {y!r:.300}"
+    parts = lambda v: [v.house, sorted(v.fills.items()), sorted(v.ended.items()),  # noqa: E731
+                       v.account_fills]
+    return walk(_canonical(parts(a), {}), _canonical(parts(b), {}), []) or "engine state"
 
 
 @pytest.fixture
@@ -11,7 +42,7 @@ def live_server(tmp_path):
     """Start a server with the embedded default market (listing date 2026-11-25)."""
     server = LiveServer(tmp_path / "data")
     yield server
-    server.stop()
+    stop_and_check_replay(server)
 
 
 @pytest.fixture
@@ -26,4 +57,4 @@ def make_server(tmp_path):
 
     yield make
     for server in started:
-        server.stop()
+        stop_and_check_replay(server)

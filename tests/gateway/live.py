@@ -42,6 +42,9 @@ def market_clock():
     return lambda: base + time.time_ns() - start
 
 
+CRASHED: list = []
+
+
 class LiveServer:
     """A Server listening on 127.0.0.1 on a free port, run by a background thread."""
 
@@ -49,7 +52,9 @@ class LiveServer:
                  clock=None) -> None:
         if clock is None:
             clock = market_clock()
+        self.clock = clock
         self.data_dir = data_dir
+        self.config_text = config_text
         self.loop = uvloop.new_event_loop()
         self.server = Server(load_config(config_text), data_dir, as_of=AS_OF, clock=clock)
         started = threading.Event()
@@ -75,6 +80,18 @@ class LiveServer:
         async def run():
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(TIMEOUT)
+
+    def crash(self) -> None:
+        """Stop as a crash would: the loop halts mid-stride, with no shutdown snapshot and
+        the journal left as it is. (tests/test_crash.py kills a real process.)"""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(TIMEOUT)
+        os.close(self.server.lock)         # as the dead process's would be
+        CRASHED.append(self)       # its tasks stay pending, never to run (nor be collected)
+
+    def restart(self) -> "LiveServer":
+        """A new server on the same data directory, its clock going on from this one's."""
+        return LiveServer(self.data_dir, self.config_text, clock=self.clock)
 
     def stop(self) -> None:
         if self.loop.is_running():

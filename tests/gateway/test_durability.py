@@ -1,0 +1,256 @@
+"""Durability in one process: what a crash keeps, what recovery rebuilds, what it refuses.
+
+A "crash" here halts the server's event loop mid-stride (no shutdown
+snapshot, the journal as it is); tests/test_crash.py SIGKILLs real processes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+
+import pytest
+
+from gateway import session as session_module
+from gateway.config import load_config
+from gateway.journal import JournalError, Reader
+from gateway.recovery import build, journal_dir, recover, snapshot_dir, state_digest
+from gateway.server import Server
+from gateway.snapshots import snapshot_files
+from live import AS_OF, SYMBOL, LiveServer, Ws, run
+
+
+def state(live: LiveServer) -> dict:
+    return live.call(live.server.state)
+
+
+def trade_a_little(live: LiveServer, tag: str = "") -> dict:
+    """A resting sell partly taken, a buy placed and cancelled, a replace; returns the orders."""
+    async def scenario():
+        seller = await Ws.open(live, "trader-1")
+        buyer = await Ws.open(live, "trader-2")
+        sold = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=10,
+                                   price="2.150", client_order_id=f"s{tag}")
+        await buyer.result("order.place", symbol=SYMBOL, side="buy", qty=4, price="2.2",
+                           tif="ioc", client_order_id=f"t{tag}")
+        resting = await buyer.result("order.place", symbol=SYMBOL, side="buy", qty=3,
+                                     price="2.000", client_order_id=f"b{tag}")
+        await buyer.result("order.replace", order_id=resting["order_id"], price="2.010")
+        gone = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=1,
+                                   price="2.300", client_order_id=f"c{tag}")
+        await seller.result("order.cancel", order_id=gone["order_id"])
+        orders = {o: await w.result("order.get", client_order_id=o + tag)
+                  for o, w in (("s", seller), ("t", buyer), ("b", buyer), ("c", seller))}
+        await seller.close()
+        await buyer.close()
+        return {"orders": orders, "sold": sold}
+    return run(scenario())
+
+
+def observe(live: LiveServer, tag: str = "") -> dict:
+    """What clients can see: the orders by client_order_id, the book, the trades."""
+    async def scenario():
+        seller = await Ws.open(live, "trader-1")
+        buyer = await Ws.open(live, "trader-2")
+        orders = {o: await w.result("order.get", client_order_id=o + tag)
+                  for o, w in (("s", seller), ("t", buyer), ("b", buyer), ("c", seller))}
+        book = await seller.result("market.book", symbol=SYMBOL)
+        trades = await seller.result("market.trades", symbol=SYMBOL)
+        positions = await seller.result("account.positions")
+        await seller.close()
+        await buyer.close()
+        return {"orders": orders, "book": book, "trades": trades, "positions": positions}
+    return run(scenario())
+
+
+def test_a_crash_keeps_every_acknowledged_command(make_server):
+    """After a crash the orders, fills, book, trades and positions are as acknowledged."""
+    live = make_server()
+    trade_a_little(live)
+    before, seen = state(live), observe(live)
+    live.crash()
+    again = live.restart()
+    recovered = again.server.recovered
+    assert (recovered.snapshot_seq, recovered.replayed, recovered.seq) == \
+        (0, before["seq"], before["seq"])
+    assert state(again)["state_hash"] == before["state_hash"]
+    assert observe(again) == seen
+    assert seen["orders"]["s"]["filled_qty"] == 4 and seen["book"]["bids"][0][:2] == ["2.010", 3]
+    again.stop()
+
+
+def test_a_resend_after_a_crash_returns_the_order_open_or_closed(make_server):
+    """Idempotency survives: the same client_order_id and parameters give the existing order."""
+    live = make_server()
+    placed = trade_a_little(live)["orders"]
+    live.crash()
+    again = live.restart()
+
+    async def scenario():
+        seller = await Ws.open(again, "trader-1")
+        open_again = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=10,
+                                         price="2.150", client_order_id="s")
+        closed_again = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=1,
+                                           price="2.300", client_order_id="c")
+        fresh = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=1,
+                                    price="2.250", client_order_id="new")
+        count = len(await seller.result("order.list"))
+        await seller.close()
+        return open_again, closed_again, fresh, count
+    open_again, closed_again, fresh, count = run(scenario())
+    assert open_again.pop("duplicate") is True and open_again == placed["s"]
+    assert closed_again.pop("duplicate") is True and closed_again["status"] == "cancelled"
+    assert closed_again["order_id"] == placed["c"]["order_id"]
+    assert fresh["order_id"] > max(o["order_id"] for o in placed.values())
+    assert count == 2          # "s" (6 left) and "new": nothing was placed twice
+    again.stop()
+
+
+def test_a_clean_stop_leaves_a_snapshot_and_the_restart_replays_only_what_followed(make_server):
+    live = make_server()
+    trade_a_little(live)
+    before = state(live)
+    live.stop()
+    assert [seq for seq, _ in snapshot_files(snapshot_dir(live.data_dir))] == [before["seq"]]
+    second = live.restart()
+    assert (second.server.recovered.snapshot_seq, second.server.recovered.replayed) == \
+        (before["seq"], 0)
+    assert state(second)["state_hash"] == before["state_hash"]
+    trade_a_little(second, tag="-2")
+    after, seen = state(second), observe(second, tag="-2")
+    second.crash()
+    third = second.restart()
+    recovered = third.server.recovered
+    assert recovered.snapshot_seq == before["seq"]
+    assert recovered.replayed == after["seq"] - before["seq"] > 0
+    assert state(third)["state_hash"] == after["state_hash"]
+    assert observe(third, tag="-2") == seen
+    third.stop()
+    # The same state from the journal alone, every snapshot removed:
+    shutil.rmtree(snapshot_dir(third.data_dir))
+    config = load_config(None)
+    alone = recover(third.data_dir, lambda: build(
+        config, AS_OF, third.server.accounts.by_id.values()))
+    assert alone.snapshot_seq == 0
+    assert state_digest(alone.venue) == state_digest(third.server.venue)
+
+
+def test_a_torn_last_record_is_dropped_at_every_byte_offset(make_server, tmp_path):
+    """Cut anywhere inside the last record (a crash mid-write), recovery drops exactly it."""
+    live = make_server()
+    trade_a_little(live)
+    live.crash()
+    records = list(Reader(journal_dir(live.data_dir)))
+    last = records[-1]
+    size = last.path.stat().st_size
+    config = load_config(None)
+    accounts = list(live.server.accounts.by_id.values())
+
+    def recover_copy(cut: int | None, flip: int | None = None):
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(live.data_dir, copy)
+        segment = journal_dir(copy) / last.path.name
+        data = bytearray(segment.read_bytes())
+        if flip is not None:
+            data[flip] ^= 0x01
+        segment.write_bytes(bytes(data[:cut]))
+        return recover(copy, lambda: build(config, AS_OF, accounts)), segment
+
+    expected, _ = recover_copy(last.offset)          # the journal without its last record
+    assert expected.seq == last.seq - 1 and expected.dropped_bytes == 0
+    want = state_digest(expected.venue)
+    for cut in range(last.offset + 1, size):
+        got, segment = recover_copy(cut)
+        assert (got.seq, got.dropped_bytes) == (last.seq - 1, cut - last.offset), cut
+        assert state_digest(got.venue) == want, cut
+        assert segment.stat().st_size == last.offset        # cut back to the good records
+    for flip in (last.offset + 5, size - 1):                 # its header, its payload
+        got, _ = recover_copy(None, flip)
+        assert got.seq == last.seq - 1 and state_digest(got.venue) == want
+    whole, _ = recover_copy(None)
+    assert whole.seq == last.seq and whole.dropped_bytes == 0
+
+
+@pytest.mark.parametrize("where", ["payload", "header"])
+def test_damage_inside_the_journal_stops_the_start_naming_file_and_offset(make_server, where):
+    live = make_server()
+    trade_a_little(live)
+    live.crash()
+    records = list(Reader(journal_dir(live.data_dir)))
+    victim = records[len(records) // 2]
+    data = bytearray(victim.path.read_bytes())
+    data[victim.offset + (30 if where == "payload" else 3)] ^= 0x40
+    victim.path.write_bytes(bytes(data))
+    with pytest.raises(JournalError) as info:
+        Server(load_config(None), live.data_dir, as_of=AS_OF)
+    assert (info.value.path, info.value.offset) == (victim.path, victim.offset)
+    assert f"{victim.path} at offset {victim.offset}" in str(info.value)
+    assert "inside the journal" in str(info.value)
+
+
+def test_a_damaged_snapshot_is_passed_over_for_the_journal(make_server, caplog):
+    live = make_server()
+    trade_a_little(live)
+    before = state(live)
+    live.stop()
+    (seq, path), = snapshot_files(snapshot_dir(live.data_dir))
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="gpux.recovery"):
+        again = live.restart()
+    assert "does not match its checksum" in caplog.text
+    assert (again.server.recovered.snapshot_seq, again.server.recovered.replayed) == (0, seq)
+    assert state(again)["state_hash"] == before["state_hash"]
+    again.stop()
+
+
+def test_another_listing_date_is_refused_for_a_data_directory(make_server):
+    import datetime
+    from engine.contracts import ConfigError
+    live = make_server()
+    live.stop()
+    with pytest.raises(ConfigError, match="listed on 2026-11-25"):
+        Server(load_config(None), live.data_dir, as_of=AS_OF + datetime.timedelta(days=1))
+
+
+def test_nothing_reaches_a_client_before_its_command_is_committed(make_server, monkeypatch):
+    """Every frame queued for any connection is queued with the journal fully committed."""
+    queued, early = [], []
+    enqueue = session_module.Session._enqueue
+
+    def checked(self, frame):
+        queued.append(frame)
+        if live.server.journal.pending:
+            early.append(frame)
+        enqueue(self, frame)
+    monkeypatch.setattr(session_module.Session, "_enqueue", checked)
+    live = make_server()
+
+    async def scenario():
+        watcher = await Ws.open(live, "trader-1")
+        await watcher.result("subscribe", channels=[f"book.{SYMBOL}", f"trades.{SYMBOL}",
+                                                    f"ticker.{SYMBOL}", "orders", "fills",
+                                                    "positions", "margin"])
+        async def read():                   # keep reading, so the close handshake is quick
+            while True:
+                await watcher.ws.recv()
+        reader = asyncio.create_task(read())
+        await asyncio.to_thread(trade_a_little, live)
+        await asyncio.sleep(0.3)            # tickers too
+        reader.cancel()
+        await watcher.close()
+    run(scenario())
+    assert len(queued) > 25 and early == []
+
+
+def test_the_funding_deposits_are_made_once(make_server):
+    live = make_server()
+    first = state(live)
+    collateral = live.call(lambda: live.server.house.ledger.accounts[1].collateral)
+    live.crash()
+    again = live.restart()
+    assert first["seq"] > 0 and state(again)["seq"] == first["seq"]
+    assert again.call(lambda: again.server.house.ledger.accounts[1].collateral) == collateral > 0
+    again.stop()
