@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench throughput loadgen fanout build clean
+.PHONY: run test bench throughput loadgen fanout crash recovery build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ loadgen: build
 
 fanout: build
 	$(PY) -m bench.fanout --subscribers 500 --rate 50 100 200 400 --seconds 5 --warmup 2 --repeat 3
+
+# Durability: SIGKILL the server mid-trading and check nothing acked was lost; recovery speed.
+crash: build
+	$(PY) -m bench.crash --cycles 100
+
+recovery: build
+	$(PY) -m bench.recovery
 
 clean:
 	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html clearing/*.c clearing/*.so clearing/*.html

@@ -124,22 +124,25 @@ class ServerProcess:
 
     def __init__(self, kind: str, *, cpus=None, config_text: str | None = None,
                  wrapper: list[str] | None = None, env: dict | None = None,
-                 profiled: bool = False, startup_timeout: float = 30.0) -> None:
+                 profiled: bool = False, startup_timeout: float = 30.0,
+                 workdir: Path | None = None, args: list[str] | None = None) -> None:
         self.kind = kind
-        self.dir = Path(tempfile.mkdtemp(prefix=f"gpux-bench-{kind}-"))
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix=f"gpux-bench-{kind}-"))
+        self.keep = workdir is not None          # a caller's directory outlives the process
         self.log_path = self.dir / "server.log"
         if kind == "gpux":
             config = self.dir / "config.toml"
             config.write_text(config_text or "")
             module = "bench.serve_profiled" if profiled else "gateway.cli"
             cmd = [PYTHON, "-m", module, "serve", "--data-dir", str(self.dir / "data"),
-                   "--port", "0", "--as-of", AS_OF, "--config", str(config)]
+                   "--port", "0", "--as-of", AS_OF, "--config", str(config)] + (args or [])
         elif kind == "echo":
             cmd = [PYTHON, "-m", "bench.echo_server", "--port", "0"]
         else:
             raise ValueError(kind)
         cmd = list(wrapper or []) + cmd
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "ab")
+        self.log_start = self.log.tell()      # a restart appends to the same log
         cpu_set = set(cpus) if cpus else None
 
         def preexec() -> None:
@@ -152,7 +155,7 @@ class ServerProcess:
                                      env={**os.environ, **(env or {})})
         deadline = time.monotonic() + startup_timeout
         while True:
-            match = _LISTENING.search(self.log_path.read_text(errors="replace"))
+            match = _LISTENING.search(self.output())
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
                 break
@@ -170,7 +173,17 @@ class ServerProcess:
         return proc_cpu_seconds(self.proc.pid)
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """What this process has logged (not an earlier one's in the same directory)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_start)
+            return f.read().decode(errors="replace")
+
+    def kill(self) -> int:
+        """SIGKILL: no handler runs, nothing is flushed or closed."""
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then wait; the temporary directory is removed unless the exit was unclean."""
@@ -183,7 +196,7 @@ class ServerProcess:
                 self.proc.wait()
         if not self.log.closed:
             self.log.close()
-            if self.proc.returncode == 0:
+            if self.proc.returncode == 0 and not self.keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
             else:
                 print(f"# {self.kind} server exited with {self.proc.returncode}; its log: "

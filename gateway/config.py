@@ -160,7 +160,7 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     durability: Literal["fsync", "unsafe-no-fsync"] = "fsync"
     snapshot_interval_s: Annotated[float, msgspec.Meta(ge=1)] = 300.0
     snapshot_every: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000    # or after this many commands
-    segment_mb: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    segment_bytes: Annotated[int, msgspec.Meta(ge=4096, le=2**32)] = 64 << 20   # then roll
     keep_snapshots: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     prune: bool = True       # delete journal files the oldest kept snapshot covers
 

@@ -166,13 +166,17 @@ class Server:
             return
         self._commit()
         self._background.wait()
-        if self.journal.committed_seq > self._snapshot_seq:
-            seq = self.journal.committed_seq
-            write_snapshot(snapshot_dir(self.data_dir), seq, (self.venue, self.feed),
-                           state_digest(self.venue))
-            self._snapshot_done(seq)
-        self.journal.close()
-        os.close(self.lock)
+        try:
+            if self.journal.committed_seq > self._snapshot_seq:
+                seq = self.journal.committed_seq
+                write_snapshot(snapshot_dir(self.data_dir), seq, (self.venue, self.feed),
+                               state_digest(self.venue))
+                self._snapshot_done(seq)
+        except Exception:
+            log.exception("the shutdown snapshot failed; the journal holds everything")
+        finally:
+            self.journal.close()
+            os.close(self.lock)
 
     # -- Durability -----------------------------------------------------------------
 
@@ -214,7 +218,7 @@ class Server:
         self._commit()        # the child's state must be exactly the journal's up to seq
         self._snapshot_at = self.loop.time()
         self._background.start(snapshot_dir(self.data_dir), self.journal.committed_seq,
-                               (self.venue, self.feed), state_digest)
+                               (self.venue, self.feed), lambda state: state_digest(state[0]))
 
     def _snapshot_done(self, seq: int) -> None:
         self._snapshot_seq = max(self._snapshot_seq, seq)

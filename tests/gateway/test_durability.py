@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 
 import pytest
 
 from gateway import session as session_module
 from gateway.config import load_config
-from gateway.journal import JournalError, Reader
+from gateway.journal import JournalError, Reader, segments
 from gateway.recovery import build, journal_dir, recover, snapshot_dir, state_digest
 from gateway.server import Server
 from gateway.snapshots import snapshot_files
@@ -253,4 +254,32 @@ def test_the_funding_deposits_are_made_once(make_server):
     again = live.restart()
     assert first["seq"] > 0 and state(again)["seq"] == first["seq"]
     assert again.call(lambda: again.server.house.ledger.accounts[1].collateral) == collateral > 0
+    again.stop()
+
+
+def test_background_snapshots_roll_and_prune_the_journal(make_server):
+    """A forked child writes snapshots as commands pass the count; the journal files they
+    cover are deleted; a crash then recovers from the newest snapshot and its tail."""
+    live = make_server("[journal]\nsnapshot_every = 20\nsegment_bytes = 4096\n"
+                       "keep_snapshots = 1\n")
+    for round_ in range(4):
+        trade_a_little(live, tag=f"-{round_}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        snapshots = snapshot_files(snapshot_dir(live.data_dir))
+        if snapshots and live.call(lambda: live.server._background.pid) is None:
+            break
+        time.sleep(0.1)
+    live.call(live.server._maybe_snapshot)          # reaps the child and prunes
+    (covered, _), = snapshot_files(snapshot_dir(live.data_dir))
+    files = segments(journal_dir(live.data_dir))
+    assert 1 < files[0][0] <= covered + 1, (files, covered)     # the covered files are gone
+    assert not [p for p in snapshot_dir(live.data_dir).iterdir() if p.name.endswith(".tmp")]
+    trade_a_little(live, tag="-last")
+    before = state(live)
+    live.crash()
+    again = live.restart()
+    recovered = again.server.recovered
+    assert recovered.snapshot_seq == covered and recovered.replayed == before["seq"] - covered
+    assert state(again)["state_hash"] == before["state_hash"]
     again.stop()
