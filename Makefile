@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench throughput loadgen fanout crash recovery build clean
+.PHONY: run test bench throughput loadgen fanout durability crash recovery build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ fanout: build
 	$(PY) -m bench.fanout --subscribers 500 --rate 50 100 200 400 --seconds 5 --warmup 2 --repeat 3
 
 # Durability: SIGKILL the server mid-trading and check nothing acked was lost; recovery speed.
+durability: build
+	$(PY) -m bench.loadgen --targets gpux gpux-unsafe --connections 50 --seconds 5 --warmup 1 --repeat 3
+
 crash: build
 	$(PY) -m bench.crash --cycles 100
 

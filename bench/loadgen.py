@@ -3,7 +3,7 @@
     python -m bench.loadgen [--connections 1 50] [--seconds 5] [--warmup 1]
         [--modes pipelined sync paced] [--window 32] [--rate 5000] [--repeat 3]
         [--server-cpus 0] [--client-cpus 1] [--procs 2] [--paced-procs 1]
-        [--targets echo gpux]
+        [--targets echo gpux gpux-unsafe]
         [--preload N] [--profile DIR] [--gc-log DIR] [--py-spy DIR] [-v]
 
 Each connection logs in (auth.login, its own market-maker account) and then
@@ -48,6 +48,11 @@ which would show up as latency that is the client's. A ``--warmup`` period prece
 table gives the median of ``--repeat`` repetitions of each cell; it also
 gives the CPU the server and the clients used during the window (100% = one
 core), so a run shows which side was saturated.
+
+gpux journals every command and acks a batch (one event-loop turn) after one
+write and one fdatasync. ``--targets gpux gpux-unsafe`` measures that against
+the unsafe mode (``gpux serve --durability unsafe-no-fsync``: acked once
+written), side by side (``make durability``).
 """
 from __future__ import annotations
 
@@ -488,23 +493,25 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
     Files are named ``{target}-{mode}-{connections}{tag}``.
     """
     accounts = account_names("lg", max(connections, 1))
+    gpux = target.startswith("gpux")
     config = (gpux_config(accounts + ["liq-001", "pre-001"], queue_hard=1 << 20)
-              if target == "gpux" else None)
+              if gpux else None)
+    args = ["--durability", DURABILITY[target]] if gpux else None
     name = f"{target}-{mode}-{connections}{tag}"
     env = None
-    if profile_dir and target == "gpux":
+    if profile_dir and gpux:
         os.makedirs(profile_dir, exist_ok=True)
         env = {"GPUX_CPROFILE": os.path.join(profile_dir, name + ".prof"),
                "GPUX_GC_LOG": os.path.join(profile_dir, name + ".gc.json")}
-    elif gc_dir and target == "gpux":
+    elif gc_dir and gpux:
         os.makedirs(gc_dir, exist_ok=True)
         env = {"GPUX_GC_LOG": os.path.join(gc_dir, name + ".gc.json")}
     spy_out = None
     if py_spy_dir:
         os.makedirs(py_spy_dir, exist_ok=True)
         spy_out = os.path.join(py_spy_dir, name + ".txt")
-    server = ServerProcess(target, cpus=server_cpus, config_text=config, env=env,
-                           profiled=env is not None)
+    server = ServerProcess("gpux" if gpux else target, cpus=server_cpus, config_text=config,
+                           env=env, profiled=env is not None, args=args)
     try:
         result = run_clients(server, mode=mode, connections=connections, accounts=accounts,
                              seconds=seconds, warmup=warmup, window=window, rate=rate,
@@ -526,6 +533,9 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
 
 # -- The command line -----------------------------------------------------------------
 
+#: gpux acks a batch once fdatasync returns (the default), or once written (unsafe).
+DURABILITY = {"gpux": "fsync", "gpux-unsafe": "unsafe-no-fsync"}
+
 def _median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -534,6 +544,22 @@ def _median(values):
 def _cpu(results, key) -> str:
     v = _median([r[key] if key == "server_cpu" else max(r[key]) for r in results])
     return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def durability_table(cells: dict, modes, connection_counts) -> str:
+    """gpux acking after fdatasync against the unsafe mode (acked once written)."""
+    lines = [f"{'mode':<10} {'conns':>5} {'fsync orders/s':>15} {'unsafe orders/s':>16} "
+             f"{'ratio':>6}  {'fsync p50':>9} {'p99':>8}  {'unsafe p50':>10} {'p99':>8}"]
+    for mode in modes:
+        for n in connection_counts:
+            safe, unsafe = cells.get(("gpux", mode, n), []), cells.get(("gpux-unsafe", mode, n), [])
+            s_rate, u_rate = _median([r["rate"] for r in safe]), _median([r["rate"] for r in unsafe])
+            ratio = f"{s_rate / u_rate:.2f}" if s_rate and u_rate else "-"
+            lat = [fmt_us(_median([r[k] for r in rs])) for rs in (safe, unsafe)
+                   for k in ("p50", "p99")]
+            lines.append(f"{mode:<10} {n:>5} {s_rate or 0:>15,.0f} {u_rate or 0:>16,.0f} "
+                         f"{ratio:>6}  {lat[0]:>9} {lat[1]:>8}  {lat[2]:>10} {lat[3]:>8}")
+    return "\n".join(lines)
 
 
 def table(cells: dict, modes, connection_counts) -> str:
@@ -570,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipelined: requests in flight per connection")
     parser.add_argument("--rate", type=float, default=5000.0, help="paced: requests/s in all")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--targets", nargs="+", choices=("echo", "gpux"),
+    parser.add_argument("--targets", nargs="+", choices=("echo", "gpux", "gpux-unsafe"),
                         default=["echo", "gpux"])
     parser.add_argument("--procs", type=int, default=2,
                         help="client processes (at most one per connection)")
@@ -626,7 +652,10 @@ def main(argv: list[str] | None = None) -> int:
                                   f" {len(r['gc_in_window'][1])} gen1, {len(full)} gen2 "
                                   f"collections (gen2 pauses: "
                                   f"{', '.join(fmt_us(d) for d in full) or '-'})", flush=True)
-    print(table(cells, args.modes, args.connections))
+    if "echo" in args.targets:
+        print(table(cells, args.modes, args.connections))
+    if "gpux-unsafe" in args.targets:
+        print(durability_table(cells, args.modes, args.connections))
     failed = sum(r["errors"] + r["stuck"] for rs in cells.values() for r in rs)
     if failed:
         print(f"# {failed} requests failed or went unanswered", file=sys.stderr)

@@ -95,22 +95,11 @@ class Server:
         self.limits = config.limits
         self.data_dir = data_dir
         self.lock = lock_data_dir(data_dir)
-        self.account_list = list(config.account) or demo_accounts(data_dir)
-        self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
-        as_of = listing_date(data_dir, as_of or config.server.as_of)
-        accounts = list(self.accounts.by_id.values())
-        self.recovered = recover(data_dir, lambda: build(config, as_of, accounts, clock))
-        self.venue, self.feed = self.recovered.venue, self.recovered.feed
-        check_listing(self.venue, config, as_of)
-        self.venue.clock = clock
-        self.house = self.venue.house
-        self.instruments = [m.instrument for m in self.venue.exchange.markets.values()]
-        self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
-        self.venue.record = self.journal.append
-        if self.journal.next_seq == 1:          # a new exchange: the configured funding
-            for deposit in funding(accounts, self.venue.now()):
-                self.venue.process(deposit)
-            self.journal.commit()
+        try:
+            self._recover(as_of, clock)
+        except BaseException:
+            os.close(self.lock)
+            raise
         self._snapshot_seq = self.recovered.snapshot_seq
         self._snapshot_at = 0.0                 # loop time of the last snapshot started
         self._background = Background()
@@ -132,6 +121,26 @@ class Server:
         self._ws_server = None
         self._tasks: list[asyncio.Task] = []
         self.port: int | None = None
+
+    def _recover(self, as_of: datetime.date | None, clock) -> None:
+        """The state from the data directory (or a new exchange), with its journal open."""
+        config, data_dir = self.config, self.data_dir
+        self.account_list = list(config.account) or demo_accounts(data_dir)
+        self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
+        as_of = listing_date(data_dir, as_of or config.server.as_of)
+        accounts = list(self.accounts.by_id.values())
+        self.recovered = recover(data_dir, lambda: build(config, as_of, accounts, clock))
+        self.venue, self.feed = self.recovered.venue, self.recovered.feed
+        check_listing(self.venue, config, as_of)
+        self.venue.clock = clock
+        self.house = self.venue.house
+        self.instruments = [m.instrument for m in self.venue.exchange.markets.values()]
+        self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
+        self.venue.record = self.journal.append
+        if self.journal.next_seq == 1:          # a new exchange: the configured funding
+            for deposit in funding(accounts, self.venue.now()):
+                self.venue.process(deposit)
+            self.journal.commit()
 
     # -- Lifecycle ------------------------------------------------------------------
 
