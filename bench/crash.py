@@ -13,7 +13,11 @@ goes on:
 - the request that was in flight at the kill is sent again with the same
   client_order_id: it is placed once, whether or not it reached the journal;
 - ``admin.state`` (the server's seq and state digest) equals a fresh replay of
-  the journal up to that seq, done here from the files on disk;
+  the journal up to that seq, done here from the files on disk; so does the
+  state it reported at a random moment before the kill;
+- every fourth kill also leaves part of a commit at the journal's end (as a
+  write cut short by power loss would): the restart must drop exactly those
+  bytes and lose nothing acknowledged;
 - in that replay, positions net to zero in every contract, collateral sums to
   what was deposited, open interest is the sum of long positions, and the
   marked P&L of all accounts sums to zero.
@@ -29,6 +33,7 @@ import datetime
 import itertools
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -42,7 +47,9 @@ from websockets.exceptions import ConnectionClosed
 from bench.harness import AS_OF, credentials, gpux_config, login_params, ServerProcess
 from gateway.auth import Accounts
 from gateway.config import load_config
-from gateway.recovery import build, verify
+from engine.messages import Timer
+from gateway.journal import Reader, encode_batch, encode_record, segments
+from gateway.recovery import build, journal_dir, verify
 
 SYMBOL = "H100-2027-06"
 LISTED = datetime.date.fromisoformat(AS_OF)
@@ -137,6 +144,7 @@ class Trader:
         self.fills: dict[int, dict] = {}        # trade_id -> {order_id, price, qty}
         self.in_flight: tuple[str, dict] | None = None
         self.acked = 0
+        self.refused: dict[str, int] = {}   # errors the market allows (margin, band...), by reason
         self.client: Client | None = None
 
     def note(self, channel: str, data) -> None:
@@ -163,7 +171,7 @@ class Trader:
         rng = self.rng
         live = [o for o in self.orders.values() if o["status"] not in CLOSED]
         roll = rng.random()
-        if live and roll < 0.15:
+        if live and (roll < 0.15 or len(live) > 40):    # keep the book (and margin) bounded
             return "order.cancel", {"order_id": rng.choice(live)["order_id"]}
         if live and roll < 0.3:
             order = rng.choice(live)
@@ -191,7 +199,17 @@ class Trader:
             if "result" in response:
                 self.acked += 1
                 self.told(response["result"])
-            elif response["error"]["data"]["reason"] not in (
+                continue
+            reason = response["error"]["data"]["reason"]
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+            if reason == "order_closed":        # closed by a fill it had not heard of yet
+                try:
+                    got = await self.client.call("order.get", order_id=params["order_id"])
+                except ConnectionError:
+                    return
+                if "result" in got:
+                    self.told(got["result"])
+            if reason not in (
                     "unknown_order", "order_closed", "price_out_of_band", "insufficient_margin",
                     "position_limit", "self_trade_prevented",
                     "invalid_quantity"):      # a replace below a fill it had not heard of
@@ -201,14 +219,16 @@ class Trader:
 class Tally(msgspec.Struct):
     cycles: int = 0
     acked: int = 0              # requests acknowledged to the traders, over all cycles
+    refused: dict[str, int] = {}  # requests answered with an error the market allows, by reason
     orders_checked: int = 0     # order checks after restarts (an order is checked every cycle)
     fills_checked: int = 0
     resent: int = 0             # in-flight places sent again after a restart
     resent_existing: int = 0    # ... of which the journal already held the order
     undelivered_fills: int = 0  # durable fills the kill kept from reaching a trader
     replayed: int = 0           # commands replayed here to compare with the server
+    states_compared: int = 0    # server digests (after restart, and before the kill) checked
     snapshot_starts: int = 0    # restarts that began from a snapshot
-    torn: int = 0               # restarts that dropped a torn last record
+    torn: int = 0               # restarts that dropped a torn commit (appended by the test)
     lost: int = 0               # anything acknowledged and not found as told
     problems: list[str] = []
 
@@ -272,12 +292,22 @@ async def check_trader(trader: Trader, tally: Tally, every: bool, sample: int = 
         trader.told(now)
 
 
-def check_replay(data_dir: Path, config, accounts, seq: int, digest: str, tally: Tally) -> None:
-    """A fresh replay of the journal up to ``seq`` must be the server's state, and conserve."""
-    result = verify(data_dir, lambda: build(config, LISTED, accounts), until=seq)
+def check_replay(data_dir: Path, config, accounts, seq: int, digest: str, tally: Tally,
+                 before_kill: tuple[int, str] | None = None) -> None:
+    """A fresh replay of the journal up to ``seq`` must be the server's state, and conserve.
+
+    ``before_kill``: (seq, digest) that ``admin.state`` gave while trading, before the
+    kill: the replay must pass through that state too.
+    """
+    at = [before_kill[0]] if before_kill else []
+    result = verify(data_dir, lambda: build(config, LISTED, accounts), until=seq, at=at)
     tally.replayed += result.replay.count
     if result.digest.hex() != digest:
         raise Lost(f"the server's state at seq {seq} differs from the journal's replay")
+    if before_kill and result.digests.get(before_kill[0], b"").hex() != before_kill[1]:
+        raise Lost(f"the state the server had before the kill, at seq {before_kill[0]}, is "
+                   "not the journal's replay at that seq")
+    tally.states_compared += 1 + bool(before_kill)
     if not all(result.snapshots.values()):
         raise Lost(f"snapshots differ from the replay: {result.snapshots}")
     house = result.replay.venue.house
@@ -296,10 +326,58 @@ def check_replay(data_dir: Path, config, accounts, seq: int, digest: str, tally:
         raise Lost("marked P&L does not sum to zero")
 
 
+async def sample_state(url: str, delay: float) -> tuple[int, str] | None:
+    """``admin.state`` after ``delay`` seconds of trading (None if the kill came first)."""
+    await asyncio.sleep(delay)
+    try:
+        admin = await Client.open(url, ADMIN)
+        state = await admin.result("admin.state")
+        await admin.close()
+    except (ConnectionError, OSError, ConnectionClosed):
+        return None
+    return state["seq"], state["state_hash"]
+
+
+def tear_the_tail(data_dir: Path, rng: random.Random) -> int:
+    """Append part of a commit to the journal, as a write cut short by power loss would
+    leave it; return how many bytes. Recovery must drop them and nothing else."""
+    directory = journal_dir(data_dir)
+    last_seq = 0
+    for record in Reader(directory):
+        last_seq = record.seq
+    records = encode_record(last_seq + 1, Timer(ts_ns=time.time_ns()))
+    batch = encode_batch(last_seq + 1, 1, records) + records
+    cut = batch[:rng.randrange(1, len(batch))]
+    with open(segments(directory)[-1][1], "ab") as f:
+        f.write(cut)
+    return len(cut)
+
+
+_RECOVERED = re.compile(r"recovered to seq ([\d,]+) in [\d.]+ s \(snapshot at seq ([\d,]+), "
+                        r"([\d,]+) commands replayed(, a torn last batch of (\d+) bytes "
+                        r"dropped)?\)")
+
+
+def restarted(workdir: Path, config_text: str, tally: Tally, torn_bytes: int):
+    """Start the server again; count what its recovery line says it did."""
+    server = ServerProcess("gpux", config_text=config_text, workdir=workdir)
+    match = _RECOVERED.search(server.output())
+    if match is None:
+        raise Lost(f"the restarted server did not report its recovery:\n{server.output()}")
+    tally.snapshot_starts += int(match.group(2).replace(",", "")) > 0
+    dropped = int(match.group(5) or 0)
+    if torn_bytes and dropped != torn_bytes:
+        raise Lost(f"{torn_bytes} torn bytes were appended; recovery dropped {dropped}")
+    tally.torn += bool(dropped)
+    return server
+
+
 async def run_cycles(cycles: int, seed: int, n_traders: int, durability: str,
-                     workdir: Path, log=print, window: tuple[float, float] = (0.3, 2.0)) -> Tally:
+                     workdir: Path, log=print, window: tuple[float, float] = (0.3, 2.0),
+                     tear_every: int = 4) -> Tally:
     """Run ``cycles`` kill/restart cycles, each after ``window`` (min, max) seconds of
-    trading; return what was checked (``lost`` and ``problems`` say what failed)."""
+    trading; every ``tear_every``-th kill also leaves a torn commit at the journal's end.
+    Return what was checked (``lost`` and ``problems`` say what failed)."""
     rng = random.Random(seed)
     names = [f"crash-{i:03d}" for i in range(1, n_traders + 1)]
     config_text = crash_config(names, durability)
@@ -309,44 +387,43 @@ async def run_cycles(cycles: int, seed: int, n_traders: int, durability: str,
     tally = Tally()
     server = ServerProcess("gpux", config_text=config_text, workdir=workdir)
     data_dir = workdir / "data"
+    before_kill = None
     try:
-        for cycle in range(1, cycles + 1):
+        for cycle in range(1, cycles + 2):
             url = f"ws://{server.host}:{server.port}/ws"
             for t in traders:
                 await t.connect(url)
             if cycle > 1:
                 for t in traders:
-                    await check_trader(t, tally, every=False)
+                    await check_trader(t, tally, every=cycle == cycles + 1)
                 admin = await Client.open(url, ADMIN)
                 state = await admin.result("admin.state")
                 await admin.close()
                 check_replay(data_dir, config, accounts, state["seq"], state["state_hash"],
-                             tally)
+                             tally, before_kill)
+            if cycle == cycles + 1:           # the last restart is checked, not killed
+                for t in traders:
+                    await t.client.close()
+                break
             stop = asyncio.Event()
             tasks = [asyncio.create_task(t.trade(stop)) for t in traders]
-            await asyncio.sleep(rng.uniform(*window))
+            seconds = rng.uniform(*window)
+            sampler = asyncio.create_task(sample_state(url, rng.uniform(0, seconds)))
+            await asyncio.sleep(seconds)
             server.kill()                   # mid-stride: requests in flight, maybe a snapshot
             await asyncio.gather(*tasks)
+            before_kill = await sampler
             for t in traders:
                 await t.client.close()
-            server = ServerProcess("gpux", config_text=config_text, workdir=workdir)
-            tally.snapshot_starts += "(snapshot at seq 0," not in server.output()
-            tally.torn += "torn last record" in server.output()
+            torn_bytes = tear_the_tail(data_dir, rng) if cycle % tear_every == 0 else 0
+            server = restarted(workdir, config_text, tally, torn_bytes)
             tally.cycles = cycle
             tally.acked = sum(t.acked for t in traders)
+            tally.refused = {r: sum(t.refused.get(r, 0) for t in traders)
+                             for r in sorted(set().union(*(t.refused for t in traders)))}
             if cycle % 10 == 0 or cycle == cycles:
                 log(f"cycle {cycle}: {tally.acked:,} acked, {tally.orders_checked:,} order "
                     f"checks, {tally.lost} lost")
-        # The last restart is checked too.
-        url = f"ws://{server.host}:{server.port}/ws"
-        for t in traders:
-            await t.connect(url)
-            await check_trader(t, tally, every=True)
-            await t.client.close()
-        admin = await Client.open(url, ADMIN)
-        state = await admin.result("admin.state")
-        await admin.close()
-        check_replay(data_dir, config, accounts, state["seq"], state["state_hash"], tally)
     except Lost as e:
         tally.lost += 1
         tally.problems.append(str(e))

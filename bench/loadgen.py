@@ -553,7 +553,8 @@ def durability_table(cells: dict, modes, connection_counts) -> str:
     for mode in modes:
         for n in connection_counts:
             safe, unsafe = cells.get(("gpux", mode, n), []), cells.get(("gpux-unsafe", mode, n), [])
-            s_rate, u_rate = _median([r["rate"] for r in safe]), _median([r["rate"] for r in unsafe])
+            s_rate = _median([r["rate"] for r in safe])
+            u_rate = _median([r["rate"] for r in unsafe])
             ratio = f"{s_rate / u_rate:.2f}" if s_rate and u_rate else "-"
             lat = [fmt_us(_median([r[k] for r in rs])) for rs in (safe, unsafe)
                    for k in ("p50", "p99")]

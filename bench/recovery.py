@@ -113,7 +113,7 @@ def generate(workdir: Path, n: int, tail: int, config) -> tuple[int, float]:
         if k == n - tail:
             journal.commit()
             replay.done()
-            write_snapshot(snapshot_dir(data_dir), k, (venue, feed), state_digest(venue))
+            write_snapshot(snapshot_dir(data_dir), k, (venue, feed), state_digest(venue, feed))
     replay.done()
     journal.close()
     return journal.next_seq - 1, time.perf_counter() - started

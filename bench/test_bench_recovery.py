@@ -24,7 +24,8 @@ def test_a_generated_journal_recovers_the_same_both_ways(tmp_path):
     shutil.rmtree(snapshot_dir(data_dir))
     alone = recover(data_dir, lambda: build(config, LISTED, accounts))
     assert (alone.seq, alone.replayed, alone.snapshot_seq) == (seq, seq, 0)
-    assert state_digest(alone.venue) == state_digest(from_snapshot.venue)
+    assert state_digest(alone.venue, alone.feed) == \
+        state_digest(from_snapshot.venue, from_snapshot.feed)
     trades = sum(len(f) for f in alone.venue.fills.values())
     assert trades > 100 and alone.failed == 0
     assert measure_start(tmp_path, config_text) > 0

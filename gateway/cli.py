@@ -36,7 +36,7 @@ def _serve(args) -> int:
         r = server.recovered
         print(f"gpux: recovered to seq {r.seq:,} in {r.seconds:.2f} s (snapshot at seq "
               f"{r.snapshot_seq:,}, {r.replayed:,} commands replayed"
-              + (f", a torn last record of {r.dropped_bytes} bytes dropped" if r.dropped_bytes
+              + (f", a torn last batch of {r.dropped_bytes} bytes dropped" if r.dropped_bytes
                  else "") + f"); durability {config.journal.durability}")
         print(f"gpux: {len(server.instruments)} instruments listed; "
               f"listening on ws://{host}:{server.port}/ws", flush=True)

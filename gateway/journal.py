@@ -6,16 +6,20 @@ write, one fdatasync: the group commit of one event-loop turn); nothing a
 command caused may be sent to anyone before the commit that holds it.
 
 Files: ``journal/<seq of the first record, 20 digits>.log``, rolled at a size.
-A record is a 20-byte header and a payload::
+Each commit writes one batch: a 24-byte header, then its records::
 
-    <u32 payload length> <u64 seq> <u32 crc32 of payload> <u32 crc32 of the 16 bytes before>
+    batch:  <u32 length of the records> <u64 first seq> <u32 count> <u32 crc32 of the
+            records> <u32 crc32 of the 20 bytes before>
+    record: <u32 payload length> <u64 seq> <payload: the command, tagged MessagePack>
 
-The payload is the command as tagged MessagePack (msgspec). The header has its
-own checksum so a damaged length is told from a short file. A bad record in
-the last file with no good header anywhere after it is the torn end of a
-write (a crash mid-write; it was never acknowledged): it is dropped. Damage
-with good records after it, or in any other file, is an error naming the
-file and offset: replaying past it would silently lose what it held.
+A batch is acknowledged only once it is whole on disk, so a damaged batch in
+the last file with no whole batch anywhere after it is the torn end of a
+commit (a crash or power loss mid-write, the disk's pages landing in any
+order): it was never acknowledged and is dropped. Damage with a whole batch
+after it, or in any other file, is an error naming the file and offset:
+replaying past it would silently lose what it held. A command that raised
+when it ran is followed by a ``Failed`` marker, so a replay that differs from
+what happened stops instead of going on.
 """
 from __future__ import annotations
 
@@ -31,13 +35,19 @@ import msgspec
 from clearing.messages import ClearingCommands
 from engine.messages import EngineCommand
 
-HEADER = struct.Struct("<IQI")              # length, seq, payload crc; then the header's crc
-CRC = struct.Struct("<I")
-HEADER_SIZE = HEADER.size + CRC.size        # 20
-MAX_RECORD = 1 << 20                        # no command is near this; a bigger length is damage
+BATCH = struct.Struct("<IQII")         # payload length, first seq, records, payload crc32
+CRC = struct.Struct("<I")               # ... then the crc32 of those 20 bytes
+BATCH_SIZE = BATCH.size + CRC.size      # 24
+RECORD = struct.Struct("<IQ")           # payload length, seq
+MAX_BATCH = 1 << 30                     # a bigger length is damage
 SEGMENT_BYTES = 64 << 20
 SUFFIX = ".log"
 
+
+class Failed(msgspec.Struct, tag="failed", tag_field="type", frozen=True):
+    """Journaled after a command that raised when it ran (the server then halted its
+    instrument): a replay must see that command raise too, and no other."""
+    seq: int
 
 
 def _loose(kind):
@@ -61,7 +71,8 @@ def _unchecked(cls) -> type:
         if f.required:
             fields.append((f.name, _loose(f.type)))
         elif f.default_factory is not msgspec.NODEFAULT:
-            fields.append((f.name, _loose(f.type), msgspec.field(default_factory=f.default_factory)))
+            fields.append((f.name, _loose(f.type),
+                           msgspec.field(default_factory=f.default_factory)))
         else:
             fields.append((f.name, _loose(f.type), f.default))
     config = cls.__struct_config__
@@ -72,14 +83,15 @@ def _unchecked(cls) -> type:
 _COMMANDS = get_args(EngineCommand) + get_args(ClearingCommands)
 _TWINS = {_unchecked(cls): cls for cls in _COMMANDS}
 _encode = msgspec.msgpack.Encoder().encode
-_decode_twin = msgspec.msgpack.Decoder(Union[tuple(_TWINS)]).decode
+_decode_twin = msgspec.msgpack.Decoder(Union[tuple(_TWINS) + (Failed,)]).decode
 _asdict = msgspec.structs.asdict
 
 
 def decode_command(payload):
-    """A journal payload back into the command that was appended."""
+    """A journal payload back into the command (or Failed marker) that was appended."""
     twin = _decode_twin(payload)
-    return _TWINS[type(twin)](**_asdict(twin))
+    kind = type(twin)
+    return twin if kind is Failed else _TWINS[kind](**_asdict(twin))
 
 
 class JournalError(Exception):
@@ -92,8 +104,12 @@ class JournalError(Exception):
 
 def encode_record(seq: int, cmd) -> bytes:
     payload = _encode(cmd)
-    head = HEADER.pack(len(payload), seq, zlib.crc32(payload))
-    return head + CRC.pack(zlib.crc32(head)) + payload
+    return RECORD.pack(len(payload), seq) + payload
+
+
+def encode_batch(first_seq: int, count: int, records: bytes | bytearray) -> bytes:
+    head = BATCH.pack(len(records), first_seq, count, zlib.crc32(records))
+    return head + CRC.pack(zlib.crc32(head))
 
 
 def segment_name(first_seq: int) -> str:
@@ -162,55 +178,72 @@ class Reader:
         offset = 0
         expected = first
         while offset < size:
-            problem = self._check(view, offset, expected)
+            problem = _check_batch(view, offset, expected)
             if problem is not None:
-                # Damage is the torn end of a write when no good record follows it.
-                if last_file and not _good_header_after(view, offset + 1):
+                # Damage is the torn end of a commit when no whole batch follows it.
+                if last_file and not _whole_batch_after(view, offset + 1):
                     self.torn = Torn(path, offset, size - offset)
                     return
                 where = "inside the journal" if last_file else "in a file that is not the last"
-                raise JournalError(path, offset, f"{problem}, {where} (good records follow)"
+                raise JournalError(path, offset, f"{problem}, {where} (whole batches follow)"
                                    if last_file else f"{problem}, {where}")
-            length, seq, _ = HEADER.unpack_from(data, offset)
-            end = offset + HEADER_SIZE + length
-            try:
-                cmd = decode_command(view[offset + HEADER_SIZE:end])
-            except msgspec.DecodeError as exc:
-                raise JournalError(path, offset, f"seq {seq} is not a command: {exc}") from None
-            if self.first_seq is None:
-                self.first_seq = seq
-            self.last_seq = seq
-            if seq > self.after:
-                yield Record(seq, cmd, path, offset)
+            length, _, count, _ = BATCH.unpack_from(view, offset)
+            at, end = offset + BATCH_SIZE, offset + BATCH_SIZE + length
+            for _ in range(count):
+                if end - at < RECORD.size:
+                    raise JournalError(path, at, "a batch's records overrun it")
+                record_length, seq = RECORD.unpack_from(view, at)
+                stop = at + RECORD.size + record_length
+                if seq != expected or stop > end:
+                    raise JournalError(path, at, f"record seq {seq} (expected {expected}) of "
+                                       f"{record_length} bytes does not fit its batch")
+                if seq > self.after:      # records a snapshot covers are checked, not decoded
+                    try:
+                        cmd = decode_command(view[at + RECORD.size:stop])
+                    except msgspec.DecodeError as exc:
+                        raise JournalError(path, at, f"seq {seq} is not a command: {exc}") \
+                            from None
+                    yield Record(seq, cmd, path, at)
+                if self.first_seq is None:
+                    self.first_seq = seq
+                self.last_seq = seq
+                expected += 1
+                at = stop
+            if at != end:
+                raise JournalError(path, at, "a batch holds more than its records")
             offset = end
-            expected += 1
-
-    @staticmethod
-    def _check(view: memoryview, offset: int, expected: int) -> str | None:
-        """What is wrong with the record at ``offset``, or None."""
-        size = len(view)
-        if size - offset < HEADER_SIZE:
-            return "a header cut short"
-        length, seq, crc = HEADER.unpack_from(view, offset)
-        if zlib.crc32(view[offset:offset + HEADER.size]) != CRC.unpack_from(
-                view, offset + HEADER.size)[0]:
-            return "a damaged record header"
-        if length == 0 or length > MAX_RECORD:
-            return f"a record length of {length}"
-        if seq != expected:
-            return f"seq {seq} where {expected} was expected"
-        end = offset + HEADER_SIZE + length
-        if end > size:
-            return f"a record cut short ({size - offset} of {end - offset} bytes)"
-        if zlib.crc32(view[offset + HEADER_SIZE:end]) != crc:
-            return "a record whose checksum does not match"
-        return None
 
 
-def _good_header_after(view: memoryview, start: int) -> bool:
-    """Whether a record header with a good checksum starts anywhere from ``start`` on."""
-    for i in range(start, len(view) - HEADER_SIZE + 1):
-        if zlib.crc32(view[i:i + HEADER.size]) == CRC.unpack_from(view, i + HEADER.size)[0]:
+def _check_batch(view: memoryview, offset: int, expected: int) -> str | None:
+    """What is wrong with the batch at ``offset``, or None."""
+    size = len(view)
+    if size - offset < BATCH_SIZE:
+        return "a batch header cut short"
+    length, first, count, crc = BATCH.unpack_from(view, offset)
+    if zlib.crc32(view[offset:offset + BATCH.size]) != CRC.unpack_from(
+            view, offset + BATCH.size)[0]:
+        return "a damaged batch header"
+    if length > MAX_BATCH or count == 0:
+        return f"a batch of {length} bytes and {count} records"
+    if first != expected:
+        return f"a batch from seq {first} where {expected} was expected"
+    end = offset + BATCH_SIZE + length
+    if end > size:
+        return f"a batch cut short ({size - offset} of {end - offset} bytes)"
+    if zlib.crc32(view[offset + BATCH_SIZE:end]) != crc:
+        return "a batch whose checksum does not match"
+    return None
+
+
+def _whole_batch_after(view: memoryview, start: int) -> bool:
+    """Whether a batch with a good header and good contents starts anywhere from ``start``."""
+    size = len(view)
+    for i in range(start, size - BATCH_SIZE + 1):
+        if zlib.crc32(view[i:i + BATCH.size]) != CRC.unpack_from(view, i + BATCH.size)[0]:
+            continue
+        length, _, _, crc = BATCH.unpack_from(view, i)
+        end = i + BATCH_SIZE + length
+        if end <= size and zlib.crc32(view[i + BATCH_SIZE:end]) == crc:
             return True
     return False
 
@@ -220,7 +253,8 @@ class Journal:
 
     Args:
         directory: The journal directory (created if missing).
-        next_seq: The seq of the next record (one past the last one recovered).
+        next_seq: The seq of the next record (one past the last one recovered);
+            the last file must end just before it (recovery has checked that).
         fsync: False is the unsafe mode: records reach the page cache only, so
             they survive the process being killed but not the machine failing.
         segment_bytes: Roll to a new file after a commit leaves this many bytes.
@@ -235,13 +269,20 @@ class Journal:
         self.next_seq = next_seq
         self.committed_seq = next_seq - 1
         self._pending = bytearray()
+        self._count = 0
         self._fd = -1
         files = segments(directory)
+        if files and files[-1][0] != next_seq and files[-1][1].stat().st_size == 0:
+            # An empty last file (rolled, then everything before it covered by a snapshot
+            # that recovery started from) is named for the seq its first record will have.
+            renamed = directory / segment_name(next_seq)
+            os.replace(files[-1][1], renamed)
+            sync_directory(directory)
+            files[-1] = (next_seq, renamed)
         if files:
-            path = files[-1][1]
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            self._path = files[-1][1]
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
-            self._path = path
         else:
             self._open_segment()
 
@@ -254,42 +295,49 @@ class Journal:
         return self._fd < 0
 
     def append(self, cmd) -> int:
-        """Queue a command for the next commit; return its seq."""
+        """Queue a command (or a Failed marker) for the next commit; return its seq."""
         seq = self.next_seq
         self._pending += encode_record(seq, cmd)
+        self._count += 1
         self.next_seq = seq + 1
         return seq
 
     def commit(self) -> None:
-        """Write what is queued in one write and (unless unsafe) wait for the disk.
+        """Write what is queued as one batch, in one write, and (unless unsafe) wait for
+        the disk.
 
         Raises:
-            JournalError: the write or the sync failed. The records' fate is then
-                unknown, so the caller must stop: nothing after them may be acked.
+            JournalError: the write, the sync or rolling to a new file failed. The
+                records' fate is then unknown, so the caller must stop: nothing after
+                them may be acked.
         """
         if not self._pending:
             return
-        data, self._pending = self._pending, bytearray()
+        records, self._pending = self._pending, bytearray()
+        first = self.next_seq - self._count
+        data = encode_batch(first, self._count, records) + records
+        self._count = 0
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
             if self.fsync:
                 os.fdatasync(self._fd)
+            self._size += len(data)
+            self.committed_seq = self.next_seq - 1
+            if self._size >= self.segment_bytes:
+                self._open_segment()
         except OSError as exc:
             raise JournalError(self._path, self._size, f"cannot write: {exc}") from exc
-        self._size += len(data)
-        self.committed_seq = self.next_seq - 1
-        if self._size >= self.segment_bytes:
-            self._open_segment()
 
     def _open_segment(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._path = self.directory / segment_name(self.next_seq)
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-        self._size = 0
+        """Start the next file; the current one stays open until the new one exists."""
+        path = self.directory / segment_name(self.next_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         sync_directory(self.directory)
+        old, self._fd, self._path, self._size = self._fd, fd, path, 0
+        if old >= 0:
+            os.close(old)
 
     def prune(self, covered: int) -> list[Path]:
         """Delete files whose every record is at or below seq ``covered``; return them."""
@@ -303,9 +351,11 @@ class Journal:
             sync_directory(self.directory)
         return gone
 
-    def close(self) -> None:
+    def close(self, commit: bool = True) -> None:
+        """Commit what is queued (unless ``commit`` is False: a start that failed) and close."""
         if self._fd >= 0:
-            self.commit()
+            if commit:
+                self.commit()
             os.close(self._fd)
             self._fd = -1
 

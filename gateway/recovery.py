@@ -38,7 +38,8 @@ from engine.exchange import Exchange
 from engine.prices import parse_money
 from gateway.config import AccountConfig, Config
 from gateway.feed import Feed
-from gateway.journal import Journal, JournalError, Reader, Torn, cut_torn, segments
+from gateway.journal import Failed, Journal, JournalError, Reader, Torn, cut_torn, segments, \
+    sync_directory
 from gateway.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
 from gateway.venue import Venue
 
@@ -104,8 +105,12 @@ def listing_date(data_dir: Path, requested: datetime.date | None) -> datetime.da
     as_of = requested or datetime.datetime.now(datetime.UTC).date()
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"as_of": as_of.isoformat()}) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps({"as_of": as_of.isoformat()}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    sync_directory(data_dir)
     return as_of
 
 
@@ -134,16 +139,34 @@ def funding(accounts: Iterable[AccountConfig], ts_ns: int) -> list[Deposit]:
     return out
 
 
+class Diverged(Exception):
+    """A replayed command raised where it had not when it ran, or the other way round."""
+
+
 class Replay:
     """Runs journaled commands through a venue and its feed, as the server did."""
 
     def __init__(self, venue: Venue, feed: Feed) -> None:
         self.venue, self.feed = venue, feed
         self.count = 0
-        self.failed = 0             # commands the engine raised on (the server halted after)
+        self.failed = 0             # commands that raised, as they had when they ran
         self.kinds: Counter = Counter()
+        self._raised: int | None = None     # seq of a command that raised, until its marker
 
-    def apply(self, cmd) -> None:
+    def apply(self, cmd, seq: int | None = None) -> None:
+        """Run one journaled command (or check a Failed marker).
+
+        Raises:
+            Diverged: a command raised without a marker after it, or a marker
+                follows a command that did not raise.
+        """
+        if type(cmd) is Failed:
+            if self._raised != cmd.seq:
+                raise Diverged(f"seq {cmd.seq} raised when it ran, but not in the replay")
+            self._raised = None
+            return
+        if self._raised is not None:
+            raise Diverged(f"seq {self._raised} raised in the replay, but not when it ran")
         venue = self.venue
         if cmd.ts_ns > venue.last_ts:
             venue.last_ts = cmd.ts_ns
@@ -152,40 +175,69 @@ class Replay:
         try:
             events = venue.process(cmd)
         except Exception:
-            # The server logged this when it happened and journaled the halt that followed.
+            # As when it ran (the marker after it says so); the server halted after it.
             self.failed += 1
-            log.warning("replayed command failed again, as it did when it ran: %r", cmd)
+            self._raised = seq
+            log.warning("replayed command seq %s raised, as it did when it ran: %r", seq, cmd)
             return
         self.feed.apply(events)
         if self.count % SEAL_EVERY == 0:
             self.feed.seal(())
 
     def done(self) -> None:
+        if self._raised is not None:
+            raise Diverged(f"seq {self._raised} raised in the replay, but not when it ran")
         self.feed.seal(())
+
+
+def _replay(replay: Replay, reader: Reader, expected: int, until: int | None = None,
+            each=None) -> int:
+    """Feed ``reader``'s records to ``replay``, from seq ``expected``; return the next seq."""
+    for record in reader:
+        if until is not None and record.seq > until:
+            break
+        if record.seq != expected:
+            raise JournalError(record.path, record.offset, f"seq {record.seq} follows state "
+                               f"at seq {expected - 1}: the records between are missing")
+        try:
+            replay.apply(record.cmd, record.seq)
+        except Diverged as exc:
+            raise JournalError(record.path, record.offset, f"the replay differs from what "
+                               f"happened: {exc}") from None
+        if each is not None:
+            each(record)
+        expected += 1
+    try:
+        replay.done()
+    except Diverged as exc:
+        raise JournalError(reader.directory, 0, f"the replay differs from what happened: "
+                           f"{exc}") from None
+    return expected
 
 
 class Recovered(msgspec.Struct):
     venue: Venue
     feed: Feed
-    seq: int                    # the last command applied; the journal continues after it
+    seq: int                    # the last record applied; the journal continues after it
     snapshot_seq: int           # 0: replayed from the start
     replayed: int
     failed: int
-    dropped_bytes: int          # of a torn last record, cut off the journal
+    dropped_bytes: int          # of a torn last batch, cut off the journal
     seconds: float
 
 
 def recover(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]]) -> Recovered:
     """The state after the last record in ``data_dir``: newest usable snapshot, then the
-    journal after it. A torn last record is cut off the file; anything else wrong stops.
+    journal after it. A torn last batch is cut off the file; anything else wrong stops.
 
     Raises:
-        JournalError: damage inside the journal, or records missing after the snapshot.
+        JournalError: damage inside the journal, records missing between the state
+            recovered and the journal, or a replay that differs from what happened.
     """
     started = time.perf_counter()
     start, venue, feed = 0, None, None
-    files = snapshot_files(snapshot_dir(data_dir))
-    for seq, path in reversed(files):
+    snapshots = snapshot_files(snapshot_dir(data_dir))
+    for seq, path in reversed(snapshots):
         try:
             start, (venue, feed), _ = read_snapshot(path)
             break
@@ -193,23 +245,22 @@ def recover(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]]) -> Recovere
             log.warning("%s; trying an older snapshot", exc)
     if venue is None:
         venue, feed = fresh()
+    files = segments(journal_dir(data_dir))
+    if files and files[0][0] > start + 1:
+        raise JournalError(files[0][1], 0, f"the journal starts at seq {files[0][0]} but the "
+                           f"state recovered ends at seq {start}" + (
+                               " (no snapshot could be read)" if snapshots and not start
+                               else "") + ": the records between are missing")
     replay = Replay(venue, feed)
     reader = Reader(journal_dir(data_dir), after=start)
-    expected = start + 1
-    for record in reader:
-        if record.seq != expected:
-            raise JournalError(record.path, record.offset, f"seq {record.seq} follows state "
-                               f"at seq {expected - 1}: the records between are missing")
-        replay.apply(record.cmd)
-        expected += 1
-    replay.done()
+    expected = _replay(replay, reader, start + 1)
     if reader.last_seq and reader.last_seq < start:
         raise JournalError(journal_dir(data_dir), 0, f"the journal ends at seq "
                            f"{reader.last_seq}, before the snapshot's {start}")
     dropped = 0
     if reader.torn is not None:
         torn = reader.torn
-        log.warning("dropped a torn record at %s offset %d (%d bytes): a crash cut its write "
+        log.warning("dropped a torn batch at %s offset %d (%d bytes): a crash cut its write "
                     "short, so it was never acknowledged", torn.path, torn.offset, torn.length)
         cut_torn(torn)
         dropped = torn.length
@@ -226,16 +277,17 @@ class Verified(msgspec.Struct):
     snapshots: dict[int, bool]          # seq -> its digest equals the replay's at that seq
     torn: Torn | None
     digest: bytes
+    digests: dict[int, bytes]           # the state digest after each seq asked for
 
 
 def verify(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]],
-           until: int | None = None) -> Verified:
+           until: int | None = None, at: Iterable[int] = ()) -> Verified:
     """Check every record and replay the journal into a scratch state, changing nothing.
 
     The replay starts from nothing when the journal starts at seq 1, else from
     the oldest snapshot it continues; each later snapshot's digest is compared
     with the replay's state at its seq. ``until`` stops after that seq (a running
-    server's journal goes on growing).
+    server's journal goes on growing); ``at`` asks for the digest after other seqs.
 
     Raises:
         JournalError: as ``recover``; also when no snapshot reaches the journal's start.
@@ -252,23 +304,29 @@ def verify(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]],
         if not usable:
             raise JournalError(files[0][1], 0, f"the journal starts at seq {first} and no "
                                "snapshot reaches it")
-        start, (venue, feed), _ = read_snapshot(snapshots[min(usable)])
+        try:
+            start, (venue, feed), _ = read_snapshot(snapshots[min(usable)])
+        except FileNotFoundError:           # a running server replaced it: look again
+            return verify(data_dir, fresh, until, at)
     replay = Replay(venue, feed)
     checked: dict[int, bool] = {}
-    reader = Reader(journal_dir(data_dir), after=start)
-    for record in reader:
-        if until is not None and record.seq > until:
-            break
-        replay.apply(record.cmd)
+    wanted, digests = set(at), {}
+
+    def check_snapshot(record) -> None:
+        if record.seq in wanted:
+            digests[record.seq] = state_digest(venue, replay.feed)
         if record.seq in snapshots:
             try:
                 recorded = snapshot_digest(snapshots[record.seq])
             except FileNotFoundError:          # a running server replaced it meanwhile
-                continue
-            checked[record.seq] = recorded == state_digest(venue)
-    replay.done()
+                return
+            replay.feed.seal(())
+            checked[record.seq] = recorded == state_digest(venue, replay.feed)
+
+    reader = Reader(journal_dir(data_dir), after=start)
+    _replay(replay, reader, start + 1, until, check_snapshot)
     return Verified(len(files), reader.first_seq, reader.last_seq, start, replay, checked,
-                    reader.torn, state_digest(venue))
+                    reader.torn, state_digest(venue, feed), digests)
 
 
 def check_listing(recovered: Venue, config: Config, as_of: datetime.date) -> None:
@@ -295,13 +353,20 @@ def open_journal(data_dir: Path, config: Config, next_seq: int) -> Journal:
 
 # -- The state digest ---------------------------------------------------------------
 
-def state_digest(venue: Venue) -> bytes:
-    """sha256 of the engine's, clearing's and the order histories' state."""
+def state_digest(venue: Venue, feed: Feed) -> bytes:
+    """sha256 of the engine's, clearing's, the order histories' and the published market
+    data's state (the feed after its last seal)."""
     h = hashlib.sha256(venue.exchange.state_hash().encode())
     body = [venue.house, sorted(venue.fills.items()), sorted(venue.ended.items()),
-            venue.account_fills]
+            venue.account_fills, _published(feed)]
     h.update(msgspec.msgpack.encode(_canonical(body, {})))
     return h.digest()
+
+
+def _published(feed: Feed) -> list:
+    """What the feed has published: each symbol's book, seq, recent trades and totals."""
+    return [[s, f.book.seq, list(f.book.bids.items()), list(f.book.asks.items()),
+             list(f.trades), f.last_price, f.volume] for s, f in feed.symbols.items()]
 
 
 def _canonical(obj, memo: dict):

@@ -46,11 +46,12 @@ from gateway import codec, methods, schema
 from gateway.auth import Accounts, demo_accounts
 from gateway.config import Config
 from gateway.errors import RpcError
-from gateway.journal import JournalError
+from gateway.journal import Failed, JournalError
 from gateway.limits import TokenBucket
 from gateway.methods import METHODS
 from gateway.recovery import (
-    build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover, snapshot_dir, state_digest,
+    build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover,
+    snapshot_dir, state_digest,
 )
 from gateway.snapshots import Background, prune_snapshots, write_snapshot
 from gateway.session import (
@@ -98,6 +99,8 @@ class Server:
         try:
             self._recover(as_of, clock)
         except BaseException:
+            if getattr(self, "journal", None) is not None:
+                self.journal.close(commit=False)
             os.close(self.lock)
             raise
         self._snapshot_seq = self.recovered.snapshot_seq
@@ -173,13 +176,13 @@ class Server:
         """Commit, write a snapshot in this process (a clean shutdown's) and close the journal."""
         if self.journal.closed:
             return
-        self._commit()
+        self.seal()             # what is pending reaches the journal and the feed
         self._background.wait()
         try:
             if self.journal.committed_seq > self._snapshot_seq:
                 seq = self.journal.committed_seq
                 write_snapshot(snapshot_dir(self.data_dir), seq, (self.venue, self.feed),
-                               state_digest(self.venue))
+                               state_digest(self.venue, self.feed))
                 self._snapshot_done(seq)
         except Exception:
             log.exception("the shutdown snapshot failed; the journal holds everything")
@@ -204,8 +207,9 @@ class Server:
 
     def state(self) -> dict:
         """The last committed seq and the state digest (admin.state; equal to a replay's)."""
-        self._commit()
-        return {"seq": self.journal.committed_seq, "state_hash": state_digest(self.venue).hex(),
+        self.seal()
+        return {"seq": self.journal.committed_seq,
+                "state_hash": state_digest(self.venue, self.feed).hex(),
                 "snapshot_seq": self._snapshot_seq}
 
     def _maybe_snapshot(self) -> None:
@@ -224,10 +228,13 @@ class Server:
         if new <= 0 or (new < params.snapshot_every
                         and self.loop.time() - self._snapshot_at < params.snapshot_interval_s):
             return
-        self._commit()        # the child's state must be exactly the journal's up to seq
+        # The child's state must be exactly the journal's up to seq, the feed included:
+        # the seal commits and applies this turn's events to the feed.
+        self.seal()
         self._snapshot_at = self.loop.time()
         self._background.start(snapshot_dir(self.data_dir), self.journal.committed_seq,
-                               (self.venue, self.feed), lambda state: state_digest(state[0]))
+                               (self.venue, self.feed),
+                               lambda state: state_digest(*state))
 
     def _snapshot_done(self, seq: int) -> None:
         self._snapshot_seq = max(self._snapshot_seq, seq)
@@ -486,10 +493,13 @@ class Server:
         cannot trade on a state that may be wrong, and the request gets
         internal_error.
         """
+        journaled_at = self.journal.next_seq
         try:
             events = self.venue.process(cmd)
         except Exception:
             log.exception("engine failed on %r", cmd)
+            if self.journal.next_seq > journaled_at:     # a replay must see it raise too
+                self.journal.append(Failed(seq=journaled_at))
             symbol = self._symbol_of(cmd)
             if symbol is None:
                 raise RpcError("internal_error", "internal error") from None

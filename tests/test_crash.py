@@ -18,6 +18,8 @@ def test_twenty_kills_lose_nothing_acknowledged(tmp_path):
                                    workdir=tmp_path, log=lambda line: None, window=(0.2, 1.2)))
     assert tally.problems == [] and tally.lost == 0
     assert tally.cycles == CYCLES
-    # The run did what it is for: trading, with restarts from snapshots and a resend.
+    # The run did what it is for: trading; restarts from snapshots, with torn commits
+    # dropped; the states before the kills compared too; a request in flight resent.
     assert tally.acked > 1000 and tally.orders_checked > tally.acked
     assert tally.fills_checked > 0 and tally.snapshot_starts > 0 and tally.resent > 0
+    assert tally.torn == CYCLES // 4 and tally.states_compared > CYCLES

@@ -17,7 +17,7 @@ def stop_and_check_replay(server: LiveServer) -> None:
     verified = verify(server.data_dir, lambda: build(live.config, AS_OF,
                                                      live.accounts.by_id.values()))
     assert verified.torn is None
-    assert verified.digest == state_digest(live.venue), first_difference(
+    assert verified.digest == state_digest(live.venue, live.feed), first_difference(
         verified.replay.venue, live.venue)
     assert all(verified.snapshots.values()), verified.snapshots
 

@@ -17,7 +17,7 @@ import pytest
 
 from gateway import session as session_module
 from gateway.config import load_config
-from gateway.journal import JournalError, Reader, segments
+from gateway.journal import BATCH, BATCH_SIZE, JournalError, Reader, segments
 from gateway.recovery import (
     DataDirBusy, build, journal_dir, recover, snapshot_dir, state_digest,
 )
@@ -138,16 +138,33 @@ def test_a_clean_stop_leaves_a_snapshot_and_the_restart_replays_only_what_follow
     alone = recover(third.data_dir, lambda: build(
         config, AS_OF, third.server.accounts.by_id.values()))
     assert alone.snapshot_seq == 0
-    assert state_digest(alone.venue) == state_digest(third.server.venue)
+    assert state_digest(alone.venue, alone.feed) == \
+        state_digest(third.server.venue, third.server.feed)
+
+
+def batches(path) -> list[tuple[int, int, int]]:
+    """(offset, first seq, records) of each batch (commit) in a journal file."""
+    data, offset, out = path.read_bytes(), 0, []
+    while offset < len(data):
+        length, first, count, _ = BATCH.unpack_from(data, offset)
+        out.append((offset, first, count))
+        offset += BATCH_SIZE + length
+    return out
 
 
 def test_a_torn_last_record_is_dropped_at_every_byte_offset(make_server, tmp_path):
-    """Cut anywhere inside the last record (a crash mid-write), recovery drops exactly it."""
+    """Cut anywhere inside the last record (a crash mid-write), recovery drops exactly it.
+
+    The last record is a cancel, alone in its commit (one request, one turn), and a
+    commit is written and acknowledged whole, so the torn unit is that batch.
+    """
     live = make_server()
     trade_a_little(live)
     live.crash()
     records = list(Reader(journal_dir(live.data_dir)))
     last = records[-1]
+    offset, first, count = batches(last.path)[-1]
+    assert (first, count, type(last.cmd).__name__) == (last.seq, 1, "CancelOrder")
     size = last.path.stat().st_size
     config = load_config(None)
     accounts = list(live.server.accounts.by_id.values())
@@ -163,19 +180,36 @@ def test_a_torn_last_record_is_dropped_at_every_byte_offset(make_server, tmp_pat
         segment.write_bytes(bytes(data[:cut]))
         return recover(copy, lambda: build(config, AS_OF, accounts)), segment
 
-    expected, _ = recover_copy(last.offset)          # the journal without its last record
+    expected, _ = recover_copy(offset)          # the journal without its last record
     assert expected.seq == last.seq - 1 and expected.dropped_bytes == 0
-    want = state_digest(expected.venue)
-    for cut in range(last.offset + 1, size):
+    want = state_digest(expected.venue, expected.feed)
+    for cut in range(offset + 1, size):
         got, segment = recover_copy(cut)
-        assert (got.seq, got.dropped_bytes) == (last.seq - 1, cut - last.offset), cut
-        assert state_digest(got.venue) == want, cut
-        assert segment.stat().st_size == last.offset        # cut back to the good records
-    for flip in (last.offset + 5, size - 1):                 # its header, its payload
+        assert (got.seq, got.dropped_bytes) == (last.seq - 1, cut - offset), cut
+        assert state_digest(got.venue, got.feed) == want, cut
+        assert segment.stat().st_size == offset        # cut back to the whole batches
+    for flip in (offset + 5, last.offset + 3, size - 1):   # its batch header, record, payload
         got, _ = recover_copy(None, flip)
-        assert got.seq == last.seq - 1 and state_digest(got.venue) == want
+        assert got.seq == last.seq - 1 and state_digest(got.venue, got.feed) == want
     whole, _ = recover_copy(None)
     assert whole.seq == last.seq and whole.dropped_bytes == 0
+
+
+def test_a_hole_in_the_last_commit_is_torn_not_corruption(make_server, tmp_path):
+    """Power lost mid-commit can leave a batch's early pages unwritten (zeros) and its
+    later ones written: no whole batch follows, so it is torn and dropped."""
+    live = make_server()
+    trade_a_little(live)
+    live.crash()
+    last = list(Reader(journal_dir(live.data_dir)))[-1]
+    offset, _, _ = batches(last.path)[-1]
+    data = bytearray(last.path.read_bytes())
+    data[offset + 2:offset + 30] = bytes(28)
+    last.path.write_bytes(bytes(data))
+    again = live.restart()
+    assert again.server.recovered.seq == last.seq - 1
+    assert again.server.recovered.dropped_bytes == len(data) - offset
+    again.stop()
 
 
 @pytest.mark.parametrize("where", ["payload", "header"])
@@ -185,13 +219,14 @@ def test_damage_inside_the_journal_stops_the_start_naming_file_and_offset(make_s
     live.crash()
     records = list(Reader(journal_dir(live.data_dir)))
     victim = records[len(records) // 2]
+    offset = max(o for o, first, _ in batches(victim.path) if first <= victim.seq)
     data = bytearray(victim.path.read_bytes())
-    data[victim.offset + (30 if where == "payload" else 3)] ^= 0x40
+    data[victim.offset + 14 if where == "payload" else offset + 3] ^= 0x40
     victim.path.write_bytes(bytes(data))
     with pytest.raises(JournalError) as info:
         Server(load_config(None), live.data_dir, as_of=AS_OF)
-    assert (info.value.path, info.value.offset) == (victim.path, victim.offset)
-    assert f"{victim.path} at offset {victim.offset}" in str(info.value)
+    assert (info.value.path, info.value.offset) == (victim.path, offset)
+    assert f"{victim.path} at offset {offset}" in str(info.value)
     assert "inside the journal" in str(info.value)
 
 
@@ -322,11 +357,80 @@ def test_journal_verify_and_dump_as_an_operator_runs_them(make_server, tmp_path)
     assert placed[0]["client_order_id"] == "s" and placed[0]["price"] == 2150
     # A damaged record inside the journal: verify fails and says where.
     record = list(Reader(journal_dir(live.data_dir)))[3]
+    offset = max(o for o, first, _ in batches(record.path) if first <= record.seq)
     data = bytearray(record.path.read_bytes())
-    data[record.offset + 25] ^= 0x10
+    data[record.offset + 15] ^= 0x10
     record.path.write_bytes(bytes(data))
     bad = gpux("journal", "verify", "--data-dir", str(live.data_dir))
     assert bad.returncode == 1
-    assert f"{record.path} at offset {record.offset}" in bad.stderr
+    assert f"{record.path} at offset {offset}: a batch whose checksum" in bad.stderr
     nothing = gpux("journal", "verify", "--data-dir", str(tmp_path / "nowhere"))
     assert nothing.returncode == 2 and "not a gpux data directory" in nothing.stderr
+
+
+def test_a_snapshot_taken_mid_turn_holds_the_market_data_of_its_commands(make_server):
+    """A snapshot started between a command and the seal of its turn still has the book
+    level the command made (the seal runs first), so the recovered feed matches."""
+    from engine.messages import PlaceOrder, Side
+    live = make_server("[journal]\nsnapshot_every = 1\n")
+    server = live.server
+
+    def place_then_snapshot():
+        server.submit(PlaceOrder(ts_ns=server.venue.now(), account_id=1, symbol=SYMBOL,
+                                 side=Side.SELL, qty=10, price=2150))
+        server._maybe_snapshot()
+        return server._background.seq
+    seq = live.call(place_then_snapshot)
+    assert live.call(server._background.wait) is True
+    before = state(live)
+    live.crash()
+    again = live.restart()
+    assert again.server.recovered.snapshot_seq == seq
+    assert state(again)["state_hash"] == before["state_hash"]
+    book = again.call(lambda: again.server.feed.symbols[SYMBOL].book.snapshot())
+    assert book["asks"] == [["2.150", 10, 1]] and book["seq"] == 1
+    again.stop()
+
+
+def test_a_journal_whose_start_no_snapshot_reaches_is_refused(make_server):
+    """Pruned behind a snapshot that then cannot be read: never a silent fresh start."""
+    live = make_server("[journal]\nsnapshot_every = 20\nsegment_bytes = 4096\n"
+                       "keep_snapshots = 1\n")
+    for round_ in range(4):
+        trade_a_little(live, tag=f"-{round_}")
+    live.stop()
+    assert segments(journal_dir(live.data_dir))[0][0] > 1
+    for _, path in snapshot_files(snapshot_dir(live.data_dir)):
+        path.write_bytes(b"damaged")
+    with pytest.raises(JournalError, match="no snapshot could be read"):
+        Server(load_config(None), live.data_dir, as_of=AS_OF)
+
+
+def test_a_command_that_raised_must_raise_again_in_a_replay(make_server, monkeypatch):
+    """The server journals a marker after a command that raised; a replay where it does
+    not raise (or raises where it had not) stops with an error instead of going on."""
+    from clearing.house import ClearingHouse
+    check = ClearingHouse.check
+
+    def exploding(self, account_id, symbol, side, price, qty, *rest):
+        if qty == 77:
+            raise RuntimeError("a bug in the risk check")
+        return check(self, account_id, symbol, side, price, qty, *rest)
+    monkeypatch.setattr(ClearingHouse, "check", exploding)
+    live = make_server()
+
+    async def scenario():
+        ws = await Ws.open(live, "trader-1")
+        error = await ws.error("order.place", symbol=SYMBOL, side="buy", qty=77, price="2.0")
+        await ws.close()
+        return error
+    assert run(scenario())["data"]["reason"] == "internal_error"
+    before = state(live)
+    live.crash()
+    again = live.restart()                 # the same code: it raises again, as marked
+    assert again.server.recovered.failed == 1
+    assert state(again)["state_hash"] == before["state_hash"]
+    again.crash()
+    monkeypatch.undo()                     # "fixed": now the replay differs
+    with pytest.raises(JournalError, match="raised when it ran, but not in the replay"):
+        Server(load_config(None), live.data_dir, as_of=AS_OF)
