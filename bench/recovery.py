@@ -4,9 +4,10 @@
 
 For each size it writes a data directory of that many journaled commands
 (20 accounts trading five H100 months: limit orders, IOCs, cancels and
-replaces by client_order_id, with a timer and a mark step every 100 commands
-and the daily fixing and settlement; one command a second of market time, so
-the engine's 7-day retention keeps memory bounded as it would in service),
+replaces by client_order_id, at most 2,000 orders resting, with a timer and a
+mark step every 100 commands and the daily fixing and settlement; one command
+a second of market time, so the engine's 7-day retention keeps memory bounded
+as it would in service),
 with a snapshot ``--tail`` commands before the end. Then it measures, on the
 same files:
 
@@ -44,6 +45,7 @@ from gateway.snapshots import write_snapshot
 LISTED = datetime.date.fromisoformat(AS_OF)
 SYMBOLS = [f"H100-2027-{m:02d}" for m in range(6, 11)]
 STEP_NS = 10**9
+MAX_RESTING = 2000      # orders the participants keep resting; the oldest is cancelled
 NS_PER_DAY = 86_400 * 10**9
 
 
@@ -64,6 +66,10 @@ def commands(n: int, accounts: list[int], seed: int = 7):
             yield Timer(ts_ns=ts) if i % 200 == 0 else MarkStep(ts_ns=ts)
             continue
         roll = rng.random()
+        if len(open_ids) > MAX_RESTING:          # makers cancel what they no longer want
+            account, cid = open_ids.pop(0)
+            yield CancelOrder(ts_ns=ts, account_id=account, client_order_id=cid)
+            continue
         if open_ids and roll < 0.25:
             account, cid = open_ids.pop(rng.randrange(len(open_ids)))
             yield CancelOrder(ts_ns=ts, account_id=account, client_order_id=cid)
@@ -87,8 +93,6 @@ def commands(n: int, accounts: list[int], seed: int = 7):
                          qty=rng.randint(1, 10), client_order_id=cid,
                          price=2100 - offset if side is Side.BUY else 2100 + offset)
         open_ids.append((account, cid))
-        if len(open_ids) > 5000:
-            open_ids.pop(0)
 
 
 def generate(workdir: Path, n: int, tail: int, config) -> tuple[int, float]:

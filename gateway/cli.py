@@ -34,10 +34,15 @@ def _serve(args) -> int:
                 print(f"  {a.account:<10} {a.role:<15} api_key {a.api_key}")
         host = args.host or config.server.host
         r = server.recovered
-        print(f"gpux: recovered to seq {r.seq:,} in {r.seconds:.2f} s (snapshot at seq "
-              f"{r.snapshot_seq:,}, {r.replayed:,} commands replayed"
-              + (f", a torn last batch of {r.dropped_bytes} bytes dropped" if r.dropped_bytes
-                 else "") + f"); durability {config.journal.durability}")
+        if r.seq == 0 and r.dropped_bytes == 0:
+            print(f"gpux: a new exchange in {server.data_dir}; durability "
+                  f"{config.journal.durability}")
+        else:
+            print(f"gpux: recovered to seq {r.seq:,} in {r.seconds:.2f} s (snapshot at seq "
+                  f"{r.snapshot_seq:,}, {r.replayed:,} commands replayed"
+                  + (f", a torn last batch of {r.dropped_bytes} bytes dropped"
+                     if r.dropped_bytes else "")
+                  + f"); durability {config.journal.durability}")
         print(f"gpux: {len(server.instruments)} instruments listed; "
               f"listening on ws://{host}:{server.port}/ws", flush=True)
 
