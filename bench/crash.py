@@ -42,7 +42,7 @@ from pathlib import Path
 
 import msgspec
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bench.harness import AS_OF, credentials, gpux_config, login_params, ServerProcess
 from gateway.auth import Accounts
@@ -333,8 +333,8 @@ async def sample_state(url: str, delay: float) -> tuple[int, str] | None:
         admin = await Client.open(url, ADMIN)
         state = await admin.result("admin.state")
         await admin.close()
-    except (ConnectionError, OSError, ConnectionClosed):
-        return None
+    except (ConnectionError, OSError, WebSocketException, asyncio.TimeoutError):
+        return None                 # the kill came during the handshake or the call
     return state["seq"], state["state_hash"]
 
 
