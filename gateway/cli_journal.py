@@ -1,6 +1,6 @@
 """`gpux journal verify` and `gpux journal dump`: the operator's view of a data directory.
 
-Both only read: a torn last record is reported, not cut (the next start cuts it).
+Both only read: a torn last batch is reported, not cut (the next start cuts it).
 """
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def _verify(args) -> int:
         print(f"  {kind:<20} {n:>12,}")
     print(f"failed commands: {replay.failed} (the server halted the instrument after each)")
     torn = result.torn
-    print("torn last record: none" if torn is None else
-          f"torn last record: {torn.path} offset {torn.offset} ({torn.length} bytes); "
+    print("torn last batch: none" if torn is None else
+          f"torn last batch: {torn.path} offset {torn.offset} ({torn.length} bytes); "
           "it was never acknowledged and the next start drops it")
     bad = [seq for seq, ok in result.snapshots.items() if not ok]
     print(f"snapshots checked: {len(result.snapshots)}"

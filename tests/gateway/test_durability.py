@@ -346,7 +346,7 @@ def test_journal_verify_and_dump_as_an_operator_runs_them(make_server, tmp_path)
     assert run.returncode == 0, run.stderr
     assert f"seq 1..{final['seq']}" in run.stdout
     assert "snapshots checked: 1, all equal" in run.stdout
-    assert "torn last record: none" in run.stdout
+    assert "torn last batch: none" in run.stdout
     assert f"state hash: {final['state_hash']}" in run.stdout
     dump = gpux("journal", "dump", "--data-dir", str(live.data_dir), "--from", "2", "--to", "5")
     lines = [json.loads(line) for line in dump.stdout.splitlines()]
