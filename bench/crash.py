@@ -59,14 +59,15 @@ ADMIN = "crash-admin"
 
 def crash_config(traders: list[str], durability: str) -> str:
     """Traders as in the load benchmarks, an admin, and frequent snapshots (so kills land
-    during a background snapshot and recovery starts from one); journal files are kept
-    so the whole history can be replayed."""
+    during a background snapshot and recovery starts from one; not so frequent that the
+    forked writers take the machine from the traders); journal files are kept so the
+    whole history can be replayed."""
     key, secret = credentials(ADMIN)
     return gpux_config(traders) + (
         f'\n[[account]]\naccount = "{ADMIN}"\nrole = "admin"\napi_key = "{key}"\n'
         f'api_secret = "{secret}"\naccount_id = {len(traders) + 1}\n'
-        f'\n[journal]\ndurability = "{durability}"\nsnapshot_every = 300\n'
-        f'snapshot_interval_s = 2\nprune = false\n')
+        f'\n[journal]\ndurability = "{durability}"\nsnapshot_every = 1000\n'
+        f'snapshot_interval_s = 3\nprune = false\n')
 
 
 class Lost(Exception):
