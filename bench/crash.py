@@ -142,6 +142,7 @@ class Trader:
         self.n = 0
         self.orders: dict[int, dict] = {}       # order_id -> the latest view it was told
         self.fresh: set[int] = set()            # orders told of since the last check
+        self.live: dict[int, dict] = {}         # the orders it believes open
         self.fills: dict[int, dict] = {}        # trade_id -> {order_id, price, qty}
         self.in_flight: tuple[str, dict] | None = None
         self.acked = 0
@@ -150,16 +151,20 @@ class Trader:
 
     def note(self, channel: str, data) -> None:
         if channel == "orders":
-            self.orders[data["order_id"]] = data
-            self.fresh.add(data["order_id"])
+            self.told(data)
         elif channel == "fills":
             for f in data:
                 self.fills[f["trade_id"]] = {"order_id": f["order_id"], "price": f["price"],
                                              "qty": f["qty"]}
 
     def told(self, view: dict) -> None:
-        self.orders[view["order_id"]] = view
-        self.fresh.add(view["order_id"])
+        order_id = view["order_id"]
+        self.orders[order_id] = view
+        self.fresh.add(order_id)
+        if view["status"] in CLOSED:
+            self.live.pop(order_id, None)
+        else:
+            self.live[order_id] = view
         for f in view.get("fills", ()):
             self.fills[f["trade_id"]] = {"order_id": view["order_id"], "price": f["price"],
                                          "qty": f["qty"]}
@@ -170,7 +175,7 @@ class Trader:
 
     def _next_request(self) -> tuple[str, dict]:
         rng = self.rng
-        live = [o for o in self.orders.values() if o["status"] not in CLOSED]
+        live = list(self.live.values())
         roll = rng.random()
         if live and (roll < 0.15 or len(live) > 40):    # keep the book (and margin) bounded
             return "order.cancel", {"order_id": rng.choice(live)["order_id"]}
@@ -260,7 +265,6 @@ async def check_trader(trader: Trader, tally: Tally, every: bool, sample: int = 
     else:
         older = [i for i in trader.orders if i not in trader.fresh]
         ids = list(trader.fresh) + trader.rng.sample(older, min(sample, len(older)))
-    trader.fresh = set()
     views = []
     for start in range(0, len(ids), 500):      # within the server's outbound queue limit
         views += await asyncio.gather(*(client.call("order.get", order_id=i)
@@ -291,6 +295,7 @@ async def check_trader(trader: Trader, tally: Tally, every: bool, sample: int = 
         tally.undelivered_fills += len(fills) - len(told_fills.get(order_id, ()))
         tally.orders_checked += 1
         trader.told(now)
+    trader.fresh = set()            # what it was told by the checks is checked
 
 
 def check_replay(data_dir: Path, config, accounts, seq: int, digest: str, tally: Tally,
