@@ -44,15 +44,21 @@ import msgspec
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bench.harness import AS_OF, credentials, gpux_config, login_params, ServerProcess
+from bench.harness import credentials, gpux_config, login_params, ServerProcess
 from gateway.auth import Accounts
 from gateway.config import load_config
+from engine.contracts import list_instruments, load_products
 from engine.messages import Timer
 from gateway.journal import Reader, encode_batch, encode_record, segments
 from gateway.recovery import build, journal_dir, verify
 
-SYMBOL = "H100-2027-06"
-LISTED = datetime.date.fromisoformat(AS_OF)
+# Listed today (UTC, once per run: every restart of a run passes the same date), so the
+# contract traded, six months out, is open whatever day the test runs on; the server's
+# clock is the real one.
+LISTED = datetime.datetime.now(datetime.UTC).date()
+SYMBOL = [i.symbol for i in list_instruments(load_products(), LISTED)
+          if i.gpu_class == "H100"][5]
+SERVE_ARGS = ["--as-of", LISTED.isoformat()]
 CLOSED = {"filled", "cancelled", "rejected", "expired"}
 ADMIN = "crash-admin"
 
@@ -366,7 +372,7 @@ _RECOVERED = re.compile(r"recovered to seq ([\d,]+) in [\d.]+ s \(snapshot at se
 
 def restarted(workdir: Path, config_text: str, tally: Tally, torn_bytes: int):
     """Start the server again; count what its recovery line says it did."""
-    server = ServerProcess("gpux", config_text=config_text, workdir=workdir)
+    server = ServerProcess("gpux", config_text=config_text, workdir=workdir, args=SERVE_ARGS)
     match = _RECOVERED.search(server.output())
     if match is None:
         raise Lost(f"the restarted server did not report its recovery:\n{server.output()}")
@@ -391,7 +397,7 @@ async def run_cycles(cycles: int, seed: int, n_traders: int, durability: str,
     accounts = list(Accounts(list(config.account), 0).by_id.values())
     traders = [Trader(n, random.Random(rng.random())) for n in names]
     tally = Tally()
-    server = ServerProcess("gpux", config_text=config_text, workdir=workdir)
+    server = ServerProcess("gpux", config_text=config_text, workdir=workdir, args=SERVE_ARGS)
     data_dir = workdir / "data"
     before_kill = None
     try:
