@@ -783,15 +783,18 @@ class Server:
             done = all(i.fixings and i.fixings[-1].date == today for i in self.house.index.values())
         else:
             done = self.house.settled_on == today
-        moment = date_to_ns(today) + (at.hour * 3600 + at.minute * 60 + at.second) * 10**9
-        return now if now >= moment and not done else self._next_daily(at)
+        return now if now >= _at(today, at) and not done else self._next_daily(at)
 
     def _next_daily(self, at: datetime.time) -> int:
         """The next time of day ``at`` (UTC) after now, ns."""
         now = self.venue.now()
-        day = datetime.date(1970, 1, 1) + datetime.timedelta(days=now // NS_PER_DAY)
-        moment = date_to_ns(day) + (at.hour * 3600 + at.minute * 60 + at.second) * 10**9
+        moment = _at(utc_date(now), at)
         return moment if moment > now else moment + NS_PER_DAY
+
+
+def _at(day: datetime.date, at: datetime.time) -> int:
+    """``at`` (UTC) on ``day``, ns since the epoch."""
+    return date_to_ns(day) + (at.hour * 3600 + at.minute * 60 + at.second) * 10**9
 
 
 async def serve(config: Config, data_dir: Path, *, host: str | None = None,

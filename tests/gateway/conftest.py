@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.recovery import _canonical, build, state_digest, verify
+from gateway.recovery import build, canonical_state, state_digest, verify
 from live import AS_OF, LiveServer
 
 
@@ -18,12 +18,12 @@ def stop_and_check_replay(server: LiveServer) -> None:
                                                      live.accounts.by_id.values()))
     assert verified.torn is None
     assert verified.digest == state_digest(live.venue, live.feed), first_difference(
-        verified.replay.venue, live.venue)
+        (verified.replay.venue, verified.replay.feed), (live.venue, live.feed))
     assert all(verified.snapshots.values()), verified.snapshots
 
 
 def first_difference(a, b) -> str:
-    """Where two venues' states first differ, for a failing digest comparison."""
+    """Where two (venue, feed) states first differ, for a failing digest comparison."""
     def walk(x, y, path):
         if isinstance(x, (list, tuple)) and type(x) is type(y) and len(x) == len(y):
             for i, (p, q) in enumerate(zip(x, y)):
@@ -32,9 +32,7 @@ def first_difference(a, b) -> str:
                     return found
             return None
         return None if x == y else f"at {path}: {x!r:.300} != {y!r:.300}"
-    parts = lambda v: [v.house, sorted(v.fills.items()), sorted(v.ended.items()),  # noqa: E731
-                       v.account_fills]
-    return walk(_canonical(parts(a), {}), _canonical(parts(b), {}), []) or "engine state"
+    return walk(canonical_state(*a), canonical_state(*b), []) or "engine state"
 
 
 @pytest.fixture

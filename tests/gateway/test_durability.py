@@ -434,3 +434,24 @@ def test_a_command_that_raised_must_raise_again_in_a_replay(make_server, monkeyp
     monkeypatch.undo()                     # "fixed": now the replay differs
     with pytest.raises(JournalError, match="raised when it ran, but not in the replay"):
         Server(load_config(None), live.data_dir, as_of=AS_OF)
+
+
+def test_a_roll_that_fails_is_a_journal_failure_and_keeps_the_open_file(tmp_path, monkeypatch):
+    """No new file (fds exhausted, disk full): the commit raises JournalError, which stops
+    the server; the file in use stays open and whole."""
+    from engine.messages import Timer
+    from gateway import journal as journal_module
+    journal = journal_module.Journal(tmp_path, 1, segment_bytes=4096)
+    opened = journal_module.os.open
+
+    def no_new_files(path, flags, *args):
+        if flags & journal_module.os.O_CREAT:
+            raise OSError(24, "Too many open files")
+        return opened(path, flags, *args)
+    monkeypatch.setattr(journal_module.os, "open", no_new_files)
+    for ts in range(1, 200):
+        journal.append(Timer(ts_ns=ts))
+    with pytest.raises(JournalError, match="Too many open files"):
+        journal.commit()
+    monkeypatch.undo()
+    assert not journal.closed and [r.seq for r in Reader(tmp_path)] == list(range(1, 200))
