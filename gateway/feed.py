@@ -14,13 +14,15 @@ from itertools import islice
 
 from sortedcontainers import SortedDict
 
-from clearing.messages import MarksUpdated
+from clearing.messages import IndexValue, MarksUpdated, Settled
 from engine.messages import BookLevelChanged, Side, Trade
 from engine.prices import format_price
 from gateway.codec import SIDE_NAMES, checksum, ns_to_ms
 
 TRADES_KEPT = 1000     # per symbol, for market.trades
 CHECKSUM_DEPTH = 10
+INDEX_POINT_MS = 60_000        # the index history keeps one point (the last value) a minute,
+INDEX_POINTS_KEPT = 24 * 60    # for the last day
 
 
 def _descending(price: int) -> int:
@@ -75,11 +77,15 @@ class SymbolFeed:
         self.trades: deque[dict] = deque(maxlen=TRADES_KEPT)
         self.last_price: str | None = None
         self.volume = 0
+        self.session_volume = 0        # since the last daily settlement
         # This turn's changes, until seal(): price -> [level, existed when the turn began]
         self.prev_seq: int | None = None
         self.changed_bids: dict[int, list] = {}
         self.changed_asks: dict[int, list] = {}
         self.new_trades: list[dict] = []
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"session_volume": 0} | state)    # a snapshot from before it
 
     def ticker(self) -> dict:
         bid, ask = self.book.top(True), self.book.top(False)
@@ -87,6 +93,7 @@ class SymbolFeed:
             "best_bid": bid[0] if bid else None, "best_bid_qty": bid[1] if bid else None,
             "best_ask": ask[0] if ask else None, "best_ask_qty": ask[1] if ask else None,
             "last_price": self.last_price, "volume": self.volume,
+            "session_volume": self.session_volume,
             # Clearing (positions, marks, the index) provides these; none exist yet.
             "open_interest": None, "mark_price": None, "index_price": None,
         }
@@ -103,6 +110,11 @@ class Feed:
         self.symbols: dict[str, SymbolFeed] = {s: SymbolFeed(s) for s in symbols}
         self._touched: dict[str, SymbolFeed] = {}
         self.ticker_dirty: set[str] = set()
+        # gpu_class -> [[time ms, value], ...]: the index as published, a point a minute.
+        self.index_history: dict[str, deque[list]] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"index_history": {}} | state)     # a snapshot from before it
 
     def apply(self, events: list) -> None:
         """Take one command's events; the messages come out of the next seal()."""
@@ -132,9 +144,26 @@ class Feed:
                 feed.new_trades.append(trade)
                 feed.last_price = trade["price"]
                 feed.volume += ev.qty
+                feed.session_volume += ev.qty
                 if ev.symbol not in self._touched:
                     self._touched[ev.symbol] = feed
                 self.ticker_dirty.add(ev.symbol)
+            elif kind is IndexValue:
+                if ev.value is not None:
+                    self._index_point(ev.gpu_class, ns_to_ms(ev.ts_ns), format_price(ev.value))
+            elif kind is Settled:           # a new trading session begins
+                for feed in self.symbols.values():
+                    feed.session_volume = 0
+                self.ticker_dirty.update(self.symbols)
+
+    def _index_point(self, gpu_class: str, time_ms: int, value: str) -> None:
+        history = self.index_history.get(gpu_class)
+        if history is None:
+            history = self.index_history[gpu_class] = deque(maxlen=INDEX_POINTS_KEPT)
+        if history and history[-1][0] // INDEX_POINT_MS == time_ms // INDEX_POINT_MS:
+            history[-1] = [time_ms, value]
+        else:
+            history.append([time_ms, value])
 
     def seal(self, wanted) -> list[tuple[str, object]]:
         """Return this turn's (channel, data) messages and start the next turn.

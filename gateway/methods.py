@@ -229,12 +229,16 @@ def index_submit(server, session, p: schema.IndexSubmit):
     return {"accepted": True, "index_value": codec.opt_price(value.value)}
 
 
-def market_index(server, session, p: schema.GpuClassQuery):
+def market_index(server, session, p: schema.IndexQuery):
     index = server.house.index.get(p.gpu_class)
     if index is None:
         raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
                        field="gpu_class")
-    return codec.index_view(index, server.venue.now())
+    view = codec.index_view(index, server.venue.now())
+    if p.history:
+        view["history"] = [{"time": t, "value": v}
+                           for t, v in server.feed.index_history.get(p.gpu_class, ())]
+    return view
 
 
 # -- Operations ---------------------------------------------------------------------
@@ -317,7 +321,7 @@ METHODS: dict[str, Method] = {
     "account.fills": Method(account_fills, schema.FillsQuery, REQUEST, TRADING),
     "market.curve": Method(curve, schema.GpuClassQuery, REQUEST, None),
     "index.submit": Method(index_submit, schema.IndexSubmit, REQUEST, PROVIDERS),
-    "market.index": Method(market_index, schema.GpuClassQuery, REQUEST, None),
+    "market.index": Method(market_index, schema.IndexQuery, REQUEST, None),
     "admin.deposit": Method(deposit, schema.CashMove, REQUEST, ADMIN),
     "admin.withdraw": Method(withdraw, schema.CashMove, REQUEST, ADMIN),
     "admin.fix_index": Method(fix_index, schema.GpuClassFilter, REQUEST, ADMIN),

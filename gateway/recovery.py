@@ -367,9 +367,12 @@ def canonical_state(venue: Venue, feed: Feed) -> list:
 
 
 def _published(feed: Feed) -> list:
-    """What the feed has published: each symbol's book, seq, recent trades and totals."""
-    return [[s, f.book.seq, list(f.book.bids.items()), list(f.book.asks.items()),
-             list(f.trades), f.last_price, f.volume] for s, f in feed.symbols.items()]
+    """What the feed has published: each symbol's book, seq, recent trades and totals, and
+    each class's index history."""
+    return [[[s, f.book.seq, list(f.book.bids.items()), list(f.book.asks.items()),
+              list(f.trades), f.last_price, f.volume, f.session_volume]
+             for s, f in feed.symbols.items()],
+            sorted([c, list(h)] for c, h in feed.index_history.items())]
 
 
 def _canonical(obj, memo: dict):

@@ -130,6 +130,10 @@ class GpuClassQuery(Params):
     gpu_class: GpuClass
 
 
+class IndexQuery(GpuClassQuery):
+    history: bool = False              # extension: also the index as published, a point a minute
+
+
 class GpuClassFilter(Params):
     gpu_class: GpuClass | None = None
 

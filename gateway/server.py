@@ -58,6 +58,7 @@ from gateway.session import (
     CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_TOO_BIG, ORDER, PLACED_PRUNE, REQUEST,
     BatchingConnection, Session,
 )
+from gateway.web import StaticPages
 
 log = logging.getLogger("gpux.gateway")
 
@@ -123,6 +124,7 @@ class Server:
         self._next_conn = 1
         self._ws_server = None
         self._tasks: list[asyncio.Task] = []
+        self.pages = StaticPages()
         self.port: int | None = None
 
     def _recover(self, as_of: datetime.date | None, clock) -> None:
@@ -154,7 +156,7 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self._ws_server = await websockets.serve(
             self._connection, host, port, create_connection=BatchingConnection,
-            process_request=self._check_path, compression=None,
+            process_request=self._route, compression=None,
             max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
             ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
@@ -242,11 +244,14 @@ class Server:
         if self.config.journal.prune and oldest is not None:
             self.journal.prune(oldest)
 
-    @staticmethod
-    def _check_path(connection: ServerConnection, request: HttpRequest):
-        if request.path.split("?", 1)[0] != WS_PATH:
+    def _route(self, connection: ServerConnection, request: HttpRequest):
+        """A websocket handshake on /ws goes on; a plain GET gets the market page's files."""
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if request.path.split("?", 1)[0] == WS_PATH:
+            return None         # without an upgrade, websockets answers 426 itself
+        if upgrade:
             return connection.respond(404, f"gpux: the websocket endpoint is {WS_PATH}\n")
-        return None
+        return self.pages.respond(connection, request)
 
     async def _connection(self, ws: ServerConnection) -> None:
         if self.limits.socket_send_buffer:

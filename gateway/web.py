@@ -1,0 +1,78 @@
+"""The market page: its files served over plain HTTP on the websocket's port.
+
+The page (``gateway/static/``) is a client like any other: it reads the
+market over the public websocket protocol, anonymously, so it holds no
+secret and can change nothing. The files are read once at start and served
+from memory with a strict Content-Security-Policy (nothing but this origin,
+no inline script), so the page runs with no build step and fetches nothing
+from outside.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import NamedTuple
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+STATIC = Path(__file__).with_name("static")
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+# 'self' covers the websocket of the same host and port (CSP level 3).
+POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+          "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class Asset(NamedTuple):
+    body: bytes
+    content_type: str
+    etag: str
+
+
+class StaticPages:
+    """The page's files by URL path (``/`` is ``index.html``); nothing else is served.
+
+    Args:
+        directory: Where the files are; only its top level, only known types.
+    """
+
+    def __init__(self, directory: Path = STATIC) -> None:
+        self.assets: dict[str, Asset] = {}
+        for path in sorted(directory.iterdir()):
+            content_type = TYPES.get(path.suffix)
+            if content_type is None or not path.is_file():
+                continue
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+            self.assets["/" + path.name] = Asset(body, content_type, etag)
+        if "/index.html" in self.assets:
+            self.assets["/"] = self.assets["/index.html"]
+
+    def respond(self, connection: ServerConnection, request: Request) -> Response:
+        """Answer a plain HTTP GET: the file, 304 when the client's copy is current, or 404."""
+        asset = self.assets.get(request.path.split("?", 1)[0])
+        if asset is None:
+            return connection.respond(404, "gpux: no such page; the market is at / and the "
+                                      "websocket endpoint at /ws\n")
+        if asset.etag in request.headers.get("If-None-Match", ""):
+            response = connection.respond(304, "")
+            response.body = b""
+        else:
+            response = connection.respond(200, "")
+            response.body = asset.body
+        headers = response.headers
+        for name in ("Content-Type", "Content-Length"):
+            del headers[name]
+        headers["Content-Type"] = asset.content_type
+        headers["Content-Length"] = str(len(response.body))
+        headers["ETag"] = asset.etag
+        headers["Cache-Control"] = "no-cache"       # revalidate: a new release shows at once
+        headers["Content-Security-Policy"] = POLICY
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"
+        return response
