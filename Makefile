@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench throughput loadgen fanout durability crash recovery build clean
+.PHONY: run test browser bench throughput loadgen fanout durability crash recovery build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,18 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
-# The exchange on its embedded default: the default market, demo accounts in ./data.
+# The exchange on its embedded default: the default market, demo accounts in ./data, and
+# simulated participants trading it; the market page is at http://127.0.0.1:8765/.
 run: build
-	$(VENV)/bin/gpux serve --data-dir data
+	$(VENV)/bin/gpux serve --demo --data-dir data
 
 # The benchmarks run once each, untimed, so their correctness checks run in CI too.
-test: build
+test: build browser
 	$(PY) -m pytest -q tests bench --benchmark-disable
+
+# Debian's Chromium for the page's end-to-end test (Playwright drives it; nothing is downloaded).
+browser:
+	@tests/install-chromium.sh
 
 bench: build
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,rounds

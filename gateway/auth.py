@@ -33,6 +33,12 @@ DEMO_ACCOUNTS = (
     ("index-2", "index_provider", "0", False),
     ("index-3", "index_provider", "0", True),
     ("admin", "admin", "0", False),
+    # The demo's simulated participants (gpux serve --demo, gateway.participants).
+    ("maker-2", "market_maker", "10000000", False),
+    ("operator-1", "trader", "50000000", False),
+    ("lab-1", "trader", "50000000", False),
+    ("taker-1", "trader", "2000000", False),
+    ("taker-2", "trader", "2000000", False),
 )
 
 

@@ -27,7 +27,7 @@ def _serve(args) -> int:
         config = msgspec.structs.replace(
             config, journal=msgspec.structs.replace(config.journal, durability=args.durability))
 
-    def ready(server) -> None:
+    def ready(server, demo) -> None:
         if not config.account:
             print(f"gpux: demo accounts (secrets in {server.data_dir / 'demo-accounts.json'}):")
             for a in server.account_list:
@@ -45,12 +45,18 @@ def _serve(args) -> int:
                   + f"); durability {config.journal.durability}")
         print(f"gpux: {len(server.instruments)} instruments listed; "
               f"listening on ws://{host}:{server.port}/ws", flush=True)
+        if demo is not None:
+            print(f"gpux: demo participants trading (seed {demo.seed}): "
+                  + ", ".join(r.account for r in demo.cast)
+                  + (f"; missing from the accounts: {', '.join(demo.missing)}"
+                     if demo.missing else ""))
+        print(f"gpux: the market page is at http://{host}:{server.port}/", flush=True)
 
     from gateway.journal import JournalError
     from gateway.recovery import DataDirBusy
     try:
         uvloop.run(serve(config, Path(args.data_dir), host=args.host, port=args.port,
-                         ready=ready))
+                         demo_seed=args.demo_seed if args.demo else None, ready=ready))
     except (ConfigError, DataDirBusy) as e:
         print(f"gpux: {e}", file=sys.stderr)
         return 2
@@ -92,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--durability", choices=("fsync", "unsafe-no-fsync"), default=None,
                        help="fsync each batch before acking it (default), or the unsafe mode "
                        "for benchmarks: acked once written, lost if the machine fails")
+    serve.add_argument("--demo", action="store_true",
+                       help="also run simulated participants (market makers, takers, an "
+                       "operator, a lab, index providers) trading over the websocket")
+    serve.add_argument("--demo-seed", type=int, default=7,
+                       help="seed of the demo participants and their prices (default 7)")
     serve.set_defaults(run=_serve)
 
     demo = sub.add_parser("demo", help="run the default market with simulated participants")

@@ -49,6 +49,7 @@ from gateway.errors import RpcError
 from gateway.journal import Failed, JournalError
 from gateway.limits import TokenBucket
 from gateway.methods import METHODS
+from gateway.participants import Demo, levels_of
 from gateway.recovery import (
     build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover,
     snapshot_dir, state_digest,
@@ -163,6 +164,15 @@ class Server:
         self._snapshot_at = self.loop.time()
         self._tasks = [self.loop.create_task(self._tick_tickers()),
                        self.loop.create_task(self._tick_timers())]
+
+    def local_url(self, host: str | None = None) -> str:
+        """The websocket URL a client on this machine reaches the server at."""
+        host = host if host is not None else self.config.server.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}{WS_PATH}"
 
     async def stop(self) -> None:
         """Stop listening, close every connection (code 1001), stop the timers, and leave a
@@ -803,8 +813,14 @@ def _at(day: datetime.date, at: datetime.time) -> int:
 
 
 async def serve(config: Config, data_dir: Path, *, host: str | None = None,
-                port: int | None = None, ready=None) -> None:
-    """Run the server until SIGINT or SIGTERM, then close every connection cleanly."""
+                port: int | None = None, demo_seed: int | None = None, ready=None) -> None:
+    """Run the server until SIGINT or SIGTERM, then close every connection cleanly.
+
+    Args:
+        demo_seed: Also run the demo's simulated participants (gateway.participants),
+            seeded with it, as clients of this server on the same event loop.
+        ready: Called with the server and the Demo (or None) once both are going.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):     # before anyone can know we are up
@@ -815,7 +831,17 @@ async def serve(config: Config, data_dir: Path, *, host: str | None = None,
     except BaseException:
         server.close()
         raise
-    if ready is not None:
-        ready(server)
-    await stop.wait()
-    await server.stop()
+    demo = None
+    try:
+        if demo_seed is not None:
+            demo = Demo(server.local_url(host), {a.account: (a.api_key, a.api_secret)
+                                                 for a in server.account_list},
+                        levels_of(server.instruments), seed=demo_seed)
+            await demo.start()
+        if ready is not None:
+            ready(server, demo)
+        await stop.wait()
+    finally:
+        if demo is not None:
+            await demo.stop()       # its sessions end first: their quotes are cancelled
+        await server.stop()

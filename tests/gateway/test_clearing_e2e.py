@@ -85,8 +85,18 @@ def test_index_providers_make_the_index_and_admin_fixes_it(live_server):
         admin = await Ws.open(live_server, "admin")
         fixed = await admin.result("admin.fix_index", gpu_class="H100")
         assert [(f["gpu_class"], f["value"]) for f in fixed] == [("H100", "2.131")]
-        assert (await viewer.result("market.index", gpu_class="H100"))["fixings"] == \
-            [{"date": fixed[0]["date"], "value": "2.131"}]
+        index = await viewer.result("market.index", gpu_class="H100")
+        assert index["fixings"] == [{"date": fixed[0]["date"], "value": "2.131"}]
+        assert "history" not in index
+        latest = (await providers[0].result("index.submit", gpu_class="H100", price="2.20",
+                                            hours=10))["index_value"]
+        # A point a minute, the last value of it: one point, or two across a minute's turn.
+        history = (await viewer.result("market.index", gpu_class="H100",
+                                       history=True))["history"]
+        assert [point["value"] for point in history] in (["2.131", latest], [latest])
+        assert latest == "2.153"
+        assert (await viewer.error("market.index", gpu_class="H100", history="yes"))[
+            "data"]["field"] == "history"
         future = (await viewer.result("session.test"))["server_time"] + 60_000
         for params, reason in ((dict(gpu_class="H100", price="2.1", hours=0),
                                 "invalid_observation"),

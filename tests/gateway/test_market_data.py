@@ -126,7 +126,7 @@ def test_ticker_reports_the_top_of_book_and_last_trade(live_server):
                 break
         assert data == {"best_bid": "2.090", "best_bid_qty": 5, "best_ask": "2.110",
                         "best_ask_qty": 4, "last_price": "2.110", "volume": 3,
-                        "open_interest": 3, "mark_price": "2.100", "index_price": None}
+                        "session_volume": 3, "open_interest": 3, "mark_price": "2.100", "index_price": None}
         await ws.close()
         await other.close()
     run(scenario())

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import datetime
-import time
 
 from engine.contracts import date_to_ns
-from live import SYMBOL, Ws, run
+from live import AS_OF, SYMBOL, Ws, run
 
 
 def test_two_traders_trade_and_each_sees_their_fill(live_server):
@@ -160,7 +159,7 @@ def test_an_engine_exception_halts_that_instrument(live_server):
 def test_cancel_answers_with_its_own_order_when_time_closed_another(make_server):
     """Time passing an instrument's last trading time closes its orders first; the cancel
     still answers with the order it named, and cancel_all counts only what it cancelled."""
-    now = [time.time_ns()]
+    now = [date_to_ns(AS_OF) + 12 * 3600 * 10**9]   # the listing day, whatever day it is
     live = make_server(clock=lambda: now[0])
 
     async def scenario():
