@@ -222,6 +222,7 @@ class MarketMaker(Participant):
         return out
 
     async def run(self) -> None:
+        opening = True          # the first round quotes everything at once: a market at start
         while True:
             listings = self.tradable()
             if not listings:
@@ -229,7 +230,9 @@ class MarketMaker(Participant):
                 continue
             for listing in listings:
                 await self.requote(listing)
-                await asyncio.sleep(self.cycle_s / len(listings) / self.demo.speed)
+                if not opening:
+                    await asyncio.sleep(self.cycle_s / len(listings) / self.demo.speed)
+            opening = False
 
     async def requote(self, listing: Listing) -> None:
         for side, level, price, qty in self.targets(listing):

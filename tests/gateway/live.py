@@ -11,6 +11,10 @@ import datetime
 import itertools
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -209,3 +213,62 @@ class Rebuilt:
         text = ("|".join(f"{p}:{q}" for p, q, _ in bids[:10]) + "#"
                 + "|".join(f"{p}:{q}" for p, q, _ in asks[:10]))
         return zlib.crc32(text.encode())
+
+
+class Process:
+    """`gpux serve` as a process, on a free port unless ``args`` name one; ``url`` once it
+    says it is listening."""
+
+    def __init__(self, data_dir, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir),
+             "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self.url: str | None = None
+        self._listening = threading.Event()
+        # Readers keep both pipes drained, so a chatty process never blocks on a full pipe
+        # and no line is left in a buffer when it stops.
+        self._readers = [threading.Thread(target=self._read, args=(pipe, out), daemon=True)
+                         for pipe, out in ((self.proc.stdout, self.lines),
+                                           (self.proc.stderr, self.errors))]
+        for reader in self._readers:
+            reader.start()
+        self._listening.wait(TIMEOUT * 4)
+        if self.url is None:
+            self.proc.kill()
+            self.stop_readers()
+            raise AssertionError(f"no listening line: {self.lines} {''.join(self.errors)}")
+
+    def _read(self, pipe, out: list[str]) -> None:
+        for line in pipe:
+            out.append(line)
+            found = self.url is None and re.search(r"listening on (ws://\S+)", line)
+            if found:
+                self.url = found[1]
+                self._listening.set()
+        self._listening.set()
+
+    def stop_readers(self) -> None:
+        self.proc.wait(TIMEOUT * 2)
+        for reader in self._readers:
+            reader.join(TIMEOUT)
+
+    def stop(self, sig=signal.SIGTERM) -> tuple[int, str]:
+        """Signal the process, wait for it to exit; return its exit code and its stderr."""
+        self.proc.send_signal(sig)
+        self.stop_readers()
+        return self.proc.returncode, "".join(self.errors)
+
+
+class Keys:
+    """The demo accounts file read as a client would: account name -> api key and secret."""
+
+    def __init__(self, url: str, path) -> None:
+        self.url = url
+        self.by_name = {a["account"]: a for a in json.loads(path.read_text())}
+
+    def account(self, name):
+        a = self.by_name[name]
+        return type("Account", (), {"api_key": a["api_key"], "api_secret": a["api_secret"]})

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -11,44 +10,7 @@ import sys
 
 import pytest
 
-from live import TIMEOUT, Ws, run
-
-
-class Process:
-    """`gpux serve` on a free port; ``url`` once it says it is listening."""
-
-    def __init__(self, data_dir, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir),
-             "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            found = re.search(r"listening on (ws://\S+)", line)
-            if found:
-                self.url = found[1]
-                break
-        else:
-            raise AssertionError(f"no listening line: {self.lines} {self.proc.stderr.read()}")
-
-    def stop(self, sig=signal.SIGTERM) -> tuple[int, str]:
-        self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=TIMEOUT * 2)
-        self.lines.append(out)
-        return self.proc.returncode, err
-
-
-class Keys:
-    """The demo accounts file read as a client would: account name -> api key and secret."""
-
-    def __init__(self, url: str, path) -> None:
-        self.url = url
-        self.by_name = {a["account"]: a for a in json.loads(path.read_text())}
-
-    def account(self, name):
-        a = self.by_name[name]
-        return type("Account", (), {"api_key": a["api_key"], "api_secret": a["api_secret"]})
+from live import TIMEOUT, Keys, Process, Ws, run
 
 
 def test_serve_writes_demo_accounts_once_and_trades(tmp_path):
@@ -145,3 +107,45 @@ def test_a_path_other_than_ws_is_not_found(tmp_path):
         asyncio.run(scenario())
     finally:
         server.stop()
+
+
+def test_serve_demo_makes_a_live_market_and_carries_on_after_a_restart(tmp_path):
+    """`gpux serve --demo`: within seconds every month of every class is quoted both sides and
+    trades print; after a clean stop, a restart on the same data makes them trade on."""
+    data = tmp_path / "data"
+
+    async def live_market(url: str, after_trade: int) -> int:
+        """Wait until every month is quoted and a trade after ``after_trade`` prints; return
+        that trade's id."""
+        ws = await Ws.open(Keys(url, data / "demo-accounts.json"))
+        instruments = await ws.result("market.instruments")
+        await ws.result("subscribe", channels=[f"trades.{i['symbol']}" for i in instruments])
+        classes = sorted({i["gpu_class"] for i in instruments})
+        while True:
+            curve = [m for c in classes for m in await ws.result("market.curve", gpu_class=c)]
+            if all(m["best_bid"] and m["best_ask"] for m in curve):
+                break
+            await asyncio.sleep(0.5)
+        while True:
+            trades = (await ws.note())["data"]
+            last = max(t["trade_id"] for t in trades)
+            if last > after_trade:
+                await ws.close()
+                return last
+
+    server = Process(data, "--demo")
+    try:
+        first = run(live_market(server.url, 0), timeout=60)
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    printed = "".join(server.lines)
+    assert "demo participants trading (seed 7)" in printed and "missing" not in printed
+    assert "the market page is at http://127.0.0.1:" in printed
+
+    again = Process(data, "--demo")
+    try:
+        assert run(live_market(again.url, first), timeout=60) > first
+    finally:
+        code, err = again.stop()
+    assert code == 0, err
