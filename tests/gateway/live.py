@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect
 from engine.contracts import date_to_ns
 from gateway.auth import sign
 from gateway.config import load_config
+from gateway.participants import Demo, levels_of
 from gateway.server import Server
 
 AS_OF = datetime.date(2026, 11, 25)
@@ -102,6 +103,36 @@ class LiveServer:
             asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(TIMEOUT)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(TIMEOUT)
+
+
+def start_demo(live: LiveServer, **kw) -> Demo:
+    """Run the demo's participants on the server's own loop, as `gpux serve --demo` does."""
+    accounts = {a.account: (a.api_key, a.api_secret) for a in live.server.account_list}
+    demo = Demo(live.url, accounts, levels_of(live.server.instruments), **kw)
+    asyncio.run_coroutine_threadsafe(demo.start(), live.loop).result(TIMEOUT)
+    return demo
+
+
+def stop_demo(live: LiveServer, demo: Demo) -> None:
+    asyncio.run_coroutine_threadsafe(demo.stop(), live.loop).result(TIMEOUT)
+
+
+def wait_for(live: LiveServer, check, seconds: float = 6 * TIMEOUT) -> None:
+    """Wait until ``check()``, run on the server's loop, is true."""
+    deadline = time.monotonic() + seconds
+    while not live.call(check):
+        assert time.monotonic() < deadline, f"{check} did not come true"
+        time.sleep(0.1)
+
+
+def quoted(server: Server) -> bool:
+    """Whether every listed month has a bid and an offer."""
+    return all(f.book.top(True) and f.book.top(False) for f in server.feed.symbols.values())
+
+
+def traded(server: Server) -> int:
+    """Contracts traded so far, over every month."""
+    return sum(f.volume for f in server.feed.symbols.values())
 
 
 class Ws:

@@ -1,12 +1,11 @@
 """The demo's simulated participants: a seeded world, and a live market made over websockets."""
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 
-from gateway.participants import CAST, Demo, World, levels_of
-from live import TIMEOUT, LiveServer
+from gateway.participants import CAST, Demo, World
+from live import quoted, start_demo, stop_demo, traded, wait_for
 
 LEVELS = {"H100": 2100, "B200": 4200}
 MONTHS = {c: [f"{c}-2027-{m:02d}" for m in range(1, 13)] for c in LEVELS}
@@ -53,25 +52,6 @@ def test_a_participant_without_an_account_is_left_out():
     assert "lab-1" not in [r.account for r in demo.cast]
 
 
-def start_demo(live: LiveServer, **kw) -> Demo:
-    """Run the demo's participants on the server's own loop, as `gpux serve --demo` does."""
-    accounts = {a.account: (a.api_key, a.api_secret) for a in live.server.account_list}
-    demo = Demo(live.url, accounts, levels_of(live.server.instruments), **kw)
-    asyncio.run_coroutine_threadsafe(demo.start(), live.loop).result(TIMEOUT)
-    return demo
-
-
-def stop_demo(live: LiveServer, demo: Demo) -> None:
-    asyncio.run_coroutine_threadsafe(demo.stop(), live.loop).result(TIMEOUT)
-
-
-def wait_for(live: LiveServer, check, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not live.call(check):
-        assert time.monotonic() < deadline, "the demo market did not come alive"
-        time.sleep(0.2)
-
-
 def test_the_demo_makes_a_live_market_over_websockets(live_server):
     """Within seconds every month of every class is quoted both sides, trades print, every
     class has an index; the operator offers and the lab bids icebergs in their classes;
@@ -79,11 +59,7 @@ def test_the_demo_makes_a_live_market_over_websockets(live_server):
     server = live_server.server
     demo = start_demo(live_server, seed=3, speed=4.0)
     try:
-        def quoted_and_trading() -> bool:
-            feed = server.feed.symbols.values()
-            return (all(f.book.top(True) and f.book.top(False) for f in feed)
-                    and sum(f.volume for f in feed) > 60)
-        wait_for(live_server, quoted_and_trading, 30 * (TIMEOUT / 5))
+        wait_for(live_server, lambda: quoted(server) and traded(server) > 60)
         time.sleep(2)
     finally:
         stop_demo(live_server, demo)
