@@ -340,8 +340,13 @@ class ForwardSeller(Participant):
     async def start(self) -> None:
         self.client.on("orders", self._on_order)
         await super().start()
+        # After a restart: carry on with the icebergs still working, and count what the
+        # position says was dealt already.
         for order in await self.request(self.client.orders()) or ():
-            self.working[order["symbol"]] = order   # after a restart: carry on with these
+            self.working[order["symbol"]] = order
+        for position in await self.request(self.client.call("account.positions")) or ():
+            if position["qty"] * self.sign > 0:
+                self.dealt[position["symbol"]] = abs(position["qty"])
 
     def _on_order(self, channel: str, order: dict) -> None:
         symbol = order["symbol"]

@@ -1,0 +1,192 @@
+"""The market page in headless Chromium against a real `gpux serve --demo` process.
+
+Debian's chromium (installed by `make test`, tests/install-chromium.sh) is
+driven by Playwright through its executable path: no browser is downloaded.
+Where it cannot be installed these tests say so and are skipped, except where
+GPUX_REQUIRE_BROWSER=1 (CI), where that is a failure. Screenshots go to
+GPUX_ARTIFACTS (default build/test-artifacts/).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from gateway.client import Client
+from live import TIMEOUT, Process, run
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("GPUX_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+LAPTOP, PHONE = {"width": 1366, "height": 768}, {"width": 390, "height": 844}
+WAIT_MS = int(20_000 * TIMEOUT / 5)
+
+
+def chromium() -> str:
+    """Debian's chromium, or skip (fail where the browser test is required)."""
+    path = shutil.which("chromium")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        path, why = None, "Playwright for Python is not installed (pip install playwright)"
+    else:
+        why = ("Debian's chromium is not installed and could not be installed here "
+               "(tests/install-chromium.sh)")
+    if path is None:
+        if os.environ.get("GPUX_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test must run here: {why}")
+        pytest.skip(why)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Watched:
+    """A page, with what it logged as an error and every websocket frame it sent."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.sent: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("websocket", lambda ws: ws.on("framesent", lambda frame: self.sent.append(frame)))
+
+
+@contextlib.asynccontextmanager
+async def browser(executable: str):
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def open_page(b, url: str, viewport: dict) -> Watched:
+    context = await b.new_context(viewport=viewport)
+    watched = Watched(await context.new_page())
+    await watched.page.goto(url)
+    return watched
+
+
+async def wait_live(page) -> None:
+    """The page says it is live, its curve has a bid and an offer for every month, and the
+    ladder of its contract shows both sides with the checksum verified."""
+    await page.wait_for_selector('#status[data-state="live"]', timeout=WAIT_MS)
+    await page.wait_for_function("""() => {
+        const rows = [...document.querySelectorAll('#curve-table tr[data-symbol]')];
+        const priced = (td) => td && /\\d\\.\\d{3}/.test(td.textContent);
+        return rows.length === 12 && rows.every((r) => priced(r.cells[1]) && priced(r.cells[2]))
+            && document.querySelector('#ladder tr[data-side="bid"]')
+            && document.querySelector('#ladder tr[data-side="ask"]')
+            && document.querySelector('#book-state[data-check="ok"]');
+    }""", timeout=WAIT_MS)
+
+
+def trader(data_dir: Path, url: str, name: str) -> Client:
+    account = next(a for a in json.loads((data_dir / "demo-accounts.json").read_text())
+                   if a["account"] == name)
+    return Client(url, api_key=account["api_key"], api_secret=account["api_secret"])
+
+
+def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path):
+    """With the demo trading, the page goes live with every month quoted; choosing a month on
+    the curve shows its ladder; a trade placed through the Python client appears in the
+    page's trade list; the page sends no login, logs no error, and fits a laptop and a phone
+    (screenshots of both)."""
+    executable = chromium()
+    data = tmp_path / "data"
+    server = Process(data, "--demo")
+    page_url = server.url.removesuffix("/ws").replace("ws://", "http://") + "/"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    async def scenario():
+        async with browser(executable) as b:
+            laptop = await open_page(b, page_url, LAPTOP)
+            page = laptop.page
+            await wait_live(page)
+            assert await page.text_content("#index-value") not in ("", "–", None)
+            # Choose the third month on the chart: its ladder replaces the front month's.
+            symbol = await page.get_attribute(
+                "#curve-chart [data-symbol]:nth-of-type(3)", "data-symbol")
+            await page.click(f'#curve-chart [data-symbol="{symbol}"]')
+            await page.wait_for_function(
+                f"() => document.querySelector('#selected').textContent.includes('{symbol}')")
+            await page.wait_for_selector('#book-state[data-check="ok"]', timeout=WAIT_MS)
+            assert symbol in page.url
+            async with trader(data, server.url, "trader-1") as client:
+                book = await client.call("market.book", symbol=symbol, depth=1)
+                best_ask = book["asks"][0][0]
+                order = await client.place(symbol, "buy", 3, best_ask, tif="ioc")
+            fill = order["fills"][0]
+            row = f'#trades tr[data-trade-id="{fill["trade_id"]}"]'
+            await page.wait_for_selector(row, timeout=WAIT_MS)
+            cells = await page.eval_on_selector_all(f"{row} td", "tds => tds.map(t => t.textContent)")
+            assert cells[1:4] == [fill["price"], str(fill["qty"]), "buy"]
+            await page.screenshot(path=ARTIFACTS / "page-laptop.png", full_page=True)
+
+            phone = await open_page(b, f"{page_url}#{symbol}", PHONE)
+            await wait_live(phone.page)
+            assert symbol in await phone.page.text_content("#selected")
+            width = await phone.page.evaluate(
+                "() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], f"the page overflows the phone's width: {width}"
+            await phone.page.screenshot(path=ARTIFACTS / "page-phone.png", full_page=True)
+
+            for watched in (laptop, phone):
+                assert watched.errors == []
+                assert watched.sent and not any("auth.login" in f for f in watched.sent)
+                assert not any('"order.' in f for f in watched.sent)
+    try:
+        run(scenario(), timeout=120)
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert (ARTIFACTS / "page-laptop.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "page-phone.png").stat().st_size > 10_000
+
+
+def test_the_page_says_it_is_disconnected_and_comes_back_by_itself(tmp_path):
+    """Killed server: the page shows it is disconnected; the server restarted on the same
+    port: the page reconnects with no reload and shows live data again."""
+    executable = chromium()
+    data, port = tmp_path / "data", free_port()
+    server = Process(data, "--demo", "--port", str(port))
+    page_url = f"http://127.0.0.1:{port}/"
+
+    async def scenario():
+        nonlocal server
+        async with browser(executable) as b:
+            watched = await open_page(b, page_url, LAPTOP)
+            page = watched.page
+            await wait_live(page)
+            server.stop(signal.SIGKILL)
+            await page.wait_for_selector('#status[data-state="disconnected"]', timeout=WAIT_MS)
+            assert "disconnected" in (await page.text_content("#status")).lower()
+            await page.screenshot(path=ARTIFACTS / "page-disconnected.png")
+            await asyncio.sleep(1)
+            server = Process(data, "--demo", "--port", str(port))
+            await wait_live(page)
+            assert page.url.startswith(page_url)        # the same page, never reloaded
+            assert await page.evaluate("() => performance.getEntriesByType('navigation')"
+                                       ".length") == 1
+    try:
+        run(scenario(), timeout=120)
+    finally:
+        code, err = server.stop()
+    assert code == 0, err

@@ -1,0 +1,74 @@
+"""The market page's files over plain HTTP on the websocket's port (gateway.web)."""
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from gateway.web import STATIC
+from live import run
+
+
+def get(live, path: str, **headers) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", live.server.port, timeout=5)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    response.body = response.read()
+    conn.close()
+    return response
+
+
+def test_the_page_and_its_files_are_served_with_a_strict_policy(live_server):
+    """/ is the page; each file has its type, an ETag, and a policy allowing only this origin."""
+    page = get(live_server, "/")
+    assert page.status == 200
+    assert page.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert page.body == (STATIC / "index.html").read_bytes()
+    policy = page.getheader("Content-Security-Policy")
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "http" not in policy
+    assert page.getheader("X-Content-Type-Options") == "nosniff"
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        asset = get(live_server, f"/{name}?v=1")
+        assert (asset.status, asset.getheader("Content-Type").split(";")[0]) == (200, kind)
+        assert asset.body == (STATIC / name).read_bytes()
+
+
+def test_a_current_copy_is_answered_not_modified(live_server):
+    """A client sending the ETag it has gets 304 and no body."""
+    etag = get(live_server, "/app.js").getheader("ETag")
+    again = get(live_server, "/app.js", **{"If-None-Match": etag})
+    assert (again.status, again.body) == (304, b"")
+    assert get(live_server, "/app.js", **{"If-None-Match": '"other"'}).status == 200
+
+
+@pytest.mark.parametrize("path", ["/nope", "/../gateway/server.py", "/static/app.js",
+                                  "/%2e%2e/pyproject.toml", "/index.html/", "/.hidden"])
+def test_nothing_but_the_pages_files_is_served(live_server, path):
+    """Any other path is 404, whatever it tries."""
+    response = get(live_server, path)
+    assert response.status == 404 and b"/ws" in response.body
+
+
+def test_the_websocket_is_only_at_ws(live_server):
+    """A plain GET of /ws is told to upgrade; a websocket handshake elsewhere is refused."""
+    assert get(live_server, "/ws").status == 426
+
+    async def scenario():
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(live_server.url.replace("/ws", "/"))
+        assert refused.value.response.status_code == 404
+    run(scenario())
+
+
+def test_no_secret_is_in_any_served_file(live_server):
+    """The page is anonymous: no API key or secret of any account is in what is served."""
+    accounts = json.loads((live_server.data_dir / "demo-accounts.json").read_text())
+    secrets = [a[k] for a in accounts for k in ("api_key", "api_secret")]
+    for path in ["/", *(f"/{p.name}" for p in STATIC.iterdir())]:
+        body = get(live_server, path).body.decode()
+        assert not any(s in body for s in secrets)
+        assert "auth.login" not in body
