@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test browser bench throughput loadgen fanout durability crash recovery build clean
+.PHONY: run test browser bench throughput loadgen fanout durability crash recovery demo-load build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ crash: build
 
 recovery: build
 	$(PY) -m bench.recovery
+
+# What the demo's participants and an open market page cost the server.
+demo-load: build browser
+	$(PY) -m bench.demo_load --seconds 30 --warmup 10 --repeat 3
 
 clean:
 	rm -rf build $(VENV) engine/*.c engine/*.so engine/*.html clearing/*.c clearing/*.so clearing/*.html
