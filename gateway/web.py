@@ -59,17 +59,18 @@ class StaticPages:
         if asset is None:
             return connection.respond(404, "gpux: no such page; the market is at / and the "
                                       "websocket endpoint at /ws\n")
-        if asset.etag in request.headers.get("If-None-Match", ""):
-            response = connection.respond(304, "")
-            response.body = b""
-        else:
-            response = connection.respond(200, "")
-            response.body = asset.body
+        current = asset.etag in request.headers.get("If-None-Match", "")
+        response = connection.respond(304 if current else 200, "")
         headers = response.headers
         for name in ("Content-Type", "Content-Length"):
             del headers[name]
-        headers["Content-Type"] = asset.content_type
-        headers["Content-Length"] = str(len(response.body))
+        if current:
+            # A 304 has no body and states no length of its own (RFC 9110, 8.6 and 15.4.5).
+            response.body = b""
+        else:
+            response.body = asset.body
+            headers["Content-Type"] = asset.content_type
+            headers["Content-Length"] = str(len(asset.body))
         headers["ETag"] = asset.etag
         headers["Cache-Control"] = "no-cache"       # revalidate: a new release shows at once
         headers["Content-Security-Policy"] = POLICY

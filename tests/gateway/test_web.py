@@ -42,6 +42,7 @@ def test_a_current_copy_is_answered_not_modified(live_server):
     etag = get(live_server, "/app.js").getheader("ETag")
     again = get(live_server, "/app.js", **{"If-None-Match": etag})
     assert (again.status, again.body) == (304, b"")
+    assert again.getheader("ETag") == etag and again.getheader("Content-Length") is None
     assert get(live_server, "/app.js", **{"If-None-Match": '"other"'}).status == 200
 
 
