@@ -10,9 +10,10 @@ published. They are the users DESIGN.md §0 describes:
   their inventory, and re-quote by replacing as the curve moves;
 - **takers** cross the spread now and then (IOC and market orders) and rest a
   short-lived GTD order near the touch, leaning against their own positions;
-- **an operator** sells capacity forward: an iceberg of 1,024 contracts a
-  month in its classes, a little above fair value, following it;
-- **a lab** buys forward the same way from the other side;
+- **an operator** hedges its capacity forward: it keeps a share of 1,024
+  contracts a month sold in its classes, more when prices are rich, working
+  the difference with an iceberg a little above fair value;
+- **a lab** hedges its cost the same way from the other side;
 - **index providers** submit the rental prices they observe.
 
 What they trade on is a ``World``: a mean-reverting rental price per GPU class
@@ -78,15 +79,28 @@ class World:
         for s in sorted(self._wiggle):
             self._wiggle[s] = keep * self._wiggle[s] + rng.gauss(0.0, shock)
 
+    def shock(self, gpu_class: str, factor: float) -> None:
+        """Move a class's rental price by ``factor`` at once (an outage, a new generation
+        arriving): for scenarios and tests; it reverts from there as ever."""
+        self._log_spot[gpu_class] += math.log(factor)
+
     def spot(self, gpu_class: str) -> float:
         """The rental price of a class now, USD-ticks (a float: providers add their noise)."""
         return math.exp(self._log_spot[gpu_class])
 
     def fair(self, gpu_class: str, symbol: str) -> int:
         """The forward price of a listed month, ticks."""
+        return max(1, round(self.spot(gpu_class) * self._factor(gpu_class, symbol)))
+
+    def richness(self, gpu_class: str, symbol: str) -> float:
+        """How far a month's forward price is above its long-run value: 0.02 is 2% rich."""
         ahead = self.months[gpu_class].index(symbol)
-        factor = 1 - MONTHLY_DISCOUNT * ahead + self._wiggle[symbol]
-        return max(1, round(self.spot(gpu_class) * factor))
+        return (self.spot(gpu_class) * self._factor(gpu_class, symbol)
+                / (self.levels[gpu_class] * (1 - MONTHLY_DISCOUNT * ahead))) - 1
+
+    def _factor(self, gpu_class: str, symbol: str) -> float:
+        ahead = self.months[gpu_class].index(symbol)
+        return 1 - MONTHLY_DISCOUNT * ahead + self._wiggle[symbol]
 
 
 # -- What every participant shares --------------------------------------------------------
@@ -195,6 +209,7 @@ class MarketMaker(Participant):
         self.skew_bps, self.lots_per_skew = skew_bps, lots_per_skew
         self.quotes: dict[tuple[str, int, int], Quote] = {}     # (symbol, side, level)
         self._by_id: dict[str, Quote] = {}
+        self._session = 0       # the client's session the slots were last reconciled with
 
     async def start(self) -> None:
         self.client.on("orders", self._on_order)
@@ -228,11 +243,31 @@ class MarketMaker(Participant):
             if not listings:
                 await asyncio.sleep(1)
                 continue
+            await self.reconcile()
             for listing in listings:
+                if self.client.sessions != self._session:
+                    await self.reconcile()      # reconnected: the server cancelled the quotes
                 await self.requote(listing)
                 if not opening:
                     await asyncio.sleep(self.cycle_s / len(listings) / self.demo.speed)
             opening = False
+
+    async def reconcile(self) -> None:
+        """Line the slots up with what the exchange says is open, and cancel every open
+        order no slot holds (one an earlier run left, or a refused request)."""
+        self._session = self.client.sessions
+        resting = await self.request(self.client.orders())
+        if resting is None:
+            return
+        by_id = {o["client_order_id"]: o for o in resting}
+        for coid, quote in self._by_id.items():
+            order = by_id.get(coid)
+            quote.live = order is not None
+            if order is not None:
+                quote.price = parse_price(order["price"])
+        for order in resting:
+            if order["client_order_id"] not in self._by_id:
+                await self.request(self.client.cancel(order["order_id"]))
 
     async def requote(self, listing: Listing) -> None:
         for side, level, price, qty in self.targets(listing):
@@ -246,7 +281,10 @@ class MarketMaker(Participant):
                     quote.price = price
                     quote.live = result["status"] in ("open", "partially_filled")
                     continue
-                quote.live = False     # filled or gone meanwhile: quote afresh
+                # Refused (it would take, or left the band) or gone: the old quote must not
+                # rest on beside the new one.
+                await self.request(self.client.cancel(client_order_id=quote.client_order_id))
+                quote.live = False
             coid = self.next_id(f"{listing.symbol}-{'b' if side == 1 else 'a'}{level}")
             self._by_id.pop(quote.client_order_id, None)
             quote.client_order_id, quote.price = coid, price
@@ -315,79 +353,108 @@ class Taker(Participant):
         return answer["server_time"] if answer else 0
 
 
-# -- Operator and lab: large orders worked forward ----------------------------------------
+# -- Operator and lab: hedges worked with icebergs ---------------------------------------
 
-class ForwardSeller(Participant):
-    """Works one iceberg per month of its classes, ``premium_bps`` better than fair value
-    for itself, re-offering what filled until it has dealt ``per_month`` contracts there.
+class Hedger(Participant):
+    """Keeps a share of its monthly capacity hedged forward in each month of its classes,
+    working the difference with one iceberg a month, ``premium_bps`` better than fair value
+    for itself.
 
     ``side`` is "sell" for an operator locking in revenue, "buy" for a lab fixing cost.
+    The share is ``hedge_ratio`` when a month trades at its long-run value and moves by
+    ``sensitivity`` times its premium over that value, the way a hedging programme does:
+    an operator sells more forward when prices are rich and buys some back when they are
+    cheap; a lab the other way round. So both keep trading for as long as prices move,
+    and their positions stay within their capacity.
     """
 
-    channels = ("orders",)
+    channels = ("orders", "positions")
+    RATIO_LIMITS = (0.2, 0.9)
 
     def __init__(self, demo: Demo, account: str, client: Client, *, side: str,
-                 classes: tuple[str, ...], per_month: int, display_qty: int, premium_bps: int,
-                 cycle_s: float) -> None:
+                 classes: tuple[str, ...], capacity: int, display_qty: int, premium_bps: int,
+                 cycle_s: float, hedge_ratio: float = 0.6, sensitivity: float = 10.0) -> None:
         super().__init__(demo, account, client)
         self.side, self.classes = side, classes
         self.sign = -1 if side == "sell" else 1
-        self.per_month, self.display_qty = per_month, display_qty
+        self.capacity, self.display_qty = capacity, display_qty
         self.premium_bps, self.cycle_s = premium_bps, cycle_s
-        self.working: dict[str, dict] = {}      # symbol -> the order as last told
-        self.dealt: Counter[str] = Counter()    # symbol -> contracts filled
+        self.hedge_ratio, self.sensitivity = hedge_ratio, sensitivity
+        self.working: dict[str, dict] = {}      # symbol -> its iceberg as last told
 
     async def start(self) -> None:
         self.client.on("orders", self._on_order)
         await super().start()
-        # After a restart: carry on with the icebergs still working, and count what the
-        # position says was dealt already.
-        for order in await self.request(self.client.orders()) or ():
-            self.working[order["symbol"]] = order
-        for position in await self.request(self.client.call("account.positions")) or ():
-            if position["qty"] * self.sign > 0:
-                self.dealt[position["symbol"]] = abs(position["qty"])
 
     def _on_order(self, channel: str, order: dict) -> None:
-        symbol = order["symbol"]
-        if order.get("display_qty") is None:
-            return
-        known = self.working.get(symbol)
+        known = self.working.get(order["symbol"])
         if known is not None and known["order_id"] == order["order_id"]:
-            self.dealt[symbol] += order["filled_qty"] - known["filled_qty"]
-            self.working[symbol] = order
+            self.working[order["symbol"]] = order
 
-    def price(self, listing: Listing) -> int:
+    def target(self, listing: Listing) -> int:
+        """The position this month should have now: signed contracts."""
+        rich = self.world.richness(listing.gpu_class, listing.symbol)
+        low, high = self.RATIO_LIMITS
+        ratio = min(high, max(low, self.hedge_ratio - self.sign * self.sensitivity * rich))
+        return self.sign * round(ratio * self.capacity)
+
+    def price(self, listing: Listing, sign: int) -> int:
+        """A limit ``premium_bps`` better than fair value for a buy (+1) or a sell (-1)."""
         fair = self.fair(listing)
-        return listing.clamp(fair - self.sign * max(2, round(fair * self.premium_bps / 10_000)))
+        return listing.clamp(fair - sign * max(2, round(fair * self.premium_bps / 10_000)))
 
     async def run(self) -> None:
         while True:
             listings = self.tradable(self.classes)
-            for listing in listings:
-                await self.work(listing)
-                await asyncio.sleep(self.cycle_s / max(1, len(listings)) / self.demo.speed)
             if not listings:
                 await asyncio.sleep(1)
+                continue
+            await self.reconcile()
+            for listing in listings:
+                await self.work(listing)
+                await asyncio.sleep(self.cycle_s / len(listings) / self.demo.speed)
+
+    async def reconcile(self) -> None:
+        """Take the icebergs from the exchange (after a restart or a reconnect the last word
+        may be missing); a second one in a month is cancelled."""
+        resting = await self.request(self.client.orders())
+        if resting is None:
+            return
+        self.working = {}
+        for order in resting:
+            if order["symbol"] in self.working:
+                await self.request(self.client.cancel(order["order_id"]))
+            else:
+                self.working[order["symbol"]] = order
 
     async def work(self, listing: Listing) -> None:
-        symbol, price = listing.symbol, self.price(listing)
+        symbol = listing.symbol
+        gap = self.target(listing) - self.positions.get(symbol, 0)     # > 0: buy
+        sign = 1 if gap > 0 else -1
         order = self.working.get(symbol)
         if order is not None and order["status"] in ("open", "partially_filled"):
-            if parse_price(order["price"]) != price:
-                result = await self.request(self.client.replace(order["order_id"],
-                                                                price=format_price(price)))
-                if result is not None:
-                    self.working[symbol] = result
+            surplus = order["remaining_qty"] - abs(gap)
+            if (1 if order["side"] == "buy" else -1) != sign or surplus > self.display_qty:
+                await self.settle_order(symbol, self.client.cancel(order["order_id"]))
+            elif parse_price(order["price"]) != (price := self.price(listing, sign)):
+                await self.settle_order(symbol, self.client.replace(
+                    order["order_id"], price=format_price(price)))
             return
-        left = self.per_month - self.dealt[symbol]
-        if left <= 0:
-            return
+        if abs(gap) < self.display_qty:
+            return                   # near enough: not worth an order
+        qty = abs(gap)
         result = await self.request(self.client.place(
-            symbol, self.side, left, format_price(price), display_qty=min(self.display_qty, left),
-            client_order_id=self.next_id(symbol)))
+            symbol, "buy" if sign > 0 else "sell", qty, format_price(self.price(listing, sign)),
+            display_qty=min(self.display_qty, qty), client_order_id=self.next_id(symbol)))
         if result is not None:
-            self.dealt[symbol] += result["filled_qty"]
+            self.working[symbol] = result
+
+    async def settle_order(self, symbol: str, coro) -> None:
+        """Send a cancel or a replace of the month's iceberg; if refused, ask how it stands."""
+        result = await self.request(coro)
+        if result is None:
+            result = await self.request(self.client.get_order(self.working[symbol]["order_id"]))
+        if result is not None:
             self.working[symbol] = result
 
 
@@ -436,12 +503,11 @@ CAST = (
                                   "cycle_s": 8.0}),
     Role("maker-2", MarketMaker, {"spread_bps": 20, "step_bps": 15, "size": 10,
                                   "cycle_s": 13.0}),
-    Role("operator-1", ForwardSeller, {"side": "sell", "classes": ("H100", "H200"),
-                                       "per_month": 1024, "display_qty": 32,
-                                       "premium_bps": 25, "cycle_s": 30.0}),
-    Role("lab-1", ForwardSeller, {"side": "buy", "classes": ("H100", "B200"),
-                                  "per_month": 512, "display_qty": 16, "premium_bps": 25,
-                                  "cycle_s": 30.0}),
+    Role("operator-1", Hedger, {"side": "sell", "classes": ("H100", "H200"),
+                                "capacity": 1024, "display_qty": 32, "premium_bps": 25,
+                                "cycle_s": 30.0}),
+    Role("lab-1", Hedger, {"side": "buy", "classes": ("H100", "B200"), "capacity": 512,
+                           "display_qty": 16, "premium_bps": 25, "cycle_s": 30.0}),
     Role("taker-1", Taker, {"every_s": 1.5}),
     Role("taker-2", Taker, {"every_s": 2.5}),
 )

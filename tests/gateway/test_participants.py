@@ -1,11 +1,16 @@
 """The demo's simulated participants: a seeded world, and a live market made over websockets."""
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections import Counter
+from types import SimpleNamespace
 
-from gateway.participants import CAST, Demo, World
-from live import quoted, start_demo, stop_demo, traded, wait_for
+from engine.prices import parse_price
+from gateway.client import Client
+from gateway.participants import CAST, Demo, Hedger, Listing, MarketMaker, World
+from live import TIMEOUT, quoted, run, start_demo, stop_demo, traded, wait_for
 
 LEVELS = {"H100": 2100, "B200": 4200}
 MONTHS = {c: [f"{c}-2027-{m:02d}" for m in range(1, 13)] for c in LEVELS}
@@ -84,3 +89,118 @@ def test_the_demo_makes_a_live_market_over_websockets(live_server):
     assert refused <= EXPECTED_REFUSALS, demo.stats
     assert demo.stats["failures"] == 0 and demo.stats["requests"] > 200, demo.stats
 
+
+
+def hedger(world: World, side: str, client=None, **kw) -> Hedger:
+    demo = SimpleNamespace(world=world, seed=7, speed=1.0, run_tag="t", stats=Counter())
+    params = dict(side=side, classes=("H100",), capacity=100, display_qty=10,
+                  premium_bps=25, cycle_s=1.0) | kw
+    return Hedger(demo, side, client, **params)
+
+
+def test_a_hedger_hedges_more_of_its_capacity_when_prices_favour_it():
+    """An operator sells more forward when prices are rich, a lab buys more when they are
+    cheap; neither goes past its capacity, nor to nothing, however far prices go."""
+    world = World(7, LEVELS, MONTHS)
+    listing = Listing("H100-2027-06", "H100", "open", 1, 10**9)
+    operator, lab = hedger(world, "sell"), hedger(world, "buy")
+    at_value = operator.target(listing), lab.target(listing)
+    assert -70 < at_value[0] < -50 and 50 < at_value[1] < 70
+    world.shock("H100", 1.03)
+    assert operator.target(listing) < at_value[0] and lab.target(listing) < at_value[1]
+    world.shock("H100", 0.94 / 1.03)
+    assert operator.target(listing) > at_value[0] and lab.target(listing) > at_value[1]
+    for factor in (10.0, 0.01):
+        world.shock("H100", factor)
+        for h in (operator, lab):
+            assert 20 <= abs(h.target(listing)) <= 90
+
+
+def test_a_hedger_works_to_its_target_then_trades_again_when_the_target_moves(live_server):
+    """Against a real server: the operator offers its hedge as an iceberg above fair value;
+    once it is filled it rests; when prices fall it buys some back below fair value, and when
+    they rise again it cancels that bid and sells more."""
+    symbol = "H100-2027-06"
+
+    def client(name: str) -> Client:
+        account = live_server.account(name)
+        return Client(live_server.url, api_key=account.api_key, api_secret=account.api_secret)
+
+    async def scenario() -> None:
+        async with client("operator-1") as mine, client("trader-1") as buyer:
+            instruments = await buyer.call("market.instruments")
+            months = {"H100": [i["symbol"] for i in instruments if i["gpu_class"] == "H100"]}
+            band = next(i for i in instruments if i["symbol"] == symbol)
+            listing = Listing(symbol, "H100", "open", parse_price(band["band_low"]),
+                              parse_price(band["band_high"]))
+            world = World(7, {"H100": LEVELS["H100"]}, months)
+            operator = hedger(world, "sell", mine, capacity=20, display_qty=4)
+            await operator.start()
+
+            async def settled(qty: int) -> None:
+                while operator.positions.get(symbol, 0) != qty:
+                    await asyncio.sleep(0.02)
+
+            await operator.work(listing)
+            target = operator.target(listing)
+            [offer] = await mine.orders()
+            assert (offer["side"], offer["qty"]) == ("sell", -target)
+            assert parse_price(offer["price"]) > world.fair("H100", symbol)
+            fill = await buyer.place(symbol, "buy", -target, offer["price"], tif="ioc")
+            assert fill["filled_qty"] == -target
+            await asyncio.wait_for(settled(target), TIMEOUT)
+            await operator.work(listing)
+            assert await mine.orders() == []                # hedged: nothing to do
+
+            world.shock("H100", 0.97)
+            await operator.work(listing)
+            [bid] = await mine.orders()
+            assert bid["side"] == "buy" and bid["qty"] == operator.target(listing) - target > 0
+            assert parse_price(bid["price"]) < world.fair("H100", symbol)
+
+            world.shock("H100", 1.06 / 0.97)
+            await operator.work(listing)                    # the bid is against the hedge now
+            assert await mine.orders() == []
+            await operator.work(listing)
+            [offer] = await mine.orders()
+            assert offer["side"] == "sell" and offer["qty"] == target - operator.target(listing)
+    run(scenario())
+
+
+def test_makers_hold_one_order_a_slot_and_quote_again_after_a_reconnect(live_server):
+    """However often a re-quote is refused (a quote that would take, a band that moved),
+    a maker never has more open orders than quoting slots; when its connection drops the
+    server cancels its quotes and, reconnected, it quotes every month both sides again."""
+    server = live_server.server
+    slots = len(server.feed.symbols) * 2 * MarketMaker.LEVELS
+    demo = start_demo(live_server, seed=5, speed=8.0)
+    ids = {a.account: a.account_id for a in server.account_list}
+
+    def open_orders(name: str) -> list[tuple[str, int]]:
+        return [(o.symbol, o.side) for o in server.venue.exchange.open_orders(ids[name], None)]
+
+    def maker_1():
+        return next(p for p in demo.participants if p.account == "maker-1")
+
+    try:
+        wait_for(live_server, lambda: quoted(server))
+        most = {"maker-1": 0, "maker-2": 0}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for name in most:
+                most[name] = max(most[name], len(live_server.call(open_orders, name)))
+            time.sleep(0.25)
+        assert 0 < most["maker-1"] <= slots and 0 < most["maker-2"] <= slots, most
+        assert demo.stats["refused:post_only_would_take"] > 0, demo.stats
+
+        def drop() -> None:
+            session = next(s for s in server.sessions
+                           if s.account and s.account.account == "maker-1")
+            session.ws.transport.abort()
+        live_server.call(drop)
+        wait_for(live_server, lambda: maker_1().client.sessions >= 2)
+        every_side = {(s, side) for s in server.feed.symbols for side in (1, -1)}
+        wait_for(live_server, lambda: set(open_orders("maker-1")) == every_side)
+        assert len(live_server.call(open_orders, "maker-1")) <= slots
+    finally:
+        stop_demo(live_server, demo)
