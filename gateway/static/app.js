@@ -30,6 +30,9 @@
   const BACKOFF_MAX_MS = 5_000;
   const MAX_RATE_RETRIES = 8;
   const RESYNC_MIN_INTERVAL_MS = 500;
+  const RETRY_MIN_MS = 1_000;          // a refused subscribe is tried again, backing off
+  const RETRY_MAX_MS = 30_000;
+  const INSTRUMENTS_REFRESH_MS = 10_000;   // statuses change (halts, expiry), months are listed
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   const QTY_FORMAT = new Intl.NumberFormat("en-US");
@@ -372,6 +375,21 @@
     if (conn.state === "disconnected") markDirty("status");
   }, 1000);
 
+  // Follow the listing: a halt, a resumption, an expiry, a new month.
+  setInterval(async () => {
+    if (!conn.ready) return;
+    const gen = conn.gen;
+    let instruments;
+    try {
+      instruments = await call("market.instruments");
+    } catch (err) {
+      return;                   // the next round, or the next connection, fetches it
+    }
+    if (gen !== conn.gen) return;
+    setInstruments(instruments);
+    syncSubscriptions();
+  }, INSTRUMENTS_REFRESH_MS);
+
   window.addEventListener("online", () => {
     if (conn.state === "disconnected") connect();
   });
@@ -458,7 +476,17 @@
 
   let syncRunning = false;
   let syncAgain = false;
+  let syncRetries = 0;                // failed subscribes in a row
+  let syncRetryTimer = 0;
   const refresh = new Set();          // channels whose local state needs seeding again
+
+  /** A subscribe that failed is not given up: try the whole sync again later. */
+  function retrySyncLater() {
+    const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** syncRetries);
+    syncRetries = Math.min(syncRetries + 1, 10);
+    clearTimeout(syncRetryTimer);
+    syncRetryTimer = setTimeout(syncSubscriptions, delay * (0.5 + Math.random() / 2));
+  }
 
   /** Bring the socket's subscriptions to what the selection wants, in one call each way. */
   async function syncSubscriptions() {
@@ -490,10 +518,12 @@
           } catch (err) {
             if (gen !== conn.gen) return;
             for (const c of add) conn.subs.delete(c);
-            notice(`subscribe failed: ${err.message}`);
-            continue;
+            notice(`subscribe failed: ${err.message}; trying again`);
+            retrySyncLater();
+            return;
           }
           if (gen !== conn.gen) return;
+          syncRetries = 0;
           for (const c of add) afterSubscribed(c, gen);
         }
       } while (syncAgain);
@@ -563,7 +593,14 @@
         await call("subscribe", { channels: [channel] });
       }
     } catch (err) {
-      /* the next reconnect or selection subscribes again */
+      // Still waiting for a snapshot: ask again (resyncBook spaces its requests out).
+      if (gen === conn.gen && state.book === book) {
+        setTimeout(() => {
+          if (gen === conn.gen && state.book === book && book.awaitingSnapshot) {
+            resyncBook(book, why);
+          }
+        }, RETRY_MIN_MS);
+      }
     } finally {
       book.resyncing = false;
     }

@@ -104,6 +104,29 @@ def trader(data_dir: Path, url: str, name: str) -> Client:
     return Client(url, api_key=account["api_key"], api_secret=account["api_secret"])
 
 
+async def see_a_trade(page, data_dir: Path, url: str, symbol: str) -> None:
+    """Buy at the best offer from Python and wait for the trade in the page's trade list."""
+    async with trader(data_dir, url, "trader-1") as client:
+        for _ in range(20):     # the offer read may be gone by the time the order arrives
+            book = await client.call("market.book", symbol=symbol, depth=1)
+            if book["asks"]:
+                order = await client.place(symbol, "buy", 3, book["asks"][0][0], tif="ioc")
+                if order["fills"]:
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"no offer in {symbol} could be taken")
+    fill = order["fills"][0]
+    row = f'#trades tr[data-trade-id="{fill["trade_id"]}"]'
+    await page.wait_for_selector(row, timeout=WAIT_MS)
+    cells = await page.eval_on_selector_all(f"{row} td", "tds => tds.map(t => t.textContent)")
+    assert cells[1:4] == [fill["price"], str(fill["qty"]), "buy"]
+
+
+def selected_symbol(page):
+    return page.evaluate("() => decodeURIComponent(location.hash.slice(1))")
+
+
 def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path):
     """With the demo trading, the page goes live with every month quoted; choosing a month on
     the curve shows its ladder; a trade placed through the Python client appears in the
@@ -129,15 +152,7 @@ def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path)
                 f"() => document.querySelector('#selected').textContent.includes('{symbol}')")
             await page.wait_for_selector('#book-state[data-check="ok"]', timeout=WAIT_MS)
             assert symbol in page.url
-            async with trader(data, server.url, "trader-1") as client:
-                book = await client.call("market.book", symbol=symbol, depth=1)
-                best_ask = book["asks"][0][0]
-                order = await client.place(symbol, "buy", 3, best_ask, tif="ioc")
-            fill = order["fills"][0]
-            row = f'#trades tr[data-trade-id="{fill["trade_id"]}"]'
-            await page.wait_for_selector(row, timeout=WAIT_MS)
-            cells = await page.eval_on_selector_all(f"{row} td", "tds => tds.map(t => t.textContent)")
-            assert cells[1:4] == [fill["price"], str(fill["qty"]), "buy"]
+            await see_a_trade(page, data, server.url, symbol)
             await page.screenshot(path=ARTIFACTS / "page-laptop.png", full_page=True)
 
             phone = await open_page(b, f"{page_url}#{symbol}", PHONE)
@@ -185,6 +200,84 @@ def test_the_page_says_it_is_disconnected_and_comes_back_by_itself(tmp_path):
             assert page.url.startswith(page_url)        # the same page, never reloaded
             assert await page.evaluate("() => performance.getEntriesByType('navigation')"
                                        ".length") == 1
+            # Live again, not showing what it had: a trade made now appears.
+            await see_a_trade(page, data, server.url, await selected_symbol(page))
+    try:
+        run(scenario(), timeout=120)
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+
+
+def test_the_page_asks_again_when_refused_and_follows_the_listing(tmp_path):
+    """Between the page and a real server: the page's first subscribe is refused, and later
+    the resubscribe that repairs a corrupted book; each time it asks again and goes live,
+    the ladder verified. A month halted by the admin is shown halted without a reload."""
+    executable = chromium()
+    data = tmp_path / "data"
+    server = Process(data, "--demo")
+    page_url = server.url.removesuffix("/ws").replace("ws://", "http://") + "/"
+    refuse = {"subscribe": 1, "book": 0}     # how many of each are still to be refused
+    corrupt = {"book": 0}
+    subscribes: list[list[str]] = []
+
+    def route(ws) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            request = json.loads(message)
+            if request.get("method") == "subscribe":
+                channels = request["params"]["channels"]
+                subscribes.append(channels)
+                kind = "book" if all(c.startswith("book.") for c in channels) else "subscribe"
+                if refuse[kind]:
+                    refuse[kind] -= 1
+                    ws.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": {
+                        "code": -32000, "message": "not now", "data": {"reason": "busy"}}}))
+                    return
+            upstream.send(message)
+
+        def from_server(message) -> None:
+            note = json.loads(message)
+            data_ = (note.get("params") or {}).get("data")
+            if (corrupt["book"] and note.get("method") == "subscription"
+                    and isinstance(data_, dict) and data_.get("type") == "delta"):
+                corrupt["book"] -= 1
+                data_["checksum"] = (data_["checksum"] + 1) % 2**32
+                message = json.dumps(note)
+            ws.send(message)
+
+        ws.on_message(from_page)
+        upstream.on_message(from_server)
+
+    async def scenario():
+        async with browser(executable) as b:
+            context = await b.new_context(viewport=LAPTOP)
+            await context.route_web_socket("**/ws", route)
+            watched = Watched(await context.new_page())
+            page = watched.page
+            await page.goto(page_url)
+            await wait_live(page)
+            assert refuse["subscribe"] == 0 and len(subscribes) >= 2
+
+            before = len(subscribes)
+            refuse["book"], corrupt["book"] = 1, 1
+            await page.wait_for_function(
+                "() => document.querySelector('#book-state').dataset.check !== 'ok'",
+                timeout=WAIT_MS, polling=10)
+            await page.wait_for_selector('#book-state[data-check="ok"]', timeout=WAIT_MS)
+            books = [c for c in subscribes[before:] if all(x.startswith("book.") for x in c)]
+            assert refuse["book"] == 0 and len(books) >= 2, subscribes[before:]
+
+            halted = await page.get_attribute("#curve-table tr[data-symbol]:last-child",
+                                              "data-symbol")
+            assert halted != await selected_symbol(page)
+            async with trader(data, server.url, "admin") as admin:
+                await admin.call("admin.halt", symbol=halted)
+            await page.wait_for_function(
+                f"""() => (document.querySelector('#curve-table tr[data-symbol="{halted}"]')
+                          || {{}}).textContent?.includes('halted')""", timeout=WAIT_MS)
+            assert watched.errors == [], watched.errors
     try:
         run(scenario(), timeout=120)
     finally:
