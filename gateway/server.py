@@ -256,7 +256,8 @@ class Server:
 
     def _route(self, connection: ServerConnection, request: HttpRequest):
         """A websocket handshake on /ws goes on; a plain GET gets the market page's files."""
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        upgrade = any(v.strip().lower() == "websocket"
+                      for v in request.headers.get_all("Upgrade"))   # the header may repeat
         if request.path.split("?", 1)[0] == WS_PATH:
             return None         # without an upgrade, websockets answers 426 itself
         if upgrade:

@@ -59,7 +59,7 @@ class StaticPages:
         if asset is None:
             return connection.respond(404, "gpux: no such page; the market is at / and the "
                                       "websocket endpoint at /ws\n")
-        current = asset.etag in request.headers.get("If-None-Match", "")
+        current = matches(asset.etag, request.headers.get_all("If-None-Match"))
         response = connection.respond(304 if current else 200, "")
         headers = response.headers
         for name in ("Content-Type", "Content-Length"):
@@ -77,3 +77,14 @@ class StaticPages:
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Referrer-Policy"] = "no-referrer"
         return response
+
+
+def matches(etag: str, if_none_match: list[str]) -> bool:
+    """Whether If-None-Match (every instance of the header) names ``etag`` or is ``*``:
+    a weak comparison, as a GET's is (RFC 9110, 13.1.2)."""
+    for value in if_none_match:
+        for tag in value.split(","):
+            tag = tag.strip()
+            if tag == "*" or tag.removeprefix("W/") == etag:
+                return True
+    return False

@@ -44,6 +44,31 @@ def test_a_current_copy_is_answered_not_modified(live_server):
     assert (again.status, again.body) == (304, b"")
     assert again.getheader("ETag") == etag and again.getheader("Content-Length") is None
     assert get(live_server, "/app.js", **{"If-None-Match": '"other"'}).status == 200
+    for header in ([f'"other", W/{etag}'], ['"other"', etag], ["*"]):
+        assert get_raw(live_server, "/app.js", [("If-None-Match", h) for h in header]).status \
+            == 304, header
+    inside = etag[:-1] + 'x"'                  # a longer tag holding this one's text
+    assert get(live_server, "/app.js", **{"If-None-Match": f'"x{etag[1:-1]}", {inside}'}
+               ).status == 200
+
+
+def get_raw(live, path: str, headers: list[tuple[str, str]]) -> http.client.HTTPResponse:
+    """A GET sending ``headers`` as given, repeated names and all."""
+    conn = http.client.HTTPConnection("127.0.0.1", live.server.port, timeout=5)
+    conn.putrequest("GET", path)
+    for name, value in headers:
+        conn.putheader(name, value)
+    conn.endheaders()
+    response = conn.getresponse()
+    response.body = response.read()
+    conn.close()
+    return response
+
+
+def test_repeated_headers_are_read_not_refused(live_server):
+    """A header sent twice (Upgrade, If-None-Match) is read as the list it is: no 500."""
+    page = get_raw(live_server, "/", [("Upgrade", "h2c"), ("Upgrade", "foo")])
+    assert page.status == 200 and page.body == (STATIC / "index.html").read_bytes()
 
 
 @pytest.mark.parametrize("path", ["/nope", "/../gateway/server.py", "/static/app.js",
