@@ -241,6 +241,7 @@ class Tally(msgspec.Struct):
     states_compared: int = 0    # server digests (after restart, and before the kill) checked
     snapshot_starts: int = 0    # restarts that began from a snapshot
     torn: int = 0               # restarts that dropped a torn commit (appended by the test)
+    torn_by_kill: int = 0       # restarts that dropped a write the kill itself cut short
     lost: int = 0               # anything acknowledged and not found as told
     problems: list[str] = []
 
@@ -352,17 +353,20 @@ async def sample_state(url: str, delay: float) -> tuple[int, str] | None:
 
 def tear_the_tail(data_dir: Path, rng: random.Random) -> int:
     """Append part of a commit to the journal, as a write cut short by power loss would
-    leave it; return how many bytes. Recovery must drop them and nothing else."""
+    leave it; return how many bytes recovery must drop: those, and any the kill left of a
+    write it cut short (never acknowledged: the sync had not returned), and nothing else."""
     directory = journal_dir(data_dir)
+    reader = Reader(directory)
     last_seq = 0
-    for record in Reader(directory):
+    for record in reader:
         last_seq = record.seq
+    already = reader.torn.length if reader.torn else 0
     records = encode_record(last_seq + 1, Timer(ts_ns=time.time_ns()))
     batch = encode_batch(last_seq + 1, 1, records) + records
     cut = batch[:rng.randrange(1, len(batch))]
     with open(segments(directory)[-1][1], "ab") as f:
         f.write(cut)
-    return len(cut)
+    return already + len(cut)
 
 
 _RECOVERED = re.compile(r"recovered to seq ([\d,]+) in [\d.]+ s \(snapshot at seq ([\d,]+), "
@@ -379,8 +383,9 @@ def restarted(workdir: Path, config_text: str, tally: Tally, torn_bytes: int):
     tally.snapshot_starts += int(match.group(2).replace(",", "")) > 0
     dropped = int(match.group(5) or 0)
     if torn_bytes and dropped != torn_bytes:
-        raise Lost(f"{torn_bytes} torn bytes were appended; recovery dropped {dropped}")
-    tally.torn += bool(dropped)
+        raise Lost(f"{torn_bytes} bytes of torn commits at the end; recovery dropped {dropped}")
+    tally.torn += bool(torn_bytes)
+    tally.torn_by_kill += bool(dropped) and not torn_bytes
     return server
 
 
