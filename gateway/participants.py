@@ -94,13 +94,16 @@ class World:
 
     def richness(self, gpu_class: str, symbol: str) -> float:
         """How far a month's forward price is above its long-run value: 0.02 is 2% rich."""
-        ahead = self.months[gpu_class].index(symbol)
-        return (self.spot(gpu_class) * self._factor(gpu_class, symbol)
-                / (self.levels[gpu_class] * (1 - MONTHLY_DISCOUNT * ahead))) - 1
+        discounted = self._discounted(gpu_class, symbol)
+        return (self.spot(gpu_class) / self.levels[gpu_class]
+                * (discounted + self._wiggle[symbol]) / discounted) - 1
 
     def _factor(self, gpu_class: str, symbol: str) -> float:
-        ahead = self.months[gpu_class].index(symbol)
-        return 1 - MONTHLY_DISCOUNT * ahead + self._wiggle[symbol]
+        return self._discounted(gpu_class, symbol) + self._wiggle[symbol]
+
+    def _discounted(self, gpu_class: str, symbol: str) -> float:
+        """The month's long-run share of the spot: newer GPUs arrive before later months."""
+        return 1 - MONTHLY_DISCOUNT * self.months[gpu_class].index(symbol)
 
 
 # -- What every participant shares --------------------------------------------------------
@@ -435,9 +438,9 @@ class Hedger(Participant):
         if order is not None and order["status"] in ("open", "partially_filled"):
             surplus = order["remaining_qty"] - abs(gap)
             if (1 if order["side"] == "buy" else -1) != sign or surplus > self.display_qty:
-                await self.settle_order(symbol, self.client.cancel(order["order_id"]))
+                await self.amend(symbol, self.client.cancel(order["order_id"]))
             elif parse_price(order["price"]) != (price := self.price(listing, sign)):
-                await self.settle_order(symbol, self.client.replace(
+                await self.amend(symbol, self.client.replace(
                     order["order_id"], price=format_price(price)))
             return
         if abs(gap) < self.display_qty:
@@ -449,7 +452,7 @@ class Hedger(Participant):
         if result is not None:
             self.working[symbol] = result
 
-    async def settle_order(self, symbol: str, coro) -> None:
+    async def amend(self, symbol: str, coro) -> None:
         """Send a cancel or a replace of the month's iceberg; if refused, ask how it stands."""
         result = await self.request(coro)
         if result is None:

@@ -376,6 +376,7 @@
   }, 1000);
 
   // Follow the listing: a halt, a resumption, an expiry, a new month.
+  let listedText = "";
   setInterval(async () => {
     if (!conn.ready) return;
     const gen = conn.gen;
@@ -385,7 +386,9 @@
     } catch (err) {
       return;                   // the next round, or the next connection, fetches it
     }
-    if (gen !== conn.gen) return;
+    const text = JSON.stringify(instruments);
+    if (gen !== conn.gen || text === listedText) return;
+    listedText = text;
     setInstruments(instruments);
     syncSubscriptions();
   }, INSTRUMENTS_REFRESH_MS);
@@ -743,7 +746,6 @@
     }
     state.months = months;
     state.classes = [...months.keys()];
-    tableKey = "";
     markDirty("tabs", "table", "curve", "ladder", "stats");
   }
 
