@@ -18,10 +18,13 @@ day's fills. Trades are zero-sum and positions net to zero, so VM sums to
 zero over all accounts, exactly: every term is an integer.
 
 A position's average entry price and realized P&L are for people (what
-account.positions shows); they never move cash.
+account.positions shows); they never move cash. Its cost basis is an integer:
+the sum of lots x price of the lots still open, in micro-USD per GPU-hour.
+Closing c of q lots takes c/q of it, rounded half to even; closing the last
+lot takes what is left, so a round trip realizes exactly what its trades made.
 
-Roundings: a fee is rounded up (against the member), a rebate down; realized
-P&L for display is rounded half to even to the micro-dollar.
+Roundings: a fee is rounded up (against the member), a rebate toward zero;
+the cost taken by a partial close is rounded half to even.
 """
 from __future__ import annotations
 
@@ -47,9 +50,13 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     taker_centi_bps: int = 250        # 0.025%
 
     def __post_init__(self) -> None:
-        if not -10_000 <= self.maker_centi_bps <= self.taker_centi_bps <= 100_000:
-            raise ValueError("fees must satisfy -1 bp <= maker <= taker <= 10 bps (in 1/100 bp),"
-                             " so the exchange never pays more rebate than it charges")
+        maker, taker = self.maker_centi_bps, self.taker_centi_bps
+        if not (-100 <= maker <= taker <= 1000 and maker + taker >= 0):
+            raise ValueError(
+                f"fees must satisfy -1 bp <= maker <= taker <= 10 bp and a maker rebate no "
+                f"larger than the taker fee (in 1/100 bp: -100 <= maker <= taker <= 1000, "
+                f"maker + taker >= 0), so the exchange never pays more rebate than it charges; "
+                f"got maker {maker}, taker {taker}")
 
 
 def fee_micros(notional_micros: int, centi_bps: int) -> int:
@@ -60,20 +67,24 @@ def fee_micros(notional_micros: int, centi_bps: int) -> int:
     return -((-scaled) // 1_000_000)                # toward zero
 
 
+def _share(total: int, part: int, whole: int) -> int:
+    """total x part / whole, rounded half to even (exact integers)."""
+    q, r = divmod(total * part, whole)
+    if 2 * r > whole or (2 * r == whole and q % 2):
+        q += 1
+    return q
+
+
 class Position:
     """One account's position in one instrument."""
-    __slots__ = ("qty", "entry_qty_price", "realized_micros", "settled_qty", "day_cash")
+    __slots__ = ("qty", "cost", "realized_micros", "settled_qty", "day_cash")
 
     def __init__(self) -> None:
         self.qty = 0                  # lots, + long, - short
-        self.entry_qty_price = Fraction(0)   # qty x average entry price, ticks x lots
+        self.cost = 0                 # signed lots x entry price of the open lots, micro-USD/GPU-h
         self.realized_micros = 0      # for display: closing fills against the average entry
         self.settled_qty = 0          # qty at the last settlement
         self.day_cash = 0             # -sum(side x qty x price) of fills since then, ticks x lots
-
-    @property
-    def avg_price(self) -> Fraction | None:
-        return None if self.qty == 0 else self.entry_qty_price / self.qty
 
 
 class Account:
@@ -171,19 +182,32 @@ class Ledger:
             pos = account.positions[symbol] = Position()
         pos.day_cash -= side * qty * price
         signed = side * qty
+        value = price * contract.tick_micros            # micro-USD per GPU-hour
         if pos.qty == 0 or (pos.qty > 0) == (signed > 0):          # opening or adding
-            pos.entry_qty_price += signed * price
+            pos.cost += signed * value
         else:                                                       # reducing, maybe flipping
             closed = min(qty, abs(pos.qty))
-            avg = pos.entry_qty_price / pos.qty
+            taken = _share(pos.cost, closed, abs(pos.qty))
             direction = 1 if pos.qty > 0 else -1
-            pnl = (price - avg) * closed * direction * contract.hours * contract.tick_micros
-            pos.realized_micros += round(pnl)
-            pos.entry_qty_price -= avg * closed * direction
+            pos.realized_micros += (direction * closed * value - taken) * contract.hours
+            pos.cost -= taken
             if qty > closed:                                        # flipped: the rest opens
-                pos.entry_qty_price = Fraction(side * (qty - closed) * price)
+                pos.cost = side * (qty - closed) * value
         self.long_lots[symbol] += max(pos.qty + signed, 0) - max(pos.qty, 0)
         pos.qty += signed
+
+    # -- What account.positions shows ------------------------------------------------
+
+    def avg_price(self, symbol: str, pos: Position) -> Fraction | None:
+        """The position's average entry price in ticks (exact), None when flat."""
+        if pos.qty == 0:
+            return None
+        return Fraction(pos.cost, pos.qty * self.contracts[symbol].tick_micros)
+
+    def unrealized(self, symbol: str, pos: Position, mark: int) -> int:
+        """The open lots at ``mark`` against their cost, micro-USD (exact)."""
+        c = self.contracts[symbol]
+        return (pos.qty * mark * c.tick_micros - pos.cost) * c.hours
 
     # -- Marking and settlement --------------------------------------------------------
 
@@ -235,13 +259,9 @@ class Ledger:
         self.long_lots[symbol] = 0
         for account in self.accounts.values():
             pos = account.positions.pop(symbol, None)
-            if pos is not None and pos.qty:
-                c = self.contracts[symbol]
+            if pos is not None:
                 # Closing at the final price: what is left of the entry becomes realized.
-                avg = pos.entry_qty_price / pos.qty
-                pos.realized_micros += round((price - avg) * pos.qty * c.hours * c.tick_micros)
-                account.closed_realized += pos.realized_micros
-            elif pos is not None:
+                pos.realized_micros += self.unrealized(symbol, pos, price)
                 account.closed_realized += pos.realized_micros
         return vm
 

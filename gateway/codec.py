@@ -258,11 +258,9 @@ def positions_view(house, account_id: int) -> list[dict]:
     out = []
     account = ledger.accounts.get(account_id)
     for symbol, pos in sorted(account.positions.items() if account else ()):
-        contract = ledger.contracts[symbol]
         mark = marks.get(symbol, ledger.settlement_prices[symbol])
-        avg = pos.avg_price
-        unrealized = 0 if avg is None else round(
-            (mark - avg) * pos.qty * contract.hours * contract.tick_micros)
+        avg = ledger.avg_price(symbol, pos)
+        unrealized = ledger.unrealized(symbol, pos, mark)
         out.append({"symbol": symbol, "qty": pos.qty,
                     "avg_price": None if avg is None else format_price(max(1, round(avg))),
                     "realized_pnl": format_money(pos.realized_micros),

@@ -1,8 +1,6 @@
 """clearing.ledger: fees, positions and variation margin, by hand and under hypothesis."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -65,11 +63,12 @@ def test_average_entry_and_realized_pnl():
     fill(led, MAR, 2100, 10, buyer=1, seller=2)
     fill(led, MAR, 2200, 10, buyer=1, seller=2)
     pos = led.accounts[1].positions[MAR]
-    assert pos.avg_price == 2150
+    assert led.avg_price(MAR, pos) == 2150
     fill(led, MAR, 2180, 15, buyer=2, seller=1)
-    assert (pos.qty, pos.avg_price, pos.realized_micros) == (5, 2150, 30 * 15 * 744 * 1000)
+    assert (pos.qty, led.avg_price(MAR, pos), pos.realized_micros) == \
+        (5, 2150, 30 * 15 * 744 * 1000)
     fill(led, MAR, 2000, 10, buyer=2, seller=1)          # flips to short 5 at 2.000
-    assert (pos.qty, pos.avg_price) == (-5, 2000)
+    assert (pos.qty, led.avg_price(MAR, pos)) == (-5, 2000)
     assert pos.realized_micros == (30 * 15 - 150 * 5) * 744 * 1000
     assert led.open_interest(MAR) == 5
 
@@ -160,10 +159,9 @@ def test_realized_plus_open_value_is_what_the_trades_made(fills):
     pos = led.accounts[1].positions[MAR]
     mark = 2100
     traded = sum((mark - price) * (qty if side is Side.BUY else -qty) for side, qty, price in fills)
-    open_value = 0 if pos.qty == 0 else (mark - pos.avg_price) * pos.qty
-    # Realized P&L is rounded per closing fill, to the micro-dollar: allow that much.
-    assert abs(pos.realized_micros + open_value * 744 * 1000 - traded * 744 * 1000) <= len(fills)
-    assert isinstance(pos.entry_qty_price, Fraction)
+    # Partial closes round the cost they take, but what is open carries the rest: exact.
+    assert pos.realized_micros + led.unrealized(MAR, pos, mark) == traded * 744 * 1000
+    assert type(pos.cost) is int
 
 
 def test_settling_one_symbol_leaves_the_others_alone():
@@ -187,3 +185,46 @@ def test_final_settlement_pays_out_and_closes_every_position():
     assert MAR not in led.accounts[1].positions and MAR not in led.accounts[2].positions
     assert led.accounts[1].closed_realized == 44_640_000
     assert led.open_interest(MAR) == 0
+
+
+def test_cost_basis_stays_small_through_thousands_of_trims_and_top_ups():
+    """Trimming and topping up a 7-lot position 6,000 times: the average entry price stays a
+    small exact number (a Fraction grew by ~0.85 digits a cycle until the state digest failed),
+    and a full close realizes exactly what the trades made."""
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, FeeSchedule(taker_centi_bps=0), FEE_ACCOUNT)
+    fill(led, MAR, 2100, 7, buyer=1, seller=2)
+    traded = -7 * 2100
+    for cycle in range(6000):
+        sell, buy = 2100 + cycle % 13, 2095 + cycle % 11
+        fill(led, MAR, sell, 3, buyer=2, seller=1, aggressor=Side.SELL)
+        fill(led, MAR, buy, 3, buyer=1, seller=2)
+        traded += 3 * (sell - buy)
+    pos = led.accounts[1].positions[MAR]
+    assert type(pos.cost) is int and abs(pos.cost) < 10**12
+    assert len(str(led.avg_price(MAR, pos))) < 30
+    fill(led, MAR, 2200, 7, buyer=2, seller=1, aggressor=Side.SELL)
+    traded += 7 * 2200
+    assert pos.qty == 0 and pos.cost == 0
+    assert pos.realized_micros == traded * 744 * 1000
+
+
+@pytest.mark.parametrize("maker, taker", [(-300, 250), (-1, 0), (-101, 1000), (0, 1001),
+                                          (300, 250)])
+def test_a_fee_schedule_that_could_pay_more_rebate_than_it_charges_is_refused(maker, taker):
+    """-1 bp <= maker <= taker <= 10 bp (in 1/100 bp), and a maker rebate never above the
+    taker fee: otherwise a trade could drive the fee account negative."""
+    with pytest.raises(ValueError, match="maker"):
+        FeeSchedule(maker_centi_bps=maker, taker_centi_bps=taker)
+
+
+@given(st.integers(-100, 1000), st.integers(0, 1000), st.integers(1, 10**6),
+       st.integers(1, 5000))
+def test_the_fee_account_never_loses_on_a_trade(maker, taker, qty, price):
+    """Whatever valid schedule, each trade's fees net to zero or more for the exchange."""
+    try:
+        fees = FeeSchedule(maker_centi_bps=maker, taker_centi_bps=taker)
+    except ValueError:
+        return
+    led = Ledger(CONTRACTS, {MAR: 2100, APR: 2150}, fees, FEE_ACCOUNT)
+    fill(led, MAR, price, qty, buyer=1, seller=2)
+    assert led.accounts[FEE_ACCOUNT].collateral >= 0
