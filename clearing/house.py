@@ -10,28 +10,30 @@ ledger inside the order path. ``market(symbol)`` gives the engine's
 house stays deterministic without importing the engine.
 
 Final settlement price of a contract: the arithmetic mean of its class's
-daily index fixings dated within the delivery period, rounded half to even
-to the tick; without any fixing, the last settlement price.
+daily index fixings over every day of the delivery period, rounded half to
+even to the tick; a day without a fixing counts at the previous fixing
+(carried, and counted as such in InstrumentSettled), never a shorter mean.
 """
 from __future__ import annotations
 
 import datetime
 from collections import deque
-from fractions import Fraction
 from typing import Callable
 
 import msgspec
 
 from clearing.index import ClassIndex, External, IndexParams, Observation, ObservationError
 from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError
-from clearing.marks import Mark, MarkParams, settlement_price
-from clearing.margin import MarginParams
+from clearing.liquidation import next_slice
+from clearing.marks import Mark, MarkParams, delivery_average, settlement_price
+from clearing.margin import MarginParams, requirement
 from clearing.messages import (
-    ClearingRejected, CollateralMoved, Deposit, FixIndex, IndexFixed, IndexValue,
+    ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, IndexValue,
     InstrumentSettled, Liquidation, MarginCall, MarksUpdated, MarkStep, SetExternalIndex, Settle,
     Settled, SubmitObservation, Withdraw,
 )
 from clearing.risk import ClearingRisk
+from clearing.waterfall import cover
 from engine.contracts import Instrument
 from engine.messages import (
     CancelAll, CancelReason, InstrumentStatus, OrderType, PlaceOrder, SetInstrumentStatus,
@@ -103,6 +105,7 @@ class ClearingHouse:
         self.marks = {s: Mark(p) for s, p in prices.items()}
         self.window: dict[str, deque] = {s: deque() for s in prices}   # (ts, price, qty)
         self.called: set[int] = set()          # accounts under a margin call
+        self.pending: set[int] = set()         # liquidations waiting for a bid or an offer
         self.final: dict[str, int] = {}        # symbol -> final settlement price
         self.settled_on: datetime.date | None = None     # the day of the last daily settlement
 
@@ -203,71 +206,78 @@ class ClearingHouse:
         for symbol, inst in self.instruments.items():
             if symbol in self.final:
                 continue
-            bid, ask, _ = market(symbol)
             mark = self.marks[symbol]
             before = mark.price
-            if mark.step(alpha, values[inst.gpu_class], bid, ask,
-                         self.ledger.settlement_prices[symbol]) != before:
+            settlement = self.ledger.settlement_prices[symbol]
+            if ts < inst.last_trading_ns:
+                bid, ask, _ = market(symbol)
+                mark.step(alpha, values[inst.gpu_class], bid, ask, settlement)
+            else:
+                mark.price = self._delivery_average(inst, values[inst.gpu_class], settlement)
+            if mark.price != before:
                 marks[symbol] = mark.price
         if marks:
             self.risk.set_marks(marks)
             events.append(MarksUpdated(marks, ts))
         self._final_settlements(ts, events, engine)
-        self._margin_calls(ts, events, engine)
+        self._margin_calls(ts, market, events, engine)
 
-    def _margin_calls(self, ts: int, events: list, engine: list) -> None:
+    def _margin_calls(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         for account_id in sorted(self.risk.exposures):
             if account_id in (self.ledger.fee_account, self.insurance_account):
                 continue
             maintenance, initial = self.risk.margin(account_id)
             equity = self.risk.equity(account_id)
             if equity < maintenance:
-                orders = self._liquidation_orders(account_id, ts)
-                if orders:
-                    events.append(Liquidation(account_id, equity, maintenance, ts))
-                    engine.extend(orders)
+                self._liquidate(account_id, equity, maintenance, ts, market, events, engine)
+            else:
+                self.pending.discard(account_id)
             if equity < initial:
                 if account_id not in self.called:
                     self.called.add(account_id)
                     events.append(MarginCall(account_id, equity, initial, maintenance, ts))
             else:
                 self.called.discard(account_id)
-        self._cover_deficits(ts, events)
 
-    def _liquidation_orders(self, account_id: int, ts: int) -> list:
-        """Cancel the account's orders, then close its positions with IOC market orders
-        (the engine keeps them inside the price band); nothing if there is nothing to do,
-        as for positions in contracts past their last trading day, which wait for final
-        settlement."""
-        commands = []
+    def _liquidate(self, account_id: int, equity: int, maintenance: int, ts: int,
+                   market: MarketView, events: list, engine: list) -> None:
+        """One step of a liquidation (clearing.liquidation): cancel the account's orders;
+        if its positions alone still need more than its equity, send one slice."""
         if self.risk.by_account.get(account_id):
-            commands.append(CancelAll(ts_ns=ts, account_id=account_id,
-                                      reason=CancelReason.LIQUIDATION))
-        for symbol, pos in sorted(self.ledger.accounts[account_id].positions.items()):
-            if pos.qty and ts < self.instruments[symbol].last_trading_ns:
-                commands.append(PlaceOrder(
-                    ts_ns=ts, account_id=account_id, symbol=symbol,
-                    side=Side.SELL if pos.qty > 0 else Side.BUY, qty=abs(pos.qty),
-                    order_type=OrderType.MARKET, tif=TimeInForce.IOC, reduce_only=True))
-        return commands
-
-    def _cover_deficits(self, ts: int, events: list) -> None:
-        """An account with no positions left and negative collateral: the insurance fund pays."""
-        insurance = self.ledger.accounts[self.insurance_account]
-        for account in self.ledger.accounts.values():
-            if account.collateral < 0 and account is not insurance and \
-                    not any(p.qty for p in account.positions.values()):
-                loss = -account.collateral
-                account.collateral = 0
-                insurance.collateral -= loss
-                events.append(CollateralMoved(account.account_id, loss, 0, "insurance", ts))
-                events.append(CollateralMoved(self.insurance_account, -loss,
-                                              insurance.collateral, "insurance", ts))
+            engine.append(CancelAll(ts_ns=ts, account_id=account_id,
+                                    reason=CancelReason.LIQUIDATION))
+            events.append(Liquidation(account_id, equity, maintenance, "cancel_orders", None, 0,
+                                      ts))
+        positions = {s: p.qty for s, p in self.ledger.accounts[account_id].positions.items()
+                     if p.qty}
+        if requirement(self.risk.legs, positions, (), self.risk.params_by_class)[0] <= equity:
+            self.pending.discard(account_id)
+            return
+        most = {s: self.instruments[s].max_qty for s in positions
+                if ts < self.instruments[s].last_trading_ns}
+        chosen = next_slice(positions, self.risk.legs, self.risk.params_by_class, equity, most)
+        if chosen is None:
+            return              # only contracts past trading: they wait for final settlement
+        symbol, qty = chosen
+        side = Side.SELL if positions[symbol] > 0 else Side.BUY
+        bid, ask, _ = market(symbol)
+        if (bid if side is Side.SELL else ask) is None:
+            if account_id not in self.pending:
+                self.pending.add(account_id)
+                events.append(Liquidation(account_id, equity, maintenance, "pending", symbol,
+                                          qty, ts))
+            return
+        self.pending.discard(account_id)
+        engine.append(PlaceOrder(ts_ns=ts, account_id=account_id, symbol=symbol, side=side,
+                                 qty=qty, order_type=OrderType.MARKET, tif=TimeInForce.IOC,
+                                 reduce_only=True))
+        events.append(Liquidation(account_id, equity, maintenance, "reduce", symbol, qty, ts))
 
     def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         self.risk.set_day(ts)
         self.settled_on = utc_date(ts)
         oldest = ts - self.params.closing_window_ns
+        values = {c: index.value(ts)[0] for c, index in self.index.items()}
         prices, tiers = {}, {}
         for symbol, inst in self.instruments.items():
             if symbol in self.final:
@@ -275,35 +285,113 @@ class ClearingHouse:
             window = self.window[symbol]
             while window and window[0][0] < oldest:
                 window.popleft()
-            bid, ask, last = market(symbol)
-            prices[symbol], tiers[symbol] = settlement_price(
-                [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
-                self.ledger.settlement_prices[symbol])
+            previous = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
+                bid, ask, last = market(symbol)
+                prices[symbol], tiers[symbol] = settlement_price(
+                    [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
+                    previous)
                 engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
+            else:
+                prices[symbol] = self._delivery_average(inst, values[inst.gpu_class], previous)
+                tiers[symbol] = "delivery_average"
         vm = self.ledger.settle(prices)
+        for symbol, price in prices.items():
+            self.marks[symbol].anchor(price, values[self.instruments[symbol].gpu_class])
+        self.risk.set_marks(prices)
         self.risk.settled()
         events.append(Settled(prices, tiers, ts))
+        events.append(MarksUpdated(dict(prices), ts))
+        self._pay(vm, "variation_margin", ts, events)
+        self._cover_deficits(vm, ts, events)
+
+    def _pay(self, vm: dict[int, int], reason: str, ts: int, events: list) -> None:
         for account_id, amount in sorted(vm.items()):
             events.append(CollateralMoved(account_id, amount,
-                                          self.ledger.accounts[account_id].collateral,
-                                          "variation_margin", ts))
+                                          self.ledger.accounts[account_id].collateral, reason,
+                                          ts))
+
+    def _cover_deficits(self, vm: dict[int, int], ts: int, events: list) -> None:
+        """The default waterfall (clearing.waterfall) for every deficit this settlement
+        realized: an account left with nothing open, nothing unsettled, and less than nothing."""
+        gains = {a: g for a, g in vm.items() if g > 0}
+        ledger = self.ledger
+        for account_id in sorted(vm):
+            account = ledger.accounts[account_id]
+            if account.collateral >= 0 or account_id == self.insurance_account or any(
+                    p.qty or p.settled_qty or p.day_cash for p in account.positions.values()):
+                continue
+            fund = ledger.accounts[self.insurance_account].collateral
+            paid = cover(-account.collateral, fund, gains)
+            if paid.insurance:
+                ledger.move(self.insurance_account, account_id, paid.insurance)
+                events.append(CollateralMoved(self.insurance_account, -paid.insurance,
+                                              ledger.accounts[self.insurance_account].collateral,
+                                              "insurance", ts))
+                events.append(CollateralMoved(account_id, paid.insurance, account.collateral,
+                                              "insurance", ts))
+            for gainer, haircut in sorted(paid.haircuts.items()):
+                gains[gainer] -= haircut
+                ledger.move(gainer, account_id, haircut)
+                events.append(CollateralMoved(gainer, -haircut,
+                                              ledger.accounts[gainer].collateral, "haircut", ts))
+                events.append(CollateralMoved(account_id, haircut, account.collateral, "haircut",
+                                              ts))
+            events.append(DefaultCovered(account_id, paid.deficit, paid.insurance,
+                                         sum(paid.haircuts.values()), paid.uncovered, ts))
 
     def _final_settlements(self, ts: int, events: list, engine: list) -> None:
         for symbol, inst in self.instruments.items():
             if symbol in self.final or ts < inst.delivery_end_ns:
                 continue
-            fixings = [f.value for f in self.index[inst.gpu_class].fixings
-                       if inst.delivery_start <= f.date < inst.delivery_end and f.value is not None]
-            price = (round(Fraction(sum(fixings), len(fixings))) if fixings
-                     else self.ledger.settlement_prices[symbol])
+            last_day = inst.delivery_end - datetime.timedelta(days=1)
+            values, carried = self._period_fixings(inst, last_day,
+                                                   self.ledger.settlement_prices[symbol])
+            price = delivery_average(values, len(values), 0)
             self.final[symbol] = price
             vm = self.ledger.close_out(symbol, price)
-            events.append(InstrumentSettled(symbol, price, len(fixings), ts))
-            for account_id, amount in sorted(vm.items()):
-                events.append(CollateralMoved(account_id, amount,
-                                              self.ledger.accounts[account_id].collateral,
-                                              "final_settlement", ts))
+            events.append(InstrumentSettled(symbol, price, len(values), carried, ts))
+            self._pay(vm, "final_settlement", ts, events)
+            self._cover_deficits(vm, ts, events)
             engine.append(SetInstrumentStatus(ts_ns=ts, symbol=symbol,
                                               status=InstrumentStatus.SETTLED))
             self.risk.settled()
+
+    # -- Delivery period ----------------------------------------------------------------
+
+    def _delivery_average(self, inst: Instrument, index: int | None, fallback: int) -> int:
+        """A contract past trading: what it settles at so far (clearing.marks)."""
+        values, _ = self._period_fixings(inst, None, fallback)
+        days = (inst.delivery_end - inst.delivery_start).days
+        if index is None:
+            index = values[-1] if values else fallback
+        return delivery_average(values, days, index)
+
+    def _period_fixings(self, inst: Instrument, through: datetime.date | None,
+                        fallback: int) -> tuple[list[int], int]:
+        """Each day's fixing of the delivery period, from its first day through ``through``
+        (None: through the last day fixed), and how many of them were carried.
+
+        A day without a fixing carries the previous fixing (the last one before it, even
+        from before the period); with none at all, ``fallback`` (the last settlement price).
+        """
+        fixings = self.index[inst.gpu_class].fixings
+        by_date = {f.date: f.value for f in fixings if f.value is not None}
+        start, end = inst.delivery_start, inst.delivery_end
+        if through is None:
+            fixed = [d for d in by_date if start <= d < end]
+            if not fixed:
+                return [], 0
+            through = max(fixed)
+        previous = next((f.value for f in reversed(fixings)
+                         if f.date < start and f.value is not None), fallback)
+        values, carried = [], 0
+        day = start
+        while day <= through:
+            value = by_date.get(day)
+            if value is None:
+                value, carried = previous, carried + 1
+            values.append(value)
+            previous = value
+            day += datetime.timedelta(days=1)
+        return values, carried

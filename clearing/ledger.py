@@ -152,6 +152,11 @@ class Ledger:
         account.collateral -= micros
         self.deposited -= micros
 
+    def move(self, from_id: int, to_id: int, micros: int) -> None:
+        """Move collateral between two accounts (the default waterfall); the sum is unchanged."""
+        self.account(from_id).collateral -= micros
+        self.account(to_id).collateral += micros
+
     # -- Fills -----------------------------------------------------------------------
 
     def fees_of(self, trade: Trade) -> tuple[int, int]:

@@ -5,15 +5,24 @@ at every mark step (the gateway's scheduler sends one a second) the basis
 moves toward the book's mid minus the index by ``alpha`` of the difference,
 an exponential average with a half-life of ``half_life_steps`` steps. So one
 trade or one quote can move a mark by at most ``alpha`` of its distance
-from the mark in one step. With a one-sided or empty book, or no index, the
-mark falls back to the last settlement price. The basis is kept as an
-integer in billionths of a tick and rounded half to even to the tick for the
-mark: no floats, so replays give the same marks.
+from the mark in one step. Each contract's basis starts from its own market:
+the first mark step that sees its book two-sided (and an index) takes that
+mid minus the index as the basis at once, so a sloped curve is marked where
+each month trades, not where the class's reference price is. Each daily
+settlement anchors it again: the mark becomes the settlement price and the
+basis the settlement price minus the index. With a one-sided or empty book,
+or no index, the mark falls back to the last settlement price. The basis is
+kept as an integer in billionths of a tick and rounded half to even to the
+tick for the mark: no floats, so replays give the same marks.
 
-**Settlement prices**, in tiers: the volume-weighted average of the trades in
-the closing window, rounded to the tick (exactly half a tick rounds toward
-the previous settlement price); else the last trade, clamped into the best
-bid and ask; else the mark.
+**Settlement prices** of a contract that trades, in tiers: the volume-weighted
+average of the trades in the closing window, rounded to the tick (exactly
+half a tick rounds toward the previous settlement price) (``vwap``); else the
+last trade, clamped into the best bid and ask (``last_clamped``); else the
+mark (``mark``). Once a contract has stopped trading, its daily settlement
+price, and its mark, is the average it will settle at so far
+(``delivery_average``): the sum of the fixings taken in its delivery period,
+plus the current index for each day still to fix, over the days of the period.
 """
 from __future__ import annotations
 
@@ -42,24 +51,29 @@ class Mark:
     """One contract's mark: its smoothed basis over the index."""
     __slots__ = ("basis_nano", "price")
 
-    def __init__(self, settlement: int, index: int | None = None) -> None:
-        # Start from where the market last settled: the basis of that settlement. Without
-        # an index yet, the basis is set when the first one comes.
-        self.basis_nano = None if index is None else (settlement - index) * NANO
+    def __init__(self, settlement: int) -> None:
+        self.basis_nano: int | None = None     # set by the contract's own first market
         self.price = settlement
 
     def step(self, alpha_nano: int, index: int | None, bid: int | None, ask: int | None,
              settlement: int) -> int:
         """Take one mark step; return the new mark in ticks."""
-        if index is not None and self.basis_nano is None:
-            self.basis_nano = (settlement - index) * NANO
         if index is None or bid is None or ask is None:
             self.price = settlement
             return settlement
         sample = (bid + ask) * NANO // 2 - index * NANO      # mid - index, exact to 1/2 tick
-        self.basis_nano += (sample - self.basis_nano) * alpha_nano // NANO
+        if self.basis_nano is None:
+            self.basis_nano = sample
+        else:
+            self.basis_nano += (sample - self.basis_nano) * alpha_nano // NANO
         self.price = max(1, index + round(Fraction(self.basis_nano, NANO)))
         return self.price
+
+    def anchor(self, price: int, index: int | None) -> None:
+        """A settlement at ``price``: the mark is that price, the basis what it implies."""
+        self.price = price
+        if index is not None:
+            self.basis_nano = (price - index) * NANO
 
 
 def settlement_price(window_trades, last_price: int | None, best_bid: int | None,
@@ -83,5 +97,16 @@ def settlement_price(window_trades, last_price: int | None, best_bid: int | None
             price = max(price, best_bid)
         if best_ask is not None:
             price = min(price, best_ask)
-        return price, "last_trade"
+        return price, "last_clamped"
     return mark, "mark"
+
+
+def delivery_average(fixings: list[int], days: int, current: int) -> int:
+    """The settlement price of a contract past trading, in ticks, half to even.
+
+    Args:
+        fixings: The values of the daily fixings taken in its delivery period so far.
+        days: The days of the delivery period.
+        current: What each day still to fix counts at (the index now).
+    """
+    return round(Fraction(sum(fixings) + current * (days - len(fixings)), days))

@@ -87,7 +87,8 @@ class IndexFixed(ClearingEvent):
 
 class CollateralMoved(ClearingEvent):
     """Cash in or out of an account: deposit, withdrawal, variation_margin,
-    final_settlement, insurance."""
+    final_settlement, insurance (the fund paying a deficit), haircut (a gainer's
+    variation margin paying one)."""
     account_id: int
     amount: int
     balance: int
@@ -118,16 +119,37 @@ class MarginCall(ClearingEvent):
 
 
 class Liquidation(ClearingEvent):
-    """Equity fell below maintenance margin: orders cancelled, positions being reduced."""
+    """One step of the liquidation of an account below maintenance margin.
+
+    ``action``: "cancel_orders" (its orders are cancelled), "reduce" (an IOC order
+    closing ``qty`` lots of ``symbol`` goes to the book), "pending" (no bid or offer
+    to reduce ``symbol`` against: retried at every mark step, told once).
+    """
     account_id: int
     equity: int
     maintenance: int
+    action: str
+    symbol: str | None
+    qty: int
+    ts_ns: int
+
+
+class DefaultCovered(ClearingEvent):
+    """A realized deficit and how the waterfall paid it (README "Default waterfall"):
+    ``insurance`` from the fund, ``mutualised`` by haircuts on the settlement's gainers,
+    ``uncovered`` left on the account."""
+    account_id: int
+    deficit: int
+    insurance: int
+    mutualised: int
+    uncovered: int
     ts_ns: int
 
 
 class InstrumentSettled(ClearingEvent):
-    """Final settlement: the mean of the class's fixings over the delivery period."""
+    """Final settlement: the mean of the class's daily fixings over the delivery period."""
     symbol: str
     price: int
-    fixings: int           # how many daily fixings the mean was taken over
+    fixings: int           # the days of the period: one fixing each
+    carried: int           # of which carried forward from the day before (no fixing taken)
     ts_ns: int

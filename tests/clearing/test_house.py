@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -10,13 +11,13 @@ from clearing.house import ClearingHouse, ClearingParams
 from clearing.index import IndexParams
 from clearing.ledger import FeeSchedule
 from clearing.messages import (
-    ClearingRejected, CollateralMoved, Deposit, FixIndex, IndexFixed, InstrumentSettled,
+    ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, InstrumentSettled,
     Liquidation, MarginCall, MarkStep, Settle, Settled, SubmitObservation, Withdraw,
 )
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
-    InstrumentStatus, OrderRejected, OrderType, PlaceOrder, RejectReason, Side, TimeInForce,
+    CancelAll, InstrumentStatus, OrderRejected, OrderType, PlaceOrder, RejectReason, Side, TimeInForce,
     Trade,
 )
 
@@ -29,9 +30,9 @@ FEE, INSURANCE, PROVIDERS = 90, 91, (81, 82, 83)
 class Venue:
     """The house and the engine composed as the gateway composes them."""
 
-    def __init__(self, params=ClearingParams()):
-        self.inst = make_instrument(Product(gpu_class="H100", reference_price=2100),
-                                    parse_symbol(MAR).period)
+    def __init__(self, params=ClearingParams(),
+                 product=Product(gpu_class="H100", reference_price=2100)):
+        self.inst = make_instrument(product, parse_symbol(MAR).period)
         self.house = ClearingHouse([self.inst], params, fee_account=FEE,
                                    insurance_account=INSURANCE, providers=PROVIDERS)
         self.ex = Exchange([self.inst], self.house)
@@ -97,16 +98,16 @@ def test_a_withdrawal_may_not_leave_equity_below_initial_margin():
     assert of(ok, CollateralMoved)[0].balance == 2_600_000_000
 
 
-def test_a_falling_market_calls_margin_then_liquidates_and_insurance_covers_the_rest():
+def fallen_market(fund: int = 0) -> Venue:
     """Long 10 at 2.100 on $3,000 of collateral; others trade the market down to 1.600 in
-    steps the band allows. The settlement (closing VWAP 1.619) leaves the account below
-    maintenance: its offer is cancelled and its 10 lots sold at the 1.590 bid. It lost
-    10 x 0.510 x 744 h = $3,794.40 on $3,000: the insurance fund pays the $794.40 left."""
+    steps the band allows, and bid 10 at 1.590. The settlement (closing VWAP 1.619) takes
+    the account to 3,000 - 10 x 0.481 x 744 h = -$578.64."""
     v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)))
     v.clear(Deposit, account_id=1, amount=3_000_000_000)
     for account in (2, 3):
         v.clear(Deposit, account_id=account, amount=10**13)
-    v.clear(Deposit, account_id=INSURANCE, amount=10**12)
+    if fund:
+        v.clear(Deposit, account_id=INSURANCE, amount=fund)
     v.place(2, Side.SELL, 10, 2100)
     v.place(1, Side.BUY, 10, 2100)
     v.place(1, Side.SELL, 1, 2300)                 # reduces risk: allowed; liquidation cancels it
@@ -117,24 +118,153 @@ def test_a_falling_market_calls_margin_then_liquidates_and_insurance_covers_the_
     v.place(2, Side.BUY, 10, 1590)                 # the bid the liquidation will hit
     settled = v.clear(Settle)
     assert of(settled, Settled)[0].prices[MAR] == 1619
+    assert v.collateral(1) == -578_640_000
+    return v
+
+
+def test_after_a_settlement_equity_is_marked_at_the_settlement_prices():
+    """At -$578.64 of collateral the account is not shown its old $3,000 of equity (marks
+    left at 2.100 until the next mark step), and it may not buy."""
+    v = fallen_market()
+    assert v.house.risk.equity(1) == -578_640_000
+    assert v.house.marks[MAR].price == 1619
+    assert [e.reason for e in v.place(1, Side.BUY, 1, 1619) if type(e) is OrderRejected] == \
+        [RejectReason.INSUFFICIENT_MARGIN]
+
+
+def test_a_falling_market_calls_margin_then_liquidates():
+    v = fallen_market()
     events = v.clear(MarkStep)
-    assert [e.account_id for e in of(events, Liquidation)] == [1]
+    assert [(e.account_id, e.action, e.symbol, e.qty) for e in of(events, Liquidation)] == \
+        [(1, "cancel_orders", None, 0), (1, "reduce", MAR, 10)]
     assert [e.account_id for e in of(events, MarginCall)] == [1]
     assert [(t.price, t.qty) for t in of(events, Trade)] == [(1590, 10)]
     assert v.ex.open_orders(1) == [] and v.house.ledger.accounts[1].positions[MAR].qty == 0
-    v.clear(Settle)
-    assert v.collateral(1) == 3_000_000_000 - 10 * 510 * 744 * 1000
-    before = v.collateral(INSURANCE)
-    events = v.clear(MarkStep)
-    covered = [e for e in of(events, CollateralMoved) if e.reason == "insurance"]
-    assert [(e.account_id, e.amount) for e in covered] == [(1, 794_400_000),
-                                                           (INSURANCE, -794_400_000)]
-    assert v.collateral(1) == 0 and v.collateral(INSURANCE) == before - 794_400_000
     assert not of(v.clear(MarkStep), Liquidation)
 
 
+def test_the_insurance_fund_pays_only_a_deficit_the_days_pnl_does_not_cover():
+    """The account is liquidated at 1.700, above the 1.619 settlement: flat, at -$578.64
+    until the next settlement pays it that trade's +$602.64. Nothing was lost: the fund
+    pays nothing (it used to pay $578.64 at once, and the account withdrew the $602.64)."""
+    v = fallen_market(fund=10**12)
+    v.place(3, Side.BUY, 10, 1700)                 # a better bid than 1.590 for the liquidation
+    events = v.clear(MarkStep)
+    assert [(t.price, t.qty) for t in of(events, Trade)] == [(1700, 10)]
+    assert not [e for e in events if type(e) is CollateralMoved and e.reason == "insurance"]
+    assert v.collateral(INSURANCE) == 10**12
+    events = v.clear(Settle)
+    assert v.collateral(1) == -578_640_000 + 10 * 81 * 744 * 1000 == 24_000_000
+    assert not of(events, DefaultCovered) and v.collateral(INSURANCE) == 10**12
+
+
+@pytest.mark.parametrize("fund, insurance, mutualised, uncovered", [
+    (10**12, 794_400_000, 0, 0),
+    (500_000_000, 500_000_000, 294_400_000, 0),
+    (0, 0, 474_672_000, 319_728_000)])
+def test_a_realized_deficit_goes_down_the_waterfall(fund, insurance, mutualised, uncovered):
+    """Liquidated at 1.590 an hour later, the account has lost 10 x 0.510 x 744 h = $3,794.40
+    on $3,000: the next settlement (1.590, the liquidation's own trade) realizes a $794.40
+    deficit. The fund pays what it has, never going below zero; the rest is taken from that
+    settlement's gainers pro rata (account 3, short 22: +22 x 0.029 x 744 h = $474.672);
+    what is still left stays on the account, reported."""
+    v = fallen_market(fund)
+    v.ts += 3600 * 10**9
+    v.clear(MarkStep)
+    events = v.clear(Settle)
+    assert of(events, Settled)[0].prices[MAR] == 1590
+    vm = {e.account_id: e.amount for e in of(events, CollateralMoved)
+          if e.reason == "variation_margin"}
+    assert vm[3] == 474_672_000 and sum(vm.values()) == 0
+    covered = of(events, DefaultCovered)
+    assert [(e.account_id, e.deficit, e.insurance, e.mutualised, e.uncovered)
+            for e in covered] == [(1, 794_400_000, insurance, mutualised, uncovered)]
+    assert v.collateral(INSURANCE) == fund - insurance >= 0
+    assert v.collateral(1) == -uncovered
+    haircuts = [(e.account_id, e.amount) for e in of(events, CollateralMoved)
+                if e.reason == "haircut" and e.amount < 0]
+    assert haircuts == ([(3, -mutualised)] if mutualised else [])
+    led = v.house.ledger
+    assert sum(a.collateral for a in led.accounts.values()) == led.deposited
+    assert not of(v.clear(Settle), DefaultCovered)          # paid once
+
+
+def test_cancelling_the_orders_alone_can_restore_maintenance():
+    """Long 10 at 2.100 with a bid for 20 more at 1.890: margined as 30 lots. The market
+    settles at 1.900: equity $6,312 is below the 30 lots' $6,361.20 but far above the
+    position's own $2,120.40, so the bid is cancelled and nothing is sold."""
+    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)))
+    v.clear(Deposit, account_id=1, amount=7_800_000_000)
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    assert not [e for e in v.place(1, Side.BUY, 20, 1890) if type(e) is OrderRejected]
+    v.ts += 3600 * 10**9
+    v.place(2, Side.BUY, 1, 1900)
+    v.place(3, Side.SELL, 1, 1900)
+    v.place(2, Side.BUY, 10, 1890)                 # a bid a liquidation could sell into
+    v.clear(Settle)
+    assert v.house.risk.equity(1) == 6_312_000_000 < v.house.risk.margin(1)[0] == 6_361_200_000
+    events = v.clear(MarkStep)
+    assert [e.action for e in of(events, Liquidation)] == ["cancel_orders"]
+    assert not of(events, Trade) and v.ex.open_orders(1) == []
+    assert v.house.ledger.accounts[1].positions[MAR].qty == 10
+    assert not of(v.clear(MarkStep), Liquidation)
+
+
+def test_a_position_larger_than_the_max_order_is_liquidated_in_slices():
+    """Long 250 with max_qty 100, settled 0.350 lower: equity below zero, so all of it goes,
+    100 lots a mark step (one order for 250 would be refused at every step)."""
+    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)),
+              Product(gpu_class="H100", reference_price=2100, max_qty=100))
+    v.clear(Deposit, account_id=1, amount=64_450_000_000)     # initial margin of 250 lots
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    for _ in range(3):
+        v.place(2, Side.SELL, 100, 2100)
+    for qty in (100, 100, 50):
+        assert not [e for e in v.place(1, Side.BUY, qty, 2100) if type(e) is OrderRejected]
+    v.ts += 3600 * 10**9
+    for price in (1890, 1750):
+        v.place(3, Side.SELL, 1, price)
+        v.place(2, Side.BUY, 1, price)
+    v.ts += 3600 * 10**9
+    v.place(3, Side.SELL, 1, 1750)
+    v.place(2, Side.BUY, 1, 1750)
+    v.clear(Settle)
+    assert v.house.risk.equity(1) < 0
+    for _ in range(3):
+        v.place(2, Side.BUY, 100, 1740)
+    slices = []
+    for _ in range(5):
+        events = v.clear(MarkStep)
+        assert not [e for e in events if type(e) is OrderRejected]
+        slices += [e.qty for e in of(events, Liquidation) if e.action == "reduce"]
+    assert slices == [100, 100, 50]
+    assert v.house.ledger.accounts[1].positions[MAR].qty == 0
+
+
+def test_a_liquidation_with_no_bid_waits_and_is_reported_once():
+    """No bid to sell into: the liquidation is pending, told once, retried every step, and
+    goes through when a bid comes."""
+    v = fallen_market()
+    v.ex.process(CancelAll(ts_ns=v.ts + 1, account_id=2))
+    v.ts += 1
+    steps = [v.clear(MarkStep) for _ in range(4)]
+    assert [[(e.action, e.qty) for e in of(s, Liquidation)] for s in steps] == \
+        [[("cancel_orders", 0), ("pending", 10)], [], [], []]
+    assert not [e for s in steps for e in s if type(e) is OrderRejected]
+    v.place(2, Side.BUY, 10, 1600)
+    events = v.clear(MarkStep)
+    assert [(e.action, e.qty) for e in of(events, Liquidation)] == [("reduce", 10)]
+    assert [(t.price, t.qty) for t in of(events, Trade)] == [(1600, 10)]
+
+
 def test_final_settlement_is_the_mean_of_the_fixings_over_delivery():
-    """Fixings 2.100, 2.200 and 2.150 in March (and one in February, not counted): 2.150."""
+    """Fixings 2.100, 2.200 and 2.150 on 3, 10 and 20 March (and 1.900 on 27 February):
+    every day of March counts, a day without a fixing at the one before it:
+    (2 x 1900 + 7 x 2100 + 10 x 2200 + 12 x 2150) / 31 = 2.139, 28 days carried."""
     v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
     v.clear(Deposit, account_id=1, amount=10**12)
     v.clear(Deposit, account_id=2, amount=10**12)
@@ -148,11 +278,42 @@ def test_final_settlement_is_the_mean_of_the_fixings_over_delivery():
         assert of(v.clear(FixIndex), IndexFixed)[0].fixing.value == price
     events = v.clear(MarkStep, at=v.inst.delivery_end_ns)
     settled = of(events, InstrumentSettled)[0]
-    assert (settled.price, settled.fixings) == (2150, 3)
+    assert (2 * 1900 + 7 * 2100 + 10 * 2200 + 12 * 2150) / 31 == pytest.approx(2138.71, 0.01)
+    assert (settled.price, settled.fixings, settled.carried) == (2139, 31, 28)
     paid = {e.account_id: e.amount for e in of(events, CollateralMoved)}
-    assert paid == {1: 4 * 50 * 744 * 1000, 2: -4 * 50 * 744 * 1000}
+    assert paid == {1: 4 * 39 * 744 * 1000, 2: -4 * 39 * 744 * 1000}
     assert v.ex.markets[MAR].status is InstrumentStatus.SETTLED
     assert MAR not in v.house.ledger.accounts[1].positions
+
+
+def test_past_its_last_trading_day_a_contract_settles_at_its_delivery_average():
+    """Traded at 2.100 in February; the book is gone at the close. In March, with 1 and 2
+    March fixed at 2.060 and 2.090 and the index at 2.000, the daily settlement is
+    (2060 + 2090 + 29 x 2000) / 31 = 2.005 (it used to revert to the last trade, 2.100), and
+    the mark follows the index the same way."""
+    v = Venue(ClearingParams(index=IndexParams(min_providers=1), fees=FeeSchedule(taker_centi_bps=0)))
+    v.clear(Deposit, account_id=1, amount=10**12)
+    v.clear(Deposit, account_id=2, amount=10**12)
+    v.place(2, Side.SELL, 4, 2100)
+    v.place(1, Side.BUY, 4, 2100)
+    for day, price in ((1, 2060), (2, 2090)):
+        at = date_to_ns(datetime.date(2027, 3, day)) + 16 * 3600 * 10**9
+        v.clear(SubmitObservation, provider_id=81, gpu_class="H100", price=price, hours=10,
+                observed_ns=at, at=at)
+        v.clear(FixIndex)
+    at = date_to_ns(datetime.date(2027, 3, 3)) + 17 * 3600 * 10**9      # 2.090 has aged out
+    v.clear(SubmitObservation, provider_id=81, gpu_class="H100", price=2000, hours=10,
+            observed_ns=at, at=at)
+    assert (2060 + 2090 + 29 * 2000) / 31 == pytest.approx(2004.8, 0.01)
+    events = v.clear(Settle)
+    settled = of(events, Settled)[0]
+    assert (settled.prices[MAR], settled.tiers[MAR]) == (2005, "delivery_average")
+    vm = {e.account_id: e.amount for e in of(events, CollateralMoved)}
+    assert vm == {1: -4 * 95 * 744 * 1000, 2: 4 * 95 * 744 * 1000}
+    v.clear(SubmitObservation, provider_id=81, gpu_class="H100", price=1900, hours=10,
+            observed_ns=v.ts + 1, at=v.ts + 1)
+    v.clear(MarkStep)
+    assert v.house.marks[MAR].price == round((2060 + 2090 + 29 * 1950) / 31)
 
 
 def test_bad_clearing_commands_are_refused_and_change_nothing():
@@ -258,7 +419,9 @@ def test_liquidation_goes_through_when_the_market_fell_without_a_settlement():
 
 
 def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
-    """Fixing 3 March three times (2.100) and 10 March once (2.400): the mean is 2.250."""
+    """Fixing 3 March three times (2.100) and 10 March once (2.400): 1 and 2 March count at
+    the last settlement price (no fixing before them), 4-9 March carry 2.100 and 11-31 March
+    2.400: (9 x 2100 + 22 x 2400) / 31 = 2.313."""
     v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
     for day, price, times in ((datetime.date(2027, 3, 3), 2100, 3),
                               (datetime.date(2027, 3, 10), 2400, 1)):
@@ -269,4 +432,4 @@ def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
             v.clear(FixIndex)
     assert len(v.house.index["H100"].fixings) == 2
     settled = of(v.clear(MarkStep, at=v.inst.delivery_end_ns), InstrumentSettled)[0]
-    assert (settled.price, settled.fixings) == (2250, 2)
+    assert (settled.price, settled.fixings, settled.carried) == (2313, 31, 29)

@@ -4,14 +4,21 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from clearing.marks import Mark, MarkParams, settlement_price
+from clearing.marks import Mark, MarkParams, delivery_average, settlement_price
 
 ALPHA = MarkParams(half_life_steps=10).alpha_nano
 
 
+def settled(settlement: int, index: int) -> Mark:
+    """A mark just after a settlement at ``settlement`` with the index at ``index``."""
+    mark = Mark(settlement)
+    mark.anchor(settlement, index)
+    return mark
+
+
 def test_the_basis_closes_half_the_gap_in_one_half_life():
     """Index 2.000, settled at 2.000, book mid 2.100: after 10 steps the mark is 2.050."""
-    mark = Mark(settlement=2000, index=2000)
+    mark = settled(2000, 2000)
     for _ in range(10):
         price = mark.step(ALPHA, index=2000, bid=2090, ask=2110, settlement=2000)
     assert price == 2050
@@ -22,14 +29,14 @@ def test_the_basis_closes_half_the_gap_in_one_half_life():
 
 def test_one_quote_moves_the_mark_by_at_most_alpha_of_the_gap():
     """A spoofed mid of 3.000 for one step moves a 2.000 mark by about 7% of the gap (alpha)."""
-    mark = Mark(settlement=2000, index=2000)
+    mark = settled(2000, 2000)
     moved = mark.step(ALPHA, index=2000, bid=2999, ask=3001, settlement=2000) - 2000
     assert moved == round(1000 * ALPHA / 10**9) == 67
 
 
 def test_the_mark_follows_the_index_at_a_steady_basis():
     """The basis is kept over the index: the index moving moves the mark one for one."""
-    mark = Mark(settlement=2100, index=2000)          # settled 0.100 over the index
+    mark = settled(2100, 2000)          # settled 0.100 over the index
     assert mark.step(ALPHA, index=2000, bid=2095, ask=2105, settlement=2100) == 2100
     assert mark.step(ALPHA, index=2050, bid=2145, ask=2155, settlement=2100) == 2150
 
@@ -37,7 +44,7 @@ def test_the_mark_follows_the_index_at_a_steady_basis():
 @pytest.mark.parametrize("index, bid, ask", [(2000, None, 2100), (2000, 2090, None),
                                              (2000, None, None), (None, 2090, 2110)])
 def test_a_one_sided_book_or_no_index_falls_back_to_the_settlement(index, bid, ask):
-    mark = Mark(settlement=2000, index=2000)
+    mark = settled(2000, 2000)
     assert mark.step(ALPHA, index=index, bid=bid, ask=ask, settlement=2123) == 2123
 
 
@@ -56,9 +63,9 @@ def test_a_vwap_exactly_between_two_ticks_goes_toward_the_previous_settlement():
 
 def test_without_trades_in_the_window_the_last_trade_is_clamped_into_the_book():
     """Last trade 2.150 with the book at 2.100 / 2.120: settle at the ask, 2.120."""
-    assert settlement_price([], 2150, 2100, 2120, 2000, 2000) == (2120, "last_trade")
-    assert settlement_price([], 2050, 2100, 2120, 2000, 2000) == (2100, "last_trade")
-    assert settlement_price([], 2110, None, None, 2000, 2000) == (2110, "last_trade")
+    assert settlement_price([], 2150, 2100, 2120, 2000, 2000) == (2120, "last_clamped")
+    assert settlement_price([], 2050, 2100, 2120, 2000, 2000) == (2100, "last_clamped")
+    assert settlement_price([], 2110, None, None, 2000, 2000) == (2110, "last_clamped")
 
 
 def test_without_any_trade_the_mark_settles():
@@ -74,10 +81,40 @@ def test_bad_half_life_is_refused():
                                                    st.integers(1, 50)), max_size=40))
 def test_a_mark_never_overshoots_the_mids_it_has_seen(start, quotes):
     """The smoothed mark stays between the lowest and highest of the start and the mids seen."""
-    mark = Mark(settlement=start, index=start)
+    mark = settled(start, start)
     seen = [start]
     for mid, half_spread in quotes:
         price = mark.step(ALPHA, index=start, bid=mid - half_spread, ask=mid + half_spread,
                           settlement=start)
         seen.append(mid)
         assert min(seen) - 1 <= price <= max(seen) + 1
+
+
+def test_each_contract_is_marked_from_its_own_market_at_once():
+    """A sloped curve: the class's reference (and index) is 2.100, December trades around
+    1.993. Its first two-sided book sets its basis outright: marked 1.993, not 2.099 still
+    creeping down by 7% of the gap a step."""
+    december = Mark(2100)
+    assert december.step(ALPHA, index=2100, bid=1990, ask=1996, settlement=2100) == 1993
+    assert december.step(ALPHA, index=2100, bid=1990, ask=1996, settlement=2100) == 1993
+    # From then on it is smoothed: a spoofed mid moves it by alpha of the gap only.
+    assert december.step(ALPHA, index=2100, bid=2998, ask=3000, settlement=2100) == 1993 + 67
+
+
+def test_a_settlement_anchors_the_mark_at_the_settlement_price():
+    """Smoothed toward 2.150, settled at 2.120: the mark is 2.120 and its basis 0.020 over a
+    2.100 index, so the index moving moves it one for one from there."""
+    mark = settled(2000, 2000)
+    for _ in range(5):
+        mark.step(ALPHA, index=2100, bid=2145, ask=2155, settlement=2000)
+    mark.anchor(2120, 2100)
+    assert mark.price == 2120
+    assert mark.step(ALPHA, index=2110, bid=2125, ask=2135, settlement=2120) == 2130
+
+
+def test_the_delivery_average_counts_the_index_for_the_days_to_come():
+    """31 days, fixed 2.100 x 10 and 2.200 x 5, index now 2.000: (21000 + 11000 + 16 x 2000)
+    / 31 = 2064.516 -> 2.065; all fixed: the plain mean; none fixed: the index."""
+    assert delivery_average([2100] * 10 + [2200] * 5, 31, 2000) == 2065
+    assert delivery_average([2100] * 30 + [2131], 31, 5000) == 2101
+    assert delivery_average([], 30, 2000) == 2000
