@@ -106,7 +106,7 @@ def generate(workdir: Path, n: int, tail: int, config) -> tuple[int, float]:
     venue.record = journal.append
     replay = Replay(venue, feed)
     started = time.perf_counter()
-    stream = funding(accounts, date_to_ns(LISTED))
+    stream = funding(accounts, date_to_ns(LISTED), config.clearing.insurance_fund)
     for k, cmd in enumerate(stream):
         replay.apply(cmd)
     ids = [a.account_id for a in accounts]

@@ -3,150 +3,26 @@
 clearing.margin.requirement recomputes a portfolio from scratch; it is the
 reference. Here the same numbers are kept as running sums per GPU class,
 updated by each fill and each open-order change, so that asking "what
-would initial margin be with this order" touches one symbol. The legs
-(scanning ranges, sizes, settlement-based prices) stay fixed between
-settlements; when they change, the exposures are rebuilt.
+would initial margin be with this order" touches one symbol:
 
-For futures the worst scenario is a full move of the scanning range, so
-a portfolio's scan risk is |sum of lots x full-move value| (times the largest
-scenario fraction). Each class keeps three portfolios: its positions (0),
-its positions with every open buy filled (1), and with every open sell
-filled (2); for each, that sum, the long and short lots (the spread charge's
-spread is min(long, short)), and for 1 and 2 the loss of filling at the
-limit price against the mark.
+- ``delta``: the sum of lots x full-move value of the positions;
+- ``order_loss``: per scenario, the sum over open orders of what each loses if
+  it fills (clearing.margin.order_term), which is linear in an order's lots,
+  so a fill, a cancel or a replace adds or takes away its share;
+- ``longs``, ``shorts``: the most lots that could be long and short at once,
+  for the spread charge, and the dearest leg among the contracts in play.
+
+The legs' scanning ranges and notionals stay fixed between settlements (the
+exposures are rebuilt when they change); a new mark changes what the orders on
+that contract lose, and ``remark`` recomputes that contract's share.
 """
 from __future__ import annotations
 
-from clearing.margin import BPS, Leg, MarginParams
-
-POSITIONS, WITH_BUYS, WITH_SELLS = 0, 1, 2
+from clearing.margin import BPS, Leg, MarginParams, scenarios
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-class ClassExposure:
-    """One account's exposure in one GPU class."""
-    __slots__ = ("params", "qty", "buys", "sells", "delta", "longs", "shorts", "loss",
-                 "_dearest", "_portfolio_reqs", "requirement", "_scan_bps", "_spread_bps")
-
-    def __init__(self, params: MarginParams) -> None:
-        self.params = params
-        self._scan_bps = params.max_scenario_bps       # read on every update: kept at hand
-        self._spread_bps = params.spread_charge_bps
-        self.qty: dict[str, int] = {}        # symbol -> position lots
-        self.buys: dict[str, int] = {}       # symbol -> open buy lots
-        self.sells: dict[str, int] = {}      # symbol -> open sell lots
-        self.delta = [0, 0, 0]               # sum of lots x full-move value, per portfolio
-        self.longs = [0, 0, 0]
-        self.shorts = [0, 0, 0]
-        self.loss = [0, 0, 0]                # filling open orders at their limits vs the mark
-        self._dearest: list[int | None] = [0, 0, 0]     # None: to recompute
-        self._portfolio_reqs = [0, 0, 0]     # each portfolio's requirement
-        self.requirement = 0                 # maintenance margin of the class: their max
-
-    def _net(self, portfolio: int, symbol: str) -> int:
-        q = self.qty.get(symbol, 0)
-        if portfolio == WITH_BUYS:
-            return q + self.buys.get(symbol, 0)
-        if portfolio == WITH_SELLS:
-            return q - self.sells.get(symbol, 0)
-        return q
-
-    def _shift(self, portfolio: int, symbol: str, value: int, lots: int) -> None:
-        """Add ``lots`` (signed) of ``symbol``, worth ``value`` a lot in a full move, to one
-        portfolio's sums (before the dicts change)."""
-        before = self._net(portfolio, symbol)
-        after = before + lots
-        self.delta[portfolio] += lots * value
-        self.longs[portfolio] += (after if after > 0 else 0) - (before if before > 0 else 0)
-        self.shorts[portfolio] += (before if before < 0 else 0) - (after if after < 0 else 0)
-        if (before == 0) != (after == 0):
-            self._dearest[portfolio] = None
-
-    def fill(self, legs: dict[str, Leg], symbol: str, lots: int) -> None:
-        """A fill changed the position by ``lots`` (signed)."""
-        value = leg_value(legs[symbol])
-        for portfolio in (POSITIONS, WITH_BUYS, WITH_SELLS):
-            self._shift(portfolio, symbol, value, lots)
-        self.qty[symbol] = self.qty.get(symbol, 0) + lots
-        self._update(legs, (POSITIONS, WITH_BUYS, WITH_SELLS))
-
-    def order(self, legs: dict[str, Leg], symbol: str, side: int, lots: int, price: int) -> None:
-        """An open order of ``side`` gained ``lots`` (negative: it filled, shrank or went)."""
-        leg = legs[symbol]
-        portfolio, book = (WITH_BUYS, self.buys) if side > 0 else (WITH_SELLS, self.sells)
-        self._shift(portfolio, symbol, leg_value(leg), side * lots)
-        book[symbol] = book.get(symbol, 0) + lots
-        self.loss[portfolio] += fill_loss(leg, side, lots, price)
-        self._update(legs, (portfolio,))
-
-    def requirement_with(self, legs: dict[str, Leg], symbol: str, side: int, lots: int,
-                         price: int) -> int:
-        """The class's maintenance margin if this order were added, without adding it."""
-        # The hot path of the pre-trade check: written out rather than through the helpers.
-        leg = legs[symbol]
-        size = leg.hours * leg.tick_micros
-        if side > 0:
-            portfolio, other = WITH_BUYS, WITH_SELLS
-            before = self.qty.get(symbol, 0) + self.buys.get(symbol, 0)
-        else:
-            portfolio, other = WITH_SELLS, WITH_BUYS
-            before = self.qty.get(symbol, 0) - self.sells.get(symbol, 0)
-        after = before + side * lots
-        longs = self.longs[portfolio] + (after if after > 0 else 0) - (before if before > 0 else 0)
-        shorts = self.shorts[portfolio] - (after if after < 0 else 0) + (before if before < 0 else 0)
-        dearest = self._dearest[portfolio]
-        if dearest is None:
-            dearest = self.dearest(legs, portfolio)
-        if after != 0:
-            notional = leg.mark * size
-            if notional > dearest:
-                dearest = notional
-        elif before != 0:
-            dearest = max((leg_notional(legs[s]) for s in self._symbols()
-                           if s != symbol and self._net(portfolio, s) != 0), default=0)
-        delta = self.delta[portfolio] + side * lots * leg.range_ticks * size
-        required = -(-abs(delta) * self._scan_bps // BPS)
-        spread = longs if longs < shorts else shorts
-        if spread:
-            required += -(-spread * dearest * self._spread_bps // BPS)
-        gap = side * (price - leg.mark)
-        required += self.loss[portfolio] + (gap * lots * size if gap > 0 else 0)
-        reqs = self._portfolio_reqs
-        return max(required, reqs[POSITIONS], reqs[other])
-
-    def dearest(self, legs: dict[str, Leg], portfolio: int) -> int:
-        dearest = self._dearest[portfolio]
-        if dearest is None:
-            dearest = self._dearest[portfolio] = max(
-                (leg_notional(legs[s]) for s in self._symbols() if self._net(portfolio, s) != 0),
-                default=0)
-        return dearest
-
-    def _symbols(self):
-        return {*self.qty, *self.buys, *self.sells}
-
-    def _requirement_of(self, legs: dict[str, Leg], portfolio: int) -> int:
-        """Scan risk + spread charge + fill losses of one portfolio, rounded up."""
-        required = -(-abs(self.delta[portfolio]) * self._scan_bps // BPS) + self.loss[portfolio]
-        longs, shorts = self.longs[portfolio], self.shorts[portfolio]
-        spread = longs if longs < shorts else shorts
-        if spread:
-            dearest = self._dearest[portfolio]
-            if dearest is None:
-                dearest = self.dearest(legs, portfolio)
-            required += -(-spread * dearest * self._spread_bps // BPS)
-        return required
-
-    def _update(self, legs: dict[str, Leg], portfolios: tuple[int, ...]) -> None:
-        """Recompute the requirement of the portfolios that changed, and the class's."""
-        reqs = self._portfolio_reqs
-        for p in portfolios:
-            reqs[p] = self._requirement_of(legs, p)
-        a, b, c = reqs
-        self.requirement = a if a >= b and a >= c else (b if b >= c else c)
 
 
 def leg_value(leg: Leg) -> int:
@@ -155,12 +31,148 @@ def leg_value(leg: Leg) -> int:
 
 
 def leg_notional(leg: Leg) -> int:
-    return leg.mark * leg.hours * leg.tick_micros
+    return leg.price * leg.hours * leg.tick_micros
 
 
-def fill_loss(leg: Leg, side: int, lots: int, price: int) -> int:
-    """Buying above the mark (or selling below it) loses the difference at once."""
-    return max(0, side * (price - leg.mark)) * lots * leg.hours * leg.tick_micros
+def unit_terms(leg: Leg, side: int, price: int, cases) -> list[int]:
+    """What one lot of an order loses if it fills, per scenario, x BPS (0 if it gains)."""
+    size = leg.hours * leg.tick_micros
+    out = []
+    for direction, fraction in cases:
+        term = side * ((price - leg.mark) * BPS - direction * fraction * leg.range_ticks)
+        out.append(term * size if term > 0 else 0)
+    return out
+
+
+class ClassExposure:
+    """One account's exposure in one GPU class."""
+    __slots__ = ("params", "cases", "qty", "buys", "sells", "book", "terms", "delta",
+                 "order_loss", "longs", "shorts", "dearest", "requirement", "_spread_bps")
+
+    def __init__(self, params: MarginParams) -> None:
+        self.params = params
+        self.cases = scenarios(params)
+        self._spread_bps = params.spread_charge_bps
+        self.qty: dict[str, int] = {}        # symbol -> position lots
+        self.buys: dict[str, int] = {}       # symbol -> open buy lots
+        self.sells: dict[str, int] = {}      # symbol -> open sell lots
+        self.book: dict[str, dict[tuple[int, int], int]] = {}   # symbol -> (side, price) -> lots
+        self.terms: dict[str, list[int]] = {}    # symbol -> its orders' share of order_loss
+        self.delta = 0
+        self.order_loss = [0] * len(self.cases)
+        self.longs = 0
+        self.shorts = 0
+        self.dearest = 0                     # the dearest notional among the active symbols
+        self.requirement = 0                 # maintenance margin of the class
+
+    def _long_short(self, symbol: str) -> tuple[int, int]:
+        q = self.qty.get(symbol, 0)
+        return max(0, q + self.buys.get(symbol, 0)), max(0, self.sells.get(symbol, 0) - q)
+
+    def _active(self, symbol: str) -> bool:
+        return bool(self.qty.get(symbol) or self.buys.get(symbol) or self.sells.get(symbol))
+
+    def fill(self, legs: dict[str, Leg], symbol: str, lots: int) -> None:
+        """A fill changed the position by ``lots`` (signed)."""
+        was = self._active(symbol)
+        long0, short0 = self._long_short(symbol)
+        q = self.qty.get(symbol, 0) + lots
+        if q:
+            self.qty[symbol] = q
+        else:
+            self.qty.pop(symbol, None)
+        self.delta += lots * leg_value(legs[symbol])
+        self._moved(legs, symbol, was, long0, short0)
+
+    def order(self, legs: dict[str, Leg], symbol: str, side: int, lots: int, price: int) -> None:
+        """``lots`` (signed: + added, - filled or cancelled) of an open order changed."""
+        was = self._active(symbol)
+        long0, short0 = self._long_short(symbol)
+        side_lots = self.buys if side > 0 else self.sells
+        left = side_lots.get(symbol, 0) + lots
+        if left:
+            side_lots[symbol] = left
+        else:
+            side_lots.pop(symbol, None)
+        book = self.book.setdefault(symbol, {})
+        key = (side, price)
+        left = book.get(key, 0) + lots
+        if left:
+            book[key] = left
+        else:
+            del book[key]
+            if not book:
+                del self.book[symbol]
+        terms = self.terms.setdefault(symbol, [0] * len(self.cases))
+        for k, unit in enumerate(unit_terms(legs[symbol], side, price, self.cases)):
+            terms[k] += lots * unit
+            self.order_loss[k] += lots * unit
+        if symbol not in self.book:
+            del self.terms[symbol]
+        self._moved(legs, symbol, was, long0, short0)
+
+    def remark(self, legs: dict[str, Leg], symbol: str) -> None:
+        """The symbol's mark moved: what its open orders lose changed."""
+        old = self.terms.get(symbol)
+        if old is None:
+            return
+        new = [0] * len(self.cases)
+        for (side, price), lots in self.book[symbol].items():
+            for k, unit in enumerate(unit_terms(legs[symbol], side, price, self.cases)):
+                new[k] += lots * unit
+        for k in range(len(new)):
+            self.order_loss[k] += new[k] - old[k]
+        self.terms[symbol] = new
+        self._update()
+
+    def _moved(self, legs: dict[str, Leg], symbol: str, was: bool, long0: int,
+               short0: int) -> None:
+        long1, short1 = self._long_short(symbol)
+        self.longs += long1 - long0
+        self.shorts += short1 - short0
+        now = self._active(symbol)
+        if now and not was:
+            self.dearest = max(self.dearest, leg_notional(legs[symbol]))
+        elif was and not now:
+            self.dearest = max((leg_notional(legs[s]) for s in {*self.qty, *self.buys,
+                                                                 *self.sells}), default=0)
+        self._update()
+
+    def _required(self, delta: int, order_loss: list[int], longs: int, shorts: int,
+                  dearest: int) -> int:
+        """Scan risk over the worst mix of fills, plus the spread charge, rounded up."""
+        worst = 0
+        for (direction, fraction), loss in zip(self.cases, order_loss):
+            loss -= direction * fraction * delta
+            if loss > worst:
+                worst = loss
+        required = _ceil_div(worst, BPS)
+        spread = longs if longs < shorts else shorts
+        if spread:
+            required += _ceil_div(spread * dearest * self._spread_bps, BPS)
+        return required
+
+    def _update(self) -> None:
+        self.requirement = self._required(self.delta, self.order_loss, self.longs, self.shorts,
+                                          self.dearest)
+
+    def requirement_with(self, legs: dict[str, Leg], symbol: str, side: int, lots: int,
+                         price: int) -> int:
+        """The class's requirement if this order were added; the state does not change."""
+        leg = legs[symbol]
+        q = self.qty.get(symbol, 0)
+        buys, sells = self.buys.get(symbol, 0), self.sells.get(symbol, 0)
+        long0, short0 = max(0, q + buys), max(0, sells - q)
+        if side > 0:
+            buys += lots
+        else:
+            sells += lots
+        longs = self.longs + max(0, q + buys) - long0
+        shorts = self.shorts + max(0, sells - q) - short0
+        loss = [have + lots * unit for have, unit in
+                zip(self.order_loss, unit_terms(leg, side, price, self.cases))]
+        dearest = max(self.dearest, leg_notional(leg))
+        return self._required(self.delta, loss, longs, shorts, dearest)
 
 
 class Exposure:
@@ -187,6 +199,13 @@ class Exposure:
     def order(self, symbol: str, side: int, lots: int, price: int) -> None:
         self._class(symbol).order(self.legs, symbol, side, lots, price)
         self._total()
+
+    def remark(self, symbol: str) -> None:
+        """The leg of ``symbol`` (in ``legs``) has a new mark."""
+        c = self.classes.get(self.legs[symbol].gpu_class)
+        if c is not None and symbol in c.terms:
+            c.remark(self.legs, symbol)
+            self._total()
 
     def _total(self) -> None:
         maintenance = initial = 0

@@ -53,8 +53,11 @@ class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     position_limit: int = 100_000                   # lots per account and instrument
     position_limits: dict[str, int] = {}            # account_id (a TOML key, so a string) -> lots
     closing_window_ns: int = 30 * 60 * 10**9      # settlement VWAP over the last 30 minutes
+    insurance_fund: int = 1_000_000 * 10**6       # micro-USD paid in when an exchange starts
 
     def __post_init__(self) -> None:
+        if self.insurance_fund < 0:
+            raise ValueError("insurance_fund must be zero or more (micro-USD)")
         if self.position_limit < 1 or any(not k.isdigit() or v < 1
                                            for k, v in self.position_limits.items()):
             raise ValueError("position limits must be positive, keyed by account_id")

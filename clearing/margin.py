@@ -1,20 +1,32 @@
 """Scenario-based margin, in the manner of SPAN, per GPU class.
 
 For each GPU class an account trades, every contract's price is moved up and
-down by fractions of its scanning range (a share of its mark that depends on
-how far away its delivery is), all months of the class in the same
-direction, and the portfolio is repriced; the worst loss is the scan risk
-(for futures, which are linear, it is always a full move; the smaller moves
-are kept for the day options are listed).
-Months of one class therefore offset each other (a calendar spread barely
-moves in a parallel scenario), and an intra-class spread charge is added
-per lot held long against a lot held short, since months do not really move
-together. Open orders count as if filled, on whichever side is worse: the
-requirement is the larger of the portfolio plus all open buys and the
-portfolio plus all open sells, each filled at its limit price against the
-mark.
+down by fractions of its scanning range (a share of its last settlement price
+that depends on how far away its delivery is), all months of the class in the
+same direction. Months of one class therefore offset each other (a calendar
+spread barely moves in a parallel scenario), and an intra-class spread charge
+is added per lot that can be held long against a lot held short, since months
+do not really move together.
 
-    maintenance = sum over classes of (scan risk + spread charge + order fill losses)
+Open orders count as if filled, in whatever mix is worst: for a scenario that
+moves a contract by m (ticks, signed), an open order of n lots on side s at
+limit p, if it fills, loses n x s x (p - mark - m) against the scenario price
+(the mark is the current mark, so a buy above it loses the difference at
+once), and it can only make things worse by filling if that is positive. So
+per scenario the worst mix is every order whose term is positive, and
+
+    scan risk = max over scenarios of
+                (loss of the positions + sum of max(0, each order's term)), >= 0
+
+which is exact for the worst mix of fills, whatever the limits (buys in one
+month and sells in another, limits beyond the scanning range). The loss is
+convex in the size of the move, so of the scenario fractions only the smallest
+and the largest need looking at. The spread charge counts the most lots that
+could be long and short at once: min(sum of max(0, position + open buys),
+sum of max(0, open sells - position)) x the dearest leg's notional (over the
+contracts with a position or an order) x ``spread_charge_bps``.
+
+    maintenance = sum over classes of (scan risk + spread charge)
     initial     = sum over classes of that x the class's initial_multiplier_pct / 100
 
 Every requirement is rounded up to the micro-dollar (against the member).
@@ -65,8 +77,9 @@ class Leg(msgspec.Struct, frozen=True, gc=False):
     gpu_class: str
     hours: int
     tick_micros: int
-    mark: int                 # ticks
+    price: int                # ticks: the last settlement price (range and notional)
     range_ticks: int          # the scanning range, ticks (rounded up)
+    mark: int                 # ticks: the current mark, which order fills are measured from
 
 
 def months_between(start: datetime.date, end: datetime.date) -> int:
@@ -74,33 +87,58 @@ def months_between(start: datetime.date, end: datetime.date) -> int:
     return max(0, (end.year - start.year) * 12 + end.month - start.month)
 
 
-def make_leg(gpu_class: str, hours: int, tick_micros: int, mark: int,
-             delivery_start: datetime.date, today: datetime.date, params: MarginParams) -> Leg:
+def make_leg(gpu_class: str, hours: int, tick_micros: int, price: int,
+             delivery_start: datetime.date, today: datetime.date, params: MarginParams,
+             mark: int | None = None) -> Leg:
+    """The leg of a contract last settled at ``price``, marked at ``mark`` (default: price)."""
     bps = params.scan_bps(months_between(today, delivery_start))
-    return Leg(gpu_class, hours, tick_micros, mark, -(-mark * bps // BPS))
+    return Leg(gpu_class, hours, tick_micros, price, -(-price * bps // BPS),
+               price if mark is None else mark)
+
+
+def scenarios(params: MarginParams) -> tuple[tuple[int, int], ...]:
+    """(direction, fraction in bps of the range) of the scenarios that can be the worst."""
+    fractions = sorted({min(params.scenario_bps), max(params.scenario_bps)})
+    return tuple((d, f) for d in (1, -1) for f in fractions)
+
+
+def order_term(leg: Leg, side: int, lots: int, price: int, direction: int, fraction: int) -> int:
+    """What an order loses if it fills in a scenario, x BPS, micro-USD; 0 if it gains."""
+    term = side * lots * ((price - leg.mark) * BPS - direction * fraction * leg.range_ticks)
+    return term * leg.hours * leg.tick_micros if term > 0 else 0
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def class_requirement(legs: dict[str, Leg], qty: dict[str, int], params: MarginParams) -> int:
-    """Scan risk plus spread charge of one class's net lots (symbol -> signed qty), micro-USD."""
+def class_requirement(legs: dict[str, Leg], qty: dict[str, int], orders,
+                      params: MarginParams) -> int:
+    """Scan risk plus spread charge of one class, micro-USD.
+
+    Args:
+        qty: symbol -> signed lots held.
+        orders: (symbol, side, lots, limit price) of the class's open orders.
+    """
     worst = 0                      # losses are kept x BPS (exact), rounded up at the end
-    for fraction in params.scenario_bps:
-        move = 0
-        for symbol, q in qty.items():
-            if q:
-                leg = legs[symbol]
-                move += q * leg.range_ticks * leg.hours * leg.tick_micros
-        worst = max(worst, abs(move) * fraction)        # the down move loses for longs, up for shorts
-    longs = sum(q for q in qty.values() if q > 0)
-    shorts = -sum(q for q in qty.values() if q < 0)
+    for direction, fraction in scenarios(params):
+        loss = -direction * fraction * sum(q * legs[s].range_ticks * legs[s].hours
+                                           * legs[s].tick_micros for s, q in qty.items())
+        loss += sum(order_term(legs[s], side, lots, price, direction, fraction)
+                    for s, side, lots, price in orders)
+        worst = max(worst, loss)
+    buys: dict[str, int] = {}
+    sells: dict[str, int] = {}
+    for symbol, side, lots, _ in orders:
+        book = buys if side > 0 else sells
+        book[symbol] = book.get(symbol, 0) + lots
+    active = {s for s, q in qty.items() if q} | set(buys) | set(sells)
+    longs = sum(max(0, qty.get(s, 0) + buys.get(s, 0)) for s in active)
+    shorts = sum(max(0, sells.get(s, 0) - qty.get(s, 0)) for s in active)
     spread = min(longs, shorts)
     charge = 0
     if spread:
-        dearest = max(legs[s].mark * legs[s].hours * legs[s].tick_micros
-                      for s, q in qty.items() if q)
+        dearest = max(legs[s].price * legs[s].hours * legs[s].tick_micros for s in active)
         charge = spread * dearest * params.spread_charge_bps
     return _ceil_div(worst, BPS) + _ceil_div(charge, BPS)
 
@@ -115,31 +153,18 @@ def requirement(legs: dict[str, Leg], positions: dict[str, int], orders,
         orders: (symbol, side (+1 buy, -1 sell), leaves lots, limit price in ticks) of open orders.
         params_by_class: gpu_class -> MarginParams.
     """
-    by_class: dict[str, dict[str, int]] = {}
+    qty: dict[str, dict[str, int]] = {}
+    by_class: dict[str, list] = {}
     for symbol, q in positions.items():
         if q:
-            by_class.setdefault(legs[symbol].gpu_class, {})[symbol] = q
-    buys: dict[str, list] = {}
-    sells: dict[str, list] = {}
-    for symbol, side, lots, price in orders:
-        gpu_class = legs[symbol].gpu_class
-        by_class.setdefault(gpu_class, {})
-        (buys if side > 0 else sells).setdefault(gpu_class, []).append((symbol, side, lots, price))
+            qty.setdefault(legs[symbol].gpu_class, {})[symbol] = q
+    for order in orders:
+        by_class.setdefault(legs[order[0]].gpu_class, []).append(order)
     maintenance = initial = 0
-    for gpu_class, qty in by_class.items():
+    for gpu_class in sorted(qty.keys() | by_class.keys()):
         params = params_by_class[gpu_class]
-        worst = class_requirement(legs, qty, params)
-        for side_orders in (buys.get(gpu_class), sells.get(gpu_class)):
-            if not side_orders:
-                continue
-            filled = dict(qty)
-            fill_loss = 0
-            for symbol, side, lots, price in side_orders:
-                leg = legs[symbol]
-                filled[symbol] = filled.get(symbol, 0) + side * lots
-                # Filling at the limit instead of the mark: a buy above it loses at once.
-                fill_loss += max(0, side * (price - leg.mark)) * lots * leg.hours * leg.tick_micros
-            worst = max(worst, class_requirement(legs, filled, params) + fill_loss)
-        maintenance += worst
-        initial += _ceil_div(worst * params.initial_multiplier_pct, 100)
+        required = class_requirement(legs, qty.get(gpu_class, {}), by_class.get(gpu_class, ()),
+                                     params)
+        maintenance += required
+        initial += _ceil_div(required * params.initial_multiplier_pct, 100)
     return maintenance, initial

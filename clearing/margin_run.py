@@ -37,7 +37,7 @@ class MarginRun:
         self.params = params_by_class
         self.value = np.array([legs[s].range_ticks * legs[s].hours * legs[s].tick_micros
                                for s in symbols], dtype=np.int64)
-        self.notional = np.array([legs[s].mark * legs[s].hours * legs[s].tick_micros
+        self.notional = np.array([legs[s].price * legs[s].hours * legs[s].tick_micros
                                   for s in symbols], dtype=np.int64)
         self.columns = {c: np.array([i for i, s in enumerate(symbols) if legs[s].gpu_class == c])
                         for c in self.classes}

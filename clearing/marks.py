@@ -10,8 +10,10 @@ the first mark step that sees its book two-sided (and an index) takes that
 mid minus the index as the basis at once, so a sloped curve is marked where
 each month trades, not where the class's reference price is. Each daily
 settlement anchors it again: the mark becomes the settlement price and the
-basis the settlement price minus the index. With a one-sided or empty book,
-or no index, the mark falls back to the last settlement price. The basis is
+basis the settlement price minus the index. A one-sided or empty book gives
+no sample: the basis holds and the mark follows the index (pulling one's
+quotes cannot send a mark back to the last settlement price and hide a loss);
+with no basis yet, or no index, the mark is the last settlement price. The basis is
 kept as an integer in billionths of a tick and rounded half to even to the
 tick for the mark: no floats, so replays give the same marks.
 
@@ -58,14 +60,18 @@ class Mark:
     def step(self, alpha_nano: int, index: int | None, bid: int | None, ask: int | None,
              settlement: int) -> int:
         """Take one mark step; return the new mark in ticks."""
-        if index is None or bid is None or ask is None:
+        if index is None:
             self.price = settlement
             return settlement
-        sample = (bid + ask) * NANO // 2 - index * NANO      # mid - index, exact to 1/2 tick
-        if self.basis_nano is None:
-            self.basis_nano = sample
-        else:
-            self.basis_nano += (sample - self.basis_nano) * alpha_nano // NANO
+        if bid is not None and ask is not None:
+            sample = (bid + ask) * NANO // 2 - index * NANO      # mid - index, exact to 1/2 tick
+            if self.basis_nano is None:
+                self.basis_nano = sample
+            else:
+                self.basis_nano += (sample - self.basis_nano) * alpha_nano // NANO
+        elif self.basis_nano is None:
+            self.price = settlement
+            return settlement
         self.price = max(1, index + round(Fraction(self.basis_nano, NANO)))
         return self.price
 

@@ -11,7 +11,9 @@ import zlib
 
 import msgspec
 
-from clearing.messages import ClearingRejected
+from clearing.messages import (
+    ClearingRejected, CollateralMoved, DefaultCovered, InstrumentSettled, Liquidation, MarginCall,
+)
 from engine.messages import (
     CancelOrder, CancelReason, InstrumentStatus, OrderRejected, OrderStatus, OrderType,
     PlaceOrder, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
@@ -275,3 +277,34 @@ def index_view(index, now_ns: int) -> dict:
             "source": source,
             "fixings": [{"date": f.date.isoformat(), "value": opt_price(f.value)}
                         for f in index.fixings]}
+
+
+def admin_view(ev, name_of) -> dict | None:
+    """What the ``admin`` channel says of a clearing event, or None if it says nothing.
+
+    Args:
+        name_of: account_id -> the account's name.
+    """
+    kind = type(ev)
+    time = ns_to_ms(ev.ts_ns)
+    if kind is MarginCall:
+        return {"type": "margin_call", "account": name_of(ev.account_id),
+                "equity": format_money(ev.equity), "initial_margin": format_money(ev.initial),
+                "maintenance_margin": format_money(ev.maintenance), "time": time}
+    if kind is Liquidation:
+        return {"type": "liquidation", "account": name_of(ev.account_id), "action": ev.action,
+                "symbol": ev.symbol, "qty": ev.qty, "equity": format_money(ev.equity),
+                "maintenance_margin": format_money(ev.maintenance), "time": time}
+    if kind is DefaultCovered:
+        return {"type": "default", "account": name_of(ev.account_id),
+                "deficit": format_money(ev.deficit), "insurance_fund": format_money(ev.insurance),
+                "mutualised": format_money(ev.mutualised),
+                "uncovered": format_money(ev.uncovered), "time": time}
+    if kind is CollateralMoved and ev.reason == "haircut" and ev.amount < 0:
+        return {"type": "haircut", "account": name_of(ev.account_id),
+                "amount": format_money(-ev.amount), "collateral": format_money(ev.balance),
+                "time": time}
+    if kind is InstrumentSettled:
+        return {"type": "final_settlement", "symbol": ev.symbol, "price": format_price(ev.price),
+                "fixings": ev.fixings, "carried": ev.carried, "time": time}
+    return None

@@ -18,6 +18,7 @@ from clearing.messages import (
 )
 from gateway import codec, schema
 from gateway.errors import RpcError
+from gateway.recovery import INSURANCE_ACCOUNT
 from gateway.session import ORDER, REQUEST, SUBSCRIBE
 
 TRADING = frozenset({"trader", "market_maker"})
@@ -243,8 +244,17 @@ def market_index(server, session, p: schema.IndexQuery):
 
 # -- Operations ---------------------------------------------------------------------
 
+class HouseAccount(NamedTuple):
+    """An account of the clearing house's own, named for operations (no login)."""
+    account: str
+    account_id: int
+
+
+# admin.deposit / admin.withdraw of "insurance_fund" fund the default waterfall.
+HOUSE_ACCOUNTS = {"insurance_fund": HouseAccount("insurance_fund", INSURANCE_ACCOUNT)}
+
 def _cash(server, p: schema.CashMove, command):
-    account = server.accounts.by_name.get(p.account)
+    account = server.accounts.by_name.get(p.account) or HOUSE_ACCOUNTS.get(p.account)
     if account is None:
         raise RpcError("unknown_account", f"no account {p.account[:64]!r}", field="account")
     amount = codec.money(p.amount)

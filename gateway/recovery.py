@@ -129,9 +129,12 @@ def build(config: Config, as_of: datetime.date, accounts: Iterable[AccountConfig
     return venue, Feed(i.symbol for i in instruments)
 
 
-def funding(accounts: Iterable[AccountConfig], ts_ns: int) -> list[Deposit]:
-    """The configured collateral, deposited once: at the first start of a data directory."""
-    out = []
+def funding(accounts: Iterable[AccountConfig], ts_ns: int,
+            insurance_fund: int) -> list[Deposit]:
+    """The configured collateral and the insurance fund's opening balance, deposited once: at
+    the first start of a data directory."""
+    out = [Deposit(ts_ns=ts_ns, account_id=INSURANCE_ACCOUNT, amount=insurance_fund)] \
+        if insurance_fund else []
     for account in accounts:
         amount = parse_money(account.collateral, "collateral")
         if amount:

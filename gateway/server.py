@@ -33,7 +33,7 @@ from websockets.http11 import Request as HttpRequest
 
 from clearing.house import utc_date
 from clearing.messages import (
-    CollateralMoved, FixIndex, IndexFixed, IndexValue, Liquidation, MarginCall,
+    ClearingEvent, CollateralMoved, FixIndex, IndexFixed, IndexValue, Liquidation, MarginCall,
     MarkStep, MarksUpdated, Settle,
 )
 from engine.contracts import date_to_ns
@@ -48,7 +48,7 @@ from gateway.config import Config
 from gateway.errors import RpcError
 from gateway.journal import Failed, JournalError
 from gateway.limits import TokenBucket
-from gateway.methods import METHODS
+from gateway.methods import HOUSE_ACCOUNTS, METHODS
 from gateway.participants import Demo, levels_of
 from gateway.recovery import (
     build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover,
@@ -144,7 +144,8 @@ class Server:
         self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
         self.venue.record = self.journal.append
         if self.journal.next_seq == 1:          # a new exchange: the configured funding
-            for deposit in funding(accounts, self.venue.now()):
+            for deposit in funding(accounts, self.venue.now(),
+                                   config.clearing.insurance_fund):
                 self.venue.process(deposit)
             self.journal.commit()
 
@@ -455,10 +456,18 @@ class Server:
             self._schedule_seal()
 
     def _note_clearing(self, events: list) -> None:
-        """Publish index changes now; mark the curves that changed for the next tick."""
+        """Publish index changes and what operations watch now; mark the curves that changed
+        for the next tick."""
         classes = self._class_of
+        admins = self.subscribers.get("admin")
         for ev in events:
             kind = type(ev)
+            if admins and isinstance(ev, ClearingEvent):
+                data = codec.admin_view(ev, self._account_name)
+                if data is not None:
+                    frame = self._notification("admin", data)
+                    for s in admins:
+                        s.push(frame)
             if kind is IndexValue or kind is IndexFixed:
                 gpu_class = ev.gpu_class if kind is IndexValue else ev.fixing.gpu_class
                 self._publish_current(f"index.{gpu_class}")
@@ -466,6 +475,13 @@ class Server:
                 self._curve_dirty.update(classes[s] for s in ev.marks)
             elif kind is Trade or kind is BookLevelChanged:
                 self._curve_dirty.add(classes[ev.symbol])
+
+    def _account_name(self, account_id: int) -> str:
+        account = self.accounts.by_id.get(account_id)
+        if account is not None:
+            return account.account
+        return next((a.account for a in HOUSE_ACCOUNTS.values() if a.account_id == account_id),
+                    str(account_id))
 
     def _wants_flush(self, session: Session) -> None:
         self._flushes.append(session)
@@ -692,6 +708,11 @@ class Server:
                 raise RpcError("forbidden", f"role {session.role} has no {channel}",
                                field="channels")
             return (session.account_id, channel)
+        if channel == "admin":
+            if session.role != "admin":
+                raise RpcError("unauthenticated" if session.account is None else "forbidden",
+                               "channel admin is for the admin role", field="channels")
+            return channel
         kind, _, name = channel.partition(".")
         if kind in PUBLIC_CHANNELS and name:
             if name not in self.feed.symbols:
@@ -705,7 +726,7 @@ class Server:
             return channel
         raise RpcError("unknown_channel", f"no channel {channel[:64]!r}; channels are "
                        "book.{symbol}, trades.{symbol}, ticker.{symbol}, index.{gpu_class}, "
-                       "curve.{gpu_class}, orders, fills, positions and margin",
+                       "curve.{gpu_class}, orders, fills, positions, margin and admin",
                        field="channels")
 
     def _drop_subscription(self, session: Session, channel: str) -> None:

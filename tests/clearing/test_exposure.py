@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 
+import msgspec
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -29,13 +30,14 @@ sides = st.sampled_from([1, -1])
 class IncrementalEqualsReference(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
-        self.exposure = Exposure(LEGS, PARAMS)
+        self.legs = dict(LEGS)
+        self.exposure = Exposure(self.legs, PARAMS)
         self.positions: dict[str, int] = {}
         self.orders: list[list] = []          # [symbol, side, lots, price]
 
     def reference(self, extra=()):
-        return requirement(LEGS, self.positions, [tuple(o) for o in self.orders] + list(extra),
-                           PARAMS)
+        return requirement(self.legs, self.positions,
+                           [tuple(o) for o in self.orders] + list(extra), PARAMS)
 
     @rule(symbol=symbols, lots=st.integers(-30, 30))
     def fill(self, symbol, lots):
@@ -44,7 +46,7 @@ class IncrementalEqualsReference(RuleBasedStateMachine):
 
     @rule(symbol=symbols, side=sides, lots=st.integers(1, 30), offset=st.integers(-50, 50))
     def add_order(self, symbol, side, lots, offset):
-        price = LEGS[symbol].mark + offset
+        price = LEGS[symbol].price + offset
         self.orders.append([symbol, side, lots, price])
         self.exposure.order(symbol, side, lots, price)
 
@@ -64,13 +66,20 @@ class IncrementalEqualsReference(RuleBasedStateMachine):
         else:
             self.orders[i][2] = lots - gone
 
+    @rule(symbol=symbols, offset=st.integers(-400, 400))
+    def new_mark(self, symbol, offset):
+        """The mark moves (the scanning range, from the settlement price, does not)."""
+        self.legs[symbol] = msgspec.structs.replace(self.legs[symbol],
+                                                    mark=LEGS[symbol].price + offset)
+        self.exposure.remark(symbol)
+
     @invariant()
     def margin_is_the_references(self):
         assert self.exposure.margin() == self.reference()
 
     @rule(symbol=symbols, side=sides, lots=st.integers(1, 40), offset=st.integers(-50, 50))
     def what_if(self, symbol, side, lots, offset):
-        price = LEGS[symbol].mark + offset
+        price = LEGS[symbol].price + offset
         before = self.exposure.margin()
         assert self.exposure.initial_with(symbol, side, lots, price) == \
             self.reference([(symbol, side, lots, price)])[1]
@@ -82,14 +91,14 @@ TestIncrementalEqualsReference.settings = settings(max_examples=150, stateful_st
                                                    deadline=None)
 
 
-def test_an_order_that_flattens_the_dearest_leg_lowers_the_spread_charge():
-    """Short 5 Sep (the dearest leg), long 5 Mar, short 3 Feb, bid for 20 Mar; buying 5 Sep
-    flattens Sep, so the with-buys spread charge is on March's notional, not September's."""
+def test_an_order_in_the_dearest_leg_prices_the_spread_charge():
+    """Short 5 Sep (the dearest leg), long 5 Mar, short 3 Feb, bid for 20 Mar; a bid for 5
+    Sep keeps September in play, so the spread charge stays on its notional."""
     exposure = Exposure(LEGS, PARAMS)
     positions = {"H100-2027-09": -5, "H100-2027-03": 5, "H100-2027-02": -3}
     for symbol, lots in positions.items():
         exposure.fill(symbol, lots)
-    bid = ("H100-2027-03", 1, 20, 2100)        # makes the with-buys portfolio the worst
+    bid = ("H100-2027-03", 1, 20, 2100)
     exposure.order(*bid)
     order = ("H100-2027-09", 1, 5, 2200)
     expected = requirement(LEGS, positions, [bid, order], PARAMS)[1]

@@ -41,10 +41,19 @@ def test_the_mark_follows_the_index_at_a_steady_basis():
     assert mark.step(ALPHA, index=2050, bid=2145, ask=2155, settlement=2100) == 2150
 
 
-@pytest.mark.parametrize("index, bid, ask", [(2000, None, 2100), (2000, 2090, None),
-                                             (2000, None, None), (None, 2090, 2110)])
-def test_a_one_sided_book_or_no_index_falls_back_to_the_settlement(index, bid, ask):
-    mark = settled(2000, 2000)
+@pytest.mark.parametrize("bid, ask", [(None, 2100), (2090, None), (None, None)])
+def test_a_one_sided_book_holds_the_basis_and_the_mark_follows_the_index(bid, ask):
+    """Marked 0.050 over a 2.000 index; the bids are pulled and the index falls to 1.800:
+    the mark is 1.850, not the last settlement (pulling quotes would hide a loss)."""
+    mark = settled(2050, 2000)
+    assert mark.step(ALPHA, index=1800, bid=bid, ask=ask, settlement=2050) == 1850
+
+
+@pytest.mark.parametrize("index, bid, ask", [(None, 2090, 2110), (2000, None, 2110)])
+def test_no_index_or_no_basis_yet_falls_back_to_the_settlement(index, bid, ask):
+    """Without an index there is nothing to add a basis to; a contract never two-sided and
+    never settled with an index has no basis yet."""
+    mark = Mark(2000)
     assert mark.step(ALPHA, index=index, bid=bid, ask=ask, settlement=2123) == 2123
 
 

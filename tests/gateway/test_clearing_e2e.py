@@ -1,6 +1,8 @@
 """Clearing over the wire: account summary and positions, margin, cash, the index, settlement."""
 from __future__ import annotations
 
+import asyncio
+
 from live import SYMBOL, Ws, run
 
 
@@ -225,5 +227,46 @@ def test_a_trusted_provider_feeds_an_external_index_value(live_server):
                                   external=True)
         assert error["data"]["reason"] == "forbidden"
         for ws in (trusted, viewer, other):
+            await ws.close()
+    run(scenario())
+
+
+def test_operations_watch_margin_calls_and_liquidations_on_the_admin_channel(live_server):
+    """trader-1 buys 5,800 March at 2.100 on $1M; the index providers then report 1.500, the
+    marks follow, and the admin channel shows the margin call and each step of the
+    liquidation: a slice into the only bid, then pending once no bid is left. Only the admin
+    role may subscribe; the insurance fund is funded at start and named for admin.deposit."""
+    async def scenario():
+        admin = await Ws.open(live_server, "admin")
+        assert await admin.result("subscribe", channels=["admin"]) == {"channels": ["admin"]}
+        for name in ("trader-1", "viewer-1"):
+            other = await Ws.open(live_server, name)
+            error = await other.error("subscribe", channels=["admin"])
+            assert (error["data"]["reason"], error["data"]["field"]) == ("forbidden", "channels")
+            await other.close()
+        fund = await admin.result("admin.deposit", account="insurance_fund", amount="1")
+        assert fund["collateral"] == "1000001.000000"
+        providers = [await Ws.open(live_server, f"index-{k}") for k in (1, 2, 3)]
+        for ws in providers:
+            await ws.result("index.submit", gpu_class="H100", price="2.100", hours=10)
+        maker = await Ws.open(live_server, "maker-1")
+        trader = await Ws.open(live_server, "trader-1")
+        await maker.result("order.place", symbol=SYMBOL, side="sell", qty=5800, price="2.100")
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=5800, price="2.100")
+        await maker.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.090")
+        await maker.result("order.place", symbol=SYMBOL, side="sell", qty=1, price="2.110")
+        await asyncio.sleep(1.5)               # a mark step seeds March's basis from its book
+        for ws in providers:
+            await ws.result("index.submit", gpu_class="H100", price="1.500", hours=10)
+        seen = []
+        while not any(n.get("action") == "pending" for n in seen):
+            seen.append((await admin.note("admin"))["data"])
+        assert {n["account"] for n in seen} == {"trader-1"}
+        assert [n["type"] for n in seen if n["type"] == "margin_call"] == ["margin_call"]
+        steps = [(n["action"], n["symbol"], n["qty"]) for n in seen if n["type"] == "liquidation"]
+        assert steps[0] == ("reduce", SYMBOL, 5800) and steps[-1] == ("pending", SYMBOL, 5799)
+        [pos] = await trader.result("account.positions")
+        assert pos["qty"] == 5799
+        for ws in (*providers, maker, trader, admin):
             await ws.close()
     run(scenario())
