@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from hypothesis import settings, strategies as st
+from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from clearing.house import ClearingHouse, ClearingParams
@@ -338,34 +338,95 @@ def test_bad_clearing_commands_are_refused_and_change_nothing():
 
 
 class HouseConservation(RuleBasedStateMachine):
-    """Trading, marking, settling and withdrawing never create or lose money or lots."""
+    """Trading, index moves, marking, liquidations, settlements, the waterfall, the delivery
+    period and final settlement never create or lose money or lots. Account 3 is thin, so it
+    is called, liquidated and can default; the insurance fund starts small."""
 
     def __init__(self):
         super().__init__()
-        self.v = Venue()
-        for account in (1, 2, 3):
-            self.v.clear(Deposit, account_id=account, amount=10**13)
+        self.v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
+        for account, amount in ((1, 10**13), (2, 10**13), (3, 3_000_000_000),
+                                (INSURANCE, 300_000_000)):
+            self.v.clear(Deposit, account_id=account, amount=amount)
 
     @rule(account=st.integers(1, 3), side=st.sampled_from([Side.BUY, Side.SELL]),
-          qty=st.integers(1, 30), price=st.integers(2000, 2200))
-    def place(self, account, side, qty, price):
-        events = self.v.place(account, side, qty, price)
-        assert not [e for e in events if type(e) is OrderRejected
-                    and e.reason is RejectReason.INSUFFICIENT_MARGIN]
+          qty=st.integers(1, 30), offset=st.integers(-150, 150))
+    def place(self, account, side, qty, offset):
+        market = self.v.ex.markets[MAR]
+        events = self.v.place(account, side, qty, market.band_centre + offset)
+        if account != 3:
+            assert not [e for e in events if type(e) is OrderRejected
+                        and e.reason is RejectReason.INSUFFICIENT_MARGIN]
+
+    @rule(side=st.sampled_from([Side.BUY, Side.SELL]), qty=st.integers(5, 40))
+    def thin_account_trades(self, side, qty):
+        """Account 1 quotes, the thin account takes it as far as its margin lets it."""
+        centre = self.v.ex.markets[MAR].band_centre
+        self.v.place(1, -side, qty, centre + (5 if side is Side.BUY else -5))
+        self.v.place(3, side, qty)
+
+    @rule(lots=st.integers(5, 11), fall_pct=st.integers(10, 40), bid_below=st.integers(0, 100))
+    def crash(self, lots, fall_pct, bid_below):
+        """The thin account buys what it can, the index falls, a settlement marks the loss,
+        the liquidation sells into a bid, and the next settlement realizes what is left."""
+        centre = self.v.ex.markets[MAR].band_centre
+        self.v.place(1, Side.SELL, 40, centre)
+        self.v.place(3, Side.BUY, lots, centre, tif=TimeInForce.IOC)
+        self.observe(centre * (100 - fall_pct) // 100)
+        self.settle(1)
+        low = self.v.ex.markets[MAR].band_low
+        self.v.place(2, Side.BUY, 40, low + bid_below)
+        self.mark()
+        self.settle(1)
+
+    @rule(price=st.integers(1500, 2700))
+    def observe(self, price):
+        self.v.clear(SubmitObservation, provider_id=81, gpu_class="H100", price=price, hours=10,
+                     observed_ns=self.v.ts + 1, at=self.v.ts + 1)
 
     @rule()
     def mark(self):
-        self.v.clear(MarkStep)
+        self.check_waterfall(self.v.clear(MarkStep))
+
+    @rule()
+    def fix(self):
+        self.v.clear(FixIndex)
 
     @rule(hours=st.integers(0, 30))
     def settle(self, hours):
         self.v.ts += hours * 3600 * 10**9
         events = self.v.clear(Settle)
-        assert sum(e.amount for e in of(events, CollateralMoved)) == 0
+        assert sum(e.amount for e in of(events, CollateralMoved)
+                   if e.reason == "variation_margin") == 0
+        self.check_waterfall(events)
+
+    @rule(days=st.integers(1, 20))
+    def advance(self, days):
+        """Time runs on, past the last trading day and the end of delivery."""
+        self.v.ts += days * DAY
+        self.check_waterfall(self.v.clear(MarkStep))
 
     @rule(account=st.integers(1, 3), amount=st.integers(1, 10**12))
     def withdraw(self, account, amount):
         self.v.clear(Withdraw, account_id=account, amount=amount)
+
+    def check_waterfall(self, events):
+        """A deficit is paid only when realized, the fund never goes below zero, and no
+        gainer pays more than it gained."""
+        led = self.v.house.ledger
+        for kind in (Liquidation, DefaultCovered, InstrumentSettled):
+            if of(events, kind):
+                event(kind.__name__)
+        for e in of(events, DefaultCovered):
+            assert not any(p.qty or p.settled_qty or p.day_cash
+                           for p in led.accounts[e.account_id].positions.values())
+            assert e.insurance + e.mutualised + e.uncovered == e.deficit
+        paid = {}
+        for e in of(events, CollateralMoved):
+            if e.reason in ("variation_margin", "final_settlement"):
+                paid[e.account_id] = e.amount
+            elif e.reason == "haircut" and e.amount < 0:
+                assert -e.amount <= paid.get(e.account_id, 0)
 
     @invariant()
     def conserved(self):
@@ -374,10 +435,11 @@ class HouseConservation(RuleBasedStateMachine):
         assert sum(p.qty for a in led.accounts.values() for p in a.positions.values()) == 0
         assert led.open_interest(MAR) == sum(max(p.qty, 0) for a in led.accounts.values()
                                              for p in a.positions.values())
+        assert led.accounts[INSURANCE].collateral >= 0
 
 
 TestHouseConservation = HouseConservation.TestCase
-TestHouseConservation.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+TestHouseConservation.settings = settings(max_examples=80, stateful_step_count=50, deadline=None)
 
 
 def test_margin_and_position_limits_can_be_set_per_class_and_per_account():
