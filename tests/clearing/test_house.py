@@ -134,7 +134,8 @@ def test_a_falling_market_calls_margin_then_liquidates_and_insurance_covers_the_
 
 
 def test_final_settlement_is_the_mean_of_the_fixings_over_delivery():
-    """Fixings 2.100, 2.200 and 2.150 in March (and one in February, not counted): 2.150."""
+    """Fixings 2.100, 2.200 and 2.150 in March (and one in February, not counted), each
+    carried over the days until the next (1.900 on 1 and 2 March): 42,650 / 20 -> 2.132."""
     v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
     v.clear(Deposit, account_id=1, amount=10**12)
     v.clear(Deposit, account_id=2, amount=10**12)
@@ -148,9 +149,9 @@ def test_final_settlement_is_the_mean_of_the_fixings_over_delivery():
         assert of(v.clear(FixIndex), IndexFixed)[0].fixing.value == price
     events = v.clear(MarkStep, at=v.inst.delivery_end_ns)
     settled = of(events, InstrumentSettled)[0]
-    assert (settled.price, settled.fixings) == (2150, 3)
+    assert (settled.price, settled.fixings) == (2132, 20)
     paid = {e.account_id: e.amount for e in of(events, CollateralMoved)}
-    assert paid == {1: 4 * 50 * 744 * 1000, 2: -4 * 50 * 744 * 1000}
+    assert paid == {1: 4 * 32 * 744 * 1000, 2: -4 * 32 * 744 * 1000}
     assert v.ex.markets[MAR].status is InstrumentStatus.SETTLED
     assert MAR not in v.house.ledger.accounts[1].positions
 
@@ -258,7 +259,8 @@ def test_liquidation_goes_through_when_the_market_fell_without_a_settlement():
 
 
 def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
-    """Fixing 3 March three times (2.100) and 10 March once (2.400): the mean is 2.250."""
+    """Fixing 3 March three times (2.100, carried to the 9th) and 10 March once (2.400):
+    8 fixings, (7 x 2.100 + 2.400) / 8 = 2.1375 -> 2.138."""
     v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
     for day, price, times in ((datetime.date(2027, 3, 3), 2100, 3),
                               (datetime.date(2027, 3, 10), 2400, 1)):
@@ -267,6 +269,6 @@ def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
                 observed_ns=at, at=at)
         for _ in range(times):
             v.clear(FixIndex)
-    assert len(v.house.index["H100"].fixings) == 2
+    assert len(v.house.index["H100"].fixings) == 8
     settled = of(v.clear(MarkStep, at=v.inst.delivery_end_ns), InstrumentSettled)[0]
-    assert (settled.price, settled.fixings) == (2250, 2)
+    assert (settled.price, settled.fixings) == (2138, 8)
