@@ -315,6 +315,13 @@ class ClassIndex:
         self._prices: dict[int, int] = {}          # provider -> its price_nano, while unchanged
         self._built: tuple[int | None, tuple[ProviderInput, ...]] | None = None
 
+    def __setstate__(self, state: dict) -> None:
+        """Load a pickled index; one pickled before this method's structures is refused, so a
+        snapshot holding it fails to load and recovery replays the journal instead."""
+        if "_heap" not in state:
+            raise TypeError("a ClassIndex pickled by an older version (observations in a list)")
+        self.__dict__.update(state)
+
     # -- Input ----------------------------------------------------------------------------
 
     def submit(self, obs: Observation, now_ns: int) -> None:

@@ -614,6 +614,18 @@ def test_bad_parameters_are_refused(kw):
         IndexParams(**kw)
 
 
+def test_an_index_pickled_before_this_method_is_refused_on_load():
+    """A snapshot's index of the old shape (a list of observations) fails to load, so
+    recovery replays the journal, rather than loading an index without its heap."""
+    index = ClassIndex("H100", IndexParams())
+    honest(index)
+    assert pickle.loads(pickle.dumps(index)).value(T) == (2100, "builtin")
+    old = ClassIndex.__new__(ClassIndex)
+    with pytest.raises(TypeError):
+        old.__setstate__({"gpu_class": "H100", "params": IndexParams(), "external": None,
+                          "observations": [obs(1, 2100, 10)], "fixings": []})
+
+
 def test_the_cap_is_exact():
     """max_share is a fraction written as a string, exactly: 1/3 is not 0.3333."""
     assert Fraction(IndexParams().max_share) == Fraction(1, 3)
