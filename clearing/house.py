@@ -375,26 +375,29 @@ class ClearingHouse:
         """Each day's fixing of the delivery period, from its first day through ``through``
         (None: through the last day fixed), and how many of them were carried.
 
-        A day without a fixing carries the previous fixing (the last one before it, even
-        from before the period); with none at all, ``fallback`` (the last settlement price).
+        The index carries the previous fixing over a day it did not fix when it fixes a
+        later one; a day after the last fixing, when the period is over, is carried here
+        the same way; before any fixing at all, a day counts at ``fallback`` (the last
+        settlement price), carried too.
         """
-        fixings = self.index[inst.gpu_class].fixings
-        by_date = {f.date: f.value for f in fixings if f.value is not None}
-        start, end = inst.delivery_start, inst.delivery_end
+        index = self.index[inst.gpu_class]
+        stored = index.daily_fixings(inst.delivery_start, inst.delivery_end)
         if through is None:
-            fixed = [d for d in by_date if start <= d < end]
-            if not fixed:
+            if not stored:
                 return [], 0
-            through = max(fixed)
-        previous = next((f.value for f in reversed(fixings)
-                         if f.date < start and f.value is not None), fallback)
+            through = stored[-1].date
+        before = index.daily_fixings(datetime.date.min, inst.delivery_start)
+        previous = next((f.value for f in reversed(before) if f.value is not None), fallback)
+        by_date = {f.date: f for f in stored}
         values, carried = [], 0
-        day = start
+        day = inst.delivery_start
         while day <= through:
-            value = by_date.get(day)
-            if value is None:
-                value, carried = previous, carried + 1
-            values.append(value)
-            previous = value
+            fixing = by_date.get(day)
+            if fixing is not None and fixing.value is not None:
+                previous = fixing.value
+                carried += fixing.carried
+            else:
+                carried += 1
+            values.append(previous)
             day += datetime.timedelta(days=1)
         return values, carried

@@ -272,7 +272,7 @@ def positions_view(house, account_id: int) -> list[dict]:
 
 def index_view(index, now_ns: int) -> dict:
     """market.index of one class: its value now and its fixings, oldest first."""
-    value, source = index.value(now_ns)
+    value, source = index.peek(now_ns)
     return {"gpu_class": index.gpu_class, "value": opt_price(value), "time": ns_to_ms(now_ns),
             "source": source,
             "fixings": [{"date": f.date.isoformat(), "value": opt_price(f.value)}
@@ -308,3 +308,34 @@ def admin_view(ev, name_of) -> dict | None:
         return {"type": "final_settlement", "symbol": ev.symbol, "price": format_price(ev.price),
                 "fixings": ev.fixings, "carried": ev.carried, "time": time}
     return None
+
+
+def fixing_view(fixing, index_params, name_of) -> dict:
+    """market.fixing: a fixing with every input and step (clearing.index's method), so that
+    anyone can recompute it: sum(weight_ppb x price_nano) / 10^18 ticks, half to even."""
+    return {
+        "gpu_class": fixing.gpu_class, "date": fixing.date.isoformat(),
+        "value": opt_price(fixing.value), "source": fixing.source, "carried": fixing.carried,
+        "time": ns_to_ms(fixing.fixed_ns),
+        "providers": [{"provider": name_of(p.provider_id),
+                       "price": _scaled(p.price_nano, 12), "hours": p.hours,
+                       "weight": _scaled(p.weight_ppb, 9), "excluded": p.excluded,
+                       "reason": p.reason, "price_nano": p.price_nano,
+                       "weight_ppb": p.weight_ppb} for p in fixing.providers],
+        "external": None if fixing.external is None else {
+            "provider": name_of(fixing.external.provider_id),
+            "value": format_price(fixing.external.value),
+            "time": ns_to_ms(fixing.external.observed_ns)},
+        "method": {"window_hours": index_params.window_ns / 3_600_000_000_000,
+                   "trim": _scaled(index_params.trim_bps, 4),
+                   "max_deviation": _scaled(fixing.max_deviation_bps, 4),
+                   "max_share": fixing.max_share, "min_providers": fixing.min_providers,
+                   "sources": list(index_params.sources), "rounding": "half_even"},
+    }
+
+
+def _scaled(value: int, decimals: int) -> str:
+    """An integer in units of 10^-decimals as an exact decimal string: (2100, 3) -> "2.100"."""
+    sign = "-" if value < 0 else ""
+    whole, part = divmod(abs(value), 10**decimals)
+    return f"{sign}{whole}.{part:0{decimals}d}"

@@ -38,6 +38,7 @@ class ClearingReason(enum.IntEnum):
     STALE_OBSERVATION = 213        # an observation older than the index window
     INVALID_AMOUNT = 214           # a deposit or withdrawal that is not a positive amount
     UNKNOWN_ACCOUNT = 215          # no such account name
+    NO_FIXING = 216                # the class has no fixing of that date
 
 
 # JSON-RPC 2.0's codes for requests that could not be read at all.
@@ -105,6 +106,7 @@ _CLEARING_MEANINGS = {
     ClearingReason.STALE_OBSERVATION: "the observation is older than the index window",
     ClearingReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD",
     ClearingReason.UNKNOWN_ACCOUNT: "no account has this name",
+    ClearingReason.NO_FIXING: "no fixing of the class is dated that day (none taken yet)",
 }
 
 

@@ -6,6 +6,8 @@ commands through ``server.submit``; reads look at the engine or the feed.
 """
 from __future__ import annotations
 
+import datetime
+
 from typing import Callable, NamedTuple
 
 from engine.messages import (
@@ -230,6 +232,18 @@ def index_submit(server, session, p: schema.IndexSubmit):
     return {"accepted": True, "index_value": codec.opt_price(value.value)}
 
 
+def market_fixing(server, session, p: schema.FixingQuery):
+    index = server.house.index.get(p.gpu_class)
+    if index is None:
+        raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
+                       field="gpu_class")
+    found = index.daily_fixings(p.date, p.date + datetime.timedelta(days=1))
+    if not found:
+        raise RpcError("no_fixing", f"{p.gpu_class} has no fixing dated {p.date.isoformat()}",
+                       field="date")
+    return codec.fixing_view(found[0], index.params, server.account_name)
+
+
 def market_index(server, session, p: schema.IndexQuery):
     index = server.house.index.get(p.gpu_class)
     if index is None:
@@ -332,6 +346,7 @@ METHODS: dict[str, Method] = {
     "market.curve": Method(curve, schema.GpuClassQuery, REQUEST, None),
     "index.submit": Method(index_submit, schema.IndexSubmit, REQUEST, PROVIDERS),
     "market.index": Method(market_index, schema.IndexQuery, REQUEST, None),
+    "market.fixing": Method(market_fixing, schema.FixingQuery, REQUEST, None),
     "admin.deposit": Method(deposit, schema.CashMove, REQUEST, ADMIN),
     "admin.withdraw": Method(withdraw, schema.CashMove, REQUEST, ADMIN),
     "admin.fix_index": Method(fix_index, schema.GpuClassFilter, REQUEST, ADMIN),

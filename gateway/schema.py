@@ -8,6 +8,8 @@ engine.prices' job, done in gateway.codec.
 """
 from __future__ import annotations
 
+import datetime
+
 from typing import Annotated, Literal
 
 import msgspec
@@ -128,6 +130,10 @@ class IndexSubmit(Params):
 
 class GpuClassQuery(Params):
     gpu_class: GpuClass
+
+
+class FixingQuery(GpuClassQuery):
+    date: datetime.date                # "YYYY-MM-DD"
 
 
 class IndexQuery(GpuClassQuery):

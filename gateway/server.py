@@ -463,7 +463,7 @@ class Server:
         for ev in events:
             kind = type(ev)
             if admins and isinstance(ev, ClearingEvent):
-                data = codec.admin_view(ev, self._account_name)
+                data = codec.admin_view(ev, self.account_name)
                 if data is not None:
                     frame = self._notification("admin", data)
                     for s in admins:
@@ -476,7 +476,8 @@ class Server:
             elif kind is Trade or kind is BookLevelChanged:
                 self._curve_dirty.add(classes[ev.symbol])
 
-    def _account_name(self, account_id: int) -> str:
+    def account_name(self, account_id: int) -> str:
+        """The name of an account, or of one of the house's own (the insurance fund)."""
         account = self.accounts.by_id.get(account_id)
         if account is not None:
             return account.account
@@ -782,7 +783,7 @@ class Server:
         inst = self.venue.exchange.markets[symbol].instrument
         data["open_interest"] = house.ledger.open_interest(symbol)
         data["mark_price"] = codec.opt_price(house.marks[symbol].price)
-        data["index_price"] = codec.opt_price(house.index[inst.gpu_class].value(
+        data["index_price"] = codec.opt_price(house.index[inst.gpu_class].peek(
             self.venue.last_ts)[0])
         return data
 

