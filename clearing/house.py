@@ -248,7 +248,7 @@ class ClearingHouse:
                 commands.append(PlaceOrder(
                     ts_ns=ts, account_id=account_id, symbol=symbol,
                     side=Side.SELL if pos.qty > 0 else Side.BUY, qty=abs(pos.qty),
-                    order_type=OrderType.MARKET, tif=TimeInForce.IOC, reduce_only=True))
+                    order_type=OrderType.MARKET, tif=TimeInForce.IOC, liquidation=True))
         return commands
 
     def _cover_deficits(self, ts: int, events: list) -> None:

@@ -41,7 +41,7 @@ from gateway.feed import Feed
 from gateway.journal import Failed, Journal, JournalError, Reader, Torn, cut_torn, segments, \
     sync_directory
 from gateway.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
-from gateway.venue import Venue
+from gateway.venue import HouseGate, Venue
 
 log = logging.getLogger("gpux.recovery")
 
@@ -125,7 +125,7 @@ def build(config: Config, as_of: datetime.date, accounts: Iterable[AccountConfig
         insurance_account=INSURANCE_ACCOUNT,
         providers=[a.account_id for a in providers],
         trusted_providers=[a.account_id for a in providers if a.trusted])
-    venue = Venue(Exchange(instruments, house), house, clock)
+    venue = Venue(Exchange(instruments, HouseGate(house)), house, clock)
     return venue, Feed(i.symbol for i in instruments)
 
 

@@ -13,8 +13,8 @@ from clearing.risk import ClearingRisk
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
-    CancelOrder, OrderAccepted, OrderRejected, OrderType, PlaceOrder, RejectReason,
-    ReplaceOrder, Side, TimeInForce, Trade,
+    CancelOrder, OrderAccepted, OrderCancelled, OrderRejected, OrderType, PlaceOrder,
+    RejectReason, ReplaceOrder, Side, TimeInForce, Trade,
 )
 
 MAR = "H100-2027-03"
@@ -75,7 +75,14 @@ def test_an_order_that_reduces_risk_is_always_allowed():
     assert not rejected(v.place(1, Side.SELL, 6, 2060))
 
 
+def position(v, account):
+    pos = v.ledger.accounts[account].positions.get(MAR)
+    return 0 if pos is None else pos.qty
+
+
 def test_reduce_only_may_not_increase_or_flip_the_position():
+    """Reduce-only is refused with no position or on the side that adds; one larger than
+    the position is reduced to fit, and then nothing is left for another."""
     v = Venue()
     v.ledger.deposit(1, 10 * IM_10)
     v.ledger.deposit(2, 10 * IM_10)
@@ -85,9 +92,73 @@ def test_reduce_only_may_not_increase_or_flip_the_position():
     v.place(1, Side.BUY, 5, 2100)
     assert rejected(v.place(1, Side.BUY, 1, 2090, reduce_only=True)) == \
         [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
-    assert rejected(v.place(1, Side.SELL, 6, 2200, reduce_only=True)) == \
+    (accepted,) = [e for e in v.place(1, Side.SELL, 6, 2200, reduce_only=True)
+                   if type(e) is OrderAccepted]
+    assert accepted.qty == 5 and v.ex.order(accepted.order_id).leaves_qty == 5
+    assert rejected(v.place(1, Side.SELL, 1, 2210, reduce_only=True)) == \
         [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
-    assert not rejected(v.place(1, Side.SELL, 5, 2200, reduce_only=True))
+
+
+def test_audit_49_reduce_only_sells_cannot_take_a_long_10_short():
+    """Issue 15's audit: long 10 with $3,000 and a position limit of 10 places 49
+    reduce-only sells of 10 and a buyer takes all that is offered; only the first sell
+    fits, and the position goes to 0, never below."""
+    v = Venue(position_limit=10)
+    v.risk.position_limits[2] = 10_000
+    v.ledger.deposit(1, 3_000 * 10**6)
+    v.ledger.deposit(2, 10**15)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    assert position(v, 1) == 10
+    seen = []
+    for i in range(49):
+        events = v.place(1, Side.SELL, 10, 2100 + i, reduce_only=True)
+        assert rejected(events) == ([] if i == 0 else [RejectReason.REDUCE_ONLY_WOULD_INCREASE])
+        seen.append(position(v, 1))
+    for _ in range(3):
+        v.place(2, Side.BUY, 490, 2200, tif=TimeInForce.IOC)
+        seen.append(position(v, 1))
+    assert seen[-1] == 0 and all(0 <= p <= 10 for p in seen)
+    assert v.ex.open_orders(1) == []
+
+
+def test_a_resting_reduce_only_order_goes_with_the_position_it_reduced():
+    """Long 5 with a reduce-only sell of 5 resting at 2.200: an ordinary sell closes the
+    position, which cancels the reduce-only order (reason reduce_only), so a later buyer
+    at 2.200 opens no short for the account."""
+    v = Venue()
+    for account in (1, 2, 3):
+        v.ledger.deposit(account, 10 * IM_10)
+    v.place(2, Side.SELL, 5, 2100)
+    v.place(1, Side.BUY, 5, 2100)
+    (reducing,) = [e.order_id for e in v.place(1, Side.SELL, 5, 2200, reduce_only=True)
+                   if type(e) is OrderAccepted]
+    v.place(2, Side.BUY, 5, 2100)
+    events = v.place(1, Side.SELL, 5, 2100)
+    assert [(e.order_id, e.reason.name, e.qty) for e in events if type(e) is OrderCancelled] \
+        == [(reducing, "REDUCE_ONLY", 5)]
+    assert position(v, 1) == 0
+    assert not [e for e in v.place(3, Side.BUY, 5, 2200) if type(e) is Trade]
+    assert position(v, 1) == 0
+
+
+def test_a_reduce_only_sell_behind_the_accounts_own_sell_is_not_filled_in_the_same_sweep():
+    """Long 10 with an ordinary sell of 10 at 2.100 and a reduce-only sell of 10 at 2.101:
+    one buy of 20 fills the ordinary sell, which closes the position, and the reduce-only
+    sell is cancelled before it can fill, leaving the account flat."""
+    v = Venue()
+    for account in (1, 2, 3):
+        v.ledger.deposit(account, 10 * IM_10)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    v.place(1, Side.SELL, 10, 2100)
+    (reducing,) = [e.order_id for e in v.place(1, Side.SELL, 10, 2101, reduce_only=True)
+                   if type(e) is OrderAccepted]
+    events = v.place(3, Side.BUY, 20, 2101, tif=TimeInForce.IOC)
+    assert [(e.price, e.qty) for e in events if type(e) is Trade] == [(2100, 10)]
+    assert [(e.order_id, e.reason.name) for e in events if type(e) is OrderCancelled][0] == \
+        (reducing, "REDUCE_ONLY")
+    assert position(v, 1) == 0
 
 
 def test_position_limit_counts_open_orders_on_the_same_side():
