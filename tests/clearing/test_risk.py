@@ -204,7 +204,9 @@ def test_margin_of_resting_orders_matches_their_fill(qty):
 
 
 class RiskFollowsTheEngine(RuleBasedStateMachine):
-    """Whatever is traded, replaced and cancelled, clearing's view equals the engine's."""
+    """Whatever is traded, replaced and cancelled, clearing's view equals the engine's; and
+    reduce-only orders, placed, resting, triggered and replaced among the others, never
+    grow their account's |position|, nor add up to more than it."""
 
     def __init__(self):
         super().__init__()
@@ -212,11 +214,52 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
         for account in (1, 2, 3):
             self.v.ledger.deposit(account, 10**15)
 
+    def send(self, cmd_type, **kw):
+        """Send a command; no fill of a reduce-only order may take its account's position
+        away from zero (each fill checked against the position just before it)."""
+        before = {a: position(self.v, a) for a in (1, 2, 3)}
+        events = self.v.send(cmd_type, **kw)
+        for ev in events:
+            if type(ev) is Trade:
+                for account, order_id, side in (
+                        (ev.maker_account_id, ev.maker_order_id, -ev.aggressor),
+                        (ev.taker_account_id, ev.taker_order_id, ev.aggressor)):
+                    after = before[account] + side * ev.qty
+                    if self.v.ex.order(order_id).reduce_only:
+                        assert abs(after) < abs(before[account]) and after * before[account] >= 0
+                    before[account] = after
+        assert before == {a: position(self.v, a) for a in (1, 2, 3)}
+
     @rule(account=st.integers(1, 3), side=st.sampled_from([Side.BUY, Side.SELL]),
           qty=st.integers(1, 20), price=st.integers(2090, 2110),
-          tif=st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]))
-    def place(self, account, side, qty, price, tif):
-        self.v.place(account, side, qty, price, tif=tif)
+          tif=st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]),
+          reduce_only=st.sampled_from([False, False, True]))
+    def place(self, account, side, qty, price, tif, reduce_only):
+        self.send(PlaceOrder, account_id=account, symbol=MAR, side=side, qty=qty, price=price,
+                  tif=tif, reduce_only=reduce_only)
+
+    @rule(account=st.integers(1, 3), other=st.integers(1, 3),
+          side=st.sampled_from([Side.BUY, Side.SELL]), qty=st.integers(1, 20),
+          price=st.integers(2090, 2110))
+    def cross(self, account, other, side, qty, price):
+        """Another account rests an order and this one takes it: positions to reduce."""
+        self.send(PlaceOrder, account_id=other, symbol=MAR, side=Side(-side), qty=qty,
+                  price=price)
+        self.send(PlaceOrder, account_id=account, symbol=MAR, side=side, qty=qty, price=price,
+                  tif=TimeInForce.IOC)
+
+    @rule(account=st.integers(1, 3), qty=st.integers(1, 20), price=st.integers(2090, 2110),
+          kind=st.sampled_from(["gtc", "ioc", "iceberg", "market", "stop"]),
+          stop=st.integers(2090, 2110))
+    def reduce_position(self, account, qty, price, kind, stop):
+        """A reduce-only order on the side that closes the account's position."""
+        side = Side.SELL if position(self.v, account) > 0 else Side.BUY
+        kw = {"gtc": {}, "ioc": {"tif": TimeInForce.IOC},
+              "iceberg": {"display_qty": 2} if qty > 2 else {},
+              "market": {"order_type": OrderType.MARKET, "tif": TimeInForce.IOC, "price": None},
+              "stop": {"order_type": OrderType.STOP_LIMIT, "stop_price": stop}}[kind]
+        self.send(PlaceOrder, **{"account_id": account, "symbol": MAR, "side": side,
+                                 "qty": qty, "price": price, "reduce_only": True, **kw})
 
     @rule(data=st.data())
     def replace_or_cancel(self, data):
@@ -224,11 +267,25 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
         if live:
             order = data.draw(st.sampled_from(live))
             if data.draw(st.booleans()):
-                self.v.send(CancelOrder, account_id=order.account_id, order_id=order.order_id)
+                self.send(CancelOrder, account_id=order.account_id, order_id=order.order_id)
             else:
-                self.v.send(ReplaceOrder, account_id=order.account_id, order_id=order.order_id,
-                            qty=order.filled_qty + data.draw(st.integers(1, 20)),
-                            price=data.draw(st.integers(2090, 2110)))
+                self.send(ReplaceOrder, account_id=order.account_id, order_id=order.order_id,
+                          qty=order.filled_qty + data.draw(st.integers(1, 20)),
+                          price=data.draw(st.integers(2090, 2110)))
+
+    @invariant()
+    def reduce_only_orders_fit_their_positions(self):
+        """Per account and side, the live reduce-only orders close at most the position,
+        and none is on the side that would add to it."""
+        held = {}
+        for account in (1, 2, 3):
+            for o in self.v.ex.open_orders(account):
+                if o.reduce_only:
+                    held[(account, int(o.side))] = held.get((account, int(o.side)), 0) + \
+                        o.leaves_qty
+        for (account, side), lots in held.items():
+            pos = position(self.v, account)
+            assert side * pos < 0 and lots <= abs(pos), (account, side, lots, pos)
 
     @invariant()
     def open_orders_match(self):
@@ -255,5 +312,5 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
 
 
 TestRiskFollowsTheEngine = RiskFollowsTheEngine.TestCase
-TestRiskFollowsTheEngine.settings = settings(max_examples=40, stateful_step_count=40,
+TestRiskFollowsTheEngine.settings = settings(max_examples=60, stateful_step_count=50,
                                              deadline=None)
