@@ -96,7 +96,8 @@ cdef class Order:
 
     Quantities in lots: ``qty`` = ``filled_qty`` + ``leaves_qty`` + what was
     cancelled or expired. A replace sets ``qty`` (leaves = qty - filled); a
-    self-trade decrement lowers it (OrderReduced). Read-only outside the engine.
+    self-trade decrement, or a reduce-only order's cut to its position, lowers it
+    (OrderReduced). Read-only outside the engine.
     """
 
     def __repr__(self):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import textwrap
-from collections import defaultdict
 
 import pytest
 
@@ -18,7 +17,7 @@ from engine.messages import (
     BookLevelChanged, CancelOrder, MatchRecord, OrderCancelled, OrderRejected, OrderType,
     PlaceOrder, ReplaceOrder, SelfTradePrevention, Side, TimeInForce, Timer, Trade,
 )
-from oracle import ReferenceBook
+from oracle import PositionGate, ReferenceBook
 
 SYMBOL = "H100-2027-03"
 BUY, SELL = Side.BUY, Side.SELL
@@ -31,29 +30,6 @@ def instrument(symbol: str = SYMBOL, reference_price: int = 1000) -> Instrument:
     """Return an H100 contract (March 2027 by default) with a 900..1100 tick band."""
     product = Product(gpu_class="H100", reference_price=reference_price)
     return make_instrument(product, parse_symbol(symbol).period)
-
-
-class PositionGate:
-    """A risk gate that lets every order through and keeps positions from the trades it is
-    handed (engine.risk.RiskGate), so the engine enforces reduce-only. ``log`` holds every
-    event handed over, in order, to show that each reaches it once."""
-
-    def __init__(self) -> None:
-        self.positions: dict[tuple[int, str], int] = defaultdict(int)
-        self.log: list = []
-
-    def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
-        return None
-
-    def apply(self, events) -> None:
-        self.log.extend(events)
-        for ev in events:
-            if type(ev) is Trade:
-                self.positions[(ev.maker_account_id, ev.symbol)] -= ev.aggressor * ev.qty
-                self.positions[(ev.taker_account_id, ev.symbol)] += ev.aggressor * ev.qty
-
-    def position(self, account_id, symbol) -> int:
-        return self.positions.get((account_id, symbol), 0)
 
 
 class Harness:

@@ -16,12 +16,18 @@ book (tests compare their outputs event for event):
 
 ``fillable`` answers by matching on a copy of the book, fitting each halted
 reduce-only maker as the engine does: obviously right, slow.
+
+``PositionGate`` is the smallest risk gate that makes the engine enforce
+reduce-only: it keeps positions and lets every order through.
 """
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 
 from sortedcontainers import SortedDict
+
+from engine.messages import Trade
 
 FILL, STP_CANCEL_MAKER, STP_DECREMENT, STP_CANCEL_TAKER, REDUCE_ONLY_HALT = range(5)
 MAX_SPAN = 1 << 20        # engine.book: widest range of resting prices, in ticks
@@ -256,3 +262,26 @@ class ReferenceBook:
                     assert self._orders[o.order_id] is o
                     count += 1
         assert count == len(self._orders)
+
+
+class PositionGate:
+    """A risk gate that lets every order through and keeps positions from the trades it is
+    handed (engine.risk.RiskGate), so the engine enforces reduce-only. ``log`` holds every
+    event handed over, in order, to show that each reaches it once."""
+
+    def __init__(self) -> None:
+        self.positions: dict[tuple[int, str], int] = defaultdict(int)
+        self.log: list = []
+
+    def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
+        return None
+
+    def apply(self, events) -> None:
+        self.log.extend(events)
+        for ev in events:
+            if type(ev) is Trade:
+                self.positions[(ev.maker_account_id, ev.symbol)] -= ev.aggressor * ev.qty
+                self.positions[(ev.taker_account_id, ev.symbol)] += ev.aggressor * ev.qty
+
+    def position(self, account_id, symbol) -> int:
+        return self.positions.get((account_id, symbol), 0)

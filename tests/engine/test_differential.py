@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from conftest import SYMBOL, T0, PositionGate, instrument
+from conftest import SYMBOL, T0, instrument
 from engine.book import OrderBook
 from engine.exchange import LIVE, Exchange
 from engine.messages import (
@@ -26,7 +26,7 @@ from engine.messages import (
     OrderExpired, OrderStatus, OrderType, PlaceOrder, ReplaceOrder, SelfTradePrevention,
     SetInstrumentStatus, Side, TimeInForce, Timer, Trade,
 )
-from oracle import ReferenceBook
+from oracle import PositionGate, ReferenceBook
 
 sides = st.sampled_from([Side.BUY, Side.SELL])
 prices = st.integers(995, 1005)          # narrow, so that orders actually cross

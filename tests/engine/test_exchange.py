@@ -5,8 +5,8 @@ import msgspec
 import pytest
 
 from conftest import (
-    BUY, FOK, GTD, IOC, SELL, SYMBOL, T0, Harness, PositionGate, cancelled, instrument,
-    levels, of, rejected, table, trades,
+    BUY, FOK, GTD, IOC, SELL, SYMBOL, T0, Harness, cancelled, instrument, levels, of,
+    rejected, table, trades,
 )
 from engine.book import OrderBook
 from engine.exchange import Exchange
@@ -15,6 +15,7 @@ from engine.messages import (
     OrderDuplicate, OrderExpired, OrderReduced, OrderReplaced, OrderStatus, OrderTriggered,
     OrderType, PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, SetInstrumentStatus, SetReferencePrice, Trade,
 )
+from oracle import PositionGate
 
 SEC = 10**9
 DAY = 86_400 * SEC
