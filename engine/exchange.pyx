@@ -32,6 +32,7 @@ built once, positionally.
 import hashlib
 import heapq
 from collections import deque
+from operator import attrgetter
 
 import msgspec
 from sortedcontainers import SortedList
@@ -697,15 +698,15 @@ cdef class Exchange:
         no more than the position.
         """
         cdef dict reducing = self._reducing
-        cdef dict moved = {}
+        cdef set moved = set()
         cdef int64_t position, excess
         cdef Order o
         for ev in events:
             if type(ev) is Trade:
                 if ev.maker_account_id in reducing:
-                    moved[(ev.maker_account_id, ev.symbol)] = None
+                    moved.add((ev.maker_account_id, ev.symbol))
                 if ev.taker_account_id in reducing:
-                    moved[(ev.taker_account_id, ev.symbol)] = None
+                    moved.add((ev.taker_account_id, ev.symbol))
         if not moved:
             return
         self._sync(events)
@@ -715,7 +716,7 @@ cdef class Exchange:
                 continue
             position = self.risk.position(account_id, symbol)
             newest_first = sorted([o for o in mine.values() if o.symbol == symbol],
-                                  key=_order_id, reverse=True)
+                                  key=attrgetter("order_id"), reverse=True)
             excess = -abs(position)
             for o in newest_first:
                 if _closing_lots(o._side, position):
@@ -815,7 +816,7 @@ cdef class Exchange:
         if order.reduce_only and self._risk_gated and leaves > order.leaves_qty:
             room, position, held = self._room(order.account_id, order.symbol, order._side, order,
                                               events)
-            if room == 0:
+            if room == 0:             # the position moved outside the engine's commands
                 raise _no_room(order.side, position, held)
             if leaves > room:
                 leaves = room
@@ -1033,6 +1034,3 @@ cdef object _no_room(object side, object position, int64_t held):
                     + (f", the account's other reduce-only {side.name.lower()} orders hold {held})"
                        if held else ")"), "reduce_only")
 
-
-def _order_id(Order order):
-    return order.order_id
