@@ -114,8 +114,11 @@ class ClearingHouse:
 
     # -- The engine's risk gate -----------------------------------------------------
 
-    def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
-        return self.risk.check(account_id, symbol, side, price, qty, reduce_only, replaces)
+    def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
+        return self.risk.check(account_id, symbol, side, price, qty, liquidation, replaces)
+
+    def position(self, account_id: int, symbol: str) -> int:
+        return self.risk.position(account_id, symbol)
 
     def apply(self, events) -> None:
         self.risk.apply(events)
@@ -273,7 +276,7 @@ class ClearingHouse:
         self.pending.discard(account_id)
         engine.append(PlaceOrder(ts_ns=ts, account_id=account_id, symbol=symbol, side=side,
                                  qty=qty, order_type=OrderType.MARKET, tif=TimeInForce.IOC,
-                                 reduce_only=True))
+                                 reduce_only=True, liquidation=True))
         events.append(Liquidation(account_id, equity, maintenance, "reduce", symbol, qty, ts))
 
     def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:

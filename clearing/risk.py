@@ -1,17 +1,20 @@
 """The pre-trade check and post-trade booking: clearing's side of the order path.
 
 ``ClearingRisk`` implements engine.risk.RiskGate. Before an order (or a
-replace) reaches the book the engine asks ``check``; after every command it
-hands the events to ``apply``, which books fills in the ledger and keeps
-each account's open orders, since margin counts them as if filled.
+replace) reaches the book the engine asks ``check``; it hands every
+command's events to ``apply``, which books fills in the ledger and keeps
+each account's open orders, since margin counts them as if filled; and it
+reads ``position`` from the ledger to enforce reduce-only, which it does
+itself (engine.exchange), before it asks ``check``.
 
 An order is refused when
-- it is reduce-only and could increase the position (reduce_only_would_increase);
 - the position could pass the account's limit if every open order on that
   side filled (position_limit);
 - it raises initial margin above equity (insufficient_margin). An order
   that does not raise the requirement (it closes or offsets risk) is always
   allowed, even for an account already short of margin.
+Reduce-only orders are checked like any other. Liquidation orders (clearing's
+own, closing a position) are not checked at all: they must reach the book.
 """
 from __future__ import annotations
 
@@ -81,16 +84,11 @@ class ClearingRisk:
 
     # -- The RiskGate protocol -------------------------------------------------------
 
-    def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
-        position = self._position(account_id, symbol)
-        side = int(side)
-        if reduce_only:
-            # It can only shrink the position: no limit or margin can object (liquidation
-            # orders are reduce-only, so they always reach the book).
-            if position == 0 or (position > 0) == (side > 0) or qty > abs(position):
-                return (RejectReason.REDUCE_ONLY_WOULD_INCREASE,
-                        f"reduce_only: the position is {position} lots")
+    def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
+        if liquidation:
             return None
+        position = self.position(account_id, symbol)
+        side = int(side)
         mine = self.by_account.get(account_id, {})
         exposure = self._exposure(account_id)
         same_side = exposure.open_lots(symbol, side)
@@ -221,7 +219,8 @@ class ClearingRisk:
             self.today = datetime.date(1970, 1, 1) + datetime.timedelta(days=day)
             self._rebuild()          # scanning ranges depend on the time to delivery
 
-    def _position(self, account_id: int, symbol: str) -> int:
+    def position(self, account_id: int, symbol: str) -> int:
+        """The account's position in lots (long > 0), as booked from the events applied."""
         account = self.ledger.accounts.get(account_id)
         pos = None if account is None else account.positions.get(symbol)
         return 0 if pos is None else pos.qty

@@ -18,6 +18,7 @@ cdef struct Order:
     int32_t prev             # FIFO neighbours within the level; -1 = none
     int32_t next             # (also the free-list link of a free slot)
     int8_t side              # 1 buy, -1 sell
+    int8_t reduce_only       # match() stops before it unless passed (the engine fits it)
 
 
 cdef struct Level:
@@ -44,7 +45,8 @@ cdef struct IdMap:
 
 
 cdef struct Record:
-    int8_t kind              # FILL, STP_CANCEL_MAKER, STP_DECREMENT, STP_CANCEL_TAKER
+    int8_t kind              # FILL, STP_CANCEL_MAKER, STP_DECREMENT, STP_CANCEL_TAKER,
+                             # REDUCE_ONLY_HALT
     int64_t maker_order_id
     int64_t maker_account_id
     int64_t price
@@ -79,7 +81,7 @@ cdef class OrderBook:
     cpdef bint would_take(self, int side, int64_t limit)
     cpdef bint can_hold(self, int64_t price)
     cpdef bint fillable(self, int side, int64_t limit, int64_t qty,
-                        int64_t account_id, int stp)
+                        int64_t account_id, int stp, dict caps=*)
     cpdef list depth(self, int side, int n)
     cpdef list orders(self, int side)
     cpdef object order(self, int64_t order_id)
@@ -87,11 +89,11 @@ cdef class OrderBook:
 
     # -- Mutations ---------------------------------------------------------
     cpdef add(self, int64_t order_id, int64_t account_id, int side,
-              int64_t price, int64_t qty, int64_t display=*)
+              int64_t price, int64_t qty, int64_t display=*, bint reduce_only=*)
     cpdef int64_t cancel(self, int64_t order_id) except -1
     cpdef reduce(self, int64_t order_id, int64_t leaves)
     cpdef list match(self, int side, int64_t limit, int64_t qty,
-                     int64_t account_id, int stp)
+                     int64_t account_id, int stp, int64_t passed=*)
 
     # -- Checks (tests, and books built with check_invariants=True) ----------
     cpdef check_invariants(self)
@@ -104,7 +106,7 @@ cdef class OrderBook:
     cdef int _grow_free_list(self, int32_t start) except -1
     cdef int32_t _alloc(self) except -1
     cdef _rest(self, int64_t order_id, int64_t account_id, int side, int64_t price,
-               int64_t visible, int64_t hidden, int64_t display)
+               int64_t visible, int64_t hidden, int64_t display, bint reduce_only)
     cdef int _shrink(self, Order* o, int64_t delta) except -1
     cdef void _link_back(self, Ladder* ladder, int64_t idx, int32_t slot) noexcept
     cdef void _unlink(self, Ladder* ladder, int64_t idx, int32_t slot) noexcept

@@ -28,6 +28,12 @@ Matching rules that live here because they decide queue order: price-time
 priority, iceberg replenishment (the next tranche joins the back of its level)
 and self-trade prevention (the taker's mode decides). Order types, bands and
 states are the engine's.
+
+Reduce-only orders carry a flag and nothing else: the book does not know
+positions. ``match`` stops before filling a flagged maker and reports it
+(REDUCE_ONLY_HALT), so the engine can fit it to its account's position as the
+fills so far have left it; the engine then matches again, passing that maker
+once. ``fillable`` is told how much each such account may still close.
 """
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -48,6 +54,7 @@ cdef enum:
     REC_CANCEL_MAKER = 1     # the resting own order was cancelled (qty = its leaves)
     REC_DECREMENT = 2        # both sides reduced by qty without a trade
     REC_CANCEL_TAKER = 3     # the taker stops here (qty = its cancelled remainder)
+    REC_HALT = 4             # stopped before a reduce-only maker (qty = the taker's remaining)
 
 cdef int64_t INITIAL_SPAN = 1024
 cdef int64_t MAX_SPAN = 1 << 20      # levels per side: a $1,048 wide book at $0.001
@@ -256,21 +263,30 @@ cdef class OrderBook:
         return self._base + opp.best >= limit
 
     cpdef bint fillable(self, int side, int64_t limit, int64_t qty,
-                        int64_t account_id, int stp):
+                        int64_t account_id, int stp, dict caps=None):
         """Return whether ``match`` with these arguments would fill all of ``qty``.
 
         Decides a fill-or-kill before any fill. It replays the queue order
         ``match`` would follow (iceberg tranches rejoin the back of their
         level; an own order stops the taker unless the mode is cancel-oldest)
         without changing anything.
+
+        Args:
+            caps: account_id -> lots that account's reduce-only makers may still
+                close (its position's size when the maker side closes it, else
+                0). As the engine fits a halted maker, each reduce-only maker is
+                cut to its account's cap (the iceberg reserve first; at 0 it is
+                gone), and every fill of a capped account lowers its cap. A
+                reduce-only maker of an account not named counts for nothing.
         """
         _check_side(side)
         cdef Ladder* opp = self._ladder(-side)
         cdef int64_t need = qty, idx = opp.best, price, n, head, size, vis, hid, take, k
-        cdef int64_t seen = 0
+        cdef int64_t seen = 0, cap, excess, cut
         cdef int32_t slot
         cdef Level* lvl
         cdef Order* o
+        cdef dict left = dict(caps) if caps else None
         while need > 0 and 0 <= idx < self._span and seen < opp.active:
             price = self._base + idx
             if (side == 1 and price > limit) or (side == -1 and price < limit):
@@ -301,8 +317,21 @@ cdef class OrderBook:
                     if stp == STP_CANCEL_OLDEST:
                         continue
                     return False
+                cap = -1
+                if left is not None:
+                    cap = left.get(o.account_id, -1)
+                if o.reduce_only:
+                    excess = vis + hid - (cap if cap > 0 else 0)
+                    if excess > 0:
+                        cut = _min(hid, excess)
+                        hid -= cut
+                        vis -= excess - cut
+                    if vis == 0:
+                        continue
                 take = _min(vis, need)
                 need -= take
+                if cap >= 0:
+                    left[o.account_id] = cap - take if cap > take else 0
                 if take == vis and hid > 0:
                     k = (head + size) % n
                     self._scratch[k] = slot
@@ -377,7 +406,7 @@ cdef class OrderBook:
             for row in self.orders(side):
                 slot = _ids_get(&self._ids, row[0])
                 rows.append((row[0], row[1], side, row[2], row[3], row[4],
-                             self._pool[slot].display))
+                             self._pool[slot].display, self._pool[slot].reduce_only))
         return _restored_book, (self.check_invariants_after_each, rows)
 
     cpdef object order(self, int64_t order_id):
@@ -415,7 +444,7 @@ cdef class OrderBook:
     # -- Mutations ---------------------------------------------------------
 
     cpdef add(self, int64_t order_id, int64_t account_id, int side,
-              int64_t price, int64_t qty, int64_t display=0):
+              int64_t price, int64_t qty, int64_t display=0, bint reduce_only=False):
         """Rest an order at the back of its level.
 
         The caller matches first: an order that would cross the other side is
@@ -427,6 +456,7 @@ cdef class OrderBook:
             price: Ticks, at least 1.
             qty: Lots, at least 1.
             display: Iceberg tranche size; 0 (or >= qty) shows the whole order.
+            reduce_only: ``match`` stops before filling it, unless passed.
 
         Raises:
             ValueError: on a bad side, quantity or price, a resting duplicate
@@ -440,12 +470,13 @@ cdef class OrderBook:
         if self.would_take(side, price):
             raise ValueError(f"order {order_id} at {price} would cross the book")
         if 0 < display < qty:
-            self._rest(order_id, account_id, side, price, display, qty - display, display)
+            self._rest(order_id, account_id, side, price, display, qty - display, display,
+                       reduce_only)
         else:
-            self._rest(order_id, account_id, side, price, qty, 0, 0)
+            self._rest(order_id, account_id, side, price, qty, 0, 0, reduce_only)
 
     cdef _rest(self, int64_t order_id, int64_t account_id, int side, int64_t price,
-               int64_t visible, int64_t hidden, int64_t display):
+               int64_t visible, int64_t hidden, int64_t display, bint reduce_only):
         """Link a checked order in at the back of its level, split as given."""
         self._ensure_price(price)
         cdef int32_t slot = self._alloc()
@@ -457,6 +488,7 @@ cdef class OrderBook:
         o.display = display
         o.visible = visible
         o.hidden = hidden
+        o.reduce_only = reduce_only
         _ids_put(&self._ids, order_id, slot)
         cdef Ladder* ladder = self._ladder(side)
         cdef int64_t idx = price - self._base
@@ -503,14 +535,19 @@ cdef class OrderBook:
             self.check_invariants()
 
     cpdef list match(self, int side, int64_t limit, int64_t qty,
-                     int64_t account_id, int stp):
+                     int64_t account_id, int stp, int64_t passed=0):
         """Match a taker against the other side up to ``limit``; return what happened.
 
         The taker itself never rests here: the caller rests or cancels its
         remainder. Each returned tuple is (kind, maker_order_id,
         maker_account_id, price, qty, maker_leaves) in the order it happened,
-        kind being FILL 0, STP_CANCEL_MAKER 1, STP_DECREMENT 2 or
-        STP_CANCEL_TAKER 3 (see engine.messages.MatchRecord).
+        kind being FILL 0, STP_CANCEL_MAKER 1, STP_DECREMENT 2,
+        STP_CANCEL_TAKER 3 or REDUCE_ONLY_HALT 4 (see engine.messages.MatchRecord).
+
+        A reduce-only maker another account's taker would fill stops the walk
+        before it: the last tuple is then REDUCE_ONLY_HALT naming it (qty: the
+        taker's remaining lots), and the caller fits the maker to its position
+        and calls again, passing it.
 
         Args:
             side: The taker's side, 1 buy or -1 sell.
@@ -518,6 +555,8 @@ cdef class OrderBook:
             qty: Taker quantity in lots.
             account_id: The taker's account, for self-trade prevention.
             stp: The taker's self-trade prevention mode (0..3).
+            passed: A reduce-only maker to fill without stopping, once: an
+                iceberg of it stops the walk again at its next tranche.
         """
         _check_side(side)
         cdef Ladder* opp = self._ladder(-side)
@@ -554,6 +593,11 @@ cdef class OrderBook:
                     self._record(REC_CANCEL_TAKER, o, price, remaining, leaves)
                     remaining = 0
                 continue
+            if o.reduce_only:
+                if o.order_id != passed:
+                    self._record(REC_HALT, o, price, remaining, leaves)
+                    break
+                passed = 0
             take = _min(o.visible, remaining)
             remaining -= take
             o.visible -= take
@@ -873,12 +917,12 @@ def _restored_book(bint check_invariants, list rows):
     """An OrderBook holding ``rows`` (OrderBook.__reduce__), each at the back of its level
     in the order given, iceberg tranches as they were; no level is left to report."""
     cdef OrderBook book = OrderBook(check_invariants)
-    for order_id, account_id, side, price, visible, hidden, display in rows:
+    for order_id, account_id, side, price, visible, hidden, display, reduce_only in rows:
         if not (0 < price <= MAX_VALUE and 0 < visible <= MAX_VALUE
                 and 0 <= hidden <= MAX_VALUE and 0 <= display <= MAX_VALUE):
             raise ValueError(f"bad resting order {order_id} in a snapshot")
         if _ids_get(&book._ids, order_id) >= 0 or book.would_take(side, price):
             raise ValueError(f"order {order_id} cannot rest in a snapshot's book")
-        book._rest(order_id, account_id, side, price, visible, hidden, display)
+        book._rest(order_id, account_id, side, price, visible, hidden, display, reduce_only)
     book.changes()
     return book

@@ -2,7 +2,8 @@
 #
 # Order and Market are cdef classes so the order path reads and writes their
 # fields as C struct members; Exchange keeps the per-order bookkeeping (ids,
-# client order ids, live orders per account, GTD expiries, retention).
+# client order ids, live orders per account, live reduce-only orders per
+# account, GTD expiries, retention).
 from libc.stdint cimport INT64_MAX, int64_t
 
 from engine.book cimport OrderBook
@@ -57,9 +58,10 @@ cdef class Market:
     cdef bint _dirty
 
     cdef bint _would_take(self, int side, int64_t limit) except -1
-    cdef list _match(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp)
+    cdef list _match(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp,
+                     int64_t passed)
     cdef _add(self, int64_t order_id, int64_t account_id, int side, int64_t price,
-              int64_t qty, int64_t display)
+              int64_t qty, int64_t display, bint reduce_only)
     cdef _cancel(self, int64_t order_id)
     cdef bint _can_hold(self, int64_t price) except -1
     cdef list _changes(self)
@@ -73,6 +75,9 @@ cdef class Exchange:
     cdef readonly dict orders             # order_id -> Order, live and recently closed
     cdef dict _by_client                  # (account_id, client_order_id) -> order_id
     cdef dict _live                       # account_id -> {order_id: Order}
+    cdef dict _reducing                   # account_id -> {order_id: Order}, its live
+                                          # reduce-only orders (with a risk gate only)
+    cdef Py_ssize_t _applied              # events of this command handed to risk.apply
     cdef readonly list _expiries          # heap of (expire_at_ns, order_id); readable by tests
     cdef int64_t _gtd_live                # live orders with an expire_at
     cdef list _closings                   # sorted (last_trading_ns, symbol)
@@ -90,6 +95,17 @@ cdef class Exchange:
     cdef _cancel_remainder_for(self, Market market, Order order, object reason, object ts,
                                list events)
     cdef _fire_stops(self, Market market, object ts, list events)
+
+    # -- Reduce-only (positions are the risk gate's) ---------------------------------
+    cdef _sync(self, list events)
+    cdef int64_t _closing(self, int64_t account_id, str symbol, int side, list events) except -1
+    cdef tuple _room(self, int64_t account_id, str symbol, int side, Order replaced,
+                     list events)
+    cdef dict _caps(self, Market market, int side, list events)
+    cdef int64_t _fit_maker(self, Market market, Order maker, object ts, list events) except -1
+    cdef _cut(self, Market market, Order order, int64_t lots, bint resting, object ts,
+              list events)
+    cdef _fit_reducing(self, object ts, list events)
     cdef Order _find(self, int64_t account_id, object order_id, object client_order_id)
     cdef _cancel(self, Order order, object reason, object ts, list events)
     cdef _unrest(self, Market market, Order order)

@@ -13,6 +13,18 @@ GTD expiry, IOC remainders, replaces, closing at the last trading time).
 A command is validated fully before anything changes, so it either runs or
 changes nothing.
 
+Reduce-only (DESIGN.md §4): with a risk gate, which knows positions, a
+reduce-only order may only ever shrink |position|. Placed, triggered, or
+replaced to a larger quantity, it is cut to the room its position leaves
+after the account's other live reduce-only orders on that side in that
+instrument (refused, or cancelled once triggered, when there is none). A
+match stops before a reduce-only maker (engine.book) to fit it to its
+account's position as the fills so far have left it. After each command,
+the reduce-only orders of accounts whose position moved are fitted again:
+those on the side that would now add are cancelled, those on the closing
+side cut to the position, newest first. The gate is handed the command's
+events before each position it is asked for, so it answers as of that point.
+
 It is compiled so that the order path works on C fields of ``Order`` and
 ``Market``; the events it returns are the msgspec Structs of engine.messages,
 built once, positionally.
@@ -20,6 +32,7 @@ built once, positionally.
 import hashlib
 import heapq
 from collections import deque
+from operator import attrgetter
 
 import msgspec
 from sortedcontainers import SortedList
@@ -56,12 +69,13 @@ cdef object IS_OPEN = InstrumentStatus.OPEN, IS_CLOSED = InstrumentStatus.CLOSED
 cdef object IS_SETTLED = InstrumentStatus.SETTLED
 cdef object C_SELF_TRADE = CancelReason.SELF_TRADE, C_IOC = CancelReason.IOC_REMAINDER
 cdef object C_CLOSED = CancelReason.INSTRUMENT_CLOSED, C_BAND = CancelReason.OUT_OF_BAND
-cdef object C_RANGE = CancelReason.OUT_OF_RANGE
+cdef object C_RANGE = CancelReason.OUT_OF_RANGE, C_REDUCE_ONLY = CancelReason.REDUCE_ONLY
 cdef tuple COMMANDS = (PlaceOrder, CancelOrder, ReplaceOrder, CancelAll, Timer,
                        SetInstrumentStatus, SetReferencePrice)
 cdef int FILL = MatchRecord.FILL
 cdef int STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
 cdef int STP_DECREMENT = MatchRecord.STP_DECREMENT
+cdef int HALT = MatchRecord.REDUCE_ONLY_HALT
 
 # The order path reads a command's fields with one astuple() call: a C-level
 # getattr per field costs several times more. The field order is checked here.
@@ -69,7 +83,7 @@ astuple = msgspec.structs.astuple
 assert PlaceOrder.__struct_fields__ == (
     "account_id", "symbol", "side", "qty", "order_type", "price", "stop_price", "tif",
     "expire_at_ns", "post_only", "reduce_only", "display_qty", "client_order_id", "stp",
-    "ts_ns")
+    "liquidation", "ts_ns")
 assert CancelOrder.__struct_fields__ == (
     "account_id", "order_id", "client_order_id", "reason", "ts_ns")
 
@@ -83,7 +97,8 @@ cdef class Order:
 
     Quantities in lots: ``qty`` = ``filled_qty`` + ``leaves_qty`` + what was
     cancelled or expired. A replace sets ``qty`` (leaves = qty - filled); a
-    self-trade decrement lowers it (OrderReduced). Read-only outside the engine.
+    self-trade decrement, or a reduce-only order's cut to its position, lowers it
+    (OrderReduced). Read-only outside the engine.
     """
 
     def __repr__(self):
@@ -151,17 +166,18 @@ cdef class Market:
             return self._fast.would_take(side, limit)
         return self.book.would_take(side, limit)
 
-    cdef list _match(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp):
+    cdef list _match(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp,
+                     int64_t passed):
         if self._fast is not None:
-            return self._fast.match(side, limit, qty, account_id, stp)
-        return self.book.match(side, limit, qty, account_id, stp)
+            return self._fast.match(side, limit, qty, account_id, stp, passed)
+        return self.book.match(side, limit, qty, account_id, stp, passed)
 
     cdef _add(self, int64_t order_id, int64_t account_id, int side, int64_t price,
-              int64_t qty, int64_t display):
+              int64_t qty, int64_t display, bint reduce_only):
         if self._fast is not None:
-            self._fast.add(order_id, account_id, side, price, qty, display)
+            self._fast.add(order_id, account_id, side, price, qty, display, reduce_only)
         else:
-            self.book.add(order_id, account_id, side, price, qty, display)
+            self.book.add(order_id, account_id, side, price, qty, display, reduce_only)
 
     cdef _cancel(self, int64_t order_id):
         cdef int64_t cancelled
@@ -214,6 +230,8 @@ cdef class Exchange:
         self.orders = {}
         self._by_client = {}
         self._live = {}
+        self._reducing = {}
+        self._applied = 0
         self._expiries = []
         self._closings = sorted((m.instrument.last_trading_ns, s) for s, m in self.markets.items())
         self._closed = deque()
@@ -234,10 +252,12 @@ cdef class Exchange:
 
         Returns:
             A new list owned by the caller: first what the passage of time caused
-            (expiries, closings), then the command's own events; book level
-            changes close each part, one per level touched, each with the next
-            ``book_seq`` of its instrument. A command stamped before the previous
-            one is rejected: time only moves forward.
+            (expiries, closings), then the command's own events, then the
+            reduce-only orders it cut or cancelled; book level changes close each
+            part, one per level touched, each with the next ``book_seq`` of its
+            instrument. A command stamped before the previous one is rejected:
+            time only moves forward. The risk gate has been handed every event
+            (in parts, if the command asked it for a position).
         """
         cdef list events = []
         kind = type(cmd)
@@ -245,6 +265,7 @@ cdef class Exchange:
             raise TypeError(f"not an engine command: {kind.__name__}")
         ts = cmd.ts_ns              # one int object, shared by every event of the command
         cdef Market market
+        self._applied = 0
         try:
             if <int64_t>ts < self._last_ts:
                 raise Rejected(RejectReason.INVALID_PARAMS,
@@ -272,10 +293,15 @@ cdef class Exchange:
                 getattr(cmd, "account_id", 0), r.reason, r.detail, r.field,
                 getattr(cmd, "client_order_id", None),
                 r.order_id if r.order_id is not None else getattr(cmd, "order_id", None), ts))
+        if self._reducing:
+            self._fit_reducing(ts, events)
         if self._dirty:
             self._publish_levels(ts, events)
         if self._risk_gated:
-            self.risk.apply(events)
+            if self._applied == 0:
+                self.risk.apply(events)
+            elif self._applied < len(events):
+                self.risk.apply(events[self._applied:])
         return events
 
     # -- Queries ---------------------------------------------------------------
@@ -308,6 +334,7 @@ cdef class Exchange:
             self._next_order_id, self._next_trade_id, self._last_ts,
             [o.as_tuple() for _, o in sorted(self.orders.items())],
             sorted(self._by_client.items()), sorted(self._expiries),
+            sorted((a, sorted(mine)) for a, mine in self._reducing.items()),
             [(<Order>o).order_id for o in self._closed],
             [(s, m.status, m.last_price, m.reference_price, m.band_centre, m.band_low,
               m.band_high, m.book_seq, m.volume, m.book.orders(1), m.book.orders(-1),
@@ -322,7 +349,7 @@ cdef class Exchange:
         cdef Order existing, order
         cdef int64_t account_id, qty, limit
         (account_id, symbol, side, qty, otype, price, stop_price, tif, expire_at, post_only,
-         reduce_only, display, client_order_id, stp, ts) = astuple(cmd)
+         reduce_only, display, client_order_id, stp, liquidation, ts) = astuple(cmd)
         if client_order_id is not None:
             existing_id = self._by_client.get((account_id, client_order_id))
             if existing_id is not None:
@@ -348,6 +375,16 @@ cdef class Exchange:
         else:
             # Market orders and stop-markets are protected by the band edge.
             limit = market.band_high if side is BUY else market.band_low
+        if reduce_only and self._risk_gated:
+            # Cut to the room the position leaves; the cut quantity is the order's.
+            room, position, held = self._room(account_id, market.symbol,
+                                              1 if side is BUY else -1, None, events)
+            if room == 0:
+                raise _no_room(side, position, held)
+            if qty > room:
+                qty = room
+                if display is not None and display >= qty:
+                    display = None
         if stop:
             if market.last_price is not None and _stop_hit(side, stop_price, market.last_price):
                 raise Rejected(RejectReason.STOP_WOULD_TRIGGER,
@@ -356,7 +393,9 @@ cdef class Exchange:
         elif post_only and market._would_take(side, limit):
             raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                            "a post-only order may not take liquidity", "price")
-        elif tif is FOK and not market.book.fillable(side, limit, qty, account_id, stp):
+        elif tif is FOK and not market.book.fillable(
+                side, limit, qty, account_id, stp,
+                self._caps(market, -1 if side is BUY else 1, events) if self._reducing else None):
             raise Rejected(RejectReason.FOK_NOT_FILLABLE,
                            f"{qty} lots cannot all fill at {limit} or better", "qty")
         elif otype is MARKET and not market._would_take(side, limit):
@@ -364,7 +403,7 @@ cdef class Exchange:
                            "no opposite order inside the price band", "type")
         # Clearing last: it is asked only about orders the engine would take.
         if self._risk_gated:
-            reject = self.risk.check(account_id, market.symbol, side, limit, qty, reduce_only,
+            reject = self.risk.check(account_id, market.symbol, side, limit, qty, liquidation,
                                      None)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
@@ -402,6 +441,11 @@ cdef class Exchange:
         if live is None:
             live = self._live[account_id] = {}
         live[order_id] = order
+        if reduce_only and self._risk_gated:
+            mine = self._reducing.get(account_id)
+            if mine is None:
+                mine = self._reducing[account_id] = {}
+            mine[order_id] = order
         if expire_at is not None:
             self._gtd_live += 1
             heapq.heappush(self._expiries, (expire_at, order_id))
@@ -431,59 +475,69 @@ cdef class Exchange:
     cdef _take(self, Market market, Order order, int64_t limit, object ts, list events):
         """Match the order as taker up to limit, apply each record, then rest or cancel the rest.
 
-        Fill prices widen the market's print range, which _fire_stops reads.
+        Fill prices widen the market's print range, which _fire_stops reads. A
+        walk that stops before a reduce-only maker goes on once it is fitted.
         """
         cdef int side = order._side
-        cdef int64_t qty, maker_leaves, price, last_fill = 0
+        cdef int64_t qty, maker_leaves, price, last_fill = 0, passed = 0
         cdef bint stp_cancelled = False
         cdef int kind
-        cdef Order maker, o
+        cdef Order maker, o, halted
         if market._would_take(side, limit):
             orders = self.orders
-            for record in market._match(side, limit, order.leaves_qty, order.account_id,
-                                        order.stp):
-                kind, maker_id, maker_account, price, qty, maker_leaves = record
-                maker = orders[maker_id]
-                if kind == FILL:
-                    last_fill = price
-                    if price > market._print_high:
-                        market._print_high = price
-                    if price < market._print_low:
-                        market._print_low = price
-                    market.volume += qty
-                    order.filled_qty += qty
-                    order.leaves_qty -= qty
-                    maker.filled_qty += qty
-                    maker.leaves_qty = maker_leaves
-                    events.append(Trade(self._next_trade_id, market.symbol, price, qty,
-                                        order.side, maker_id, maker_account, maker_leaves,
-                                        order.order_id, order.account_id, order.leaves_qty, ts))
-                    self._next_trade_id += 1
-                    if maker_leaves == 0:
-                        self._close(maker, FILLED, ts)
-                    else:
-                        maker.status = PARTIALLY_FILLED
-                elif kind == STP_CANCEL_MAKER:
-                    maker.leaves_qty = 0
-                    self._close(maker, CANCELLED, ts)
-                    events.append(OrderCancelled(maker_id, maker_account, market.symbol,
-                                                 C_SELF_TRADE, qty, ts))
-                elif kind == STP_DECREMENT:
-                    order.leaves_qty -= qty
-                    maker.leaves_qty = maker_leaves
-                    # Rulebook: decrement lowers the order quantity of the side that
-                    # survives; a side brought to zero is cancelled.
-                    for o in (maker, order):
-                        if o.leaves_qty:
-                            o.qty -= qty
-                            events.append(OrderReduced(o.order_id, o.account_id, market.symbol,
-                                                       qty, o.leaves_qty, ts))
+            while True:
+                halted = None
+                for record in market._match(side, limit, order.leaves_qty, order.account_id,
+                                            order.stp, passed):
+                    kind, maker_id, maker_account, price, qty, maker_leaves = record
+                    maker = orders[maker_id]
+                    if kind == FILL:
+                        last_fill = price
+                        if price > market._print_high:
+                            market._print_high = price
+                        if price < market._print_low:
+                            market._print_low = price
+                        market.volume += qty
+                        order.filled_qty += qty
+                        order.leaves_qty -= qty
+                        maker.filled_qty += qty
+                        maker.leaves_qty = maker_leaves
+                        events.append(Trade(self._next_trade_id, market.symbol, price, qty,
+                                            order.side, maker_id, maker_account, maker_leaves,
+                                            order.order_id, order.account_id, order.leaves_qty,
+                                            ts))
+                        self._next_trade_id += 1
+                        if maker_leaves == 0:
+                            self._close(maker, FILLED, ts)
                         else:
-                            self._close(o, CANCELLED, ts)
-                            events.append(OrderCancelled(o.order_id, o.account_id, market.symbol,
-                                                         C_SELF_TRADE, qty, ts))
-                else:                                  # the taker stops: self-trade
-                    stp_cancelled = True
+                            maker.status = PARTIALLY_FILLED
+                    elif kind == STP_CANCEL_MAKER:
+                        maker.leaves_qty = 0
+                        self._close(maker, CANCELLED, ts)
+                        events.append(OrderCancelled(maker_id, maker_account, market.symbol,
+                                                     C_SELF_TRADE, qty, ts))
+                    elif kind == STP_DECREMENT:
+                        order.leaves_qty -= qty
+                        maker.leaves_qty = maker_leaves
+                        # Rulebook: decrement lowers the order quantity of the side that
+                        # survives; a side brought to zero is cancelled.
+                        for o in (maker, order):
+                            if o.leaves_qty:
+                                o.qty -= qty
+                                events.append(OrderReduced(o.order_id, o.account_id,
+                                                           market.symbol, qty, o.leaves_qty, ts))
+                            else:
+                                self._close(o, CANCELLED, ts)
+                                events.append(OrderCancelled(o.order_id, o.account_id,
+                                                             market.symbol, C_SELF_TRADE, qty,
+                                                             ts))
+                    elif kind == HALT:                     # a reduce-only maker: fit it
+                        halted = maker
+                    else:                                  # the taker stops: self-trade
+                        stp_cancelled = True
+                if halted is None:
+                    break
+                passed = self._fit_maker(market, halted, ts, events)
             if last_fill:
                 market.last_price = last_fill
                 market.band_centre = last_fill
@@ -497,7 +551,7 @@ cdef class Exchange:
         elif (order.order_type is LIMIT or order.order_type is STOP_LIMIT) and \
                 order.tif is not IOC and order.tif is not FOK:
             market._add(order.order_id, order.account_id, side, order.price, order.leaves_qty,
-                        order.display_qty or 0)
+                        order.display_qty or 0, order.reduce_only and self._risk_gated)
             order.status = PARTIALLY_FILLED if order.filled_qty else OPEN
             self._dirty_market(market)
         else:
@@ -530,6 +584,13 @@ cdef class Exchange:
                 order.status = OPEN
                 events.append(OrderTriggered(order_id, order.account_id, market.symbol,
                                              high if order.side is BUY else low, ts))
+                if order.reduce_only and self._risk_gated:
+                    room = self._room(order.account_id, market.symbol, order._side, order,
+                                      events)[0]
+                    if order.leaves_qty > room:
+                        self._cut(market, order, order.leaves_qty - room, False, ts, events)
+                        if not order._live:
+                            continue
                 if order.order_type is STOP_LIMIT:
                     limit = order.price
                     if not market.band_low <= limit <= market.band_high:
@@ -549,6 +610,125 @@ cdef class Exchange:
         self._close(order, CANCELLED, ts)
         events.append(OrderCancelled(order.order_id, order.account_id, market.symbol,
                                      reason, qty, ts))
+
+    # -- Reduce-only ---------------------------------------------------------------
+
+    cdef _sync(self, list events):
+        # Hand the gate this command's events it has not had yet, so that it can
+        # answer position() as of now; process() hands over the rest.
+        cdef Py_ssize_t n = len(events)
+        if self._applied < n:
+            self.risk.apply(events[self._applied:])
+            self._applied = n
+
+    cdef int64_t _closing(self, int64_t account_id, str symbol, int side, list events) except -1:
+        """Return the lots an order of ``side`` could close of the account's position now:
+        its size if ``side`` shrinks it, else 0."""
+        self._sync(events)
+        return _closing_lots(side, self.risk.position(account_id, symbol))
+
+    cdef tuple _room(self, int64_t account_id, str symbol, int side, Order replaced,
+                     list events):
+        """Return (room, position, held): the lots a reduce-only order of ``side`` may hold,
+        the account's position, and the leaves of its other live reduce-only orders on that
+        side of ``symbol`` (untriggered stops too; not ``replaced``, the order itself)."""
+        self._sync(events)
+        cdef int64_t position = self.risk.position(account_id, symbol), held = 0
+        cdef int64_t closing = _closing_lots(side, position)
+        cdef Order o
+        mine = self._reducing.get(account_id)
+        if mine is not None:
+            for o in mine.values():
+                if o is not replaced and o._side == side and o.symbol == symbol:
+                    held += o.leaves_qty
+        return closing - held if closing > held else 0, position, held
+
+    cdef dict _caps(self, Market market, int side, list events):
+        """Return OrderBook.fillable's caps for the reduce-only orders resting on ``side``:
+        account_id -> what its position lets them close. None when there are none."""
+        cdef dict caps = None
+        cdef Order o
+        for account_id, mine in self._reducing.items():
+            for o in mine.values():
+                if o._side == side and o.symbol == market.symbol and o.status is not UNTRIGGERED:
+                    if caps is None:
+                        caps = {}
+                    caps[account_id] = self._closing(account_id, market.symbol, side, events)
+                    break
+        return caps
+
+    cdef int64_t _fit_maker(self, Market market, Order maker, object ts, list events) except -1:
+        """Cut a reduce-only maker the walk stopped at to what its position leaves now.
+
+        Returns:
+            Its order id, for the walk to pass it, or 0 if it is gone.
+        """
+        cdef int64_t closing = self._closing(maker.account_id, market.symbol, maker._side, events)
+        if maker.leaves_qty > closing:
+            self._cut(market, maker, maker.leaves_qty - closing, True, ts, events)
+        return maker.order_id if maker._live else 0
+
+    cdef _cut(self, Market market, Order order, int64_t lots, bint held, object ts,
+              list events):
+        """Take ``lots`` off a reduce-only order its position no longer covers.
+
+        Lowered, it keeps its priority (OrderReduced); with nothing left it is
+        cancelled (reason reduce_only). ``held``: it is in the book or the stop
+        lists (not a stop just triggered).
+        """
+        cdef int64_t leaves = order.leaves_qty - lots
+        if leaves <= 0:
+            if held:
+                self._unrest(market, order)
+            self._cancel_remainder_for(market, order, C_REDUCE_ONLY, ts, events)
+            return
+        if held and order.status is not UNTRIGGERED:
+            market.book.reduce(order.order_id, leaves)
+            self._dirty_market(market)
+        order.qty -= lots
+        order.leaves_qty = leaves
+        events.append(OrderReduced(order.order_id, order.account_id, market.symbol, lots,
+                                   leaves, ts))
+
+    cdef _fit_reducing(self, object ts, list events):
+        """Fit the reduce-only orders of every account whose position this command moved.
+
+        Those on the side that would now add to |position| are cancelled; those
+        on the closing side are cut, newest first, until their leaves add up to
+        no more than the position.
+        """
+        cdef dict reducing = self._reducing
+        cdef set moved = set()
+        cdef int64_t position, excess
+        cdef Order o
+        for ev in events:
+            if type(ev) is Trade:
+                if ev.maker_account_id in reducing:
+                    moved.add((ev.maker_account_id, ev.symbol))
+                if ev.taker_account_id in reducing:
+                    moved.add((ev.taker_account_id, ev.symbol))
+        if not moved:
+            return
+        self._sync(events)
+        for account_id, symbol in sorted(moved):
+            mine = reducing.get(account_id)
+            if mine is None:
+                continue
+            position = self.risk.position(account_id, symbol)
+            newest_first = sorted([o for o in mine.values() if o.symbol == symbol],
+                                  key=attrgetter("order_id"), reverse=True)
+            excess = -abs(position)
+            for o in newest_first:
+                if _closing_lots(o._side, position):
+                    excess += o.leaves_qty
+            market = self.markets[symbol]
+            for o in newest_first:
+                if not _closing_lots(o._side, position):
+                    self._cut(market, o, o.leaves_qty, True, ts, events)
+                elif excess > 0:
+                    lots = min(excess, o.leaves_qty)
+                    excess -= lots
+                    self._cut(market, o, lots, True, ts, events)
 
     # -- Cancel and replace --------------------------------------------------------
 
@@ -633,11 +813,19 @@ cdef class Exchange:
                 raise Rejected(RejectReason.POST_ONLY_WOULD_TAKE,
                                "a post-only order may not take liquidity", "price")
         cdef int64_t leaves = qty - order.filled_qty
+        if order.reduce_only and self._risk_gated and leaves > order.leaves_qty:
+            room, position, held = self._room(order.account_id, order.symbol, order._side, order,
+                                              events)
+            if room == 0:             # the position moved outside the engine's commands
+                raise _no_room(order.side, position, held)
+            if leaves > room:
+                leaves = room
+                qty = order.filled_qty + leaves
         if self._risk_gated:
             reject = self.risk.check(order.account_id, order.symbol, order.side,
                                      price if price is not None else
                                      market.band_high if order.side is BUY else market.band_low,
-                                     leaves, order.reduce_only, order.order_id)
+                                     leaves, False, order.order_id)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
         # Rulebook: a lower quantity at the same price keeps time priority;
@@ -735,6 +923,12 @@ cdef class Exchange:
         order.closed_ns = ts
         order._live = False
         del self._live[order.account_id][order.order_id]
+        if order.reduce_only:
+            mine = self._reducing.get(order.account_id)
+            if mine is not None:
+                del mine[order.order_id]
+                if not mine:
+                    del self._reducing[order.account_id]
         if order.expire_at_ns is not None:
             self._gtd_live -= 1
             if len(self._expiries) > 2 * self._gtd_live + 64:
@@ -807,6 +1001,11 @@ cdef _validate_place(Market market, object otype, bint priced, bint stop, object
         _check_band(market, price, "price")
 
 
+cdef inline int64_t _closing_lots(int side, int64_t position) noexcept:
+    # What an order of side can close of position: all of it if side shrinks it, else 0.
+    return -side * position if side * position < 0 else 0
+
+
 cdef inline bint _stop_hit(object side, int64_t stop_price, int64_t last):
     return last >= stop_price if side is BUY else last <= stop_price
 
@@ -827,3 +1026,11 @@ cdef object _too_far(Market market, int64_t price):
 cdef object _not_trading(Market market):
     return Rejected(RejectReason.INSTRUMENT_NOT_TRADING,
                     f"{market.symbol} is {market.status.name.lower()}", "symbol")
+
+
+cdef object _no_room(object side, object position, int64_t held):
+    return Rejected(RejectReason.REDUCE_ONLY_WOULD_INCREASE,
+                    f"reduce_only: nothing is left to reduce (the position is {position} lots"
+                    + (f", the account's other reduce-only {side.name.lower()} orders hold {held})"
+                       if held else ")"), "reduce_only")
+

@@ -70,6 +70,7 @@ class MatchRecord(enum.IntEnum):
     STP_CANCEL_MAKER = 1
     STP_DECREMENT = 2
     STP_CANCEL_TAKER = 3
+    REDUCE_ONLY_HALT = 4    # the walk stopped before a reduce-only maker (see OrderBook.match)
 
 
 class InstrumentStatus(enum.IntEnum):
@@ -105,6 +106,7 @@ class CancelReason(enum.IntEnum):
     LIQUIDATION = 5        # clearing cancelled the account's orders
     OUT_OF_BAND = 6        # a triggered stop-limit's price is outside the band by then
     OUT_OF_RANGE = 7       # ... or too far from the orders resting in the book
+    REDUCE_ONLY = 8        # a reduce-only order's position shrank, closed or flipped under it
 
 
 class RejectReason(enum.IntEnum):
@@ -156,10 +158,13 @@ class PlaceOrder(Command):
     tif: TimeInForce = TimeInForce.GTC
     expire_at_ns: int | None = None        # gtd
     post_only: bool = False
-    reduce_only: bool = False
+    reduce_only: bool = False              # may only shrink |position| (engine.exchange)
     display_qty: Lots | None = None        # iceberg tranche
     client_order_id: ClientOrderId | None = None
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
+    # Clearing's own order closing a position (liquidation): no position limit or margin
+    # check applies. Never set from the wire (gateway.codec.place_command).
+    liquidation: bool = False
 
 
 class ReplaceOrder(Command):
@@ -280,7 +285,8 @@ class OrderCancelled(Event):
 
 
 class OrderReduced(Event):
-    """Self-trade prevention (decrement) lowered the order's quantity by ``qty`` lots."""
+    """The order's quantity fell by ``qty`` lots, keeping its priority: self-trade
+    prevention (decrement), or a reduce-only order cut to what its position leaves."""
     order_id: int
     account_id: int
     symbol: str

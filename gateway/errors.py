@@ -67,7 +67,9 @@ _ENGINE_MEANINGS = {
                                    "display_qty is above qty",
     RejectReason.INSUFFICIENT_MARGIN: "the order would raise initial margin above equity",
     RejectReason.POSITION_LIMIT: "the order could take the position past its limit",
-    RejectReason.REDUCE_ONLY_WOULD_INCREASE: "a reduce-only order would increase the position",
+    RejectReason.REDUCE_ONLY_WOULD_INCREASE: "a reduce-only order has nothing left to reduce: "
+                                             "the position, less the account's other "
+                                             "reduce-only orders on that side",
     RejectReason.INSTRUMENT_NOT_TRADING: "the instrument is pre-open, halted, closed or settled",
     RejectReason.PRICE_OUT_OF_BAND: "the price is outside the instrument's price band",
     RejectReason.POST_ONLY_WOULD_TAKE: "a post-only order would have traded on arrival",

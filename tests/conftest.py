@@ -14,10 +14,10 @@ from engine.book import OrderBook
 from engine.contracts import Instrument, Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
-    BookLevelChanged, CancelOrder, OrderCancelled, OrderRejected, OrderType,
+    BookLevelChanged, CancelOrder, MatchRecord, OrderCancelled, OrderRejected, OrderType,
     PlaceOrder, ReplaceOrder, SelfTradePrevention, Side, TimeInForce, Timer, Trade,
 )
-from oracle import ReferenceBook
+from oracle import PositionGate, ReferenceBook
 
 SYMBOL = "H100-2027-03"
 BUY, SELL = Side.BUY, Side.SELL
@@ -35,8 +35,8 @@ def instrument(symbol: str = SYMBOL, reference_price: int = 1000) -> Instrument:
 class Harness:
     """An Exchange plus a clock and short ways to send commands and read results."""
 
-    def __init__(self, book_factory, instruments=None) -> None:
-        self.ex = Exchange(instruments or [instrument()], book_factory=book_factory,
+    def __init__(self, book_factory, instruments=None, risk=None) -> None:
+        self.ex = Exchange(instruments or [instrument()], risk, book_factory=book_factory,
                            check_invariants=True)
         self.ts = T0
         self.events: list = []
@@ -143,6 +143,19 @@ def ex(book_factory):
     """A harness on the test instrument; after the test, every book checks itself."""
     harness = Harness(book_factory)
     yield harness
+    check_and_sweep(harness)
+
+
+@pytest.fixture
+def gated(book_factory):
+    """A harness whose exchange has a risk gate that keeps positions (PositionGate)."""
+    harness = Harness(book_factory, risk=PositionGate())
+    yield harness
+    check_and_sweep(harness)
+
+
+def check_and_sweep(harness: Harness) -> None:
+    """Every book checks itself, then IOC sweeps by a fresh account must empty it."""
     for market in harness.ex.markets.values():
         market.book.check_invariants()
         for order in harness.ex.orders.values():
@@ -151,10 +164,14 @@ def ex(book_factory):
     for side, price in ((BUY, 10**6), (SELL, 1)):
         for market in harness.ex.markets.values():
             book = market.book
+            passed = 0
             while len(book.depth(-side, 1)):
                 lvl_price, _, _ = book.depth(-side, 1)[0]
                 total = sum(o[3] + o[4] for o in book.orders(-side) if o[2] == lvl_price)
-                book.match(side, lvl_price, total, -1, SelfTradePrevention.CANCEL_NEWEST)
+                records = book.match(side, lvl_price, total, -1,
+                                     SelfTradePrevention.CANCEL_NEWEST, passed)
+                halted = records and records[-1][0] == MatchRecord.REDUCE_ONLY_HALT
+                passed = records[-1][1] if halted else 0
     for market in harness.ex.markets.values():
         assert len(market.book) == 0
         market.book.check_invariants()

@@ -10,26 +10,37 @@ book (tests compare their outputs event for event):
 - the taker's self-trade prevention mode decides what happens when it meets
   its own resting order;
 - a level is "touched" (reported by ``changes``) when an order joins or leaves
-  it or its visible quantity changes, in the order first touched.
+  it or its visible quantity changes, in the order first touched;
+- the walk stops before filling a reduce-only maker (REDUCE_ONLY_HALT), unless
+  it is the one the caller passes, once.
 
-``fillable`` answers by matching on a copy of the book: obviously right, slow.
+``fillable`` answers by matching on a copy of the book, fitting each halted
+reduce-only maker as the engine does: obviously right, slow.
+
+``PositionGate`` is the smallest risk gate that makes the engine enforce
+reduce-only: it keeps positions and lets every order through.
 """
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 
 from sortedcontainers import SortedDict
 
-FILL, STP_CANCEL_MAKER, STP_DECREMENT, STP_CANCEL_TAKER = range(4)
+from engine.messages import Trade
+
+FILL, STP_CANCEL_MAKER, STP_DECREMENT, STP_CANCEL_TAKER, REDUCE_ONLY_HALT = range(5)
 MAX_SPAN = 1 << 20        # engine.book: widest range of resting prices, in ticks
 MAX_VALUE = 1 << 40       # engine.book: largest price or quantity
 CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH, DECREMENT = range(4)
 
 
 class _Order:
-    __slots__ = ("order_id", "account_id", "side", "price", "visible", "hidden", "display")
+    __slots__ = ("order_id", "account_id", "side", "price", "visible", "hidden", "display",
+                 "reduce_only")
 
-    def __init__(self, order_id, account_id, side, price, visible, hidden, display):
+    def __init__(self, order_id, account_id, side, price, visible, hidden, display,
+                 reduce_only):
         self.order_id = order_id
         self.account_id = account_id
         self.side = side
@@ -37,6 +48,7 @@ class _Order:
         self.visible = visible
         self.hidden = hidden
         self.display = display
+        self.reduce_only = reduce_only
 
 
 class ReferenceBook:
@@ -71,10 +83,32 @@ class ReferenceBook:
                           for i in (0, -1)]
         return max(ends) - min(ends) < MAX_SPAN
 
-    def fillable(self, side, limit, qty, account_id, stp):
+    def fillable(self, side, limit, qty, account_id, stp, caps=None):
+        # caps: account -> lots its reduce-only makers may still close (engine.book).
         trial = copy.deepcopy(self)
-        records = trial.match(side, limit, qty, account_id, stp)
-        return sum(r[4] for r in records if r[0] == FILL) == qty
+        caps = dict(caps or {})
+        need, passed = qty, 0
+        while True:
+            records = trial.match(side, limit, need, account_id, stp, passed)
+            for kind, _, maker_account, _, lots, _ in records:
+                if kind == FILL:
+                    need -= lots
+                    if maker_account in caps:
+                        caps[maker_account] = max(caps[maker_account] - lots, 0)
+                elif kind != REDUCE_ONLY_HALT:      # an own order stopped or shrank the taker
+                    if kind != STP_CANCEL_MAKER:
+                        return False
+            if not records or records[-1][0] != REDUCE_ONLY_HALT:
+                return need == 0
+            _, maker_id, maker_account, _, _, leaves = records[-1]
+            allowed = min(leaves, caps.get(maker_account, 0))
+            if allowed == 0:
+                trial.cancel(maker_id)
+                passed = 0
+            else:
+                if allowed < leaves:
+                    trial.reduce(maker_id, allowed)
+                passed = maker_id
 
     def _levels(self, side):
         levels = self._sides[side]
@@ -120,7 +154,7 @@ class ReferenceBook:
         del self._orders[o.order_id]
         self._touch(o.side, o.price)
 
-    def add(self, order_id, account_id, side, price, qty, display=0):
+    def add(self, order_id, account_id, side, price, qty, display=0, reduce_only=False):
         # The range rule (can_hold) is the caller's to check first, as the engine does.
         if side not in (1, -1) or not (0 < qty <= MAX_VALUE and 0 <= display <= MAX_VALUE):
             raise ValueError("bad order")
@@ -130,7 +164,7 @@ class ReferenceBook:
             raise ValueError("would cross")
         shown = display if 0 < display < qty else qty
         o = _Order(order_id, account_id, side, price, shown, qty - shown,
-                   display if 0 < display < qty else 0)
+                   display if 0 < display < qty else 0, reduce_only)
         self._orders[order_id] = o
         self._append(o)
         self._after()
@@ -159,7 +193,7 @@ class ReferenceBook:
             o.visible -= delta - from_hidden
             self._touch(o.side, o.price)
 
-    def match(self, side, limit, qty, account_id, stp):
+    def match(self, side, limit, qty, account_id, stp, passed=0):
         records = []
         remaining = qty
         while remaining > 0 and self.would_take(side, limit):
@@ -189,6 +223,12 @@ class ReferenceBook:
                                     remaining, leaves))
                     remaining = 0
                 continue
+            if o.reduce_only:
+                if o.order_id != passed:
+                    records.append((REDUCE_ONLY_HALT, o.order_id, o.account_id, price, remaining,
+                                    leaves))
+                    break
+                passed = 0
             take = min(o.visible, remaining)
             remaining -= take
             o.visible -= take
@@ -222,3 +262,26 @@ class ReferenceBook:
                     assert self._orders[o.order_id] is o
                     count += 1
         assert count == len(self._orders)
+
+
+class PositionGate:
+    """A risk gate that lets every order through and keeps positions from the trades it is
+    handed (engine.risk.RiskGate), so the engine enforces reduce-only. ``log`` holds every
+    event handed over, in order, to show that each reaches it once."""
+
+    def __init__(self) -> None:
+        self.positions: dict[tuple[int, str], int] = defaultdict(int)
+        self.log: list = []
+
+    def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
+        return None
+
+    def apply(self, events) -> None:
+        self.log.extend(events)
+        for ev in events:
+            if type(ev) is Trade:
+                self.positions[(ev.maker_account_id, ev.symbol)] -= ev.aggressor * ev.qty
+                self.positions[(ev.taker_account_id, ev.symbol)] += ev.aggressor * ev.qty
+
+    def position(self, account_id, symbol) -> int:
+        return self.positions.get((account_id, symbol), 0)

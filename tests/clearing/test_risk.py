@@ -13,8 +13,8 @@ from clearing.risk import ClearingRisk
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
-    CancelOrder, OrderAccepted, OrderRejected, OrderType, PlaceOrder, RejectReason,
-    ReplaceOrder, Side, TimeInForce, Trade,
+    CancelOrder, OrderAccepted, OrderCancelled, OrderRejected, OrderType, PlaceOrder,
+    RejectReason, ReplaceOrder, Side, TimeInForce, Trade,
 )
 
 MAR = "H100-2027-03"
@@ -75,7 +75,14 @@ def test_an_order_that_reduces_risk_is_always_allowed():
     assert not rejected(v.place(1, Side.SELL, 6, 2060))
 
 
+def position(v, account):
+    pos = v.ledger.accounts[account].positions.get(MAR)
+    return 0 if pos is None else pos.qty
+
+
 def test_reduce_only_may_not_increase_or_flip_the_position():
+    """Reduce-only is refused with no position or on the side that adds; one larger than
+    the position is reduced to fit, and then nothing is left for another."""
     v = Venue()
     v.ledger.deposit(1, 10 * IM_10)
     v.ledger.deposit(2, 10 * IM_10)
@@ -85,9 +92,73 @@ def test_reduce_only_may_not_increase_or_flip_the_position():
     v.place(1, Side.BUY, 5, 2100)
     assert rejected(v.place(1, Side.BUY, 1, 2090, reduce_only=True)) == \
         [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
-    assert rejected(v.place(1, Side.SELL, 6, 2200, reduce_only=True)) == \
+    (accepted,) = [e for e in v.place(1, Side.SELL, 6, 2200, reduce_only=True)
+                   if type(e) is OrderAccepted]
+    assert accepted.qty == 5 and v.ex.order(accepted.order_id).leaves_qty == 5
+    assert rejected(v.place(1, Side.SELL, 1, 2210, reduce_only=True)) == \
         [RejectReason.REDUCE_ONLY_WOULD_INCREASE]
-    assert not rejected(v.place(1, Side.SELL, 5, 2200, reduce_only=True))
+
+
+def test_audit_49_reduce_only_sells_cannot_take_a_long_10_short():
+    """Issue 15's audit: long 10 with $3,000 and a position limit of 10 places 49
+    reduce-only sells of 10 and a buyer takes all that is offered; only the first sell
+    fits, and the position goes to 0, never below."""
+    v = Venue(position_limit=10)
+    v.risk.position_limits[2] = 10_000
+    v.ledger.deposit(1, 3_000 * 10**6)
+    v.ledger.deposit(2, 10**15)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    assert position(v, 1) == 10
+    seen = []
+    for i in range(49):
+        events = v.place(1, Side.SELL, 10, 2100 + i, reduce_only=True)
+        assert rejected(events) == ([] if i == 0 else [RejectReason.REDUCE_ONLY_WOULD_INCREASE])
+        seen.append(position(v, 1))
+    for _ in range(3):
+        v.place(2, Side.BUY, 490, 2200, tif=TimeInForce.IOC)
+        seen.append(position(v, 1))
+    assert seen[-1] == 0 and all(0 <= p <= 10 for p in seen)
+    assert v.ex.open_orders(1) == []
+
+
+def test_a_resting_reduce_only_order_goes_with_the_position_it_reduced():
+    """Long 5 with a reduce-only sell of 5 resting at 2.200: an ordinary sell closes the
+    position, which cancels the reduce-only order (reason reduce_only), so a later buyer
+    at 2.200 opens no short for the account."""
+    v = Venue()
+    for account in (1, 2, 3):
+        v.ledger.deposit(account, 10 * IM_10)
+    v.place(2, Side.SELL, 5, 2100)
+    v.place(1, Side.BUY, 5, 2100)
+    (reducing,) = [e.order_id for e in v.place(1, Side.SELL, 5, 2200, reduce_only=True)
+                   if type(e) is OrderAccepted]
+    v.place(2, Side.BUY, 5, 2100)
+    events = v.place(1, Side.SELL, 5, 2100)
+    assert [(e.order_id, e.reason.name, e.qty) for e in events if type(e) is OrderCancelled] \
+        == [(reducing, "REDUCE_ONLY", 5)]
+    assert position(v, 1) == 0
+    assert not [e for e in v.place(3, Side.BUY, 5, 2200) if type(e) is Trade]
+    assert position(v, 1) == 0
+
+
+def test_a_reduce_only_sell_behind_the_accounts_own_sell_is_not_filled_in_the_same_sweep():
+    """Long 10 with an ordinary sell of 10 at 2.100 and a reduce-only sell of 10 at 2.101:
+    one buy of 20 fills the ordinary sell, which closes the position, and the reduce-only
+    sell is cancelled before it can fill, leaving the account flat."""
+    v = Venue()
+    for account in (1, 2, 3):
+        v.ledger.deposit(account, 10 * IM_10)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    v.place(1, Side.SELL, 10, 2100)
+    (reducing,) = [e.order_id for e in v.place(1, Side.SELL, 10, 2101, reduce_only=True)
+                   if type(e) is OrderAccepted]
+    events = v.place(3, Side.BUY, 20, 2101, tif=TimeInForce.IOC)
+    assert [(e.price, e.qty) for e in events if type(e) is Trade] == [(2100, 10)]
+    assert [(e.order_id, e.reason.name) for e in events if type(e) is OrderCancelled][0] == \
+        (reducing, "REDUCE_ONLY")
+    assert position(v, 1) == 0
 
 
 def test_position_limit_counts_open_orders_on_the_same_side():
@@ -133,7 +204,9 @@ def test_margin_of_resting_orders_matches_their_fill(qty):
 
 
 class RiskFollowsTheEngine(RuleBasedStateMachine):
-    """Whatever is traded, replaced and cancelled, clearing's view equals the engine's."""
+    """Whatever is traded, replaced and cancelled, clearing's view equals the engine's; and
+    reduce-only orders, placed, resting, triggered and replaced among the others, never
+    grow their account's |position|, nor add up to more than it."""
 
     def __init__(self):
         super().__init__()
@@ -141,11 +214,52 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
         for account in (1, 2, 3):
             self.v.ledger.deposit(account, 10**15)
 
+    def send(self, cmd_type, **kw):
+        """Send a command; no fill of a reduce-only order may take its account's position
+        away from zero (each fill checked against the position just before it)."""
+        before = {a: position(self.v, a) for a in (1, 2, 3)}
+        events = self.v.send(cmd_type, **kw)
+        for ev in events:
+            if type(ev) is Trade:
+                for account, order_id, side in (
+                        (ev.maker_account_id, ev.maker_order_id, -ev.aggressor),
+                        (ev.taker_account_id, ev.taker_order_id, ev.aggressor)):
+                    after = before[account] + side * ev.qty
+                    if self.v.ex.order(order_id).reduce_only:
+                        assert abs(after) < abs(before[account]) and after * before[account] >= 0
+                    before[account] = after
+        assert before == {a: position(self.v, a) for a in (1, 2, 3)}
+
     @rule(account=st.integers(1, 3), side=st.sampled_from([Side.BUY, Side.SELL]),
           qty=st.integers(1, 20), price=st.integers(2090, 2110),
-          tif=st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]))
-    def place(self, account, side, qty, price, tif):
-        self.v.place(account, side, qty, price, tif=tif)
+          tif=st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]),
+          reduce_only=st.sampled_from([False, False, True]))
+    def place(self, account, side, qty, price, tif, reduce_only):
+        self.send(PlaceOrder, account_id=account, symbol=MAR, side=side, qty=qty, price=price,
+                  tif=tif, reduce_only=reduce_only)
+
+    @rule(account=st.integers(1, 3), other=st.integers(1, 3),
+          side=st.sampled_from([Side.BUY, Side.SELL]), qty=st.integers(1, 20),
+          price=st.integers(2090, 2110))
+    def cross(self, account, other, side, qty, price):
+        """Another account rests an order and this one takes it: positions to reduce."""
+        self.send(PlaceOrder, account_id=other, symbol=MAR, side=Side(-side), qty=qty,
+                  price=price)
+        self.send(PlaceOrder, account_id=account, symbol=MAR, side=side, qty=qty, price=price,
+                  tif=TimeInForce.IOC)
+
+    @rule(account=st.integers(1, 3), qty=st.integers(1, 20), price=st.integers(2090, 2110),
+          kind=st.sampled_from(["gtc", "ioc", "iceberg", "market", "stop"]),
+          stop=st.integers(2090, 2110))
+    def reduce_position(self, account, qty, price, kind, stop):
+        """A reduce-only order on the side that closes the account's position."""
+        side = Side.SELL if position(self.v, account) > 0 else Side.BUY
+        kw = {"gtc": {}, "ioc": {"tif": TimeInForce.IOC},
+              "iceberg": {"display_qty": 2} if qty > 2 else {},
+              "market": {"order_type": OrderType.MARKET, "tif": TimeInForce.IOC, "price": None},
+              "stop": {"order_type": OrderType.STOP_LIMIT, "stop_price": stop}}[kind]
+        self.send(PlaceOrder, **{"account_id": account, "symbol": MAR, "side": side,
+                                 "qty": qty, "price": price, "reduce_only": True, **kw})
 
     @rule(data=st.data())
     def replace_or_cancel(self, data):
@@ -153,11 +267,25 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
         if live:
             order = data.draw(st.sampled_from(live))
             if data.draw(st.booleans()):
-                self.v.send(CancelOrder, account_id=order.account_id, order_id=order.order_id)
+                self.send(CancelOrder, account_id=order.account_id, order_id=order.order_id)
             else:
-                self.v.send(ReplaceOrder, account_id=order.account_id, order_id=order.order_id,
-                            qty=order.filled_qty + data.draw(st.integers(1, 20)),
-                            price=data.draw(st.integers(2090, 2110)))
+                self.send(ReplaceOrder, account_id=order.account_id, order_id=order.order_id,
+                          qty=order.filled_qty + data.draw(st.integers(1, 20)),
+                          price=data.draw(st.integers(2090, 2110)))
+
+    @invariant()
+    def reduce_only_orders_fit_their_positions(self):
+        """Per account and side, the live reduce-only orders close at most the position,
+        and none is on the side that would add to it."""
+        held = {}
+        for account in (1, 2, 3):
+            for o in self.v.ex.open_orders(account):
+                if o.reduce_only:
+                    held[(account, int(o.side))] = held.get((account, int(o.side)), 0) + \
+                        o.leaves_qty
+        for (account, side), lots in held.items():
+            pos = position(self.v, account)
+            assert side * pos < 0 and lots <= abs(pos), (account, side, lots, pos)
 
     @invariant()
     def open_orders_match(self):
@@ -184,5 +312,5 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
 
 
 TestRiskFollowsTheEngine = RiskFollowsTheEngine.TestCase
-TestRiskFollowsTheEngine.settings = settings(max_examples=40, stateful_step_count=40,
+TestRiskFollowsTheEngine.settings = settings(max_examples=60, stateful_step_count=50,
                                              deadline=None)

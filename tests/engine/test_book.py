@@ -47,19 +47,35 @@ class BookApisAgree(RuleBasedStateMachine):
         return sorted(o[0] for side in (1, -1) for o in self.slow.orders(side)) or [0]
 
     @rule(side=sides, price=prices, qty=qtys, account=accounts,
-          display=st.one_of(st.just(0), st.integers(1, 4)))
-    def add(self, side, price, qty, account, display):
+          display=st.one_of(st.just(0), st.integers(1, 4)),
+          reduce_only=st.sampled_from([False, False, True]))
+    def add(self, side, price, qty, account, display, reduce_only):
         if self.both("can_hold", price):          # callers check first; add refuses too
-            self.both("add", self.next_id, account, side, price, qty, display)
+            self.both("add", self.next_id, account, side, price, qty, display, reduce_only)
         else:
             with pytest.raises(ValueError):
-                self.fast.add(self.next_id, account, side, price, qty, display)
+                self.fast.add(self.next_id, account, side, price, qty, display, reduce_only)
         self.next_id += 1
 
-    @rule(side=sides, price=prices, qty=st.integers(1, 30), account=accounts, stp=stps)
-    def match(self, side, price, qty, account, stp):
-        self.both("fillable", side, price, qty, account, stp)
-        self.both("match", side, price, qty, account, stp)
+    @rule(data=st.data(), side=sides, price=prices, qty=st.integers(1, 30), account=accounts,
+          stp=stps, caps=st.one_of(st.none(), st.dictionaries(accounts, st.integers(0, 12))))
+    def match(self, data, side, price, qty, account, stp, caps):
+        """fillable with caps for reduce-only makers; match, passing a halted maker (or
+        any order: passing one that is not reduce-only changes nothing)."""
+        self.both("fillable", side, price, qty, account, stp, caps)
+        passed = data.draw(st.sampled_from([0] + self.live_ids()))
+        self.both("match", side, price, qty, account, stp, passed)
+
+    @rule(side=sides, price=near, first=qtys, second=qtys, account=accounts,
+          taker=st.integers(4, 5), cap=st.integers(0, 12), qty=st.integers(1, 20))
+    def through_own_order_to_reduce_only(self, side, price, first, second, account, taker,
+                                         cap, qty):
+        """An account's plain order, then its reduce-only one a tick worse: a taker asks
+        fillable with the account's cap (its plain order's fills count against it)."""
+        self.add(side, price, first, account, 0, False)
+        self.add(side, price - side, second, account, 0, True)
+        self.both("fillable", -side, price - 2 * side, qty, taker, 0, {account: cap})
+        self.both("match", -side, price - 2 * side, qty, taker, 0)
 
     @rule(data=st.data())
     def cancel(self, data):
@@ -122,6 +138,33 @@ def test_compiled_book_refuses_bad_direct_calls():
             book.orders(bad_side)
     assert book.orders(-1) == [(1, 1, 1000, 5, 0)]
     book.check_invariants()
+
+
+def test_match_stops_before_a_reduce_only_maker_until_passed():
+    """A walk stops before a reduce-only ask (the tuple names it and the taker's remaining);
+    passed, it fills that ask once: its iceberg's next tranche stops the walk again."""
+    book = OrderBook(check_invariants=True)
+    book.add(1, 7, -1, 1000, 2)
+    book.add(2, 8, -1, 1000, 6, 2, True)           # reduce-only iceberg showing 2
+    book.add(3, 7, -1, 1000, 3)
+    halt = (4, 2, 8, 1000, 8, 6)
+    assert book.match(1, 1000, 10, 9, 0) == [(0, 1, 7, 1000, 2, 0), halt]
+    assert book.match(1, 1000, 8, 9, 0, 2) == [(0, 2, 8, 1000, 2, 4), (0, 3, 7, 1000, 3, 0),
+                                                (4, 2, 8, 1000, 3, 4)]
+    assert book.match(1, 1000, 3, 8, 1) == [(1, 2, 8, 1000, 4, 0)]   # own: STP, no stop
+    assert len(book) == 0
+
+
+def test_fillable_counts_reduce_only_makers_up_to_their_accounts_cap():
+    """Account 8 holds 4 to close: its plain ask of 3 and then its reduce-only ask of 4
+    leave 1 for the latter, so 4 lots fill and 5 do not; without a cap it counts nothing."""
+    book = OrderBook()
+    book.add(1, 8, -1, 1000, 3)
+    book.add(2, 8, -1, 1001, 4, 0, True)
+    assert book.fillable(1, 1001, 4, 9, 0, {8: 4})
+    assert not book.fillable(1, 1001, 5, 9, 0, {8: 4})
+    assert not book.fillable(1, 1001, 4, 9, 0)
+    assert book.fillable(1, 1001, 3, 9, 0)
 
 
 def test_empty_compiled_book_moves_to_any_price():

@@ -2,9 +2,13 @@
 
 Both run under the same Exchange, so every order type, self-trade mode,
 replace, stop and expiry goes through each book; their events must be equal
-one for one. After every step: the book is not crossed at rest, quantity is
-conserved for every order, resting quantity equals the engine's leaves, and
-each instrument's book_seq has no gaps.
+one for one. Each exchange has a risk gate that keeps positions, so
+reduce-only orders are enforced and their makers stop the match walk. After
+every step: the book is not crossed at rest, quantity is conserved for every
+order, resting quantity equals the engine's leaves, each instrument's
+book_seq has no gaps, no reduce-only fill grew its account's |position|, an
+accepted fill-or-kill filled whole, the gate got each event once, and the
+live reduce-only orders fit their positions.
 """
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ from conftest import SYMBOL, T0, instrument
 from engine.book import OrderBook
 from engine.exchange import LIVE, Exchange
 from engine.messages import (
-    BookLevelChanged, CancelAll, CancelOrder, InstrumentStatus, OrderCancelled, OrderExpired,
-    OrderStatus, OrderType, PlaceOrder, ReplaceOrder, SelfTradePrevention,
+    BookLevelChanged, CancelAll, CancelOrder, InstrumentStatus, OrderAccepted, OrderCancelled,
+    OrderExpired, OrderStatus, OrderType, PlaceOrder, ReplaceOrder, SelfTradePrevention,
     SetInstrumentStatus, Side, TimeInForce, Timer, Trade,
 )
-from oracle import ReferenceBook
+from oracle import PositionGate, ReferenceBook
 
 sides = st.sampled_from([Side.BUY, Side.SELL])
 prices = st.integers(995, 1005)          # narrow, so that orders actually cross
@@ -30,6 +34,7 @@ qtys = st.integers(1, 8)
 accounts = st.integers(1, 3)             # few accounts, so self-trades happen
 stps = st.sampled_from(list(SelfTradePrevention))
 client_ids = st.sampled_from([None] * 6 + ["a", "b", "c", "d"])
+reduce_only = st.sampled_from([False, False, True])
 
 
 class BooksAgree(RuleBasedStateMachine):
@@ -37,8 +42,9 @@ class BooksAgree(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.fast = Exchange([instrument()], book_factory=OrderBook, check_invariants=True)
-        self.slow = Exchange([instrument()], book_factory=ReferenceBook)
+        self.fast = Exchange([instrument()], PositionGate(), book_factory=OrderBook,
+                             check_invariants=True)
+        self.slow = Exchange([instrument()], PositionGate(), book_factory=ReferenceBook)
         self.ts = T0
         self.removed: dict[int, int] = defaultdict(int)   # order id -> cancelled/expired/reduced
         self.traded: dict[int, int] = defaultdict(int)
@@ -49,9 +55,13 @@ class BooksAgree(RuleBasedStateMachine):
     def both(self, make) -> None:
         self.ts += 1_000
         cmd = make(self.ts)
+        gate = self.fast.risk
+        positions = dict(gate.positions)
+        handed = len(gate.log)
         fast = self.fast.process(cmd)
         slow = self.slow.process(cmd)
         assert fast == slow, (cmd, fast, slow)
+        assert gate.log[handed:] == fast, "the gate got an event twice, or missed one"
         self.prints = [e.price for e in fast if type(e) is Trade]
         for e in fast:
             kind = type(e)
@@ -61,9 +71,20 @@ class BooksAgree(RuleBasedStateMachine):
                 self.last_trade = e.price
                 self.traded[e.maker_order_id] += e.qty
                 self.traded[e.taker_order_id] += e.qty
+                for account, order_id, side in (
+                        (e.maker_account_id, e.maker_order_id, -e.aggressor),
+                        (e.taker_account_id, e.taker_order_id, e.aggressor)):
+                    before = positions.get((account, SYMBOL), 0)
+                    after = positions[(account, SYMBOL)] = before + side * e.qty
+                    if self.fast.orders[order_id].reduce_only:
+                        assert abs(after) < abs(before) and after * before >= 0, \
+                            f"reduce-only order {order_id} took {before} to {after}"
             elif kind is BookLevelChanged:
                 assert e.book_seq == self.book_seq + 1, "book_seq gap"
                 self.book_seq = e.book_seq
+            elif kind is OrderAccepted and e.tif is TimeInForce.FOK:
+                assert self.fast.orders[e.order_id].status is OrderStatus.FILLED, \
+                    "a fill-or-kill filled in part"
 
     def known_ids(self):
         return sorted(self.fast.orders) or [1]
@@ -72,30 +93,71 @@ class BooksAgree(RuleBasedStateMachine):
           tif=st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC,
                                TimeInForce.FOK, TimeInForce.GTD]),
           post_only=st.booleans(), iceberg=st.one_of(st.none(), st.integers(1, 3)),
-          client_order_id=client_ids, expire_in=st.integers(1, 20))
+          client_order_id=client_ids, expire_in=st.integers(1, 20), reduce_only=reduce_only)
     def limit(self, side, price, qty, account, stp, tif, post_only, iceberg, client_order_id,
-              expire_in):
+              expire_in, reduce_only):
         resting = tif in (TimeInForce.GTC, TimeInForce.GTD)
         self.both(lambda ts: PlaceOrder(
             ts_ns=ts, account_id=account, symbol=SYMBOL, side=side, price=price, qty=qty,
             tif=tif, stp=stp, client_order_id=client_order_id,
             post_only=post_only and resting,
             display_qty=iceberg if resting and iceberg and iceberg < qty else None,
-            expire_at_ns=ts + expire_in * 1_000 if tif is TimeInForce.GTD else None))
+            expire_at_ns=ts + expire_in * 1_000 if tif is TimeInForce.GTD else None,
+            reduce_only=reduce_only))
 
     @rule(side=sides, qty=qtys, account=accounts, stp=stps,
-          tif=st.sampled_from([TimeInForce.IOC, TimeInForce.FOK]))
-    def market(self, side, qty, account, stp, tif):
+          tif=st.sampled_from([TimeInForce.IOC, TimeInForce.FOK]), reduce_only=reduce_only)
+    def market(self, side, qty, account, stp, tif, reduce_only):
         self.both(lambda ts: PlaceOrder(ts_ns=ts, account_id=account, symbol=SYMBOL, side=side,
-                                        qty=qty, order_type=OrderType.MARKET, tif=tif, stp=stp))
+                                        qty=qty, order_type=OrderType.MARKET, tif=tif, stp=stp,
+                                        reduce_only=reduce_only))
 
     @rule(side=sides, stop=prices, price=prices, qty=qtys, account=accounts,
-          limit=st.booleans())
-    def stop(self, side, stop, price, qty, account, limit):
+          limit=st.booleans(), reduce_only=reduce_only)
+    def stop(self, side, stop, price, qty, account, limit, reduce_only):
         self.both(lambda ts: PlaceOrder(
             ts_ns=ts, account_id=account, symbol=SYMBOL, side=side, qty=qty, stop_price=stop,
             order_type=OrderType.STOP_LIMIT if limit else OrderType.STOP_MARKET,
-            price=price if limit else None))
+            price=price if limit else None, reduce_only=reduce_only))
+
+    @rule(account=accounts, other=accounts, side=sides, price=prices, qty=qtys)
+    def cross(self, account, other, side, price, qty):
+        """Another account rests an order and this one takes it: positions to reduce."""
+        self.both(lambda ts: PlaceOrder(ts_ns=ts, account_id=other, symbol=SYMBOL,
+                                        side=Side(-side), price=price, qty=qty))
+        self.both(lambda ts: PlaceOrder(ts_ns=ts, account_id=account, symbol=SYMBOL, side=side,
+                                        price=price, qty=qty, tif=TimeInForce.IOC))
+
+    @rule(account=accounts, price=prices, qty=qtys, stop=prices,
+          kind=st.sampled_from(["gtc", "gtc", "iceberg", "ioc", "fok", "stop"]))
+    def reduce_position(self, account, price, qty, stop, kind):
+        """A reduce-only order on the side that closes the account's position (most of
+        those the other rules draw are refused: they add, or the account is flat)."""
+        side = Side.SELL if self.fast.risk.position(account, SYMBOL) > 0 else Side.BUY
+        tif = {"ioc": TimeInForce.IOC, "fok": TimeInForce.FOK}.get(kind, TimeInForce.GTC)
+        self.both(lambda ts: PlaceOrder(
+            ts_ns=ts, account_id=account, symbol=SYMBOL, side=side, price=price, qty=qty,
+            tif=tif, display_qty=2 if kind == "iceberg" and qty > 2 else None,
+            order_type=OrderType.STOP_LIMIT if kind == "stop" else OrderType.LIMIT,
+            stop_price=stop if kind == "stop" else None, reduce_only=True))
+
+    @rule(account=accounts, taker=accounts, prices=st.lists(prices, min_size=2, max_size=2),
+          qtys=st.lists(qtys, min_size=3, max_size=3), tif=st.sampled_from(list(TimeInForce)))
+    def sweep_behind_own_order(self, account, taker, prices, qtys, tif):
+        """An account closing its position rests an ordinary order and then a reduce-only
+        one on that side, and another account's taker walks through both: the walk stops
+        at the reduce-only order after the ordinary one moved the position."""
+        position = self.fast.risk.position(account, SYMBOL)
+        side = Side.SELL if position > 0 else Side.BUY
+        for price, qty, reduce_only in ((prices[0], qtys[0], False), (prices[1], qtys[1], True)):
+            self.both(lambda ts: PlaceOrder(ts_ns=ts, account_id=account, symbol=SYMBOL,
+                                            side=side, price=price, qty=qty,
+                                            reduce_only=reduce_only))
+        worst = max(prices) if side is Side.SELL else min(prices)
+        self.both(lambda ts: PlaceOrder(
+            ts_ns=ts, account_id=taker, symbol=SYMBOL, side=Side(-side), price=worst,
+            qty=qtys[2] * 2, tif=TimeInForce.IOC if tif is TimeInForce.GTD else tif,
+            stp=SelfTradePrevention.CANCEL_OLDEST))
 
     @rule(data=st.data(), account=accounts)
     def cancel(self, data, account):
@@ -151,6 +213,18 @@ class BooksAgree(RuleBasedStateMachine):
             assert order.qty == order.filled_qty + order.leaves_qty + self.removed[order.order_id]
             assert order.filled_qty == self.traded[order.order_id]
             assert (order.leaves_qty > 0) == (order.status in LIVE)
+
+    @invariant()
+    def reduce_only_orders_fit_their_positions(self):
+        """Live reduce-only orders: none on the side that would add to |position|, and on
+        the closing side no more lots than the position."""
+        held = defaultdict(int)
+        for order in self.fast.orders.values():
+            if order.reduce_only and order.status in LIVE:
+                held[(order.account_id, int(order.side))] += order.leaves_qty
+        for (account, side), lots in held.items():
+            position = self.fast.risk.position(account, SYMBOL)
+            assert side * position < 0 and lots <= abs(position), (account, side, lots, position)
 
     @invariant()
     def resting_quantity_is_the_engines_leaves(self):

@@ -678,8 +678,8 @@ class TestRiskGate:
             self.asked = []
             self.applied = []
 
-        def check(self, account_id, symbol, side, price, qty, reduce_only, replaces):
-            self.asked.append((account_id, side, price, qty, reduce_only, replaces))
+        def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
+            self.asked.append((account_id, side, price, qty, liquidation, replaces))
             if qty > 5:
                 return (RejectReason.INSUFFICIENT_MARGIN, "initial margin above equity")
             return None
@@ -687,12 +687,15 @@ class TestRiskGate:
         def apply(self, events):
             self.applied.append(list(events))
 
+        def position(self, account_id, symbol):
+            return 0
+
     def test_refused_order_never_reaches_the_book(self):
         """An order the gate refuses is rejected with the gate's reason and rests nowhere."""
         gate = self.Gate()
         ex = Exchange([instrument()], risk=gate, check_invariants=True)
         events = ex.process(PlaceOrder(ts_ns=T0, account_id=1, symbol=SYMBOL, side=BUY,
-                                       qty=6, price=1000, reduce_only=True))
+                                       qty=6, price=1000, liquidation=True))
         assert rejected(events) == ["INSUFFICIENT_MARGIN"]
         assert gate.asked == [(1, BUY, 1000, 6, True, None)]
         assert len(ex.markets[SYMBOL].book) == 0
@@ -713,6 +716,228 @@ class TestRiskGate:
         assert rejected(events) == ["INSUFFICIENT_MARGIN"]
         assert gate.asked[-1] == (1, BUY, 990, 9, False, order_id)
         assert ex.order(order_id).qty == 2
+
+
+def hold(h, lots, account=1, price=1000):
+    """Give ``account`` a position of ``lots`` (signed) against account 2."""
+    side = BUY if lots > 0 else SELL
+    h.place(-side, price, abs(lots), account=2)
+    assert trades(h.place(side, price, abs(lots), account=account, tif=IOC)) == \
+        [(price, abs(lots))]
+
+
+def accepted(events):
+    (ev,) = of(OrderAccepted, events)
+    return ev
+
+
+def reduced(events):
+    return [(e.order_id, e.qty, e.leaves) for e in of(OrderReduced, events)]
+
+
+class TestReduceOnly:
+    """DESIGN.md §4, PROTOCOL.md order.place: a reduce-only order may only ever shrink
+    |position|. With a risk gate that knows positions: cut to fit on arrival, stopped
+    before it fills as a maker and fitted to the position as it is then, fitted again
+    after every command that moves its account's position."""
+
+    def test_order_larger_than_the_position_is_cut_to_it(self, gated):
+        """Long 5: a reduce-only sell of 8 is accepted for 5, and that is its quantity."""
+        hold(gated, 5)
+        ev = accepted(gated.place(SELL, 1010, 8, reduce_only=True))
+        assert ev.qty == 5 and gated.ex.order(ev.order_id).leaves_qty == 5
+
+    def test_other_reduce_only_orders_on_the_side_take_their_share(self, gated):
+        """Long 5: a reduce-only sell of 3 rests, one of 4 gets the 2 left (a stop counts
+        too), and a third is refused: nothing is left."""
+        hold(gated, 5)
+        gated.place(SELL, 1010, 3, reduce_only=True)
+        stop = accepted(gated.place(SELL, None, 4, order_type=OrderType.STOP_MARKET,
+                                    stop_price=990, reduce_only=True))
+        assert stop.qty == 2
+        events = gated.place(SELL, 1020, 1, reduce_only=True)
+        assert rejected(events) == ["REDUCE_ONLY_WOULD_INCREASE"]
+        assert events[0].field == "reduce_only" and "hold 5" in events[0].detail
+
+    def test_flat_or_adding_is_refused(self, gated):
+        """Flat, or a buy while long: nothing to reduce."""
+        assert rejected(gated.place(SELL, 1010, 1, reduce_only=True)) == \
+            ["REDUCE_ONLY_WOULD_INCREASE"]
+        hold(gated, 3)
+        assert rejected(gated.place(BUY, 990, 1, reduce_only=True)) == \
+            ["REDUCE_ONLY_WOULD_INCREASE"]
+        assert rejected(gated.place(BUY, None, 1, tif=IOC, reduce_only=True)) == \
+            ["REDUCE_ONLY_WOULD_INCREASE"]
+
+    def test_without_a_risk_gate_reduce_only_is_not_enforced(self, ex):
+        """The engine alone knows no positions: a reduce-only order is an ordinary one."""
+        ex.place(BUY, 1000, 2, account=2)
+        events = ex.place(SELL, 1000, 2, reduce_only=True)
+        assert trades(events) == [(1000, 2)]
+
+    def test_maker_behind_the_accounts_own_fills_is_cut_to_what_is_left(self, gated):
+        """Long 10 with a sell of 6 at 1000 and a reduce-only sell of 10 at 1001: a buy of
+        20 takes the 6, the walk stops at the reduce-only sell, which is cut to the 4 left
+        (keeping its place ahead of a later ask), and takes those 4."""
+        hold(gated, 10)
+        gated.place(SELL, 1000, 6)
+        reducing = accepted(gated.place(SELL, 1001, 10, reduce_only=True)).order_id
+        later = accepted(gated.place(SELL, 1001, 5, account=3)).order_id
+        events = gated.place(BUY, 1001, 12, account=4)
+        assert trades(events) == [(1000, 6), (1001, 4), (1001, 2)]
+        assert reduced(events) == [(reducing, 6, 4)]
+        assert [type(e).__name__ for e in events[:4]] == \
+            ["OrderAccepted", "Trade", "OrderReduced", "Trade"]
+        assert gated.ex.order(reducing).status is OrderStatus.FILLED
+        assert gated.ex.risk.position(1, SYMBOL) == 0
+        assert [o[0] for o in gated.ex.markets[SYMBOL].book.orders(-1)] == [later]
+
+    def test_cut_maker_keeps_its_priority(self, gated):
+        """The walk stops at a reduce-only ask, cuts it from 10 to 4, and fills 2 of it; the
+        2 left still rest ahead of the ask that came after it."""
+        hold(gated, 10)
+        gated.place(SELL, 1000, 6)
+        reducing = accepted(gated.place(SELL, 1001, 10, reduce_only=True)).order_id
+        later = accepted(gated.place(SELL, 1001, 5, account=3)).order_id
+        events = gated.place(BUY, 1001, 8, account=4)
+        assert trades(events) == [(1000, 6), (1001, 2)]
+        assert reduced(events) == [(reducing, 6, 4)]
+        assert [o[0] for o in gated.ex.markets[SYMBOL].book.orders(-1)] == [reducing, later]
+        assert gated.ex.order(reducing).qty == 4 and gated.ex.order(reducing).leaves_qty == 2
+        assert gated.ex.risk.position(1, SYMBOL) == 2
+
+    def test_maker_with_nothing_left_is_cancelled_not_filled(self, gated):
+        """Long 4 with a sell of 4 at 1000 and a reduce-only sell of 4 at 1001: a buy of 8
+        closes the position on the first and finds the second cancelled (reason reduce_only)."""
+        hold(gated, 4)
+        gated.place(SELL, 1000, 4)
+        reducing = accepted(gated.place(SELL, 1001, 4, reduce_only=True)).order_id
+        events = gated.place(BUY, 1001, 8, account=4, tif=IOC)
+        assert trades(events) == [(1000, 4)]
+        assert cancelled(events)[0] == (reducing, "REDUCE_ONLY", 4)
+        assert gated.ex.risk.position(1, SYMBOL) == 0
+
+    def test_iceberg_maker_is_fitted_again_at_each_tranche(self, gated):
+        """Long 6: a reduce-only iceberg of 6 showing 2 and then a plain sell of 4 at 1001.
+        A buy of 10 fills the iceberg's tranche, the plain sell closes the position, and the
+        iceberg's next tranche is cancelled, not filled."""
+        hold(gated, 6)
+        iceberg = accepted(gated.place(SELL, 1001, 6, display_qty=2, reduce_only=True)).order_id
+        gated.place(SELL, 1001, 4)
+        events = gated.place(BUY, 1001, 10, account=4, tif=IOC)
+        assert [(t.maker_order_id, t.qty) for t in of(Trade, events)][:1] == [(iceberg, 2)]
+        assert trades(events) == [(1001, 2), (1001, 4)]
+        assert cancelled(events)[0] == (iceberg, "REDUCE_ONLY", 4)
+        assert gated.ex.risk.position(1, SYMBOL) == 0
+
+    def test_resting_order_goes_when_its_position_closes(self, gated):
+        """Long 5 with a reduce-only sell of 5 resting at 1010: selling the 5 elsewhere
+        cancels it in the same command, so it cannot open a short later."""
+        hold(gated, 5)
+        reducing = accepted(gated.place(SELL, 1010, 5, reduce_only=True)).order_id
+        gated.place(BUY, 1000, 5, account=3)
+        events = gated.place(SELL, 1000, 5, tif=IOC)
+        assert cancelled(events) == [(reducing, "REDUCE_ONLY", 5)]
+        assert levels(events)[-1] == (-1, 1010, 0, 0)
+        assert trades(gated.place(BUY, 1010, 5, account=3)) == []
+
+    def test_flipped_position_cancels_the_orders_that_would_now_add(self, gated):
+        """Long 5 with a reduce-only sell resting: selling 8 leaves the account short 3, and
+        the reduce-only sell, which would now add to the short, is cancelled."""
+        hold(gated, 5)
+        reducing = accepted(gated.place(SELL, 1010, 5, reduce_only=True)).order_id
+        gated.place(BUY, 1000, 8, account=3)
+        events = gated.place(SELL, 1000, 8, tif=IOC)
+        assert cancelled(events) == [(reducing, "REDUCE_ONLY", 5)]
+        assert gated.ex.risk.position(1, SYMBOL) == -3
+
+    def test_a_shrinking_position_trims_the_newest_first(self, gated):
+        """Long 10 with reduce-only sells of 4 (older) and 6 (newer): down to 7, the newer
+        loses 3 and keeps its place; down to 2, the newer goes and the older keeps 2."""
+        hold(gated, 10)
+        older = accepted(gated.place(SELL, 1010, 4, reduce_only=True)).order_id
+        newer = accepted(gated.place(SELL, 1010, 6, reduce_only=True)).order_id
+        gated.place(BUY, 1000, 8, account=3)
+        events = gated.place(SELL, 1000, 3, tif=IOC)
+        assert reduced(events) == [(newer, 3, 3)] and cancelled(events) == []
+        assert [o[0] for o in gated.ex.markets[SYMBOL].book.orders(-1)] == [older, newer]
+        events = gated.place(SELL, 1000, 5, tif=IOC)
+        assert cancelled(events) == [(newer, "REDUCE_ONLY", 3)]
+        assert reduced(events) == [(older, 2, 2)]
+        assert [(o.order_id, o.qty, o.leaves_qty) for o in gated.ex.open_orders(1)] == \
+            [(older, 2, 2)]
+
+    def test_stop_is_cut_when_it_triggers(self, gated):
+        """Long 5 with a reduce-only sell stop of 5 at 999: the account's own sell of 3 at
+        999 triggers it in the same command, and it sells only the 2 left."""
+        hold(gated, 5)
+        stop = accepted(gated.place(SELL, None, 5, order_type=OrderType.STOP_MARKET,
+                                    stop_price=999, reduce_only=True)).order_id
+        gated.place(BUY, 999, 3, account=3)
+        gated.place(BUY, 998, 10, account=3)
+        events = gated.place(SELL, 999, 3, tif=IOC)
+        assert [e.order_id for e in of(OrderTriggered, events)] == [stop]
+        assert reduced(events) == [(stop, 3, 2)]
+        assert trades(events) == [(999, 3), (998, 2)]
+        assert gated.ex.risk.position(1, SYMBOL) == 0
+
+    def test_replace_to_a_larger_qty_is_cut_to_fit(self, gated):
+        """Long 5: a reduce-only sell of 2 replaced to 9 becomes 5 (OrderReplaced says so);
+        with another of 3 resting beside it, a replace to 4 leaves it at 2, in its place."""
+        hold(gated, 5)
+        first = accepted(gated.place(SELL, 1010, 2, reduce_only=True)).order_id
+        (replaced,) = of(OrderReplaced, gated.replace(first, qty=9))
+        assert (replaced.qty, replaced.leaves) == (5, 5)
+        gated.replace(first, qty=2)
+        gated.place(SELL, 1010, 3, reduce_only=True)
+        (replaced,) = of(OrderReplaced, gated.replace(first, qty=4))
+        assert (replaced.qty, replaced.leaves, replaced.kept_priority) == (2, 2, True)
+        assert gated.ex.markets[SYMBOL].book.orders(-1)[0][0] == first
+
+    def test_fill_or_kill_counts_reduce_only_asks_only_as_far_as_they_fit(self, gated):
+        """Long 10 with a sell of 6 at 1000 and a reduce-only sell of 10 at 1001: 16 lots
+        show, but only 10 can fill, so a FOK buy of 11 is refused and one of 10 fills."""
+        hold(gated, 10)
+        gated.place(SELL, 1000, 6)
+        gated.place(SELL, 1001, 10, reduce_only=True)
+        assert rejected(gated.place(BUY, 1001, 11, account=4, tif=FOK)) == ["FOK_NOT_FILLABLE"]
+        events = gated.place(BUY, 1001, 10, account=4, tif=FOK)
+        assert trades(events) == [(1000, 6), (1001, 4)]
+        assert gated.ex.order(accepted(events).order_id).status is OrderStatus.FILLED
+
+    def test_gate_gets_each_event_once_and_positions_as_of_the_stop(self, gated):
+        """A command that stops at a reduce-only maker hands the gate its events in parts,
+        each once, in order; what the command returns is exactly what the gate got."""
+        hold(gated, 10)
+        gated.place(SELL, 1000, 6)
+        gated.place(SELL, 1001, 10, reduce_only=True)
+        before = len(gated.ex.risk.log)
+        events = gated.place(BUY, 1001, 12, account=4)
+        assert gated.ex.risk.log[before:] == events
+
+    def test_replace_is_refused_when_the_position_left_nothing(self, gated):
+        """Should a position move outside the engine's commands (clearing), a reduce-only
+        order with no room left cannot be raised: reduce_only_would_increase."""
+        hold(gated, 5)
+        order = accepted(gated.place(SELL, 1010, 2, reduce_only=True)).order_id
+        gated.ex.risk.positions[(1, SYMBOL)] = 0
+        assert rejected(gated.replace(order, qty=3)) == ["REDUCE_ONLY_WOULD_INCREASE"]
+        assert gated.ex.order(order).qty == 2
+        gated.ex.risk.positions[(1, SYMBOL)] = 5
+
+    def test_pickled_exchange_keeps_its_reduce_only_orders(self, gated):
+        """An exchange pickled (as snapshots do) hashes the same, and its book still stops
+        at the reduce-only maker and fits it as the original does."""
+        import pickle
+        hold(gated, 10)
+        gated.place(SELL, 1000, 6)
+        reducing = accepted(gated.place(SELL, 1001, 10, reduce_only=True)).order_id
+        copy = pickle.loads(pickle.dumps(gated.ex))
+        assert copy.state_hash() == gated.ex.state_hash()
+        ts = gated.tick()
+        cmd = PlaceOrder(ts_ns=ts, account_id=4, symbol=SYMBOL, side=BUY, qty=12, price=1001)
+        assert copy.process(cmd) == gated.ex.process(cmd)
+        assert copy.order(reducing).qty == 4 and copy.state_hash() == gated.ex.state_hash()
 
 
 class TestRetention:

@@ -75,6 +75,7 @@ def test_malformed_requests_get_json_rpc_errors(live_server, raw, code, reason, 
     ({**ORDER, "client_order_id": "has space"}, -32602, "invalid_params", "client_order_id"),
     ({**ORDER, "client_order_id": "x" * 37}, -32602, "invalid_params", "client_order_id"),
     ({**ORDER, "post_onyl": True}, -32602, "invalid_params", "post_onyl"),
+    ({**ORDER, "liquidation": True}, -32602, "invalid_params", "liquidation"),   # clearing's
     ({**ORDER, "type": "market", "price": None, "post_only": True}, -32602, "invalid_params",
      None),
     ({**ORDER, "tif": "gtd"}, -32602, "invalid_params", "expire_at"),

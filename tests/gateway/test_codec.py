@@ -39,6 +39,18 @@ def test_place_params_become_the_engine_command():
     assert (cmd.account_id, cmd.ts_ns, cmd.client_order_id) == (7, 5, "a-1")
 
 
+def test_the_wire_cannot_place_a_liquidation_order():
+    """liquidation is clearing's own flag: order.place's params refuse it, and the engine
+    command built from a place never has it."""
+    with pytest.raises(msgspec.ValidationError, match="liquidation"):
+        msgspec.json.decode(b'{"symbol":"H100-2027-03","side":"sell","qty":3,'
+                            b'"liquidation":true}', type=schema.Place)
+    p = msgspec.json.decode(b'{"symbol":"H100-2027-03","side":"sell","qty":3,'
+                            b'"reduce_only":true}', type=schema.Place)
+    cmd = codec.place_command(p, account_id=7, ts_ns=5)
+    assert cmd.reduce_only is True and cmd.liquidation is False
+
+
 @pytest.mark.parametrize("text, reason", [("2.1005", "price_off_tick"), ("abc", "invalid_price"),
                                           ("0.000", "invalid_price")])
 def test_bad_prices_are_typed_errors(text, reason):

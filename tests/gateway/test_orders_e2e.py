@@ -197,3 +197,46 @@ def test_open_orders_are_capped_per_account_and_a_resend_still_answers(make_serv
         assert await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.002")
         await ws.close()
     run(scenario())
+
+
+def test_reduce_only_is_cut_to_the_position_and_goes_with_it(live_server):
+    """Long 3: a reduce-only sell of 5 is placed for 3 (the result says so) and another is
+    refused; selling the position elsewhere cuts it, then cancels it, and the orders
+    channel and order.get show both, with cancel_reason reduce_only."""
+    async def scenario():
+        trader = await Ws.open(live_server, "trader-1")
+        other = await Ws.open(live_server, "trader-2")
+        await other.result("order.place", symbol=SYMBOL, side="sell", qty=3, price="2.100")
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=3, price="2.100",
+                            tif="ioc")
+        await trader.result("subscribe", channels=["orders"])
+        placed = await trader.result("order.place", symbol=SYMBOL, side="sell", qty=5,
+                                     price="2.300", reduce_only=True, client_order_id="ro-1")
+        assert (placed["qty"], placed["remaining_qty"], placed["status"], placed["reduce_only"]) \
+            == (3, 3, "open", True)
+        refused = await trader.error("order.place", symbol=SYMBOL, side="sell", qty=1,
+                                     price="2.250", reduce_only=True)
+        assert (refused["data"]["reason"], refused["data"]["field"]) == \
+            ("reduce_only_would_increase", "reduce_only")
+
+        async def update():                     # the next orders message about it
+            while True:
+                data = (await trader.note("orders"))["data"]
+                if data["order_id"] == placed["order_id"]:
+                    return data
+        assert (await update())["qty"] == 3
+        for lots in (2, 1):
+            await other.result("order.place", symbol=SYMBOL, side="buy", qty=lots,
+                               price="2.050")
+            await trader.result("order.place", symbol=SYMBOL, side="sell", qty=lots,
+                                price="2.050", tif="ioc")
+        cut = await update()
+        assert (cut["qty"], cut["remaining_qty"], cut["status"]) == (1, 1, "open")
+        gone = await update()
+        assert (gone["status"], gone["cancel_reason"]) == ("cancelled", "reduce_only")
+        got = await trader.result("order.get", client_order_id="ro-1")
+        assert (got["qty"], got["filled_qty"], got["status"], got["cancel_reason"]) == \
+            (1, 0, "cancelled", "reduce_only")
+        await trader.close()
+        await other.close()
+    run(scenario())
