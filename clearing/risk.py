@@ -25,6 +25,7 @@ import msgspec
 from clearing.ledger import Ledger
 from clearing.exposure import Exposure
 from clearing.margin import Leg, MarginParams, make_leg
+from engine.prices import stop_market_margin_price
 from engine.contracts import Instrument
 from engine.messages import (
     OrderAccepted, OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, RejectReason,
@@ -40,7 +41,7 @@ class OpenOrder(msgspec.Struct, gc=False):
     symbol: str
     side: int
     leaves: int
-    price: int | None           # None: a market or stop-market order (margined at the mark)
+    price: int                  # what it is margined at: its limit, else _margin_price's
 
 
 class ClearingRisk:
@@ -74,6 +75,7 @@ class ClearingRisk:
         self.position_limits = dict(position_limits or {})
         self.orders: dict[int, OpenOrder] = {}
         self.by_account: dict[int, dict[int, OpenOrder]] = {}
+        self.quoting: dict[str, dict[int, int]] = {}    # symbol -> account -> its open orders
         self.exposures: dict[int, Exposure] = {}
         self.today = datetime.date(1970, 1, 1)
         self._day_number = 0
@@ -103,11 +105,10 @@ class ClearingRisk:
                     f"{limit}")
         before = exposure.margin()[1]
         if old is not None:                       # judge the order as it would be after
-            exposure.order(old.symbol, old.side, -old.leaves, self._price(old))
-        after = exposure.initial_with(symbol, side, qty,
-                                      self.legs[symbol].mark if price is None else price)
+            exposure.order(old.symbol, old.side, -old.leaves, old.price)
+        after = exposure.initial_with(symbol, side, qty, price)
         if old is not None:
-            exposure.order(old.symbol, old.side, old.leaves, self._price(old))
+            exposure.order(old.symbol, old.side, old.leaves, old.price)
         if after <= before:
             return None
         equity = self.equity(account_id)
@@ -129,10 +130,12 @@ class ClearingRisk:
                 self._leaves(ev.taker_order_id, ev.taker_leaves)
             elif kind is OrderAccepted:
                 self._day(ev.ts_ns)
-                price = ev.price if ev.price is not None else ev.stop_price
-                order = OpenOrder(ev.account_id, ev.symbol, int(ev.side), 0, price)
+                order = OpenOrder(ev.account_id, ev.symbol, int(ev.side), 0,
+                                  self._margin_price(ev))
                 self.orders[ev.order_id] = order
                 self.by_account.setdefault(ev.account_id, {})[ev.order_id] = order
+                counts = self.quoting.setdefault(ev.symbol, {})
+                counts[ev.account_id] = counts.get(ev.account_id, 0) + 1
                 self._leaves(ev.order_id, ev.qty)
             elif kind is OrderCancelled or kind is OrderExpired:
                 self._leaves(ev.order_id, 0)
@@ -171,9 +174,15 @@ class ClearingRisk:
         return (0, 0) if exposure is None else exposure.margin()
 
     def set_marks(self, marks: dict[str, int]) -> None:
-        """New marks: they change equity, not the scanning ranges."""
+        """New marks: they change equity, and what open orders lose if they fill (measured
+        from the mark), not the scanning ranges."""
         self.marks.update(marks)
         self._marks_version += 1
+        legs = self.legs                    # shared with every Exposure
+        for symbol, mark in marks.items():
+            legs[symbol] = msgspec.structs.replace(legs[symbol], mark=mark)
+            for account_id in self.quoting.get(symbol, ()):
+                self.exposures[account_id].remark(symbol)
 
     def settled(self) -> None:
         """After a settlement: scanning ranges follow the new settlement prices."""
@@ -183,7 +192,8 @@ class ClearingRisk:
     def _make_legs(self) -> dict[str, Leg]:
         prices = self.ledger.settlement_prices
         return {s: make_leg(i.gpu_class, i.contract_hours, i.tick_micros, prices[s],
-                            i.delivery_start, self.today, self.params_by_class[i.gpu_class])
+                            i.delivery_start, self.today, self.params_by_class[i.gpu_class],
+                            self.marks.get(s))
                 for s, i in self.instruments.items()}
 
     def _rebuild(self) -> None:
@@ -196,7 +206,7 @@ class ClearingRisk:
                     self._exposure(account_id).fill(symbol, pos.qty)
         for order in self.orders.values():
             self._exposure(order.account_id).order(order.symbol, order.side, order.leaves,
-                                                   self._price(order))
+                                                   order.price)
 
     def _exposure(self, account_id: int) -> Exposure:
         exposure = self.exposures.get(account_id)
@@ -204,9 +214,16 @@ class ClearingRisk:
             exposure = self.exposures[account_id] = Exposure(self.legs, self.params_by_class)
         return exposure
 
-    def _price(self, order: OpenOrder) -> int:
-        """Orders without a price (market, stop-market) are margined at the mark."""
-        return self.legs[order.symbol].mark if order.price is None else order.price
+    def _margin_price(self, ev: OrderAccepted) -> int:
+        """The price an order is margined at while open: its limit; a stop-market's stop
+        moved by the band's width against it, as the engine checked it; a market order (open
+        only within its own command) at the mark."""
+        if ev.price is not None:
+            return ev.price
+        if ev.stop_price is not None:
+            return stop_market_margin_price(int(ev.side), ev.stop_price,
+                                            self.instruments[ev.symbol].band_bps)
+        return self.legs[ev.symbol].mark
 
     def set_day(self, ts_ns: int) -> None:
         """Move to the day of ``ts_ns`` (scanning ranges depend on the time to delivery)."""
@@ -232,7 +249,7 @@ class ClearingRisk:
             return
         if leaves != order.leaves:
             self._exposure(order.account_id).order(order.symbol, order.side,
-                                                   leaves - order.leaves, self._price(order))
+                                                   leaves - order.leaves, order.price)
             order.leaves = leaves
         if leaves > 0 or keep:
             return
@@ -241,3 +258,15 @@ class ClearingRisk:
         del mine[order_id]
         if not mine:
             del self.by_account[order.account_id]
+        self._unquote(order)
+
+    def _unquote(self, order: OpenOrder) -> None:
+        """An order closed: one fewer of its account's open orders in its symbol."""
+        counts = self.quoting[order.symbol]
+        left = counts[order.account_id] - 1
+        if left:
+            counts[order.account_id] = left
+        else:
+            del counts[order.account_id]
+            if not counts:
+                del self.quoting[order.symbol]

@@ -45,6 +45,7 @@ from engine.messages import (
     OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus,
     SetReferencePrice, Side, TimeInForce, Timer, Trade,
 )
+from engine.prices import stop_market_margin_price
 from engine.risk import PermissiveRisk
 
 cimport cython
@@ -403,8 +404,10 @@ cdef class Exchange:
                            "no opposite order inside the price band", "type")
         # Clearing last: it is asked only about orders the engine would take.
         if self._risk_gated:
-            reject = self.risk.check(account_id, market.symbol, side, limit, qty, liquidation,
-                                     None)
+            reject = self.risk.check(
+                account_id, market.symbol, side,
+                stop_market_margin_price(side, stop_price, market._band_bps)
+                if otype is STOP_MARKET else limit, qty, liquidation, None)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
 
@@ -822,9 +825,10 @@ cdef class Exchange:
                 leaves = room
                 qty = order.filled_qty + leaves
         if self._risk_gated:
+            # Only an untriggered stop-market has no price and can be replaced.
             reject = self.risk.check(order.account_id, order.symbol, order.side,
-                                     price if price is not None else
-                                     market.band_high if order.side is BUY else market.band_low,
+                                     price if price is not None else stop_market_margin_price(
+                                         order._side, order.stop_price, market._band_bps),
                                      leaves, False, order.order_id)
             if reject is not None:
                 raise Rejected(reject[0], reject[1])

@@ -252,3 +252,16 @@ def format_money(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(micros), MICROS_PER_USD)
     return f"{sign}{whole}.{frac:06d}"
+
+
+def stop_market_margin_price(side: int, stop_price: int, band_bps: int) -> int:
+    """The price a stop-market order is margined at, by the engine's check and by
+    clearing's books alike, so what one allows the other holds: once triggered it trades
+    anywhere in the band around the trade that set it off, which is at or past its stop,
+    so its stop moved by the band's width against it (rounded down, as the band is).
+
+    Args:
+        side: 1 buy, -1 sell.
+    """
+    width = stop_price * band_bps // 10_000
+    return stop_price + width if side > 0 else max(1, stop_price - width)

@@ -12,6 +12,7 @@ from clearing.margin import MarginParams, requirement
 from clearing.risk import ClearingRisk
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
+from engine.prices import stop_market_margin_price
 from engine.messages import (
     CancelOrder, OrderAccepted, OrderCancelled, OrderRejected, OrderType, PlaceOrder,
     RejectReason, ReplaceOrder, Side, TimeInForce, Trade,
@@ -230,6 +231,19 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
                     before[account] = after
         assert before == {a: position(self.v, a) for a in (1, 2, 3)}
 
+    @rule(offset=st.integers(-400, 400))
+    def new_mark(self, offset):
+        """A mark step moves the mark: what open orders lose if they fill moves with it."""
+        self.v.risk.set_marks({MAR: 2100 + offset})
+
+    @rule(account=st.integers(1, 3), side=st.sampled_from([Side.BUY, Side.SELL]),
+          qty=st.integers(1, 20), stop=st.integers(2111, 2200))
+    def stop_market(self, account, side, qty, stop):
+        """A resting stop-market, margined at its stop moved by the band's width."""
+        self.send(PlaceOrder, account_id=account, symbol=MAR, side=side, qty=qty,
+                  order_type=OrderType.STOP_MARKET,
+                  stop_price=stop if side is Side.BUY else 4200 - stop)
+
     @rule(account=st.integers(1, 3), side=st.sampled_from([Side.BUY, Side.SELL]),
           qty=st.integers(1, 20), price=st.integers(2090, 2110),
           tif=st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]),
@@ -289,7 +303,10 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
 
     @invariant()
     def open_orders_match(self):
-        engine = {o.order_id: (o.account_id, int(o.side), o.leaves_qty, o.price)
+        band_bps = self.v.ex.markets[MAR].instrument.band_bps
+        engine = {o.order_id: (o.account_id, int(o.side), o.leaves_qty,
+                               stop_market_margin_price(int(o.side), o.stop_price, band_bps)
+                               if o.price is None else o.price)
                   for a in (1, 2, 3) for o in self.v.ex.open_orders(a)}
         mine = {i: (o.account_id, o.side, o.leaves, o.price) for i, o in self.v.risk.orders.items()}
         assert mine == engine
@@ -299,7 +316,7 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
         risk = self.v.risk
         for account in (1, 2, 3):
             positions = {s: p.qty for s, p in risk.ledger.account(account).positions.items()}
-            orders = [(o.symbol, o.side, o.leaves, risk._price(o))
+            orders = [(o.symbol, o.side, o.leaves, o.price)
                       for o in risk.by_account.get(account, {}).values()]
             assert risk.margin(account) == requirement(risk.legs, positions, orders,
                                                        risk.params_by_class)
@@ -314,3 +331,41 @@ class RiskFollowsTheEngine(RuleBasedStateMachine):
 TestRiskFollowsTheEngine = RiskFollowsTheEngine.TestCase
 TestRiskFollowsTheEngine.settings = settings(max_examples=60, stateful_step_count=50,
                                              deadline=None)
+
+
+def test_an_orders_loss_on_filling_is_measured_from_the_current_mark():
+    """The market has fallen: settled at 2.100, marked at 1.605, trading around 1.700. A buy
+    of 10 at 1.760 loses 0.155 on filling at once, and 0.315 more in the full fall:
+    10 x 0.470 x 744 h = $3,496.80, initial $3,846.48, more than the $3,000 deposited. (It
+    was measured from the settlement price, so it was let through with $2,577.96, and left
+    equity at $1,846.80, below the $2,343.60 maintenance of the position it made.)"""
+    v = Venue()
+    v.ledger.deposit(1, 3_000_000_000)
+    for account in (2, 3):
+        v.ledger.deposit(account, 10**15)
+    for price in (1890, 1760):
+        v.place(2, Side.SELL, 1, price)
+        v.place(3, Side.BUY, 1, price)
+    v.place(2, Side.SELL, 10, 1760)
+    v.risk.set_marks({MAR: 1605})
+    events = v.place(1, Side.BUY, 10, 1760)
+    assert rejected(events) == [RejectReason.INSUFFICIENT_MARGIN]
+    assert "initial margin would be 3846.480000 USD" in events[0].detail
+    v.ledger.deposit(1, 846_480_000)
+    assert not rejected(v.place(1, Side.BUY, 10, 1760))
+
+
+def test_a_stop_market_is_margined_as_it_was_checked():
+    """A buy stop at 2.150 is checked, and then kept, at 2.150 + 10% = 2.365 (the band's
+    width past its stop): two of them need twice one's initial margin, so with a micro-dollar
+    less the second is refused (it was checked at the band edge but kept at its stop price,
+    and the room that freed let more through)."""
+    v = Venue()
+    v.risk.set_day(v.ts)                       # March is 2 months away: a 0.315 range
+    one = requirement(v.risk.legs, {}, [(MAR, 1, 10, 2365)], v.risk.params_by_class)[1]
+    assert one == -(-10 * (265 + 315) * 744 * 1000 * 110 // 100)
+    v.ledger.deposit(1, 2 * one - 1)
+    stop = dict(order_type=OrderType.STOP_MARKET, stop_price=2150)
+    assert not rejected(v.place(1, Side.BUY, 10, **stop))
+    assert v.risk.margin(1)[1] == one
+    assert rejected(v.place(1, Side.BUY, 10, **stop)) == [RejectReason.INSUFFICIENT_MARGIN]
