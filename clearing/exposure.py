@@ -34,24 +34,30 @@ def leg_notional(leg: Leg) -> int:
     return leg.price * leg.hours * leg.tick_micros
 
 
-def unit_terms(leg: Leg, side: int, price: int, cases) -> list[int]:
-    """What one lot of an order loses if it fills, per scenario, x BPS (0 if it gains)."""
+def unit_terms(leg: Leg, side: int, price: int, moves) -> list[int]:
+    """What one lot of an order loses if it fills, per scenario, x BPS (0 if it gains).
+
+    Args:
+        moves: Each scenario's direction x fraction of the range, in bps.
+    """
     size = leg.hours * leg.tick_micros
+    gap = (price - leg.mark) * BPS
     out = []
-    for direction, fraction in cases:
-        term = side * ((price - leg.mark) * BPS - direction * fraction * leg.range_ticks)
+    for move in moves:
+        term = side * (gap - move * leg.range_ticks)
         out.append(term * size if term > 0 else 0)
     return out
 
 
 class ClassExposure:
     """One account's exposure in one GPU class."""
-    __slots__ = ("params", "cases", "qty", "buys", "sells", "book", "terms", "delta",
-                 "order_loss", "longs", "shorts", "dearest", "requirement", "_spread_bps")
+    __slots__ = ("params", "moves", "qty", "buys", "sells", "book", "terms", "delta",
+                 "order_loss", "longs", "shorts", "dearest", "requirement", "_spread_bps",
+                 "_losses")
 
     def __init__(self, params: MarginParams) -> None:
         self.params = params
-        self.cases = scenarios(params)
+        self.moves = tuple(d * f for d, f in scenarios(params))   # signed, bps of the range
         self._spread_bps = params.spread_charge_bps
         self.qty: dict[str, int] = {}        # symbol -> position lots
         self.buys: dict[str, int] = {}       # symbol -> open buy lots
@@ -59,11 +65,12 @@ class ClassExposure:
         self.book: dict[str, dict[tuple[int, int], int]] = {}   # symbol -> (side, price) -> lots
         self.terms: dict[str, list[int]] = {}    # symbol -> its orders' share of order_loss
         self.delta = 0
-        self.order_loss = [0] * len(self.cases)
+        self.order_loss = [0] * len(self.moves)
         self.longs = 0
         self.shorts = 0
         self.dearest = 0                     # the dearest notional among the active symbols
         self.requirement = 0                 # maintenance margin of the class
+        self._losses = [0] * len(self.moves)    # per scenario, x BPS: positions and orders
 
     def _long_short(self, symbol: str) -> tuple[int, int]:
         q = self.qty.get(symbol, 0)
@@ -103,8 +110,8 @@ class ClassExposure:
             del book[key]
             if not book:
                 del self.book[symbol]
-        terms = self.terms.setdefault(symbol, [0] * len(self.cases))
-        for k, unit in enumerate(unit_terms(legs[symbol], side, price, self.cases)):
+        terms = self.terms.setdefault(symbol, [0] * len(self.moves))
+        for k, unit in enumerate(unit_terms(legs[symbol], side, price, self.moves)):
             terms[k] += lots * unit
             self.order_loss[k] += lots * unit
         if symbol not in self.book:
@@ -116,9 +123,9 @@ class ClassExposure:
         old = self.terms.get(symbol)
         if old is None:
             return
-        new = [0] * len(self.cases)
+        new = [0] * len(self.moves)
         for (side, price), lots in self.book[symbol].items():
-            for k, unit in enumerate(unit_terms(legs[symbol], side, price, self.cases)):
+            for k, unit in enumerate(unit_terms(legs[symbol], side, price, self.moves)):
                 new[k] += lots * unit
         for k in range(len(new)):
             self.order_loss[k] += new[k] - old[k]
@@ -138,41 +145,53 @@ class ClassExposure:
                                                                  *self.sells}), default=0)
         self._update()
 
-    def _required(self, delta: int, order_loss: list[int], longs: int, shorts: int,
-                  dearest: int) -> int:
-        """Scan risk over the worst mix of fills, plus the spread charge, rounded up."""
-        worst = 0
-        for (direction, fraction), loss in zip(self.cases, order_loss):
-            loss -= direction * fraction * delta
-            if loss > worst:
-                worst = loss
-        required = _ceil_div(worst, BPS)
+    def _update(self) -> None:
+        """Each scenario's loss and the requirement: scan risk over the worst mix of fills,
+        plus the spread charge, rounded up."""
+        delta = self.delta
+        self._losses = losses = [loss - move * delta
+                                 for move, loss in zip(self.moves, self.order_loss)]
+        worst = max(0, max(losses))
+        required = -(-worst // BPS)
+        longs, shorts = self.longs, self.shorts
         spread = longs if longs < shorts else shorts
         if spread:
-            required += _ceil_div(spread * dearest * self._spread_bps, BPS)
-        return required
-
-    def _update(self) -> None:
-        self.requirement = self._required(self.delta, self.order_loss, self.longs, self.shorts,
-                                          self.dearest)
+            required += -(-spread * self.dearest * self._spread_bps // BPS)
+        self.requirement = required
 
     def requirement_with(self, legs: dict[str, Leg], symbol: str, side: int, lots: int,
                          price: int) -> int:
-        """The class's requirement if this order were added; the state does not change."""
+        """The class's requirement if this order were added; the state does not change.
+
+        The pre-trade check's question, so written out in one pass (what _update and
+        unit_terms do, for one more order)."""
         leg = legs[symbol]
+        size = leg.hours * leg.tick_micros
+        gap = side * (price - leg.mark) * BPS
+        span = side * leg.range_ticks
+        worst = 0
+        for move, loss in zip(self.moves, self._losses):
+            term = gap - move * span
+            if term > 0:
+                loss += lots * term * size
+            if loss > worst:
+                worst = loss
+        required = -(-worst // BPS)
         q = self.qty.get(symbol, 0)
-        buys, sells = self.buys.get(symbol, 0), self.sells.get(symbol, 0)
-        long0, short0 = max(0, q + buys), max(0, sells - q)
         if side > 0:
-            buys += lots
+            buys = self.buys.get(symbol, 0)
+            longs = self.longs + max(0, q + buys + lots) - max(0, q + buys)
+            shorts = self.shorts
         else:
-            sells += lots
-        longs = self.longs + max(0, q + buys) - long0
-        shorts = self.shorts + max(0, sells - q) - short0
-        loss = [have + lots * unit for have, unit in
-                zip(self.order_loss, unit_terms(leg, side, price, self.cases))]
-        dearest = max(self.dearest, leg_notional(leg))
-        return self._required(self.delta, loss, longs, shorts, dearest)
+            sells = self.sells.get(symbol, 0)
+            longs = self.longs
+            shorts = self.shorts + max(0, sells + lots - q) - max(0, sells - q)
+        spread = longs if longs < shorts else shorts
+        if spread:
+            notional = leg.price * size
+            dearest = self.dearest if self.dearest > notional else notional
+            required += -(-spread * dearest * self._spread_bps // BPS)
+        return required
 
 
 class Exposure:
@@ -230,4 +249,4 @@ class Exposure:
         c = self._class(symbol)
         pct = c.params.initial_multiplier_pct
         new = c.requirement_with(self.legs, symbol, side, lots, price)
-        return self._margin[1] - _ceil_div(c.requirement * pct, 100) + _ceil_div(new * pct, 100)
+        return self._margin[1] - -(-c.requirement * pct // 100) + -(-new * pct // 100)

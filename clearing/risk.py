@@ -91,10 +91,9 @@ class ClearingRisk:
             return None
         position = self.position(account_id, symbol)
         side = int(side)
-        mine = self.by_account.get(account_id, {})
         exposure = self._exposure(account_id)
         same_side = exposure.open_lots(symbol, side)
-        old = mine.get(replaces) if replaces is not None else None
+        old = None if replaces is None else self.orders.get(replaces)
         if old is not None and old.symbol == symbol and old.side == side:
             same_side -= old.leaves
         worst = position + side * (same_side + qty)
