@@ -36,7 +36,7 @@ from clearing.risk import ClearingRisk
 from clearing.waterfall import cover
 from engine.contracts import Instrument
 from engine.messages import (
-    CancelAll, CancelReason, InstrumentStatus, OrderType, PlaceOrder, SetInstrumentStatus,
+    CancelAll, CancelReason, InstrumentStatus, InstrumentStatusChanged, OrderType, PlaceOrder, SetInstrumentStatus,
     SetReferencePrice, Side, TimeInForce, Trade,
 )
 
@@ -109,6 +109,7 @@ class ClearingHouse:
         self.window: dict[str, deque] = {s: deque() for s in prices}   # (ts, price, qty)
         self.called: set[int] = set()          # accounts under a margin call
         self.pending: set[int] = set()         # liquidations waiting for a bid or an offer
+        self.halted: set[str] = set()          # instruments not open (halted, closed, ...)
         self.final: dict[str, int] = {}        # symbol -> final settlement price
         self.settled_on: datetime.date | None = None     # the day of the last daily settlement
 
@@ -123,8 +124,14 @@ class ClearingHouse:
     def apply(self, events) -> None:
         self.risk.apply(events)
         for ev in events:
-            if type(ev) is Trade:
+            kind = type(ev)
+            if kind is Trade:
                 self.window[ev.symbol].append((ev.ts_ns, ev.price, ev.qty))
+            elif kind is InstrumentStatusChanged:
+                if ev.status is InstrumentStatus.OPEN:
+                    self.halted.discard(ev.symbol)
+                else:
+                    self.halted.add(ev.symbol)
 
     # -- Commands -----------------------------------------------------------------------
 
@@ -259,25 +266,32 @@ class ClearingHouse:
         if requirement(self.risk.legs, positions, (), self.risk.params_by_class)[0] <= equity:
             self.pending.discard(account_id)
             return
-        most = {s: self.instruments[s].max_qty for s in positions
-                if ts < self.instruments[s].last_trading_ns}
+        trading = [s for s in positions if ts < self.instruments[s].last_trading_ns]
+        most = {s: self.instruments[s].max_qty for s in trading if s not in self.halted}
         chosen = next_slice(positions, self.risk.legs, self.risk.params_by_class, equity, most)
         if chosen is None:
-            return              # only contracts past trading: they wait for final settlement
+            if trading:         # halted: it goes on when they open (past trading, it waits
+                self._pending(account_id, equity, maintenance, None, 0, ts, events)
+            return              # for the final settlement)
         symbol, qty = chosen
         side = Side.SELL if positions[symbol] > 0 else Side.BUY
         bid, ask, _ = market(symbol)
         if (bid if side is Side.SELL else ask) is None:
-            if account_id not in self.pending:
-                self.pending.add(account_id)
-                events.append(Liquidation(account_id, equity, maintenance, "pending", symbol,
-                                          qty, ts))
+            self._pending(account_id, equity, maintenance, symbol, qty, ts, events)
             return
         self.pending.discard(account_id)
         engine.append(PlaceOrder(ts_ns=ts, account_id=account_id, symbol=symbol, side=side,
                                  qty=qty, order_type=OrderType.MARKET, tif=TimeInForce.IOC,
                                  reduce_only=True, liquidation=True))
         events.append(Liquidation(account_id, equity, maintenance, "reduce", symbol, qty, ts))
+
+    def _pending(self, account_id: int, equity: int, maintenance: int, symbol: str | None,
+                 qty: int, ts: int, events: list) -> None:
+        """Nothing can be reduced now: say so once; every mark step tries again."""
+        if account_id not in self.pending:
+            self.pending.add(account_id)
+            events.append(Liquidation(account_id, equity, maintenance, "pending", symbol, qty,
+                                      ts))
 
     def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         self.risk.set_day(ts)

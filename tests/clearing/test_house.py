@@ -17,7 +17,7 @@ from clearing.messages import (
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
-    CancelAll, InstrumentStatus, OrderRejected, OrderType, PlaceOrder, RejectReason, Side, TimeInForce,
+    CancelAll, InstrumentStatus, SetInstrumentStatus, OrderRejected, OrderType, PlaceOrder, RejectReason, Side, TimeInForce,
     Trade,
 )
 
@@ -499,3 +499,23 @@ def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
     assert len(v.house.index["H100"].fixings) == 8
     settled = of(v.clear(MarkStep, at=v.inst.delivery_end_ns), InstrumentSettled)[0]
     assert (settled.price, settled.fixings, settled.carried) == (2313, 31, 29)
+
+
+def test_a_liquidation_in_a_halted_contract_waits_without_sending_orders():
+    """Operations halt March while its long is below maintenance: no slice is sent into a
+    book that refuses it (an order and a refusal every second); the liquidation is pending,
+    told once, and goes on when March resumes."""
+    v = fallen_market()
+    v.ex.process(SetInstrumentStatus(ts_ns=v.ts + 1, symbol=MAR,
+                                     status=InstrumentStatus.HALTED))
+    v.ts += 1
+    steps = [v.clear(MarkStep) for _ in range(3)]
+    assert [[(e.action, e.symbol) for e in of(s, Liquidation)] for s in steps] == \
+        [[("cancel_orders", None), ("pending", None)], [], []]
+    assert not [e for s in steps for e in s if type(e) is OrderRejected]
+    v.ex.process(SetInstrumentStatus(ts_ns=v.ts + 1, symbol=MAR, status=InstrumentStatus.OPEN))
+    v.ts += 1
+    events = v.clear(MarkStep)
+    assert [(e.action, e.qty) for e in of(events, Liquidation)] == [("reduce", 10)]
+    assert [(t.price, t.qty) for t in of(events, Trade)] == [(1590, 10)]
+
