@@ -9,10 +9,8 @@ ledger inside the order path. ``market(symbol)`` gives the engine's
 (best bid, best ask, last trade) at that point of the command stream, so the
 house stays deterministic without importing the engine.
 
-Final settlement price of a contract: the arithmetic mean of its class's
-daily index fixings over every day of the delivery period, rounded half to
-even to the tick; a day without a fixing counts at the previous fixing
-(carried, and counted as such in InstrumentSettled), never a shorter mean.
+The prices it settles at are clearing.settlement's; how a liquidation
+proceeds, clearing.liquidation's; who pays a deficit, clearing.waterfall's.
 """
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ import msgspec
 from clearing.index import ClassIndex, External, IndexParams, Observation, ObservationError
 from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError
 from clearing.liquidation import next_slice
-from clearing.marks import Mark, MarkParams, delivery_average, settlement_price
+from clearing.marks import Mark, MarkParams
 from clearing.margin import MarginParams, requirement
 from clearing.messages import (
     ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, IndexValue,
@@ -33,11 +31,12 @@ from clearing.messages import (
     Settled, SubmitObservation, Withdraw,
 )
 from clearing.risk import ClearingRisk
+from clearing.settlement import delivery_average, delivery_price, period_fixings, settlement_price
 from clearing.waterfall import cover
 from engine.contracts import Instrument
 from engine.messages import (
-    CancelAll, CancelReason, InstrumentStatus, InstrumentStatusChanged, OrderType, PlaceOrder, SetInstrumentStatus,
-    SetReferencePrice, Side, TimeInForce, Trade,
+    CancelAll, CancelReason, InstrumentStatus, InstrumentStatusChanged, OrderType, PlaceOrder,
+    SetInstrumentStatus, SetReferencePrice, Side, TimeInForce, Trade,
 )
 
 NS_PER_DAY = 86_400 * 10**9
@@ -226,7 +225,8 @@ class ClearingHouse:
                 bid, ask, _ = market(symbol)
                 mark.step(alpha, values[inst.gpu_class], bid, ask, settlement)
             else:
-                mark.price = self._delivery_average(inst, values[inst.gpu_class], settlement)
+                mark.price = delivery_price(self.index[inst.gpu_class], inst,
+                                            values[inst.gpu_class], settlement)
             if mark.price != before:
                 marks[symbol] = mark.price
         if marks:
@@ -313,7 +313,8 @@ class ClearingHouse:
                     previous)
                 engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
             else:
-                prices[symbol] = self._delivery_average(inst, values[inst.gpu_class], previous)
+                prices[symbol] = delivery_price(self.index[inst.gpu_class], inst,
+                                                values[inst.gpu_class], previous)
                 tiers[symbol] = "delivery_average"
         vm = self.ledger.settle(prices)
         for symbol, price in prices.items():
@@ -365,8 +366,8 @@ class ClearingHouse:
             if symbol in self.final or ts < inst.delivery_end_ns:
                 continue
             last_day = inst.delivery_end - datetime.timedelta(days=1)
-            values, carried = self._period_fixings(inst, last_day,
-                                                   self.ledger.settlement_prices[symbol])
+            values, carried = period_fixings(self.index[inst.gpu_class], inst, last_day,
+                                             self.ledger.settlement_prices[symbol])
             price = delivery_average(values, len(values), 0)
             self.final[symbol] = price
             vm = self.ledger.close_out(symbol, price)
@@ -376,45 +377,3 @@ class ClearingHouse:
             engine.append(SetInstrumentStatus(ts_ns=ts, symbol=symbol,
                                               status=InstrumentStatus.SETTLED))
             self.risk.settled()
-
-    # -- Delivery period ----------------------------------------------------------------
-
-    def _delivery_average(self, inst: Instrument, index: int | None, fallback: int) -> int:
-        """A contract past trading: what it settles at so far (clearing.marks)."""
-        values, _ = self._period_fixings(inst, None, fallback)
-        days = (inst.delivery_end - inst.delivery_start).days
-        if index is None:
-            index = values[-1] if values else fallback
-        return delivery_average(values, days, index)
-
-    def _period_fixings(self, inst: Instrument, through: datetime.date | None,
-                        fallback: int) -> tuple[list[int], int]:
-        """Each day's fixing of the delivery period, from its first day through ``through``
-        (None: through the last day fixed), and how many of them were carried.
-
-        The index carries the previous fixing over a day it did not fix when it fixes a
-        later one; a day after the last fixing, when the period is over, is carried here
-        the same way; before any fixing at all, a day counts at ``fallback`` (the last
-        settlement price), carried too.
-        """
-        index = self.index[inst.gpu_class]
-        stored = index.daily_fixings(inst.delivery_start, inst.delivery_end)
-        if through is None:
-            if not stored:
-                return [], 0
-            through = stored[-1].date
-        before = index.daily_fixings(datetime.date.min, inst.delivery_start)
-        previous = next((f.value for f in reversed(before) if f.value is not None), fallback)
-        by_date = {f.date: f for f in stored}
-        values, carried = [], 0
-        day = inst.delivery_start
-        while day <= through:
-            fixing = by_date.get(day)
-            if fixing is not None and fixing.value is not None:
-                previous = fixing.value
-                carried += fixing.carried
-            else:
-                carried += 1
-            values.append(previous)
-            day += datetime.timedelta(days=1)
-        return values, carried

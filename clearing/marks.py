@@ -17,18 +17,10 @@ with no basis yet, or no index, the mark is the last settlement price. The basis
 kept as an integer in billionths of a tick and rounded half to even to the
 tick for the mark: no floats, so replays give the same marks.
 
-**Settlement prices** of a contract that trades, in tiers: the volume-weighted
-average of the trades in the closing window, rounded to the tick (exactly
-half a tick rounds toward the previous settlement price) (``vwap``); else the
-last trade, clamped into the best bid and ask (``last_clamped``); else the
-mark (``mark``). Once a contract has stopped trading, its daily settlement
-price, and its mark, is the average it will settle at so far
-(``delivery_average``): the sum of the fixings taken in its delivery period,
-plus the current index for each day still to fix, over the days of the period.
+Settlement prices are clearing.settlement's.
 """
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import msgspec
@@ -80,39 +72,3 @@ class Mark:
         self.price = price
         if index is not None:
             self.basis_nano = (price - index) * NANO
-
-
-def settlement_price(window_trades, last_price: int | None, best_bid: int | None,
-                     best_ask: int | None, mark: int, previous: int) -> tuple[int, str]:
-    """Return (price in ticks, tier) of a daily settlement.
-
-    Args:
-        window_trades: (price, qty) of the trades in the closing window.
-        previous: The previous settlement price, for a VWAP exactly between two ticks.
-    """
-    volume = sum(q for _, q in window_trades)
-    if volume:
-        vwap = Fraction(sum(p * q for p, q in window_trades), volume)
-        low = math.floor(vwap)
-        if vwap - low == Fraction(1, 2):
-            return (low + 1 if previous > low else low), "vwap"
-        return round(vwap), "vwap"
-    if last_price is not None:
-        price = last_price
-        if best_bid is not None:
-            price = max(price, best_bid)
-        if best_ask is not None:
-            price = min(price, best_ask)
-        return price, "last_clamped"
-    return mark, "mark"
-
-
-def delivery_average(fixings: list[int], days: int, current: int) -> int:
-    """The settlement price of a contract past trading, in ticks, half to even.
-
-    Args:
-        fixings: The values of the daily fixings taken in its delivery period so far.
-        days: The days of the delivery period.
-        current: What each day still to fix counts at (the index now).
-    """
-    return round(Fraction(sum(fixings) + current * (days - len(fixings)), days))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from clearing.marks import Mark, MarkParams, delivery_average, settlement_price
+from clearing.marks import Mark, MarkParams
+from clearing.settlement import delivery_average, settlement_price
 
 ALPHA = MarkParams(half_life_steps=10).alpha_nano
 

@@ -1,0 +1,104 @@
+"""Settlement prices: the daily settlement's tiers, the delivery period, the final price.
+
+**Settlement prices** of a contract that trades, in tiers: the volume-weighted
+average of the trades in the closing window, rounded to the tick (exactly
+half a tick rounds toward the previous settlement price) (``vwap``); else the
+last trade, clamped into the best bid and ask (``last_clamped``); else the
+mark (``mark``). Once a contract has stopped trading, its daily settlement
+price, and its mark, is the average it will settle at so far
+(``delivery_average``): the sum of the fixings taken in its delivery period,
+plus the current index for each day still to fix, over the days of the period.
+
+**Final settlement**, once delivery has ended: the arithmetic mean of the
+class's daily fixings over every day of the delivery period, rounded half to
+even to the tick (the delivery average with nothing left to fix); a day
+without a fixing counts at the previous fixing (carried, and counted as such
+in InstrumentSettled), never a shorter mean.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from fractions import Fraction
+
+from clearing.index import ClassIndex
+from engine.contracts import Instrument
+
+
+def settlement_price(window_trades, last_price: int | None, best_bid: int | None,
+                     best_ask: int | None, mark: int, previous: int) -> tuple[int, str]:
+    """Return (price in ticks, tier) of a daily settlement.
+
+    Args:
+        window_trades: (price, qty) of the trades in the closing window.
+        previous: The previous settlement price, for a VWAP exactly between two ticks.
+    """
+    volume = sum(q for _, q in window_trades)
+    if volume:
+        vwap = Fraction(sum(p * q for p, q in window_trades), volume)
+        low = math.floor(vwap)
+        if vwap - low == Fraction(1, 2):
+            return (low + 1 if previous > low else low), "vwap"
+        return round(vwap), "vwap"
+    if last_price is not None:
+        price = last_price
+        if best_bid is not None:
+            price = max(price, best_bid)
+        if best_ask is not None:
+            price = min(price, best_ask)
+        return price, "last_clamped"
+    return mark, "mark"
+
+
+def delivery_average(fixings: list[int], days: int, current: int) -> int:
+    """The settlement price of a contract past trading, in ticks, half to even.
+
+    Args:
+        fixings: The values of the daily fixings taken in its delivery period so far.
+        days: The days of the delivery period.
+        current: What each day still to fix counts at (the index now).
+    """
+    return round(Fraction(sum(fixings) + current * (days - len(fixings)), days))
+
+
+def delivery_price(index: ClassIndex, inst: Instrument, current: int | None,
+                   fallback: int) -> int:
+    """A contract past trading: what it settles at so far (``delivery_average`` of its
+    period's fixings, the index ``current`` for the days still to fix)."""
+    values, _ = period_fixings(index, inst, None, fallback)
+    days = (inst.delivery_end - inst.delivery_start).days
+    if current is None:
+        current = values[-1] if values else fallback
+    return delivery_average(values, days, current)
+
+
+def period_fixings(index: ClassIndex, inst: Instrument, through: datetime.date | None,
+                   fallback: int) -> tuple[list[int], int]:
+    """Each day's fixing of the delivery period, from its first day through ``through``
+    (None: through the last day fixed), and how many of them were carried.
+
+    The index carries the previous fixing over a day it did not fix when it fixes a
+    later one; a day after the last fixing, when the period is over, is carried here
+    the same way; before any fixing at all, a day counts at ``fallback`` (the last
+    settlement price), carried too.
+    """
+    stored = index.daily_fixings(inst.delivery_start, inst.delivery_end)
+    if through is None:
+        if not stored:
+            return [], 0
+        through = stored[-1].date
+    before = index.daily_fixings(datetime.date.min, inst.delivery_start)
+    previous = next((f.value for f in reversed(before) if f.value is not None), fallback)
+    by_date = {f.date: f for f in stored}
+    values, carried = [], 0
+    day = inst.delivery_start
+    while day <= through:
+        fixing = by_date.get(day)
+        if fixing is not None and fixing.value is not None:
+            previous = fixing.value
+            carried += fixing.carried
+        else:
+            carried += 1
+        values.append(previous)
+        day += datetime.timedelta(days=1)
+    return values, carried
