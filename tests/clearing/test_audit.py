@@ -303,3 +303,76 @@ def test_one_quote_pair_cannot_move_a_mark_by_the_whole_band():
     # What must hold: one step moves the mark by at most alpha (0.23%) of the 0.2095 gap.
     assert v.house.marks[MAR].price >= 2100 - 1, \
         "one 1-lot quote pair moved the mark 10% and forced a liquidation into its own bid"
+
+
+def test_a_dozen_wash_lots_in_the_closing_window_cannot_make_the_fund_pay():
+    """The daily settlement is the VWAP of whatever traded in the last 30 minutes, with no
+    minimum volume, and the band (10% around the last trade) moves with every print, so two
+    partners walk it: 1 lot at 2.310, 1 at 2.541, 10 at 2.795 (accounts 3 and 4, between
+    themselves). The settlement is 2.733 instead of 2.100 for 1,000 lots of open interest.
+
+    Account 1 (long 1,000 at 2.100, no fees) is paid 1,000 x 0.633 x 744 h = $470,952 and
+    withdraws all of it above initial margin ($1,135,408 in all). The honest short, account
+    5, with exactly its initial margin of $257,796, is charged the same and liquidated at
+    the next mark step into account 1's offer at 2.795; the next settlement realizes its
+    deficit, $259,284, and the insurance fund pays it. Account 1 is up $517,080; the
+    partners are net zero between them; nothing traded at those prices but 12 wash lots."""
+    v = Venue(ClearingParams(fees=NO_FEES))
+    v.clear(Deposit, account_id=INSURANCE, amount=10**12)
+    v.clear(Deposit, account_id=5, amount=257_796_000_000)     # the short's initial margin
+    for account in (1, 3, 4):
+        v.clear(Deposit, account_id=account, amount=10**12)
+    v.place(1, Side.BUY, 1000, 2100)
+    assert not refused(v.place(5, Side.SELL, 1000, 2100))
+    v.clear(Settle)
+    v.ts += 20 * HOUR
+    for price, qty in ((2310, 1), (2541, 1), (2795, 10)):
+        v.place(3, Side.SELL, qty, price)
+        assert not refused(v.place(4, Side.BUY, qty, price))
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 2733
+    assert v.collateral(5) == 257_796_000_000 - 470_952_000_000
+    out = v.collateral(1) - v.house.risk.margin(1)[1]
+    assert out == 1_135_408_000_000
+    assert of(v.clear(Withdraw, account_id=1, amount=out), CollateralMoved)
+    v.place(1, Side.SELL, 1000, 2795)
+    events = v.clear(MarkStep)
+    assert [(t.price, t.qty, t.maker_account_id) for t in of(events, Trade)] == [(2795, 1000, 1)]
+    v.ts += HOUR
+    events = v.clear(Settle)
+    assert [(e.account_id, e.deficit, e.insurance) for e in of(events, DefaultCovered)] == \
+        [(5, 259_284_000_000, 259_284_000_000)]
+    assert v.collateral(1) + out - 10**12 == 517_080_000_000
+    assert v.collateral(3) + v.collateral(4) == 2 * 10**12
+    # What must hold: a settlement price that 12 wash lots set does not cost the fund money.
+    assert v.collateral(INSURANCE) == 10**12, \
+        "the fund paid $259,284 for a settlement price set by 12 lots between two partners"
+
+
+def test_a_liquidation_below_the_products_min_qty_is_not_refused_forever():
+    """A product may set min_qty (1..1,000,000; here 10). Long 10 at 2.100 on its initial
+    margin, $2,577.96; the day settles at 2.000: equity $1,833.96 against maintenance
+    $2,232.00. The fewest lots that restore maintenance are 2, so the liquidation sends an
+    IOC for 2 lots, which the engine refuses (qty must be 10..10,000) at every mark step,
+    with 50 lots bid at 1.990: the account is never reduced, however far the market falls.
+    (A position left below min_qty by a partial fill could not be liquidated at all.)"""
+    v = Venue(ClearingParams(fees=NO_FEES),
+              product=Product(gpu_class="H100", reference_price=2100, min_qty=10))
+    v.clear(Deposit, account_id=1, amount=2_577_960_000)
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.place(2, Side.SELL, 10, 2100)
+    assert not refused(v.place(1, Side.BUY, 10, 2100))
+    v.ts += HOUR
+    v.place(3, Side.SELL, 10, 2000)
+    v.place(2, Side.BUY, 10, 2000)
+    v.place(2, Side.BUY, 50, 1990)
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 2000
+    assert (v.house.risk.equity(1), v.house.risk.margin(1)[0]) == (1_833_960_000, 2_232_000_000)
+    refusals = []
+    for _ in range(5):
+        events = v.clear(MarkStep)
+        assert [(e.action, e.qty) for e in of(events, Liquidation)] == [("reduce", 2)]
+        refusals += refused(events)
+    assert v.position(1) == 10
+    # What must hold: the house's liquidation order is one the engine takes.
+    assert not refusals, f"{len(refusals)} liquidation orders refused: {refusals[0].name}"
