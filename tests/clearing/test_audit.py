@@ -18,7 +18,7 @@ from clearing.messages import (
 from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import (
-    InstrumentStatus, OrderRejected, OrderType, PlaceOrder, SetInstrumentStatus, Side,
+    CancelOrder, InstrumentStatus, OrderRejected, OrderType, PlaceOrder, SetInstrumentStatus, Side,
     TimeInForce, Trade,
 )
 
@@ -275,9 +275,9 @@ def test_the_jump_bound_does_not_freeze_the_index_after_a_real_move():
 
 def test_one_quote_pair_cannot_move_a_mark_by_the_whole_band():
     """The README: "one quote moves a mark by at most that share of its distance" (1 -
-    0.5^(1/300) a step). But a contract whose book has not yet been two-sided at a mark step
-    (orders that crossed at once, as in a thin far month) has no basis, and the first
-    two-sided book sets it outright. Account 1 is long 10 at 2.100 with exactly its initial
+    0.5^(1/300) a step). But a contract with no basis yet (no settlement taken with an index
+    and no two-sided book at a mark step: the first day of trading, or a thin month whose
+    orders cross at once) gets it outright from the first two-sided book. Account 1 is long 10 at 2.100 with exactly its initial
     margin, $2,577.96; the index is 2.100. Account 4 rests a bid for 10 at 1.890 and an
     offer of 1 lot at 1.891 (the band's low edge): one mark step sets the mark to 1.890, 10%
     down, account 1's equity falls to $1,015.56 below maintenance $2,343.60, and it is
@@ -376,3 +376,48 @@ def test_a_liquidation_below_the_products_min_qty_is_not_refused_forever():
     assert v.position(1) == 10
     # What must hold: the house's liquidation order is one the engine takes.
     assert not refusals, f"{len(refusals)} liquidation orders refused: {refusals[0].name}"
+
+
+def test_two_one_lot_quotes_without_a_trade_cannot_set_the_settlement():
+    """With no trade in the closing window, the settlement is the last trade clamped into the
+    best bid and ask (last_clamped), so a quote pair moves it as far as the band allows.
+
+    Account 2 is short 1,000 at 2.100 (no fees) against account 1, long on exactly its
+    initial margin, $257,796; day 1 settles at 2.100. On day 2 nothing trades; at the close
+    account 2 bids 1 lot at 1.890 and offers 1 lot at 1.891: the settlement is 1.891. Account 1
+    pays 1,000 x 0.209 x 744 h = $155,496; account 2 cancels both quotes and withdraws
+    everything above its initial margin ($923,070.40), bids 1,000 at the new band's low edge,
+    1.702, and the next mark steps liquidate account 1 into it (516, 344, 140 lots). The next
+    settlement realizes account 1's deficit, $38,316, paid by the insurance fund. Account 2
+    is up $296,112 and never traded a lot at the price that settled the day."""
+    v = Venue(ClearingParams(fees=NO_FEES))
+    v.clear(Deposit, account_id=INSURANCE, amount=10**12)
+    v.clear(Deposit, account_id=1, amount=257_796_000_000)
+    v.clear(Deposit, account_id=2, amount=10**12)
+    v.place(2, Side.SELL, 1000, 2100)
+    assert not refused(v.place(1, Side.BUY, 1000, 2100))
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 2100
+    v.ts += 23 * HOUR
+    bid = v.place(2, Side.BUY, 1, 1890)
+    offer = v.place(2, Side.SELL, 1, 1891)
+    settled = of(v.clear(Settle), Settled)[0]
+    assert (settled.prices[MAR], settled.tiers[MAR]) == (1891, "last_clamped")
+    assert v.collateral(1) == 257_796_000_000 - 155_496_000_000
+    for placed in (bid, offer):
+        v.engine(CancelOrder, account_id=2, order_id=placed[0].order_id)
+    out = v.collateral(2) - v.house.risk.margin(2)[1]
+    assert out == 923_070_400_000
+    assert of(v.clear(Withdraw, account_id=2, amount=out), CollateralMoved)
+    assert not refused(v.place(2, Side.BUY, 1000, v.ex.markets[MAR].band_low))
+    slices = []
+    for _ in range(4):
+        slices += [(t.price, t.qty) for t in of(v.clear(MarkStep), Trade)]
+    assert slices == [(1702, 516), (1702, 344), (1702, 140)]
+    v.ts += HOUR
+    events = v.clear(Settle)
+    assert [(e.account_id, e.deficit, e.insurance) for e in of(events, DefaultCovered)] == \
+        [(1, 38_316_000_000, 38_316_000_000)]
+    assert v.collateral(2) + out - 10**12 == 296_112_000_000
+    # What must hold: quotes that never traded do not settle the day's open interest.
+    assert settled.prices[MAR] == 2100, \
+        "two 1-lot quotes set the settlement 10% down; the fund paid $38,316"
