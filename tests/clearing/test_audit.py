@@ -1,0 +1,423 @@
+"""Hostile scenarios against the house composed with the engine (as gateway/venue.py composes
+them): each test shows money or an invariant lost, with its figures, on the code as it is.
+
+H100 March 2027 (744 GPU-hours a lot) and April 2027 (720), reference price 2.100; one tick
+is $0.001 per GPU-hour, so a tick on a March lot is $0.744 (744,000 micro-USD).
+"""
+from __future__ import annotations
+
+import datetime
+
+from clearing.house import ClearingHouse, ClearingParams
+from clearing.index import IndexParams
+from clearing.ledger import FeeSchedule
+from clearing.messages import (
+    ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, Liquidation,
+    MarkStep, MarksUpdated, Settle, Settled, SubmitObservation, Withdraw,
+)
+from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
+from engine.exchange import Exchange
+from engine.messages import (
+    CancelOrder, InstrumentStatus, OrderRejected, OrderType, PlaceOrder, SetInstrumentStatus, Side,
+    TimeInForce, Trade,
+)
+
+MAR, APR = "H100-2027-03", "H100-2027-04"
+T0 = date_to_ns(datetime.date(2027, 1, 15))
+HOUR = 3600 * 10**9
+DAY = 24 * HOUR
+FEE, INSURANCE, PROVIDERS = 90, 91, (81, 82, 83)
+NO_FEES = FeeSchedule(taker_centi_bps=0)
+
+
+class Venue:
+    """The house and the engine composed as gateway/venue.py composes them, any symbols."""
+
+    def __init__(self, params=ClearingParams(), symbols=(MAR,), t0=T0,
+                 product=Product(gpu_class="H100", reference_price=2100)):
+        self.insts = [make_instrument(product, parse_symbol(s).period) for s in symbols]
+        self.house = ClearingHouse(self.insts, params, fee_account=FEE,
+                                   insurance_account=INSURANCE, providers=PROVIDERS)
+        self.ex = Exchange(self.insts, self.house)
+        self.ts = t0
+
+    def market(self, symbol):
+        m = self.ex.markets[symbol]
+        return m.book.best_bid(), m.book.best_ask(), m.last_price
+
+    def clear(self, cmd_type, **kw):
+        self.ts = max(self.ts + 1, kw.pop("at", 0))
+        events, engine = self.house.process(cmd_type(ts_ns=self.ts, **kw), self.market)
+        for cmd in engine:
+            events.extend(self.ex.process(cmd))
+        return events
+
+    def engine(self, cmd_type, **kw):
+        self.ts += 1
+        return self.ex.process(cmd_type(ts_ns=self.ts, **kw))
+
+    def place(self, account, side, qty, price=None, symbol=MAR, **kw):
+        if price is None:
+            kw.setdefault("order_type", OrderType.MARKET)
+            kw.setdefault("tif", TimeInForce.IOC)
+        return self.engine(PlaceOrder, account_id=account, symbol=symbol, side=side, qty=qty,
+                           price=price, **kw)
+
+    def observe(self, provider, price, hours=100):
+        return self.clear(SubmitObservation, provider_id=provider, gpu_class="H100", price=price,
+                          hours=hours, observed_ns=self.ts + 1, at=self.ts + 1)
+
+    def collateral(self, account):
+        return self.house.ledger.accounts[account].collateral
+
+    def position(self, account, symbol=MAR):
+        pos = self.house.ledger.accounts[account].positions.get(symbol)
+        return 0 if pos is None else pos.qty
+
+    def conserved(self):
+        led = self.house.ledger
+        return sum(a.collateral for a in led.accounts.values()) == led.deposited
+
+
+def of(events, kind):
+    return [e for e in events if type(e) is kind]
+
+
+def refused(events):
+    return [e.reason for e in events if type(e) is OrderRejected]
+
+
+def test_an_account_with_no_collateral_cannot_be_given_a_position_the_fund_pays_for():
+    """A bid beyond the down scenario needs no margin at all (its fill loses nothing in any
+    scenario), so an account that never deposited a cent rests a bid for 1,000 lots, and its
+    partner fills it. The fund then pays the account's loss, and the partner keeps it.
+
+    Accounts 3 and 4 (partners) print one lot at 1.980: the band is now 1.782..2.178 while
+    the March scanning range is still 15% of the 2.100 settlement, 0.315, so a bid at 1.784
+    is 0.001 beyond the full fall (2.100 - 0.315 = 1.785). Account 1 (no deposit) bids 1,000
+    at 1.784: margin 0, accepted. Account 2 sells it 1,000 at 1.784: account 1 is long 1,000
+    lots whose initial margin is $257,796 on $0 of collateral. The day settles at 1.784; the
+    band re-centres to 1.606..1.962; account 2 bids 1,000 at 1.606, the only bid; the next
+    mark step liquidates account 1 into it. Account 1 has lost 1,000 x 0.178 x 744 h =
+    $132,432 plus its $298.716 taker fee, $132,730.716, which the insurance fund pays at
+    the next settlement; account 2 is up $132,432 less its $331.824 fee, $132,100.176, and
+    withdraws it. Nobody but the fund put money at risk."""
+    v = Venue()
+    for account in (2, 3, 4, INSURANCE):
+        v.clear(Deposit, account_id=account, amount=10**12)
+    v.place(3, Side.SELL, 1, 1980)
+    v.place(4, Side.BUY, 1, 1980)
+    assert v.ex.markets[MAR].band_low == 1782 and v.house.risk.legs[MAR].range_ticks == 315
+    assert not refused(v.place(1, Side.BUY, 1000, 1784))        # account 1 has $0
+    assert not refused(v.place(2, Side.SELL, 1000, 1784))
+    assert v.position(1) == 1000 and v.collateral(1) == 0
+    assert v.house.risk.margin(1)[1] == 257_796_000_000           # never had it
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 1784
+    assert v.ex.markets[MAR].band_low == 1606
+    v.place(2, Side.BUY, 1000, 1606)
+    events = v.clear(MarkStep)
+    assert [(t.price, t.qty) for t in of(events, Trade)] == [(1606, 1000)]
+    v.ts += HOUR
+    events = v.clear(Settle)
+    assert [(e.deficit, e.insurance) for e in of(events, DefaultCovered)] == \
+        [(132_730_716_000, 132_730_716_000)]
+    gain = v.collateral(2) - 10**12
+    assert gain == 132_100_176_000
+    assert of(v.clear(Withdraw, account_id=2, amount=gain), CollateralMoved)
+    assert v.collateral(INSURANCE) == 10**12 - 132_730_716_000
+    # What must hold: an account cannot come to hold 1,000 lots on no collateral, so the
+    # fund pays nothing here.
+    assert v.collateral(INSURANCE) == 10**12, \
+        "the insurance fund paid for a position its holder never put up a cent for"
+
+
+def test_a_defaulter_is_never_its_own_gainer_in_the_waterfall():
+    """The waterfall haircuts "the accounts that gained variation margin in that settlement",
+    and that can include the defaulter itself: its liquidation closed above the previous
+    settlement, so the settlement that realizes its deficit also pays it a gain.
+
+    Long 10 at 2.100 on $3,000 (no fees, empty insurance fund); the day settles at 1.619:
+    -$578.64 with the position open. The liquidation sells 10 at 1.650 to account 3; the next
+    settlement (1.650) pays account 1 10 x 0.031 x 744 h = +$230.64, leaving it flat at
+    -$348.00, and account 2 (long 12) +$276.768. The deficit of $348.00 is split over both
+    "gainers", 310 : 372: $158.181818 is taken from account 1 and paid to account 1 (a move
+    to itself), $189.818182 from account 2. DefaultCovered says mutualised $348.00,
+    uncovered 0, yet account 1 is left at -$158.181818 that nobody pays or reports, and
+    account 2 was spared that much of its haircut."""
+    v = Venue(ClearingParams(fees=NO_FEES))
+    v.clear(Deposit, account_id=1, amount=3_000_000_000)
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.place(2, Side.SELL, 10, 2100)
+    v.place(1, Side.BUY, 10, 2100)
+    v.ts += HOUR
+    for price, qty in ((1900, 1), (1710, 1), (1600, 20)):
+        v.place(3, Side.SELL, qty, price)
+        v.place(2, Side.BUY, qty, price)
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 1619
+    assert v.collateral(1) == -578_640_000
+    v.place(3, Side.BUY, 10, 1650)
+    assert [(t.price, t.qty) for t in of(v.clear(MarkStep), Trade)] == [(1650, 10)]
+    v.ts += HOUR
+    events = v.clear(Settle)
+    assert of(events, Settled)[0].prices[MAR] == 1650
+    covered = of(events, DefaultCovered)
+    assert [(e.deficit, e.insurance, e.mutualised, e.uncovered) for e in covered] == \
+        [(348_000_000, 0, 348_000_000, 0)]
+    assert v.conserved()
+    haircut_from = {e.account_id: -e.amount for e in of(events, CollateralMoved)
+                    if e.reason == "haircut" and e.amount < 0}
+    assert haircut_from == {1: 158_181_818, 2: 189_818_182}
+    # What must hold: a deficit reported as fully covered leaves the account at zero.
+    assert v.collateral(1) == 0, (
+        f"reported covered, yet account 1 is left at {v.collateral(1)} micro-USD: it "
+        "'paid' part of its own deficit to itself")
+
+
+def test_a_halted_contract_does_not_block_the_liquidation_of_the_others():
+    """Long 10 March and 5 April (no fees), $6,000 of collateral; both months fall and settle
+    at 1.753, leaving equity $2,169.12 against maintenance $2,903.52. Operations halt March.
+    Every mark step then sends the liquidation to March (its largest risk), the engine
+    refuses it (instrument_not_trading), and April, with 50 lots bid at 1.640, is never
+    touched: a refused order every second, never reported as pending, and the account is
+    never brought back within maintenance while the halt lasts."""
+    v = Venue(ClearingParams(fees=NO_FEES), symbols=(MAR, APR))
+    v.clear(Deposit, account_id=1, amount=6_000_000_000)
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.place(2, Side.SELL, 10, 2100)
+    assert not refused(v.place(1, Side.BUY, 10, 2100))
+    v.place(2, Side.SELL, 5, 2100, symbol=APR)
+    assert not refused(v.place(1, Side.BUY, 5, 2100, symbol=APR))
+    v.ts += HOUR
+    for symbol in (MAR, APR):
+        for price in (1900, 1710, 1650):
+            v.place(3, Side.SELL, 1, price, symbol=symbol)
+            v.place(2, Side.BUY, 1, price, symbol=symbol)
+        v.place(2, Side.BUY, 50, 1640, symbol=symbol)
+    assert of(v.clear(Settle), Settled)[0].prices == {MAR: 1753, APR: 1753}
+    assert (v.house.risk.equity(1), v.house.risk.margin(1)[0]) == (2_169_120_000, 2_903_520_000)
+    v.engine(SetInstrumentStatus, symbol=MAR, status=InstrumentStatus.HALTED)
+    refusals = []
+    for _ in range(5):
+        events = v.clear(MarkStep)
+        refusals += refused(events)
+    assert len(refusals) == 5                      # one refused liquidation order a second
+    assert v.position(1, APR) == 5
+    # What must hold: what cannot trade is waited for (pending), the rest is reduced.
+    assert not refusals and v.position(1, APR) < 5, \
+        "the liquidation keeps hitting the halted month and never reduces April"
+
+
+def test_a_liquidation_step_does_not_raise_the_risk_it_is_meant_to_reduce():
+    """A calendar spread whose near leg is in delivery: long 10 March, short 10 April, entered
+    on 20 February at 2.100 (no fees), collateral withdrawn down to the spread's initial
+    margin, $1,286.208. On 2 March (March past trading) April rises to a 2.250 settlement;
+    equity $206.208 is below the spread's maintenance of $439.20. The only leg that can
+    trade is April, so the liquidation buys all 10 April back (at 2.310): the account is left
+    naked long 10 March for the rest of the delivery month, maintenance $3,124.80 (7.1x what
+    it was) against equity of -$225.792, and nothing further can be done until 1 April: a
+    10% fall of the index costs 10 x 0.210 x 744 h = $1,562.40 more, which the fund pays.
+    Liquidation raised the house's risk instead of reducing it."""
+    v = Venue(ClearingParams(fees=NO_FEES), symbols=(MAR, APR),
+              t0=date_to_ns(datetime.date(2027, 2, 20)))
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.clear(Deposit, account_id=1, amount=4_000_000_000)
+    v.place(2, Side.SELL, 10, 2100)
+    assert not refused(v.place(1, Side.BUY, 10, 2100))
+    v.place(2, Side.BUY, 10, 2100, symbol=APR)
+    assert not refused(v.place(1, Side.SELL, 10, 2100, symbol=APR))
+    v.clear(Settle)
+    assert v.house.risk.margin(1) == (1_169_280_000, 1_286_208_000)
+    v.clear(Withdraw, account_id=1, amount=4_000_000_000 - 1_286_208_000)
+    v.ts = date_to_ns(datetime.date(2027, 3, 2)) + 10 * HOUR
+    for price in (2200, 2300):
+        v.place(3, Side.SELL, 1, price, symbol=APR)
+        v.place(2, Side.BUY, 1, price, symbol=APR)
+    v.place(3, Side.SELL, 50, 2310, symbol=APR)
+    assert of(v.clear(Settle), Settled)[0].prices == {MAR: 2100, APR: 2250}
+    before = v.house.risk.margin(1)[0]
+    assert (v.house.risk.equity(1), before) == (206_208_000, 439_200_000)
+    events = v.clear(MarkStep)
+    assert [(e.action, e.symbol, e.qty) for e in of(events, Liquidation)] == \
+        [("reduce", APR, 10)]
+    after = v.house.risk.margin(1)[0]
+    assert (v.position(1), v.position(1, APR), after) == (10, 0, 3_124_800_000)
+    assert not of(v.clear(MarkStep), Liquidation)           # stuck until final settlement
+    # What must hold: a liquidation step lowers the maintenance it is restoring.
+    assert after <= before, \
+        f"the liquidation raised maintenance from {before} to {after} micro-USD"
+
+
+def test_the_jump_bound_does_not_freeze_the_index_after_a_real_move():
+    """Observations more than 50% from the last fixing are refused. After a genuine fall from
+    2.100 to 1.000 (-52%) every honest observation is refused; once the old ones leave the
+    24 h window the built-in index has nothing, the fixing falls back to the previous one,
+    2.100, and so the bound never moves: five days later the index is still 2.100 with all
+    three providers reporting 1.000. Marks, daily settlements in delivery and the final
+    settlement would all use 2.100 for good (a March long would be paid 1.100 x 744 h =
+    $818.40 a lot that the market never gave it)."""
+    v = Venue()
+    for provider in PROVIDERS:
+        v.observe(provider, 2100)
+    assert of(v.clear(FixIndex), IndexFixed)[0].fixing.value == 2100
+    for _ in range(5):
+        v.ts += DAY
+        events = [e for p in PROVIDERS for e in v.observe(p, 1000)]
+        assert [e.reason for e in of(events, ClearingRejected)] == ["invalid_observation"] * 3
+        fixing = of(v.clear(FixIndex), IndexFixed)[0].fixing
+        assert (fixing.value, fixing.source) == (2100, "previous")
+    # What must hold: with every provider agreeing for days, the index gets there.
+    assert v.house.index["H100"].value(v.ts)[0] == 1000, \
+        "the index is frozen at 2.100 while every provider reports 1.000"
+
+
+def test_one_quote_pair_cannot_move_a_mark_by_the_whole_band():
+    """The README: "one quote moves a mark by at most that share of its distance" (1 -
+    0.5^(1/300) a step). But a contract with no basis yet (no settlement taken with an index
+    and no two-sided book at a mark step: the first day of trading, or a thin month whose
+    orders cross at once) gets it outright from the first two-sided book. Account 1 is long 10 at 2.100 with exactly its initial
+    margin, $2,577.96; the index is 2.100. Account 4 rests a bid for 10 at 1.890 and an
+    offer of 1 lot at 1.891 (the band's low edge): one mark step sets the mark to 1.890, 10%
+    down, account 1's equity falls to $1,015.56 below maintenance $2,343.60, and it is
+    liquidated 6 lots into account 4's bid at 1.890, realizing 6 x 0.210 x 744 h = $937.44
+    for account 4 when the price comes back. Pulling the offer then holds the mark there (a
+    one-sided book holds the basis)."""
+    v = Venue(ClearingParams(fees=NO_FEES))
+    for provider in PROVIDERS:
+        v.observe(provider, 2100)
+    v.clear(Deposit, account_id=1, amount=2_577_960_000)
+    for account in (2, 4):
+        v.clear(Deposit, account_id=account, amount=10**12)
+    v.place(2, Side.SELL, 10, 2100)
+    assert not refused(v.place(1, Side.BUY, 10, 2100))
+    for _ in range(5):
+        v.clear(MarkStep)
+    assert v.house.marks[MAR].price == 2100
+    v.place(4, Side.BUY, 10, 1890)
+    v.place(4, Side.SELL, 1, 1891)
+    events = v.clear(MarkStep)
+    assert of(events, MarksUpdated)[0].marks[MAR] == 1890
+    assert [(t.price, t.qty, t.maker_account_id) for t in of(events, Trade)] == [(1890, 6, 4)]
+    # What must hold: one step moves the mark by at most alpha (0.23%) of the 0.2095 gap.
+    assert v.house.marks[MAR].price >= 2100 - 1, \
+        "one 1-lot quote pair moved the mark 10% and forced a liquidation into its own bid"
+
+
+def test_a_dozen_wash_lots_in_the_closing_window_cannot_make_the_fund_pay():
+    """The daily settlement is the VWAP of whatever traded in the last 30 minutes, with no
+    minimum volume, and the band (10% around the last trade) moves with every print, so two
+    partners walk it: 1 lot at 2.310, 1 at 2.541, 10 at 2.795 (accounts 3 and 4, between
+    themselves). The settlement is 2.733 instead of 2.100 for 1,000 lots of open interest.
+
+    Account 1 (long 1,000 at 2.100, no fees) is paid 1,000 x 0.633 x 744 h = $470,952 and
+    withdraws all of it above initial margin ($1,135,408 in all). The honest short, account
+    5, with exactly its initial margin of $257,796, is charged the same and liquidated at
+    the next mark step into account 1's offer at 2.795; the next settlement realizes its
+    deficit, $259,284, and the insurance fund pays it. Account 1 is up $517,080; the
+    partners are net zero between them; nothing traded at those prices but 12 wash lots."""
+    v = Venue(ClearingParams(fees=NO_FEES))
+    v.clear(Deposit, account_id=INSURANCE, amount=10**12)
+    v.clear(Deposit, account_id=5, amount=257_796_000_000)     # the short's initial margin
+    for account in (1, 3, 4):
+        v.clear(Deposit, account_id=account, amount=10**12)
+    v.place(1, Side.BUY, 1000, 2100)
+    assert not refused(v.place(5, Side.SELL, 1000, 2100))
+    v.clear(Settle)
+    v.ts += 20 * HOUR
+    for price, qty in ((2310, 1), (2541, 1), (2795, 10)):
+        v.place(3, Side.SELL, qty, price)
+        assert not refused(v.place(4, Side.BUY, qty, price))
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 2733
+    assert v.collateral(5) == 257_796_000_000 - 470_952_000_000
+    out = v.collateral(1) - v.house.risk.margin(1)[1]
+    assert out == 1_135_408_000_000
+    assert of(v.clear(Withdraw, account_id=1, amount=out), CollateralMoved)
+    v.place(1, Side.SELL, 1000, 2795)
+    events = v.clear(MarkStep)
+    assert [(t.price, t.qty, t.maker_account_id) for t in of(events, Trade)] == [(2795, 1000, 1)]
+    v.ts += HOUR
+    events = v.clear(Settle)
+    assert [(e.account_id, e.deficit, e.insurance) for e in of(events, DefaultCovered)] == \
+        [(5, 259_284_000_000, 259_284_000_000)]
+    assert v.collateral(1) + out - 10**12 == 517_080_000_000
+    assert v.collateral(3) + v.collateral(4) == 2 * 10**12
+    # What must hold: a settlement price that 12 wash lots set does not cost the fund money.
+    assert v.collateral(INSURANCE) == 10**12, \
+        "the fund paid $259,284 for a settlement price set by 12 lots between two partners"
+
+
+def test_a_liquidation_below_the_products_min_qty_is_not_refused_forever():
+    """A product may set min_qty (1..1,000,000; here 10). Long 10 at 2.100 on its initial
+    margin, $2,577.96; the day settles at 2.000: equity $1,833.96 against maintenance
+    $2,232.00. The fewest lots that restore maintenance are 2, so the liquidation sends an
+    IOC for 2 lots, which the engine refuses (qty must be 10..10,000) at every mark step,
+    with 50 lots bid at 1.990: the account is never reduced, however far the market falls.
+    (A position left below min_qty by a partial fill could not be liquidated at all.)"""
+    v = Venue(ClearingParams(fees=NO_FEES),
+              product=Product(gpu_class="H100", reference_price=2100, min_qty=10))
+    v.clear(Deposit, account_id=1, amount=2_577_960_000)
+    for account in (2, 3):
+        v.clear(Deposit, account_id=account, amount=10**13)
+    v.place(2, Side.SELL, 10, 2100)
+    assert not refused(v.place(1, Side.BUY, 10, 2100))
+    v.ts += HOUR
+    v.place(3, Side.SELL, 10, 2000)
+    v.place(2, Side.BUY, 10, 2000)
+    v.place(2, Side.BUY, 50, 1990)
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 2000
+    assert (v.house.risk.equity(1), v.house.risk.margin(1)[0]) == (1_833_960_000, 2_232_000_000)
+    refusals = []
+    for _ in range(5):
+        events = v.clear(MarkStep)
+        assert [(e.action, e.qty) for e in of(events, Liquidation)] == [("reduce", 2)]
+        refusals += refused(events)
+    assert v.position(1) == 10
+    # What must hold: the house's liquidation order is one the engine takes.
+    assert not refusals, f"{len(refusals)} liquidation orders refused: {refusals[0].name}"
+
+
+def test_two_one_lot_quotes_without_a_trade_cannot_set_the_settlement():
+    """With no trade in the closing window, the settlement is the last trade clamped into the
+    best bid and ask (last_clamped), so a quote pair moves it as far as the band allows.
+
+    Account 2 is short 1,000 at 2.100 (no fees) against account 1, long on exactly its
+    initial margin, $257,796; day 1 settles at 2.100. On day 2 nothing trades; at the close
+    account 2 bids 1 lot at 1.890 and offers 1 lot at 1.891: the settlement is 1.891. Account 1
+    pays 1,000 x 0.209 x 744 h = $155,496; account 2 cancels both quotes and withdraws
+    everything above its initial margin ($923,070.40), bids 1,000 at the new band's low edge,
+    1.702, and the next mark steps liquidate account 1 into it (516, 344, 140 lots). The next
+    settlement realizes account 1's deficit, $38,316, paid by the insurance fund. Account 2
+    is up $296,112 and never traded a lot at the price that settled the day."""
+    v = Venue(ClearingParams(fees=NO_FEES))
+    v.clear(Deposit, account_id=INSURANCE, amount=10**12)
+    v.clear(Deposit, account_id=1, amount=257_796_000_000)
+    v.clear(Deposit, account_id=2, amount=10**12)
+    v.place(2, Side.SELL, 1000, 2100)
+    assert not refused(v.place(1, Side.BUY, 1000, 2100))
+    assert of(v.clear(Settle), Settled)[0].prices[MAR] == 2100
+    v.ts += 23 * HOUR
+    bid = v.place(2, Side.BUY, 1, 1890)
+    offer = v.place(2, Side.SELL, 1, 1891)
+    settled = of(v.clear(Settle), Settled)[0]
+    assert (settled.prices[MAR], settled.tiers[MAR]) == (1891, "last_clamped")
+    assert v.collateral(1) == 257_796_000_000 - 155_496_000_000
+    for placed in (bid, offer):
+        v.engine(CancelOrder, account_id=2, order_id=placed[0].order_id)
+    out = v.collateral(2) - v.house.risk.margin(2)[1]
+    assert out == 923_070_400_000
+    assert of(v.clear(Withdraw, account_id=2, amount=out), CollateralMoved)
+    assert not refused(v.place(2, Side.BUY, 1000, v.ex.markets[MAR].band_low))
+    slices = []
+    for _ in range(4):
+        slices += [(t.price, t.qty) for t in of(v.clear(MarkStep), Trade)]
+    assert slices == [(1702, 516), (1702, 344), (1702, 140)]
+    v.ts += HOUR
+    events = v.clear(Settle)
+    assert [(e.account_id, e.deficit, e.insurance) for e in of(events, DefaultCovered)] == \
+        [(1, 38_316_000_000, 38_316_000_000)]
+    assert v.collateral(2) + out - 10**12 == 296_112_000_000
+    # What must hold: quotes that never traded do not settle the day's open interest.
+    assert settled.prices[MAR] == 2100, \
+        "two 1-lot quotes set the settlement 10% down; the fund paid $38,316"
