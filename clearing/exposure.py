@@ -41,10 +41,12 @@ def unit_terms(leg: Leg, side: int, price: int, moves) -> list[int]:
         moves: Each scenario's direction x fraction of the range, in bps.
     """
     size = leg.hours * leg.tick_micros
-    gap = (price - leg.mark) * BPS
+    worse = side * (price - leg.mark)
+    gap = (worse if worse > 0 else 0) * BPS
+    span = side * leg.range_ticks
     out = []
     for move in moves:
-        term = side * (gap - move * leg.range_ticks)
+        term = gap - move * span
         out.append(term * size if term > 0 else 0)
     return out
 
@@ -167,7 +169,8 @@ class ClassExposure:
         unit_terms do, for one more order)."""
         leg = legs[symbol]
         size = leg.hours * leg.tick_micros
-        gap = side * (price - leg.mark) * BPS
+        worse = side * (price - leg.mark)
+        gap = (worse if worse > 0 else 0) * BPS
         span = side * leg.range_ticks
         worst = 0
         for move, loss in zip(self.moves, self._losses):

@@ -274,6 +274,7 @@ class ClearingHouse:
                 self._pending(account_id, equity, maintenance, None, 0, ts, events)
             return              # for the final settlement)
         symbol, qty = chosen
+        qty = min(max(qty, self.instruments[symbol].min_qty), abs(positions[symbol]))
         side = Side.SELL if positions[symbol] > 0 else Side.BUY
         bid, ask, _ = market(symbol)
         if (bid if side is Side.SELL else ask) is None:
@@ -334,9 +335,17 @@ class ClearingHouse:
 
     def _cover_deficits(self, vm: dict[int, int], ts: int, events: list) -> None:
         """The default waterfall (clearing.waterfall) for every deficit this settlement
-        realized: an account left with nothing open, nothing unsettled, and less than nothing."""
-        gains = {a: g for a, g in vm.items() if g > 0}
+        realized: an account left with nothing open, nothing unsettled, and less than nothing.
+
+        The gainers that can be haircut are those that gained and still have collateral, for
+        no more than the lesser of the two: never an account in deficit itself (a defaulter
+        whose last trades gained would be paying its own deficit to itself)."""
         ledger = self.ledger
+        gains = {}
+        for account_id, gain in vm.items():
+            collateral = ledger.accounts[account_id].collateral
+            if gain > 0 and collateral > 0 and account_id != self.insurance_account:
+                gains[account_id] = min(gain, collateral)
         for account_id in sorted(vm):
             account = ledger.accounts[account_id]
             if account.collateral >= 0 or account_id == self.insurance_account or any(

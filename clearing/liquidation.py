@@ -7,7 +7,10 @@ step, each slice at most the product's max order size:
 - the slice goes to the contract whose reduction lowers the maintenance margin
   most (largest risk first: in a calendar spread, closing one leg alone can
   raise the requirement, so it is the effect that counts, not the size);
-  ties go to the larger position value, then to the symbol;
+  ties go to the larger position value, then to the symbol. A reduction that
+  would not lower the requirement is never made (say, buying back the short leg
+  of a spread whose long leg is in delivery and cannot trade): then there is
+  nothing to do but wait;
 - its size is the fewest lots that bring maintenance within equity at the
   current marks, or the whole slice if even that does not.
 
@@ -29,10 +32,6 @@ def next_slice(positions: dict[str, int], legs: dict[str, Leg],
         most: symbol -> the most lots one order may close, for the contracts that can
             trade now (the others wait for their final settlement).
     """
-    candidates = [s for s, q in positions.items() if q and s in most]
-    if not candidates:
-        return None
-
     def maintenance_after(symbol: str, lots: int) -> int:
         trial = dict(positions)
         trial[symbol] -= lots if trial[symbol] > 0 else -lots
@@ -41,9 +40,13 @@ def next_slice(positions: dict[str, int], legs: dict[str, Leg],
     def full(symbol: str) -> int:
         return min(abs(positions[symbol]), most[symbol])
 
+    now = requirement(legs, positions, (), params_by_class)[0]
+    after = {s: maintenance_after(s, full(s)) for s, q in positions.items() if q and s in most}
+    candidates = [s for s, required in after.items() if required < now]
+    if not candidates:
+        return None
     symbol = min(candidates, key=lambda s: (
-        maintenance_after(s, full(s)),
-        -abs(positions[s]) * legs[s].range_ticks * legs[s].hours, s))
+        after[s], -abs(positions[s]) * legs[s].range_ticks * legs[s].hours, s))
     lots = full(symbol)
     if maintenance_after(symbol, lots) > equity:
         return symbol, lots

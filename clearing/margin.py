@@ -10,10 +10,12 @@ do not really move together.
 
 Open orders count as if filled, in whatever mix is worst: for a scenario that
 moves a contract by m (ticks, signed), an open order of n lots on side s at
-limit p, if it fills, loses n x s x (p - mark - m) against the scenario price
-(the mark is the current mark, so a buy above it loses the difference at
-once), and it can only make things worse by filling if that is positive. So
-per scenario the worst mix is every order whose term is positive, and
+limit p, if it fills, loses n x (max(0, s x (p - mark)) - s x m): what filling
+at its limit loses at once against the current mark (a buy above it; buying
+below it earns no credit, since a mark can lag the market it would fill in),
+and then what the scenario's move does to those lots. It can only make things
+worse by filling if that is positive. So per scenario the worst mix is every
+order whose term is positive, and
 
     scan risk = max over scenarios of
                 (loss of the positions + sum of max(0, each order's term)), >= 0
@@ -104,7 +106,9 @@ def scenarios(params: MarginParams) -> tuple[tuple[int, int], ...]:
 
 def order_term(leg: Leg, side: int, lots: int, price: int, direction: int, fraction: int) -> int:
     """What an order loses if it fills in a scenario, x BPS, micro-USD; 0 if it gains."""
-    term = side * lots * ((price - leg.mark) * BPS - direction * fraction * leg.range_ticks)
+    worse = side * (price - leg.mark)
+    term = lots * ((worse if worse > 0 else 0) * BPS - side * direction * fraction
+                   * leg.range_ticks)
     return term * leg.hours * leg.tick_micros if term > 0 else 0
 
 

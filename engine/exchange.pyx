@@ -368,7 +368,7 @@ cdef class Exchange:
         cdef bint priced = otype is LIMIT or otype is STOP_LIMIT
         cdef bint stop = otype is STOP_LIMIT or otype is STOP_MARKET
         _validate_place(market, otype, priced, stop, tif, price, stop_price, qty, expire_at,
-                        ts, post_only, display)
+                        ts, post_only, display, liquidation)
         if priced:
             limit = price
             if not stop and (tif is GTC or tif is GTD) and not market._can_hold(limit):
@@ -961,8 +961,9 @@ cdef class Exchange:
 
 cdef _validate_place(Market market, object otype, bint priced, bint stop, object tif,
                      object price, object stop_price, int64_t qty, object expire_at,
-                     int64_t ts, bint post_only, object display):
-    """Check everything about a new order that needs no book."""
+                     int64_t ts, bint post_only, object display, bint liquidation):
+    """Check everything about a new order that needs no book. A liquidation order may be
+    below the product's min_qty: a position a partial fill left smaller must still close."""
     if priced and price is None:
         raise Rejected(RejectReason.INVALID_PARAMS,
                        f"a {otype.name.lower()} order needs a price", "price")
@@ -975,7 +976,7 @@ cdef _validate_place(Market market, object otype, bint priced, bint stop, object
     if not stop and stop_price is not None:
         raise Rejected(RejectReason.INVALID_PARAMS, "only stop orders take a stop_price",
                        "stop_price")
-    if not market.min_qty <= qty <= market.max_qty:
+    if not (1 if liquidation else market.min_qty) <= qty <= market.max_qty:
         raise Rejected(RejectReason.INVALID_QUANTITY,
                        f"qty must be {market.min_qty}..{market.max_qty}", "qty")
     if (tif is GTD) != (expire_at is not None):

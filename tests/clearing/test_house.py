@@ -88,17 +88,17 @@ def test_a_days_settlement_pays_variation_margin_at_the_closing_vwap():
 
 
 def test_a_withdrawal_may_not_leave_equity_below_initial_margin():
-    """A bid for 10 at 2.000 against a 2.100 mark fills only in a fall, so in the full
-    0.315 down move it loses 0.215 x 10 x 744 h = $1,599.60; initial x1.1 = $1,759.56."""
+    """A bid for 10 at 2.000 counts as filled (no credit for being below the 2.100 mark):
+    10 x 0.315 x 744 h = $2,343.60; initial x1.1 = $2,577.96."""
     v = Venue()
     v.clear(Deposit, account_id=1, amount=3_000_000_000)
     v.place(1, Side.BUY, 10, 2000)
-    assert v.house.risk.margin(1) == (1_599_600_000, 1_759_560_000)
-    refused = v.clear(Withdraw, account_id=1, amount=1_240_450_000)
+    assert v.house.risk.margin(1) == (2_343_600_000, 2_577_960_000)
+    refused = v.clear(Withdraw, account_id=1, amount=422_050_000)
     assert of(refused, ClearingRejected)[0].reason == "insufficient_margin"
     assert v.collateral(1) == 3_000_000_000
-    ok = v.clear(Withdraw, account_id=1, amount=1_240_440_000)
-    assert of(ok, CollateralMoved)[0].balance == 1_759_560_000
+    ok = v.clear(Withdraw, account_id=1, amount=422_040_000)
+    assert of(ok, CollateralMoved)[0].balance == 2_577_960_000
 
 
 def fallen_market(fund: int = 0) -> Venue:
@@ -193,12 +193,12 @@ def test_a_realized_deficit_goes_down_the_waterfall(fund, insurance, mutualised,
 
 
 def test_cancelling_the_orders_alone_can_restore_maintenance():
-    """Long 10 at 2.100 with a bid for 20 more at 1.890, on $7,600. The market settles at
-    1.900 (scanning range 0.285): in the full fall the position loses 10 x 0.285 and the bid,
-    filled, 20 x 0.275, x 744 h = $6,212.40, above the $6,112 of equity left; the position
-    alone needs $2,120.40, so the bid is cancelled and nothing is sold."""
+    """Long 10 at 2.100 with a bid for 20 more at 1.890, on $7,800: margined as 30 lots. The
+    market settles at 1.900 (scanning range 0.285): equity $6,312 is below the 30 lots'
+    30 x 0.285 x 744 h = $6,361.20 but far above the position's own $2,120.40, so the bid
+    is cancelled and nothing is sold."""
     v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)))
-    v.clear(Deposit, account_id=1, amount=7_600_000_000)
+    v.clear(Deposit, account_id=1, amount=7_800_000_000)
     for account in (2, 3):
         v.clear(Deposit, account_id=account, amount=10**13)
     v.place(2, Side.SELL, 10, 2100)
@@ -209,7 +209,7 @@ def test_cancelling_the_orders_alone_can_restore_maintenance():
     v.place(3, Side.SELL, 1, 1900)
     v.place(2, Side.BUY, 10, 1890)                 # a bid a liquidation could sell into
     v.clear(Settle)
-    assert v.house.risk.equity(1) == 6_112_000_000 < v.house.risk.margin(1)[0] == 6_212_400_000
+    assert v.house.risk.equity(1) == 6_312_000_000 < v.house.risk.margin(1)[0] == 6_361_200_000
     events = v.clear(MarkStep)
     assert [e.action for e in of(events, Liquidation)] == ["cancel_orders"]
     assert not of(events, Trade) and v.ex.open_orders(1) == []

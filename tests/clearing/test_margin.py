@@ -119,7 +119,7 @@ def brute_force(legs, positions, orders, params) -> tuple[int, int]:
         for symbol, side, lots, price in chosen:
             filled[symbol] = filled.get(symbol, 0) + side * lots
             leg = legs[symbol]
-            at_fill += side * lots * (price - leg.mark) * leg.hours * leg.tick_micros * BPS
+            at_fill += lots * max(0, side * (price - leg.mark)) * leg.hours * leg.tick_micros * BPS
         longs = sum(q for q in filled.values() if q > 0)
         shorts = -sum(q for q in filled.values() if q < 0)
         held = [s for s, q in filled.items() if q]
