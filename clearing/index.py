@@ -35,8 +35,10 @@ so that a lender can recompute any fixing by hand from what it publishes
 
 An observation is refused (``ObservationError``, nothing changes) if its
 price is outside 1..``max_price`` ticks or more than ``max_jump_bps`` [50%]
-from the value of the last fixing (when there is one with a value), its
-hours outside 1..``max_hours``, or its time more than ``future_ns`` ahead of
+from the value of the last fixing (when there is one with a value), widened
+by as much again for each day since the last fixing made from data (builtin
+or external), so a real move is let in within days and never frozen out; its
+hours outside 1..``max_hours``; or its time more than ``future_ns`` ahead of
 now or older than the window.
 
 Published GPU indexes disagree with each other by tens of cents, so the
@@ -76,6 +78,7 @@ import msgspec
 from engine.prices import MAX_PRICE_TICKS
 
 NS_PER_HOUR = 3600 * 10**9
+NS_PER_DAY = 24 * NS_PER_HOUR
 SOURCES = ("external", "builtin", "previous")
 NANO = 10**9                   # a provider's price is published in billionths of a tick
 PPB = 10**9                    # the weights are published in parts per billion
@@ -337,11 +340,12 @@ class ClassIndex:
             raise ObservationError("invalid_observation", "price must be 0.001.."
                                    f"{p.max_price / 1000:.3f} USD per GPU-hour", "price")
         last = self.fixings[-1].value if self.fixings else None
-        if last is not None and abs(obs.price - last) * BPS > last * p.max_jump_bps:
+        jump = self.jump_bps(now_ns)
+        if last is not None and abs(obs.price - last) * BPS > last * jump:
             raise ObservationError(
-                "invalid_observation", f"price must be within {p.max_jump_bps / 100:g}% "
-                f"(max_jump_bps) of the last fixing, {last / 1000:.3f} USD per GPU-hour",
-                "price")
+                "invalid_observation", f"price must be within {jump / 100:g}% (max_jump_bps, "
+                f"widened by as much a day without a fixing from data) of the last fixing, "
+                f"{last / 1000:.3f} USD per GPU-hour", "price")
         if not 1 <= obs.hours <= p.max_hours:
             raise ObservationError("invalid_observation", f"hours must be 1..{p.max_hours}",
                                    "hours")
@@ -354,6 +358,17 @@ class ClassIndex:
             book = self._providers[obs.provider_id] = ProviderBook()
         book.add(obs.price, obs.hours, self._size)
         self._changed(obs.provider_id)
+
+    def jump_bps(self, now_ns: int) -> int:
+        """How far an observation may be from the last fixing: ``max_jump_bps``, and as much
+        again for each day since the last fixing made from data (builtin or external), so a
+        real move the bound first refuses is let in within days, never frozen out."""
+        today = datetime.date(1970, 1, 1) + datetime.timedelta(days=now_ns // NS_PER_DAY)
+        for fixing in reversed(self.fixings):
+            if fixing.source in ("builtin", "external"):
+                days = max(0, (today - fixing.date).days)
+                return self.params.max_jump_bps * (1 + days)
+        return self.params.max_jump_bps
 
     def set_external(self, ext: External, now_ns: int) -> None:
         """Take an external index value (the gateway checked that the provider is trusted)."""
