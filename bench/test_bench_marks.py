@@ -45,9 +45,19 @@ def house_with_window(window: int) -> tuple[ClearingHouse, int]:
     return house, now
 
 
+class Book:
+    """50 lots bid at 1.990 and offered at 2.010."""
+
+    def depth(self, side: int, n: int) -> list:
+        return [(1990 if side > 0 else 2010, 50, 1)]
+
+
+BOOK = Book()
+
+
 def market(symbol: str) -> tuple:
     """Every book two-sided around 2.000, no trade yet."""
-    return 1990, 2010, None
+    return 1990, 2010, None, BOOK
 
 
 @pytest.mark.parametrize("window", [1_000, 10_000, 100_000])

@@ -6,8 +6,8 @@ band reference after a settlement, an instrument marked settled); the
 composition runs those through the engine at the same timestamp. The house
 is also the engine's risk gate (``check``/``apply``), so fills reach the
 ledger inside the order path. ``market(symbol)`` gives the engine's
-(best bid, best ask, last trade) at that point of the command stream, so the
-house stays deterministic without importing the engine.
+(best bid, best ask, last trade, book) at that point of the command stream,
+so the house stays deterministic without importing the engine.
 
 The prices it settles at are clearing.settlement's; how a liquidation
 proceeds, clearing.liquidation's; who pays a deficit, clearing.waterfall's.
@@ -23,7 +23,7 @@ import msgspec
 from clearing.index import ClassIndex, External, IndexParams, Observation, ObservationError
 from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError
 from clearing.liquidation import next_slice
-from clearing.marks import Mark, MarkParams
+from clearing.marks import Mark, MarkParams, impact_price
 from clearing.margin import MarginParams, requirement
 from clearing.messages import (
     ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, IndexValue,
@@ -40,7 +40,9 @@ from engine.messages import (
 )
 
 NS_PER_DAY = 86_400 * 10**9
-MarketView = Callable[[str], tuple]      # symbol -> (best_bid, best_ask, last_price), ticks or None
+# symbol -> (best bid, best ask, last trade: ticks or None, the book: depth(side, n) gives its
+# levels best first as (price, qty, orders), side 1 bids, -1 asks)
+MarketView = Callable[[str], tuple]
 
 
 class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -52,6 +54,8 @@ class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     position_limit: int = 100_000                   # lots per account and instrument
     position_limits: dict[str, int] = {}            # account_id (a TOML key, so a string) -> lots
     closing_window_ns: int = 30 * 60 * 10**9      # settlement VWAP over the last 30 minutes
+    settlement_min_volume: int = 50               # lots in the window for its VWAP to count,
+    settlement_min_oi_bps: int = 1000             # and at least this share of open interest
     insurance_fund: int = 1_000_000 * 10**6       # micro-USD paid in when an exchange starts
 
     def __post_init__(self) -> None:
@@ -62,6 +66,9 @@ class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError("position limits must be positive, keyed by account_id")
         if self.closing_window_ns <= 0:
             raise ValueError("closing_window_ns must be positive")
+        if self.settlement_min_volume < 1 or not 0 <= self.settlement_min_oi_bps <= 10_000:
+            raise ValueError("settlement_min_volume must be positive and settlement_min_oi_bps "
+                             "0..10000")
 
 
 class Rejected(Exception):
@@ -222,7 +229,7 @@ class ClearingHouse:
             before = mark.price
             settlement = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
-                bid, ask, _ = market(symbol)
+                bid, ask = self._impact(market(symbol)[3])
                 mark.step(alpha, values[inst.gpu_class], bid, ask, settlement)
             else:
                 mark.price = delivery_price(self.index[inst.gpu_class], inst,
@@ -276,7 +283,7 @@ class ClearingHouse:
         symbol, qty = chosen
         qty = min(max(qty, self.instruments[symbol].min_qty), abs(positions[symbol]))
         side = Side.SELL if positions[symbol] > 0 else Side.BUY
-        bid, ask, _ = market(symbol)
+        bid, ask, _, _ = market(symbol)
         if (bid if side is Side.SELL else ask) is None:
             self._pending(account_id, equity, maintenance, symbol, qty, ts, events)
             return
@@ -285,6 +292,11 @@ class ClearingHouse:
                                  qty=qty, order_type=OrderType.MARKET, tif=TimeInForce.IOC,
                                  reduce_only=True, liquidation=True))
         events.append(Liquidation(account_id, equity, maintenance, "reduce", symbol, qty, ts))
+
+    def _impact(self, book) -> tuple:
+        """The book's impact bid and ask (clearing.marks.impact_price), None where too thin."""
+        qty = self.params.marks.impact_qty
+        return impact_price(book.depth(1, qty), qty), impact_price(book.depth(-1, qty), qty)
 
     def _pending(self, account_id: int, equity: int, maintenance: int, symbol: str | None,
                  qty: int, ts: int, events: list) -> None:
@@ -308,10 +320,14 @@ class ClearingHouse:
                 window.popleft()
             previous = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
-                bid, ask, last = market(symbol)
+                _, _, last, book = market(symbol)
+                bid, ask = self._impact(book)
+                min_volume = max(self.params.settlement_min_volume, -(
+                    -self.ledger.open_interest(symbol) * self.params.settlement_min_oi_bps
+                    // 10_000))
                 prices[symbol], tiers[symbol] = settlement_price(
                     [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
-                    previous)
+                    previous, min_volume)
                 engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
             else:
                 prices[symbol] = delivery_price(self.index[inst.gpu_class], inst,

@@ -1,21 +1,24 @@
-"""Mark prices and daily settlement prices.
+"""Mark prices.
 
-**Marks.** The mark of a contract is its class's index plus a smoothed basis:
-at every mark step (the gateway's scheduler sends one a second) the basis
-moves toward the book's mid minus the index by ``alpha`` of the difference,
-an exponential average with a half-life of ``half_life_steps`` steps. So one
-trade or one quote can move a mark by at most ``alpha`` of its distance
-from the mark in one step. Each contract's basis starts from its own market:
-the first mark step that sees its book two-sided (and an index) takes that
-mid minus the index as the basis at once, so a sloped curve is marked where
-each month trades, not where the class's reference price is. Each daily
+The mark of a contract is its class's index plus a smoothed basis. The book's
+price is its impact mid: the mean of the impact bid and ask, the average
+prices of selling and of buying ``impact_qty`` lots against the book, so a
+quote smaller than that moves nothing (where the book is thinner than that on
+a side, it gives no price). At every mark step (the gateway's scheduler sends
+one a second) the basis moves toward the impact mid minus the index by
+``alpha`` of the difference, an exponential average with a half-life of
+``half_life_steps`` steps: one step moves a mark by at most ``alpha`` of its
+distance from the book. Each contract's basis starts from its own market: the
+first mark step that sees its book deep on both sides (and an index) takes
+that mid minus the index as the basis at once, so a sloped curve is marked
+where each month trades, not where the class's reference price is. Each daily
 settlement anchors it again: the mark becomes the settlement price and the
-basis the settlement price minus the index. A one-sided or empty book gives
-no sample: the basis holds and the mark follows the index (pulling one's
-quotes cannot send a mark back to the last settlement price and hide a loss);
-with no basis yet, or no index, the mark is the last settlement price. The basis is
-kept as an integer in billionths of a tick and rounded half to even to the
-tick for the mark: no floats, so replays give the same marks.
+basis the settlement price minus the index. A book without both impact prices
+gives no sample: the basis holds and the mark follows the index (pulling
+one's quotes cannot send a mark back to the last settlement price and hide a
+loss); with no basis yet, or no index, the mark is the last settlement price.
+The basis is kept as an integer in billionths of a tick and rounded half to
+even to the tick for the mark: no floats, so replays give the same marks.
 
 Settlement prices are clearing.settlement's.
 """
@@ -30,10 +33,11 @@ NANO = 10**9
 
 class MarkParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     half_life_steps: int = 300       # 5 minutes of one-second steps
+    impact_qty: int = 10             # lots a side must hold for the book to give a price
 
     def __post_init__(self) -> None:
-        if self.half_life_steps < 1:
-            raise ValueError("half_life_steps must be at least 1")
+        if self.half_life_steps < 1 or self.impact_qty < 1:
+            raise ValueError("half_life_steps and impact_qty must be at least 1")
 
     @property
     def alpha_nano(self) -> int:
@@ -72,3 +76,20 @@ class Mark:
         self.price = price
         if index is not None:
             self.basis_nano = (price - index) * NANO
+
+
+def impact_price(levels, qty: int) -> Fraction | None:
+    """The average price of trading ``qty`` lots against these levels, or None if they
+    hold fewer.
+
+    Args:
+        levels: (price, qty, ...) of one side of a book, best first.
+    """
+    left, cost = qty, 0
+    for price, size, *_ in levels:
+        take = size if size < left else left
+        cost += take * price
+        left -= take
+        if not left:
+            return Fraction(cost, qty)
+    return None

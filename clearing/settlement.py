@@ -1,10 +1,14 @@
 """Settlement prices: the daily settlement's tiers, the delivery period, the final price.
 
-**Settlement prices** of a contract that trades, in tiers: the volume-weighted
-average of the trades in the closing window, rounded to the tick (exactly
-half a tick rounds toward the previous settlement price) (``vwap``); else the
-last trade, clamped into the best bid and ask (``last_clamped``); else the
-mark (``mark``). Once a contract has stopped trading, its daily settlement
+**Settlement prices** of a contract that trades, in tiers, each held inside the
+book's impact bid and ask where the book is deep enough to have both (the
+average prices of selling and of buying the impact quantity: thin quotes set
+nothing): the volume-weighted average of the trades in the closing window,
+rounded to the tick (exactly half a tick rounds toward the previous settlement
+price), if at least the minimum volume traded (``vwap``); else the last
+trade, clamped into the impact bid and ask, if the book has both
+(``last_clamped``); else the mark (``mark``). A dozen wash lots between two
+accounts, or a one-lot quote pair, cannot set a day's settlement. Once a contract has stopped trading, its daily settlement
 price, and its mark, is the average it will settle at so far
 (``delivery_average``): the sum of the fixings taken in its delivery period,
 plus the current index for each day still to fix, over the days of the period.
@@ -25,28 +29,34 @@ from clearing.index import ClassIndex
 from engine.contracts import Instrument
 
 
-def settlement_price(window_trades, last_price: int | None, best_bid: int | None,
-                     best_ask: int | None, mark: int, previous: int) -> tuple[int, str]:
+def settlement_price(window_trades, last_price: int | None, impact_bid, impact_ask,
+                     mark: int, previous: int, min_volume: int = 1) -> tuple[int, str]:
     """Return (price in ticks, tier) of a daily settlement.
 
     Args:
         window_trades: (price, qty) of the trades in the closing window.
+        impact_bid, impact_ask: The average prices of selling and buying the impact
+            quantity against the book now (clearing.marks.impact_price), or None where the
+            book is not that deep.
         previous: The previous settlement price, for a VWAP exactly between two ticks.
+        min_volume: The fewest lots in the closing window for its VWAP to count.
     """
+    low, high = None, None          # the book's impact prices, on the tick, inward
+    if impact_bid is not None and impact_ask is not None:
+        low, high = math.ceil(impact_bid), math.floor(impact_ask)
     volume = sum(q for _, q in window_trades)
-    if volume:
+    if volume and volume >= min_volume:
         vwap = Fraction(sum(p * q for p, q in window_trades), volume)
-        low = math.floor(vwap)
-        if vwap - low == Fraction(1, 2):
-            return (low + 1 if previous > low else low), "vwap"
-        return round(vwap), "vwap"
-    if last_price is not None:
-        price = last_price
-        if best_bid is not None:
-            price = max(price, best_bid)
-        if best_ask is not None:
-            price = min(price, best_ask)
-        return price, "last_clamped"
+        floor = math.floor(vwap)
+        if vwap - floor == Fraction(1, 2):
+            price = floor + 1 if previous > floor else floor
+        else:
+            price = round(vwap)
+        if low is not None:
+            price = min(max(price, low), high)
+        return price, "vwap"
+    if last_price is not None and low is not None:
+        return min(max(last_price, low), high), "last_clamped"
     return mark, "mark"
 
 

@@ -81,9 +81,10 @@ class Venue:
         return self._engine(cmd)
 
     def market(self, symbol: str) -> tuple:
-        """(best bid, best ask, last trade) of an instrument, ticks or None: the house's view."""
+        """(best bid, best ask, last trade: ticks or None, and its book) of an instrument: the
+        house's view (clearing.house.MarketView)."""
         m = self.exchange.markets[symbol]
-        return m.book.best_bid(), m.book.best_ask(), m.last_price
+        return m.book.best_bid(), m.book.best_ask(), m.last_price, m.book
 
     def _engine(self, cmd) -> list:
         events = self.exchange.process(cmd)

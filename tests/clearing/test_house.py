@@ -21,6 +21,12 @@ from engine.messages import (
     Trade,
 )
 
+
+def params(**kw) -> ClearingParams:
+    """Clearing's parameters with any closing volume settling at its VWAP: these scenarios
+    trade a few lots; the minimum volume has tests of its own."""
+    return ClearingParams(**{"settlement_min_volume": 1, "settlement_min_oi_bps": 0, **kw})
+
 MAR = "H100-2027-03"
 T0 = date_to_ns(datetime.date(2027, 1, 15))
 DAY = 86_400 * 10**9
@@ -30,7 +36,7 @@ FEE, INSURANCE, PROVIDERS = 90, 91, (81, 82, 83)
 class Venue:
     """The house and the engine composed as the gateway composes them."""
 
-    def __init__(self, params=ClearingParams(),
+    def __init__(self, params=params(),
                  product=Product(gpu_class="H100", reference_price=2100)):
         self.inst = make_instrument(product, parse_symbol(MAR).period)
         self.house = ClearingHouse([self.inst], params, fee_account=FEE,
@@ -40,7 +46,7 @@ class Venue:
 
     def market(self, symbol):
         m = self.ex.markets[symbol]
-        return m.book.best_bid(), m.book.best_ask(), m.last_price
+        return m.book.best_bid(), m.book.best_ask(), m.last_price, m.book
 
     def clear(self, cmd_type, **kw):
         self.ts = max(self.ts + 1, kw.pop("at", 0))
@@ -69,7 +75,7 @@ def test_a_days_settlement_pays_variation_margin_at_the_closing_vwap():
     """Trades at 2.110 x 2 and 2.120 x 2 in the window: settles at 2.115; the buyer of 4 at
     2.110/2.120 gets (2.115 - 2.110) x 2 + (2.115 - 2.120) x 2 = 0 on the day, the 2.100 buyer
     from earlier gets 0.015 x 10 x 744 h = $111.60."""
-    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)))
+    v = Venue(params(fees=FeeSchedule(taker_centi_bps=0)))
     for account in (1, 2, 3):
         v.clear(Deposit, account_id=account, amount=10**12)
     v.place(2, Side.SELL, 10, 2100)
@@ -105,7 +111,7 @@ def fallen_market(fund: int = 0) -> Venue:
     """Long 10 at 2.100 on $3,000 of collateral; others trade the market down to 1.600 in
     steps the band allows, and bid 10 at 1.590. The settlement (closing VWAP 1.619) takes
     the account to 3,000 - 10 x 0.481 x 744 h = -$578.64."""
-    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)))
+    v = Venue(params(fees=FeeSchedule(taker_centi_bps=0)))
     v.clear(Deposit, account_id=1, amount=3_000_000_000)
     for account in (2, 3):
         v.clear(Deposit, account_id=account, amount=10**13)
@@ -197,7 +203,7 @@ def test_cancelling_the_orders_alone_can_restore_maintenance():
     market settles at 1.900 (scanning range 0.285): equity $6,312 is below the 30 lots'
     30 x 0.285 x 744 h = $6,361.20 but far above the position's own $2,120.40, so the bid
     is cancelled and nothing is sold."""
-    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)))
+    v = Venue(params(fees=FeeSchedule(taker_centi_bps=0)))
     v.clear(Deposit, account_id=1, amount=7_800_000_000)
     for account in (2, 3):
         v.clear(Deposit, account_id=account, amount=10**13)
@@ -220,7 +226,7 @@ def test_cancelling_the_orders_alone_can_restore_maintenance():
 def test_a_position_larger_than_the_max_order_is_liquidated_in_slices():
     """Long 250 with max_qty 100, settled 0.350 lower: equity below zero, so all of it goes,
     100 lots a mark step (one order for 250 would be refused at every step)."""
-    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0)),
+    v = Venue(params(fees=FeeSchedule(taker_centi_bps=0)),
               Product(gpu_class="H100", reference_price=2100, max_qty=100))
     v.clear(Deposit, account_id=1, amount=64_450_000_000)     # initial margin of 250 lots
     for account in (2, 3):
@@ -269,7 +275,7 @@ def test_final_settlement_is_the_mean_of_the_fixings_over_delivery():
     """Fixings 2.100, 2.200 and 2.150 on 3, 10 and 20 March (and 1.900 on 27 February):
     every day of March counts, a day without a fixing at the one before it:
     (2 x 1900 + 7 x 2100 + 10 x 2200 + 12 x 2150) / 31 = 2.139, 28 days carried."""
-    v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
+    v = Venue(params(index=IndexParams(min_providers=1)))
     v.clear(Deposit, account_id=1, amount=10**12)
     v.clear(Deposit, account_id=2, amount=10**12)
     v.place(2, Side.SELL, 4, 2100)
@@ -295,7 +301,7 @@ def test_past_its_last_trading_day_a_contract_settles_at_its_delivery_average():
     March fixed at 2.060 and 2.090 and the index at 2.000, the daily settlement is
     (2060 + 2090 + 29 x 2000) / 31 = 2.005 (it used to revert to the last trade, 2.100), and
     the mark follows the index the same way."""
-    v = Venue(ClearingParams(index=IndexParams(min_providers=1), fees=FeeSchedule(taker_centi_bps=0)))
+    v = Venue(params(index=IndexParams(min_providers=1), fees=FeeSchedule(taker_centi_bps=0)))
     v.clear(Deposit, account_id=1, amount=10**12)
     v.clear(Deposit, account_id=2, amount=10**12)
     v.place(2, Side.SELL, 4, 2100)
@@ -344,7 +350,7 @@ class HouseConservation(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
+        self.v = Venue(params(index=IndexParams(min_providers=1)))
         for account, amount in ((1, 10**13), (2, 10**13), (3, 3_000_000_000),
                                 (INSURANCE, 300_000_000)):
             self.v.clear(Deposit, account_id=account, amount=amount)
@@ -445,7 +451,7 @@ TestHouseConservation.settings = settings(max_examples=80, stateful_step_count=5
 def test_margin_and_position_limits_can_be_set_per_class_and_per_account():
     """H100 at 2x maintenance instead of 1.1x; account 1 limited to 5 lots, account 2 not."""
     from clearing.margin import MarginParams
-    v = Venue(ClearingParams(margin_by_class={"H100": MarginParams(initial_multiplier_pct=200)},
+    v = Venue(params(margin_by_class={"H100": MarginParams(initial_multiplier_pct=200)},
                              position_limits={"1": 5}))
     for account in (1, 2):
         v.clear(Deposit, account_id=account, amount=10**13)
@@ -460,7 +466,7 @@ def test_liquidation_goes_through_when_the_market_fell_without_a_settlement():
     """The marks follow the index down intraday (no settlement yet): the reduce-only
     liquidation order is not refused by a margin check against the old settlement price,
     the position is closed, and liquidation does not repeat."""
-    v = Venue(ClearingParams(fees=FeeSchedule(taker_centi_bps=0),
+    v = Venue(params(fees=FeeSchedule(taker_centi_bps=0),
                              index=IndexParams(min_providers=1)))
     v.clear(Deposit, account_id=1, amount=3_000_000_000)
     for account in (2, 3):
@@ -488,7 +494,7 @@ def test_a_day_fixed_twice_counts_once_in_the_final_settlement():
     """Fixing 3 March three times (2.100) and 10 March once (2.400): 1 and 2 March count at
     the last settlement price (no fixing before them), 4-9 March carry 2.100 and 11-31 March
     2.400: (9 x 2100 + 22 x 2400) / 31 = 2.313."""
-    v = Venue(ClearingParams(index=IndexParams(min_providers=1)))
+    v = Venue(params(index=IndexParams(min_providers=1)))
     for day, price, times in ((datetime.date(2027, 3, 3), 2100, 3),
                               (datetime.date(2027, 3, 10), 2400, 1)):
         at = date_to_ns(day) + 16 * 3600 * 10**9

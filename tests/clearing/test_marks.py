@@ -1,10 +1,12 @@
 """clearing.marks: smoothed marks over the index, and the settlement price tiers."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given, strategies as st
 
-from clearing.marks import Mark, MarkParams
+from clearing.marks import Mark, MarkParams, impact_price
 from clearing.settlement import delivery_average, settlement_price
 
 ALPHA = MarkParams(half_life_steps=10).alpha_nano
@@ -72,10 +74,40 @@ def test_a_vwap_exactly_between_two_ticks_goes_toward_the_previous_settlement():
 
 
 def test_without_trades_in_the_window_the_last_trade_is_clamped_into_the_book():
-    """Last trade 2.150 with the book at 2.100 / 2.120: settle at the ask, 2.120."""
+    """Last trade 2.150 with the book's impact bid and ask at 2.100 / 2.120: settle at the
+    ask, 2.120; impact prices between ticks clamp inward (2.0995 -> 2.100)."""
     assert settlement_price([], 2150, 2100, 2120, 2000, 2000) == (2120, "last_clamped")
-    assert settlement_price([], 2050, 2100, 2120, 2000, 2000) == (2100, "last_clamped")
-    assert settlement_price([], 2110, None, None, 2000, 2000) == (2110, "last_clamped")
+    assert settlement_price([], 2050, Fraction(20995, 10), 2120, 2000, 2000) == \
+        (2100, "last_clamped")
+
+
+def test_a_book_too_thin_for_impact_prices_leaves_the_mark():
+    """Without both impact prices (the book is thinner than the impact quantity on a side)
+    the last trade is not used: a one-lot quote pair, or an empty book, cannot set it."""
+    assert settlement_price([], 2110, None, None, 2000, 2000) == (2000, "mark")
+    assert settlement_price([], 2110, 2100, None, 2000, 2000) == (2000, "mark")
+
+
+def test_a_vwap_needs_the_minimum_volume_and_stays_inside_the_book():
+    """12 lots traded at 2.733 on average: below a 50-lot minimum they settle nothing (the
+    last trade, clamped into a 2.090 / 2.110 book, does); above it they do, clamped into the
+    book if it has impact prices, as they are if not."""
+    trades = [(2310, 1), (2541, 1), (2795, 10)]
+    assert settlement_price(trades, 2795, 2090, 2110, 2100, 2100, min_volume=50) == \
+        (2110, "last_clamped")
+    assert settlement_price(trades, 2795, 2090, 2110, 2100, 2100, min_volume=12) == \
+        (2110, "vwap")
+    assert settlement_price(trades, 2795, None, None, 2100, 2100, min_volume=12) == \
+        (2733, "vwap")
+
+
+def test_impact_prices_average_the_levels_a_quantity_walks():
+    """10 lots against 2.100 x 4, 2.101 x 3, 2.105 x 5: (8400 + 6303 + 6315) / 10; 13 lots
+    is more than the levels hold."""
+    levels = [(2100, 4, 1), (2101, 3, 2), (2105, 5, 1)]
+    assert impact_price(levels, 10) == Fraction(21018, 10)
+    assert impact_price(levels, 12) == Fraction(8400 + 6303 + 5 * 2105, 12)
+    assert impact_price(levels, 13) is None and impact_price([], 1) is None
 
 
 def test_without_any_trade_the_mark_settles():

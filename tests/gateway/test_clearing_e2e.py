@@ -145,23 +145,24 @@ def test_index_providers_make_the_index_and_admin_fixes_it(live_server):
 
 
 def test_admin_settle_pays_variation_margin(live_server):
-    """trader-1 sells 4 at 2.110 to trader-2 and 4 at 2.120 to maker-1: the closing VWAP is
-    2.115, so trader-2 gets 0.005 x 4 x 744 h = $14.88 and maker-1 pays it."""
+    """trader-1 sells 30 at 2.110 to trader-2 and 30 at 2.120 to maker-1: the closing VWAP of
+    60 lots (over the 50-lot minimum) is 2.115, so trader-2 gets 0.005 x 30 x 744 h =
+    $111.60 and maker-1 pays it."""
     async def scenario():
         a = await Ws.open(live_server, "trader-1")
         b = await Ws.open(live_server, "trader-2")
         m = await Ws.open(live_server, "maker-1")
         admin = await Ws.open(live_server, "admin")
-        await a.result("order.place", symbol=SYMBOL, side="sell", qty=4, price="2.110")
-        await b.result("order.place", symbol=SYMBOL, side="buy", qty=4, price="2.110")
-        await a.result("order.place", symbol=SYMBOL, side="sell", qty=4, price="2.120")
-        await m.result("order.place", symbol=SYMBOL, side="buy", qty=4, price="2.120")
+        await a.result("order.place", symbol=SYMBOL, side="sell", qty=30, price="2.110")
+        await b.result("order.place", symbol=SYMBOL, side="buy", qty=30, price="2.110")
+        await a.result("order.place", symbol=SYMBOL, side="sell", qty=30, price="2.120")
+        await m.result("order.place", symbol=SYMBOL, side="buy", qty=30, price="2.120")
         before = [(await ws.result("account.summary"))["collateral"] for ws in (a, b, m)]
         prices = (await admin.result("admin.settle"))["settlement_prices"]
         assert prices[SYMBOL] == "2.115" and len(prices) == 48
         after = [(await ws.result("account.summary"))["collateral"] for ws in (a, b, m)]
         moved = [round((float(x) - float(y)) * 1e6) for x, y in zip(after, before)]
-        assert moved == [0, 14_880_000, -14_880_000]
+        assert moved == [0, 111_600_000, -111_600_000]
         for ws in (a, b, m, admin):
             await ws.close()
     run(scenario())
@@ -259,8 +260,9 @@ def test_a_trusted_provider_feeds_an_external_index_value(live_server):
 
 def test_operations_watch_margin_calls_and_liquidations_on_the_admin_channel(live_server):
     """trader-1 buys 5,800 March at 2.100 on $1M; the index providers then report 1.500, the
-    marks follow, and the admin channel shows the margin call and each step of the
-    liquidation: a slice into the only bid, then pending once no bid is left. Only the admin
+    marks follow (the maker's 10-lot quotes are deep enough to seed March's basis), and the
+    admin channel shows the margin call and each step of the liquidation: a slice into the
+    only bid, then pending once no bid is left. Only the admin
     role may subscribe; the insurance fund is funded at start and named for admin.deposit."""
     async def scenario():
         admin = await Ws.open(live_server, "admin")
@@ -279,8 +281,8 @@ def test_operations_watch_margin_calls_and_liquidations_on_the_admin_channel(liv
         trader = await Ws.open(live_server, "trader-1")
         await maker.result("order.place", symbol=SYMBOL, side="sell", qty=5800, price="2.100")
         await trader.result("order.place", symbol=SYMBOL, side="buy", qty=5800, price="2.100")
-        await maker.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.090")
-        await maker.result("order.place", symbol=SYMBOL, side="sell", qty=1, price="2.110")
+        await maker.result("order.place", symbol=SYMBOL, side="buy", qty=10, price="2.090")
+        await maker.result("order.place", symbol=SYMBOL, side="sell", qty=10, price="2.110")
         await asyncio.sleep(1.5)               # a mark step seeds March's basis from its book
         for ws in providers:
             await ws.result("index.submit", gpu_class="H100", price="1.500", hours=10)
@@ -290,9 +292,9 @@ def test_operations_watch_margin_calls_and_liquidations_on_the_admin_channel(liv
         assert {n["account"] for n in seen} == {"trader-1"}
         assert [n["type"] for n in seen if n["type"] == "margin_call"] == ["margin_call"]
         steps = [(n["action"], n["symbol"], n["qty"]) for n in seen if n["type"] == "liquidation"]
-        assert steps[0] == ("reduce", SYMBOL, 5800) and steps[-1] == ("pending", SYMBOL, 5799)
+        assert steps[0] == ("reduce", SYMBOL, 5800) and steps[-1] == ("pending", SYMBOL, 5790)
         [pos] = await trader.result("account.positions")
-        assert pos["qty"] == 5799
+        assert pos["qty"] == 5790
         for ws in (*providers, maker, trader, admin):
             await ws.close()
     run(scenario())
