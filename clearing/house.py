@@ -23,7 +23,7 @@ import msgspec
 from clearing.index import ClassIndex, External, IndexParams, Observation, ObservationError
 from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError
 from clearing.liquidation import next_slice
-from clearing.marks import Mark, MarkParams, impact_price
+from clearing.marks import Mark, MarkParams, impact_cost, impact_price
 from clearing.margin import MarginParams, requirement
 from clearing.messages import (
     ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, IndexValue,
@@ -220,6 +220,7 @@ class ClearingHouse:
     def _mark_step(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         self.risk.set_day(ts)
         alpha = self.params.marks.alpha_nano
+        impact = self.params.marks.impact_qty
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         marks = {}
         for symbol, inst in self.instruments.items():
@@ -229,8 +230,10 @@ class ClearingHouse:
             before = mark.price
             settlement = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
-                bid, ask = self._impact(market(symbol)[3])
-                mark.step(alpha, values[inst.gpu_class], bid, ask, settlement)
+                book = market(symbol)[3]
+                bid = impact_cost(book.depth(1, impact), impact)
+                ask = impact_cost(book.depth(-1, impact), impact)
+                mark.step(alpha, values[inst.gpu_class], bid, ask, settlement, impact)
             else:
                 mark.price = delivery_price(self.index[inst.gpu_class], inst,
                                             values[inst.gpu_class], settlement)

@@ -54,13 +54,18 @@ class Mark:
         self.price = settlement
 
     def step(self, alpha_nano: int, index: int | None, bid: int | None, ask: int | None,
-             settlement: int) -> int:
-        """Take one mark step; return the new mark in ticks."""
+             settlement: int, qty: int = 1) -> int:
+        """Take one mark step; return the new mark in ticks.
+
+        Args:
+            bid, ask: What selling and buying ``qty`` lots against the book would come to
+                (ticks x lots: clearing.marks.impact_cost), None where it is too thin.
+        """
         if index is None:
             self.price = settlement
             return settlement
         if bid is not None and ask is not None:
-            sample = (bid + ask) * NANO // 2 - index * NANO      # mid - index, exact to 1/2 tick
+            sample = (bid + ask) * NANO // (2 * qty) - index * NANO     # mid - index
             if self.basis_nano is None:
                 self.basis_nano = sample
             else:
@@ -78,18 +83,25 @@ class Mark:
             self.basis_nano = (price - index) * NANO
 
 
-def impact_price(levels, qty: int) -> Fraction | None:
-    """The average price of trading ``qty`` lots against these levels, or None if they
-    hold fewer.
+def impact_cost(levels, qty: int) -> int | None:
+    """What trading ``qty`` lots against these levels comes to (ticks x lots), or None if
+    they hold fewer.
 
     Args:
         levels: (price, qty, ...) of one side of a book, best first.
     """
     left, cost = qty, 0
-    for price, size, *_ in levels:
+    for level in levels:
+        size = level[1]
         take = size if size < left else left
-        cost += take * price
+        cost += take * level[0]
         left -= take
         if not left:
-            return Fraction(cost, qty)
+            return cost
     return None
+
+
+def impact_price(levels, qty: int) -> Fraction | None:
+    """The average price of trading ``qty`` lots against these levels, or None."""
+    cost = impact_cost(levels, qty)
+    return None if cost is None else Fraction(cost, qty)

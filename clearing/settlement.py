@@ -8,8 +8,10 @@ rounded to the tick (exactly half a tick rounds toward the previous settlement
 price), if at least the minimum volume traded (``vwap``); else the last
 trade, clamped into the impact bid and ask, if the book has both
 (``last_clamped``); else the mark (``mark``). A dozen wash lots between two
-accounts, or a one-lot quote pair, cannot set a day's settlement. Once a contract has stopped trading, its daily settlement
-price, and its mark, is the average it will settle at so far
+accounts, or a one-lot quote pair, cannot set a day's settlement.
+
+Once a contract has stopped trading, its daily settlement price, and its
+mark, is the average it will settle at so far
 (``delivery_average``): the sum of the fixings taken in its delivery period,
 plus the current index for each day still to fix, over the days of the period.
 

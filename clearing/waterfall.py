@@ -20,7 +20,7 @@ import msgspec
 
 
 class Cover(msgspec.Struct, frozen=True, gc=False):
-    """How one deficit is paid: from the fund, by haircuts (account -> amount), and what is left."""
+    """How one deficit is paid: from the fund, by haircuts (account -> amount), what is left."""
     deficit: int
     insurance: int
     haircuts: dict[int, int]
