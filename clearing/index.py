@@ -37,7 +37,8 @@ An observation is refused (``ObservationError``, nothing changes) if its
 price is outside 1..``max_price`` ticks or more than ``max_jump_bps`` [50%]
 from the value of the last fixing (when there is one with a value), widened
 by as much again for each day since the last fixing made from data (builtin
-or external), so a real move is let in within days and never frozen out; its
+or external), so a real move is let in within days and never frozen out (an
+external value is held to the same bound); its
 hours outside 1..``max_hours``; or its time more than ``future_ns`` ahead of
 now or older than the window.
 
@@ -339,13 +340,7 @@ class ClassIndex:
         if not 1 <= obs.price <= p.max_price:
             raise ObservationError("invalid_observation", "price must be 0.001.."
                                    f"{p.max_price / 1000:.3f} USD per GPU-hour", "price")
-        last = self.fixings[-1].value if self.fixings else None
-        jump = self.jump_bps(now_ns)
-        if last is not None and abs(obs.price - last) * BPS > last * jump:
-            raise ObservationError(
-                "invalid_observation", f"price must be within {jump / 100:g}% (max_jump_bps, "
-                f"widened by as much a day without a fixing from data) of the last fixing, "
-                f"{last / 1000:.3f} USD per GPU-hour", "price")
+        self._check_jump(obs.price, now_ns)
         if not 1 <= obs.hours <= p.max_hours:
             raise ObservationError("invalid_observation", f"hours must be 1..{p.max_hours}",
                                    "hours")
@@ -358,6 +353,16 @@ class ClassIndex:
             book = self._providers[obs.provider_id] = ProviderBook()
         book.add(obs.price, obs.hours, self._size)
         self._changed(obs.provider_id)
+
+    def _check_jump(self, price: int, now_ns: int) -> None:
+        """Refuse a price too far from the last fixing (jump_bps)."""
+        last = self.fixings[-1].value if self.fixings else None
+        jump = self.jump_bps(now_ns)
+        if last is not None and abs(price - last) * BPS > last * jump:
+            raise ObservationError(
+                "invalid_observation", f"price must be within {jump / 100:g}% (max_jump_bps, "
+                f"widened by as much a day without a fixing from data) of the last fixing, "
+                f"{last / 1000:.3f} USD per GPU-hour", "price")
 
     def jump_bps(self, now_ns: int) -> int:
         """How far an observation may be from the last fixing: ``max_jump_bps``, and as much
@@ -375,6 +380,7 @@ class ClassIndex:
         if not 1 <= ext.value <= self.params.max_price:
             raise ObservationError("invalid_observation", "the external value is out of range",
                                    "price")
+        self._check_jump(ext.value, now_ns)
         self._check_time(ext.observed_ns, now_ns)
         if self.external is None or ext.observed_ns >= self.external.observed_ns:
             self.external = ext         # an older value arriving late does not replace a newer

@@ -303,8 +303,8 @@ class IndexMatchesReference(RuleBasedStateMachine):
     @rule(value=st.integers(1500, 2500), age=st.integers(0, 40))
     def external(self, value, age):
         e = External(9, value, self.now - age)
-        self.index.set_external(e, self.now)
-        self.reference.set_external(e, self.now)
+        assert refusal(self.index.set_external, e, self.now) == \
+            refusal(self.reference.set_external, e, self.now)
 
     @rule(ns=st.sampled_from((0, 1, 3, 8, 15, 40, 120)))
     def advance(self, ns):
@@ -352,12 +352,21 @@ class Reference:
         self.external = None
         self.fixings = []          # (date, value, source, carried)
 
+    def too_far(self, price, now):
+        """More than max_jump_bps from the last fixing, and as much again for each day
+        since the last fixing made from data."""
+        last = self.fixings[-1][1] if self.fixings else None
+        if last is None:
+            return False
+        today = datetime.date(1970, 1, 1) + datetime.timedelta(days=now // (86_400 * 10**9))
+        days = next((max(0, (today - date).days) for date, _, source, _ in
+                     reversed(self.fixings) if source in ("builtin", "external")), 0)
+        return Fraction(abs(price - last), last) > Fraction(self.p.max_jump_bps * (1 + days),
+                                                             10_000)
+
     def submit(self, o, now):
         p = self.p
-        last = self.fixings[-1][1] if self.fixings else None
-        if not 1 <= o.price <= p.max_price or (
-                last is not None and Fraction(abs(o.price - last), last) > Fraction(
-                    p.max_jump_bps, 10_000)):
+        if not 1 <= o.price <= p.max_price or self.too_far(o.price, now):
             raise ObservationError("invalid_observation", "price", "price")
         if not 1 <= o.hours <= p.max_hours:
             raise ObservationError("invalid_observation", "hours", "hours")
@@ -368,6 +377,8 @@ class Reference:
         self.observations.append(o)
 
     def set_external(self, e, now):
+        if self.too_far(e.value, now):
+            raise ObservationError("invalid_observation", "price", "price")
         if self.external is None or e.observed_ns >= self.external.observed_ns:
             self.external = e
 
@@ -647,3 +658,19 @@ def test_the_index_lies_within_the_observed_prices(observations, trim_bps):
     else:
         assert source == "builtin"
         assert min(p for _, p, _ in observations) <= value <= max(p for _, p, _ in observations)
+
+
+def test_an_external_value_is_held_to_the_same_bound_as_an_observation():
+    """A trusted provider's external value 60% off the last fixing is refused like an
+    observation would be (it came first in the fallback order with no bound at all); a day
+    without a fixing from data widens the bound for it too."""
+    index = ClassIndex("H100", IndexParams(min_providers=1))
+    index.submit(Observation(1, 2100, 10, T), T)
+    index.fix(datetime.date(2027, 1, 15), T)
+    with pytest.raises(ObservationError) as caught:
+        index.set_external(External(9, 840, T + 1), T + 1)
+    assert (caught.value.reason, caught.value.field) == ("invalid_observation", "price")
+    assert index.external is None
+    later = T + 86_400 * 10**9
+    index.set_external(External(9, 840, later), later)
+    assert index.value(later) == (840, "external")
