@@ -36,7 +36,7 @@ from clearing.waterfall import cover
 from engine.contracts import Instrument
 from engine.messages import (
     CancelAll, CancelReason, InstrumentStatus, InstrumentStatusChanged, OrderType, PlaceOrder,
-    SetInstrumentStatus, SetReferencePrice, Side, TimeInForce, Trade,
+    RejectReason, SetInstrumentStatus, SetReferencePrice, Side, TimeInForce, Trade,
 )
 
 NS_PER_DAY = 86_400 * 10**9
@@ -72,7 +72,7 @@ class ClearingParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class Rejected(Exception):
-    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
+    def __init__(self, reason: RejectReason, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.reason, self.detail, self.field = reason, detail, field
 
@@ -173,13 +173,14 @@ class ClearingHouse:
     def _class_index(self, gpu_class: str) -> ClassIndex:
         index = self.index.get(gpu_class)
         if index is None:
-            raise Rejected("unknown_gpu_class", f"no GPU class {gpu_class[:12]!r} is listed",
+            raise Rejected(RejectReason.UNKNOWN_GPU_CLASS,
+                           f"no GPU class {gpu_class[:12]!r} is listed",
                            "gpu_class")
         return index
 
     def _observe(self, cmd: SubmitObservation, events: list) -> None:
         if cmd.provider_id not in self.providers:
-            raise Rejected("forbidden", "this account is not an index provider")
+            raise Rejected(RejectReason.FORBIDDEN, "this account is not an index provider")
         index = self._class_index(cmd.gpu_class)
         index.submit(Observation(cmd.provider_id, cmd.price, cmd.hours, cmd.observed_ns),
                      cmd.ts_ns)
@@ -188,7 +189,8 @@ class ClearingHouse:
 
     def _external(self, cmd: SetExternalIndex, events: list) -> None:
         if cmd.provider_id not in self.trusted:
-            raise Rejected("forbidden", "this account may not feed in an external index")
+            raise Rejected(RejectReason.FORBIDDEN,
+                           "this account may not feed in an external index")
         index = self._class_index(cmd.gpu_class)
         index.set_external(External(cmd.provider_id, cmd.value, cmd.observed_ns), cmd.ts_ns)
         value, source = index.value(cmd.ts_ns)

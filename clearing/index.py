@@ -76,6 +76,7 @@ from heapq import heappop, heappush
 
 import msgspec
 
+from engine.messages import RejectReason
 from engine.prices import MAX_PRICE_TICKS
 
 NS_PER_HOUR = 3600 * 10**9
@@ -91,7 +92,7 @@ ONE_DAY = datetime.timedelta(days=1)
 class ObservationError(ValueError):
     """An observation or request the index refuses; ``reason`` and ``field`` go on the wire."""
 
-    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+    def __init__(self, reason: RejectReason, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.field = field
@@ -338,11 +339,11 @@ class ClassIndex:
         """
         p = self.params
         if not 1 <= obs.price <= p.max_price:
-            raise ObservationError("invalid_observation", "price must be 0.001.."
+            raise ObservationError(RejectReason.INVALID_OBSERVATION, "price must be 0.001.."
                                    f"{p.max_price / 1000:.3f} USD per GPU-hour", "price")
         self._check_jump(obs.price, now_ns)
         if not 1 <= obs.hours <= p.max_hours:
-            raise ObservationError("invalid_observation", f"hours must be 1..{p.max_hours}",
+            raise ObservationError(RejectReason.INVALID_OBSERVATION, f"hours must be 1..{p.max_hours}",
                                    "hours")
         self._check_time(obs.observed_ns, now_ns)
         self._expire(now_ns)
@@ -360,7 +361,7 @@ class ClassIndex:
         jump = self.jump_bps(now_ns)
         if last is not None and abs(price - last) * BPS > last * jump:
             raise ObservationError(
-                "invalid_observation", f"price must be within {jump / 100:g}% (max_jump_bps, "
+                RejectReason.INVALID_OBSERVATION, f"price must be within {jump / 100:g}% (max_jump_bps, "
                 f"widened by as much a day without a fixing from data) of the last fixing, "
                 f"{last / 1000:.3f} USD per GPU-hour", "price")
 
@@ -378,7 +379,7 @@ class ClassIndex:
     def set_external(self, ext: External, now_ns: int) -> None:
         """Take an external index value (the gateway checked that the provider is trusted)."""
         if not 1 <= ext.value <= self.params.max_price:
-            raise ObservationError("invalid_observation", "the external value is out of range",
+            raise ObservationError(RejectReason.INVALID_OBSERVATION, "the external value is out of range",
                                    "price")
         self._check_jump(ext.value, now_ns)
         self._check_time(ext.observed_ns, now_ns)
@@ -387,10 +388,10 @@ class ClassIndex:
 
     def _check_time(self, observed_ns: int, now_ns: int) -> None:
         if observed_ns > now_ns + self.params.future_ns:
-            raise ObservationError("timestamp_in_future", "the observation's time is ahead of the "
+            raise ObservationError(RejectReason.TIMESTAMP_IN_FUTURE, "the observation's time is ahead of the "
                                    "server clock", "time")
         if observed_ns < now_ns - self.params.window_ns:
-            raise ObservationError("stale_observation", "the observation is older than the index "
+            raise ObservationError(RejectReason.STALE_OBSERVATION, "the observation is older than the index "
                                    "window", "time")
 
     def _expire(self, now_ns: int) -> None:

@@ -32,13 +32,13 @@ from fractions import Fraction
 
 import msgspec
 
-from engine.messages import Trade
+from engine.messages import RejectReason, Trade
 
 
 class LedgerError(ValueError):
     """A money operation the ledger refuses; ``reason`` and ``field`` go on the wire."""
 
-    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+    def __init__(self, reason: RejectReason, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.field = field
@@ -136,18 +136,18 @@ class Ledger:
 
     def deposit(self, account_id: int, micros: int) -> None:
         if micros <= 0:
-            raise LedgerError("invalid_amount", "a deposit must be positive", "amount")
+            raise LedgerError(RejectReason.INVALID_AMOUNT, "a deposit must be positive", "amount")
         self.account(account_id).collateral += micros
         self.deposited += micros
 
     def withdraw(self, account_id: int, micros: int, *, allowed: int | None = None) -> None:
         """Withdraw; ``allowed`` is the most the caller's margin check lets go (None: collateral)."""
         if micros <= 0:
-            raise LedgerError("invalid_amount", "a withdrawal must be positive", "amount")
+            raise LedgerError(RejectReason.INVALID_AMOUNT, "a withdrawal must be positive", "amount")
         account = self.account(account_id)
         most = account.collateral if allowed is None else min(allowed, account.collateral)
         if micros > most:
-            raise LedgerError("insufficient_margin", f"at most {max(most, 0)} micro-USD can be "
+            raise LedgerError(RejectReason.INSUFFICIENT_MARGIN, f"at most {max(most, 0)} micro-USD can be "
                               "withdrawn", "amount")
         account.collateral -= micros
         self.deposited -= micros

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from clearing.index import Fixing
-from engine.messages import snake_case
+from engine.messages import RejectReason, snake_case
 
 
 class ClearingCommand(msgspec.Struct, tag_field="type", tag=snake_case, frozen=True,
@@ -67,7 +67,7 @@ class ClearingEvent(msgspec.Struct, tag_field="type", tag=snake_case, frozen=Tru
 
 
 class ClearingRejected(ClearingEvent):
-    reason: str
+    reason: RejectReason
     detail: str
     field: str | None
     ts_ns: int

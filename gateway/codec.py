@@ -16,11 +16,11 @@ from clearing.messages import (
 )
 from engine.messages import (
     CancelOrder, CancelReason, InstrumentStatus, OrderRejected, OrderStatus, OrderType,
-    PlaceOrder, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
+    PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
 )
 from engine.prices import MoneyError, PriceError, format_money, format_price, parse_money, parse_price
 from gateway import schema
-from gateway.errors import GatewayReason, RpcError, reject_reason_name
+from gateway.errors import RpcError, reject_reason_name
 
 NS_PER_MS = 1_000_000
 
@@ -136,7 +136,7 @@ def rejected(event: OrderRejected) -> RpcError:
 
 
 def self_trade_prevented(order_id: int) -> RpcError:
-    return RpcError(GatewayReason.SELF_TRADE_PREVENTED.name.lower(),
+    return RpcError(RejectReason.SELF_TRADE_PREVENTED,
                     f"self-trade prevention cancelled order {order_id} before it filled",
                     order_id=order_id)
 

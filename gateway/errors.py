@@ -2,43 +2,14 @@
 
 A JSON-RPC error is ``{"code", "message", "data": {"reason", "field"?, ...}}``
 (PROTOCOL.md "Errors"). Malformed requests use JSON-RPC's own negative codes;
-everything else has a stable positive code: the engine's RejectReason values
-(1xx-3xx) for what the engine and clearing refuse, and the 4xx block below for
-what the gateway itself refuses before a command reaches the engine. The
+everything else has a stable positive code: its engine.messages.RejectReason,
+the one list of what the engine (1xx, 3xx), clearing (2xx) and the gateway
+itself (4xx) refuse. This module only gives each its meaning and code. The
 README's error table is generated from ``ERRORS``; codes are never reused.
 """
 from __future__ import annotations
 
-import enum
-
 from engine.messages import RejectReason
-
-
-class GatewayReason(enum.IntEnum):
-    """Refusals of the gateway itself (sessions and limits); the lowercase name is data.reason."""
-    UNAUTHENTICATED = 400          # the method needs auth.login first
-    FORBIDDEN = 401                # the session's role may not call it
-    INVALID_SIGNATURE = 402        # unknown api_key or wrong HMAC
-    STALE_TIMESTAMP = 403          # login timestamp more than 30 s from the server clock
-    NONCE_REUSED = 404             # the key used this nonce within the window
-    ALREADY_LOGGED_IN = 405        # a session logs in once
-    RATE_LIMITED = 406             # a token bucket is empty; data.retry_after_ms says when
-    TOO_MANY_SUBSCRIPTIONS = 407   # the per-connection subscription limit
-    FRAME_TOO_LARGE = 408          # the frame is over the size limit; the socket closes
-    UNKNOWN_CHANNEL = 409          # not a channel name of PROTOCOL.md
-    TOO_MANY_ORDERS = 410          # the account has its role's maximum of open orders
-    SELF_TRADE_PREVENTED = 307     # the engine's free 3xx slot: STP cancelled the order unfilled
-
-
-class ClearingReason(enum.IntEnum):
-    """Refusals of clearing beyond the engine's 2xx (index observations, cash)."""
-    UNKNOWN_GPU_CLASS = 210        # no such GPU class is listed
-    INVALID_OBSERVATION = 211      # an index observation's price or hours is out of range
-    TIMESTAMP_IN_FUTURE = 212      # an observation's time is ahead of the server clock
-    STALE_OBSERVATION = 213        # an observation older than the index window
-    INVALID_AMOUNT = 214           # a deposit or withdrawal that is not a positive amount
-    UNKNOWN_ACCOUNT = 215          # no such account name
-    NO_FIXING = 216                # the class has no fixing of that date
 
 
 # JSON-RPC 2.0's codes for requests that could not be read at all.
@@ -58,7 +29,7 @@ _RPC_REASONS = {
     "internal_error": (INTERNAL_ERROR, "the server failed to process the request"),
 }
 
-_ENGINE_MEANINGS = {
+_MEANINGS = {
     RejectReason.INVALID_PARAMS: "the parameters contradict each other (e.g. a limit order "
                                  "without a price)",
     RejectReason.UNKNOWN_INSTRUMENT: "no such symbol is listed",
@@ -81,34 +52,27 @@ _ENGINE_MEANINGS = {
     RejectReason.STOP_WOULD_TRIGGER: "the stop price is already reached by the last trade",
     RejectReason.ORDER_CLOSED: "the order is already filled, cancelled or expired",
     RejectReason.PRICE_OUT_OF_RANGE: "the price is too far from the orders resting in the book",
-}
-
-_GATEWAY_MEANINGS = {
-    GatewayReason.UNAUTHENTICATED: "log in first (auth.login)",
-    GatewayReason.FORBIDDEN: "the session's role may not call this method or channel",
-    GatewayReason.INVALID_SIGNATURE: "unknown api_key, or the signature does not match",
-    GatewayReason.STALE_TIMESTAMP: "the login timestamp is more than 30 s from the server clock",
-    GatewayReason.NONCE_REUSED: "this key used the nonce within the last 30 s",
-    GatewayReason.ALREADY_LOGGED_IN: "the session is already logged in",
-    GatewayReason.RATE_LIMITED: "too many requests; retry after data.retry_after_ms",
-    GatewayReason.TOO_MANY_SUBSCRIPTIONS: "the connection's subscription limit is reached",
-    GatewayReason.FRAME_TOO_LARGE: "the frame is larger than the limit; the connection closes",
-    GatewayReason.UNKNOWN_CHANNEL: "no such channel",
-    GatewayReason.TOO_MANY_ORDERS: "the account has as many open orders as its role may "
+    RejectReason.UNAUTHENTICATED: "log in first (auth.login)",
+    RejectReason.FORBIDDEN: "the session's role may not call this method or channel",
+    RejectReason.INVALID_SIGNATURE: "unknown api_key, or the signature does not match",
+    RejectReason.STALE_TIMESTAMP: "the login timestamp is more than 30 s from the server clock",
+    RejectReason.NONCE_REUSED: "this key used the nonce within the last 30 s",
+    RejectReason.ALREADY_LOGGED_IN: "the session is already logged in",
+    RejectReason.RATE_LIMITED: "too many requests; retry after data.retry_after_ms",
+    RejectReason.TOO_MANY_SUBSCRIPTIONS: "the connection's subscription limit is reached",
+    RejectReason.FRAME_TOO_LARGE: "the frame is larger than the limit; the connection closes",
+    RejectReason.UNKNOWN_CHANNEL: "no such channel",
+    RejectReason.TOO_MANY_ORDERS: "the account has as many open orders as its role may "
                                    "(data.limit); cancel some first",
-    GatewayReason.SELF_TRADE_PREVENTED: "self-trade prevention cancelled the order before it "
+    RejectReason.SELF_TRADE_PREVENTED: "self-trade prevention cancelled the order before it "
                                         "filled; data.order_id names it",
-}
-
-
-_CLEARING_MEANINGS = {
-    ClearingReason.UNKNOWN_GPU_CLASS: "no such GPU class is listed",
-    ClearingReason.INVALID_OBSERVATION: "the observation's price or hours is out of range",
-    ClearingReason.TIMESTAMP_IN_FUTURE: "the observation's time is ahead of the server clock",
-    ClearingReason.STALE_OBSERVATION: "the observation is older than the index window",
-    ClearingReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD",
-    ClearingReason.UNKNOWN_ACCOUNT: "no account has this name",
-    ClearingReason.NO_FIXING: "no fixing of the class is dated that day (none taken yet)",
+    RejectReason.UNKNOWN_GPU_CLASS: "no such GPU class is listed",
+    RejectReason.INVALID_OBSERVATION: "the observation's price or hours is out of range",
+    RejectReason.TIMESTAMP_IN_FUTURE: "the observation's time is ahead of the server clock",
+    RejectReason.STALE_OBSERVATION: "the observation is older than the index window",
+    RejectReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD",
+    RejectReason.UNKNOWN_ACCOUNT: "no account has this name",
+    RejectReason.NO_FIXING: "no fixing of the class is dated that day (none taken yet)",
 }
 
 
@@ -116,32 +80,33 @@ def _table() -> dict[str, tuple[int, str]]:
     table = dict(_RPC_REASONS)
     table["invalid_price"] = (INVALID_PARAMS, "the price is not a positive decimal string "
                                               "within range")
-    for reason, meaning in _ENGINE_MEANINGS.items():
+    for reason, meaning in _MEANINGS.items():
         if reason is not RejectReason.INVALID_PARAMS:    # that one is JSON-RPC's -32602
             table[reason.name.lower()] = (int(reason), meaning)
-    for reason, meaning in (*_CLEARING_MEANINGS.items(), *_GATEWAY_MEANINGS.items()):
-        table[reason.name.lower()] = (int(reason), meaning)
     return table
 
 
 ERRORS: dict[str, tuple[int, str]] = _table()
 """data.reason -> (code, meaning): every error the server can send."""
 
-assert set(_ENGINE_MEANINGS) == set(RejectReason), "every engine reject needs a meaning"
+assert set(_MEANINGS) == set(RejectReason), "every reason needs a meaning"
 
 
 class RpcError(Exception):
     """A request failed; becomes the JSON-RPC ``error`` of its response.
 
     Args:
-        reason: A key of ERRORS (data.reason on the wire).
+        reason: A RejectReason, or a key of ERRORS (data.reason on the wire).
         message: For people; says what was wrong with this request.
         field: The offending parameter, if there is one (data.field).
         extra: More members of ``data`` (retry_after_ms, order_id, ...).
     """
 
-    def __init__(self, reason: str, message: str, field: str | None = None, **extra) -> None:
+    def __init__(self, reason: RejectReason | str, message: str, field: str | None = None,
+                 **extra) -> None:
         super().__init__(message)
+        if isinstance(reason, RejectReason):
+            reason = reject_reason_name(reason)
         self.code = ERRORS[reason][0]
         self.reason = reason
         self.message = message

@@ -249,7 +249,7 @@ def test_the_jump_bound_does_not_freeze_the_index_after_a_real_move():
         v.observe(provider, 2100)
     assert of(v.clear(FixIndex), IndexFixed)[0].fixing.value == 2100
     events = [e for p in PROVIDERS for e in v.observe(p, 1000)]
-    assert [e.reason for e in of(events, ClearingRejected)] == ["invalid_observation"] * 3
+    assert [e.reason for e in of(events, ClearingRejected)] == [RejectReason.INVALID_OBSERVATION] * 3
     v.ts += DAY
     events = [e for p in PROVIDERS for e in v.observe(p, 1000)]
     assert not of(events, ClearingRejected)

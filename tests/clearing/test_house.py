@@ -101,7 +101,7 @@ def test_a_withdrawal_may_not_leave_equity_below_initial_margin():
     v.place(1, Side.BUY, 10, 2000)
     assert v.house.risk.margin(1) == (2_343_600_000, 2_577_960_000)
     refused = v.clear(Withdraw, account_id=1, amount=422_050_000)
-    assert of(refused, ClearingRejected)[0].reason == "insufficient_margin"
+    assert of(refused, ClearingRejected)[0].reason == RejectReason.INSUFFICIENT_MARGIN
     assert v.collateral(1) == 3_000_000_000
     ok = v.clear(Withdraw, account_id=1, amount=422_040_000)
     assert of(ok, CollateralMoved)[0].balance == 2_577_960_000
@@ -330,14 +330,14 @@ def test_bad_clearing_commands_are_refused_and_change_nothing():
     v = Venue()
     for cmd, kw, reason in (
             (SubmitObservation, dict(provider_id=1, gpu_class="H100", price=2100, hours=1,
-                                     observed_ns=T0), "forbidden"),
+                                     observed_ns=T0), RejectReason.FORBIDDEN),
             (SubmitObservation, dict(provider_id=81, gpu_class="Z9", price=2100, hours=1,
-                                     observed_ns=T0), "unknown_gpu_class"),
+                                     observed_ns=T0), RejectReason.UNKNOWN_GPU_CLASS),
             (SubmitObservation, dict(provider_id=81, gpu_class="H100", price=2100, hours=0,
-                                     observed_ns=T0), "invalid_observation"),
-            (Deposit, dict(account_id=1, amount=0), "invalid_amount"),
-            (Withdraw, dict(account_id=1, amount=5), "insufficient_margin"),
-            (FixIndex, dict(gpu_class="Z9"), "unknown_gpu_class")):
+                                     observed_ns=T0), RejectReason.INVALID_OBSERVATION),
+            (Deposit, dict(account_id=1, amount=0), RejectReason.INVALID_AMOUNT),
+            (Withdraw, dict(account_id=1, amount=5), RejectReason.INSUFFICIENT_MARGIN),
+            (FixIndex, dict(gpu_class="Z9"), RejectReason.UNKNOWN_GPU_CLASS)):
         events = v.clear(cmd, **kw)
         assert [e.reason for e in events] == [reason]
     assert v.house.index["H100"].observations == [] and v.collateral(1) == 0

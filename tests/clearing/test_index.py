@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from clearing.index import (
     NS_PER_HOUR, ClassIndex, External, IndexParams, Observation, ObservationError,
 )
+from engine.messages import RejectReason
 
 T = 1_800_000_000 * 10**9          # a time, ns
 DAY = datetime.date(2027, 1, 15)
@@ -171,7 +172,7 @@ def test_after_a_fixing_far_prices_are_refused_outright():
     for price in (1, 20_000, 1049, 3151):
         with pytest.raises(ObservationError) as caught:
             index.submit(obs(4, price, 10_000_000), T + 1)
-        assert (caught.value.reason, caught.value.field) == ("invalid_observation", "price")
+        assert (caught.value.reason, caught.value.field) == (RejectReason.INVALID_OBSERVATION, "price")
         assert "50%" in str(caught.value) and "2.100" in str(caught.value)
     index.submit(obs(4, 1050, 1), T + 1)
     index.submit(obs(4, 3150, 1), T + 1)
@@ -367,18 +368,18 @@ class Reference:
     def submit(self, o, now):
         p = self.p
         if not 1 <= o.price <= p.max_price or self.too_far(o.price, now):
-            raise ObservationError("invalid_observation", "price", "price")
+            raise ObservationError(RejectReason.INVALID_OBSERVATION, "price", "price")
         if not 1 <= o.hours <= p.max_hours:
-            raise ObservationError("invalid_observation", "hours", "hours")
+            raise ObservationError(RejectReason.INVALID_OBSERVATION, "hours", "hours")
         if o.observed_ns > now + p.future_ns:
-            raise ObservationError("timestamp_in_future", "time", "time")
+            raise ObservationError(RejectReason.TIMESTAMP_IN_FUTURE, "time", "time")
         if o.observed_ns < now - p.window_ns:
-            raise ObservationError("stale_observation", "time", "time")
+            raise ObservationError(RejectReason.STALE_OBSERVATION, "time", "time")
         self.observations.append(o)
 
     def set_external(self, e, now):
         if self.too_far(e.value, now):
-            raise ObservationError("invalid_observation", "price", "price")
+            raise ObservationError(RejectReason.INVALID_OBSERVATION, "price", "price")
         if self.external is None or e.observed_ns >= self.external.observed_ns:
             self.external = e
 
@@ -580,14 +581,14 @@ NOW = T + 2 * NS_PER_HOUR
 
 
 @pytest.mark.parametrize("price, hours, at, reason, field", [
-    (0, 10, NOW, "invalid_observation", "price"),
-    (100_001, 10, NOW, "invalid_observation", "price"),
-    (3151, 10, NOW, "invalid_observation", "price"),        # more than 50% from 2.100
-    (1049, 10, NOW, "invalid_observation", "price"),
-    (2100, 0, NOW, "invalid_observation", "hours"),
-    (2100, 10_000_001, NOW, "invalid_observation", "hours"),
-    (2100, 10, NOW + 6 * 10**9, "timestamp_in_future", "time"),
-    (2100, 10, NOW - 25 * NS_PER_HOUR, "stale_observation", "time"),
+    (0, 10, NOW, RejectReason.INVALID_OBSERVATION, "price"),
+    (100_001, 10, NOW, RejectReason.INVALID_OBSERVATION, "price"),
+    (3151, 10, NOW, RejectReason.INVALID_OBSERVATION, "price"),        # more than 50% from 2.100
+    (1049, 10, NOW, RejectReason.INVALID_OBSERVATION, "price"),
+    (2100, 0, NOW, RejectReason.INVALID_OBSERVATION, "hours"),
+    (2100, 10_000_001, NOW, RejectReason.INVALID_OBSERVATION, "hours"),
+    (2100, 10, NOW + 6 * 10**9, RejectReason.TIMESTAMP_IN_FUTURE, "time"),
+    (2100, 10, NOW - 25 * NS_PER_HOUR, RejectReason.STALE_OBSERVATION, "time"),
 ])
 def test_bad_observations_are_refused_and_change_nothing(price, hours, at, reason, field):
     """Absurd prices, jumps, zero hours and times out of the window are refused with a reason,
@@ -605,8 +606,8 @@ def test_bad_observations_are_refused_and_change_nothing(price, hours, at, reaso
 def test_a_bad_external_value_is_refused_and_changes_nothing():
     """Out of range, or timed ahead of the clock: refused, the index unchanged."""
     index = ClassIndex("H100", IndexParams())
-    for bad, reason in ((External(9, 0, T), "invalid_observation"),
-                        (External(9, 2100, T + 6 * 10**9), "timestamp_in_future")):
+    for bad, reason in ((External(9, 0, T), RejectReason.INVALID_OBSERVATION),
+                        (External(9, 2100, T + 6 * 10**9), RejectReason.TIMESTAMP_IN_FUTURE)):
         with pytest.raises(ObservationError) as caught:
             index.set_external(bad, T)
         assert caught.value.reason == reason
@@ -669,7 +670,7 @@ def test_an_external_value_is_held_to_the_same_bound_as_an_observation():
     index.fix(datetime.date(2027, 1, 15), T)
     with pytest.raises(ObservationError) as caught:
         index.set_external(External(9, 840, T + 1), T + 1)
-    assert (caught.value.reason, caught.value.field) == ("invalid_observation", "price")
+    assert (caught.value.reason, caught.value.field) == (RejectReason.INVALID_OBSERVATION, "price")
     assert index.external is None
     later = T + 86_400 * 10**9
     index.set_external(External(9, 840, later), later)

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError, fee_micros
-from engine.messages import Side, Trade
+from engine.messages import RejectReason, Side, Trade
 
 MAR, APR = "H100-2027-03", "H100-2027-04"
 CONTRACTS = {MAR: Contract(hours=744, tick_micros=1000), APR: Contract(hours=720, tick_micros=1000)}
@@ -79,7 +79,7 @@ def test_withdrawals_are_limited():
     led.deposit(1, 1_000_000)
     with pytest.raises(LedgerError) as caught:
         led.withdraw(1, 600_000, allowed=500_000)
-    assert caught.value.reason == "insufficient_margin"
+    assert caught.value.reason == RejectReason.INSUFFICIENT_MARGIN
     for bad in (0, -5):
         with pytest.raises(LedgerError):
             led.deposit(1, bad)
