@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from engine.messages import RejectReason
 from gateway.config import AccountConfig
 from gateway.errors import RpcError
 
@@ -115,16 +116,16 @@ class Accounts:
         account = self.by_key.get(api_key)
         expected = sign(account.api_secret, timestamp, nonce) if account else ""
         if account is None or not hmac.compare_digest(expected, signature.lower()):
-            raise RpcError("invalid_signature", "the api_key is unknown or the signature "
+            raise RpcError(RejectReason.INVALID_SIGNATURE, "the api_key is unknown or the signature "
                            "does not match", field="signature")
         if abs(now_ms - timestamp) > self.window_ms:
-            raise RpcError("stale_timestamp", f"timestamp {timestamp} is more than "
+            raise RpcError(RejectReason.STALE_TIMESTAMP, f"timestamp {timestamp} is more than "
                            f"{self.window_ms // 1000} s from the server time {now_ms}",
                            field="timestamp", server_time=now_ms)
         self._forget(now_ms)
         seen = (api_key, str(nonce))
         if seen in self._nonces:
-            raise RpcError("nonce_reused", "this nonce was already used with this key",
+            raise RpcError(RejectReason.NONCE_REUSED, "this nonce was already used with this key",
                            field="nonce")
         # Keep the nonce until its timestamp can no longer pass the window check.
         until = timestamp + self.window_ms

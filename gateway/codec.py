@@ -20,7 +20,7 @@ from engine.messages import (
 )
 from engine.prices import MoneyError, PriceError, format_money, format_price, parse_money, parse_price
 from gateway import schema
-from gateway.errors import RpcError, reject_reason_name
+from gateway.errors import RpcError
 
 NS_PER_MS = 1_000_000
 
@@ -93,7 +93,7 @@ def money(text: str, field: str = "amount") -> int:
     try:
         return parse_money(text, field)
     except MoneyError as exc:
-        raise RpcError("invalid_amount", str(exc), field=exc.field) from None
+        raise RpcError(RejectReason.INVALID_AMOUNT, str(exc), field=exc.field) from None
 
 
 def clearing_error(events: list) -> None:
@@ -132,7 +132,7 @@ def cancel_command(p: schema.OrderRef, account_id: int, ts_ns: int,
 def rejected(event: OrderRejected) -> RpcError:
     """Return the error of an engine reject; data.order_id names an order it concerned."""
     extra = {} if event.order_id is None else {"order_id": event.order_id}
-    return RpcError(reject_reason_name(event.reason), event.detail, field=event.field, **extra)
+    return RpcError(event.reason, event.detail, field=event.field, **extra)
 
 
 def self_trade_prevented(order_id: int) -> RpcError:

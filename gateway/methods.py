@@ -11,8 +11,8 @@ import datetime
 from typing import Callable, NamedTuple
 
 from engine.messages import (
-    CancelAll, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate, OrderRejected,
-    OrderReplaced, OrderStatus, SetInstrumentStatus,
+    CancelAll, CancelReason, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate,
+    OrderRejected, OrderReplaced, OrderStatus, RejectReason, SetInstrumentStatus,
 )
 from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
@@ -44,7 +44,7 @@ def _command_error(events: list) -> None:
 def _own_order(server, session, order_id: int | None, client_order_id: str | None):
     order = server.venue.find(session.account_id, order_id, client_order_id)
     if order is None:
-        raise RpcError("unknown_order", "no such order of this account",
+        raise RpcError(RejectReason.UNKNOWN_ORDER, "no such order of this account",
                        field="order_id" if order_id is not None else "client_order_id")
     return order
 
@@ -84,7 +84,7 @@ def place(server, session, p: schema.Place):
     limit = session.role_limits.max_open_orders
     if exchange.open_order_count(account_id) >= limit and not (
             p.client_order_id and exchange.order_by_client_id(account_id, p.client_order_id)):
-        raise RpcError("too_many_orders", f"the account has {limit} open orders, the most "
+        raise RpcError(RejectReason.TOO_MANY_ORDERS, f"the account has {limit} open orders, the most "
                        f"its role may have", limit=limit)
     events = server.submit(codec.place_command(p, account_id, server.venue.now()))
     _command_error(events)
@@ -194,7 +194,7 @@ def account_fills(server, session, p: schema.FillsQuery):
 
 def curve(server, session, p: schema.GpuClassQuery):
     if p.gpu_class not in server.house.index:
-        raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
+        raise RpcError(RejectReason.UNKNOWN_GPU_CLASS, f"no GPU class {p.gpu_class!r} is listed",
                        field="gpu_class")
     return curve_of(server, p.gpu_class)
 
@@ -235,11 +235,11 @@ def index_submit(server, session, p: schema.IndexSubmit):
 def market_fixing(server, session, p: schema.FixingQuery):
     index = server.house.index.get(p.gpu_class)
     if index is None:
-        raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
+        raise RpcError(RejectReason.UNKNOWN_GPU_CLASS, f"no GPU class {p.gpu_class!r} is listed",
                        field="gpu_class")
     found = index.daily_fixings(p.date, p.date + datetime.timedelta(days=1))
     if not found:
-        raise RpcError("no_fixing", f"{p.gpu_class} has no fixing dated {p.date.isoformat()}",
+        raise RpcError(RejectReason.NO_FIXING, f"{p.gpu_class} has no fixing dated {p.date.isoformat()}",
                        field="date")
     return codec.fixing_view(found[0], index.params, server.account_name)
 
@@ -247,7 +247,7 @@ def market_fixing(server, session, p: schema.FixingQuery):
 def market_index(server, session, p: schema.IndexQuery):
     index = server.house.index.get(p.gpu_class)
     if index is None:
-        raise RpcError("unknown_gpu_class", f"no GPU class {p.gpu_class!r} is listed",
+        raise RpcError(RejectReason.UNKNOWN_GPU_CLASS, f"no GPU class {p.gpu_class!r} is listed",
                        field="gpu_class")
     view = codec.index_view(index, server.venue.now())
     if p.history:
@@ -270,7 +270,7 @@ HOUSE_ACCOUNTS = {"insurance_fund": HouseAccount("insurance_fund", INSURANCE_ACC
 def _cash(server, p: schema.CashMove, command):
     account = server.accounts.by_name.get(p.account) or HOUSE_ACCOUNTS.get(p.account)
     if account is None:
-        raise RpcError("unknown_account", f"no account {p.account[:64]!r}", field="account")
+        raise RpcError(RejectReason.UNKNOWN_ACCOUNT, f"no account {p.account[:64]!r}", field="account")
     amount = codec.money(p.amount)
     events = server.submit(command(ts_ns=server.venue.now(), account_id=account.account_id,
                                    amount=amount))

@@ -39,7 +39,7 @@ from clearing.messages import (
 from engine.contracts import date_to_ns
 from engine.messages import (
     BookLevelChanged, CancelOrder, CancelReason, InstrumentStatus, OrderAccepted,
-    OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, OrderTriggered,
+    OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, OrderTriggered, RejectReason,
     SetInstrumentStatus, Side, Timer, Trade,
 )
 from gateway import codec, methods, schema
@@ -312,7 +312,7 @@ class Server:
         size = len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode())
         if size > self.limits.max_frame_bytes:
             self._error(session, None, RpcError(
-                "frame_too_large", f"the frame is {size} bytes; the limit is "
+                RejectReason.FRAME_TOO_LARGE, f"the frame is {size} bytes; the limit is "
                 f"{self.limits.max_frame_bytes}"))
             self._close_after_seal(session, CLOSE_TOO_BIG, "frame too large")
             return
@@ -333,9 +333,9 @@ class Server:
                                field="method")
             if method.roles is not None:
                 if session.account is None:
-                    raise RpcError("unauthenticated", f"{request.method} needs auth.login first")
+                    raise RpcError(RejectReason.UNAUTHENTICATED, f"{request.method} needs auth.login first")
                 if session.role not in method.roles:
-                    raise RpcError("forbidden", f"role {session.role} may not call "
+                    raise RpcError(RejectReason.FORBIDDEN, f"role {session.role} may not call "
                                    f"{request.method}")
             params = codec.decode_params(request.params, method.params)
             result = method.handler(self, session, params)
@@ -391,7 +391,7 @@ class Server:
             self._close_after_seal(session, CLOSE_POLICY,
                                    "flooding: rate limit exceeded repeatedly")
         retry_ms = math.ceil(wait * 1000)
-        raise RpcError("rate_limited", f"too many {category}; retry after {retry_ms} ms",
+        raise RpcError(RejectReason.RATE_LIMITED, f"too many {category}; retry after {retry_ms} ms",
                        retry_after_ms=retry_ms)
 
     # -- Frames out -----------------------------------------------------------------
@@ -632,14 +632,14 @@ class Server:
         """Return the listed instrument's Market, or raise unknown_instrument."""
         market = self.venue.exchange.markets.get(symbol)
         if market is None:
-            raise RpcError("unknown_instrument", f"{symbol[:40]!r} is not listed", field="symbol")
+            raise RpcError(RejectReason.UNKNOWN_INSTRUMENT, f"{symbol[:40]!r} is not listed", field="symbol")
         return market
 
     # -- Sessions -------------------------------------------------------------------
 
     def login(self, session: Session, p: schema.Login) -> dict:
         if session.account is not None:
-            raise RpcError("already_logged_in", f"the session is logged in as "
+            raise RpcError(RejectReason.ALREADY_LOGGED_IN, f"the session is logged in as "
                            f"{session.account.account}")
         account = self.accounts.login(p.api_key, p.timestamp, p.nonce, p.signature,
                                       time.time_ns() // codec.NS_PER_MS)
@@ -669,7 +669,7 @@ class Server:
         keys = [self._channel_key(session, c) for c in channels]
         new = {c for c in channels if c not in session.channels}
         if len(session.channels) + len(new) > self.limits.max_subscriptions:
-            raise RpcError("too_many_subscriptions", f"at most {self.limits.max_subscriptions} "
+            raise RpcError(RejectReason.TOO_MANY_SUBSCRIPTIONS, f"at most {self.limits.max_subscriptions} "
                            f"subscriptions per connection", field="channels",
                            limit=self.limits.max_subscriptions)
         # The feed holds what has been published: a snapshot from it lines up with the
@@ -703,29 +703,29 @@ class Server:
         """Check a channel name; return its key in subscribers (public) or private."""
         if channel in PRIVATE_CHANNELS:
             if session.account is None:
-                raise RpcError("unauthenticated", f"channel {channel} needs auth.login first",
+                raise RpcError(RejectReason.UNAUTHENTICATED, f"channel {channel} needs auth.login first",
                                field="channels")
             if session.role not in ("trader", "market_maker"):
-                raise RpcError("forbidden", f"role {session.role} has no {channel}",
+                raise RpcError(RejectReason.FORBIDDEN, f"role {session.role} has no {channel}",
                                field="channels")
             return (session.account_id, channel)
         if channel == "admin":
             if session.role != "admin":
-                raise RpcError("unauthenticated" if session.account is None else "forbidden",
+                raise RpcError(RejectReason.UNAUTHENTICATED if session.account is None else "forbidden",
                                "channel admin is for the admin role", field="channels")
             return channel
         kind, _, name = channel.partition(".")
         if kind in PUBLIC_CHANNELS and name:
             if name not in self.feed.symbols:
-                raise RpcError("unknown_instrument", f"{name[:40]!r} is not listed",
+                raise RpcError(RejectReason.UNKNOWN_INSTRUMENT, f"{name[:40]!r} is not listed",
                                field="channels")
             return channel
         if kind in CLASS_CHANNELS and name:
             if name not in self.house.index:
-                raise RpcError("unknown_gpu_class", f"{name[:12]!r} is not a listed GPU class",
+                raise RpcError(RejectReason.UNKNOWN_GPU_CLASS, f"{name[:12]!r} is not a listed GPU class",
                                field="channels")
             return channel
-        raise RpcError("unknown_channel", f"no channel {channel[:64]!r}; channels are "
+        raise RpcError(RejectReason.UNKNOWN_CHANNEL, f"no channel {channel[:64]!r}; channels are "
                        "book.{symbol}, trades.{symbol}, ticker.{symbol}, index.{gpu_class}, "
                        "curve.{gpu_class}, orders, fills, positions, margin and admin",
                        field="channels")
