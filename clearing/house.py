@@ -23,7 +23,7 @@ import msgspec
 from clearing.index import ClassIndex, External, IndexParams, Observation, ObservationError
 from clearing.ledger import Contract, FeeSchedule, Ledger, LedgerError
 from clearing.liquidation import next_slice
-from clearing.marks import Mark, MarkParams, impact_cost, impact_price
+from clearing.marks import Mark, MarkParams, impact_cost
 from clearing.margin import MarginParams, requirement
 from clearing.messages import (
     ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, IndexValue,
@@ -232,9 +232,7 @@ class ClearingHouse:
             before = mark.price
             settlement = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
-                book = market(symbol)[3]
-                bid = impact_cost(book.depth(1, impact), impact)
-                ask = impact_cost(book.depth(-1, impact), impact)
+                bid, ask = self._impact(market(symbol)[3])
                 mark.step(alpha, values[inst.gpu_class], bid, ask, settlement, impact)
             else:
                 mark.price = delivery_price(self.index[inst.gpu_class], inst,
@@ -299,9 +297,10 @@ class ClearingHouse:
         events.append(Liquidation(account_id, equity, maintenance, "reduce", symbol, qty, ts))
 
     def _impact(self, book) -> tuple:
-        """The book's impact bid and ask (clearing.marks.impact_price), None where too thin."""
+        """What selling and buying the impact quantity against the book come to (ticks x
+        lots, clearing.marks.impact_cost), None on a side too thin for it."""
         qty = self.params.marks.impact_qty
-        return impact_price(book.depth(1, qty), qty), impact_price(book.depth(-1, qty), qty)
+        return impact_cost(book.depth(1, qty), qty), impact_cost(book.depth(-1, qty), qty)
 
     def _pending(self, account_id: int, equity: int, maintenance: int, symbol: str | None,
                  qty: int, ts: int, events: list) -> None:
@@ -332,7 +331,7 @@ class ClearingHouse:
                     // 10_000))
                 prices[symbol], tiers[symbol] = settlement_price(
                     [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
-                    previous, min_volume)
+                    previous, min_volume, self.params.marks.impact_qty)
                 engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
             else:
                 prices[symbol] = delivery_price(self.index[inst.gpu_class], inst,
@@ -398,7 +397,7 @@ class ClearingHouse:
             last_day = inst.delivery_end - datetime.timedelta(days=1)
             values, carried = period_fixings(self.index[inst.gpu_class], inst, last_day,
                                              self.ledger.settlement_prices[symbol])
-            price = delivery_average(values, len(values), 0)
+            price = delivery_average(values, len(values), 0)    # every day fixed: none to come
             self.final[symbol] = price
             vm = self.ledger.close_out(symbol, price)
             events.append(InstrumentSettled(symbol, price, len(values), carried, ts))

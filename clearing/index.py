@@ -343,8 +343,8 @@ class ClassIndex:
                                    f"{p.max_price / 1000:.3f} USD per GPU-hour", "price")
         self._check_jump(obs.price, now_ns)
         if not 1 <= obs.hours <= p.max_hours:
-            raise ObservationError(RejectReason.INVALID_OBSERVATION, f"hours must be 1..{p.max_hours}",
-                                   "hours")
+            raise ObservationError(RejectReason.INVALID_OBSERVATION,
+                                   f"hours must be 1..{p.max_hours}", "hours")
         self._check_time(obs.observed_ns, now_ns)
         self._expire(now_ns)
         self._seq += 1
@@ -361,7 +361,8 @@ class ClassIndex:
         jump = self.jump_bps(now_ns)
         if last is not None and abs(price - last) * BPS > last * jump:
             raise ObservationError(
-                RejectReason.INVALID_OBSERVATION, f"price must be within {jump / 100:g}% (max_jump_bps, "
+                RejectReason.INVALID_OBSERVATION,
+                f"price must be within {jump / 100:g}% (max_jump_bps, "
                 f"widened by as much a day without a fixing from data) of the last fixing, "
                 f"{last / 1000:.3f} USD per GPU-hour", "price")
 
@@ -379,8 +380,8 @@ class ClassIndex:
     def set_external(self, ext: External, now_ns: int) -> None:
         """Take an external index value (the gateway checked that the provider is trusted)."""
         if not 1 <= ext.value <= self.params.max_price:
-            raise ObservationError(RejectReason.INVALID_OBSERVATION, "the external value is out of range",
-                                   "price")
+            raise ObservationError(RejectReason.INVALID_OBSERVATION,
+                                   "the external value is out of range", "price")
         self._check_jump(ext.value, now_ns)
         self._check_time(ext.observed_ns, now_ns)
         if self.external is None or ext.observed_ns >= self.external.observed_ns:
@@ -388,11 +389,11 @@ class ClassIndex:
 
     def _check_time(self, observed_ns: int, now_ns: int) -> None:
         if observed_ns > now_ns + self.params.future_ns:
-            raise ObservationError(RejectReason.TIMESTAMP_IN_FUTURE, "the observation's time is ahead of the "
-                                   "server clock", "time")
+            raise ObservationError(RejectReason.TIMESTAMP_IN_FUTURE,
+                                   "the observation's time is ahead of the server clock", "time")
         if observed_ns < now_ns - self.params.window_ns:
-            raise ObservationError(RejectReason.STALE_OBSERVATION, "the observation is older than the index "
-                                   "window", "time")
+            raise ObservationError(RejectReason.STALE_OBSERVATION,
+                                   "the observation is older than the index window", "time")
 
     def _expire(self, now_ns: int) -> None:
         heap = self._heap

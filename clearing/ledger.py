@@ -143,12 +143,13 @@ class Ledger:
     def withdraw(self, account_id: int, micros: int, *, allowed: int | None = None) -> None:
         """Withdraw; ``allowed`` is the most the caller's margin check lets go (None: collateral)."""
         if micros <= 0:
-            raise LedgerError(RejectReason.INVALID_AMOUNT, "a withdrawal must be positive", "amount")
+            raise LedgerError(RejectReason.INVALID_AMOUNT, "a withdrawal must be positive",
+                              "amount")
         account = self.account(account_id)
         most = account.collateral if allowed is None else min(allowed, account.collateral)
         if micros > most:
-            raise LedgerError(RejectReason.INSUFFICIENT_MARGIN, f"at most {max(most, 0)} micro-USD can be "
-                              "withdrawn", "amount")
+            raise LedgerError(RejectReason.INSUFFICIENT_MARGIN,
+                              f"at most {max(most, 0)} micro-USD can be withdrawn", "amount")
         account.collateral -= micros
         self.deposited -= micros
 

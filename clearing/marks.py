@@ -100,8 +100,3 @@ def impact_cost(levels, qty: int) -> int | None:
             return cost
     return None
 
-
-def impact_price(levels, qty: int) -> Fraction | None:
-    """The average price of trading ``qty`` lots against these levels, or None."""
-    cost = impact_cost(levels, qty)
-    return None if cost is None else Fraction(cost, qty)

@@ -31,21 +31,22 @@ from clearing.index import ClassIndex
 from engine.contracts import Instrument
 
 
-def settlement_price(window_trades, last_price: int | None, impact_bid, impact_ask,
-                     mark: int, previous: int, min_volume: int = 1) -> tuple[int, str]:
+def settlement_price(window_trades, last_price: int | None, impact_bid: int | None,
+                     impact_ask: int | None, mark: int, previous: int, min_volume: int = 1,
+                     impact_qty: int = 1) -> tuple[int, str]:
     """Return (price in ticks, tier) of a daily settlement.
 
     Args:
         window_trades: (price, qty) of the trades in the closing window.
-        impact_bid, impact_ask: The average prices of selling and buying the impact
-            quantity against the book now (clearing.marks.impact_price), or None where the
+        impact_bid, impact_ask: What selling and buying ``impact_qty`` lots against the
+            book now come to (ticks x lots, clearing.marks.impact_cost), or None where the
             book is not that deep.
         previous: The previous settlement price, for a VWAP exactly between two ticks.
         min_volume: The fewest lots in the closing window for its VWAP to count.
     """
     low, high = None, None          # the book's impact prices, on the tick, inward
     if impact_bid is not None and impact_ask is not None:
-        low, high = math.ceil(impact_bid), math.floor(impact_ask)
+        low, high = -(-impact_bid // impact_qty), impact_ask // impact_qty
     volume = sum(q for _, q in window_trades)
     if volume and volume >= min_volume:
         vwap = Fraction(sum(p * q for p, q in window_trades), volume)

@@ -1,5 +1,6 @@
 """Hostile scenarios against the house composed with the engine (as gateway/venue.py composes
-them): each test shows money or an invariant lost, with its figures, on the code as it is.
+them): each test's docstring says what a hostile account did and what it cost, with its
+figures, and the test asserts what holds now.
 
 H100 March 2027 (744 GPU-hours a lot) and April 2027 (720), reference price 2.100; one tick
 is $0.001 per GPU-hour, so a tick on a March lot is $0.744 (744,000 micro-USD).
@@ -8,89 +9,18 @@ from __future__ import annotations
 
 import datetime
 
-
-from clearing.house import ClearingHouse, ClearingParams
-from clearing.ledger import FeeSchedule
+from composed import (
+    APR, DAY, HOUR, INSURANCE, MAR, NO_FEES, PROVIDERS, Venue, of, params, refused,
+)
+from clearing.house import ClearingParams
 from clearing.messages import (
     ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, Liquidation,
-    MarkStep, Settle, Settled, SubmitObservation, Withdraw,
+    MarkStep, Settle, Settled, Withdraw,
 )
-from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
-from engine.exchange import Exchange
+from engine.contracts import Product, date_to_ns
 from engine.messages import (
-    InstrumentStatus, OrderRejected, OrderType, PlaceOrder, RejectReason,
-    SetInstrumentStatus, Side, TimeInForce, Trade,
+    InstrumentStatus, RejectReason, SetInstrumentStatus, Side, TimeInForce, Trade,
 )
-
-
-def params(**kw) -> ClearingParams:
-    """Clearing's parameters with any closing volume settling at its VWAP: these scenarios
-    trade a few lots; the minimum volume has tests of its own."""
-    return ClearingParams(**{"settlement_min_volume": 1, "settlement_min_oi_bps": 0, **kw})
-
-MAR, APR = "H100-2027-03", "H100-2027-04"
-T0 = date_to_ns(datetime.date(2027, 1, 15))
-HOUR = 3600 * 10**9
-DAY = 24 * HOUR
-FEE, INSURANCE, PROVIDERS = 90, 91, (81, 82, 83)
-NO_FEES = FeeSchedule(taker_centi_bps=0)
-
-
-class Venue:
-    """The house and the engine composed as gateway/venue.py composes them, any symbols."""
-
-    def __init__(self, params=params(), symbols=(MAR,), t0=T0,
-                 product=Product(gpu_class="H100", reference_price=2100)):
-        self.insts = [make_instrument(product, parse_symbol(s).period) for s in symbols]
-        self.house = ClearingHouse(self.insts, params, fee_account=FEE,
-                                   insurance_account=INSURANCE, providers=PROVIDERS)
-        self.ex = Exchange(self.insts, self.house)
-        self.ts = t0
-
-    def market(self, symbol):
-        m = self.ex.markets[symbol]
-        return m.book.best_bid(), m.book.best_ask(), m.last_price, m.book
-
-    def clear(self, cmd_type, **kw):
-        self.ts = max(self.ts + 1, kw.pop("at", 0))
-        events, engine = self.house.process(cmd_type(ts_ns=self.ts, **kw), self.market)
-        for cmd in engine:
-            events.extend(self.ex.process(cmd))
-        return events
-
-    def engine(self, cmd_type, **kw):
-        self.ts += 1
-        return self.ex.process(cmd_type(ts_ns=self.ts, **kw))
-
-    def place(self, account, side, qty, price=None, symbol=MAR, **kw):
-        if price is None:
-            kw.setdefault("order_type", OrderType.MARKET)
-            kw.setdefault("tif", TimeInForce.IOC)
-        return self.engine(PlaceOrder, account_id=account, symbol=symbol, side=side, qty=qty,
-                           price=price, **kw)
-
-    def observe(self, provider, price, hours=100):
-        return self.clear(SubmitObservation, provider_id=provider, gpu_class="H100", price=price,
-                          hours=hours, observed_ns=self.ts + 1, at=self.ts + 1)
-
-    def collateral(self, account):
-        return self.house.ledger.accounts[account].collateral
-
-    def position(self, account, symbol=MAR):
-        pos = self.house.ledger.accounts[account].positions.get(symbol)
-        return 0 if pos is None else pos.qty
-
-    def conserved(self):
-        led = self.house.ledger
-        return sum(a.collateral for a in led.accounts.values()) == led.deposited
-
-
-def of(events, kind):
-    return [e for e in events if type(e) is kind]
-
-
-def refused(events):
-    return [e.reason for e in events if type(e) is OrderRejected]
 
 
 def test_an_account_with_no_collateral_cannot_be_given_a_position_the_fund_pays_for():
@@ -249,7 +179,8 @@ def test_the_jump_bound_does_not_freeze_the_index_after_a_real_move():
         v.observe(provider, 2100)
     assert of(v.clear(FixIndex), IndexFixed)[0].fixing.value == 2100
     events = [e for p in PROVIDERS for e in v.observe(p, 1000)]
-    assert [e.reason for e in of(events, ClearingRejected)] == [RejectReason.INVALID_OBSERVATION] * 3
+    assert [e.reason for e in of(events, ClearingRejected)] == \
+        [RejectReason.INVALID_OBSERVATION] * 3
     v.ts += DAY
     events = [e for p in PROVIDERS for e in v.observe(p, 1000)]
     assert not of(events, ClearingRejected)
@@ -263,12 +194,12 @@ def test_one_quote_pair_cannot_move_a_mark_by_the_whole_band():
     """The README: "one quote moves a mark by at most that share of its distance" (1 -
     0.5^(1/300) a step). But a contract with no basis yet (no settlement taken with an index
     and no two-sided book at a mark step: the first day of trading, or a thin month whose
-    orders cross at once) gets it outright from the first two-sided book. Account 1 is long 10 at 2.100 with exactly its initial
-    margin, $2,577.96; the index is 2.100. Account 4 rests a bid for 10 at 1.890 and an
-    offer of 1 lot at 1.891 (the band's low edge): one mark step sets the mark to 1.890, 10%
-    down, account 1's equity falls to $1,015.56 below maintenance $2,343.60, and it is
-    liquidated 6 lots into account 4's bid at 1.890, realizing 6 x 0.210 x 744 h = $937.44
-    for account 4 when the price comes back. Pulling the offer then holds the mark there (a
+    orders cross at once) got it outright from the first two-sided book. Account 1 is long 10
+    at 2.100 with exactly its initial margin, $2,577.96; the index is 2.100. Account 4 rests
+    a bid for 10 at 1.890 and an offer of 1 lot at 1.891 (the band's low edge): one mark
+    step set the mark to 1.890, 10% down, account 1's equity fell to $1,015.56 below
+    maintenance $2,343.60, and it was liquidated 6 lots into account 4's bid at 1.890,
+    realizing 6 x 0.210 x 744 h = $937.44 for account 4 when the price came back. Pulling the offer then holds the mark there (a
     one-sided book holds the basis). Now the book's price is its impact mid (10 lots a
     side): a 1-lot offer gives none, so nothing is sampled and the mark stays."""
     v = Venue(ClearingParams(fees=NO_FEES))

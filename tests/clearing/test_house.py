@@ -7,68 +7,19 @@ import pytest
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from clearing.house import ClearingHouse, ClearingParams
+from composed import DAY, INSURANCE, MAR, T0, Venue, of, params
 from clearing.index import IndexParams
 from clearing.ledger import FeeSchedule
 from clearing.messages import (
-    ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, InstrumentSettled,
-    Liquidation, MarginCall, MarkStep, Settle, Settled, SubmitObservation, Withdraw,
+    ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed,
+    InstrumentSettled, Liquidation, MarginCall, MarkStep, Settle, Settled, SubmitObservation,
+    Withdraw,
 )
-from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
-from engine.exchange import Exchange
+from engine.contracts import Product, date_to_ns
 from engine.messages import (
-    CancelAll, InstrumentStatus, SetInstrumentStatus, OrderRejected, OrderType, PlaceOrder, RejectReason, Side, TimeInForce,
-    Trade,
+    CancelAll, InstrumentStatus, OrderRejected, RejectReason, SetInstrumentStatus, Side,
+    TimeInForce, Trade,
 )
-
-
-def params(**kw) -> ClearingParams:
-    """Clearing's parameters with any closing volume settling at its VWAP: these scenarios
-    trade a few lots; the minimum volume has tests of its own."""
-    return ClearingParams(**{"settlement_min_volume": 1, "settlement_min_oi_bps": 0, **kw})
-
-MAR = "H100-2027-03"
-T0 = date_to_ns(datetime.date(2027, 1, 15))
-DAY = 86_400 * 10**9
-FEE, INSURANCE, PROVIDERS = 90, 91, (81, 82, 83)
-
-
-class Venue:
-    """The house and the engine composed as the gateway composes them."""
-
-    def __init__(self, params=params(),
-                 product=Product(gpu_class="H100", reference_price=2100)):
-        self.inst = make_instrument(product, parse_symbol(MAR).period)
-        self.house = ClearingHouse([self.inst], params, fee_account=FEE,
-                                   insurance_account=INSURANCE, providers=PROVIDERS)
-        self.ex = Exchange([self.inst], self.house)
-        self.ts = T0
-
-    def market(self, symbol):
-        m = self.ex.markets[symbol]
-        return m.book.best_bid(), m.book.best_ask(), m.last_price, m.book
-
-    def clear(self, cmd_type, **kw):
-        self.ts = max(self.ts + 1, kw.pop("at", 0))
-        events, engine = self.house.process(cmd_type(ts_ns=self.ts, **kw), self.market)
-        for cmd in engine:
-            events.extend(self.ex.process(cmd))
-        return events
-
-    def place(self, account, side, qty, price=None, **kw):
-        self.ts += 1
-        if price is None:
-            kw.setdefault("order_type", OrderType.MARKET)
-            kw.setdefault("tif", TimeInForce.IOC)
-        return self.ex.process(PlaceOrder(ts_ns=self.ts, account_id=account, symbol=MAR,
-                                          side=side, qty=qty, price=price, **kw))
-
-    def collateral(self, account):
-        return self.house.ledger.accounts[account].collateral
-
-
-def of(events, kind):
-    return [e for e in events if type(e) is kind]
 
 
 def test_a_days_settlement_pays_variation_margin_at_the_closing_vwap():
@@ -227,7 +178,7 @@ def test_a_position_larger_than_the_max_order_is_liquidated_in_slices():
     """Long 250 with max_qty 100, settled 0.350 lower: equity below zero, so all of it goes,
     100 lots a mark step (one order for 250 would be refused at every step)."""
     v = Venue(params(fees=FeeSchedule(taker_centi_bps=0)),
-              Product(gpu_class="H100", reference_price=2100, max_qty=100))
+              product=Product(gpu_class="H100", reference_price=2100, max_qty=100))
     v.clear(Deposit, account_id=1, amount=64_450_000_000)     # initial margin of 250 lots
     for account in (2, 3):
         v.clear(Deposit, account_id=account, amount=10**13)

@@ -1,12 +1,10 @@
 """clearing.marks: smoothed marks over the index, and the settlement price tiers."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import pytest
 from hypothesis import given, strategies as st
 
-from clearing.marks import Mark, MarkParams, impact_price
+from clearing.marks import Mark, MarkParams, impact_cost
 from clearing.settlement import delivery_average, settlement_price
 
 ALPHA = MarkParams(half_life_steps=10).alpha_nano
@@ -77,7 +75,7 @@ def test_without_trades_in_the_window_the_last_trade_is_clamped_into_the_book():
     """Last trade 2.150 with the book's impact bid and ask at 2.100 / 2.120: settle at the
     ask, 2.120; impact prices between ticks clamp inward (2.0995 -> 2.100)."""
     assert settlement_price([], 2150, 2100, 2120, 2000, 2000) == (2120, "last_clamped")
-    assert settlement_price([], 2050, Fraction(20995, 10), 2120, 2000, 2000) == \
+    assert settlement_price([], 2050, 20995, 21200, 2000, 2000, impact_qty=10) == \
         (2100, "last_clamped")
 
 
@@ -101,13 +99,13 @@ def test_a_vwap_needs_the_minimum_volume_and_stays_inside_the_book():
         (2733, "vwap")
 
 
-def test_impact_prices_average_the_levels_a_quantity_walks():
-    """10 lots against 2.100 x 4, 2.101 x 3, 2.105 x 5: (8400 + 6303 + 6315) / 10; 13 lots
-    is more than the levels hold."""
+def test_impact_costs_add_up_the_levels_a_quantity_walks():
+    """10 lots against 2.100 x 4, 2.101 x 3, 2.105 x 5: 8400 + 6303 + 6315; 13 lots is more
+    than the levels hold."""
     levels = [(2100, 4, 1), (2101, 3, 2), (2105, 5, 1)]
-    assert impact_price(levels, 10) == Fraction(21018, 10)
-    assert impact_price(levels, 12) == Fraction(8400 + 6303 + 5 * 2105, 12)
-    assert impact_price(levels, 13) is None and impact_price([], 1) is None
+    assert impact_cost(levels, 10) == 21018
+    assert impact_cost(levels, 12) == 8400 + 6303 + 5 * 2105
+    assert impact_cost(levels, 13) is None and impact_cost([], 1) is None
 
 
 def test_without_any_trade_the_mark_settles():

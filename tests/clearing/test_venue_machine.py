@@ -24,7 +24,7 @@ from engine.contracts import date_to_ns
 from engine.messages import (
     CancelOrder, OrderType, PlaceOrder, ReplaceOrder, Side, TimeInForce,
 )
-from test_audit import DAY, FEE, HOUR, INSURANCE, Venue, of, params
+from composed import DAY, FEE, HOUR, INSURANCE, Venue, of, params
 
 MAR, APR = "H100-2027-03", "H100-2027-04"
 SYMBOLS = (MAR, APR)
