@@ -45,12 +45,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bench.harness import credentials, gpux_config, login_params, ServerProcess
-from gateway.auth import Accounts
+from gateway.core.auth import Accounts
 from gateway.config import load_config
 from engine.contracts import list_instruments, load_products
 from engine.messages import Timer
-from gateway.journal import Reader, encode_batch, encode_record, segments
-from gateway.recovery import build, journal_dir, verify
+from gateway.storage.journal import Reader, encode_batch, encode_record, segments
+from gateway.storage.recovery import build, journal_dir, verify
 
 # Listed today (UTC, once per run: every restart of a run passes the same date), so the
 # contract traded, six months out, is open whatever day the test runs on; the server's

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.harness import ServerProcess
 from bench.throughput import machine
-from gateway.client import Client
+from gateway.client.sdk import Client
 
 CONFIGS = ("idle", "demo", "demo+page")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

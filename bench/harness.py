@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.auth import sign
+from gateway.core.auth import sign
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -133,7 +133,7 @@ class ServerProcess:
         if kind == "gpux":
             config = self.dir / "config.toml"
             config.write_text(config_text or "")
-            module = "bench.serve_profiled" if profiled else "gateway.cli"
+            module = "bench.serve_profiled" if profiled else "gateway.client.cli"
             cmd = [PYTHON, "-m", module, "serve", "--data-dir", str(self.dir / "data"),
                    "--port", "0", "--as-of", AS_OF, "--config", str(config)] + (args or [])
         elif kind == "echo":

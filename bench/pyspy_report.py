@@ -19,7 +19,7 @@ _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def frame_name(frame: str) -> str:
-    """``send (gateway/session.py:123)`` -> ``send (gateway/session.py)``: lines merged."""
+    """``send (gateway/server/session.py:123)`` -> ``send (gateway/server/session.py)``: lines merged."""
     m = _FRAME.match(frame)
     if not m:
         return frame

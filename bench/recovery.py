@@ -34,13 +34,13 @@ from bench.harness import AS_OF, ServerProcess, account_names, gpux_config
 from clearing.messages import FixIndex, MarkStep, Settle
 from engine.contracts import date_to_ns
 from engine.messages import CancelOrder, PlaceOrder, ReplaceOrder, Side, TimeInForce, Timer
-from gateway.auth import Accounts
+from gateway.core.auth import Accounts
 from gateway.config import load_config
-from gateway.journal import Journal
-from gateway.recovery import (
+from gateway.storage.journal import Journal
+from gateway.storage.recovery import (
     Replay, build, funding, journal_dir, listing_date, recover, snapshot_dir, state_digest,
 )
-from gateway.snapshots import write_snapshot
+from gateway.storage.snapshots import write_snapshot
 
 LISTED = datetime.date.fromisoformat(AS_OF)
 SYMBOLS = [f"H100-2027-{m:02d}" for m in range(6, 11)]

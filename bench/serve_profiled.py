@@ -2,7 +2,7 @@
 
     GPUX_CPROFILE=out.prof GPUX_GC_LOG=gc.json python -m bench.serve_profiled serve ...
 
-Runs ``gateway.cli.main`` with the given arguments, unchanged, and:
+Runs ``gateway.client.cli.main`` with the given arguments, unchanged, and:
 
   * GPUX_CPROFILE=PATH: under cProfile, stats dumped to PATH when the server
     stops (SIGTERM stops it cleanly); read them with ``python -m pstats``.
@@ -50,7 +50,7 @@ def _gc_log(path: str) -> None:
 
 
 def main() -> int:
-    from gateway.cli import main as gpux_main
+    from gateway.client.cli import main as gpux_main
 
     if os.environ.get("GPUX_GC_LOG"):
         _gc_log(os.environ["GPUX_GC_LOG"])

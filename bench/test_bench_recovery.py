@@ -7,9 +7,9 @@ import shutil
 
 from bench.harness import account_names, gpux_config
 from bench.recovery import LISTED, generate, measure_start
-from gateway.auth import Accounts
+from gateway.core.auth import Accounts
 from gateway.config import load_config
-from gateway.recovery import build, recover, snapshot_dir, state_digest
+from gateway.storage.recovery import build, recover, snapshot_dir, state_digest
 
 
 def test_a_generated_journal_recovers_the_same_both_ways(tmp_path):

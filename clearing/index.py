@@ -304,7 +304,7 @@ class ProviderBook:
 class ClassIndex:
     """One GPU class: its observations in the window, its external value and its fixings."""
 
-    # Filled by reads as well as by commands: not part of the state (gateway.recovery).
+    # Filled by reads as well as by commands: not part of the state (gateway.storage.recovery).
     CACHES = ("_prices", "_built")
 
     def __init__(self, gpu_class: str, params: IndexParams) -> None:

@@ -60,7 +60,7 @@ class ClearingRisk:
     current incrementally (clearing.exposure) and the check costs O(1).
     """
 
-    # Filled by reads as well as by commands: not part of the state (gateway.recovery).
+    # Filled by reads as well as by commands: not part of the state (gateway.storage.recovery).
     CACHES = ("_equity",)
 
     def __init__(self, instruments: list[Instrument], ledger: Ledger,

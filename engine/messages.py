@@ -113,7 +113,7 @@ class RejectReason(enum.IntEnum):
     """Why a command changed nothing: the one list of refusals of the engine, clearing and
     the gateway, in blocks by who refuses. Codes are stable; retired ones are never reused.
 
-    The lowercase name is the wire's ``data.reason`` (PROTOCOL.md); gateway.errors maps
+    The lowercase name is the wire's ``data.reason`` (PROTOCOL.md); gateway.core.errors maps
     each to its JSON-RPC code and meaning.
     """
     # 1xx: the command is wrong in itself
@@ -187,7 +187,7 @@ class PlaceOrder(Command):
     client_order_id: ClientOrderId | None = None
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
     # Clearing's own order closing a position (liquidation): no position limit or margin
-    # check applies. Never set from the wire (gateway.codec.place_command).
+    # check applies. Never set from the wire (gateway.core.codec.place_command).
     liquidation: bool = False
 
 

@@ -3,7 +3,7 @@ import pathlib
 import re
 import sys
 
-from gateway.errors import markdown_table
+from gateway.core.errors import markdown_table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -51,7 +51,7 @@ def test_websocket_example_places_an_order_and_is_refused_off_tick(tmp_path, cap
 
 
 def test_error_table_is_the_servers():
-    """The README's error table is exactly the one gateway/errors.py generates."""
+    """The README's error table is exactly the one gateway/core/errors.py generates."""
     assert markdown_table() in README
 
 

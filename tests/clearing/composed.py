@@ -1,4 +1,4 @@
-"""The clearing house and the engine composed as gateway/venue.py composes them, for the
+"""The clearing house and the engine composed as gateway/core/venue.py composes them, for the
 tests of clearing: any symbols, a clock the test moves, and small readers."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ NO_FEES = FeeSchedule(taker_centi_bps=0)
 
 
 class Venue:
-    """The house and the engine composed as gateway/venue.py composes them, any symbols."""
+    """The house and the engine composed as gateway/core/venue.py composes them, any symbols."""
 
     def __init__(self, params=params(), symbols=(MAR,), t0=T0,
                  product=Product(gpu_class="H100", reference_price=2100)):

@@ -1,4 +1,4 @@
-"""Hostile scenarios against the house composed with the engine (as gateway/venue.py composes
+"""Hostile scenarios against the house composed with the engine (as gateway/core/venue.py composes
 them): each test's docstring says what a hostile account did and what it cost, with its
 figures, and the test asserts what holds now.
 

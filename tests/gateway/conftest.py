@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.recovery import build, canonical_state, state_digest, verify
+from gateway.storage.recovery import build, canonical_state, state_digest, verify
 from live import AS_OF, LiveServer
 
 

@@ -24,10 +24,10 @@ import uvloop
 from websockets.asyncio.client import connect
 
 from engine.contracts import date_to_ns
-from gateway.auth import sign
+from gateway.core.auth import sign
 from gateway.config import load_config
-from gateway.participants import Demo, levels_of
-from gateway.server import Server
+from gateway.demo.participants import Demo, levels_of
+from gateway.server.app import Server
 
 AS_OF = datetime.date(2026, 11, 25)
 SYMBOL = "H100-2027-03"
@@ -252,7 +252,7 @@ class Process:
 
     def __init__(self, data_dir, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "gateway.client.cli", "serve", "--data-dir", str(data_dir),
              "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []

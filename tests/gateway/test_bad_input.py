@@ -7,7 +7,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from gateway.auth import sign
+from gateway.core.auth import sign
 from live import SYMBOL, Ws, run
 
 ORDER = dict(symbol=SYMBOL, side="buy", qty=1, price="2.000")

@@ -4,7 +4,7 @@ import sys
 
 
 def gpux(*args):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway.client.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 

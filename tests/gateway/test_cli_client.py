@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from gateway.client import Client
+from gateway.client.sdk import Client
 from live import SYMBOL, TIMEOUT, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("GPUX_API_")}
 
 
 def gpux(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway.client.cli", *args], capture_output=True,
                           text=True, timeout=60, cwd=ROOT, env=env or ENV)
 
 
@@ -47,7 +47,7 @@ class Lines:
     """A running command whose stdout lines can be awaited one at a time."""
 
     def __init__(self, *args: str, env: dict | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.client.cli", *args], cwd=ROOT,
                                      env=env or ENV, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self._lines: queue.Queue = queue.Queue()

@@ -1,4 +1,4 @@
-"""gateway.client: local books, order entry, resyncs and reconnects, against a live server."""
+"""gateway.client.sdk: local books, order entry, resyncs and reconnects, against a live server."""
 from __future__ import annotations
 
 import asyncio
@@ -10,12 +10,12 @@ import zlib
 import pytest
 
 import live
-from gateway.client import (
+from gateway.client.sdk import (
     BAD_SNAPSHOT, CHECKSUM_MISMATCH, GAP, Client, ClientError, ConnectError, ConnectionLost,
     LocalBook, LoginError, backoff, book_checksum,
 )
-from gateway.methods import METHODS
-from gateway.server import HEARTBEAT, Server
+from gateway.core.methods import METHODS
+from gateway.server.app import HEARTBEAT, Server
 from live import SYMBOL, TIMEOUT, run
 
 OTHER = "H100-2027-04"

@@ -1,4 +1,4 @@
-"""gateway.codec: the checksum of PROTOCOL.md and the wire <-> engine conversions."""
+"""gateway.core.codec: the checksum of PROTOCOL.md and the wire <-> engine conversions."""
 from __future__ import annotations
 
 import zlib
@@ -7,8 +7,8 @@ import msgspec
 import pytest
 
 from engine.messages import OrderType, SelfTradePrevention, Side, TimeInForce
-from gateway import codec, schema
-from gateway.errors import ERRORS, RpcError
+from gateway.core import codec, schema
+from gateway.core.errors import ERRORS, RpcError
 
 
 def test_checksum_is_protocols_example():

@@ -15,14 +15,14 @@ import time
 
 import pytest
 
-from gateway import session as session_module
+from gateway.server import session as session_module
 from gateway.config import load_config
-from gateway.journal import BATCH, BATCH_SIZE, JournalError, Reader, segments
-from gateway.recovery import (
+from gateway.storage.journal import BATCH, BATCH_SIZE, JournalError, Reader, segments
+from gateway.storage.recovery import (
     DataDirBusy, build, journal_dir, recover, snapshot_dir, state_digest,
 )
-from gateway.server import Server
-from gateway.snapshots import snapshot_files
+from gateway.server.app import Server
+from gateway.storage.snapshots import snapshot_files
 from live import AS_OF, SYMBOL, LiveServer, Ws, run
 
 
@@ -333,7 +333,7 @@ def test_a_second_server_on_the_same_data_directory_is_refused(make_server):
 
 
 def gpux(*args):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway.client.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -440,7 +440,7 @@ def test_a_roll_that_fails_is_a_journal_failure_and_keeps_the_open_file(tmp_path
     """No new file (fds exhausted, disk full): the commit raises JournalError, which stops
     the server; the file in use stays open and whole."""
     from engine.messages import Timer
-    from gateway import journal as journal_module
+    from gateway.storage import journal as journal_module
     journal = journal_module.Journal(tmp_path, 1, segment_bytes=4096)
     opened = journal_module.os.open
 

@@ -1,4 +1,4 @@
-"""gateway.feed: what subscribers rebuild from snapshot + deltas is the engine's book."""
+"""gateway.core.feed: what subscribers rebuild from snapshot + deltas is the engine's book."""
 from __future__ import annotations
 
 import datetime
@@ -11,7 +11,7 @@ from engine.contracts import Product, date_to_ns, make_instrument, parse_symbol
 from engine.exchange import Exchange
 from engine.messages import CancelOrder, PlaceOrder, Side, TimeInForce
 from engine.prices import format_price
-from gateway.feed import INDEX_POINTS_KEPT, Feed
+from gateway.core.feed import INDEX_POINTS_KEPT, Feed
 from live import Rebuilt
 
 SYMBOL = "H100-2027-03"

@@ -1,12 +1,12 @@
-"""gateway.limits and gateway.auth: token buckets and the login check, without sockets."""
+"""gateway.core.limits and gateway.core.auth: token buckets and the login check, without sockets."""
 from __future__ import annotations
 
 import pytest
 
-from gateway.auth import Accounts, sign
+from gateway.core.auth import Accounts, sign
 from gateway.config import AccountConfig, Bucket, ConfigError, load_config
-from gateway.errors import RpcError
-from gateway.limits import TokenBucket
+from gateway.core.errors import RpcError
+from gateway.core.limits import TokenBucket
 
 
 def test_bucket_allows_a_burst_then_refills_at_its_rate():

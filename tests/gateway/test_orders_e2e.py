@@ -132,7 +132,7 @@ def test_the_account_rate_limit_spans_its_connections(make_server):
 def test_an_engine_exception_halts_that_instrument(live_server):
     """A command the engine fails on (a bug) halts its instrument and answers internal_error."""
     from engine.messages import PlaceOrder, Side
-    from gateway.errors import RpcError
+    from gateway.core.errors import RpcError
 
     server = live_server.server
     bad = PlaceOrder(ts_ns=server.venue.now(), account_id=1, symbol=SYMBOL, side=Side.BUY,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import Client
+from gateway.client.sdk import Client
 from live import TIMEOUT, Process, run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from collections import Counter
 from types import SimpleNamespace
 
 from engine.prices import parse_price
-from gateway.client import Client
-from gateway.participants import CAST, Demo, Hedger, Listing, MarketMaker, World
+from gateway.client.sdk import Client
+from gateway.demo.participants import CAST, Demo, Hedger, Listing, MarketMaker, World
 from live import TIMEOUT, quoted, run, start_demo, stop_demo, traded, wait_for
 
 LEVELS = {"H100": 2100, "B200": 4200}

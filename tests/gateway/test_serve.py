@@ -73,7 +73,7 @@ def test_serve_with_a_bad_config_says_what_is_wrong(tmp_path):
     """An unknown key in the config is refused before listening, naming the key."""
     config = tmp_path / "gpux.toml"
     config.write_text("[limits]\nmax_frame_bites = 10\n")
-    run_ = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+    run_ = subprocess.run([sys.executable, "-m", "gateway.client.cli", "serve", "--config", str(config),
                            "--data-dir", str(tmp_path / "d"), "--port", "0"],
                           capture_output=True, text=True, timeout=TIMEOUT * 4)
     assert run_.returncode == 2
@@ -86,7 +86,7 @@ def test_serve_on_a_busy_port_says_so(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        run_ = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+        run_ = subprocess.run([sys.executable, "-m", "gateway.client.cli", "serve", "--port", str(port),
                                "--data-dir", str(tmp_path / "d")],
                               capture_output=True, text=True, timeout=TIMEOUT * 4)
     assert run_.returncode == 1

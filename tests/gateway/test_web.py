@@ -1,4 +1,4 @@
-"""The market page's files over plain HTTP on the websocket's port (gateway.web)."""
+"""The market page's files over plain HTTP on the websocket's port (gateway.web.pages)."""
 from __future__ import annotations
 
 import http.client
@@ -8,7 +8,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.web import STATIC
+from gateway.web.pages import STATIC
 from live import run
 
 

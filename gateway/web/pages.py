@@ -1,6 +1,6 @@
 """The market page: its files served over plain HTTP on the websocket's port.
 
-The page (``gateway/static/``) is a client like any other: it reads the
+The page (``gateway/web/static/``) is a client like any other: it reads the
 market over the public websocket protocol, anonymously, so it holds no
 secret and can change nothing. The files are read once at start and served
 from memory with a strict Content-Security-Policy (nothing but this origin,

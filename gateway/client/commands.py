@@ -1,4 +1,4 @@
-"""The `gpux` client commands: book, place, cancel, orders, watch (gateway.client underneath).
+"""The `gpux` client commands: book, place, cancel, orders, watch (gateway.client.sdk underneath).
 
 Each command opens one session, does its work and exits with 0, or with 1
 when the server is unreachable, refuses the login or answers with an error,
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from gateway.client import (
+from gateway.client.sdk import (
     DEFAULT_URL, PRIVATE_CHANNELS, Client, ClientError, ConnectError, ConnectionLost, LocalBook,
     LoginError,
 )

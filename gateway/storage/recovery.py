@@ -37,17 +37,15 @@ from engine.contracts import ConfigError, list_instruments
 from engine.exchange import Exchange
 from engine.prices import parse_money
 from gateway.config import AccountConfig, Config
-from gateway.feed import Feed
-from gateway.journal import Failed, Journal, JournalError, Reader, Torn, cut_torn, segments, \
+from gateway.core.auth import FEE_ACCOUNT, INSURANCE_ACCOUNT
+from gateway.core.feed import Feed
+from gateway.storage.journal import Failed, Journal, JournalError, Reader, Torn, cut_torn, segments, \
     sync_directory
-from gateway.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
-from gateway.venue import Venue
+from gateway.storage.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
+from gateway.core.venue import Venue
 
 log = logging.getLogger("gpux.recovery")
 
-# The clearing house's own accounts, outside the range configured accounts may use.
-FEE_ACCOUNT = 2**31 + 1
-INSURANCE_ACCOUNT = 2**31 + 2
 LISTING_FILE = "exchange.json"
 LOCK_FILE = "LOCK"
 SEAL_EVERY = 1024          # replayed commands between feed seals (they only reset its turn)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from gateway.config import Bucket
 
+# The buckets a connection draws on, by what a message is.
+ORDER, REQUEST, SUBSCRIBE = "orders", "requests", "subscriptions"
+
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; each message takes one.

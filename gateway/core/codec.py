@@ -1,6 +1,6 @@
 """The one place where wire values become engine values and back (DESIGN.md §5).
 
-Inbound: decoded params (gateway.schema) -> engine commands, prices through
+Inbound: decoded params (gateway.core.schema) -> engine commands, prices through
 engine.prices (an off-tick price is an error, never rounded), times from
 milliseconds to nanoseconds. Outbound: engine orders, levels and instruments
 -> the dicts PROTOCOL.md describes, prices with exactly 3 decimals.
@@ -19,8 +19,8 @@ from engine.messages import (
     PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
 )
 from engine.prices import MoneyError, PriceError, format_money, format_price, parse_money, parse_price
-from gateway import schema
-from gateway.errors import RpcError
+from gateway.core import schema
+from gateway.core.errors import RpcError
 
 NS_PER_MS = 1_000_000
 

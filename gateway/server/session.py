@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from gateway.config import AccountConfig, Limits
-from gateway.limits import TokenBucket
+from gateway.core.limits import ORDER, REQUEST, SUBSCRIBE, TokenBucket
 
 # Close codes (RFC 6455 and the 4000-4999 application range).
 CLOSE_POLICY = 1008            # flooding after rate_limited
@@ -30,7 +30,6 @@ CLOSE_TOO_BIG = 1009           # frame_too_large
 CLOSE_SLOW_CONSUMER = 4000
 CLOSE_HEARTBEAT_TIMEOUT = 4001
 
-ORDER, REQUEST, SUBSCRIBE = "orders", "requests", "subscriptions"
 PLACED_PRUNE = 4096
 
 

@@ -12,7 +12,7 @@ one write.
 fdatasync for the turn's commands), so nothing a command caused reaches
 anyone before the command is on disk. The ticker, the only output not made
 by a seal, commits first too. On start the state is recovered from the data
-directory (gateway.recovery); snapshots are written by a forked child.
+directory (gateway.storage.recovery); snapshots are written by a forked child.
 """
 from __future__ import annotations
 
@@ -42,24 +42,25 @@ from engine.messages import (
     OrderCancelled, OrderExpired, OrderReduced, OrderReplaced, OrderTriggered, RejectReason,
     SetInstrumentStatus, Side, Timer, Trade,
 )
-from gateway import codec, methods, schema
-from gateway.auth import Accounts, demo_accounts
+from gateway.core import codec, methods, schema
+from gateway.core.auth import Accounts, demo_accounts
 from gateway.config import Config
-from gateway.errors import RpcError
-from gateway.journal import Failed, JournalError
-from gateway.limits import TokenBucket
-from gateway.methods import HOUSE_ACCOUNTS, METHODS
-from gateway.participants import Demo, levels_of
-from gateway.recovery import (
+from gateway.core.errors import RpcError
+from gateway.storage.journal import Failed, JournalError
+from gateway.core.limits import TokenBucket
+from gateway.core.auth import HOUSE_ACCOUNTS
+from gateway.core.methods import METHODS
+from gateway.demo.participants import Demo, levels_of
+from gateway.storage.recovery import (
     build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover,
     snapshot_dir, state_digest,
 )
-from gateway.snapshots import Background, prune_snapshots, write_snapshot
-from gateway.session import (
+from gateway.storage.snapshots import Background, prune_snapshots, write_snapshot
+from gateway.server.session import (
     CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_TOO_BIG, ORDER, PLACED_PRUNE, REQUEST,
     BatchingConnection, Session,
 )
-from gateway.web import StaticPages
+from gateway.web.pages import StaticPages
 
 log = logging.getLogger("gpux.gateway")
 
@@ -840,7 +841,7 @@ async def serve(config: Config, data_dir: Path, *, host: str | None = None,
     """Run the server until SIGINT or SIGTERM, then close every connection cleanly.
 
     Args:
-        demo_seed: Also run the demo's simulated participants (gateway.participants),
+        demo_seed: Also run the demo's simulated participants (gateway.demo.participants),
             seeded with it, as clients of this server on the same event loop.
         ready: Called with the server and the Demo (or None) once both are going.
     """

@@ -29,11 +29,11 @@ def add_commands(sub) -> None:
 
 def _verify(args) -> int:
     from engine.contracts import ConfigError
-    from gateway.auth import Accounts, demo_accounts
+    from gateway.core.auth import Accounts, demo_accounts
     from gateway.config import load_config
-    from gateway.journal import JournalError
-    from gateway.recovery import LISTING_FILE, build, listing_date, verify
-    from gateway.snapshots import SnapshotError
+    from gateway.storage.journal import JournalError
+    from gateway.storage.recovery import LISTING_FILE, build, listing_date, verify
+    from gateway.storage.snapshots import SnapshotError
 
     data_dir = Path(args.data_dir)
     if not (data_dir / LISTING_FILE).exists():
@@ -73,8 +73,8 @@ def _verify(args) -> int:
 
 
 def _dump(args) -> int:
-    from gateway.journal import JournalError, Reader
-    from gateway.recovery import journal_dir
+    from gateway.storage.journal import JournalError, Reader
+    from gateway.storage.recovery import journal_dir
 
     encode = msgspec.json.Encoder().encode
     out = sys.stdout.buffer

@@ -24,7 +24,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from gateway.journal import numbered_files, sync_directory
+from gateway.storage.journal import numbered_files, sync_directory
 
 log = logging.getLogger("gpux.snapshots")
 

@@ -26,8 +26,8 @@ from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand
 from engine.exchange import Exchange
 from engine.messages import CancelReason, OrderCancelled, OrderExpired, Trade
-from gateway.fills import AccountFills
-from gateway.codec import fill_view, order_view
+from gateway.core.fills import AccountFills
+from gateway.core.codec import fill_view, order_view
 
 PRUNE_EVERY = 100_000     # commands between checks for histories the engine has forgotten
 FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker

@@ -17,7 +17,7 @@ from sortedcontainers import SortedDict
 from clearing.messages import IndexValue, MarksUpdated, Settled
 from engine.messages import BookLevelChanged, Side, Trade
 from engine.prices import format_price
-from gateway.codec import SIDE_NAMES, checksum, ns_to_ms
+from gateway.core.codec import SIDE_NAMES, checksum, ns_to_ms
 
 TRADES_KEPT = 1000     # per symbol, for market.trades
 CHECKSUM_DEPTH = 10

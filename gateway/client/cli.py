@@ -12,7 +12,7 @@ def _serve(args) -> int:
 
     from engine.contracts import ConfigError
     from gateway.config import load_config
-    from gateway.server import serve
+    from gateway.server.app import serve
 
     try:
         config = load_config(args.config.read() if args.config else None)
@@ -52,8 +52,8 @@ def _serve(args) -> int:
                      if demo.missing else ""))
         print(f"gpux: the market page is at http://{host}:{server.port}/", flush=True)
 
-    from gateway.journal import JournalError
-    from gateway.recovery import DataDirBusy
+    from gateway.storage.journal import JournalError
+    from gateway.storage.recovery import DataDirBusy
     try:
         uvloop.run(serve(config, Path(args.data_dir), host=args.host, port=args.port,
                          demo_seed=args.demo_seed if args.demo else None, ready=ready))
@@ -72,7 +72,7 @@ def _serve(args) -> int:
 
 def _demo(args) -> int:
     from engine.contracts import ConfigError
-    from gateway.demo import run
+    from gateway.demo.run import run
     try:
         run(args.commands, args.seed, args.as_of, args.config.read() if args.config else None)
     except ConfigError as e:
@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="product config TOML (default: the embedded one)")
     demo.set_defaults(run=_demo)
 
-    from gateway import cli_client, cli_journal
-    cli_client.add_commands(sub)
-    cli_journal.add_commands(sub)
+    from gateway.client import commands, journal_commands
+    commands.add_commands(sub)
+    journal_commands.add_commands(sub)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -14,14 +14,29 @@ import os
 import secrets
 import heapq
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
 from engine.messages import RejectReason
 from gateway.config import AccountConfig
-from gateway.errors import RpcError
+from gateway.core.errors import RpcError
 
 DEMO_FILE = "demo-accounts.json"
+
+# The clearing house's own accounts, outside the range configured accounts may use.
+FEE_ACCOUNT = 2**31 + 1
+INSURANCE_ACCOUNT = 2**31 + 2
+
+
+class HouseAccount(NamedTuple):
+    """An account of the clearing house's own, named for operations (no login)."""
+    account: str
+    account_id: int
+
+
+# admin.deposit / admin.withdraw of "insurance_fund" fund the default waterfall.
+HOUSE_ACCOUNTS = {"insurance_fund": HouseAccount("insurance_fund", INSURANCE_ACCOUNT)}
 
 # (name, role, collateral USD, trusted: may feed in an external index) of the embedded
 # default's accounts.
@@ -34,7 +49,7 @@ DEMO_ACCOUNTS = (
     ("index-2", "index_provider", "0", False),
     ("index-3", "index_provider", "0", True),
     ("admin", "admin", "0", False),
-    # The demo's simulated participants (gpux serve --demo, gateway.participants).
+    # The demo's simulated participants (gpux serve --demo, gateway.demo.participants).
     ("maker-2", "market_maker", "10000000", False),
     ("operator-1", "trader", "50000000", False),
     ("lab-1", "trader", "50000000", False),

@@ -18,10 +18,10 @@ from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
     SubmitObservation, Withdraw,
 )
-from gateway import codec, schema
-from gateway.errors import RpcError
-from gateway.recovery import INSURANCE_ACCOUNT
-from gateway.session import ORDER, REQUEST, SUBSCRIBE
+from gateway.core import codec, schema
+from gateway.core.errors import RpcError
+from gateway.core.auth import HOUSE_ACCOUNTS
+from gateway.core.limits import ORDER, REQUEST, SUBSCRIBE
 
 TRADING = frozenset({"trader", "market_maker"})
 ADMIN = frozenset({"admin"})
@@ -257,15 +257,6 @@ def market_index(server, session, p: schema.IndexQuery):
 
 
 # -- Operations ---------------------------------------------------------------------
-
-class HouseAccount(NamedTuple):
-    """An account of the clearing house's own, named for operations (no login)."""
-    account: str
-    account_id: int
-
-
-# admin.deposit / admin.withdraw of "insurance_fund" fund the default waterfall.
-HOUSE_ACCOUNTS = {"insurance_fund": HouseAccount("insurance_fund", INSURANCE_ACCOUNT)}
 
 def _cash(server, p: schema.CashMove, command):
     account = server.accounts.by_name.get(p.account) or HOUSE_ACCOUNTS.get(p.account)

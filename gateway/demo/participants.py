@@ -1,6 +1,6 @@
 """Simulated participants for `gpux serve --demo`: programs that trade over the public protocol.
 
-Each participant is a ``gateway.client.Client`` logged in with a demo account
+Each participant is a ``gateway.client.sdk.Client`` logged in with a demo account
 over a real websocket, so the server treats it like any outside program: its
 orders pass the rate limits and the margin check, are journaled and are
 published. They are the users DESIGN.md §0 describes:
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from engine.prices import format_price, parse_price
-from gateway.client import Client, ClientError, ConnectionLost
+from gateway.client.sdk import Client, ClientError, ConnectionLost
 
 log = logging.getLogger("gpux.demo")
 

@@ -4,7 +4,7 @@ msgspec checks types, required and unknown fields, ranges and patterns as it
 decodes, so the handlers receive well-formed values and nothing here is
 checked by hand. Prices stay decimal strings in these Structs: turning them
 into ticks (and refusing an off-tick price rather than rounding it) is
-engine.prices' job, done in gateway.codec.
+engine.prices' job, done in gateway.core.codec.
 """
 from __future__ import annotations
 

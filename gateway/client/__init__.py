@@ -1,0 +1,1 @@
+"""The Python client (``sdk``), written from PROTOCOL.md alone, and the ``gpux`` command line."""

@@ -1,0 +1,1 @@
+"""The demo: simulated participants trading the embedded default's market."""

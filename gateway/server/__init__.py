@@ -1,0 +1,1 @@
+"""The adapters around the core: the websocket and HTTP server, durability, the process."""

@@ -1,0 +1,1 @@
+"""What lives on disk: the journal, snapshots, and recovery from them."""
