@@ -2,7 +2,7 @@
 
     python -m bench.echo_server [--host 127.0.0.1] [--port 8766]
 
-The same stack as gateway.server.app (websockets' asyncio server, uvloop,
+The same stack as gateway.server.websocket (websockets' asyncio server, uvloop,
 compression off) with none of the exchange: each request frame is decoded
 with msgspec, and answered at once with ``{"jsonrpc": "2.0", "id": <its id>,
 "result": <its params plus "order_id": n>}`` encoded with msgspec, so it does

@@ -12,7 +12,7 @@ def _serve(args) -> int:
 
     from engine.contracts import ConfigError
     from gateway.config import load_config
-    from gateway.server.app import serve
+    from gateway.server.process import serve
 
     try:
         config = load_config(args.config.read() if args.config else None)

@@ -96,11 +96,13 @@ def money(text: str, field: str = "amount") -> int:
         raise RpcError(RejectReason.INVALID_AMOUNT, str(exc), field=exc.field) from None
 
 
-def clearing_error(events: list) -> None:
-    """Raise the error of a refused clearing command, if it was refused."""
-    for ev in events:
-        if type(ev) is ClearingRejected:
-            raise RpcError(ev.reason, ev.detail, field=ev.field)
+def refusal(event: OrderRejected | ClearingRejected) -> RpcError:
+    """The error of a refused command: the engine's reject (data.order_id names an order it
+    concerned) or clearing's."""
+    if type(event) is ClearingRejected:
+        return RpcError(event.reason, event.detail, field=event.field)
+    extra = {} if event.order_id is None else {"order_id": event.order_id}
+    return RpcError(event.reason, event.detail, field=event.field, **extra)
 
 
 def ms_to_ns(ms: int | None) -> int | None:
@@ -127,12 +129,6 @@ def cancel_command(p: schema.OrderRef, account_id: int, ts_ns: int,
                    reason: CancelReason = CancelReason.USER) -> CancelOrder:
     return CancelOrder(ts_ns=ts_ns, account_id=account_id, order_id=p.order_id,
                        client_order_id=p.client_order_id, reason=reason)
-
-
-def rejected(event: OrderRejected) -> RpcError:
-    """Return the error of an engine reject; data.order_id names an order it concerned."""
-    extra = {} if event.order_id is None else {"order_id": event.order_id}
-    return RpcError(event.reason, event.detail, field=event.field, **extra)
 
 
 def self_trade_prevented(order_id: int) -> RpcError:
@@ -190,6 +186,15 @@ class OrderView(msgspec.Struct, gc=False):
 
 def fill_view(trade_id: int, price_ticks: int, qty: int, maker: bool) -> FillView:
     return FillView(trade_id, format_price(price_ticks), qty, "maker" if maker else "taker")
+
+
+def fill_row(trade_id: int, order_id: int, symbol: str, side: int, price_ticks: int, qty: int,
+             fee: int, maker: bool, ts_ns: int) -> dict:
+    """One fill of an account as account.fills and the ``fills`` channel show it."""
+    return {"trade_id": trade_id, "order_id": order_id, "symbol": symbol,
+            "side": "buy" if side == Side.BUY else "sell", "price": format_price(price_ticks),
+            "qty": qty, "fee": format_money(fee), "liquidity": "maker" if maker else "taker",
+            "time": ns_to_ms(ts_ns)}
 
 
 def order_view(order, fills: list[FillView], cancel_reason: str | None = None) -> OrderView:
@@ -339,3 +344,33 @@ def _scaled(value: int, decimals: int) -> str:
     sign = "-" if value < 0 else ""
     whole, part = divmod(abs(value), 10**decimals)
     return f"{sign}{whole}.{part:0{decimals}d}"
+
+
+def ticker_view(venue, feed, symbol: str) -> dict:
+    """ticker.{symbol}: the feed's book and trades, and clearing's mark, index and open
+    interest."""
+    data = feed.symbols[symbol].ticker()
+    house = venue.house
+    inst = venue.exchange.markets[symbol].instrument
+    data["open_interest"] = house.ledger.open_interest(symbol)
+    data["mark_price"] = opt_price(house.marks[symbol].price)
+    data["index_price"] = opt_price(house.index[inst.gpu_class].peek(venue.last_ts)[0])
+    return data
+
+
+def curve_view(venue, feed, gpu_class: str) -> list[dict]:
+    """The forward curve of a class (market.curve, curve.{class}): every listed contract in
+    delivery order, as published."""
+    out = []
+    marks = venue.house.marks
+    for market in venue.exchange.markets.values():
+        inst = market.instrument
+        if inst.gpu_class != gpu_class:
+            continue
+        published = feed.symbols[inst.symbol]
+        bid, ask = published.book.top(True), published.book.top(False)
+        out.append({"symbol": inst.symbol, "delivery_start": inst.delivery_start.isoformat(),
+                    "mark_price": opt_price(marks[inst.symbol].price),
+                    "best_bid": bid[0] if bid else None, "best_ask": ask[0] if ask else None,
+                    "last_price": published.last_price})
+    return sorted(out, key=lambda c: (c["delivery_start"], c["symbol"]))

@@ -8,8 +8,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 
-from engine.messages import Side, Trade
-from engine.prices import format_money, format_price
+from engine.messages import Trade
+from gateway.core.codec import fill_row
 
 WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
 
@@ -54,9 +54,6 @@ class AccountFills:
             row = fills[i * WIDTH:(i + 1) * WIDTH]
             if wanted is not None and row[2] != wanted:
                 continue
-            out.append({"trade_id": row[0], "order_id": row[1], "symbol": self.symbols[row[2]],
-                        "side": "buy" if row[3] == Side.BUY else "sell",
-                        "price": format_price(row[4]), "qty": row[5],
-                        "fee": format_money(row[6]), "liquidity": "maker" if row[7] else "taker",
-                        "time": row[8] // 1_000_000})
+            out.append(fill_row(row[0], row[1], self.symbols[row[2]], row[3], row[4], row[5],
+                                row[6], row[7], row[8]))
         return out

@@ -1,5 +1,5 @@
 """The engine and the clearing house as the gateway drives them: one writer, a clock,
-and each order's fills.
+and the order and fill histories the wire shows.
 
 All commands go through ``Venue.process``: engine commands to the engine
 (whose risk gate is the clearing house, so fills reach the ledger in the
@@ -7,8 +7,8 @@ order path), clearing commands to the house, which may ask for engine
 commands in turn (liquidation orders, a new band reference, an instrument
 settled); they run at once, at the same timestamp. The venue stamps the time
 (never backwards, so the engine accepts it) and keeps what the wire shows
-about an order that the engine does not hold, its fills and why it ended.
-Each command is handed to ``record`` (the journal) before it runs, so a
+about an order that the engine does not hold, its fills and why it ended
+(written by gateway.core.projection from each command's events). Each command is handed to ``record`` (the journal) before it runs, so a
 replay of the journal meets the same commands, including one that failed.
 
 The order histories are as many as the orders the engine retains (seven
@@ -22,10 +22,12 @@ from __future__ import annotations
 import struct
 import time
 
+import msgspec
+
 from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand
 from engine.exchange import Exchange
-from engine.messages import CancelReason, OrderCancelled, OrderExpired, Trade
+from engine.messages import CancelReason
 from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
 
@@ -33,6 +35,12 @@ PRUNE_EVERY = 100_000     # commands between checks for histories the engine has
 FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
 EXPIRED = -1                        # in `ended`: a GTD order reached its expire_at
 END_NAMES = {r.value: r.name.lower() for r in CancelReason} | {EXPIRED: "expired"}
+
+
+class Failed(msgspec.Struct, tag="failed", tag_field="type", frozen=True):
+    """Journaled after a command that raised when it ran (the request core then halted its
+    instrument): a replay must see that command raise too, and no other."""
+    seq: int
 
 
 class Venue:
@@ -76,9 +84,9 @@ class Venue:
         if isinstance(cmd, ClearingCommand):
             events, engine = self.house.process(cmd, self.market)
             for engine_cmd in engine:
-                events.extend(self._engine(engine_cmd))
+                events.extend(self.exchange.process(engine_cmd))
             return events
-        return self._engine(cmd)
+        return self.exchange.process(cmd)
 
     def market(self, symbol: str) -> tuple:
         """(best bid, best ask, last trade: ticks or None, and its book) of an instrument: the
@@ -86,25 +94,11 @@ class Venue:
         m = self.exchange.markets[symbol]
         return m.book.best_bid(), m.book.best_ask(), m.last_price, m.book
 
-    def _engine(self, cmd) -> list:
-        events = self.exchange.process(cmd)
-        fills = self.fills
-        for ev in events:
-            kind = type(ev)
-            if kind is Trade:
-                self.account_fills.record(ev, *self.house.ledger.fees_of(ev))
-                fills[ev.maker_order_id] = (fills.get(ev.maker_order_id, b"")
-                                            + FILL.pack(ev.trade_id, ev.price, ev.qty, True))
-                fills[ev.taker_order_id] = (fills.get(ev.taker_order_id, b"")
-                                            + FILL.pack(ev.trade_id, ev.price, ev.qty, False))
-            elif kind is OrderCancelled:
-                self.ended[ev.order_id] = ev.reason
-            elif kind is OrderExpired:
-                self.ended[ev.order_id] = EXPIRED
+    def counted(self) -> None:
+        """One more command's events are in the histories; forget old ones now and then."""
         self._until_prune -= 1
         if self._until_prune <= 0:
             self._prune()
-        return events
 
     def view(self, order) -> dict:
         """Return the wire view of an engine Order, with all its fills."""

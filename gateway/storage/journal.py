@@ -34,6 +34,7 @@ import msgspec
 
 from clearing.messages import ClearingCommands
 from engine.messages import EngineCommand
+from gateway.core.venue import Failed
 
 BATCH = struct.Struct("<IQII")         # payload length, first seq, records, payload crc32
 CRC = struct.Struct("<I")               # ... then the crc32 of those 20 bytes
@@ -42,12 +43,6 @@ RECORD = struct.Struct("<IQ")           # payload length, seq
 MAX_BATCH = 1 << 30                     # a bigger length is damage
 SEGMENT_BYTES = 64 << 20
 SUFFIX = ".log"
-
-
-class Failed(msgspec.Struct, tag="failed", tag_field="type", frozen=True):
-    """Journaled after a command that raised when it ran (the server then halted its
-    instrument): a replay must see that command raise too, and no other."""
-    seq: int
 
 
 def _loose(kind):
@@ -311,12 +306,29 @@ class Journal:
                 records' fate is then unknown, so the caller must stop: nothing after
                 them may be acked.
         """
+        batch = self.cut()
+        if batch is not None:
+            self.write(*batch)
+
+    def cut(self) -> tuple[bytes, int] | None:
+        """Take what is queued as one encoded batch and the seq of its last record, for
+        ``write`` (which may run in another thread); None when nothing is queued."""
         if not self._pending:
-            return
+            return None
         records, self._pending = self._pending, bytearray()
         first = self.next_seq - self._count
         data = encode_batch(first, self._count, records) + records
         self._count = 0
+        return data, self.next_seq - 1
+
+    def write(self, data: bytes, last_seq: int) -> None:
+        """Write encoded batches (one or more, in the order they were cut) ending at
+        ``last_seq`` in one write and (unless unsafe) wait for the disk; roll to a new file
+        past the size. Only one thread may write.
+
+        Raises:
+            JournalError: as ``commit``.
+        """
         try:
             view = memoryview(data)
             while view:
@@ -324,15 +336,16 @@ class Journal:
             if self.fsync:
                 os.fdatasync(self._fd)
             self._size += len(data)
-            self.committed_seq = self.next_seq - 1
+            self.committed_seq = last_seq
             if self._size >= self.segment_bytes:
-                self._open_segment()
+                self._open_segment(last_seq + 1)
         except OSError as exc:
             raise JournalError(self._path, self._size, f"cannot write: {exc}") from exc
 
-    def _open_segment(self) -> None:
-        """Start the next file; the current one stays open until the new one exists."""
-        path = self.directory / segment_name(self.next_seq)
+    def _open_segment(self, first_seq: int | None = None) -> None:
+        """Start the next file (its first record's seq is in its name; the current one
+        stays open until the new one exists)."""
+        path = self.directory / segment_name(self.next_seq if first_seq is None else first_seq)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         sync_directory(self.directory)
         old, self._fd, self._path, self._size = self._fd, fd, path, 0

@@ -39,10 +39,11 @@ from engine.prices import parse_money
 from gateway.config import AccountConfig, Config
 from gateway.core.auth import FEE_ACCOUNT, INSURANCE_ACCOUNT
 from gateway.core.feed import Feed
-from gateway.storage.journal import Failed, Journal, JournalError, Reader, Torn, cut_torn, segments, \
+from gateway.core.projection import Projection
+from gateway.storage.journal import Journal, JournalError, Reader, Torn, cut_torn, segments, \
     sync_directory
 from gateway.storage.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
-from gateway.core.venue import Venue
+from gateway.core.venue import Failed, Venue
 
 log = logging.getLogger("gpux.recovery")
 
@@ -149,6 +150,7 @@ class Replay:
 
     def __init__(self, venue: Venue, feed: Feed) -> None:
         self.venue, self.feed = venue, feed
+        self.projection = Projection(venue, feed)
         self.count = 0
         self.failed = 0             # commands that raised, as they had when they ran
         self.kinds: Counter = Counter()
@@ -181,7 +183,8 @@ class Replay:
             self._raised = seq
             log.warning("replayed command seq %s raised, as it did when it ran: %r", seq, cmd)
             return
-        self.feed.apply(events)
+        self.projection.apply(events)
+        self.projection.flush()
         if self.count % SEAL_EVERY == 0:
             self.feed.seal(())
 

@@ -27,7 +27,7 @@ from engine.contracts import date_to_ns
 from gateway.core.auth import sign
 from gateway.config import load_config
 from gateway.demo.participants import Demo, levels_of
-from gateway.server.app import Server
+from gateway.server.websocket import Server
 
 AS_OF = datetime.date(2026, 11, 25)
 SYMBOL = "H100-2027-03"
@@ -91,6 +91,7 @@ class LiveServer:
         the journal left as it is. (tests/test_crash.py kills a real process.)"""
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(TIMEOUT)
+        self.server.crash()                # its journal writer stops too
         os.close(self.server.lock)         # as the dead process's would be
         CRASHED.append(self)       # its tasks stay pending, never to run (nor be collected)
 

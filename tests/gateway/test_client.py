@@ -15,7 +15,8 @@ from gateway.client.sdk import (
     LocalBook, LoginError, backoff, book_checksum,
 )
 from gateway.core.methods import METHODS
-from gateway.server.app import HEARTBEAT, Server
+from gateway.core.effects import HEARTBEAT
+from gateway.server.websocket import Server
 from live import SYMBOL, TIMEOUT, run
 
 OTHER = "H100-2027-04"
@@ -31,11 +32,12 @@ def client_for(server: live.LiveServer, name: str | None = None, **kw) -> Client
 
 
 def session_of(server: live.LiveServer, account: str | None = None, channel: str | None = None):
-    """The server's Session logged in as ``account`` or subscribed to ``channel`` (exactly one)."""
+    """The server's Connection logged in as ``account`` or subscribed to ``channel`` (exactly
+    one); its ``state`` is the core's SessionState."""
     def find():
-        found = [s for s in server.server.sessions
-                 if (account is None or (s.account and s.account.account == account))
-                 and (channel is None or channel in s.channels)]
+        found = [c for c in server.server.connections
+                 if (account is None or (c.state.account and c.state.account.account == account))
+                 and (channel is None or channel in c.state.channels)]
         assert len(found) == 1, found
         return found[0]
     return server.call(find)
@@ -74,7 +76,7 @@ def drop_once():
     def after(session, params, result) -> None:
         if not dropped:
             dropped.append(session)
-            session.ws.transport.abort()
+            session.transport.ws.transport.abort()
     return after
 
 
@@ -353,7 +355,7 @@ def test_a_heartbeat_test_request_is_answered(live_server, monkeypatch):
         async with client_for(live_server, "viewer-1") as client:
             await client.set_heartbeat(30)
             session = session_of(live_server, account="viewer-1")
-            assert live_server.call(lambda: session.heartbeat_s) == 30
+            assert live_server.call(lambda: session.state.heartbeat_s) == 30
             live_server.call(session.push, HEARTBEAT)
             assert await asyncio.to_thread(answered.wait, TIMEOUT)
             assert client.connected
@@ -437,8 +439,8 @@ def test_reconnects_to_a_restarted_server_and_restores_the_session(make_server, 
             # The restarted server recovered the book: the order was cancelled on disconnect.
             assert book.valid and (book.seq, book.bids) == (2, [])
             session = session_of(second, account="trader-1")
-            assert second.call(lambda: (session.heartbeat_s, session.cancel_on_disconnect,
-                                        sorted(session.channels))) == \
+            assert second.call(lambda: (session.state.heartbeat_s, session.state.cancel_on_disconnect,
+                                        sorted(session.state.channels))) == \
                 (30, True, [f"book.{SYMBOL}", "orders"])
             updates = client.stream("orders")
             order = await client.place(SYMBOL, "sell", 2, "2.200")
@@ -470,6 +472,6 @@ def test_a_channel_the_restarted_server_refuses_is_dropped_and_the_rest_restored
             with pytest.raises(KeyError):
                 client.book(delisted)
             session = session_of(second, channel=f"book.{kept}")
-            assert second.call(lambda: sorted(session.channels)) == \
+            assert second.call(lambda: sorted(session.state.channels)) == \
                 [f"book.{kept}", f"trades.{kept}"]
     run(scenario())

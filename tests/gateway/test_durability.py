@@ -15,19 +15,23 @@ import time
 
 import pytest
 
-from gateway.server import session as session_module
+from gateway.core.effects import HEARTBEAT
+from gateway.server import connection as connection_module
+from gateway.server import durability as durability_module
+from gateway.server import websocket as websocket_module
+from gateway.storage import journal as journal_module
 from gateway.config import load_config
 from gateway.storage.journal import BATCH, BATCH_SIZE, JournalError, Reader, segments
 from gateway.storage.recovery import (
     DataDirBusy, build, journal_dir, recover, snapshot_dir, state_digest,
 )
-from gateway.server.app import Server
+from gateway.server.websocket import Server
 from gateway.storage.snapshots import snapshot_files
 from live import AS_OF, SYMBOL, LiveServer, Ws, run
 
 
 def state(live: LiveServer) -> dict:
-    return live.call(live.server.state)
+    return live.call(live.server.core.state)
 
 
 def trade_a_little(live: LiveServer, tag: str = "") -> dict:
@@ -257,16 +261,44 @@ def test_another_listing_date_is_refused_for_a_data_directory(make_server):
 
 
 def test_nothing_reaches_a_client_before_its_command_is_committed(make_server, monkeypatch):
-    """Every frame queued for any connection is queued with the journal fully committed."""
-    queued, early = [], []
-    enqueue = session_module.Session._enqueue
+    """Every frame a connection queues comes from a turn whose commands the writer thread
+    had on disk (past its fdatasync), though the loop went on meanwhile: with a slow disk,
+    turns pile up behind the sync and still go out in order, each after its own."""
+    queued, early, outside = [], [], []
+    sealed_at: dict[int, int] = {}
+    releasing = [False]
+    real_sync = journal_module.os.fdatasync
+    real_seal = durability_module.Durability.seal
+    real_release = websocket_module.Server._release
+    real_enqueue = connection_module.Connection._enqueue
 
-    def checked(self, frame):
+    def slow_sync(fd):
+        time.sleep(0.005)
+        real_sync(fd)
+
+    def seal(self, outbox):
+        sealed_at[id(outbox)] = self.journal.next_seq - 1      # what the turn journaled
+        real_seal(self, outbox)
+
+    def release(self, outbox):
+        if self.journal.committed_seq < sealed_at.get(id(outbox), 0):
+            early.append(outbox)
+        releasing[0] = True
+        try:
+            real_release(self, outbox)
+        finally:
+            releasing[0] = False
+
+    def enqueue(self, frame):
         queued.append(frame)
-        if live.server.journal.pending:
-            early.append(frame)
-        enqueue(self, frame)
-    monkeypatch.setattr(session_module.Session, "_enqueue", checked)
+        if not releasing[0] and frame != HEARTBEAT:
+            outside.append(frame)
+        real_enqueue(self, frame)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", slow_sync)
+    monkeypatch.setattr(durability_module.Durability, "seal", seal)
+    monkeypatch.setattr(websocket_module.Server, "_release", release)
+    monkeypatch.setattr(connection_module.Connection, "_enqueue", enqueue)
     live = make_server()
 
     async def scenario():
@@ -283,7 +315,7 @@ def test_nothing_reaches_a_client_before_its_command_is_committed(make_server, m
         reader.cancel()
         await watcher.close()
     run(scenario())
-    assert len(queued) > 25 and early == []
+    assert len(queued) > 25 and early == [] and outside == []
 
 
 def test_the_funding_deposits_are_made_once(make_server):
@@ -307,10 +339,10 @@ def test_background_snapshots_roll_and_prune_the_journal(make_server):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         snapshots = snapshot_files(snapshot_dir(live.data_dir))
-        if snapshots and live.call(lambda: live.server._background.pid) is None:
+        if snapshots and live.call(lambda: live.server.durability._background.pid) is None:
             break
         time.sleep(0.1)
-    live.call(live.server._maybe_snapshot)          # reaps the child and prunes
+    live.call(live.server.durability.maybe_snapshot)          # reaps the child and prunes
     (covered, _), = snapshot_files(snapshot_dir(live.data_dir))
     files = segments(journal_dir(live.data_dir))
     assert 1 < files[0][0] <= covered + 1, (files, covered)     # the covered files are gone
@@ -376,12 +408,12 @@ def test_a_snapshot_taken_mid_turn_holds_the_market_data_of_its_commands(make_se
     server = live.server
 
     def place_then_snapshot():
-        server.submit(PlaceOrder(ts_ns=server.venue.now(), account_id=1, symbol=SYMBOL,
-                                 side=Side.SELL, qty=10, price=2150))
-        server._maybe_snapshot()
-        return server._background.seq
+        server.core.submit(PlaceOrder(ts_ns=server.venue.now(), account_id=1, symbol=SYMBOL,
+                                      side=Side.SELL, qty=10, price=2150))
+        server.durability.maybe_snapshot()
+        return server.durability._background.seq
     seq = live.call(place_then_snapshot)
-    assert live.call(server._background.wait) is True
+    assert live.call(server.durability._background.wait) is True
     before = state(live)
     live.crash()
     again = live.restart()
@@ -440,7 +472,6 @@ def test_a_roll_that_fails_is_a_journal_failure_and_keeps_the_open_file(tmp_path
     """No new file (fds exhausted, disk full): the commit raises JournalError, which stops
     the server; the file in use stays open and whole."""
     from engine.messages import Timer
-    from gateway.storage import journal as journal_module
     journal = journal_module.Journal(tmp_path, 1, segment_bytes=4096)
     opened = journal_module.os.open
 

@@ -29,7 +29,7 @@ async def stalled_client(live, channels: list[str]):
 
 
 def anonymous_session(live):
-    return next(s for s in live.server.sessions if s.account is None)
+    return next(c for c in live.server.connections if c.state.account is None)
 
 
 async def _random_flow(ws: Ws, rng: random.Random, n: int, tag: str) -> list[dict]:
@@ -286,7 +286,8 @@ def test_cancel_on_disconnect_list_forgets_closed_orders(live_server):
     async def scenario():
         ws = await Ws.open(live_server, "trader-1")
         await ws.result("session.cancel_on_disconnect", enabled=True)
-        session = next(s for s in live_server.server.sessions if s.account is not None)
+        session = next(c.state for c in live_server.server.connections
+                       if c.state.account is not None)
         live_server.call(setattr, session, "placed_limit", 4)
         ids = [(await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1,
                                 price=f"2.0{i}0"))["order_id"] for i in range(3)]

@@ -140,7 +140,7 @@ def test_an_engine_exception_halts_that_instrument(live_server):
 
     def submit():
         try:
-            server.submit(bad)
+            server.core.submit(bad)
         except RpcError as exc:
             return exc.reason
     assert live_server.call(submit) == "internal_error"

@@ -197,8 +197,8 @@ def test_makers_hold_one_order_a_slot_and_quote_again_after_a_reconnect(live_ser
         demo.world.step = lambda: None
 
         def drop() -> None:
-            session = next(s for s in server.sessions
-                           if s.account and s.account.account == "maker-1")
+            session = next(c for c in server.connections
+                           if c.state.account and c.state.account.account == "maker-1")
             session.ws.transport.abort()
         live_server.call(drop)
         wait_for(live_server, lambda: maker_1().client.sessions >= 2)

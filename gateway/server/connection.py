@@ -1,4 +1,7 @@
-"""One websocket session: who it is, its limits, its subscriptions and its outbound queue.
+"""One websocket connection's outbound side: its queue, its writer, conflation.
+
+Who the connection is (its account, limits, subscriptions) is the core's
+SessionState (``state``); this module only moves frames to the socket.
 
 Nothing the exchange does ever waits on a client. Messages for a client go
 into its bounded queue, and at the end of each event-loop turn the server
@@ -21,16 +24,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from gateway.config import AccountConfig, Limits
-from gateway.core.limits import ORDER, REQUEST, SUBSCRIBE, TokenBucket
-
-# Close codes (RFC 6455 and the 4000-4999 application range).
-CLOSE_POLICY = 1008            # flooding after rate_limited
-CLOSE_TOO_BIG = 1009           # frame_too_large
-CLOSE_SLOW_CONSUMER = 4000
-CLOSE_HEARTBEAT_TIMEOUT = 4001
-
-PLACED_PRUNE = 4096
+from gateway.config import Limits
+from gateway.core.effects import CLOSE_SLOW_CONSUMER
+from gateway.core.session import SessionState
 
 
 class BatchingConnection(ServerConnection):
@@ -54,35 +50,25 @@ class BatchingConnection(ServerConnection):
                     self.transport.close()
 
 
-class Session:
-    """The state of one connection.
+class Connection:
+    """The outbound side of one connection.
 
     Args:
         ws: The websocket.
-        conn_id: A number for logs.
+        state: The core's state of this session (its ``transport`` is this connection).
         limits: The server's limits.
-        now: The loop clock, seconds.
         on_pending: Called when the queue gets its first frame since the last flush.
-        on_wants_snapshot: Called when a conflated session has caught up.
+        on_wants_snapshot: Called when a conflated connection has caught up.
     """
 
-    def __init__(self, ws: ServerConnection, conn_id: int, limits: Limits, now: float,
+    def __init__(self, ws: ServerConnection, state: SessionState, limits: Limits,
                  on_pending, on_wants_snapshot) -> None:
         self.ws = ws
-        self.conn_id = conn_id
+        self.state = state
+        state.transport = self
         self.limits = limits
-        self.account: AccountConfig | None = None
-        self.role = "anonymous"
-        self.buckets = self._buckets(now)
-        self.channels: set[str] = set()
         self.conflated: set[str] = set()       # channels skipped until the client catches up
-        self.strikes = 0                       # rate-limited requests in a row
-        self.cancel_on_disconnect = False
-        self.placed: set[int] = set()          # order ids this session placed
-        self.placed_limit = PLACED_PRUNE       # prune closed ones from `placed` past this
-        self.heartbeat_s = 0                   # the interval the client asked for; 0: off
         self.heartbeat_task: asyncio.Task | None = None
-        self.last_rx = now
         self.closing: tuple[int, str] | None = None     # close once the queue is sent
         self.closed = False                             # the writer has finished
         self._queue: deque[bytes] = deque()
@@ -91,21 +77,6 @@ class Session:
         self._wake = asyncio.Event()           # for the writer: drained, or closing
         self._on_pending = on_pending
         self._on_wants_snapshot = on_wants_snapshot
-
-    @property
-    def account_id(self) -> int | None:
-        return None if self.account is None else self.account.account_id
-
-    def _buckets(self, now: float) -> dict[str, TokenBucket]:
-        # The role's limits are resolved once here, not on every order.
-        spec = self.role_limits = self.limits.for_role(self.role)
-        return {ORDER: TokenBucket(spec.orders, now), REQUEST: TokenBucket(spec.requests, now),
-                SUBSCRIBE: TokenBucket(spec.subscriptions, now)}
-
-    def logged_in(self, account: AccountConfig, now: float) -> None:
-        self.account = account
-        self.role = account.role
-        self.buckets = self._buckets(now)
 
     # -- Outbound ---------------------------------------------------------------
 

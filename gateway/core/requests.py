@@ -1,0 +1,325 @@
+"""The request core: frames in, commands through the venue, an outbox of replies and
+updates out. No sockets, no event loop, no clock of its own.
+
+``handle(session, frame, now)`` decodes a frame, charges its rate limit, checks
+the role, runs the method (gateway.core.methods) and queues the reply in the
+outbox ahead of the updates the request caused; it returns the reply, the
+commands the request ran and the effects the adapter must carry out. Every
+command goes through ``submit``: the journal, the venue, then the projection,
+whose private updates are queued at once. ``seal`` ends a turn: the feed
+publishes what the turn changed and the outbox is handed over, to be released
+by the adapter once the journal holds the turn's commands.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import msgspec
+
+from engine.messages import (
+    CancelOrder, CancelReason, InstrumentStatus, RejectReason, SetInstrumentStatus,
+)
+from gateway.core import codec, schema
+from gateway.core.auth import HOUSE_ACCOUNTS
+from gateway.core.effects import CLOSE_POLICY, CLOSE_TOO_BIG
+from gateway.core.errors import RpcError
+from gateway.core.limits import ORDER, REQUEST, TokenBucket
+from gateway.core.methods import METHODS
+from gateway.core.outbox import Outbox
+from gateway.core.projection import Outcome, Projection
+from gateway.core.session import SessionState
+from gateway.core.venue import Failed
+from gateway.core.subscriptions import Subscriptions
+
+log = logging.getLogger("gpux.gateway")
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Handled(msgspec.Struct):
+    """What one request did: its encoded reply (also queued in the outbox), the commands
+    it ran, in order, and what the adapter must do besides sending."""
+    reply: bytes
+    commands: list
+    effects: list
+
+
+class Core:
+    """The exchange's request core (see the module doc).
+
+    Args:
+        venue: The engine and clearing, with its clock.
+        feed: The market data as published.
+        accounts: The configured accounts (gateway.core.auth.Accounts).
+        limits: The server's limits.
+        journal: ``append(cmd) -> seq`` and ``next_seq``; the adapter makes it durable.
+        digest: ``() -> bytes``, the state digest admin.state reports.
+        wall_clock: Nanoseconds since the epoch, for login timestamps.
+    """
+
+    def __init__(self, venue, feed, accounts, limits, journal, digest=lambda: b"",
+                 wall_clock=time.time_ns) -> None:
+        self.wall_clock = wall_clock
+        self.venue = venue
+        self.house = venue.house
+        self.feed = feed
+        self.accounts = accounts
+        self.limits = limits
+        self.journal = journal
+        self.digest = digest
+        self.snapshot_seq = 0                  # the adapter's newest snapshot
+        self.projection = Projection(venue, feed)
+        self.subscriptions = Subscriptions(venue, feed, accounts, limits.max_subscriptions)
+        self.account_buckets: dict[int, TokenBucket] = {}
+        self.out = Outbox()
+        self._commands: list | None = None     # the current request's, while it runs
+        self._effects: list = []
+        venue.record = journal.append
+
+    # -- Sessions ---------------------------------------------------------------
+
+    def open(self, conn_id: int, now: float, transport=None) -> SessionState:
+        return SessionState(conn_id, self.limits, now, transport)
+
+    def disconnected(self, session: SessionState) -> None:
+        """The connection is gone: its subscriptions end and, if it asked, its orders are
+        cancelled (reason ``disconnect``)."""
+        self.subscriptions.drop_all(session)
+        account_id = session.account_id
+        if session.cancel_on_disconnect and account_id is not None:
+            for order_id in sorted(session.placed):
+                order = self.venue.exchange.order(order_id)
+                if order is not None and order.closed_ns is None:
+                    self.submit(CancelOrder(ts_ns=self.venue.now(), account_id=account_id,
+                                            order_id=order_id, reason=CancelReason.DISCONNECT))
+
+    # -- Requests ---------------------------------------------------------------
+
+    def handle(self, session: SessionState, frame: str | bytes, now: float) -> Handled:
+        """Handle one request frame completely; its reply goes in the outbox."""
+        session.last_rx = now
+        out = self.out
+        self._commands, self._effects = [], []
+        size = len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode())
+        if size > self.limits.max_frame_bytes:
+            reply = self._reply(session, None, None, RpcError(
+                RejectReason.FRAME_TOO_LARGE, f"the frame is {size} bytes; the limit is "
+                f"{self.limits.max_frame_bytes}"))
+            out.send(session, reply)
+            out.close(session, CLOSE_TOO_BIG, "frame too large")
+            return self._handled(reply)
+        request_id = method_name = None
+        mark = len(out)            # the reply goes before the updates the request caused
+        try:
+            try:
+                request = _decode(frame)
+            except RpcError:
+                self._rate_limit(session, REQUEST, now)   # an unreadable frame costs one too
+                raise
+            request_id, method_name = request.id, request.method
+            method = METHODS.get(method_name)
+            self._rate_limit(session, method.category if method else REQUEST, now)
+            if method is None:
+                raise RpcError("method_not_found", f"no method {method_name[:64]!r}",
+                               field="method")
+            if method.roles is not None:
+                if session.account is None:
+                    raise RpcError(RejectReason.UNAUTHENTICATED,
+                                   f"{method_name} needs auth.login first")
+                if session.role not in method.roles:
+                    raise RpcError(RejectReason.FORBIDDEN, f"role {session.role} may not "
+                                   f"call {method_name}")
+            params = codec.decode_params(request.params, method.params)
+            result = method.handler(self, session, params)
+        except RpcError as exc:
+            reply = self._reply(session, request_id, None, exc)
+        except Exception:
+            # Not the frame: a login's would put its key and signature in the log.
+            log.exception("%s (id %r) failed", method_name, request_id)
+            reply = self._reply(session, request_id, None,
+                                RpcError("internal_error", "internal error"))
+        else:
+            reply = self._reply(session, request_id, result, None)
+        out.insert(mark, session, reply)
+        return self._handled(reply)
+
+    def _reply(self, session, request_id, result, error: RpcError | None) -> bytes:
+        if error is None:
+            return _encode({"jsonrpc": "2.0", "id": request_id, "result": result})
+        if request_id is None:     # an invalid request may still have a readable id
+            request_id = getattr(error, "request_id", None)
+        return _encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_wire()})
+
+    def _handled(self, reply: bytes) -> Handled:
+        handled = Handled(reply, self._commands, self._effects)
+        self._commands, self._effects = None, []
+        return handled
+
+    def _rate_limit(self, session: SessionState, category: str, now: float) -> None:
+        wait = session.buckets[category].take(now)
+        if wait == 0.0 and category == ORDER and session.account is not None:
+            bucket = self.account_buckets.get(session.account_id)
+            if bucket is None:
+                spec = session.role_limits.account_orders
+                bucket = self.account_buckets[session.account_id] = TokenBucket(spec, now)
+            wait = bucket.take(now)
+            if wait:
+                session.buckets[category].give_back()
+        if wait == 0.0:
+            session.strikes = 0
+            return
+        session.strikes += 1
+        if session.strikes >= self.limits.flood_strikes:
+            self.out.close(session, CLOSE_POLICY, "flooding: rate limit exceeded repeatedly")
+        retry_ms = math.ceil(wait * 1000)
+        raise RpcError(RejectReason.RATE_LIMITED, f"too many {category}; retry after "
+                       f"{retry_ms} ms", retry_after_ms=retry_ms)
+
+    # -- What methods use ---------------------------------------------------------
+
+    def effect(self, effect) -> None:
+        self._effects.append(effect)
+
+    def login(self, session: SessionState, p: schema.Login) -> dict:
+        if session.account is not None:
+            raise RpcError(RejectReason.ALREADY_LOGGED_IN, f"the session is logged in as "
+                           f"{session.account.account}")
+        account = self.accounts.login(p.api_key, p.timestamp, p.nonce, p.signature,
+                                      self.wall_clock() // codec.NS_PER_MS)
+        session.logged_in(account, session.last_rx)
+        return {"account": account.account, "role": account.role,
+                "account_id": account.account_id}
+
+    def market(self, symbol: str):
+        """Return the listed instrument's Market, or raise unknown_instrument."""
+        market = self.venue.exchange.markets.get(symbol)
+        if market is None:
+            raise RpcError(RejectReason.UNKNOWN_INSTRUMENT, f"{symbol[:40]!r} is not listed",
+                           field="symbol")
+        return market
+
+    def remember(self, session: SessionState, order_id: int) -> None:
+        """The session placed this order (cancel-on-disconnect's list)."""
+        orders = self.venue.exchange.orders
+        session.remember(order_id, lambda i: i in orders and orders[i].closed_ns is None)
+
+    def account_name(self, account_id: int) -> str:
+        """The name of an account, or of one of the house's own (the insurance fund)."""
+        account = self.accounts.by_id.get(account_id)
+        if account is not None:
+            return account.account
+        return next((a.account for a in HOUSE_ACCOUNTS.values() if a.account_id == account_id),
+                    str(account_id))
+
+    def state(self) -> dict:
+        """The last journaled seq and the digest of the state after it (admin.state)."""
+        self.projection.flush()
+        return {"seq": self.journal.next_seq - 1, "state_hash": self.digest().hex(),
+                "snapshot_seq": self.snapshot_seq}
+
+    # -- Commands -----------------------------------------------------------------
+
+    def submit(self, cmd) -> Outcome:
+        """Run a command; its private updates are queued now, its market data at seal.
+
+        An exception from the engine is a bug: the instrument is halted so it
+        cannot trade on a state that may be wrong, and the request gets
+        internal_error.
+        """
+        if self._commands is not None:
+            self._commands.append(cmd)
+        journaled_at = self.journal.next_seq
+        try:
+            events = self.venue.process(cmd)
+        except Exception:
+            self._failed(cmd, journaled_at)
+        projection = self.projection
+        projection.listening, projection.admin = self.subscriptions.listening()
+        outcome = projection.apply(events)
+        if projection.listening:
+            self.subscriptions.publish_private(outcome, self.out)
+        if outcome.admin:
+            self.subscriptions.publish_admin(outcome.admin, self.account_name, self.out)
+        return outcome
+
+    def _failed(self, cmd, journaled_at: int):
+        log.exception("engine failed on %r", cmd)
+        if self.journal.next_seq > journaled_at:     # a replay must see it raise too
+            self.journal.append(Failed(seq=journaled_at))
+        symbol = self._symbol_of(cmd)
+        if symbol is None:
+            raise RpcError("internal_error", "internal error") from None
+        try:
+            events = self.venue.process(SetInstrumentStatus(
+                ts_ns=self.venue.now(), symbol=symbol, status=InstrumentStatus.HALTED))
+        except Exception:
+            log.exception("halting %s failed too", symbol)
+            raise RpcError("internal_error", "internal error") from None
+        self.projection.apply(events)
+        raise RpcError("internal_error", f"internal error; {symbol} is halted") from None
+
+    def _symbol_of(self, cmd) -> str | None:
+        """The instrument a failed command was about, to halt it."""
+        exchange = self.venue.exchange
+        symbol = getattr(cmd, "symbol", None)
+        if symbol is None and getattr(cmd, "order_id", None) is not None:
+            order = exchange.order(cmd.order_id)
+            symbol = order.symbol if order is not None else None
+        if symbol is None and getattr(cmd, "client_order_id", None) is not None:
+            order = exchange.order_by_client_id(cmd.account_id, cmd.client_order_id)
+            symbol = order.symbol if order is not None else None
+        return symbol if symbol in exchange.markets else None
+
+    # -- Turns --------------------------------------------------------------------
+
+    def resync(self, session: SessionState, channels) -> None:
+        """A connection whose streams were conflated has caught up: their current state."""
+        subscriptions = self.subscriptions
+        for channel in sorted(channels):
+            if channel in session.channels:
+                self.out.current(session, channel, subscriptions.current(channel))
+
+    def tick(self) -> None:
+        """Tickers and curves that changed since the last tick (at most every 100 ms)."""
+        projection, subscriptions, out = self.projection, self.subscriptions, self.out
+        projection.flush()
+        curves, projection.curve_dirty = projection.curve_dirty, set()
+        for gpu_class in sorted(curves):
+            subscriptions.publish_current(f"curve.{gpu_class}", out)
+        dirty, self.feed.ticker_dirty = self.feed.ticker_dirty, set()
+        for symbol in dirty:
+            subscriptions.publish_current(f"ticker.{symbol}", out)
+
+    def seal(self) -> Outbox:
+        """End the turn: publish what it changed and hand over its outbox."""
+        projection, subscriptions = self.projection, self.subscriptions
+        out = self.out
+        projection.flush()
+        subscriptions.publish_feed(out)
+        if projection.index_dirty:
+            classes, projection.index_dirty = projection.index_dirty, set()
+            for gpu_class in sorted(classes):
+                subscriptions.publish_current(f"index.{gpu_class}", out)
+        self.out = Outbox()
+        return out
+
+
+def _decode(frame: str | bytes) -> schema.Request:
+    try:
+        return msgspec.json.decode(frame, type=schema.Request)
+    except msgspec.ValidationError as exc:
+        text = frame.lstrip()[:1]
+        if text in ("[", b"["):
+            raise RpcError("batch_not_supported", "batch requests are not supported: "
+                           "send one request per frame") from None
+        error = RpcError("invalid_request", f"not a JSON-RPC 2.0 request: {exc}")
+        try:
+            error.request_id = msgspec.json.decode(frame, type=schema.RequestId).id
+        except msgspec.DecodeError:
+            pass
+        raise error from None
+    except msgspec.DecodeError as exc:
+        raise RpcError("parse_error", f"the frame is not valid JSON: {exc}") from None
+

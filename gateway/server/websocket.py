@@ -1,0 +1,321 @@
+"""The websocket and HTTP server: connections in, the request core, frames out.
+
+One event loop (uvloop) and one writer of the engine: each frame is handed to
+the core (gateway.core.requests) and run to completion synchronously, so no
+lock is needed and the order of commands is the order frames were read. At
+the end of a turn ``seal`` takes the core's outbox (replies, private updates,
+market data, each encoded once) and gives it to the durability worker, which
+releases it once the journal holds the turn's commands; then each
+connection's share goes to its socket in one write.
+
+The timers are here too: the ticker (tickers and curves, at most every 100
+ms), the scheduler's periodic commands, snapshots, and each session's
+heartbeat. On start the state is recovered from the data directory
+(gateway.storage.recovery).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import websockets
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request as HttpRequest
+
+from gateway.config import Config
+from gateway.core.auth import Accounts, demo_accounts
+from gateway.core.effects import CLOSE_HEARTBEAT_TIMEOUT, HEARTBEAT, Heartbeat
+from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
+from gateway.core.requests import Core
+from gateway.core.scheduler import Scheduler
+from gateway.server.connection import BatchingConnection, Connection
+from gateway.server.durability import Durability
+from gateway.storage.recovery import (
+    build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover,
+    state_digest,
+)
+from gateway.web.pages import StaticPages
+
+log = logging.getLogger("gpux.gateway")
+
+WS_PATH = "/ws"
+TICKER_INTERVAL_S = 0.1
+TIMER_INTERVAL_S = 1.0
+
+
+class Server:
+    """The exchange behind a websocket endpoint.
+
+    Args:
+        config: Products, accounts, limits and durability (gateway.config).
+        data_dir: The demo accounts, the journal and the snapshots.
+        as_of: The listing date of a new data directory; default the config's, else
+            today (UTC). A directory keeps the date it was first started with.
+        clock: Nanoseconds since the epoch; tests pass their own.
+
+    Raises:
+        DataDirBusy: another server is running on ``data_dir``.
+        ConfigError: ``as_of`` differs from the data directory's listing date.
+        JournalError: the journal is damaged other than at its very end.
+    """
+
+    def __init__(self, config: Config, data_dir: Path, *, as_of: datetime.date | None = None,
+                 clock=time.time_ns) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.data_dir = data_dir
+        self.journal = None
+        self.lock = lock_data_dir(data_dir)
+        try:
+            self._recover(as_of, clock)
+        except BaseException:
+            if self.journal is not None:
+                self.journal.close(commit=False)
+            os.close(self.lock)
+            raise
+        self.connections: set[Connection] = set()
+        self.durability: Durability | None = None
+        self._resync: set[Connection] = set()
+        self._flushes: list[Connection] = []
+        self._seal_scheduled = False
+        self._flush_scheduled = False
+        self._next_conn = 1
+        self._ws_server = None
+        self._tasks: list[asyncio.Task] = []
+        self.pages = StaticPages()
+        self.port: int | None = None
+
+    def _recover(self, as_of: datetime.date | None, clock) -> None:
+        """The state from the data directory (or a new exchange), with its journal open."""
+        config, data_dir = self.config, self.data_dir
+        self.account_list = list(config.account) or demo_accounts(data_dir)
+        self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
+        as_of = listing_date(data_dir, as_of or config.server.as_of)
+        accounts = list(self.accounts.by_id.values())
+        self.recovered = recover(data_dir, lambda: build(config, as_of, accounts, clock))
+        venue, feed = self.venue, self.feed = self.recovered.venue, self.recovered.feed
+        check_listing(venue, config, as_of)
+        venue.clock = clock
+        self.house = venue.house
+        self.instruments = [m.instrument for m in venue.exchange.markets.values()]
+        self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
+        self.core = Core(venue, feed, self.accounts, config.limits, self.journal,
+                         digest=lambda: state_digest(venue, feed))
+        self.core.snapshot_seq = self.recovered.snapshot_seq
+        if self.journal.next_seq == 1:          # a new exchange: the configured funding
+            for deposit in funding(accounts, venue.now(), config.clearing.insurance_fund):
+                self.core.submit(deposit)
+            self.journal.commit()
+
+    # -- Lifecycle ------------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Listen (port 0 picks a free port; ``self.port`` says which) and start the timers."""
+        host = host if host is not None else self.config.server.host
+        port = port if port is not None else self.config.server.port
+        self.loop = asyncio.get_running_loop()
+        self.durability = Durability(self.journal, self.loop, self._release, self.data_dir,
+                                     self.config.journal, (self.venue, self.feed),
+                                     self.recovered.snapshot_seq, self.seal)
+        self._ws_server = await websockets.serve(
+            self._connection, host, port, create_connection=BatchingConnection,
+            process_request=self._route, compression=None,
+            max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
+            ping_interval=20, ping_timeout=20)
+        self.port = self._ws_server.sockets[0].getsockname()[1]
+        self._tasks = [self.loop.create_task(self._tick_tickers()),
+                       self.loop.create_task(self._tick_timers())]
+
+    def local_url(self, host: str | None = None) -> str:
+        """The websocket URL a client on this machine reaches the server at."""
+        host = host if host is not None else self.config.server.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}{WS_PATH}"
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection (code 1001), stop the timers, and leave a
+        snapshot of the final state beside the journal."""
+        for task in self._tasks:
+            task.cancel()
+        if self._ws_server is not None:
+            self._ws_server.close(close_connections=True)
+            await self._ws_server.wait_closed()
+        self.close()
+
+    def close(self) -> None:
+        """Commit what is pending, write a snapshot (a clean shutdown's) and close the
+        journal."""
+        if self.journal.closed:
+            return
+        try:
+            self.seal()
+            if self.durability is None:         # never started: nothing to release
+                self.journal.close()
+            else:
+                self.durability.close()
+        finally:
+            os.close(self.lock)
+
+    def crash(self) -> None:
+        """Stop writing the journal at once, dropping what has not been written, as a crash
+        would (for tests that restart on the same directory in this process)."""
+        if self.durability is not None:
+            self.durability.halt()
+
+    # -- Connections ----------------------------------------------------------------
+
+    def _route(self, connection: ServerConnection, request: HttpRequest):
+        """A websocket handshake on /ws goes on; a plain GET gets the market page's files."""
+        upgrade = any(v.strip().lower() == "websocket"
+                      for v in request.headers.get_all("Upgrade"))   # the header may repeat
+        if request.path.split("?", 1)[0] == WS_PATH:
+            return None         # without an upgrade, websockets answers 426 itself
+        if upgrade:
+            return connection.respond(404, f"gpux: the websocket endpoint is {WS_PATH}\n")
+        return self.pages.respond(connection, request)
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        if self.limits.socket_send_buffer:
+            sock = ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer)
+        state = self.core.open(self._next_conn, self.loop.time())
+        conn = Connection(ws, state, self.limits, self._wants_flush, self._wants_snapshot)
+        self._next_conn += 1
+        self.connections.add(conn)
+        writer = self.loop.create_task(conn.writer())
+        core, loop = self.core, self.loop
+        try:
+            async for frame in ws:
+                handled = core.handle(state, frame, loop.time())
+                for effect in handled.effects:
+                    if type(effect) is Heartbeat:
+                        self._set_heartbeat(conn, effect.interval)
+                self._schedule_seal()
+                if conn.closing is not None:
+                    break
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            try:
+                self.connections.discard(conn)
+                if conn.heartbeat_task is not None:
+                    conn.heartbeat_task.cancel()
+                core.disconnected(state)
+                self._schedule_seal()
+            finally:
+                if not writer.done():
+                    conn.close(1000, "")
+                    await asyncio.wait([writer], timeout=3)
+                    writer.cancel()
+
+    def _set_heartbeat(self, conn: Connection, interval: int) -> None:
+        if conn.heartbeat_task is not None:
+            conn.heartbeat_task.cancel()
+            conn.heartbeat_task = None
+        if interval:
+            conn.heartbeat_task = self.loop.create_task(self._heartbeat(conn, interval))
+
+    async def _heartbeat(self, conn: Connection, interval: int) -> None:
+        while conn.closing is None:
+            await asyncio.sleep(interval)
+            if self.loop.time() - conn.state.last_rx > 2 * interval:
+                self.core.out.close(conn.state, CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                self._schedule_seal()
+                return
+            conn.push(HEARTBEAT)
+
+    # -- Turns ----------------------------------------------------------------------
+
+    def _schedule_seal(self) -> None:
+        if not self._seal_scheduled:
+            self._seal_scheduled = True
+            self.loop.call_soon(self.seal)
+
+    def seal(self) -> None:
+        """End the turn: the core's outbox goes to durability, to be released once the
+        journal holds the turn's commands; then connections that got frames write them."""
+        self._seal_scheduled = True      # what is queued during the seal goes out with it
+        if self._resync:
+            resync, self._resync = self._resync, set()
+            for conn in resync:
+                channels, conn.conflated = conn.conflated, set()
+                self.core.resync(conn.state, channels)
+        outbox = self.core.seal()
+        if self.durability is None:
+            self.journal.commit()
+            self._release(outbox)
+        else:
+            self.durability.seal(outbox)
+        self._flush()
+        self._seal_scheduled = False
+
+    def _release(self, outbox: Outbox) -> None:
+        """Hand each connection its frames of a turn whose commands are on disk."""
+        for kind, state, payload, channel in outbox.entries:
+            conn = state.transport
+            if conn is None:
+                continue
+            if kind is SEND:
+                conn.push(payload)
+            elif kind is LATEST:
+                conn.push_latest(channel, payload)
+            elif kind is CURRENT:
+                conn.conflated.discard(channel)
+                conn.push(payload)
+            elif kind is CLOSE:
+                conn.close(*payload)
+
+    def _flush(self) -> None:
+        """Each connection that got frames writes them, in one write each."""
+        self._flush_scheduled = False
+        flushes, self._flushes = self._flushes, []
+        for conn in flushes:
+            conn.flush()
+
+    def _wants_flush(self, conn: Connection) -> None:
+        self._flushes.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _wants_snapshot(self, conn: Connection) -> None:
+        self._resync.add(conn)
+        self._schedule_seal()
+
+    # -- Timers ---------------------------------------------------------------------
+
+    async def _tick_tickers(self) -> None:
+        """Publish the ticker of each symbol that changed, at most every 100 ms."""
+        while True:
+            await asyncio.sleep(TICKER_INTERVAL_S)
+            try:
+                self.core.tick()
+                self._schedule_seal()
+            except Exception:
+                log.exception("publishing tickers failed")
+
+    async def _tick_timers(self) -> None:
+        """Every interval: a snapshot if one is due, and the scheduler's commands."""
+        schedule = self.config.schedule
+        scheduler = Scheduler(schedule, self.house, self.venue.now())
+        while True:
+            await asyncio.sleep(min(TIMER_INTERVAL_S, schedule.mark_interval_s))
+            try:
+                self.durability.maybe_snapshot()
+                self.core.snapshot_seq = self.durability.snapshot_seq
+            except Exception:
+                log.exception("starting a snapshot failed")
+            for command in scheduler.commands(self.venue.now()):
+                try:
+                    self.core.submit(command)
+                except Exception:
+                    log.exception("the scheduled %s failed", type(command).__name__)
+            self._schedule_seal()
