@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import msgspec
 from sortedcontainers import SortedDict
@@ -52,10 +52,12 @@ PRIVATE_CHANNELS = frozenset({"orders", "fills", "positions", "margin"})
 
 # Requests that may be sent again on a new session when the old one died before
 # answering: reads, session settings, and order entry, which client_order_id
-# (place) or the order's own state (replace, cancel) makes idempotent.
+# (place) or the order's own state (replace, cancel) makes idempotent; a mass quote
+# sets its slots to a state, which a second time leaves as it is.
 # index.submit and admin.* are not: a second deposit is a second deposit.
 RESENDABLE = frozenset({
-    "order.place", "order.replace", "order.cancel", "order.cancel_all", "order.list",
+    "order.place", "order.replace", "order.cancel", "order.cancel_all", "order.mass_quote",
+    "order.cancel_quotes", "order.list",
     "order.get", "session.test", "session.heartbeat", "session.cancel_on_disconnect",
     "subscribe", "unsubscribe", "market.instruments", "market.book", "market.trades",
     "market.index", "market.curve", "account.summary", "account.positions", "account.fills",
@@ -826,6 +828,28 @@ class Client:
         After a resend the count is the second attempt's.
         """
         return (await self.call("order.cancel_all", **_params(symbol=symbol)))["cancelled"]
+
+    async def mass_quote(self, quotes: Iterable[dict], *,
+                         post_only: bool | None = None) -> list[dict]:
+        """Set up to 100 quote slots in one request (market makers).
+
+        Args:
+            quotes: Each ``{"symbol", "side", "price", "qty", "level"?}``: the slot
+                (symbol, side, level 0..9) and what it should show; ``qty`` 0 removes it.
+                Prices as for ``place``.
+            post_only: Default true on the server.
+
+        Returns:
+            One ``{symbol, side, level, order, error}`` per quote, in order: the order
+            holding the slot (or None) and the slot's own refusal (or None).
+        """
+        slots = [dict(q, price=_price(q["price"])) for q in quotes]
+        result = await self.call("order.mass_quote", **_params(quotes=slots, post_only=post_only))
+        return result["quotes"]
+
+    async def cancel_quotes(self, symbol: str | None = None) -> int:
+        """Remove the account's quotes (of one symbol); returns how many were cancelled."""
+        return (await self.call("order.cancel_quotes", **_params(symbol=symbol)))["cancelled"]
 
     async def orders(self, symbol: str | None = None) -> list[dict]:
         """Return the account's open orders."""

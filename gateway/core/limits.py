@@ -21,16 +21,19 @@ class TokenBucket:
         self.tokens = float(spec.burst)
         self.stamp = now
 
-    def take(self, now: float) -> float:
-        """Take a token; return 0.0, or the seconds until one is there (nothing taken)."""
+    def take(self, now: float, n: int = 1) -> float:
+        """Take ``n`` tokens; return 0.0, or the seconds until they are there (nothing taken;
+        infinity when ``n`` is more than the bucket holds)."""
         tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
-            return 0.0
         self.tokens = tokens
-        return (1.0 - tokens) / self.rate       # rate > 0: the config refuses 0
+        if tokens >= n:
+            self.tokens = tokens - n
+            return 0.0
+        if n > self.burst:
+            return float("inf")
+        return (n - tokens) / self.rate       # rate > 0: the config refuses 0
 
-    def give_back(self) -> None:
-        """Return a token taken by a message another bucket then refused."""
-        self.tokens = min(self.burst, self.tokens + 1.0)
+    def give_back(self, n: int = 1) -> None:
+        """Return tokens taken by a message another bucket then refused."""
+        self.tokens = min(self.burst, self.tokens + n)

@@ -14,8 +14,8 @@ from typing import Callable, NamedTuple
 import msgspec
 
 from engine.messages import (
-    CancelAll, InstrumentStatus, OrderAccepted, OrderDuplicate, OrderReplaced, RejectReason,
-    SetInstrumentStatus,
+    CancelAll, CancelOrder, InstrumentStatus, OrderAccepted, OrderDuplicate, OrderReplaced,
+    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus,
 )
 from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
@@ -26,8 +26,10 @@ from gateway.core.errors import RpcError
 from gateway.core.auth import HOUSE_ACCOUNTS
 from gateway.core.limits import ORDER, REQUEST, SUBSCRIBE
 from gateway.core.effects import Heartbeat
+from gateway.core.venue import QUOTE_PREFIX
 
 TRADING = frozenset({"trader", "market_maker"})
+MAKERS = frozenset({"market_maker"})
 ADMIN = frozenset({"admin"})
 PROVIDERS = frozenset({"index_provider"})
 
@@ -86,13 +88,17 @@ def cancel_on_disconnect(core, session, p: schema.CancelOnDisconnect):
 def place(core, session, p: schema.Place):
     account_id = session.account_id
     exchange = core.venue.exchange
-    limit = session.role_limits.max_open_orders
-    if exchange.open_order_count(account_id) >= limit and not (
-            p.client_order_id and exchange.order_by_client_id(account_id, p.client_order_id)):
-        raise RpcError(RejectReason.TOO_MANY_ORDERS, f"the account has {limit} open orders, "
-                       f"the most its role may have", limit=limit)
+    if not (p.client_order_id and exchange.order_by_client_id(account_id, p.client_order_id)):
+        _room_for_an_order(core, session)
     outcome = core.submit(codec.place_command(p, account_id, core.venue.now()))
     return _placed(core, session, outcome)
+
+
+def _room_for_an_order(core, session) -> None:
+    limit = session.role_limits.max_open_orders
+    if core.venue.exchange.open_order_count(session.account_id) >= limit:
+        raise RpcError(RejectReason.TOO_MANY_ORDERS, f"the account has {limit} open orders, "
+                       f"the most its role may have", limit=limit)
 
 
 def _placed(core, session, outcome):
@@ -143,6 +149,95 @@ def cancel_all(core, session, p: schema.SymbolFilter):
                                     symbol=p.symbol))
     _refused(outcome)
     return {"cancelled": outcome.user_cancels.get(session.account_id, 0)}
+
+
+def mass_quote(core, session, p: schema.MassQuote):
+    """Set up to 100 quote slots at once; each slot's refusal is its own (PROTOCOL.md 1.1)."""
+    slots = [(q.symbol, q.side, q.level) for q in p.quotes]
+    if len(set(slots)) != len(slots):
+        raise RpcError("invalid_params", "a quote slot (symbol, side, level) appears twice",
+                       field="quotes")
+    core.charge_orders(session, len(p.quotes) - 1, "quotes")
+    results = []
+    for q in p.quotes:
+        try:
+            order, error = _quote(core, session, q, p.post_only), None
+            if order is not None and order.remaining_qty and order.status != "cancelled":
+                core.remember(session, order.order_id)      # this session answers for it
+        except RpcError as exc:
+            order, error = _slot_order(core, session, q), exc.to_wire()
+        results.append({"symbol": q.symbol, "side": q.side, "level": q.level, "order": order,
+                        "error": error})
+    return {"quotes": results}
+
+
+def _quote(core, session, q: schema.QuoteSlot, post_only: bool):
+    """Make one slot show ``q``: place, replace in place, or remove its order.
+
+    The slot's order is replaced in place while it has no fills, or when only its
+    quantity falls (it keeps its time priority then); a partly filled order asked
+    for a new price or more is cancelled and a new one holds the slot. A refused
+    change leaves the slot as it was.
+    """
+    venue, account_id = core.venue, session.account_id
+    side = codec.SIDES[q.side]
+    price = codec.price(q.price, "price")
+    if q.qty < 0:
+        raise RpcError(RejectReason.INVALID_QUANTITY, "qty is the quantity the quote should "
+                       "show: 0 removes it", field="qty")
+    order = venue.quote(account_id, q.symbol, int(side), q.level)
+    now = venue.now()
+    if order is None:
+        return None if q.qty == 0 else _new_quote(core, session, q, side, price, post_only)
+    if q.qty == 0:
+        return _cancelled(core, account_id, order.order_id, now)
+    if order.price == price and order.leaves_qty == q.qty:
+        return venue.view(order)
+    if order.filled_qty == 0 or (order.price == price and q.qty < order.leaves_qty):
+        outcome = core.submit(ReplaceOrder(ts_ns=now, account_id=account_id,
+                                           order_id=order.order_id, price=price,
+                                           qty=order.filled_qty + q.qty))
+        _refused(outcome)
+        return outcome.view(order.order_id)
+    _cancelled(core, account_id, order.order_id, now)
+    return _new_quote(core, session, q, side, price, post_only)
+
+
+def _new_quote(core, session, q: schema.QuoteSlot, side, price: int, post_only: bool):
+    _room_for_an_order(core, session)
+    outcome = core.submit(PlaceOrder(
+        ts_ns=core.venue.now(), account_id=session.account_id, symbol=q.symbol, side=side,
+        qty=q.qty, order_type=OrderType.LIMIT, price=price, post_only=post_only,
+        client_order_id=f"{QUOTE_PREFIX}{q.level}:{core.journal.next_seq}"))
+    return _placed(core, session, outcome)
+
+
+def _cancelled(core, account_id: int, order_id: int, now: int):
+    outcome = core.submit(CancelOrder(ts_ns=now, account_id=account_id, order_id=order_id))
+    _refused(outcome)
+    return outcome.view(order_id)
+
+
+def _slot_order(core, session, q: schema.QuoteSlot):
+    """The view of the order holding a slot now (after a refusal), or None."""
+    order = core.venue.quote(session.account_id, q.symbol, int(codec.SIDES[q.side]), q.level)
+    return None if order is None else core.venue.view(order)
+
+
+def cancel_quotes(core, session, p: schema.SymbolFilter):
+    """Remove the account's quotes (of one symbol, if named)."""
+    if p.symbol is not None:
+        core.market(p.symbol)
+    venue, account_id = core.venue, session.account_id
+    cancelled = 0
+    for (owner, symbol, side, level) in sorted(venue.quotes):
+        if owner != account_id or (p.symbol is not None and symbol != p.symbol):
+            continue
+        order = venue.quote(owner, symbol, side, level)
+        if order is not None:
+            _cancelled(core, account_id, order.order_id, venue.now())
+            cancelled += 1
+    return {"cancelled": cancelled}
 
 
 def list_orders(core, session, p: schema.SymbolFilter):
@@ -313,6 +408,8 @@ METHODS: dict[str, Method] = {
     "order.replace": Method(replace, schema.Replace, ORDER, TRADING),
     "order.cancel": Method(cancel, schema.OrderRef, ORDER, TRADING),
     "order.cancel_all": Method(cancel_all, schema.SymbolFilter, ORDER, TRADING),
+    "order.mass_quote": Method(mass_quote, schema.MassQuote, ORDER, MAKERS),
+    "order.cancel_quotes": Method(cancel_quotes, schema.SymbolFilter, ORDER, MAKERS),
     "order.list": Method(list_orders, schema.SymbolFilter, REQUEST, TRADING),
     "order.get": Method(get_order, schema.OrderRef, REQUEST, TRADING),
     "market.instruments": Method(instruments, schema.NoParams, REQUEST, None),

@@ -4,8 +4,8 @@ A command's events change three things besides the engine and clearing, and
 each is derived here and nowhere else:
 
 - state kept with the venue (replayed from the journal like the engine): each
-  order's fills and why it ended, and each account's fill history, with the
-  fee clearing booked for each fill;
+  order's fills and why it ended, each account's fill history, with the fee
+  clearing booked for each fill, and which order holds each quote slot;
 - the market data the next seal publishes (the feed takes the events that move
   books, trades, tickers and the index history), and the index and curve
   channels that changed;
@@ -28,7 +28,7 @@ from engine.messages import (
     OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, Trade,
 )
 from gateway.core.codec import OrderView, fill_row
-from gateway.core.venue import EXPIRED, FILL
+from gateway.core.venue import EXPIRED, FILL, QUOTE_PREFIX
 
 ORDER_EVENTS = (OrderAccepted, OrderCancelled, OrderReplaced, OrderExpired, OrderTriggered,
                 OrderReduced)
@@ -138,6 +138,11 @@ class Projection:
                             ev.account_id, 0) + 1
                 elif kind is OrderExpired:
                     ended[ev.order_id] = EXPIRED
+                elif kind is OrderAccepted:
+                    cid = ev.client_order_id
+                    if cid is not None and cid.startswith(QUOTE_PREFIX):
+                        venue.quotes[(ev.account_id, ev.symbol, int(ev.side),
+                                      int(cid.split(":", 2)[1]))] = ev.order_id
                 if out.order_event is None and kind in ORDER_OUTCOMES:
                     out.order_event = ev
                 if listening:

@@ -157,16 +157,18 @@ class Core:
         self._commands, self._effects = None, []
         return handled
 
-    def _rate_limit(self, session: SessionState, category: str, now: float) -> None:
-        wait = session.buckets[category].take(now)
+    def _rate_limit(self, session: SessionState, category: str, now: float, n: int = 1) -> None:
+        """Charge ``n`` tokens of the category (orders: the account's bucket too), or raise
+        rate_limited having charged none; too many refusals in a row close the connection."""
+        wait = session.buckets[category].take(now, n)
         if wait == 0.0 and category == ORDER and session.account is not None:
             bucket = self.account_buckets.get(session.account_id)
             if bucket is None:
                 spec = session.role_limits.account_orders
                 bucket = self.account_buckets[session.account_id] = TokenBucket(spec, now)
-            wait = bucket.take(now)
+            wait = bucket.take(now, n)
             if wait:
-                session.buckets[category].give_back()
+                session.buckets[category].give_back(n)
         if wait == 0.0:
             session.strikes = 0
             return
@@ -176,6 +178,22 @@ class Core:
         retry_ms = math.ceil(wait * 1000)
         raise RpcError(RejectReason.RATE_LIMITED, f"too many {category}; retry after "
                        f"{retry_ms} ms", retry_after_ms=retry_ms)
+
+    def charge_orders(self, session: SessionState, n: int, field: str) -> None:
+        """Charge ``n`` more order tokens for a request that holds several orders (its own
+        token is charged already).
+
+        Raises:
+            RpcError: rate_limited; invalid_params when the role's bursts could never hold
+                that many at once.
+        """
+        spec = session.role_limits
+        most = min(spec.orders.burst, spec.account_orders.burst)
+        if n + 1 > most:
+            raise RpcError("invalid_params", f"{n + 1} orders in one request; role "
+                           f"{session.role} may send at most {most} at once", field=field)
+        if n > 0:
+            self._rate_limit(session, ORDER, session.last_rx, n)
 
     # -- What methods use ---------------------------------------------------------
 

@@ -149,6 +149,20 @@ class CashMove(Params):
     amount: Money
 
 
+class QuoteSlot(Params):
+    """One slot of a market maker's quotes: (symbol, side, level) and what it should show."""
+    symbol: Symbol
+    side: Side
+    price: Price
+    qty: Qty                               # the open quantity wanted; 0 removes the quote
+    level: Annotated[int, msgspec.Meta(ge=0, le=9)] = 0
+
+
+class MassQuote(Params):
+    quotes: Annotated[list[QuoteSlot], msgspec.Meta(min_length=1, max_length=100)]
+    post_only: bool = True
+
+
 class FillsQuery(Params):
     symbol: Symbol | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100

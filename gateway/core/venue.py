@@ -34,6 +34,9 @@ from gateway.core.codec import fill_view, order_view
 PRUNE_EVERY = 100_000     # commands between checks for histories the engine has forgotten
 FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
 EXPIRED = -1                        # in `ended`: a GTD order reached its expire_at
+# A quote slot's order has client_order_id "q:{level}:{seq}": ":" is outside what the wire
+# lets clients choose, so only order.mass_quote makes one (gateway.core.methods).
+QUOTE_PREFIX = "q:"
 END_NAMES = {r.value: r.name.lower() for r in CancelReason} | {EXPIRED: "expired"}
 
 
@@ -61,6 +64,8 @@ class Venue:
         self.fills: dict[int, bytes] = {}     # order_id -> its fills, FILL-packed, in order
         self.ended: dict[int, int] = {}       # order_id -> CancelReason value, or EXPIRED
         self.account_fills = AccountFills(list(exchange.markets))
+        # (account_id, symbol, side, level) -> the order that last held that quote slot
+        self.quotes: dict[tuple[int, str, int, int], int] = {}
         self._until_prune = PRUNE_EVERY
 
     def __getstate__(self) -> dict:
@@ -68,6 +73,17 @@ class Venue:
         state = self.__dict__.copy()
         state["clock"] = state["record"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"quotes": {}} | state)     # a snapshot from before them
+
+    def quote(self, account_id: int, symbol: str, side: int, level: int):
+        """The open order holding the account's quote slot, or None."""
+        order_id = self.quotes.get((account_id, symbol, side, level))
+        if order_id is None:
+            return None
+        order = self.exchange.order(order_id)
+        return order if order is not None and order.closed_ns is None else None
 
     def now(self) -> int:
         """Return the timestamp for the next command: the clock, but never backwards."""

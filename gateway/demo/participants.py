@@ -183,25 +183,20 @@ class Participant:
 # -- Market makers ------------------------------------------------------------------------
 
 @dataclass
-class Quote:
-    """One quoting slot: which order holds it, at what price, whether it is live."""
-    client_order_id: str | None = None
-    price: int | None = None
-    live: bool = False
-
-
 class MarketMaker(Participant):
     """Quotes LEVELS a side on every open month, re-quoting one symbol at a time.
 
     The spread is ``spread_bps`` of fair value each side (at least 2 ticks),
     each further level ``step_bps`` out; quotes move against inventory by
-    ``skew_bps`` per ``lots_per_skew`` lots held. Orders are post-only
-    (a quote that would take is refused and tried again next round) and
-    cancelled by the server if this session drops.
+    ``skew_bps`` per ``lots_per_skew`` lots held. Each symbol's quotes are one
+    ``order.mass_quote``: the server keeps the slots, replaces what moved in
+    place and leaves the rest; its quotes are post-only (a quote that would take
+    is refused and tried again next round) and cancelled by the server if this
+    session drops.
     """
 
     LEVELS = 3
-    channels = ("orders", "positions")
+    channels = ("positions",)
 
     def __init__(self, demo: Demo, account: str, client: Client, *, spread_bps: int,
                  step_bps: int, size: int, cycle_s: float, skew_bps: int = 10,
@@ -210,19 +205,14 @@ class MarketMaker(Participant):
         self.spread_bps, self.step_bps, self.size = spread_bps, step_bps, size
         self.cycle_s = cycle_s
         self.skew_bps, self.lots_per_skew = skew_bps, lots_per_skew
-        self.quotes: dict[tuple[str, int, int], Quote] = {}     # (symbol, side, level)
-        self._by_id: dict[str, Quote] = {}
-        self._session = 0       # the client's session the slots were last reconciled with
+        # (symbol, side, level) -> (price, qty) last asked: a quote keeps its size until it
+        # moves, so an unmoved quote is left as it is (and keeps its place in the queue).
+        self.shown: dict[tuple[str, int, int], tuple[int, int]] = {}
 
     async def start(self) -> None:
-        self.client.on("orders", self._on_order)
         await self.request(self.client.set_cancel_on_disconnect(True))
+        await self.request(self.client.cancel_all())     # what an earlier run left
         await super().start()
-
-    def _on_order(self, channel: str, order: dict) -> None:
-        quote = self._by_id.get(order.get("client_order_id"))
-        if quote is not None and order["status"] in ("filled", "cancelled"):
-            quote.live = False
 
     def targets(self, listing: Listing) -> list[tuple[int, int, int, int]]:
         """(side, level, price, qty) of the quotes this symbol should have now."""
@@ -233,10 +223,14 @@ class MarketMaker(Participant):
         step = max(1, round(fair * self.step_bps / 10_000))
         out = []
         for level in range(self.LEVELS):
-            qty = self.size * (level + 1) + self.rng.randrange(self.size)
             for side in (1, -1):           # 1 buy, -1 sell
-                price = fair - skew - side * (half + level * step)
-                out.append((side, level, listing.clamp(price), qty))
+                price = listing.clamp(fair - skew - side * (half + level * step))
+                key = (listing.symbol, side, level)
+                shown = self.shown.get(key)
+                if shown is None or shown[0] != price:
+                    shown = self.shown[key] = (
+                        price, self.size * (level + 1) + self.rng.randrange(self.size))
+                out.append((side, level, price, shown[1]))
         return out
 
     async def run(self) -> None:
@@ -246,56 +240,20 @@ class MarketMaker(Participant):
             if not listings:
                 await asyncio.sleep(1)
                 continue
-            await self.reconcile()
             for listing in listings:
-                if self.client.sessions != self._session:
-                    await self.reconcile()      # reconnected: the server cancelled the quotes
                 await self.requote(listing)
                 if not opening:
                     await asyncio.sleep(self.cycle_s / len(listings) / self.demo.speed)
             opening = False
 
-    async def reconcile(self) -> None:
-        """Line the slots up with what the exchange says is open, and cancel every open
-        order no slot holds (one an earlier run left, or a refused request)."""
-        self._session = self.client.sessions
-        resting = await self.request(self.client.orders())
-        if resting is None:
-            return
-        by_id = {o["client_order_id"]: o for o in resting}
-        for coid, quote in self._by_id.items():
-            order = by_id.get(coid)
-            quote.live = order is not None
-            if order is not None:
-                quote.price = parse_price(order["price"])
-        for order in resting:
-            if order["client_order_id"] not in self._by_id:
-                await self.request(self.client.cancel(order["order_id"]))
-
     async def requote(self, listing: Listing) -> None:
-        for side, level, price, qty in self.targets(listing):
-            quote = self.quotes.setdefault((listing.symbol, side, level), Quote())
-            if quote.live and quote.price == price:
-                continue
-            if quote.live:
-                result = await self.request(self.client.replace(
-                    client_order_id=quote.client_order_id, price=format_price(price)))
-                if result is not None:
-                    quote.price = price
-                    quote.live = result["status"] in ("open", "partially_filled")
-                    continue
-                # Refused (it would take, or left the band) or gone: the old quote must not
-                # rest on beside the new one.
-                await self.request(self.client.cancel(client_order_id=quote.client_order_id))
-                quote.live = False
-            coid = self.next_id(f"{listing.symbol}-{'b' if side == 1 else 'a'}{level}")
-            self._by_id.pop(quote.client_order_id, None)
-            quote.client_order_id, quote.price = coid, price
-            self._by_id[coid] = quote
-            result = await self.request(self.client.place(
-                listing.symbol, "buy" if side == 1 else "sell", qty, format_price(price),
-                post_only=True, client_order_id=coid, stp="cancel_oldest"))
-            quote.live = result is not None and result["status"] in ("open", "partially_filled")
+        slots = [{"symbol": listing.symbol, "side": "buy" if side == 1 else "sell",
+                  "level": level, "price": format_price(price), "qty": qty}
+                 for side, level, price, qty in self.targets(listing)]
+        results = await self.request(self.client.mass_quote(slots))
+        for result in results or ():
+            if result["error"] is not None:
+                self.demo.stats[f"refused:{result['error']['data']['reason']}"] += 1
 
 
 # -- Takers -------------------------------------------------------------------------------

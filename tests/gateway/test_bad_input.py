@@ -1,4 +1,10 @@
-"""Bad input over a real websocket: each gets its typed error, and nothing changes."""
+"""Bad input: each gets its typed error, and nothing changes.
+
+The whole table runs in-process against the request core (tests/gateway/inproc.py):
+the reply, the commands the request ran (none, for what the gateway refuses
+itself) and the state digest after it. A smaller set runs end to end over a real
+websocket, with what only a socket shows (closes, the session going on).
+"""
 from __future__ import annotations
 
 import json
@@ -8,22 +14,18 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from gateway.core.auth import sign
+from inproc import Venue
 from live import SYMBOL, Ws, run
 
 ORDER = dict(symbol=SYMBOL, side="buy", qty=1, price="2.000")
-
-
-def state(live):
-    """The engine's state hash and the open orders of every account."""
-    ex = live.server.venue.exchange
-    return live.call(lambda: (ex.state_hash(), len(ex.orders)))
+ENGINE_REASONS = {"invalid_quantity", "price_out_of_band", "unknown_instrument"}
 
 
 def frame(method, params, request_id=1):
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
-@pytest.mark.parametrize("raw, code, reason, request_id", [
+MALFORMED = [
     ("not json", -32700, "parse_error", None),
     ('{"jsonrpc": "2.0", "id": 1, "method": "session.test"', -32700, "parse_error", None),
     ("42", -32600, "invalid_request", None),
@@ -39,21 +41,10 @@ def frame(method, params, request_id=1):
     (frame("order.launch", {}, "x"), -32601, "method_not_found", "x"),
     (frame("session.test", []), -32602, "invalid_params", 1),
     (frame("session.test", {"now": 1}), -32602, "invalid_params", 1),
-])
-def test_malformed_requests_get_json_rpc_errors(live_server, raw, code, reason, request_id):
-    """Unreadable frames get JSON-RPC's own codes, echo the id when there is one, keep the session."""
-    async def scenario():
-        ws = await Ws.open(live_server, "trader-1")
-        await ws.send(raw)
-        response = await ws.recv()
-        assert response["jsonrpc"] == "2.0" and response["id"] == request_id
-        assert (response["error"]["code"], response["error"]["data"]["reason"]) == (code, reason)
-        assert "server_time" in await ws.result("session.test")     # the session goes on
-        await ws.close()
-    run(scenario())
+]
 
 
-@pytest.mark.parametrize("params, code, reason, field", [
+BAD_ORDERS = [
     ({k: v for k, v in ORDER.items() if k != "side"}, -32602, "invalid_params", "side"),
     ({**ORDER, "side": "long"}, -32602, "invalid_params", "side"),
     ({**ORDER, "qty": "1"}, -32602, "invalid_params", "qty"),
@@ -80,86 +71,143 @@ def test_malformed_requests_get_json_rpc_errors(live_server, raw, code, reason, 
      None),
     ({**ORDER, "tif": "gtd"}, -32602, "invalid_params", "expire_at"),
     ({**ORDER, "tif": "gtd", "expire_at": 2**53}, -32602, "invalid_params", "expire_at"),
+]
+
+
+@pytest.fixture
+def venue(tmp_path):
+    return Venue(tmp_path / "data")
+
+
+@pytest.mark.parametrize("raw, code, reason, request_id", MALFORMED)
+def test_malformed_requests_get_json_rpc_errors(venue, raw, code, reason, request_id):
+    """Unreadable frames get JSON-RPC's own codes, echo the id when there is one, run
+    nothing, and leave the session going."""
+    session = venue.session("trader-1")
+    before = venue.digest()
+    reply, handled = venue.send(session, raw)
+    assert reply["jsonrpc"] == "2.0" and reply["id"] == request_id
+    assert (reply["error"]["code"], reply["error"]["data"]["reason"]) == (code, reason)
+    assert reply["error"]["message"]
+    assert handled.commands == [] and venue.digest() == before
+    assert "server_time" in venue.result(session, "session.test")
+
+
+@pytest.mark.parametrize("params, code, reason, field", BAD_ORDERS)
+def test_bad_order_params_are_refused_and_change_nothing(venue, params, code, reason, field):
+    """Each bad order.place gets its code, reason and field. What the gateway refuses runs
+    no command and leaves the state as it was; what the engine refuses is journaled as the
+    engine's refusal and places nothing."""
+    session = venue.session("trader-1")
+    orders = len(venue.venue.exchange.orders)
+    before = venue.digest()
+    reply, handled = venue.send(session, frame("order.place", params))
+    error = reply["error"]
+    assert (error["code"], error["data"]["reason"]) == (code, reason), error
+    if field is not None:
+        assert error["data"]["field"] == field
+    assert error["message"]
+    if handled.commands:        # the engine's refusal, journaled
+        assert [type(c).__name__ for c in handled.commands] == ["PlaceOrder"]
+    else:
+        assert reason not in ENGINE_REASONS and venue.digest() == before
+    assert len(venue.venue.exchange.orders) == orders
+    assert venue.result(session, "order.list") == []
+
+
+@pytest.mark.parametrize("raw, code, reason", [
+    (MALFORMED[0][0], -32700, "parse_error"),
+    (MALFORMED[4][0], -32600, "batch_not_supported"),
+    (frame("order.place", {**ORDER, "qty": "1"}), -32602, "invalid_params"),
+    (frame("order.place", {**ORDER, "price": "3.000"}), 301, "price_out_of_band"),
 ])
-def test_bad_order_params_are_refused_and_change_nothing(live_server, params, code, reason,
-                                                         field):
-    """Each bad order.place gets its code, reason and field, and the engine state is unchanged."""
+def test_bad_input_over_a_socket_is_answered_and_the_session_goes_on(live_server, raw, code,
+                                                                     reason):
+    """End to end, a sample of the table: the error over the wire, then the same session
+    works and nothing was placed."""
     async def scenario():
         ws = await Ws.open(live_server, "trader-1")
-        before = state(live_server)
-        error = await ws.error("order.place", **params)
-        assert (error["code"], error["data"]["reason"]) == (code, reason), error
-        if field is not None:
-            assert error["data"]["field"] == field
-        assert error["message"]
-        assert state(live_server)[1] == before[1]
+        await ws.send(raw)
+        response = await ws.recv()
+        assert (response["error"]["code"], response["error"]["data"]["reason"]) == (code, reason)
+        assert "server_time" in await ws.result("session.test")
         assert await ws.result("order.list") == []
         await ws.close()
     run(scenario())
 
 
-def test_an_order_before_login_is_unauthenticated(live_server):
+def test_an_order_before_login_is_unauthenticated(venue):
     """order.place on an anonymous session is refused; market data still works."""
-    async def scenario():
-        ws = await Ws.open(live_server)
-        error = await ws.error("order.place", **ORDER)
-        assert (error["code"], error["data"]["reason"]) == (400, "unauthenticated")
-        assert (await ws.error("subscribe", channels=["orders"]))["data"]["reason"] == \
-            "unauthenticated"
-        assert len(await ws.result("market.instruments")) == 48
-        assert (await ws.result("market.book", symbol=SYMBOL))["bids"] == []
-        await ws.close()
-    run(scenario())
-    assert state(live_server)[1] == 0
+    session = venue.session()
+    error = venue.error(session, "order.place", **ORDER)
+    assert (error["code"], error["data"]["reason"]) == (400, "unauthenticated")
+    assert venue.error(session, "subscribe", channels=["orders"])["data"]["reason"] == \
+        "unauthenticated"
+    assert len(venue.result(session, "market.instruments")) == 48
+    assert venue.result(session, "market.book", symbol=SYMBOL)["bids"] == []
+    assert len(venue.venue.exchange.orders) == 0
 
 
-def test_a_viewer_may_not_place_orders(live_server):
+def test_a_viewer_may_not_place_orders(venue):
     """The viewer role reads market data only."""
-    async def scenario():
-        ws = await Ws.open(live_server, "viewer-1")
-        error = await ws.error("order.place", **ORDER)
-        assert (error["code"], error["data"]["reason"]) == (401, "forbidden")
-        assert (await ws.error("subscribe", channels=["fills"]))["data"]["reason"] == "forbidden"
-        assert (await ws.error("admin.halt", symbol=SYMBOL))["data"]["reason"] == "forbidden"
-        assert await ws.result("subscribe", channels=[f"book.{SYMBOL}"])
-        await ws.close()
-    run(scenario())
-    assert state(live_server)[1] == 0
+    session = venue.session("viewer-1")
+    error = venue.error(session, "order.place", **ORDER)
+    assert (error["code"], error["data"]["reason"]) == (401, "forbidden")
+    assert venue.error(session, "subscribe", channels=["fills"])["data"]["reason"] == \
+        "forbidden"
+    assert venue.error(session, "admin.halt", symbol=SYMBOL)["data"]["reason"] == "forbidden"
+    assert venue.error(session, "order.mass_quote", quotes=[{**ORDER, "level": 0}])[
+        "data"]["reason"] == "forbidden"
+    assert venue.result(session, "subscribe", channels=[f"book.{SYMBOL}"])
+    assert len(venue.venue.exchange.orders) == 0
 
 
-def _login_params(live, name="trader-1", ts=None, nonce="nonce-1", secret=None):
-    account = live.account(name)
-    ts = int(time.time() * 1000) if ts is None else ts
+def _login_params(venue, name="trader-1", ts=None, nonce="nonce-1", secret=None):
+    account = venue.accounts.by_name[name]
+    ts = venue.ns // 10**6 if ts is None else ts
     return dict(api_key=account.api_key, timestamp=ts, nonce=nonce,
                 signature=sign(secret or account.api_secret, ts, nonce))
 
 
-def test_login_refuses_forged_stale_and_replayed_signatures(live_server):
+def test_login_refuses_forged_stale_and_replayed_signatures(venue):
     """A wrong secret, an unknown key, a stale timestamp and a reused nonce are each refused."""
+    session = venue.session()
+    now_ms = venue.ns // 10**6
+    not_hex = {**_login_params(venue), "signature": "é" * 64}
+    error = venue.error(session, "auth.login", **not_hex)
+    assert (error["data"]["reason"], error["data"]["field"]) == ("invalid_params", "signature")
+    forged = _login_params(venue, secret="0" * 64)
+    assert venue.error(session, "auth.login", **forged)["data"]["reason"] == "invalid_signature"
+    unknown = {**_login_params(venue), "api_key": "gpux_not_a_key"}
+    assert venue.error(session, "auth.login", **unknown)["data"]["reason"] == \
+        "invalid_signature"
+    stale = _login_params(venue, ts=now_ms - 31_000, nonce="n-stale")
+    error = venue.error(session, "auth.login", **stale)
+    assert (error["code"], error["data"]["reason"]) == (403, "stale_timestamp")
+    future = _login_params(venue, ts=now_ms + 31_000, nonce="n-fut")
+    assert venue.error(session, "auth.login", **future)["data"]["reason"] == "stale_timestamp"
+    good = _login_params(venue, nonce="n-once")
+    assert venue.result(session, "auth.login", **good) == \
+        {"account": "trader-1", "role": "trader", "account_id": 1}
+    other = venue.session()
+    replay = venue.error(other, "auth.login", **good)
+    assert (replay["code"], replay["data"]["reason"]) == (404, "nonce_reused")
+    assert venue.error(other, "order.place", **ORDER)["data"]["reason"] == "unauthenticated"
+    assert venue.error(session, "auth.login", **_login_params(venue, nonce="n-2"))[
+        "data"]["reason"] == "already_logged_in"
+
+
+def test_login_over_a_socket_uses_the_wall_clock(live_server):
+    """End to end: a signed login with the client's clock works; a stale one does not."""
     async def scenario():
         ws = await Ws.open(live_server)
-        not_hex = {**_login_params(live_server), "signature": "é" * 64}
-        error = await ws.error("auth.login", **not_hex)
-        assert (error["data"]["reason"], error["data"]["field"]) == ("invalid_params",
-                                                                     "signature")
-        forged = _login_params(live_server, secret="0" * 64)
-        assert (await ws.error("auth.login", **forged))["data"]["reason"] == "invalid_signature"
-        unknown = {**_login_params(live_server), "api_key": "gpux_not_a_key"}
-        assert (await ws.error("auth.login", **unknown))["data"]["reason"] == "invalid_signature"
-        stale = _login_params(live_server, ts=int(time.time() * 1000) - 31_000, nonce="n-stale")
-        error = await ws.error("auth.login", **stale)
-        assert (error["code"], error["data"]["reason"]) == (403, "stale_timestamp")
-        future = _login_params(live_server, ts=int(time.time() * 1000) + 31_000, nonce="n-fut")
-        assert (await ws.error("auth.login", **future))["data"]["reason"] == "stale_timestamp"
-        good = _login_params(live_server, nonce="n-once")
-        assert (await ws.result("auth.login", **good)) == \
-            {"account": "trader-1", "role": "trader", "account_id": 1}
-        other = await Ws.open(live_server)
-        replay = await other.error("auth.login", **good)
-        assert (replay["code"], replay["data"]["reason"]) == (404, "nonce_reused")
-        assert (await other.error("order.place", **ORDER))["data"]["reason"] == "unauthenticated"
+        account = live_server.account("trader-1")
+        ts = int(time.time() * 1000) - 31_000
+        stale = dict(api_key=account.api_key, timestamp=ts, nonce="n-1",
+                     signature=sign(account.api_secret, ts, "n-1"))
+        assert (await ws.error("auth.login", **stale))["data"]["reason"] == "stale_timestamp"
+        assert (await ws.login(live_server, "trader-1"))["result"]["account"] == "trader-1"
         await ws.close()
-        await other.close()
     run(scenario())
 
 
@@ -205,27 +253,18 @@ def test_flooding_is_rate_limited_then_disconnected(make_server):
     assert live.call(lambda: len(live.server.venue.exchange.orders)) == 3
 
 
-def test_unreadable_frames_draw_on_the_request_bucket(make_server):
+def test_unreadable_frames_draw_on_the_request_bucket(tmp_path):
     """Garbage costs a request token like a request: past the bucket it is rate_limited."""
-    live = make_server("[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
-
-    async def scenario():
-        ws = await Ws.open(live)
-        reasons = []
-        for _ in range(5):
-            await ws.send("{not json")
-            reasons.append((await ws.recv())["error"]["data"]["reason"])
-        assert reasons == ["parse_error"] * 3 + ["rate_limited"] * 2
-        await ws.close()
-    run(scenario())
+    venue = Venue(tmp_path / "data", "[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
+    session = venue.session()
+    reasons = [venue.send(session, "{not json")[0]["error"]["data"]["reason"]
+               for _ in range(5)]
+    assert reasons == ["parse_error"] * 3 + ["rate_limited"] * 2
 
 
-def test_unsubscribing_an_unknown_channel_is_an_error(live_server):
+def test_unsubscribing_an_unknown_channel_is_an_error(venue):
     """unsubscribe checks names like subscribe; a valid name not subscribed is not an error."""
-    async def scenario():
-        ws = await Ws.open(live_server)
-        error = await ws.error("unsubscribe", channels=["candles.X"])
-        assert error["data"]["reason"] == "unknown_channel"
-        assert await ws.result("unsubscribe", channels=[f"book.{SYMBOL}"]) == {"channels": []}
-        await ws.close()
-    run(scenario())
+    session = venue.session()
+    assert venue.error(session, "unsubscribe", channels=["candles.X"])["data"]["reason"] == \
+        "unknown_channel"
+    assert venue.result(session, "unsubscribe", channels=[f"book.{SYMBOL}"]) == {"channels": []}
