@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import msgspec
 
 from engine.prices import MAX_PRICE_TICKS, TICK_MICROS, PriceError, parse_price
+from engine.reasons import RejectReason
 
 __all__ = [
     "ConfigError",
@@ -69,7 +70,7 @@ class SymbolError(ValueError):
 
     def __init__(self, message: str, *, field: str = "symbol") -> None:
         super().__init__(message)
-        self.reason = "unknown_instrument"
+        self.reason = RejectReason.UNKNOWN_INSTRUMENT
         self.field = field
 
 
@@ -216,7 +217,7 @@ def parse_symbol(text: object) -> Symbol:
     symbol string can be used as a key without normalising it first.
 
     Raises:
-        SymbolError: reason "unknown_instrument", with a message saying what is wrong.
+        SymbolError: reason UNKNOWN_INSTRUMENT, with a message saying what is wrong.
     """
     if not isinstance(text, str):
         raise SymbolError(f"symbol must be a string, got {type(text).__name__}")
@@ -475,7 +476,7 @@ def _product_from_table(index: int, table: object) -> Product:
     try:
         reference_price = parse_price(table["reference_price"], field="reference_price")
     except PriceError as exc:
-        raise ConfigError(f"{exc} ({exc.reason})", product=name,
+        raise ConfigError(f"{exc} ({exc.reason.name.lower()})", product=name,
                           key="reference_price") from None
     fields = {key: value for key, value in table.items() if key != "reference_price"}
     return Product(reference_price=reference_price, **fields)

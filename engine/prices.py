@@ -19,6 +19,8 @@ import decimal
 import re
 from decimal import Decimal
 
+from engine.reasons import RejectReason
+
 __all__ = [
     "MAX_PRICE_TICKS",
     "MoneyError",
@@ -60,7 +62,7 @@ _ROUNDINGS = frozenset({
 class PriceError(ValueError):
     """A price the exchange cannot accept; `reason` and `field` go on the wire."""
 
-    def __init__(self, reason: str, message: str, *, field: str = "price") -> None:
+    def __init__(self, reason: RejectReason, message: str, *, field: str = "price") -> None:
         super().__init__(message)
         self.reason = reason
         self.field = field
@@ -70,7 +72,7 @@ class MoneyError(ValueError):
     """A money amount the exchange cannot accept; `reason` and `field` go on the wire."""
 
     def __init__(self, message: str, *, field: str = "amount",
-                 reason: str = "invalid_amount") -> None:
+                 reason: RejectReason = RejectReason.INVALID_AMOUNT) -> None:
         super().__init__(message)
         self.reason = reason
         self.field = field
@@ -107,22 +109,22 @@ def parse_price(text: object, field: str = "price") -> int:
         The price in ticks, 1..MAX_PRICE_TICKS.
 
     Raises:
-        PriceError: reason "invalid_price" for a non-str, a malformed string,
-            zero or a value above the maximum; "price_off_tick" when a digit
+        PriceError: reason INVALID_PRICE for a non-str, a malformed string,
+            zero or a value above the maximum; PRICE_OFF_TICK when a digit
             past the third decimal is non-zero.
     """
     if not isinstance(text, str):
-        raise PriceError("invalid_price",
+        raise PriceError(RejectReason.INVALID_PRICE,
                          f"{field} must be a decimal string, got {type(text).__name__}",
                          field=field)
     match = _PRICE_RE.fullmatch(text)
     if match is None:
-        raise PriceError("invalid_price",
+        raise PriceError(RejectReason.INVALID_PRICE,
                          f"{field} must be a decimal string like \"2.145\", got {_show(text)}",
                          field=field)
     split = _split_exact(match[1], match[2], PRICE_DECIMALS)
     if split is None:
-        raise PriceError("price_off_tick",
+        raise PriceError(RejectReason.PRICE_OFF_TICK,
                          f"{field} {_show(text)} is not a multiple of the 0.001 tick",
                          field=field)
     whole, frac = split
@@ -132,10 +134,10 @@ def parse_price(text: object, field: str = "price") -> int:
     else:
         ticks = int(whole or "0") * _TICKS_PER_USD + frac
     if ticks < 1:
-        raise PriceError("invalid_price", f"{field} must be positive, got {_show(text)}",
+        raise PriceError(RejectReason.INVALID_PRICE, f"{field} must be positive, got {_show(text)}",
                          field=field)
     if ticks > MAX_PRICE_TICKS:
-        raise PriceError("invalid_price",
+        raise PriceError(RejectReason.INVALID_PRICE,
                          f"{field} {_show(text)} is above the maximum "
                          f"{format_price(MAX_PRICE_TICKS)}",
                          field=field)
@@ -178,7 +180,7 @@ def price_from_decimal(value: Decimal, rounding: str, *, field: str = "price") -
     Raises:
         TypeError: `value` is not a Decimal (floats are refused on purpose).
         ValueError: `rounding` is not a decimal rounding mode.
-        PriceError: reason "invalid_price" when `value` is not finite or
+        PriceError: reason INVALID_PRICE when `value` is not finite or
             rounds to a price outside 1..MAX_PRICE_TICKS.
     """
     if not isinstance(value, Decimal):
@@ -186,17 +188,17 @@ def price_from_decimal(value: Decimal, rounding: str, *, field: str = "price") -
     if rounding not in _ROUNDINGS:
         raise ValueError(f"rounding must be a decimal.ROUND_* mode, got {rounding!r}")
     if not value.is_finite():
-        raise PriceError("invalid_price", f"{field} must be finite, got {value}", field=field)
+        raise PriceError(RejectReason.INVALID_PRICE, f"{field} must be finite, got {value}", field=field)
     # Guards quantize()'s precision; a value this large is far out of range anyway.
     # copy_abs() is exact; abs() would round in the caller's context.
     if value.copy_abs() > _MAX_PRICE_USD + 1:
-        raise PriceError("invalid_price", f"{field} {value} is above the maximum", field=field)
+        raise PriceError(RejectReason.INVALID_PRICE, f"{field} {value} is above the maximum", field=field)
     # A private context: the caller's precision and traps must not change the result.
     with decimal.localcontext(decimal.Context(prec=28, traps=[decimal.InvalidOperation])):
         ticks = int(value.quantize(Decimal(1).scaleb(-PRICE_DECIMALS), rounding=rounding)
                     .scaleb(PRICE_DECIMALS))
     if not 1 <= ticks <= MAX_PRICE_TICKS:
-        raise PriceError("invalid_price",
+        raise PriceError(RejectReason.INVALID_PRICE,
                          f"{field} {value} rounds to {ticks} ticks, outside 1..{MAX_PRICE_TICKS}",
                          field=field)
     return ticks
@@ -218,7 +220,7 @@ def parse_money(text: object, field: str = "amount", *, allow_negative: bool = F
         The amount in micro-USD.
 
     Raises:
-        MoneyError: reason "invalid_amount" for anything else, including more
+        MoneyError: reason INVALID_AMOUNT for anything else, including more
             than MAX_MONEY_DIGITS whole-USD digits.
     """
     if not isinstance(text, str):

@@ -67,7 +67,7 @@ def validation_error(exc: msgspec.ValidationError) -> RpcError:
         field = message.split("`")[1]
     elif message.startswith("Object contains unknown field `"):
         field = message.split("`")[1]
-    return RpcError("invalid_params", message, field=field)
+    return RpcError(RejectReason.INVALID_PARAMS, message, field=field)
 
 
 def price(text: str | None, field: str) -> int | None:

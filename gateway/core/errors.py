@@ -1,15 +1,19 @@
 """Every error the gateway can answer with: one table, one exception.
 
 A JSON-RPC error is ``{"code", "message", "data": {"reason", "field"?, ...}}``
-(PROTOCOL.md "Errors"). Malformed requests use JSON-RPC's own negative codes;
-everything else has a stable positive code: its engine.messages.RejectReason,
-the one list of what the engine (1xx, 3xx), clearing (2xx) and the gateway
-itself (4xx) refuse. This module only gives each its meaning and code. The
-README's error table is generated from ``ERRORS``; codes are never reused.
+(PROTOCOL.md "Errors"). A request that could not be read at all gets one of
+JSON-RPC's own reasons (``RpcReason``, negative codes); everything else is an
+engine.reasons.RejectReason, the one list of what the engine (1xx, 3xx),
+clearing (2xx) and the gateway itself (4xx) refuse, with its stable positive
+code (bad parameters keep JSON-RPC's -32602). This module only gives each its
+meaning and code. The README's error table is generated from ``ERRORS``; codes
+are never reused.
 """
 from __future__ import annotations
 
-from engine.messages import RejectReason
+import enum
+
+from engine.reasons import RejectReason
 
 
 # JSON-RPC 2.0's codes for requests that could not be read at all.
@@ -19,19 +23,31 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
-_RPC_REASONS = {
-    "parse_error": (PARSE_ERROR, "the frame is not valid JSON"),
-    "invalid_request": (INVALID_REQUEST, "not a JSON-RPC 2.0 request object"),
-    "batch_not_supported": (INVALID_REQUEST, "batch requests are not supported: send one "
-                                             "request per frame"),
-    "method_not_found": (METHOD_NOT_FOUND, "no such method"),
-    "invalid_params": (INVALID_PARAMS, "a parameter is missing, unknown or of the wrong type"),
-    "internal_error": (INTERNAL_ERROR, "the server failed to process the request"),
-}
+
+
+class RpcReason(enum.Enum):
+    """JSON-RPC's own reasons: the request could not be read or run at all. Each value is
+    (code, meaning); the codes are the module's constants (a class body would shadow them)."""
+    PARSE_ERROR = (-32700, "the frame is not valid JSON")
+    INVALID_REQUEST = (-32600, "not a JSON-RPC 2.0 request object")
+    BATCH_NOT_SUPPORTED = (-32600, "batch requests are not supported: send one request per "
+                                   "frame")
+    METHOD_NOT_FOUND = (-32601, "no such method")
+    INTERNAL_ERROR = (-32603, "the server failed to process the request")
+
+
+assert [r.value[0] for r in RpcReason] == [PARSE_ERROR, INVALID_REQUEST, INVALID_REQUEST,
+                                          METHOD_NOT_FOUND, INTERNAL_ERROR]
+
+# Bad parameters are JSON-RPC's -32602 whoever finds them.
+_JSON_RPC_CODES = {RejectReason.INVALID_PARAMS: INVALID_PARAMS,
+                   RejectReason.INVALID_PRICE: INVALID_PARAMS}
 
 _MEANINGS = {
-    RejectReason.INVALID_PARAMS: "the parameters contradict each other (e.g. a limit order "
+    RejectReason.INVALID_PARAMS: "a parameter is missing, unknown or of the wrong type, or "
+                                 "the parameters contradict each other (e.g. a limit order "
                                  "without a price)",
+    RejectReason.INVALID_PRICE: "the price is not a positive decimal string within range",
     RejectReason.UNKNOWN_INSTRUMENT: "no such symbol is listed",
     RejectReason.PRICE_OFF_TICK: "the price is not a multiple of the 0.001 tick",
     RejectReason.INVALID_QUANTITY: "the quantity is outside the instrument's min..max, or "
@@ -77,12 +93,9 @@ _MEANINGS = {
 
 
 def _table() -> dict[str, tuple[int, str]]:
-    table = dict(_RPC_REASONS)
-    table["invalid_price"] = (INVALID_PARAMS, "the price is not a positive decimal string "
-                                              "within range")
+    table = {reason.name.lower(): reason.value for reason in RpcReason}
     for reason, meaning in _MEANINGS.items():
-        if reason is not RejectReason.INVALID_PARAMS:    # that one is JSON-RPC's -32602
-            table[reason.name.lower()] = (int(reason), meaning)
+        table[reason.name.lower()] = (_JSON_RPC_CODES.get(reason, int(reason)), meaning)
     return table
 
 
@@ -96,19 +109,17 @@ class RpcError(Exception):
     """A request failed; becomes the JSON-RPC ``error`` of its response.
 
     Args:
-        reason: A RejectReason, or a key of ERRORS (data.reason on the wire).
+        reason: Why (its lowercase name is data.reason on the wire).
         message: For people; says what was wrong with this request.
         field: The offending parameter, if there is one (data.field).
         extra: More members of ``data`` (retry_after_ms, order_id, ...).
     """
 
-    def __init__(self, reason: RejectReason | str, message: str, field: str | None = None,
-                 **extra) -> None:
+    def __init__(self, reason: RejectReason | RpcReason, message: str,
+                 field: str | None = None, **extra) -> None:
         super().__init__(message)
-        if isinstance(reason, RejectReason):
-            reason = reject_reason_name(reason)
-        self.code = ERRORS[reason][0]
-        self.reason = reason
+        self.reason = reason.name.lower()
+        self.code = ERRORS[self.reason][0]
         self.message = message
         self.field = field
         self.extra = extra
@@ -119,11 +130,6 @@ class RpcError(Exception):
             data["field"] = self.field
         data.update(self.extra)
         return {"code": self.code, "message": self.message, "data": data}
-
-
-def reject_reason_name(reason: RejectReason) -> str:
-    """Return the wire reason of an engine reject (INVALID_PARAMS is JSON-RPC's)."""
-    return "invalid_params" if reason is RejectReason.INVALID_PARAMS else reason.name.lower()
 
 
 def markdown_table() -> str:

@@ -57,7 +57,7 @@ def _own_order(core, session, order_id: int | None, client_order_id: str | None)
 
 def _require_ref(p) -> None:
     if p.order_id is None and p.client_order_id is None:
-        raise RpcError("invalid_params", "name the order: order_id or client_order_id",
+        raise RpcError(RejectReason.INVALID_PARAMS, "name the order: order_id or client_order_id",
                        field="order_id")
 
 
@@ -155,7 +155,7 @@ def mass_quote(core, session, p: schema.MassQuote):
     """Set up to 100 quote slots at once; each slot's refusal is its own (PROTOCOL.md 1.1)."""
     slots = [(q.symbol, q.side, q.level) for q in p.quotes]
     if len(set(slots)) != len(slots):
-        raise RpcError("invalid_params", "a quote slot (symbol, side, level) appears twice",
+        raise RpcError(RejectReason.INVALID_PARAMS, "a quote slot (symbol, side, level) appears twice",
                        field="quotes")
     core.charge_orders(session, len(p.quotes) - 1, "quotes")
     results = []

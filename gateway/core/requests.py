@@ -24,7 +24,7 @@ from engine.messages import (
 from gateway.core import codec, schema
 from gateway.core.auth import HOUSE_ACCOUNTS
 from gateway.core.effects import CLOSE_POLICY, CLOSE_TOO_BIG
-from gateway.core.errors import RpcError
+from gateway.core.errors import RpcError, RpcReason
 from gateway.core.limits import ORDER, REQUEST, TokenBucket
 from gateway.core.methods import METHODS
 from gateway.core.outbox import Outbox
@@ -122,7 +122,7 @@ class Core:
             method = METHODS.get(method_name)
             self._rate_limit(session, method.category if method else REQUEST, now)
             if method is None:
-                raise RpcError("method_not_found", f"no method {method_name[:64]!r}",
+                raise RpcError(RpcReason.METHOD_NOT_FOUND, f"no method {method_name[:64]!r}",
                                field="method")
             if method.roles is not None:
                 if session.account is None:
@@ -139,7 +139,7 @@ class Core:
             # Not the frame: a login's would put its key and signature in the log.
             log.exception("%s (id %r) failed", method_name, request_id)
             reply = self._reply(session, request_id, None,
-                                RpcError("internal_error", "internal error"))
+                                RpcError(RpcReason.INTERNAL_ERROR, "internal error"))
         else:
             reply = self._reply(session, request_id, result, None)
         out.insert(mark, session, reply)
@@ -190,7 +190,7 @@ class Core:
         spec = session.role_limits
         most = min(spec.orders.burst, spec.account_orders.burst)
         if n + 1 > most:
-            raise RpcError("invalid_params", f"{n + 1} orders in one request; role "
+            raise RpcError(RejectReason.INVALID_PARAMS, f"{n + 1} orders in one request; role "
                            f"{session.role} may send at most {most} at once", field=field)
         if n > 0:
             self._rate_limit(session, ORDER, session.last_rx, n)
@@ -268,15 +268,15 @@ class Core:
             self.journal.append(Failed(seq=journaled_at))
         symbol = self._symbol_of(cmd)
         if symbol is None:
-            raise RpcError("internal_error", "internal error") from None
+            raise RpcError(RpcReason.INTERNAL_ERROR, "internal error") from None
         try:
             events = self.venue.process(SetInstrumentStatus(
                 ts_ns=self.venue.now(), symbol=symbol, status=InstrumentStatus.HALTED))
         except Exception:
             log.exception("halting %s failed too", symbol)
-            raise RpcError("internal_error", "internal error") from None
+            raise RpcError(RpcReason.INTERNAL_ERROR, "internal error") from None
         self.projection.apply(events)
-        raise RpcError("internal_error", f"internal error; {symbol} is halted") from None
+        raise RpcError(RpcReason.INTERNAL_ERROR, f"internal error; {symbol} is halted") from None
 
     def _symbol_of(self, cmd) -> str | None:
         """The instrument a failed command was about, to halt it."""
@@ -330,14 +330,14 @@ def _decode(frame: str | bytes) -> schema.Request:
     except msgspec.ValidationError as exc:
         text = frame.lstrip()[:1]
         if text in ("[", b"["):
-            raise RpcError("batch_not_supported", "batch requests are not supported: "
+            raise RpcError(RpcReason.BATCH_NOT_SUPPORTED, "batch requests are not supported: "
                            "send one request per frame") from None
-        error = RpcError("invalid_request", f"not a JSON-RPC 2.0 request: {exc}")
+        error = RpcError(RpcReason.INVALID_REQUEST, f"not a JSON-RPC 2.0 request: {exc}")
         try:
             error.request_id = msgspec.json.decode(frame, type=schema.RequestId).id
         except msgspec.DecodeError:
             pass
         raise error from None
     except msgspec.DecodeError as exc:
-        raise RpcError("parse_error", f"the frame is not valid JSON: {exc}") from None
+        raise RpcError(RpcReason.PARSE_ERROR, f"the frame is not valid JSON: {exc}") from None
 

@@ -8,10 +8,8 @@ market data, each encoded once) and gives it to the durability worker, which
 releases it once the journal holds the turn's commands; then each
 connection's share goes to its socket in one write.
 
-The timers are here too: the ticker (tickers and curves, at most every 100
-ms), the scheduler's periodic commands, snapshots, and each session's
-heartbeat. On start the state is recovered from the data directory
-(gateway.storage.recovery).
+The timers (gateway.server.timers) are tasks on the same loop; on start the
+state is recovered from the data directory (gateway.server.startup).
 """
 from __future__ import annotations
 
@@ -28,24 +26,17 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request as HttpRequest
 
 from gateway.config import Config
-from gateway.core.auth import Accounts, demo_accounts
-from gateway.core.effects import CLOSE_HEARTBEAT_TIMEOUT, HEARTBEAT, Heartbeat
+from gateway.core.effects import Heartbeat
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
-from gateway.core.requests import Core
-from gateway.core.scheduler import Scheduler
+from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
 from gateway.server.durability import Durability
-from gateway.storage.recovery import (
-    build, check_listing, funding, listing_date, lock_data_dir, open_journal, recover,
-    state_digest,
-)
+from gateway.server.startup import Started
 from gateway.web.pages import StaticPages
 
 log = logging.getLogger("gpux.gateway")
 
 WS_PATH = "/ws"
-TICKER_INTERVAL_S = 0.1
-TIMER_INTERVAL_S = 1.0
 
 
 class Server:
@@ -69,15 +60,12 @@ class Server:
         self.config = config
         self.limits = config.limits
         self.data_dir = data_dir
-        self.journal = None
-        self.lock = lock_data_dir(data_dir)
-        try:
-            self._recover(as_of, clock)
-        except BaseException:
-            if self.journal is not None:
-                self.journal.close(commit=False)
-            os.close(self.lock)
-            raise
+        started = Started(config, data_dir, as_of, clock)
+        self.lock, self.journal, self.core = started.lock, started.journal, started.core
+        self.accounts, self.account_list = started.accounts, started.account_list
+        self.recovered, self.venue, self.feed = started.recovered, started.venue, started.feed
+        self.house = self.venue.house
+        self.instruments = [m.instrument for m in self.venue.exchange.markets.values()]
         self.connections: set[Connection] = set()
         self.durability: Durability | None = None
         self._resync: set[Connection] = set()
@@ -89,28 +77,6 @@ class Server:
         self._tasks: list[asyncio.Task] = []
         self.pages = StaticPages()
         self.port: int | None = None
-
-    def _recover(self, as_of: datetime.date | None, clock) -> None:
-        """The state from the data directory (or a new exchange), with its journal open."""
-        config, data_dir = self.config, self.data_dir
-        self.account_list = list(config.account) or demo_accounts(data_dir)
-        self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
-        as_of = listing_date(data_dir, as_of or config.server.as_of)
-        accounts = list(self.accounts.by_id.values())
-        self.recovered = recover(data_dir, lambda: build(config, as_of, accounts, clock))
-        venue, feed = self.venue, self.feed = self.recovered.venue, self.recovered.feed
-        check_listing(venue, config, as_of)
-        venue.clock = clock
-        self.house = venue.house
-        self.instruments = [m.instrument for m in venue.exchange.markets.values()]
-        self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
-        self.core = Core(venue, feed, self.accounts, config.limits, self.journal,
-                         digest=lambda: state_digest(venue, feed))
-        self.core.snapshot_seq = self.recovered.snapshot_seq
-        if self.journal.next_seq == 1:          # a new exchange: the configured funding
-            for deposit in funding(accounts, venue.now(), config.clearing.insurance_fund):
-                self.core.submit(deposit)
-            self.journal.commit()
 
     # -- Lifecycle ------------------------------------------------------------------
 
@@ -128,8 +94,8 @@ class Server:
             max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
             ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
-        self._tasks = [self.loop.create_task(self._tick_tickers()),
-                       self.loop.create_task(self._tick_timers())]
+        self._tasks = [self.loop.create_task(timers.tickers(self)),
+                       self.loop.create_task(timers.schedule(self))]
 
     def local_url(self, host: str | None = None) -> str:
         """The websocket URL a client on this machine reaches the server at."""
@@ -198,7 +164,7 @@ class Server:
                 for effect in handled.effects:
                     if type(effect) is Heartbeat:
                         self._set_heartbeat(conn, effect.interval)
-                self._schedule_seal()
+                self.end_turn()
                 if conn.closing is not None:
                     break
         except websockets.ConnectionClosed:
@@ -209,7 +175,7 @@ class Server:
                 if conn.heartbeat_task is not None:
                     conn.heartbeat_task.cancel()
                 core.disconnected(state)
-                self._schedule_seal()
+                self.end_turn()
             finally:
                 if not writer.done():
                     conn.close(1000, "")
@@ -221,20 +187,12 @@ class Server:
             conn.heartbeat_task.cancel()
             conn.heartbeat_task = None
         if interval:
-            conn.heartbeat_task = self.loop.create_task(self._heartbeat(conn, interval))
-
-    async def _heartbeat(self, conn: Connection, interval: int) -> None:
-        while conn.closing is None:
-            await asyncio.sleep(interval)
-            if self.loop.time() - conn.state.last_rx > 2 * interval:
-                self.core.out.close(conn.state, CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
-                self._schedule_seal()
-                return
-            conn.push(HEARTBEAT)
+            conn.heartbeat_task = self.loop.create_task(timers.heartbeat(self, conn, interval))
 
     # -- Turns ----------------------------------------------------------------------
 
-    def _schedule_seal(self) -> None:
+    def end_turn(self) -> None:
+        """Seal once the loop has run what is ready now (a turn's worth of frames)."""
         if not self._seal_scheduled:
             self._seal_scheduled = True
             self.loop.call_soon(self.seal)
@@ -288,34 +246,4 @@ class Server:
 
     def _wants_snapshot(self, conn: Connection) -> None:
         self._resync.add(conn)
-        self._schedule_seal()
-
-    # -- Timers ---------------------------------------------------------------------
-
-    async def _tick_tickers(self) -> None:
-        """Publish the ticker of each symbol that changed, at most every 100 ms."""
-        while True:
-            await asyncio.sleep(TICKER_INTERVAL_S)
-            try:
-                self.core.tick()
-                self._schedule_seal()
-            except Exception:
-                log.exception("publishing tickers failed")
-
-    async def _tick_timers(self) -> None:
-        """Every interval: a snapshot if one is due, and the scheduler's commands."""
-        schedule = self.config.schedule
-        scheduler = Scheduler(schedule, self.house, self.venue.now())
-        while True:
-            await asyncio.sleep(min(TIMER_INTERVAL_S, schedule.mark_interval_s))
-            try:
-                self.durability.maybe_snapshot()
-                self.core.snapshot_seq = self.durability.snapshot_seq
-            except Exception:
-                log.exception("starting a snapshot failed")
-            for command in scheduler.commands(self.venue.now()):
-                try:
-                    self.core.submit(command)
-                except Exception:
-                    log.exception("the scheduled %s failed", type(command).__name__)
-            self._schedule_seal()
+        self.end_turn()

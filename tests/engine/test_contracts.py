@@ -24,6 +24,7 @@ from engine.contracts import (
     make_instrument,
     parse_symbol,
 )
+from engine.reasons import RejectReason
 
 NS_PER_DAY = 86_400 * 10**9
 WEEK, MONTH, QUARTER = PeriodKind.WEEK, PeriodKind.MONTH, PeriodKind.QUARTER
@@ -99,7 +100,7 @@ class TestParseSymbol:
         """A malformed symbol raises SymbolError(unknown_instrument) whose message names the fault."""
         with pytest.raises(SymbolError) as info:
             parse_symbol(text)
-        assert (info.value.reason, info.value.field) == ("unknown_instrument", "symbol")
+        assert (info.value.reason, info.value.field) == (RejectReason.UNKNOWN_INSTRUMENT, "symbol")
         assert fragment in str(info.value)
         assert repr(text) in str(info.value)
 
@@ -108,7 +109,7 @@ class TestParseSymbol:
         """A symbol that is not a str is rejected, not coerced."""
         with pytest.raises(SymbolError) as info:
             parse_symbol(value)
-        assert info.value.reason == "unknown_instrument"
+        assert info.value.reason == RejectReason.UNKNOWN_INSTRUMENT
 
     def test_symbol_error_is_a_value_error(self):
         """Callers that catch ValueError also catch symbol errors."""
@@ -127,7 +128,7 @@ class TestParseSymbol:
         try:
             symbol = parse_symbol(text)
         except SymbolError as exc:
-            assert exc.reason == "unknown_instrument"
+            assert exc.reason == RejectReason.UNKNOWN_INSTRUMENT
             return
         assert str(symbol) == text
 
@@ -174,7 +175,7 @@ class TestPeriod:
         """A period that does not exist (or is mistyped) raises unknown_instrument."""
         with pytest.raises(SymbolError) as info:
             Period(kind, year, number)
-        assert info.value.reason == "unknown_instrument"
+        assert info.value.reason == RejectReason.UNKNOWN_INSTRUMENT
 
     @given(periods())
     def test_period_is_contiguous_with_the_next_and_weeks_are_168_hours(self, period):

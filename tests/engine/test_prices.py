@@ -19,6 +19,7 @@ from engine.prices import (
     parse_price,
     price_from_decimal,
 )
+from engine.reasons import RejectReason
 
 ROUNDINGS = [decimal.ROUND_CEILING, decimal.ROUND_DOWN, decimal.ROUND_FLOOR,
              decimal.ROUND_HALF_DOWN, decimal.ROUND_HALF_EVEN, decimal.ROUND_HALF_UP,
@@ -63,7 +64,7 @@ class TestParsePrice:
         """A non-zero digit past the third decimal is rejected as price_off_tick."""
         with pytest.raises(PriceError) as info:
             parse_price(text)
-        assert (info.value.reason, info.value.field) == ("price_off_tick", "price")
+        assert (info.value.reason, info.value.field) == (RejectReason.PRICE_OFF_TICK, "price")
 
     @pytest.mark.parametrize("text", [
         "0", "0.0", "0.000", "000", "0.0000",                        # zero
@@ -79,7 +80,7 @@ class TestParsePrice:
         """Signs, non-finite values, exponents, spaces, zero and huge values are invalid_price."""
         with pytest.raises(PriceError) as info:
             parse_price(text)
-        assert (info.value.reason, info.value.field) == ("invalid_price", "price")
+        assert (info.value.reason, info.value.field) == (RejectReason.INVALID_PRICE, "price")
 
     @pytest.mark.parametrize("value", [2, 2.1, float("nan"), float("inf"), True, False, None,
                                        Decimal("2.1"), b"2.1", ["2.1"]])
@@ -87,7 +88,7 @@ class TestParsePrice:
         """Numbers (including bools and floats), None and bytes are refused, never converted."""
         with pytest.raises(PriceError) as info:
             parse_price(value)
-        assert info.value.reason == "invalid_price"
+        assert info.value.reason == RejectReason.INVALID_PRICE
 
     def test_error_carries_the_field_name_given(self):
         """The field argument is reported back so the client knows which parameter was wrong."""
@@ -118,7 +119,7 @@ class TestParsePrice:
         text += "0" * max(0, 3 - len(text.split(".")[1])) + "0" * zeros + str(digit)
         with pytest.raises(PriceError) as info:
             parse_price(text, field="limit")
-        assert (info.value.reason, info.value.field) == ("price_off_tick", "limit")
+        assert (info.value.reason, info.value.field) == (RejectReason.PRICE_OFF_TICK, "limit")
 
     @given(valid_price_texts(), st.data())
     def test_generated_string_with_foreign_character_is_invalid(self, case, data):
@@ -128,7 +129,7 @@ class TestParsePrice:
         char = data.draw(st.sampled_from(list("+-eE xX_,;'\"") + ["\n", "\u00a0", "\u0663"]))
         with pytest.raises(PriceError) as info:
             parse_price(text[:position] + char + text[position:], field="price")
-        assert (info.value.reason, info.value.field) == ("invalid_price", "price")
+        assert (info.value.reason, info.value.field) == (RejectReason.INVALID_PRICE, "price")
 
     @given(st.text(alphabet="0123456789.-+eEnaINf ", max_size=14))
     def test_any_text_is_either_exact_or_a_price_error(self, text):
@@ -136,7 +137,7 @@ class TestParsePrice:
         try:
             ticks = parse_price(text)
         except PriceError as exc:
-            assert exc.reason in {"invalid_price", "price_off_tick"}
+            assert exc.reason in {RejectReason.INVALID_PRICE, RejectReason.PRICE_OFF_TICK}
             return
         assert re.fullmatch(r"[0-9]+(\.[0-9]+)?", text)
         assert Decimal(text) * 1000 == ticks
@@ -210,7 +211,7 @@ class TestPriceFromDecimal:
         """A value that is not finite or rounds outside 1..MAX_PRICE_TICKS is invalid_price."""
         with pytest.raises(PriceError) as info:
             price_from_decimal(Decimal(value), decimal.ROUND_HALF_EVEN, field="index")
-        assert (info.value.reason, info.value.field) == ("invalid_price", "index")
+        assert (info.value.reason, info.value.field) == (RejectReason.INVALID_PRICE, "index")
 
     @pytest.mark.parametrize("value", [2.1, 2, "2.1", None])
     def test_non_decimal_value_raises_type_error(self, value):
@@ -255,14 +256,14 @@ class TestMoney:
         """Signs (unless allowed), a 7th non-zero decimal, exponents and junk are invalid_amount."""
         with pytest.raises(MoneyError) as info:
             parse_money(text, field="collateral")
-        assert (info.value.reason, info.value.field) == ("invalid_amount", "collateral")
+        assert (info.value.reason, info.value.field) == (RejectReason.INVALID_AMOUNT, "collateral")
 
     @pytest.mark.parametrize("value", [1, 1.5, True, None, Decimal("1.5")])
     def test_non_string_amount_is_invalid_amount(self, value):
         """Numbers, bools and None are refused; the default field is "amount"."""
         with pytest.raises(MoneyError) as info:
             parse_money(value)
-        assert (info.value.reason, info.value.field) == ("invalid_amount", "amount")
+        assert (info.value.reason, info.value.field) == (RejectReason.INVALID_AMOUNT, "amount")
 
     @pytest.mark.parametrize("micros, text", [
         (0, "0.000000"), (1, "0.000001"), (1_500_000, "1.500000"), (-1_500_000, "-1.500000"),

@@ -1,0 +1,61 @@
+"""What a server starts from: its data directory held, the state recovered, the journal
+open after it, the request core built on them, and a new exchange funded."""
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from gateway.config import Config
+from gateway.core.auth import Accounts, demo_accounts
+from gateway.core.requests import Core
+from gateway.storage.recovery import (
+    Recovered, build, check_listing, funding, listing_date, lock_data_dir, open_journal,
+    recover, state_digest,
+)
+
+
+class Started:
+    """An exchange ready to serve: accounts, the recovered state, its journal and core.
+
+    Args:
+        config: Products, accounts, limits and durability.
+        data_dir: Held (``lock``) until ``os.close(lock)``.
+        as_of: The listing date of a new data directory (see Server).
+        clock: Nanoseconds since the epoch.
+
+    Raises:
+        DataDirBusy, ConfigError, JournalError: as Server; nothing is left held.
+    """
+
+    def __init__(self, config: Config, data_dir: Path, as_of: datetime.date | None,
+                 clock) -> None:
+        self.lock = lock_data_dir(data_dir)
+        self.journal = None
+        try:
+            self._open(config, data_dir, as_of, clock)
+        except BaseException:
+            if self.journal is not None:
+                self.journal.close(commit=False)
+            os.close(self.lock)
+            raise
+
+    def _open(self, config: Config, data_dir: Path, as_of, clock) -> None:
+        self.account_list = list(config.account) or demo_accounts(data_dir)
+        self.accounts = Accounts(self.account_list, config.limits.login_window_s * 1000)
+        as_of = listing_date(data_dir, as_of or config.server.as_of)
+        accounts = list(self.accounts.by_id.values())
+        self.recovered: Recovered = recover(data_dir,
+                                            lambda: build(config, as_of, accounts, clock))
+        venue, feed = self.venue, self.feed = self.recovered.venue, self.recovered.feed
+        check_listing(venue, config, as_of)
+        venue.clock = clock
+        self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
+        self.core = Core(venue, feed, self.accounts, config.limits, self.journal,
+                         digest=lambda: state_digest(venue, feed))
+        self.core.snapshot_seq = self.recovered.snapshot_seq
+        if self.journal.next_seq == 1:          # a new exchange: the configured funding
+            for deposit in funding(accounts, venue.now(), config.clearing.insurance_fund):
+                self.core.submit(deposit)
+            self.journal.commit()
+            self.core.seal()
