@@ -32,8 +32,14 @@ from gateway.core.session import SessionState
 class BatchingConnection(ServerConnection):
     """A websockets connection that hands all pending frames to the socket in one write.
 
-    websockets writes each frame with its own transport.write (a system call
-    each); writelines gives uvloop every frame of a batch at once.
+    The one place that reaches past websockets' public API, so it is pinned
+    (pyproject: websockets < 18) and tests/gateway/test_transport.py fails when
+    what it uses changes: the Sans-I/O ``protocol`` (its ``send_text`` and
+    ``state`` are public API of websockets.protocol), and the asyncio
+    connection's ``send_data``, ``paused`` and ``drain``. websockets' own
+    ``send`` is a coroutine per message, and writes each frame with its own
+    transport.write (a system call each); writelines gives uvloop every frame of
+    a batch at once.
     """
 
     def send_data(self) -> None:
@@ -49,6 +55,28 @@ class BatchingConnection(ServerConnection):
                 else:
                     self.transport.close()
 
+    @property
+    def writable(self) -> bool:
+        """Whether the socket takes more now (it is not paused by a full buffer)."""
+        return not self.paused
+
+    def write_frames(self, frames) -> bool:
+        """Queue text frames (already encoded UTF-8 JSON) and write them in one go; False
+        when the connection is no longer open (nothing is written)."""
+        protocol = self.protocol
+        if protocol.state is not State.OPEN:
+            return False
+        send_text = protocol.send_text
+        for frame in frames:
+            send_text(frame)
+        self.send_data()
+        return True
+
+    async def writable_again(self) -> None:
+        """Wait for a full socket to drain."""
+        if self.paused:
+            await self.drain()
+
 
 class Connection:
     """The outbound side of one connection.
@@ -61,7 +89,7 @@ class Connection:
         on_wants_snapshot: Called when a conflated connection has caught up.
     """
 
-    def __init__(self, ws: ServerConnection, state: SessionState, limits: Limits,
+    def __init__(self, ws: BatchingConnection, state: SessionState, limits: Limits,
                  on_pending, on_wants_snapshot) -> None:
         self.ws = ws
         self.state = state
@@ -119,28 +147,20 @@ class Connection:
         self._pending = False
         if self.closed or not self._queue:
             return
-        if self.ws.paused or self.closing is not None:
+        if not self.ws.writable or self.closing is not None:
             self._wake.set()
             return
         self._write()
-        if self.ws.paused:
+        if not self.ws.writable:
             self._wake.set()
         elif self.conflated:
             self._on_wants_snapshot(self)
 
     def _write(self) -> None:
         """Hand every queued frame to the socket in one write."""
-        ws, queue = self.ws, self._queue
-        if ws.protocol.state is not State.OPEN:
-            queue.clear()
-            self._queued_bytes = 0
-            return
-        send_text = ws.protocol.send_text
-        for frame in queue:
-            send_text(frame)
-        queue.clear()
+        self.ws.write_frames(self._queue)
+        self._queue.clear()
         self._queued_bytes = 0
-        ws.send_data()
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection after the frames already queued have been sent."""
@@ -159,8 +179,7 @@ class Connection:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if ws.paused:
-                    await ws.drain()
+                await ws.writable_again()
                 if self.closing is not None:
                     if self._queue:
                         self._write()
