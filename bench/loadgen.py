@@ -3,7 +3,7 @@
     python -m bench.loadgen [--connections 1 50] [--seconds 5] [--warmup 1]
         [--modes pipelined sync paced] [--window 32] [--rate 5000] [--repeat 3]
         [--server-cpus 0] [--client-cpus 1] [--procs 2] [--paced-procs 1]
-        [--targets echo gpux gpux-unsafe]
+        [--targets echo gpux gpux-unsafe gpux-picows]
         [--preload N] [--profile DIR] [--gc-log DIR] [--py-spy DIR] [-v]
 
 Each connection logs in (auth.login, its own market-maker account) and then
@@ -52,7 +52,9 @@ core), so a run shows which side was saturated.
 gpux journals every command and acks a batch (one event-loop turn) after one
 write and one fdatasync. ``--targets gpux gpux-unsafe`` measures that against
 the unsafe mode (``gpux serve --durability unsafe-no-fsync``: acked once
-written), side by side (``make durability``).
+written), side by side (``make durability``); ``--targets gpux gpux-picows``
+measures the websocket library, websockets against picows (``[server]
+transport``), behind the same adapter.
 """
 from __future__ import annotations
 
@@ -496,6 +498,9 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
     gpux = target.startswith("gpux")
     config = (gpux_config(accounts + ["liq-001", "pre-001"], queue_hard=1 << 20)
               if gpux else None)
+    if target == "gpux-picows":
+        config += '\n[server]\ntransport = "picows"\n'
+
     args = ["--durability", DURABILITY[target]] if gpux else None
     name = f"{target}-{mode}-{connections}{tag}"
     env = None
@@ -534,7 +539,7 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
 # -- The command line -----------------------------------------------------------------
 
 #: gpux acks a batch once fdatasync returns (the default), or once written (unsafe).
-DURABILITY = {"gpux": "fsync", "gpux-unsafe": "unsafe-no-fsync"}
+DURABILITY = {"gpux": "fsync", "gpux-unsafe": "unsafe-no-fsync", "gpux-picows": "fsync"}
 
 def _median(values):
     values = [v for v in values if v is not None]
@@ -546,20 +551,22 @@ def _cpu(results, key) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def durability_table(cells: dict, modes, connection_counts) -> str:
-    """gpux acking after fdatasync against the unsafe mode (acked once written)."""
-    lines = [f"{'mode':<10} {'conns':>5} {'fsync orders/s':>15} {'unsafe orders/s':>16} "
-             f"{'ratio':>6}  {'fsync p50':>9} {'p99':>8}  {'unsafe p50':>10} {'p99':>8}"]
+def versus(cells: dict, modes, connection_counts, first: str, second: str,
+           names: tuple[str, str]) -> str:
+    """Two gpux targets side by side: rates, their ratio, and latencies."""
+    a, b = names
+    lines = [f"{'mode':<10} {'conns':>5} {a + ' orders/s':>15} {b + ' orders/s':>16} "
+             f"{'ratio':>6}  {a + ' p50':>10} {'p99':>8}  {b + ' p50':>10} {'p99':>8}"]
     for mode in modes:
         for n in connection_counts:
-            safe, unsafe = cells.get(("gpux", mode, n), []), cells.get(("gpux-unsafe", mode, n), [])
-            s_rate = _median([r["rate"] for r in safe])
-            u_rate = _median([r["rate"] for r in unsafe])
+            one, two = cells.get((first, mode, n), []), cells.get((second, mode, n), [])
+            s_rate = _median([r["rate"] for r in one])
+            u_rate = _median([r["rate"] for r in two])
             ratio = f"{s_rate / u_rate:.2f}" if s_rate and u_rate else "-"
-            lat = [fmt_us(_median([r[k] for r in rs])) for rs in (safe, unsafe)
+            lat = [fmt_us(_median([r[k] for r in rs])) for rs in (one, two)
                    for k in ("p50", "p99")]
             lines.append(f"{mode:<10} {n:>5} {s_rate or 0:>15,.0f} {u_rate or 0:>16,.0f} "
-                         f"{ratio:>6}  {lat[0]:>9} {lat[1]:>8}  {lat[2]:>10} {lat[3]:>8}")
+                         f"{ratio:>6}  {lat[0]:>10} {lat[1]:>8}  {lat[2]:>10} {lat[3]:>8}")
     return "\n".join(lines)
 
 
@@ -597,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipelined: requests in flight per connection")
     parser.add_argument("--rate", type=float, default=5000.0, help="paced: requests/s in all")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--targets", nargs="+", choices=("echo", "gpux", "gpux-unsafe"),
+    parser.add_argument("--targets", nargs="+", choices=("echo", "gpux", "gpux-unsafe",
+                                                         "gpux-picows"),
                         default=["echo", "gpux"])
     parser.add_argument("--procs", type=int, default=2,
                         help="client processes (at most one per connection)")
@@ -655,8 +663,12 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{', '.join(fmt_us(d) for d in full) or '-'})", flush=True)
     if "echo" in args.targets:
         print(table(cells, args.modes, args.connections))
-    if "gpux-unsafe" in args.targets:
-        print(durability_table(cells, args.modes, args.connections))
+    if "gpux-unsafe" in args.targets:      # what acking after fdatasync costs
+        print(versus(cells, args.modes, args.connections, "gpux", "gpux-unsafe",
+                     ("fsync", "unsafe")))
+    if "gpux-picows" in args.targets:      # the websocket library
+        print(versus(cells, args.modes, args.connections, "gpux-picows", "gpux",
+                     ("picows", "websockets")))
     failed = sum(r["errors"] + r["stuck"] for rs in cells.values() for r in rs)
     if failed:
         print(f"# {failed} requests failed or went unanswered", file=sys.stderr)

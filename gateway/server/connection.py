@@ -97,6 +97,7 @@ class Connection:
         self.limits = limits
         self.conflated: set[str] = set()       # channels skipped until the client catches up
         self.heartbeat_task: asyncio.Task | None = None
+        self.writer_task: asyncio.Task | None = None
         self.closing: tuple[int, str] | None = None     # close once the queue is sent
         self.closed = False                             # the writer has finished
         self._queue: deque[bytes] = deque()

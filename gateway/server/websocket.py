@@ -88,11 +88,15 @@ class Server:
         self.durability = Durability(self.journal, self.loop, self._release, self.data_dir,
                                      self.config.journal, (self.venue, self.feed),
                                      self.recovered.snapshot_seq, self.seal)
-        self._ws_server = await websockets.serve(
-            self._connection, host, port, create_connection=BatchingConnection,
-            process_request=self._route, compression=None,
-            max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
-            ping_interval=20, ping_timeout=20)
+        if self.config.server.transport == "picows":
+            from gateway.server.picows_transport import serve_picows
+            self._ws_server = await serve_picows(self, host, port)
+        else:
+            self._ws_server = await websockets.serve(
+                self._connection, host, port, create_connection=BatchingConnection,
+                process_request=self._route, compression=None,
+                max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
+                ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self._tasks = [self.loop.create_task(timers.tickers(self)),
                        self.loop.create_task(timers.schedule(self))]
@@ -112,8 +116,16 @@ class Server:
         for task in self._tasks:
             task.cancel()
         if self._ws_server is not None:
-            self._ws_server.close(close_connections=True)
-            await self._ws_server.wait_closed()
+            if self.config.server.transport == "picows":
+                self._ws_server.close()
+                writers = [c.writer_task for c in self.connections]
+                for conn in list(self.connections):
+                    conn.close(1001, "server shutting down")
+                if writers:
+                    await asyncio.wait(writers, timeout=3)
+            else:
+                self._ws_server.close(close_connections=True)
+                await self._ws_server.wait_closed()
         self.close()
 
     def close(self) -> None:
@@ -149,38 +161,54 @@ class Server:
         return self.pages.respond(connection, request)
 
     async def _connection(self, ws: ServerConnection) -> None:
-        if self.limits.socket_send_buffer:
-            sock = ws.transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer)
-        state = self.core.open(self._next_conn, self.loop.time())
-        conn = Connection(ws, state, self.limits, self._wants_flush, self._wants_snapshot)
-        self._next_conn += 1
-        self.connections.add(conn)
-        writer = self.loop.create_task(conn.writer())
-        core, loop = self.core, self.loop
+        """One websockets connection, from its handshake to its end."""
+        conn = self.opened(ws)
         try:
             async for frame in ws:
-                handled = core.handle(state, frame, loop.time())
-                for effect in handled.effects:
-                    if type(effect) is Heartbeat:
-                        self._set_heartbeat(conn, effect.interval)
-                self.end_turn()
+                self.received(conn, frame)
                 if conn.closing is not None:
                     break
         except websockets.ConnectionClosed:
             pass
         finally:
-            try:
-                self.connections.discard(conn)
-                if conn.heartbeat_task is not None:
-                    conn.heartbeat_task.cancel()
-                core.disconnected(state)
-                self.end_turn()
-            finally:
-                if not writer.done():
-                    conn.close(1000, "")
-                    await asyncio.wait([writer], timeout=3)
-                    writer.cancel()
+            self.ended(conn)
+            if not conn.writer_task.done():
+                conn.close(1000, "")
+                await asyncio.wait([conn.writer_task], timeout=3)
+                conn.writer_task.cancel()
+
+    # -- Any transport: a connection opens, sends frames, ends --------------------
+
+    def opened(self, sock) -> Connection:
+        """A connection whose handshake is done: its session, its queue and writer."""
+        if self.limits.socket_send_buffer:
+            raw = sock.transport.get_extra_info("socket")
+            if raw is not None:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                               self.limits.socket_send_buffer)
+        state = self.core.open(self._next_conn, self.loop.time())
+        self._next_conn += 1
+        conn = Connection(sock, state, self.limits, self._wants_flush, self._wants_snapshot)
+        self.connections.add(conn)
+        conn.writer_task = self.loop.create_task(conn.writer())
+        return conn
+
+    def received(self, conn: Connection, frame: str | bytes) -> None:
+        handled = self.core.handle(conn.state, frame, self.loop.time())
+        for effect in handled.effects:
+            if type(effect) is Heartbeat:
+                self._set_heartbeat(conn, effect.interval)
+        self.end_turn()
+
+    def ended(self, conn: Connection) -> None:
+        """The connection is gone: its session ends (cancel-on-disconnect's cancels)."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        if conn.heartbeat_task is not None:
+            conn.heartbeat_task.cancel()
+        self.core.disconnected(conn.state)
+        self.end_turn()
 
     def _set_heartbeat(self, conn: Connection, interval: int) -> None:
         if conn.heartbeat_task is not None:
