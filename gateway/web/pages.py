@@ -53,29 +53,35 @@ class StaticPages:
         if "/index.html" in self.assets:
             self.assets["/"] = self.assets["/index.html"]
 
-    def respond(self, connection: ServerConnection, request: Request) -> Response:
-        """Answer a plain HTTP GET: the file, 304 when the client's copy is current, or 404."""
-        asset = self.assets.get(request.path.split("?", 1)[0])
+    def answer(self, path: str, if_none_match: list[str]) -> tuple[int, list, bytes]:
+        """(status, headers, body) for a plain HTTP GET of ``path``: the file, 304 when the
+        client's copy is current, or 404; for any server library."""
+        asset = self.assets.get(path.split("?", 1)[0])
         if asset is None:
-            return connection.respond(404, "gpux: no such page; the market is at / and the "
-                                      "websocket endpoint at /ws\n")
-        current = matches(asset.etag, request.headers.get_all("If-None-Match"))
-        response = connection.respond(304 if current else 200, "")
-        headers = response.headers
-        for name in ("Content-Type", "Content-Length"):
-            del headers[name]
-        if current:
+            body = b"gpux: no such page; the market is at / and the websocket endpoint at /ws\n"
+            return 404, [("Content-Type", "text/plain; charset=utf-8"),
+                         ("Content-Length", str(len(body)))], body
+        headers = [("ETag", asset.etag),
+                   ("Cache-Control", "no-cache"),   # revalidate: a new release shows at once
+                   ("Content-Security-Policy", POLICY),
+                   ("X-Content-Type-Options", "nosniff"),
+                   ("Referrer-Policy", "no-referrer")]
+        if matches(asset.etag, if_none_match):
             # A 304 has no body and states no length of its own (RFC 9110, 8.6 and 15.4.5).
-            response.body = b""
-        else:
-            response.body = asset.body
-            headers["Content-Type"] = asset.content_type
-            headers["Content-Length"] = str(len(asset.body))
-        headers["ETag"] = asset.etag
-        headers["Cache-Control"] = "no-cache"       # revalidate: a new release shows at once
-        headers["Content-Security-Policy"] = POLICY
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
+            return 304, headers, b""
+        return 200, [("Content-Type", asset.content_type),
+                     ("Content-Length", str(len(asset.body)))] + headers, asset.body
+
+    def respond(self, connection: ServerConnection, request: Request) -> Response:
+        """``answer`` as websockets' HTTP response."""
+        status, headers, body = self.answer(request.path,
+                                            request.headers.get_all("If-None-Match"))
+        response = connection.respond(status, "")
+        for name in ("Content-Type", "Content-Length"):
+            del response.headers[name]
+        for name, value in headers:
+            response.headers[name] = value
+        response.body = body
         return response
 
 
