@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway.client.sdk import Client
+from gateway.web.pages import STATIC
 from live import TIMEOUT, Process, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,8 +131,8 @@ def selected_symbol(page):
 def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path):
     """With the demo trading, the page goes live with every month quoted; choosing a month on
     the curve shows its ladder; a trade placed through the Python client appears in the
-    page's trade list; the page sends no login, logs no error, and fits a laptop and a phone
-    (screenshots of both)."""
+    page's trade list; the page loads all its modules, sends no login, logs no error, and fits
+    a laptop and a phone (screenshots of both)."""
     executable = chromium()
     data = tmp_path / "data"
     server = Process(data, "--demo")
@@ -144,6 +145,11 @@ def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path)
             page = laptop.page
             await wait_live(page)
             assert await page.text_content("#index-value") not in ("", "–", None)
+            # The page's script is its ES modules, every one of them loaded (from app.js).
+            loaded = await page.evaluate("() => performance.getEntriesByType('resource')"
+                                         ".map((r) => new URL(r.name).pathname)")
+            assert sorted(p[1:] for p in loaded if p.endswith(".js")) \
+                == sorted(p.name for p in STATIC.glob("*.js"))
             # Choose the third month on the chart: its ladder replaces the front month's.
             symbol = await page.get_attribute(
                 "#curve-chart [data-symbol]:nth-of-type(3)", "data-symbol")

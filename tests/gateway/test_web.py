@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.web.pages import STATIC
+from gateway.web.pages import POLICY, STATIC
 from live import run
 
 
@@ -31,10 +32,43 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(live_server):
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
     assert "unsafe-inline" not in policy and "http" not in policy
     assert page.getheader("X-Content-Type-Options") == "nosniff"
-    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+    for name, kind in (("app.js", "text/javascript"), ("format.js", "text/javascript"),
+                       ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")):
         asset = get(live_server, f"/{name}?v=1")
         assert (asset.status, asset.getheader("Content-Type").split(";")[0]) == (200, kind)
         assert asset.body == (STATIC / name).read_bytes()
+
+
+# A module's static imports: `import ... from "x"`, `export ... from "x"`, `import "x"`.
+IMPORT = re.compile(r"""\b(?:import|export)\s[^;"'`]*?\bfrom\s*["']([^"']+)["']"""
+                    r"""|\bimport\s*\(?\s*["']([^"']+)["']""")
+
+
+def test_every_module_the_page_imports_is_served_as_javascript_under_the_policy(live_server):
+    """The page loads one entry module (no inline script, no classic script); following its
+    imports reaches every .js file of the page and nothing else, each imported by a relative
+    path to a top-level file, each served as text/javascript with the page's policy."""
+    page = get(live_server, "/").body.decode()
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S)
+    assert scripts == [(' type="module" src="app.js"', "")], scripts
+    seen: set[str] = set()
+    todo = ["app.js"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        module = get(live_server, f"/{name}")
+        assert module.status == 200, name
+        assert module.getheader("Content-Type") == "text/javascript; charset=utf-8", name
+        assert module.getheader("Content-Security-Policy") == POLICY, name
+        assert module.getheader("X-Content-Type-Options") == "nosniff", name
+        assert module.body == (STATIC / name).read_bytes(), name
+        for match in IMPORT.finditer(module.body.decode()):
+            spec = match.group(1) or match.group(2)
+            assert re.fullmatch(r"\./[a-z_]+\.js", spec), f"{name} imports {spec!r}"
+            todo.append(spec.removeprefix("./"))
+    assert seen == {p.name for p in STATIC.glob("*.js")}, "a module no page imports"
 
 
 def test_a_current_copy_is_answered_not_modified(live_server):

@@ -1,0 +1,177 @@
+/*
+ * contract.js: the selected contract's panels: its ladder, its figures and its trades.
+ *
+ * The ladder shows ten levels a side of the local book with depth bars, the
+ * spread and mid, and whether the book's seq and checksum hold. The figures
+ * are the contract's terms and its ticker. The trades are the newest first,
+ * reconciled in place so that a row shown once is not drawn again.
+ */
+
+import { $, el, setAttr, setText } from "./dom.js";
+import { DASH, QTY_FORMAT, fmtPrice, fmtQty, fmtTime, isNum, monthLong, ticks } from "./format.js";
+import { conn } from "./link.js";
+import { monthRows, state } from "./state.js";
+
+const LADDER_DEPTH = 10;
+
+// -- The ladder -----------------------------------------------------------------------
+
+let ladderRows = null;          // {asks: [tr...], bids: [tr...]} built once
+
+function buildLadder() {
+  const table = $("ladder");
+  const make = (side) => {
+    const list = [];
+    for (let i = 0; i < LADDER_DEPTH; i++) {
+      const tr = el("tr", { class: `level ${side}` }, el("td", { class: "price" }), el("td"), el("td"));
+      list.push(tr);
+    }
+    return list;
+  };
+  ladderRows = { asks: make("ask"), bids: make("bid") };
+  table.querySelector("tbody.asks").replaceChildren(...ladderRows.asks);
+  table.querySelector("tbody.bids").replaceChildren(...ladderRows.bids);
+}
+
+function fillLevel(tr, level, side, depth, maxDepth) {
+  const [price, qty, orders] = level || [null, null, null];
+  setAttr(tr, "data-side", level ? side : null);
+  setAttr(tr, "data-price", level ? price : null);
+  tr.classList.toggle("empty", !level);
+  setText(tr.cells[0], level ? fmtPrice(price) : "");
+  setText(tr.cells[1], level ? fmtQty(qty) : "");
+  setText(tr.cells[2], level ? (isNum(orders) ? fmtQty(orders) : DASH) : "");
+  const pct = level && maxDepth > 0 ? Math.max(1, Math.round((depth / maxDepth) * 1000) / 10) : 0;
+  tr.style.setProperty("--depth", `${pct}%`);
+}
+
+export function renderLadder() {
+  if (!ladderRows) buildLadder();
+  const book = state.book;
+  setText($("selected"), state.symbol || DASH);
+  for (const node of document.querySelectorAll(".js-symbol")) setText(node, state.symbol || "");
+  const bids = book ? book.bids.slice(0, LADDER_DEPTH) : [];
+  const asks = book ? book.asks.slice(0, LADDER_DEPTH) : [];
+  let cum = 0;
+  const bidDepth = bids.map((l) => (cum += l[1]));
+  cum = 0;
+  const askDepth = asks.map((l) => (cum += l[1]));
+  const maxDepth = Math.max(bidDepth[bidDepth.length - 1] || 0, askDepth[askDepth.length - 1] || 0);
+  // Asks: the best at the bottom, next to the spread; empty rows pad the top.
+  for (let i = 0; i < LADDER_DEPTH; i++) {
+    const k = LADDER_DEPTH - 1 - i;
+    fillLevel(ladderRows.asks[i], asks[k], "ask", askDepth[k], maxDepth);
+    fillLevel(ladderRows.bids[i], bids[i], "bid", bidDepth[i], maxDepth);
+  }
+  const spread = $("spread");
+  const bt = bids.length ? ticks(bids[0][0]) : null;
+  const at = asks.length ? ticks(asks[0][0]) : null;
+  if (bt !== null && at !== null) {
+    const mid = (bt + at) / 2;
+    const midText = Number.isInteger(mid) ? (mid / 1000).toFixed(3) : (mid / 1000).toFixed(4);
+    setText(spread, `spread ${((at - bt) / 1000).toFixed(3)} · mid ${midText}`);
+  } else if (book && book.seq !== null) {
+    setText(spread, bt === null && at === null ? "empty book" : `spread ${DASH} · one side only`);
+  } else {
+    setText(spread, DASH);
+  }
+  const bs = $("book-state");
+  let text;
+  let kind;
+  if (!book) {
+    text = DASH;
+    kind = "none";
+  } else if (conn.state !== "live") {
+    text = book.seq === null ? "no book yet" : `seq ${book.seq} · stale`;
+    kind = "stale";
+  } else if (book.awaitingSnapshot) {
+    text = book.problem === "gap" ? "gap in seq · resyncing…"
+      : book.problem === "checksum" ? "checksum mismatch · resyncing…" : "loading book…";
+    kind = book.problem ? "bad" : "wait";
+  } else if (book.verified === true) {
+    text = `seq ${book.seq} ✓ checksum`;
+    kind = "ok";
+  } else if (book.verified === false) {
+    text = `seq ${book.seq} ✗ checksum`;
+    kind = "bad";
+  } else {
+    text = `seq ${book.seq}`;
+    kind = "wait";
+  }
+  setText(bs, text);
+  setAttr(bs, "data-check", kind);
+  renderContractInfo();
+}
+
+function renderContractInfo() {
+  const inst = state.symbol ? state.bySymbol.get(state.symbol) : null;
+  const info = $("contract-info");
+  if (!inst) {
+    setText(info, "");
+    return;
+  }
+  const parts = [
+    `delivery ${monthLong(inst.delivery_start)}`,
+    isNum(inst.contract_hours) ? `${QTY_FORMAT.format(inst.contract_hours)} GPU-h a contract` : null,
+    inst.band_low && inst.band_high ? `band ${inst.band_low}–${inst.band_high}` : null,
+    inst.status ? inst.status.replace("_", " ") : null,
+  ].filter(Boolean);
+  setText(info, parts.join(" · "));
+}
+
+export function renderStats() {
+  const t = (state.symbol && state.tickers.get(state.symbol)) || {};
+  const row = monthRows().find((r) => r.symbol === state.symbol) || {};
+  setText($("stat-last"), fmtPrice(t.last_price ?? row.last ?? null));
+  setText($("stat-mark"), fmtPrice(t.mark_price ?? row.mark ?? null));
+  setText($("stat-index"), fmtPrice(t.index_price ?? (state.index ? state.index.value : null)));
+  setText($("stat-volume"), fmtQty(t.volume));
+  setText($("stat-svol"), fmtQty(t.session_volume));
+  setText($("stat-oi"), fmtQty(t.open_interest));
+  const last = t.last_price ?? row.last ?? null;
+  document.title = state.symbol
+    ? `${last !== null ? `${last} ` : ""}${state.symbol} · gpux`
+    : "gpux · GPU-hour forwards";
+}
+
+// -- Trades ---------------------------------------------------------------------------
+
+const tradeRows = new Map();        // trade_id -> tr
+let tradesSymbol = null;
+
+export function renderTrades() {
+  const body = $("trades").tBodies[0];
+  const t = state.trades;
+  if (!t || t.symbol !== tradesSymbol) {
+    tradeRows.clear();
+    tradesSymbol = t ? t.symbol : null;
+  }
+  const list = t ? t.list : [];
+  const keep = new Set();
+  const rows = list.map((trade) => {
+    keep.add(trade.trade_id);
+    let tr = tradeRows.get(trade.trade_id);
+    if (!tr) {
+      const side = trade.aggressor === "buy" || trade.aggressor === "sell" ? trade.aggressor : "";
+      tr = el("tr", { "data-trade-id": String(trade.trade_id), class: side },
+              el("td", { class: "l time", text: fmtTime(trade.time) }),
+              el("td", { class: `px ${side === "buy" ? "bid" : side === "sell" ? "ask" : ""}`,
+                         text: fmtPrice(trade.price) }),
+              el("td", { text: fmtQty(trade.qty) }),
+              el("td", { class: `aggr ${side}`, text: side || DASH }));
+      if (t.fresh.has(trade.trade_id)) tr.classList.add("flash-new");
+      tradeRows.set(trade.trade_id, tr);
+    }
+    return tr;
+  });
+  if (t) t.fresh.clear();
+  for (const id of [...tradeRows.keys()]) if (!keep.has(id)) tradeRows.delete(id);
+  // Reconcile in place: new trades go in at the top and the rest stay put, so
+  // rows already shown are not re-inserted (which would replay their flash).
+  rows.forEach((tr, i) => {
+    const at = body.children[i];
+    if (at !== tr) body.insertBefore(tr, at || null);
+  });
+  while (body.children.length > rows.length) body.lastElementChild.remove();
+  $("trades-empty").hidden = rows.length > 0 || !(t && t.loaded);
+}

@@ -1,0 +1,176 @@
+/*
+ * state.js: what the page knows of the market, and which parts of the page
+ * are out of date.
+ *
+ * Messages update `state` and mark parts of the page dirty; one
+ * requestAnimationFrame pass renders whatever is dirty (the renderer app.js
+ * gives drawWith()), so a burst of messages costs one render. Everything kept
+ * is bounded (50 trades, a day of index points, one book). The updates here
+ * only change `state`: asking the server is the subscriptions' job.
+ */
+
+import { isNum, monthLabel, num } from "./format.js";
+
+export const MAX_TRADES = 50;
+const HISTORY_POINT_MS = 60_000;
+const HISTORY_KEPT = 24 * 60;
+
+export const state = {
+  instruments: [],            // as market.instruments, in listing order
+  bySymbol: new Map(),        // symbol -> instrument
+  classes: [],                // GPU classes in listing order
+  months: new Map(),          // class -> its instruments in delivery order
+  cls: null,                  // selected GPU class
+  symbol: null,               // selected contract
+  wantedHash: null,           // a hash to apply once instruments are known
+  curve: new Map(),           // class -> curve rows (the curve channel)
+  tickers: new Map(),         // symbol -> ticker (the ticker channels of the class)
+  index: null,                // {gpu_class, value, time, source, fixings}
+  history: [],                // [[time ms, value number]] oldest first, one a minute
+  book: null,                 // Book of the selected symbol
+  trades: null,               // {symbol, list newest first, ids, fresh, loaded}
+};
+
+// -- Dirty parts and the render pass --------------------------------------------------
+
+const dirty = new Set();
+let frame = 0;
+let draw = null;
+
+/** Who renders: called once a frame with the set of dirty parts. */
+export function drawWith(render) {
+  draw = render;
+}
+
+export function markDirty(...parts) {
+  for (const p of parts) dirty.add(p);
+  if (!frame) frame = requestAnimationFrame(renderDirty);
+}
+
+function renderDirty() {
+  frame = 0;
+  const parts = new Set(dirty);
+  dirty.clear();
+  if (draw) draw(parts);
+}
+
+// -- Instruments ----------------------------------------------------------------------
+
+export function setInstruments(list) {
+  const instruments = Array.isArray(list) ? list.filter((i) => i && i.symbol && i.gpu_class) : [];
+  state.instruments = instruments;
+  state.bySymbol = new Map(instruments.map((i) => [i.symbol, i]));
+  const months = new Map();
+  for (const inst of instruments) {
+    if (!months.has(inst.gpu_class)) months.set(inst.gpu_class, []);
+    months.get(inst.gpu_class).push(inst);
+  }
+  for (const list_ of months.values()) {
+    list_.sort((a, b) => String(a.delivery_start).localeCompare(String(b.delivery_start))
+                         || a.symbol.localeCompare(b.symbol));
+  }
+  state.months = months;
+  state.classes = [...months.keys()];
+  markDirty("tabs", "table", "curve", "ladder", "stats");
+}
+
+export function frontMonth(cls) {
+  const months = state.months.get(cls) || [];
+  return (months.find((i) => i.status === "open")
+          || months.find((i) => i.status === "pre_open" || i.status === "halted")
+          || months[0] || null);
+}
+
+/** One month of the selected class: instrument, curve row and ticker, merged. */
+export function monthRows() {
+  const months = state.months.get(state.cls) || [];
+  const curve = new Map((state.curve.get(state.cls) || []).map((r) => [r && r.symbol, r]));
+  return months.map((inst) => {
+    const c = curve.get(inst.symbol) || {};
+    const t = state.tickers.get(inst.symbol) || {};
+    return {
+      inst,
+      symbol: inst.symbol,
+      label: monthLabel(inst.delivery_start),
+      bid: c.best_bid ?? null,
+      ask: c.best_ask ?? null,
+      last: c.last_price ?? null,
+      mark: c.mark_price ?? null,
+      ticker: t,
+    };
+  });
+}
+
+// -- The index ------------------------------------------------------------------------
+
+export function setIndex(data) {
+  state.index = {
+    gpu_class: data.gpu_class,
+    value: data.value ?? null,
+    time: isNum(data.time) ? data.time : null,
+    source: data.source ?? null,
+    fixings: Array.isArray(data.fixings) ? data.fixings : [],
+  };
+}
+
+/** One point a minute, the last value of the minute, as the server keeps it. */
+export function addIndexPoint(time, value) {
+  const h = state.history;
+  const minute = Math.floor(time / HISTORY_POINT_MS);
+  const last = h[h.length - 1];
+  if (last && Math.floor(last[0] / HISTORY_POINT_MS) === minute) {
+    if (time >= last[0]) h[h.length - 1] = [time, value];
+  } else if (!last || time > last[0]) {
+    h.push([time, value]);
+    if (h.length > HISTORY_KEPT) h.splice(0, h.length - HISTORY_KEPT);
+  }
+}
+
+/** The history from market.index (with history: true) under what the channel brought. */
+export function seedIndex(view) {
+  const points = [];
+  for (const p of Array.isArray(view.history) ? view.history : []) {
+    const v = num(p && p.value);
+    if (v !== null && isNum(p.time)) points.push([p.time, v]);
+  }
+  // Keep what the channel brought since the history was taken.
+  const lastMinute = points.length ? Math.floor(points[points.length - 1][0] / HISTORY_POINT_MS) : -Infinity;
+  const newer = state.history.filter((p) => Math.floor(p[0] / HISTORY_POINT_MS) > lastMinute);
+  state.history = [];
+  for (const p of points.concat(newer)) addIndexPoint(p[0], p[1]);
+  if (!state.index) setIndex(view);
+  markDirty("index");
+}
+
+// -- Trades ---------------------------------------------------------------------------
+
+function compareTrades(a, b) {
+  if (a.time !== b.time) return (b.time || 0) - (a.time || 0);
+  if (isNum(a.trade_id) && isNum(b.trade_id)) return b.trade_id - a.trade_id;
+  return String(b.trade_id).localeCompare(String(a.trade_id));
+}
+
+export function addTrades(list, live) {
+  const t = state.trades;
+  let added = false;
+  for (const trade of list) {
+    if (!trade || trade.trade_id === undefined || t.ids.has(trade.trade_id)) continue;
+    t.ids.add(trade.trade_id);
+    t.list.push(trade);
+    if (live && t.loaded) t.fresh.add(trade.trade_id);
+    added = true;
+  }
+  if (!live) t.loaded = true;
+  if (!added) {
+    markDirty("trades");
+    return;
+  }
+  t.list.sort(compareTrades);
+  if (t.list.length > MAX_TRADES) {
+    for (const old of t.list.splice(MAX_TRADES)) {
+      t.ids.delete(old.trade_id);
+      t.fresh.delete(old.trade_id);
+    }
+  }
+  markDirty("trades");
+}
