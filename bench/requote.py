@@ -1,13 +1,15 @@
-"""A market maker's re-quote: 288 quote slots moved as 288 order.replace requests, against
-the same slots moved by order.mass_quote (three requests of 96 slots).
+"""A market maker's re-quote: every quote slot moved by one order.replace each, against the
+same slots moved by order.mass_quote (requests of 96 slots).
 
     python -m bench.requote [--rounds 200] [--repeat 3] [--server-cpus 0] [--client-cpus 1]
 
-The maker quotes 3 levels a side on all 48 listed contracts (288 orders), then
+The maker quotes 3 levels a side on every contract of the default listing
+that is still trading (48 contracts, 288 slots, until the front month's last
+trading day; 44 and 264 after it), then
 moves every quote by one tick each round, alternately down and up, so every
 slot changes every round. ``replace`` sends one order.replace per order, all in
 flight at once (the fastest a client can ask for it); ``mass_quote`` sends
-three order.mass_quote requests of 96 slots, also at once. A round ends when
+order.mass_quote requests of 96 slots, also at once. A round ends when
 every answer is in. Each way runs in a fresh server process (pinned), after
 ten warm-up rounds; the table gives the median of ``--repeat`` runs: slots
 moved per second, and the median and p99 time of a round.
@@ -47,12 +49,14 @@ class Conn(wsraw.WsProtocol):
             future.set_result(message)
 
 
-def slots() -> list[tuple[str, str, int, int]]:
+def slots(open_symbols) -> list[tuple[str, str, int, int]]:
     """(symbol, side, level, price in ticks) of every quote: 3 levels a side on every
-    contract of the default listing, around its reference price."""
+    contract of the default listing still trading, around its reference price."""
     config = load_config(None)
     out = []
     for inst in list_instruments(config.products, datetime.date.fromisoformat(AS_OF)):
+        if inst.symbol not in open_symbols:
+            continue
         ref = next(p for p in config.products if p.gpu_class == inst.gpu_class).reference_price
         for level in range(LEVELS):
             out.append((inst.symbol, "buy", level, ref - 20 - 5 * level))
@@ -60,8 +64,9 @@ def slots() -> list[tuple[str, str, int, int]]:
     return out
 
 
-async def _answers(futures) -> None:
-    for message in await asyncio.gather(*futures):
+def _check(messages) -> None:
+    """Fail on any refusal, of a request or of one of its slots."""
+    for message in messages:
         if "error" in message:
             raise RuntimeError(f"refused: {message['error']}")
         for slot in message["result"].get("quotes", ()):
@@ -69,16 +74,20 @@ async def _answers(futures) -> None:
                 raise RuntimeError(f"slot refused: {slot['error']}")
 
 
-async def _run(host: str, port: int, way: str, rounds: int) -> list[int]:
+async def _run(host: str, port: int, way: str, rounds: int) -> tuple[int, list[int]]:
     conn = await wsraw.connect(lambda: Conn(host, port), host, port)
     r = await conn.call("auth.login", login_params("maker-001", f"rq-{time.time_ns()}"))
     assert "result" in r, r
-    book = slots()
+    listed = (await conn.call("market.instruments", {}))["result"]
+    soon = time.time() * 1000 + 3_600_000       # still trading an hour from now
+    book = slots({i["symbol"] for i in listed
+                  if i["status"] == "open" and i["last_trading_time"] > soon})
     quote = [{"symbol": s, "side": side, "level": level, "price": format_price(price),
               "qty": 5} for s, side, level, price in book]
     placed = [conn.call("order.mass_quote", {"quotes": quote[i:i + SLOTS_PER_REQUEST]})
               for i in range(0, len(quote), SLOTS_PER_REQUEST)]
     results = await asyncio.gather(*placed)
+    _check(results)
     order_ids = [q["order"]["order_id"] for r in results for q in r["result"]["quotes"]]
     times = []
     for n in range(rounds + 10):
@@ -94,14 +103,14 @@ async def _run(host: str, port: int, way: str, rounds: int) -> list[int]:
             futures = [conn.call("order.mass_quote",
                                  {"quotes": moved[i:i + SLOTS_PER_REQUEST]})
                        for i in range(0, len(moved), SLOTS_PER_REQUEST)]
-        await _answers(futures)
+        _check(await asyncio.gather(*futures))
         if n >= 10:
             times.append(time.perf_counter_ns() - started)
     await wsraw.close_all([conn])
-    return times
+    return len(book), times
 
 
-def measure(way: str, rounds: int, server_cpus, client_cpus) -> list[int]:
+def measure(way: str, rounds: int, server_cpus, client_cpus) -> tuple[int, list[int]]:
     config = gpux_config(account_names("maker", 1))
     with ServerProcess("gpux", cpus=server_cpus, config_text=config) as server:
         if client_cpus:
@@ -116,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
     args = parser.parse_args(argv)
-    n_slots = len(slots())
     runs: dict[str, list[list[int]]] = {way: [] for way in WAYS}
     for _ in range(args.repeat):
         for way in WAYS:            # alternating, so drift on the machine hits both
-            runs[way].append(sorted(measure(way, args.rounds, parse_cpus(args.server_cpus),
-                                            parse_cpus(args.client_cpus))))
+            n_slots, times = measure(way, args.rounds, parse_cpus(args.server_cpus),
+                                     parse_cpus(args.client_cpus))
+            runs[way].append(sorted(times))
     print(f"# {n_slots} slots, {args.rounds} rounds after 10 warm-up, median of "
           f"{args.repeat} runs; server CPUs {args.server_cpus}, client {args.client_cpus}; "
           f"pid {os.getpid()}")

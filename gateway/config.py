@@ -141,9 +141,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8765
     as_of: datetime.date | None = None
-    # The websocket library: websockets (the default), or picows (measured against it;
-    # README "Performance"), an optional dependency: pip install '.[picows]'.
-    transport: Literal["websockets", "picows"] = "websockets"
+    # The websocket library: picows (the default: the faster, README "Performance"), or
+    # websockets, behind the same adapter.
+    transport: Literal["picows", "websockets"] = "picows"
 
 
 class ScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

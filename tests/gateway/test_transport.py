@@ -1,15 +1,19 @@
-"""The websockets internals gateway/server/connection.py relies on, checked on the installed
-version: a change in them fails here, by name, before it fails anywhere else."""
+"""The two websocket libraries behind the one adapter: the websockets internals
+gateway/server/connection.py relies on, checked on the installed version (a change in
+them fails here, by name, before it fails anywhere else), and each library's batched
+write on a real socket."""
 from __future__ import annotations
 
 import asyncio
 import inspect
 
+import pytest
 import websockets
 from websockets.asyncio.connection import Connection
 from websockets.protocol import Protocol, State
 
 from gateway.server.connection import BatchingConnection
+from gateway.server.picows_transport import PicowsSocket
 from live import Ws, run
 
 
@@ -27,13 +31,17 @@ def test_the_internals_the_connection_uses_are_there():
     assert State.OPEN
 
 
-def test_frames_written_in_one_go_reach_the_client_in_order(live_server):
+@pytest.mark.parametrize("transport", ["websockets", "picows"])
+def test_frames_written_in_one_go_reach_the_client_in_order(make_server, transport):
     """The server's batching write (several frames, one writelines) on a real socket: what a
     subscriber gets is exactly the frames, in order, each whole."""
+    live_server = make_server(f'[server]\ntransport = "{transport}"\n')
+
     async def scenario():
         ws = await Ws.open(live_server)
         conn = next(iter(live_server.server.connections))
-        assert isinstance(conn.ws, BatchingConnection) and conn.ws.writable
+        assert isinstance(conn.ws, BatchingConnection if transport == "websockets"
+                          else PicowsSocket) and conn.ws.writable
         frames = [f'{{"n": {i}, "pad": "{"x" * (i * 97 % 5000)}"}}'.encode()
                   for i in range(200)]
         assert live_server.call(conn.ws.write_frames, frames) is True
