@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import http.client
 import itertools
 import json
 import os
@@ -205,6 +206,16 @@ class Ws:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def http_get(live: LiveServer, path: str, **headers):
+    """A plain HTTP GET on the server's port; the response with its ``body`` read."""
+    conn = http.client.HTTPConnection("127.0.0.1", live.server.port, timeout=TIMEOUT)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    response.body = response.read()
+    conn.close()
+    return response
 
 
 def run(coro, timeout: float = 30.0):

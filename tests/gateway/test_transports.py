@@ -5,13 +5,12 @@ The rest of the suite runs on the default (picows); these run on both.
 """
 from __future__ import annotations
 
-import http.client
 import json
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from live import SYMBOL, Ws, run
+from live import SYMBOL, Ws, http_get, run
 
 TRANSPORTS = ["picows", "websockets"]
 
@@ -20,27 +19,18 @@ def config(transport: str, extra: str = "") -> str:
     return f'[server]\ntransport = "{transport}"\n{extra}'
 
 
-def get(live, path: str, **headers):
-    conn = http.client.HTTPConnection("127.0.0.1", live.server.port, timeout=5)
-    conn.request("GET", path, headers=headers)
-    response = conn.getresponse()
-    response.body = response.read()
-    conn.close()
-    return response
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_the_page_and_the_upgrade(make_server, transport):
     live = make_server(config(transport))
-    page = get(live, "/")
+    page = http_get(live, "/")
     assert page.status == 200 and page.getheader("Content-Type") == "text/html; charset=utf-8"
     assert "default-src 'none'" in page.getheader("Content-Security-Policy")
     assert int(page.getheader("Content-Length")) == len(page.body) > 0
-    again = get(live, "/", **{"If-None-Match": page.getheader("ETag")})
+    again = http_get(live, "/", **{"If-None-Match": page.getheader("ETag")})
     assert (again.status, again.body) == (304, b"")
-    assert get(live, "/nope").status == 404
-    assert get(live, "/ws").status == 426
-    assert get(live, "/x", Upgrade="websocket", Connection="Upgrade",
+    assert http_get(live, "/nope").status == 404
+    assert http_get(live, "/ws").status == 426
+    assert http_get(live, "/x", Upgrade="websocket", Connection="Upgrade",
                **{"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
                   "Sec-WebSocket-Version": "13"}).status == 404
 

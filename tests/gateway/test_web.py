@@ -10,21 +10,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway.web.pages import POLICY, STATIC
-from live import run
-
-
-def get(live, path: str, **headers) -> http.client.HTTPResponse:
-    conn = http.client.HTTPConnection("127.0.0.1", live.server.port, timeout=5)
-    conn.request("GET", path, headers=headers)
-    response = conn.getresponse()
-    response.body = response.read()
-    conn.close()
-    return response
+from live import http_get, run
 
 
 def test_the_page_and_its_files_are_served_with_a_strict_policy(live_server):
     """/ is the page; each file has its type, an ETag, and a policy allowing only this origin."""
-    page = get(live_server, "/")
+    page = http_get(live_server, "/")
     assert page.status == 200
     assert page.getheader("Content-Type") == "text/html; charset=utf-8"
     assert page.body == (STATIC / "index.html").read_bytes()
@@ -34,7 +25,7 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(live_server):
     assert page.getheader("X-Content-Type-Options") == "nosniff"
     for name, kind in (("app.js", "text/javascript"), ("format.js", "text/javascript"),
                        ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")):
-        asset = get(live_server, f"/{name}?v=1")
+        asset = http_get(live_server, f"/{name}?v=1")
         assert (asset.status, asset.getheader("Content-Type").split(";")[0]) == (200, kind)
         assert asset.body == (STATIC / name).read_bytes()
 
@@ -48,7 +39,7 @@ def test_every_module_the_page_imports_is_served_as_javascript_under_the_policy(
     """The page loads one entry module (no inline script, no classic script); following its
     imports reaches every .js file of the page and nothing else, each imported by a relative
     path to a top-level file, each served as text/javascript with the page's policy."""
-    page = get(live_server, "/").body.decode()
+    page = http_get(live_server, "/").body.decode()
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S)
     assert scripts == [(' type="module" src="app.js"', "")], scripts
     seen: set[str] = set()
@@ -58,7 +49,7 @@ def test_every_module_the_page_imports_is_served_as_javascript_under_the_policy(
         if name in seen:
             continue
         seen.add(name)
-        module = get(live_server, f"/{name}")
+        module = http_get(live_server, f"/{name}")
         assert module.status == 200, name
         assert module.getheader("Content-Type") == "text/javascript; charset=utf-8", name
         assert module.getheader("Content-Security-Policy") == POLICY, name
@@ -73,16 +64,16 @@ def test_every_module_the_page_imports_is_served_as_javascript_under_the_policy(
 
 def test_a_current_copy_is_answered_not_modified(live_server):
     """A client sending the ETag it has gets 304 and no body."""
-    etag = get(live_server, "/app.js").getheader("ETag")
-    again = get(live_server, "/app.js", **{"If-None-Match": etag})
+    etag = http_get(live_server, "/app.js").getheader("ETag")
+    again = http_get(live_server, "/app.js", **{"If-None-Match": etag})
     assert (again.status, again.body) == (304, b"")
     assert again.getheader("ETag") == etag and again.getheader("Content-Length") is None
-    assert get(live_server, "/app.js", **{"If-None-Match": '"other"'}).status == 200
+    assert http_get(live_server, "/app.js", **{"If-None-Match": '"other"'}).status == 200
     for header in ([f'"other", W/{etag}'], ['"other"', etag], ["*"]):
         assert get_raw(live_server, "/app.js", [("If-None-Match", h) for h in header]).status \
             == 304, header
     inside = etag[:-1] + 'x"'                  # a longer tag holding this one's text
-    assert get(live_server, "/app.js", **{"If-None-Match": f'"x{etag[1:-1]}", {inside}'}
+    assert http_get(live_server, "/app.js", **{"If-None-Match": f'"x{etag[1:-1]}", {inside}'}
                ).status == 200
 
 
@@ -109,13 +100,13 @@ def test_repeated_headers_are_read_not_refused(live_server):
                                   "/%2e%2e/pyproject.toml", "/index.html/", "/.hidden"])
 def test_nothing_but_the_pages_files_is_served(live_server, path):
     """Any other path is 404, whatever it tries."""
-    response = get(live_server, path)
+    response = http_get(live_server, path)
     assert response.status == 404 and b"/ws" in response.body
 
 
 def test_the_websocket_is_only_at_ws(live_server):
     """A plain GET of /ws is told to upgrade; a websocket handshake elsewhere is refused."""
-    assert get(live_server, "/ws").status == 426
+    assert http_get(live_server, "/ws").status == 426
 
     async def scenario():
         with pytest.raises(InvalidStatus) as refused:
@@ -129,6 +120,6 @@ def test_no_secret_is_in_any_served_file(live_server):
     accounts = json.loads((live_server.data_dir / "demo-accounts.json").read_text())
     secrets = [a[k] for a in accounts for k in ("api_key", "api_secret")]
     for path in ["/", *(f"/{p.name}" for p in STATIC.iterdir())]:
-        body = get(live_server, path).body.decode()
+        body = http_get(live_server, path).body.decode()
         assert not any(s in body for s in secrets)
         assert "auth.login" not in body
