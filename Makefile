@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test browser bench throughput loadgen fanout durability crash recovery demo-load build clean
+.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,18 @@ fanout: build
 # Durability: SIGKILL the server mid-trading and check nothing acked was lost; recovery speed.
 durability: build
 	$(PY) -m bench.loadgen --targets gpux gpux-unsafe --connections 50 --seconds 5 --warmup 1 --repeat 3
+
+# The websocket library: picows (the default) against websockets, behind the same adapter.
+transports: build
+	$(PY) -m bench.loadgen --targets gpux gpux-picows --connections 1 50 --modes sync paced pipelined --seconds 5 --warmup 1 --repeat 3
+
+# A market maker's re-quote: one order.replace per slot against order.mass_quote.
+requote: build
+	$(PY) -m bench.requote --rounds 200 --repeat 3
+
+# The disk's floor under an fsync'd ack.
+fsync-floor: build
+	$(PY) -m bench.fsync_floor
 
 crash: build
 	$(PY) -m bench.crash --cycles 100
