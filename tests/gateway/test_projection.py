@@ -1,0 +1,68 @@
+"""The projection: one pass over a command's events gives the histories, the feed's events,
+the private updates with the fees clearing booked, and the reply's order view."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from engine.prices import format_money
+from gateway.core.auth import FEE_ACCOUNT
+from inproc import Venue
+from live import SYMBOL
+
+
+def notes(outbox, session, channel: str) -> list:
+    out = []
+    for frame in outbox.frames(session):
+        message = json.loads(frame)
+        if message.get("params", {}).get("channel") == channel:
+            out.append(message["params"]["data"])
+    return out
+
+
+def test_a_trade_s_updates_carry_the_fees_clearing_booked_and_the_reply_s_view(tmp_path):
+    venue = Venue(tmp_path / "data")
+    maker, taker = venue.session("trader-1"), venue.session("trader-2")
+    venue.result(maker, "subscribe", channels=["orders", "fills"])
+    venue.result(taker, "subscribe", channels=["orders", "fills"])
+    venue.seal()
+    resting = venue.result(maker, "order.place", symbol=SYMBOL, side="sell", qty=3,
+                           price="2.100")
+    venue.seal()
+    ledger = venue.venue.house.ledger
+    fees_before = ledger.accounts[FEE_ACCOUNT].collateral if FEE_ACCOUNT in ledger.accounts \
+        else 0
+    reply = venue.result(taker, "order.place", symbol=SYMBOL, side="buy", qty=2,
+                         price="2.100")
+    outbox = venue.seal()
+    [maker_fill] = notes(outbox, maker, "fills")[0]
+    [taker_fill] = notes(outbox, taker, "fills")[0]
+    booked = ledger.accounts[FEE_ACCOUNT].collateral - fees_before
+    assert booked > 0
+    assert (maker_fill["liquidity"], taker_fill["liquidity"]) == ("maker", "taker")
+    assert Decimal(maker_fill["fee"]) + Decimal(taker_fill["fee"]) == Decimal(
+        format_money(booked))
+    # The reply is the view the orders channel sent, built once.
+    [taker_update] = notes(outbox, taker, "orders")
+    assert taker_update == reply and reply["status"] == "filled"
+    [maker_update] = notes(outbox, maker, "orders")
+    assert (maker_update["order_id"], maker_update["filled_qty"]) == (resting["order_id"], 2)
+    # The histories: each order's fills, each account's fill history.
+    assert [f["qty"] for f in venue.result(maker, "order.get",
+                                           order_id=resting["order_id"])["fills"]] == [2]
+    assert venue.result(taker, "account.fills")[0]["fee"] == taker_fill["fee"]
+
+
+def test_nobody_listening_builds_no_private_update(tmp_path):
+    venue = Venue(tmp_path / "data")
+    maker, taker = venue.session("trader-1"), venue.session("trader-2")
+    venue.result(maker, "order.place", symbol=SYMBOL, side="sell", qty=1, price="2.100")
+    venue.seal()
+    before = venue.journal.next_seq
+    reply, handled = venue.send(taker, json.dumps({
+        "jsonrpc": "2.0", "id": 5, "method": "order.place",
+        "params": {"symbol": SYMBOL, "side": "buy", "qty": 1, "price": "2.100"}}))
+    assert reply["result"]["status"] == "filled"
+    assert venue.journal.next_seq == before + 1 and len(handled.commands) == 1
+    outbox = venue.seal()
+    assert outbox.frames(maker) == [] and outbox.frames(taker) == [handled.reply]
