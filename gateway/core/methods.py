@@ -15,7 +15,7 @@ import msgspec
 
 from engine.messages import (
     CancelAll, CancelOrder, InstrumentStatus, OrderAccepted, OrderDuplicate, OrderReplaced,
-    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus,
+    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus, Side,
 )
 from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
@@ -174,10 +174,13 @@ def mass_quote(core, session, p: schema.MassQuote):
 def _quote(core, session, q: schema.QuoteSlot, post_only: bool):
     """Make one slot show ``q``: place, replace in place, or remove its order.
 
-    The slot's order is replaced in place while it has no fills, or when only its
-    quantity falls (it keeps its time priority then); a partly filled order asked
-    for a new price or more is cancelled and a new one holds the slot. A refused
-    change leaves the slot as it was.
+    The slot's order is replaced in place (one engine command: refused, it is left as
+    it was), keeping its time priority when only the quantity falls; its ``qty``
+    becomes what it filled plus what the slot should show. Only when that would pass
+    the contract's maximum, or the request's post_only differs from the order's
+    (a replace keeps the order's own), is the order renewed: cancelled, and a new one
+    placed, after the checks that can refuse the new one without touching the old
+    (post-only would take, the band); a refusal after those empties the slot.
     """
     venue, account_id = core.venue, session.account_id
     side = codec.SIDES[q.side]
@@ -186,21 +189,38 @@ def _quote(core, session, q: schema.QuoteSlot, post_only: bool):
         raise RpcError(RejectReason.INVALID_QUANTITY, "qty is the quantity the quote should "
                        "show: 0 removes it", field="qty")
     order = venue.quote(account_id, q.symbol, int(side), q.level)
-    now = venue.now()
     if order is None:
         return None if q.qty == 0 else _new_quote(core, session, q, side, price, post_only)
     if q.qty == 0:
-        return _cancelled(core, account_id, order.order_id, now)
-    if order.price == price and order.leaves_qty == q.qty:
+        return _removed(core, account_id, order.order_id)
+    if order.price == price and order.leaves_qty == q.qty and order.post_only == post_only:
         return venue.view(order)
-    if order.filled_qty == 0 or (order.price == price and q.qty < order.leaves_qty):
-        outcome = core.submit(ReplaceOrder(ts_ns=now, account_id=account_id,
-                                           order_id=order.order_id, price=price,
-                                           qty=order.filled_qty + q.qty))
+    market = venue.exchange.markets[q.symbol]
+    total = order.filled_qty + q.qty
+    if order.post_only == post_only and total <= market.instrument.max_qty:
+        outcome = core.submit(ReplaceOrder(ts_ns=venue.now(), account_id=account_id,
+                                           order_id=order.order_id, price=price, qty=total))
         _refused(outcome)
         return outcome.view(order.order_id)
-    _cancelled(core, account_id, order.order_id, now)
+    _would_rest(market, side, price, post_only)
+    _removed(core, account_id, order.order_id)
     return _new_quote(core, session, q, side, price, post_only)
+
+
+def _would_rest(market, side, price: int, post_only: bool) -> None:
+    """Refuse, before the slot's order is cancelled, a new quote the engine would refuse
+    for its price: outside the band, or post-only and crossing the book."""
+    if not market.band_low <= price <= market.band_high:
+        raise RpcError(RejectReason.PRICE_OUT_OF_BAND, f"price {codec.format_price(price)} is "
+                       f"outside the band {codec.format_price(market.band_low)}.."
+                       f"{codec.format_price(market.band_high)}", field="price")
+    if post_only:
+        book = market.book
+        opposite = book.best_ask() if side is Side.BUY else book.best_bid()
+        if opposite is not None and (price >= opposite if side is Side.BUY
+                                     else price <= opposite):
+            raise RpcError(RejectReason.POST_ONLY_WOULD_TAKE, "a post-only order may not take "
+                           "liquidity", field="price")
 
 
 def _new_quote(core, session, q: schema.QuoteSlot, side, price: int, post_only: bool):
@@ -212,9 +232,14 @@ def _new_quote(core, session, q: schema.QuoteSlot, side, price: int, post_only: 
     return _placed(core, session, outcome)
 
 
-def _cancelled(core, account_id: int, order_id: int, now: int):
-    outcome = core.submit(CancelOrder(ts_ns=now, account_id=account_id, order_id=order_id))
-    _refused(outcome)
+def _removed(core, account_id: int, order_id: int):
+    """Cancel a slot's order; one that closed meanwhile (time reached its contract's last
+    trading time first, or a fill) is no error. Return its view."""
+    outcome = core.submit(CancelOrder(ts_ns=core.venue.now(), account_id=account_id,
+                                      order_id=order_id))
+    refused = outcome.refused
+    if refused is not None and refused.reason is not RejectReason.ORDER_CLOSED:
+        raise codec.refusal(refused)
     return outcome.view(order_id)
 
 
@@ -234,8 +259,8 @@ def cancel_quotes(core, session, p: schema.SymbolFilter):
         if owner != account_id or (p.symbol is not None and symbol != p.symbol):
             continue
         order = venue.quote(owner, symbol, side, level)
-        if order is not None:
-            _cancelled(core, account_id, order.order_id, venue.now())
+        if order is not None and _removed(core, account_id, order.order_id).cancel_reason \
+                == "user":
             cancelled += 1
     return {"cancelled": cancelled}
 

@@ -168,7 +168,7 @@ class Connection:
         if self.closing is None:
             self.closing = (code, reason)
             self._wake.set()
-            if code == CLOSE_SLOW_CONSUMER:
+            if code == CLOSE_SLOW_CONSUMER or not self.ws.writable:
                 # The writer may be stuck waiting for a client that does not read.
                 self._closer = asyncio.get_running_loop().create_task(
                     self.ws.close(code, reason))

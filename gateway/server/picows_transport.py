@@ -17,7 +17,8 @@ from http import HTTPStatus
 from multidict import CIMultiDict
 
 from picows import (
-    WSListener, WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server,
+    WSCloseCode, WSListener, WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener,
+    ws_create_server,
 )
 
 from gateway.server.websocket import WS_PATH
@@ -27,6 +28,7 @@ _LEN64 = struct.Struct("!BBQ")
 _CODE = struct.Struct("!H")
 TEXT_FIN = 0x81
 CLOSE_FIN = 0x88
+CLOSE_TIMEOUT_S = 2.0          # as websockets' close_timeout
 
 
 def frame_header(opcode: int, size: int) -> bytes:
@@ -76,12 +78,16 @@ class PicowsSocket:
         self.paused(False)
 
     async def close(self, code: int, reason: str) -> None:
-        """Send a close frame with the code (any, 4000s included) and end the connection."""
+        """Send a close frame with the code (any, 4000s included) and end the connection:
+        once what is queued is sent, or after CLOSE_TIMEOUT_S if the client does not read."""
         if self.open:
-            payload = _CODE.pack(code) + reason.encode()[:123]
-            self.transport.writelines([frame_header(CLOSE_FIN, len(payload)), payload])
-            self.ws.disconnect()
+            self.send_close(_CODE.pack(code) + reason.encode()[:123])
             self.open = False
+
+    def send_close(self, payload: bytes) -> None:
+        self.transport.writelines([frame_header(CLOSE_FIN, len(payload)), payload])
+        self.ws.disconnect()
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self.ws.disconnect, False)
 
 
 class Listener(WSListener):
@@ -115,9 +121,10 @@ class Listener(WSListener):
             elif frame.fin:
                 message, self.parts = b"".join(self.parts), None
                 self._message(message)
-        elif kind is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
+        elif kind is WSMsgType.CLOSE:         # echo its code; none (NO_INFO) is echoed as none
+            code = frame.get_close_code()
+            self.sock.send_close(b"" if code is WSCloseCode.NO_INFO
+                                 else _CODE.pack(code.value))
 
     def _message(self, payload: bytes) -> None:
         if len(payload) > self.limit:

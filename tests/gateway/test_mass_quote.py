@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gateway.storage.journal import BATCH, BATCH_SIZE, segments
+from engine.prices import format_price
 from inproc import Venue
 from live import SYMBOL, Ws, run
 
@@ -89,23 +90,41 @@ def test_a_requote_replaces_in_place_keeps_priority_when_only_qty_falls_and_skip
     assert book(venue)[0] == [["2.000", 3, 1], ["1.995", 10, 1]]
 
 
-def test_a_partly_filled_quote_asked_for_more_is_renewed_and_qty_zero_removes(venue):
+def test_a_partly_filled_quote_is_topped_up_in_place_and_qty_zero_removes(venue):
     maker, taker = venue.session("maker-1"), venue.session("trader-1")
     first = quotes(venue, maker, [slot("2.000", 5)])[0]["order"]
     venue.result(taker, "order.place", symbol=SYMBOL, side="sell", qty=2, price="2.000",
                  tif="ioc")
-    [again] = quotes(venue, maker, [slot("2.000", 5)])
-    assert again["error"] is None and again["order"]["order_id"] != first["order_id"]
-    assert (again["order"]["qty"], again["order"]["remaining_qty"]) == (5, 5)
-    old = venue.result(maker, "order.get", order_id=first["order_id"])
-    assert (old["status"], old["filled_qty"]) == ("cancelled", 2)
-    [smaller] = quotes(venue, maker, [slot("2.000", 4)])
-    assert smaller["order"]["order_id"] == again["order"]["order_id"]
+    [again] = quotes(venue, maker, [slot("2.000", 5)])        # shows 5 again: 2 filled + 5
+    assert again["error"] is None and again["order"]["order_id"] == first["order_id"]
+    assert (again["order"]["qty"], again["order"]["filled_qty"],
+            again["order"]["remaining_qty"]) == (7, 2, 5)
+    [moved] = quotes(venue, maker, [slot("1.990", 4)])
+    assert (moved["order"]["order_id"], moved["order"]["remaining_qty"]) == \
+        (first["order_id"], 4)
     [gone] = quotes(venue, maker, [slot("2.000", 0)])
     assert (gone["order"]["status"], gone["error"]) == ("cancelled", None)
     [empty] = quotes(venue, maker, [slot("2.000", 0)])
     assert (empty["order"], empty["error"]) == (None, None)
     assert book(venue)[0] == []
+
+
+def test_a_quote_asked_for_another_post_only_is_renewed(venue):
+    """A replace keeps an order's own post_only, so a slot asked for another is given a
+    new order; one that would then take is refused first, and the slot keeps its order."""
+    maker, seller = venue.session("maker-1"), venue.session("trader-1")
+    [first] = quotes(venue, maker, [slot("2.000", 5)], post_only=False)
+    [renewed] = quotes(venue, maker, [slot("2.010", 5)])             # post_only: true
+    assert renewed["order"]["order_id"] != first["order"]["order_id"]
+    assert renewed["order"]["post_only"] is True
+    venue.result(seller, "order.place", symbol=SYMBOL, side="sell", qty=5, price="2.050")
+    [crossing] = quotes(venue, maker, [slot("2.050", 5)], post_only=False)   # would take...
+    assert crossing["error"] is None and crossing["order"]["status"] == "filled"  # ...and may
+    [again] = quotes(venue, maker, [slot("2.000", 5)], post_only=False)
+    venue.result(seller, "order.place", symbol=SYMBOL, side="sell", qty=5, price="2.060")
+    [refused] = quotes(venue, maker, [slot("2.060", 5)])             # post-only: would take
+    assert refused["error"]["data"]["reason"] == "post_only_would_take"
+    assert refused["order"]["order_id"] == again["order"]["order_id"]    # kept as it was
 
 
 def test_one_slots_refusal_leaves_it_as_it_was_and_the_others_go_on(venue):
@@ -214,3 +233,55 @@ def test_quote_slots_survive_a_crash_and_a_session_ending_cancels_them(make_serv
         assert book["bids"] == [] and book["asks"] == []
         await watcher.close()
     run(second())
+
+
+# Found by an adversarial review; each failed before its fix.
+
+def test_a_requote_with_post_only_true_does_not_take_liquidity(venue):
+    """post_only belongs to the request: a slot placed with post_only false and requoted
+    with the default (true) at a crossing price is refused post_only_would_take, not filled
+    (a replace keeps the order's own flag, so the slot's order is renewed instead)."""
+    maker, seller = venue.session("maker-1"), venue.session("trader-1")
+    [first] = quotes(venue, maker, [slot("2.000", 5)], post_only=False)
+    assert first["error"] is None and first["order"]["status"] == "open"
+    venue.result(seller, "order.place", symbol=SYMBOL, side="sell", qty=5, price="2.050")
+    [again] = quotes(venue, maker, [slot("2.050", 5)])        # post_only: true (default)
+    assert again["error"] is not None, ("a post-only requote took liquidity: "
+                                        f"{again['order']}")
+    assert again["error"]["data"]["reason"] == "post_only_would_take"
+    assert venue.result(maker, "account.fills") == []
+
+
+def test_a_refused_renewal_of_a_partly_filled_quote_leaves_the_slot_as_it_was(venue):
+    """A partly filled quote asked for a crossing price is refused, and its order (with the
+    lots it still shows) stays in the book: the change is one replace, refused whole."""
+    maker, taker = venue.session("maker-1"), venue.session("trader-1")
+    first = quotes(venue, maker, [slot("2.000", 5)])[0]["order"]
+    venue.result(taker, "order.place", symbol=SYMBOL, side="sell", qty=2, price="2.000",
+                 tif="ioc")
+    venue.result(taker, "order.place", symbol=SYMBOL, side="sell", qty=5, price="2.100")
+    [moved] = quotes(venue, maker, [slot("2.100", 5)])        # would take: refused
+    assert moved["error"]["data"]["reason"] == "post_only_would_take"
+    old = venue.result(maker, "order.get", order_id=first["order_id"])
+    assert (old["status"], old["remaining_qty"]) == ("partially_filled", 3), old
+    assert moved["order"] is not None and moved["order"]["order_id"] == first["order_id"]
+
+
+def _mid_of_band(venue: Venue, symbol: str) -> int:
+    market = venue.venue.exchange.markets[symbol]
+    return (market.band_low + market.band_high) // 2
+
+
+def test_cancel_quotes_cancels_every_quote_when_one_has_closed_meanwhile(venue):
+    """A quote whose contract closed since the last command (time moves on with the
+    cancel) is no refusal: cancel_quotes goes on and removes the others."""
+    maker = venue.session("maker-1")
+    expiring = "H100-2026-12"            # its last trading time is 5.5 days after AS_OF noon
+    price = format_price(_mid_of_band(venue, expiring) - 5)
+    results = quotes(venue, maker, [slot(price, 1, symbol=expiring), slot("2.000", 5),
+                                    slot("2.200", 5, "sell")])
+    assert [r["error"] for r in results] == [None, None, None]
+    venue.tick(6 * 86400)                # past the December contract's last trading time
+    reply = venue.call(maker, "order.cancel_quotes")
+    still_open = venue.result(maker, "order.list", symbol=SYMBOL)
+    assert "result" in reply and still_open == [], (reply, still_open)

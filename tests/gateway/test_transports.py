@@ -5,11 +5,17 @@ The rest of the suite runs on the default (picows); these run on both.
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from gateway.core.auth import sign
 from live import SYMBOL, Ws, http_get, run
 
 TRANSPORTS = ["picows", "websockets"]
@@ -84,3 +90,132 @@ def test_close_codes(make_server, transport):
         code, reason = await closed_with(ws)
         assert code == 4001 and "heartbeat" in reason
     run(scenario())
+
+
+class RawWs:
+    """A bare websocket client on a plain socket with a tiny receive buffer, so that it can
+    stop reading (as a stuck or hostile client does) while it goes on sending."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.settimeout(5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                          f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.ids = iter(range(1, 10**9))
+
+    @staticmethod
+    def frame(payload: bytes, opcode: int = 1) -> bytes:
+        mask, n = os.urandom(4), len(payload)
+        if n < 126:
+            head = bytes((0x80 | opcode, 0x80 | n))
+        elif n < 65536:
+            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def send(self, method: str, **params) -> int:
+        request_id = next(self.ids)
+        self.sock.sendall(self.frame(json.dumps({"jsonrpc": "2.0", "id": request_id,
+                                                 "method": method, "params": params}).encode()))
+        return request_id
+
+    def reply(self, request_id: int) -> dict:
+        """Read frames until the reply to ``request_id`` (small, unfragmented frames only)."""
+        buf = b""
+        while True:
+            while len(buf) < 2 or len(buf) < self._length(buf):
+                buf += self.sock.recv(65536)
+            size = self._length(buf)
+            message, buf = json.loads(buf[self._header(buf):size]), buf[size:]
+            if message.get("id") == request_id:
+                return message
+
+    @staticmethod
+    def _header(buf: bytes) -> int:
+        n = buf[1] & 0x7F
+        return 2 if n < 126 else 4 if n == 126 else 10
+
+    def _length(self, buf: bytes) -> int:
+        n = buf[1] & 0x7F
+        if n == 126:
+            if len(buf) < 4:
+                return 4
+            n = struct.unpack_from("!H", buf, 2)[0]
+        elif n == 127:
+            if len(buf) < 10:
+                return 10
+            n = struct.unpack_from("!Q", buf, 2)[0]
+        return self._header(buf) + n
+
+    def call(self, method: str, **params) -> dict:
+        return self.reply(self.send(method, **params))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_connection_the_server_closes_ends_even_if_the_client_does_not_read(
+        make_server, transport):
+    """A client the server closes (here for flooding) while it reads nothing is cut off
+    within the close timeout, and its session ends: cancel-on-disconnect cancels its quote.
+    (Once, with picows, the close waited for the client to read what was queued for it, and
+    the session lived on until the auto-ping gave up, about 40 s.)"""
+    live = make_server(config(transport))
+    client = RawWs(live.server.port)
+    maker = live.account("maker-1")
+    ts, nonce = int(time.time() * 1000), f"n-{time.monotonic_ns()}"
+    assert "result" in client.call("auth.login", api_key=maker.api_key, timestamp=ts,
+                                   nonce=nonce, signature=sign(maker.api_secret, ts, nonce))
+    assert "result" in client.call("session.cancel_on_disconnect", enabled=True)
+    placed = client.call("order.mass_quote", quotes=[{"symbol": SYMBOL, "side": "buy", "price": "2.000", "qty": 5}])
+    assert placed["result"]["quotes"][0]["error"] is None, placed
+    account_id = live.server.accounts.by_name["maker-1"].account_id
+    open_orders = lambda: live.server.venue.exchange.open_order_count(account_id)  # noqa: E731
+    assert live.call(open_orders) == 1
+    # From here on the client never reads: large replies fill the socket, then flooding.
+    try:
+        for _ in range(400):
+            client.send("market.instruments")
+        deadline = time.monotonic() + 6.0
+        while time.monotonic() < deadline and live.call(open_orders):
+            try:
+                client.send("session.test")
+            except OSError:
+                pass                   # the server cut it off: what should happen
+            time.sleep(0.25)
+        closing = live.call(lambda: [c.closing for c in live.server.connections])
+        assert live.call(open_orders) == 0, (
+            f"6 s after the server closed the connection {closing} it is still open and "
+            "its cancel-on-disconnect quote is still in the book")
+    finally:
+        client.sock.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_close_without_a_code_is_answered_with_a_valid_close_frame(make_server, transport):
+    """A client's close frame with no status code (legal, RFC 6455 5.5.1) is answered with a
+    close frame with none, or a valid one: never code 0, which picows reports for none."""
+    live = make_server(config(transport))
+    client = RawWs(live.server.port)
+    try:
+        client.sock.sendall(RawWs.frame(b"", opcode=8))
+        data = b""
+        while len(data) < 2 or len(data) < client._length(data):
+            chunk = client.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data[:1] == b"\x88", data
+        payload = data[client._header(data):client._length(data)]
+        code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        assert code is None or 1000 <= code <= 4999 and code not in (1004, 1005, 1006), \
+            f"the server's close frame carries status code {code}"
+    finally:
+        client.sock.close()
