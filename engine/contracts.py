@@ -54,7 +54,7 @@ MAX_BAND_TICKS = 1 << 19
 widest range of prices one book holds (engine.book MAX_SPAN), so the book can follow
 the band as it moves."""
 MAX_LISTED = 120
-"""Largest months/weeks/quarters count per product."""
+"""Largest months/weeks/quarters/years count per product."""
 MAX_LAST_TRADING_DAYS_BEFORE = 90
 
 _NS_PER_DAY = 86_400 * 10**9
@@ -93,6 +93,7 @@ class PeriodKind(enum.Enum):
     WEEK = "week"
     MONTH = "month"
     QUARTER = "quarter"
+    YEAR = "year"
 
 
 def date_to_ns(day: datetime.date) -> int:
@@ -116,10 +117,11 @@ def iso_weeks_in_year(year: int) -> int:
 @dataclass(frozen=True, slots=True)
 class Period:
     """
-    One delivery period: ISO week, calendar month or calendar quarter of a year.
+    One delivery period: ISO week, calendar month, calendar quarter or calendar year.
 
-    `number` is the week (1..53), month (1..12) or quarter (1..4). Construction
-    rejects periods that do not exist (week 53 of a 52-week year, month 13).
+    `number` is the week (1..53), month (1..12) or quarter (1..4); a year is its
+    own only period, number 1. Construction rejects periods that do not exist
+    (week 53 of a 52-week year, month 13).
     """
 
     kind: PeriodKind
@@ -134,6 +136,8 @@ class Period:
         if self.kind is PeriodKind.WEEK:
             high = iso_weeks_in_year(self.year)
             rule = f"ISO year {self.year} has weeks 1..{high}"
+        elif self.kind is PeriodKind.YEAR:
+            high, rule = 1, "a calendar year is its only period, 1"
         else:
             high = 12 if self.kind is PeriodKind.MONTH else 4
             rule = f"expected 1..{high}"
@@ -148,6 +152,8 @@ class Period:
             return cls(kind, iso.year, iso.week)
         if kind is PeriodKind.MONTH:
             return cls(kind, day.year, day.month)
+        if kind is PeriodKind.YEAR:
+            return cls(kind, day.year, 1)
         return cls(kind, day.year, (day.month - 1) // 3 + 1)
 
     @property
@@ -157,6 +163,8 @@ class Period:
             return datetime.date.fromisocalendar(self.year, self.number, 1)
         if self.kind is PeriodKind.MONTH:
             return datetime.date(self.year, self.number, 1)
+        if self.kind is PeriodKind.YEAR:
+            return datetime.date(self.year, 1, 1)
         return datetime.date(self.year, 3 * self.number - 2, 1)
 
     @property
@@ -164,13 +172,16 @@ class Period:
         """The day after the last delivery day (exclusive end)."""
         if self.kind is PeriodKind.WEEK:
             return self.start + datetime.timedelta(days=7)
+        if self.kind is PeriodKind.YEAR:
+            return datetime.date(self.year + 1, 1, 1)
         months = 1 if self.kind is PeriodKind.MONTH else 3
         index = self.start.month - 1 + months           # 0-based month after the period
         return datetime.date(self.year + index // 12, index % 12 + 1, 1)
 
     @property
     def hours(self) -> int:
-        """Delivery hours, i.e. GPU-hours in one contract: 168, 672..744, 2160..2208."""
+        """Delivery hours, i.e. GPU-hours in one contract: 168, 672..744, 2160..2208,
+        8760 or 8784."""
         return (self.end - self.start).days * 24
 
     def next(self) -> "Period":
@@ -211,7 +222,7 @@ def _check_class(gpu_class: object) -> None:
 
 def parse_symbol(text: object) -> Symbol:
     """
-    Parse `CLASS-YYYY-MM`, `CLASS-YYYY-Www` or `CLASS-YYYY-Qn` into a Symbol.
+    Parse `CLASS-YYYY-MM`, `CLASS-YYYY-Www`, `CLASS-YYYY-Qn` or `CLASS-YYYY` into a Symbol.
 
     Only the canonical form parses (two-digit month and week, no spaces), so the
     symbol string can be used as a key without normalising it first.
@@ -231,12 +242,15 @@ def parse_symbol(text: object) -> Symbol:
 def _parse_symbol(text: str) -> Symbol:
     """Parse without context; parse_symbol adds the symbol to the message."""
     parts = text.split("-")
-    if len(parts) != 3:
-        raise SymbolError("expected CLASS-YYYY-MM, CLASS-YYYY-Www or CLASS-YYYY-Qn")
-    gpu_class, year, period = parts
+    if len(parts) not in (2, 3):
+        raise SymbolError("expected CLASS-YYYY-MM, CLASS-YYYY-Www, CLASS-YYYY-Qn or CLASS-YYYY")
+    gpu_class, year = parts[0], parts[1]
     _check_class(gpu_class)
     if not _YEAR_RE.fullmatch(year):
         raise SymbolError(f"year {year[:20]!r} must be 4 digits")
+    if len(parts) == 2:
+        return Symbol(gpu_class, Period(PeriodKind.YEAR, int(year), 1))
+    period = parts[2]
     match = _PERIOD_RE.fullmatch(period)
     if match is None:
         raise SymbolError(f"period {period[:20]!r} must be MM (month 01..12), "
@@ -246,8 +260,10 @@ def _parse_symbol(text: str) -> Symbol:
 
 
 def format_symbol(symbol: Symbol) -> str:
-    """Write a Symbol in its canonical wire form, e.g. "H100-2027-03"."""
+    """Write a Symbol in its canonical wire form, e.g. "H100-2027-03" or "H100-2028"."""
     period = symbol.period
+    if period.kind is PeriodKind.YEAR:
+        return f"{symbol.gpu_class}-{period.year:04d}"
     if period.kind is PeriodKind.WEEK:
         label = f"W{period.number:02d}"
     elif period.kind is PeriodKind.MONTH:
@@ -264,7 +280,8 @@ class Product(msgspec.Struct, frozen=True):
     Prices in ticks, quantities in lots (contracts). `band_bps` is the price
     band around the reference price in basis points (1000 = +-10%). The last
     trading day is `last_trading_days_before` days before delivery starts.
-    `months`, `weeks` and `quarters` say how many contracts of each kind to list.
+    `months`, `weeks`, `quarters` and `years` say how many contracts of each kind to
+    list.
     Construction validates every field and raises ConfigError naming the key.
     """
 
@@ -278,6 +295,7 @@ class Product(msgspec.Struct, frozen=True):
     months: int = 12
     weeks: int = 0
     quarters: int = 0
+    years: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -296,6 +314,7 @@ class Product(msgspec.Struct, frozen=True):
             "months": (0, MAX_LISTED),
             "weeks": (0, MAX_LISTED),
             "quarters": (0, MAX_LISTED),
+            "years": (0, MAX_LISTED),
         }
         for key, (low, high) in limits.items():
             value = getattr(self, key)
@@ -308,8 +327,8 @@ class Product(msgspec.Struct, frozen=True):
         if self.min_qty > self.max_qty:
             raise ConfigError(f"min_qty {self.min_qty} is above max_qty {self.max_qty}",
                               product=self.gpu_class, key="min_qty")
-        if self.months == self.weeks == self.quarters == 0:
-            raise ConfigError("lists no contracts: months, weeks and quarters are all 0",
+        if self.months == self.weeks == self.quarters == self.years == 0:
+            raise ConfigError("lists no contracts: months, weeks, quarters and years are all 0",
                               product=self.gpu_class, key="months")
         if 2 * (self.reference_price * self.band_bps // 10_000) > MAX_BAND_TICKS:
             raise ConfigError(f"the price band is {2 * (self.reference_price * self.band_bps // 10_000)}"
@@ -390,7 +409,8 @@ def list_instruments(products: Iterable[Product], as_of: datetime.date) -> list[
         seen.add(product.gpu_class)
         for kind, count in ((PeriodKind.WEEK, product.weeks),
                             (PeriodKind.MONTH, product.months),
-                            (PeriodKind.QUARTER, product.quarters)):
+                            (PeriodKind.QUARTER, product.quarters),
+                            (PeriodKind.YEAR, product.years)):
             period = Period.containing(kind, as_of)
             found = 0
             while found < count:
@@ -405,7 +425,7 @@ def list_instruments(products: Iterable[Product], as_of: datetime.date) -> list[
 
 _CONFIG_KEYS = frozenset({
     "gpu_class", "reference_price", "band_bps", "min_qty", "max_qty",
-    "last_trading_days_before", "months", "weeks", "quarters",
+    "last_trading_days_before", "months", "weeks", "quarters", "years",
 })
 
 

@@ -27,7 +27,7 @@ from engine.contracts import (
 from engine.reasons import RejectReason
 
 NS_PER_DAY = 86_400 * 10**9
-WEEK, MONTH, QUARTER = PeriodKind.WEEK, PeriodKind.MONTH, PeriodKind.QUARTER
+WEEK, MONTH, QUARTER, YEAR = PeriodKind.WEEK, PeriodKind.MONTH, PeriodKind.QUARTER, PeriodKind.YEAR
 
 classes = st.from_regex(r"[A-Z][A-Z0-9]{1,11}", fullmatch=True)
 years = st.integers(1970, 2261)
@@ -38,7 +38,7 @@ def periods(draw):
     """Any period that exists, of any kind."""
     kind = draw(st.sampled_from(PeriodKind))
     year = draw(years)
-    high = {WEEK: iso_weeks_in_year(year), MONTH: 12, QUARTER: 4}[kind]
+    high = {WEEK: iso_weeks_in_year(year), MONTH: 12, QUARTER: 4, YEAR: 1}[kind]
     return Period(kind, year, draw(st.integers(1, high)))
 
 
@@ -51,7 +51,7 @@ def product_toml(**keys):
 
 
 class TestParseSymbol:
-    """DESIGN.md section 3: CLASS-YYYY-MM, CLASS-YYYY-Www and CLASS-YYYY-Qn."""
+    """DESIGN.md section 3: CLASS-YYYY-MM, CLASS-YYYY-Www, CLASS-YYYY-Qn and CLASS-YYYY."""
 
     @pytest.mark.parametrize("text, gpu_class, kind, year, number", [
         ("H100-2027-03", "H100", MONTH, 2027, 3),
@@ -61,6 +61,8 @@ class TestParseSymbol:
         ("A100-2027-Q2", "A100", QUARTER, 2027, 2),
         ("AB-2027-Q4", "AB", QUARTER, 2027, 4),
         ("ABCDEFGHIJ12-2027-01", "ABCDEFGHIJ12", MONTH, 2027, 1),
+        ("H100-2028", "H100", YEAR, 2028, 1),
+        ("MI300X-2030", "MI300X", YEAR, 2030, 1),
     ])
     def test_valid_symbol_parses_into_class_and_period(self, text, gpu_class, kind, year, number):
         """A well-formed symbol of each kind yields its class and period, and formats back."""
@@ -76,6 +78,9 @@ class TestParseSymbol:
         ("H100-2027-W00", "week 0"),
         ("H100-2026-W54", "week 54"),
         ("H100-2027-Q5", "quarter 5"),
+        ("H100-28", "must be 4 digits"),
+        ("H100-2028-", "must be MM"),
+        ("H100", "expected CLASS-YYYY-MM"),
         ("H100-2027-Q0", "quarter 0"),
         ("H100-2027-3", "must be MM"),
         ("H100-2027-W1", "must be MM"),
@@ -84,7 +89,6 @@ class TestParseSymbol:
         ("H100-27-03", "4 digits"),
         ("H100-1969-12", "1970..2261"),
         ("H100-2262-01", "1970..2261"),
-        ("H100-2027", "expected CLASS-YYYY-MM"),
         ("H100_2027_03", "expected CLASS-YYYY-MM"),
         ("H100--2027-03", "expected CLASS-YYYY-MM"),
         ("", "expected CLASS-YYYY-MM"),
@@ -154,6 +158,9 @@ class TestPeriod:
         (Period(WEEK, 2026, 53), date(2026, 12, 28), date(2027, 1, 4), 168),
         (Period(WEEK, 2027, 1), date(2027, 1, 4), date(2027, 1, 11), 168),
         (Period(WEEK, 2027, 52), date(2027, 12, 27), date(2028, 1, 3), 168),
+        (Period(YEAR, 2027, 1), date(2027, 1, 1), date(2028, 1, 1), 8760),
+        (Period(YEAR, 2028, 1), date(2028, 1, 1), date(2029, 1, 1), 8784),
+        (Period(YEAR, 2261, 1), date(2261, 1, 1), date(2262, 1, 1), 8760),
     ])
     def test_period_has_start_exclusive_end_and_hours(self, period, start, end, hours):
         """Start is the first delivery day, end the day after the last, hours the GPU-hours."""
@@ -270,6 +277,27 @@ class TestInstrument:
 
 class TestListInstruments:
     """Listing rule: the next N periods whose last trading day is on or after as_of."""
+
+    def test_calendar_years_are_listed_beside_months_and_quarters(self):
+        """A year trades until the day before it starts; it is exposure to 8,760 or 8,784
+        GPU-hours, and its quarters and months overlap it (as on EEX)."""
+        instruments = list_instruments([Product("H100", 2100, months=2, quarters=2, years=3)],
+                                       date(2026, 11, 25))
+        assert [(i.symbol, i.kind, i.contract_hours) for i in instruments] == [
+            ("H100-2026-12", "month", 744), ("H100-2027-01", "month", 744),
+            ("H100-2027-Q1", "quarter", 2160), ("H100-2027", "year", 8760),
+            ("H100-2027-Q2", "quarter", 2184), ("H100-2028", "year", 8784),
+            ("H100-2029", "year", 8760)]
+        year = instruments[3]
+        assert (year.delivery_start, year.delivery_end) == (date(2027, 1, 1), date(2028, 1, 1))
+        assert year.last_trading_ns == date_to_ns(date(2027, 1, 1))
+        assert parse_symbol(year.symbol).period == Period(YEAR, 2027, 1)
+
+    def test_the_year_in_delivery_is_not_listed(self):
+        """On 2027-01-01 the 2027 contract has stopped trading: the next years are listed."""
+        instruments = list_instruments([Product("H100", 2100, months=0, years=2)],
+                                       date(2027, 1, 1))
+        assert [i.symbol for i in instruments] == ["H100-2028", "H100-2029"]
 
     def test_default_calendar_from_2026_11_25_lists_december_to_november(self):
         """On 2026-11-25 the December contract still trades, so H100 lists 2026-12..2027-11."""
