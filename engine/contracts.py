@@ -194,6 +194,17 @@ class Period:
         return Period.containing(self.kind, self.end)
 
 
+def cascades_into(period: Period) -> list[Period]:
+    """The periods a quarter or year becomes at its last trading time (DESIGN.md section 3):
+    a year's four quarters, a quarter's three months; none for a month or a week."""
+    if period.kind is PeriodKind.YEAR:
+        return [Period(PeriodKind.QUARTER, period.year, n) for n in range(1, 5)]
+    if period.kind is PeriodKind.QUARTER:
+        first = 3 * period.number - 2
+        return [Period(PeriodKind.MONTH, period.year, m) for m in range(first, first + 3)]
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class Symbol:
     """A parsed symbol: GPU class and delivery period. `str()` gives the wire form."""
@@ -342,7 +353,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
 
     Dates are UTC days, `delivery_end` exclusive. `last_trading_ns` is the end
     of the last trading day (00:00 UTC of the next day); trading is allowed
-    while `ts_ns < last_trading_ns`. `kind` is "week", "month" or "quarter".
+    while `ts_ns < last_trading_ns`. `kind` is "week", "month", "quarter" or "year".
     """
 
     symbol: str

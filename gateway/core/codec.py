@@ -18,6 +18,7 @@ from engine.messages import (
     CancelOrder, CancelReason, InstrumentStatus, OrderRejected, OrderStatus, OrderType,
     PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
 )
+from engine.contracts import Symbol, cascades_into, format_symbol, parse_symbol
 from engine.prices import MoneyError, PriceError, format_money, format_price, parse_money, parse_price
 from gateway.core import schema
 from gateway.core.errors import RpcError
@@ -222,6 +223,10 @@ def instrument_view(market) -> dict:
         "max_qty": inst.max_qty,
         "status": STATUS_NAMES[market.status],
         "last_trading_time": ns_to_ms(inst.last_trading_ns),
+        # 1.1: the tenor, and what a quarter or year cascades into at its last trading time.
+        "tenor": inst.kind,
+        "cascades_into": [format_symbol(Symbol(inst.gpu_class, period)) for period in
+                          cascades_into(parse_symbol(inst.symbol).period)],
         # Extensions: the band orders must stay inside, and its centre.
         "reference_price": format_price(market.reference_price),
         "band_low": format_price(market.band_low),

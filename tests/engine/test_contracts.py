@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.contracts import (
+    cascades_into,
     ConfigError,
     Instrument,
     Period,
@@ -273,6 +274,16 @@ class TestInstrument:
         decoded = msgspec.json.decode(msgspec.json.encode(instrument))
         assert decoded["delivery_start"] == "2027-03-01"
         assert msgspec.json.decode(msgspec.json.encode(instrument), type=Instrument) == instrument
+
+
+def test_a_year_cascades_into_its_quarters_and_a_quarter_into_its_months():
+    assert cascades_into(Period(YEAR, 2028, 1)) == [Period(QUARTER, 2028, n) for n in (1, 2, 3, 4)]
+    assert cascades_into(Period(QUARTER, 2027, 2)) == [Period(MONTH, 2027, m) for m in (4, 5, 6)]
+    assert cascades_into(Period(MONTH, 2027, 2)) == cascades_into(Period(WEEK, 2027, 5)) == []
+    for period in (Period(YEAR, 2028, 1), Period(QUARTER, 2028, 1)):     # hours add up
+        assert sum(p.hours for p in cascades_into(period)) == period.hours
+        assert cascades_into(period)[0].start == period.start
+        assert cascades_into(period)[-1].end == period.end
 
 
 class TestListInstruments:

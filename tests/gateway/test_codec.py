@@ -81,3 +81,18 @@ def test_every_error_reason_has_a_unique_code_except_json_rpcs_shared_ones():
                 "self_trade_prevented too_many_subscriptions frame_too_large invalid_signature "
                 "stale_timestamp nonce_reused").split()
     assert set(required) <= set(ERRORS)
+
+
+def test_instruments_say_their_tenor_and_what_they_cascade_into(tmp_path):
+    """PROTOCOL 1.1: market.instruments has each contract's tenor, and the symbols a quarter
+    or a year becomes at its last trading time ([] for a month)."""
+    from inproc import Venue
+    venue = Venue(tmp_path / "data", '[[product]]\ngpu_class = "H100"\nreference_price = "2.10"\n'
+                                     'months = 1\nquarters = 1\nyears = 1\n')
+    listed = {i["symbol"]: i for i in venue.result(venue.session(), "market.instruments")}
+    assert {s: (i["tenor"], i["cascades_into"], i["contract_hours"])
+            for s, i in listed.items()} == {
+        "H100-2026-12": ("month", [], 744),
+        "H100-2027-Q1": ("quarter", ["H100-2027-01", "H100-2027-02", "H100-2027-03"], 2160),
+        "H100-2027": ("year", ["H100-2027-Q1", "H100-2027-Q2", "H100-2027-Q3",
+                               "H100-2027-Q4"], 8760)}
