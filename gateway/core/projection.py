@@ -7,8 +7,8 @@ each is derived here and nowhere else:
   order's fills and why it ended, each account's fill history, with the fee
   clearing booked for each fill, and which order holds each quote slot;
 - the market data the next seal publishes (the feed takes the events that move
-  books, trades, tickers and the index history), and the index and curve
-  channels that changed;
+  books, trades, tickers and the index history), and the index, curve and
+  instruments channels that changed;
 - for the request that sent the command and for whoever listens: the outcome
   (a refusal, the order it placed or replaced), the order views of the orders
   it touched (built once, for the reply and the ``orders`` channel alike),
@@ -24,7 +24,7 @@ from clearing.messages import (
     MarginCall, MarksUpdated, Settled,
 )
 from engine.messages import (
-    BookLevelChanged, CancelReason, OrderAccepted, OrderCancelled, OrderDuplicate, OrderExpired,
+    BookLevelChanged, CancelReason, InstrumentStatusChanged, OrderAccepted, OrderCancelled, OrderDuplicate, OrderExpired,
     OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, Trade,
 )
 from gateway.core.codec import OrderView, fill_row
@@ -94,6 +94,7 @@ class Projection:
         self.market: list = []        # the feed's events of this turn, until flush()
         self.index_dirty: set[str] = set()
         self.curve_dirty: set[str] = set()
+        self.status_changed: list[tuple] = []     # (symbol, status), in the order they changed
         self._class_of = {s: m.instrument.gpu_class
                           for s, m in venue.exchange.markets.items()}
         self._fees_of = venue.house.ledger.fees_of
@@ -163,6 +164,8 @@ class Projection:
                 self.index_dirty.add(ev.fixing.gpu_class)
             elif kind is Settled:
                 market.append(ev)
+            elif kind is InstrumentStatusChanged:
+                self.status_changed.append((ev.symbol, ev.status))
             if listening and kind in ACCOUNT_EVENTS:
                 accounts.add(ev.account_id)
             if admin and isinstance(ev, ClearingEvent):

@@ -320,6 +320,9 @@ class Core:
             classes, projection.index_dirty = projection.index_dirty, set()
             for gpu_class in sorted(classes):
                 subscriptions.publish_current(f"index.{gpu_class}", out)
+        if projection.status_changed:
+            changes, projection.status_changed = projection.status_changed, []
+            subscriptions.publish_status(changes, out)
         self.out = Outbox()
         return out
 

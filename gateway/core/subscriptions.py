@@ -1,6 +1,7 @@
 """Who listens to what, and the messages each channel sends (PROTOCOL.md "Subscriptions").
 
-Public channels (book, trades, ticker of a symbol; index, curve of a class; admin)
+Public channels (book, trades, ticker of a symbol; index, curve of a class;
+instruments; admin)
 are keyed by name, private ones (orders, fills, positions, margin) by account and
 name, so every connection of an account hears its updates. A conflatable
 channel's current state (a book snapshot, a ticker, an index, a curve) is
@@ -112,6 +113,8 @@ class Subscriptions:
                 raise RpcError(RejectReason.FORBIDDEN, f"role {session.role} has no {channel}",
                                field="channels")
             return (session.account_id, channel)
+        if channel == "instruments":
+            return channel
         if channel == "admin":
             if session.role != "admin":
                 raise RpcError(RejectReason.UNAUTHENTICATED if session.account is None
@@ -131,8 +134,8 @@ class Subscriptions:
             return channel
         raise RpcError(RejectReason.UNKNOWN_CHANNEL, f"no channel {channel[:64]!r}; channels "
                        "are book.{symbol}, trades.{symbol}, ticker.{symbol}, "
-                       "index.{gpu_class}, curve.{gpu_class}, orders, fills, positions, "
-                       "margin and admin", field="channels")
+                       "index.{gpu_class}, curve.{gpu_class}, instruments, orders, fills, "
+                       "positions, margin and admin", field="channels")
 
     def listening(self) -> tuple[bool, bool]:
         """(someone has a private channel, someone has the admin channel)."""
@@ -213,6 +216,20 @@ class Subscriptions:
                         channel, self.accounts.by_id[account_id]))
                     for s in subscribers:
                         out.send(s, frame)
+
+    def publish_status(self, changes, out: Outbox) -> None:
+        """The instruments channel (PROTOCOL 1.1): each status change, in order, with the
+        instrument as market.instruments shows it and the status it changed to."""
+        subscribers = self.public.get("instruments")
+        if not subscribers:
+            return
+        markets = self.venue.exchange.markets
+        for symbol, status in changes:
+            instrument = codec.instrument_view(markets[symbol])
+            instrument["status"] = codec.STATUS_NAMES[status]
+            frame = notification("instruments", {"type": "status", "instrument": instrument})
+            for s in subscribers:
+                out.send(s, frame)
 
     def publish_admin(self, events: list, name_of, out: Outbox) -> None:
         """What operations watch (margin calls, liquidations, defaults...) to the admin channel."""

@@ -305,3 +305,20 @@ def test_cancel_on_disconnect_list_forgets_closed_orders(live_server):
             assert got["cancel_reason"] == "disconnect"
         await watcher.close()
     run(scenario())
+
+
+def test_the_instruments_channel_says_each_status_change(tmp_path):
+    """PROTOCOL 1.1: channel instruments (anyone) sends {type: "status", instrument} when an
+    instrument's status changes: here a halt and a resume by operations."""
+    from inproc import Venue
+    venue = Venue(tmp_path / "data")
+    watcher, admin = venue.session(), venue.session("admin")
+    assert venue.result(watcher, "subscribe", channels=["instruments"]) == \
+        {"channels": ["instruments"]}
+    venue.seal()
+    venue.result(admin, "admin.halt", symbol=SYMBOL)
+    venue.result(admin, "admin.resume", symbol=SYMBOL)
+    notes = [json.loads(f)["params"] for f in venue.seal().frames(watcher)]
+    assert [(n["channel"], n["data"]["type"], n["data"]["instrument"]["symbol"],
+             n["data"]["instrument"]["status"]) for n in notes] == [
+        ("instruments", "status", SYMBOL, "halted"), ("instruments", "status", SYMBOL, "open")]
