@@ -89,7 +89,7 @@ class Projection:
     def __init__(self, venue, feed) -> None:
         self.venue = venue
         self.feed = feed
-        self.listening = False        # someone wants private updates or the admin channel
+        self.listening = False        # someone has a private channel
         self.admin = False            # someone wants the admin channel
         self.market: list = []        # the feed's events of this turn, until flush()
         self.index_dirty: set[str] = set()

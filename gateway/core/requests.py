@@ -233,7 +233,7 @@ class Core:
 
     def state(self) -> dict:
         """The last journaled seq and the digest of the state after it (admin.state)."""
-        self.projection.flush()
+        self._publish_market(self.out)        # the feed holds every command's events
         return {"seq": self.journal.next_seq - 1, "state_hash": self.digest().hex(),
                 "snapshot_seq": self.snapshot_seq}
 
@@ -300,9 +300,9 @@ class Core:
                 self.out.current(session, channel, subscriptions.current(channel))
 
     def tick(self) -> None:
-        """Tickers and curves that changed since the last tick (at most every 100 ms)."""
+        """Tickers and curves that changed since the last tick (at most every 100 ms), as the
+        feed has published them."""
         projection, subscriptions, out = self.projection, self.subscriptions, self.out
-        projection.flush()
         curves, projection.curve_dirty = projection.curve_dirty, set()
         for gpu_class in sorted(curves):
             subscriptions.publish_current(f"curve.{gpu_class}", out)
@@ -310,12 +310,17 @@ class Core:
         for symbol in dirty:
             subscriptions.publish_current(f"ticker.{symbol}", out)
 
+    def _publish_market(self, out: Outbox) -> None:
+        """The feed takes the events so far and their book and trade messages go in the
+        outbox at once: a snapshot built after this lines up with the deltas before it."""
+        self.projection.flush()
+        self.subscriptions.publish_feed(out)
+
     def seal(self) -> Outbox:
         """End the turn: publish what it changed and hand over its outbox."""
         projection, subscriptions = self.projection, self.subscriptions
         out = self.out
-        projection.flush()
-        subscriptions.publish_feed(out)
+        self._publish_market(out)
         if projection.index_dirty:
             classes, projection.index_dirty = projection.index_dirty, set()
             for gpu_class in sorted(classes):

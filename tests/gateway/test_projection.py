@@ -66,3 +66,26 @@ def test_nobody_listening_builds_no_private_update(tmp_path):
     assert venue.journal.next_seq == before + 1 and len(handled.commands) == 1
     outbox = venue.seal()
     assert outbox.frames(maker) == [] and outbox.frames(taker) == [handled.reply]
+
+
+def test_a_snapshot_taken_in_a_turn_lines_up_with_the_deltas_that_follow(tmp_path):
+    """A book snapshot sent mid-turn (a subscribe after the ticker's tick, or after
+    admin.state) and the deltas of that turn line up: each delta's prev_seq is the seq the
+    subscriber last saw. (The tick once applied the turn's events to the feed early, so the
+    snapshot already held a change the seal then sent again as a delta: a false gap.)"""
+    venue = Venue(tmp_path / "data")
+    trader, admin = venue.session("trader-1"), venue.session("admin")
+    venue.seal()
+    for step in (venue.core.tick, lambda: venue.result(admin, "admin.state")):
+        venue.result(trader, "order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000")
+        step()
+        watcher = venue.session()
+        venue.result(watcher, "subscribe", channels=[f"book.{SYMBOL}"])
+        seen = None
+        for data in notes(venue.seal(), watcher, f"book.{SYMBOL}"):
+            if data["type"] == "snapshot":
+                seen = data["seq"]
+            else:
+                assert data["prev_seq"] == seen, (step, data, seen)
+                seen = data["seq"]
+        assert seen == venue.feed.symbols[SYMBOL].book.seq
