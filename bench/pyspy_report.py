@@ -19,7 +19,8 @@ _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def frame_name(frame: str) -> str:
-    """``send (gateway/server/session.py:123)`` -> ``send (gateway/server/session.py)``: lines merged."""
+    """``flush (gateway/server/connection.py:123)`` -> ``flush
+    (gateway/server/connection.py)``: the lines of a function merged."""
     m = _FRAME.match(frame)
     if not m:
         return frame

@@ -129,7 +129,8 @@ class IndexParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     def __post_init__(self) -> None:
         if not 0 <= self.trim_bps < 5000:
-            raise ValueError("trim_bps must be 0..4999: trimming half from each end leaves nothing")
+            raise ValueError("trim_bps must be 0..4999: trimming half from each end leaves "
+                             "nothing")
         if self.min_providers < 1 or self.window_ns <= 0 or self.external_max_age_ns <= 0:
             raise ValueError("min_providers, window_ns and external_max_age_ns must be positive")
         if self.max_deviation_bps < 1 or self.max_jump_bps < 1:

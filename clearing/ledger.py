@@ -141,7 +141,8 @@ class Ledger:
         self.deposited += micros
 
     def withdraw(self, account_id: int, micros: int, *, allowed: int | None = None) -> None:
-        """Withdraw; ``allowed`` is the most the caller's margin check lets go (None: collateral)."""
+        """Withdraw; ``allowed`` is the most the caller's margin check lets go (None: the
+        collateral)."""
         if micros <= 0:
             raise LedgerError(RejectReason.INVALID_AMOUNT, "a withdrawal must be positive",
                               "amount")

@@ -341,9 +341,10 @@ class Product(msgspec.Struct, frozen=True):
         if self.months == self.weeks == self.quarters == self.years == 0:
             raise ConfigError("lists no contracts: months, weeks, quarters and years are all 0",
                               product=self.gpu_class, key="months")
-        if 2 * (self.reference_price * self.band_bps // 10_000) > MAX_BAND_TICKS:
-            raise ConfigError(f"the price band is {2 * (self.reference_price * self.band_bps // 10_000)}"
-                              f" ticks wide; at most {MAX_BAND_TICKS}", product=self.gpu_class,
+        band = 2 * (self.reference_price * self.band_bps // 10_000)
+        if band > MAX_BAND_TICKS:
+            raise ConfigError(f"the price band is {band} ticks wide; at most {MAX_BAND_TICKS}",
+                              product=self.gpu_class,
                               key="band_bps")
 
 

@@ -134,7 +134,8 @@ def parse_price(text: object, field: str = "price") -> int:
     else:
         ticks = int(whole or "0") * _TICKS_PER_USD + frac
     if ticks < 1:
-        raise PriceError(RejectReason.INVALID_PRICE, f"{field} must be positive, got {_show(text)}",
+        raise PriceError(RejectReason.INVALID_PRICE,
+                         f"{field} must be positive, got {_show(text)}",
                          field=field)
     if ticks > MAX_PRICE_TICKS:
         raise PriceError(RejectReason.INVALID_PRICE,
@@ -188,11 +189,13 @@ def price_from_decimal(value: Decimal, rounding: str, *, field: str = "price") -
     if rounding not in _ROUNDINGS:
         raise ValueError(f"rounding must be a decimal.ROUND_* mode, got {rounding!r}")
     if not value.is_finite():
-        raise PriceError(RejectReason.INVALID_PRICE, f"{field} must be finite, got {value}", field=field)
+        raise PriceError(RejectReason.INVALID_PRICE, f"{field} must be finite, got {value}",
+                         field=field)
     # Guards quantize()'s precision; a value this large is far out of range anyway.
     # copy_abs() is exact; abs() would round in the caller's context.
     if value.copy_abs() > _MAX_PRICE_USD + 1:
-        raise PriceError(RejectReason.INVALID_PRICE, f"{field} {value} is above the maximum", field=field)
+        raise PriceError(RejectReason.INVALID_PRICE, f"{field} {value} is above the maximum",
+                         field=field)
     # A private context: the caller's precision and traps must not change the result.
     with decimal.localcontext(decimal.Context(prec=28, traps=[decimal.InvalidOperation])):
         ticks = int(value.quantize(Decimal(1).scaleb(-PRICE_DECIMALS), rounding=rounding)

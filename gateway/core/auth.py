@@ -131,7 +131,8 @@ class Accounts:
         account = self.by_key.get(api_key)
         expected = sign(account.api_secret, timestamp, nonce) if account else ""
         if account is None or not hmac.compare_digest(expected, signature.lower()):
-            raise RpcError(RejectReason.INVALID_SIGNATURE, "the api_key is unknown or the signature "
+            raise RpcError(RejectReason.INVALID_SIGNATURE,
+                           "the api_key is unknown or the signature "
                            "does not match", field="signature")
         if abs(now_ms - timestamp) > self.window_ms:
             raise RpcError(RejectReason.STALE_TIMESTAMP, f"timestamp {timestamp} is more than "

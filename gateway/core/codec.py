@@ -19,7 +19,9 @@ from engine.messages import (
     PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
 )
 from engine.contracts import Symbol, cascades_into, format_symbol, parse_symbol
-from engine.prices import MoneyError, PriceError, format_money, format_price, parse_money, parse_price
+from engine.prices import (
+    MoneyError, PriceError, format_money, format_price, parse_money, parse_price,
+)
 from gateway.core import schema
 from gateway.core.errors import RpcError
 

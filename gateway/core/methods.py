@@ -155,7 +155,8 @@ def mass_quote(core, session, p: schema.MassQuote):
     """Set up to 100 quote slots at once; each slot's refusal is its own (PROTOCOL.md 1.1)."""
     slots = [(q.symbol, q.side, q.level) for q in p.quotes]
     if len(set(slots)) != len(slots):
-        raise RpcError(RejectReason.INVALID_PARAMS, "a quote slot (symbol, side, level) appears twice",
+        raise RpcError(RejectReason.INVALID_PARAMS,
+                       "a quote slot (symbol, side, level) appears twice",
                        field="quotes")
     core.charge_orders(session, len(p.quotes) - 1, "quotes")
     results = []

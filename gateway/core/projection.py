@@ -24,8 +24,9 @@ from clearing.messages import (
     MarginCall, MarksUpdated, Settled,
 )
 from engine.messages import (
-    BookLevelChanged, CancelReason, InstrumentStatusChanged, OrderAccepted, OrderCancelled, OrderDuplicate, OrderExpired,
-    OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, Trade,
+    BookLevelChanged, CancelReason, InstrumentStatusChanged, OrderAccepted, OrderCancelled,
+    OrderDuplicate, OrderExpired, OrderReduced, OrderRejected, OrderReplaced, OrderTriggered,
+    Trade,
 )
 from gateway.core.codec import OrderView, fill_row
 from gateway.core.venue import EXPIRED, FILL, QUOTE_PREFIX

@@ -220,8 +220,7 @@ class Core:
 
     def remember(self, session: SessionState, order_id: int) -> None:
         """The session placed this order (cancel-on-disconnect's list)."""
-        orders = self.venue.exchange.orders
-        session.remember(order_id, lambda i: i in orders and orders[i].closed_ns is None)
+        session.remember(order_id, self.venue.exchange.orders)
 
     def account_name(self, account_id: int) -> str:
         """The name of an account, or of one of the house's own (the insurance fund)."""

@@ -53,11 +53,11 @@ class SessionState:
         self.role = account.role
         self.buckets = self._buckets(now)
 
-    def remember(self, order_id: int, is_open) -> None:
+    def remember(self, order_id: int, orders) -> None:
         """Note an order this session placed (cancel-on-disconnect's list); now and then
-        forget the closed ones (``is_open(order_id)`` says which are not)."""
+        forget the closed ones (``orders``: the engine's retained orders by id)."""
         placed = self.placed
         placed.add(order_id)
         if len(placed) >= self.placed_limit:
-            self.placed = {i for i in placed if is_open(i)}
+            self.placed = {i for i in placed if i in orders and orders[i].closed_ns is None}
             self.placed_limit = max(PLACED_PRUNE, 2 * len(self.placed))

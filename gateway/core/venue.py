@@ -8,8 +8,9 @@ commands in turn (liquidation orders, a new band reference, an instrument
 settled); they run at once, at the same timestamp. The venue stamps the time
 (never backwards, so the engine accepts it) and keeps what the wire shows
 about an order that the engine does not hold, its fills and why it ended
-(written by gateway.core.projection from each command's events). Each command is handed to ``record`` (the journal) before it runs, so a
-replay of the journal meets the same commands, including one that failed.
+(written by gateway.core.projection from each command's events). Each command
+is handed to ``record`` (the journal) before it runs, so a replay of the journal
+meets the same commands, including one that failed.
 
 The order histories are as many as the orders the engine retains (seven
 days of them), so they hold no object the garbage collector tracks: each

@@ -112,7 +112,9 @@ def run(n: int = 200_000, seed: int = 7, as_of: datetime.date | None = None,
         sent += 1
         for event in events:
             name = type(event).__name__
-            counts[name if name != "OrderRejected" else f"OrderRejected({event.reason.name.lower()})"] += 1
+            if name == "OrderRejected":
+                name = f"OrderRejected({event.reason.name.lower()})"
+            counts[name] += 1
     elapsed = elapsed_ns / 1e9
 
     classes = sorted({i.gpu_class for i in instruments})

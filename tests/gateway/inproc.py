@@ -21,7 +21,7 @@ from live import AS_OF
 NS = 10**9
 
 
-class Venue:
+class InProcess:
     """One exchange's core on a data directory, at AS_OF 12:00 UTC and a test-driven clock."""
 
     def __init__(self, data_dir: Path, config_text: str | None = None) -> None:

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from gateway.core.auth import sign
-from inproc import Venue
+from inproc import InProcess
 from live import SYMBOL, Ws, run
 
 ORDER = dict(symbol=SYMBOL, side="buy", qty=1, price="2.000")
@@ -76,7 +76,7 @@ BAD_ORDERS = [
 
 @pytest.fixture
 def venue(tmp_path):
-    return Venue(tmp_path / "data")
+    return InProcess(tmp_path / "data")
 
 
 @pytest.mark.parametrize("raw, code, reason, request_id", MALFORMED)
@@ -255,7 +255,7 @@ def test_flooding_is_rate_limited_then_disconnected(make_server):
 
 def test_unreadable_frames_draw_on_the_request_bucket(tmp_path):
     """Garbage costs a request token like a request: past the bucket it is rate_limited."""
-    venue = Venue(tmp_path / "data", "[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
+    venue = InProcess(tmp_path / "data", "[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
     session = venue.session()
     reasons = [venue.send(session, "{not json")[0]["error"]["data"]["reason"]
                for _ in range(5)]

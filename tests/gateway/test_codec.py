@@ -9,6 +9,7 @@ import pytest
 from engine.messages import OrderType, SelfTradePrevention, Side, TimeInForce
 from gateway.core import codec, schema
 from gateway.core.errors import ERRORS, RpcError
+from inproc import InProcess
 
 
 def test_checksum_is_protocols_example():
@@ -86,9 +87,8 @@ def test_every_error_reason_has_a_unique_code_except_json_rpcs_shared_ones():
 def test_instruments_say_their_tenor_and_what_they_cascade_into(tmp_path):
     """PROTOCOL 1.1: market.instruments has each contract's tenor, and the symbols a quarter
     or a year becomes at its last trading time ([] for a month)."""
-    from inproc import Venue
-    venue = Venue(tmp_path / "data", '[[product]]\ngpu_class = "H100"\nreference_price = "2.10"\n'
-                                     'months = 1\nquarters = 1\nyears = 1\n')
+    venue = InProcess(tmp_path / "data", '[[product]]\ngpu_class = "H100"\n'
+                      'reference_price = "2.10"\nmonths = 1\nquarters = 1\nyears = 1\n')
     listed = {i["symbol"]: i for i in venue.result(venue.session(), "market.instruments")}
     assert {s: (i["tenor"], i["cascades_into"], i["contract_hours"])
             for s, i in listed.items()} == {

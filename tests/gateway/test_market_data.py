@@ -10,6 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from inproc import InProcess
 from live import SYMBOL, TIMEOUT, Rebuilt, Ws, run
 
 BOOK, TRADES, TICKER = f"book.{SYMBOL}", f"trades.{SYMBOL}", f"ticker.{SYMBOL}"
@@ -310,8 +311,7 @@ def test_cancel_on_disconnect_list_forgets_closed_orders(live_server):
 def test_the_instruments_channel_says_each_status_change(tmp_path):
     """PROTOCOL 1.1: channel instruments (anyone) sends {type: "status", instrument} when an
     instrument's status changes: here a halt and a resume by operations."""
-    from inproc import Venue
-    venue = Venue(tmp_path / "data")
+    venue = InProcess(tmp_path / "data")
     watcher, admin = venue.session(), venue.session("admin")
     assert venue.result(watcher, "subscribe", channels=["instruments"]) == \
         {"channels": ["instruments"]}

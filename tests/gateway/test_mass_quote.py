@@ -8,7 +8,7 @@ import pytest
 
 from gateway.storage.journal import BATCH, BATCH_SIZE, segments
 from engine.prices import format_price
-from inproc import Venue
+from inproc import InProcess
 from live import SYMBOL, Ws, run
 
 OTHER = "H100-2027-04"
@@ -24,7 +24,7 @@ LADDER = [slot("2.000", 5), slot("1.990", 10, level=1),
 
 @pytest.fixture
 def venue(tmp_path):
-    return Venue(tmp_path / "data")
+    return InProcess(tmp_path / "data")
 
 
 def quotes(venue, session, slots, **kw) -> list[dict]:
@@ -174,7 +174,7 @@ def test_only_market_makers_quote(venue):
 
 
 def test_each_slot_costs_an_order_token(tmp_path):
-    venue = Venue(tmp_path / "data", "[limits.roles.market_maker]\norders = [1.0, 6]\n")
+    venue = InProcess(tmp_path / "data", "[limits.roles.market_maker]\norders = [1.0, 6]\n")
     maker = venue.session("maker-1")
     error = venue.error(maker, "order.mass_quote", quotes=[slot(f"1.9{i}0", 1, level=i)
                                                            for i in range(7)])
@@ -267,7 +267,7 @@ def test_a_refused_renewal_of_a_partly_filled_quote_leaves_the_slot_as_it_was(ve
     assert moved["order"] is not None and moved["order"]["order_id"] == first["order_id"]
 
 
-def _mid_of_band(venue: Venue, symbol: str) -> int:
+def _mid_of_band(venue: InProcess, symbol: str) -> int:
     market = venue.venue.exchange.markets[symbol]
     return (market.band_low + market.band_high) // 2
 

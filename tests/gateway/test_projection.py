@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from engine.messages import PlaceOrder, Side
 from engine.prices import format_money
 from gateway.core.auth import FEE_ACCOUNT
-from inproc import Venue
+from inproc import InProcess
 from live import SYMBOL
 
 
@@ -21,7 +22,7 @@ def notes(outbox, session, channel: str) -> list:
 
 
 def test_a_trade_s_updates_carry_the_fees_clearing_booked_and_the_reply_s_view(tmp_path):
-    venue = Venue(tmp_path / "data")
+    venue = InProcess(tmp_path / "data")
     maker, taker = venue.session("trader-1"), venue.session("trader-2")
     venue.result(maker, "subscribe", channels=["orders", "fills"])
     venue.result(taker, "subscribe", channels=["orders", "fills"])
@@ -54,18 +55,23 @@ def test_a_trade_s_updates_carry_the_fees_clearing_booked_and_the_reply_s_view(t
 
 
 def test_nobody_listening_builds_no_private_update(tmp_path):
-    venue = Venue(tmp_path / "data")
+    """Private updates are built only while someone has a private channel: a trade with
+    nobody subscribed touches no order view and renders no fill; once one account
+    listens, the same trade's are built for both sides."""
+    venue = InProcess(tmp_path / "data")
     maker, taker = venue.session("trader-1"), venue.session("trader-2")
-    venue.result(maker, "order.place", symbol=SYMBOL, side="sell", qty=1, price="2.100")
-    venue.seal()
-    before = venue.journal.next_seq
-    reply, handled = venue.send(taker, json.dumps({
-        "jsonrpc": "2.0", "id": 5, "method": "order.place",
-        "params": {"symbol": SYMBOL, "side": "buy", "qty": 1, "price": "2.100"}}))
-    assert reply["result"]["status"] == "filled"
-    assert venue.journal.next_seq == before + 1 and len(handled.commands) == 1
-    outbox = venue.seal()
-    assert outbox.frames(maker) == [] and outbox.frames(taker) == [handled.reply]
+
+    def trade() -> object:
+        venue.result(maker, "order.place", symbol=SYMBOL, side="sell", qty=1, price="2.100")
+        venue.tick()
+        return venue.core.submit(PlaceOrder(ts_ns=venue.ns, account_id=2, symbol=SYMBOL,
+                                            side=Side.BUY, qty=1, price=2100))
+    quiet = trade()
+    assert [type(e).__name__ for e in quiet.events].count("Trade") == 1
+    assert (quiet.touched, quiet.fills, quiet.accounts) == ({}, {}, set())
+    venue.result(maker, "subscribe", channels=["fills"])
+    heard = trade()
+    assert set(heard.fills) == {1, 2} and heard.accounts == {1, 2} and len(heard.touched) == 2
 
 
 def test_a_snapshot_taken_in_a_turn_lines_up_with_the_deltas_that_follow(tmp_path):
@@ -73,7 +79,7 @@ def test_a_snapshot_taken_in_a_turn_lines_up_with_the_deltas_that_follow(tmp_pat
     admin.state) and the deltas of that turn line up: each delta's prev_seq is the seq the
     subscriber last saw. (The tick once applied the turn's events to the feed early, so the
     snapshot already held a change the seal then sent again as a delta: a false gap.)"""
-    venue = Venue(tmp_path / "data")
+    venue = InProcess(tmp_path / "data")
     trader, admin = venue.session("trader-1"), venue.session("admin")
     venue.seal()
     for step in (venue.core.tick, lambda: venue.result(admin, "admin.state")):

@@ -7,7 +7,7 @@ from clearing.messages import Settle
 from engine.contracts import date_to_ns
 from gateway.config import ScheduleConfig
 from gateway.core.scheduler import Scheduler, at, next_daily
-from inproc import Venue
+from inproc import InProcess
 from live import AS_OF
 
 HOUR = 3600 * 10**9
@@ -26,7 +26,7 @@ def test_next_daily_is_after_now():
 
 
 def test_every_interval_a_timer_and_a_mark_step_and_each_daily_command_once(tmp_path):
-    house = Venue(tmp_path / "data").venue.house
+    house = InProcess(tmp_path / "data").venue.house
     scheduler = Scheduler(ScheduleConfig(), house, NOON)
     assert kinds(scheduler.commands(NOON + 1)) == ["Timer", "MarkStep"]
     fixing = scheduler.commands(NOON + 4 * HOUR)
@@ -42,7 +42,7 @@ def test_every_interval_a_timer_and_a_mark_step_and_each_daily_command_once(tmp_
 
 
 def test_a_start_after_the_time_runs_what_the_state_shows_has_not_run_today(tmp_path):
-    venue = Venue(tmp_path / "data")
+    venue = InProcess(tmp_path / "data")
     evening = NOON + 5 * HOUR           # after 16:00 and 16:30
     started = Scheduler(ScheduleConfig(), venue.venue.house, evening)
     assert kinds(started.commands(evening)) == ["Timer", "MarkStep", "FixIndex", "Settle"]

@@ -174,7 +174,8 @@ def test_a_connection_the_server_closes_ends_even_if_the_client_does_not_read(
     assert "result" in client.call("auth.login", api_key=maker.api_key, timestamp=ts,
                                    nonce=nonce, signature=sign(maker.api_secret, ts, nonce))
     assert "result" in client.call("session.cancel_on_disconnect", enabled=True)
-    placed = client.call("order.mass_quote", quotes=[{"symbol": SYMBOL, "side": "buy", "price": "2.000", "qty": 5}])
+    placed = client.call("order.mass_quote", quotes=[
+        {"symbol": SYMBOL, "side": "buy", "price": "2.000", "qty": 5}])
     assert placed["result"]["quotes"][0]["error"] is None, placed
     account_id = live.server.accounts.by_name["maker-1"].account_id
     open_orders = lambda: live.server.venue.exchange.open_order_count(account_id)  # noqa: E731
