@@ -26,20 +26,25 @@ from clearing.liquidation import next_slice
 from clearing.marks import Mark, MarkParams, impact_cost
 from clearing.margin import MarginParams, requirement
 from clearing.messages import (
-    ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed, IndexValue,
-    InstrumentSettled, Liquidation, MarginCall, MarksUpdated, MarkStep, SetExternalIndex, Settle,
-    Settled, SubmitObservation, Withdraw,
+    Cascaded, ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed,
+    IndexValue, InstrumentSettled, Liquidation, ListingRolled, MarginCall, MarksUpdated,
+    MarkStep, RollListing, SetExternalIndex, Settle, Settled, SubmitObservation, Withdraw,
 )
 from clearing.risk import ClearingRisk
 from clearing.settlement import delivery_average, delivery_price, period_fixings, settlement_price
 from clearing.waterfall import cover
-from engine.contracts import Instrument
+from engine.contracts import (
+    Instrument, Product, cascades_into, format_symbol, list_instruments, period_of, sibling,
+    Symbol,
+)
 from engine.messages import (
-    CancelAll, CancelReason, InstrumentStatus, InstrumentStatusChanged, OrderType, PlaceOrder,
-    RejectReason, SetInstrumentStatus, SetReferencePrice, Side, TimeInForce, Trade,
+    CancelAll, CancelReason, DelistInstrument, InstrumentStatus, InstrumentStatusChanged,
+    ListInstrument, OrderType, PlaceOrder, RejectReason, SetInstrumentStatus, SetReferencePrice,
+    Side, TimeInForce, Trade,
 )
 
 NS_PER_DAY = 86_400 * 10**9
+CASCADING = ("quarter", "year")     # tenors that cascade at their last trading time
 # symbol -> (best bid, best ask, last trade: ticks or None, the book: depth(side, n) gives its
 # levels best first as (price, qty, orders), side 1 bids, -1 asks)
 MarketView = Callable[[str], tuple]
@@ -90,12 +95,15 @@ class ClearingHouse:
         fee_account, insurance_account: Where fees go; who covers losses beyond collateral.
         providers: Accounts allowed to submit index observations.
         trusted_providers: Accounts allowed to feed in an external index value.
+        products: What the rolling listing lists (none: it only cascades and delists).
     """
 
     def __init__(self, instruments: list[Instrument], params: ClearingParams, *,
                  fee_account: int, insurance_account: int, providers=(),
-                 trusted_providers=()) -> None:
+                 trusted_providers=(), products: tuple[Product, ...] = ()) -> None:
         self.instruments = {i.symbol: i for i in instruments}
+        self.products = tuple(products)
+        self.listed_on: datetime.date | None = None      # the day of the last listing step
         self.params = params
         self.providers = frozenset(providers)
         self.trusted = frozenset(trusted_providers)
@@ -162,6 +170,8 @@ class ClearingHouse:
                 self._mark_step(ts, market, events, engine)
             elif kind is Settle:
                 self._settle(ts, market, events, engine)
+            elif kind is RollListing:
+                self._roll(ts, events, engine)
             else:
                 raise TypeError(f"not a clearing command: {kind.__name__}")
         except Rejected as r:
@@ -226,7 +236,7 @@ class ClearingHouse:
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         marks = {}
         for symbol, inst in self.instruments.items():
-            if symbol in self.final:
+            if symbol in self.final or self._awaits_cascade(inst, ts):
                 continue
             mark = self.marks[symbol]
             before = mark.price
@@ -317,7 +327,7 @@ class ClearingHouse:
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         prices, tiers = {}, {}
         for symbol, inst in self.instruments.items():
-            if symbol in self.final:
+            if symbol in self.final or self._awaits_cascade(inst, ts):
                 continue
             window = self.window[symbol]
             while window and window[0][0] < oldest:
@@ -392,7 +402,7 @@ class ClearingHouse:
 
     def _final_settlements(self, ts: int, events: list, engine: list) -> None:
         for symbol, inst in self.instruments.items():
-            if symbol in self.final or ts < inst.delivery_end_ns:
+            if symbol in self.final or ts < inst.delivery_end_ns or inst.kind in CASCADING:
                 continue
             last_day = inst.delivery_end - datetime.timedelta(days=1)
             values, carried = period_fixings(self.index[inst.gpu_class], inst, last_day,
@@ -406,3 +416,90 @@ class ClearingHouse:
             engine.append(SetInstrumentStatus(ts_ns=ts, symbol=symbol,
                                               status=InstrumentStatus.SETTLED))
             self.risk.settled()
+
+    # -- The listing --------------------------------------------------------------------
+
+    @staticmethod
+    def _awaits_cascade(inst: Instrument, ts: int) -> bool:
+        """A quarter or year past its last trading time is neither marked nor settled: the
+        listing step cascades it."""
+        return inst.kind in CASCADING and ts >= inst.last_trading_ns
+
+    def cascade_due(self, ts: int) -> bool:
+        """Whether a quarter or year has reached its last trading time uncascaded."""
+        return any(self._awaits_cascade(i, ts) and s not in self.final
+                   for s, i in self.instruments.items())
+
+    def _roll(self, ts: int, events: list, engine: list) -> None:
+        """Cascade what is due, delist what has settled, list what has come into range."""
+        self.listed_on = utc_date(ts)
+        listed: list[str] = []
+        delisted: list[str] = []
+        for tenor in CASCADING[::-1]:       # a year's quarters may be due at once themselves
+            for symbol in [s for s, i in self.instruments.items() if i.kind == tenor
+                           and s not in self.final and self._awaits_cascade(i, ts)]:
+                self._cascade(symbol, ts, events, engine, listed)
+        for symbol in [s for s in self.instruments if s in self.final]:
+            self._delist(symbol, ts, engine)
+            delisted.append(symbol)
+        for inst in list_instruments(self.products, self.listed_on) if self.products else ():
+            if inst.symbol not in self.instruments:
+                self._list(msgspec.structs.replace(
+                    inst, reference_price=self._reference_for(inst)), ts, engine)
+                listed.append(inst.symbol)
+        if listed or delisted:
+            self.risk.settled()
+            events.append(ListingRolled(listed, delisted, ts))
+
+    def _cascade(self, symbol: str, ts: int, events: list, engine: list,
+                 listed: list[str]) -> None:
+        """Positions in a quarter or year become the same positions in each of its periods,
+        at its last settlement price (Ledger.cascade); then it is settled for good."""
+        inst = self.instruments[symbol]
+        price = self.ledger.settlement_prices[symbol]
+        into = []
+        for period in cascades_into(period_of(inst)):
+            target = format_symbol(Symbol(inst.gpu_class, period))
+            if target not in self.instruments:
+                self._list(sibling(inst, period, price), ts, engine)
+                listed.append(target)
+            into.append(target)
+        accounts = self.ledger.cascade(symbol, into)
+        self.final[symbol] = price
+        self.risk.settled()
+        events.append(Cascaded(symbol, into, price, accounts, ts))
+        engine.append(SetInstrumentStatus(ts_ns=ts, symbol=symbol,
+                                          status=InstrumentStatus.SETTLED))
+
+    def _reference_for(self, inst: Instrument) -> int:
+        """Where a new contract's band starts: the last settlement price of the listed
+        contract of its class delivering nearest to it (the later on a tie), else the
+        product's reference price."""
+        best = None
+        for symbol, other in self.instruments.items():
+            if other.gpu_class != inst.gpu_class or symbol in self.final:
+                continue
+            key = (abs((other.delivery_start - inst.delivery_start).days),
+                   -other.delivery_start.toordinal(), symbol)
+            if best is None or key < best[0]:
+                best = (key, symbol)
+        return inst.reference_price if best is None else \
+            self.ledger.settlement_prices[best[1]]
+
+    def _list(self, inst: Instrument, ts: int, engine: list) -> None:
+        symbol = inst.symbol
+        self.instruments[symbol] = inst
+        self.risk.instruments[symbol] = inst
+        self.ledger.add_contract(symbol, Contract(inst.contract_hours, inst.tick_micros),
+                                 inst.reference_price)
+        self.marks[symbol] = Mark(inst.reference_price)
+        self.window[symbol] = deque()
+        engine.append(ListInstrument(ts_ns=ts, instrument=inst))
+
+    def _delist(self, symbol: str, ts: int, engine: list) -> None:
+        self.ledger.remove_contract(symbol)
+        for held in (self.instruments, self.risk.instruments, self.risk.marks, self.marks,
+                     self.window, self.final):
+            held.pop(symbol, None)
+        self.halted.discard(symbol)
+        engine.append(DelistInstrument(ts_ns=ts, symbol=symbol))

@@ -272,6 +272,51 @@ class Ledger:
                 account.closed_realized += pos.realized_micros
         return vm
 
+    def cascade(self, symbol: str, into: list[str]) -> list[int]:
+        """Turn every position in ``symbol`` into the same position in each of ``into`` (its
+        periods, whose hours add up to its own), at its last settlement price; no cash moves.
+
+        Each new position is booked as a fill at that price, and what the old one made since
+        its last settlement at that price (its trades since) is carried into each new one's
+        unsettled cash: summed over ``into``, weighted by hours, the next settlement then
+        pays exactly what settling ``symbol`` at the hours-weighted mean of their prices
+        would have. Returns the accounts that held anything in ``symbol``, in order.
+        """
+        price = self.settlement_prices[symbol]
+        moved = []
+        for account_id in sorted(self.accounts):
+            account = self.accounts[account_id]
+            pos = account.positions.pop(symbol, None)
+            if pos is None:
+                continue
+            carry = (pos.qty - pos.settled_qty) * price + pos.day_cash      # ticks x lots
+            side = 1 if pos.qty > 0 else -1
+            for target in into:
+                if pos.qty:
+                    self._fill(account, target, self.contracts[target], side, price,
+                               abs(pos.qty))
+                held = account.positions.get(target)
+                if held is None:
+                    held = account.positions[target] = Position()
+                held.day_cash += carry
+            pos.realized_micros += self.unrealized(symbol, pos, price)
+            account.closed_realized += pos.realized_micros
+            moved.append(account_id)
+        self.long_lots[symbol] = 0
+        return moved
+
+    def add_contract(self, symbol: str, contract: Contract, price: int) -> None:
+        """A newly listed contract, settled at ``price`` (its reference) until it is."""
+        self.contracts[symbol] = contract
+        self.settlement_prices[symbol] = price
+        self.long_lots[symbol] = 0
+
+    def remove_contract(self, symbol: str) -> None:
+        """A delisted contract: its positions were closed out or cascaded."""
+        if self.long_lots[symbol] or any(symbol in a.positions for a in self.accounts.values()):
+            raise ValueError(f"{symbol} still has positions")
+        del self.contracts[symbol], self.settlement_prices[symbol], self.long_lots[symbol]
+
     def open_interest(self, symbol: str) -> int:
         """Lots open in the instrument: the sum of the long positions (kept as fills come)."""
         return self.long_lots[symbol]

@@ -58,8 +58,14 @@ class Settle(ClearingCommand):
     """Run the daily settlement now."""
 
 
+class RollListing(ClearingCommand):
+    """The daily listing step (DESIGN.md section 3), from the command's time alone: cascade
+    every quarter and year whose last trading time has come, delist what has settled, list
+    what the products put in range."""
+
+
 ClearingCommands = (SubmitObservation | SetExternalIndex | FixIndex | Deposit | Withdraw
-                    | MarkStep | Settle)
+                    | MarkStep | Settle | RollListing)
 
 
 class ClearingEvent(msgspec.Struct, tag_field="type", tag=snake_case, frozen=True, gc=False):
@@ -152,4 +158,22 @@ class InstrumentSettled(ClearingEvent):
     price: int
     fixings: int           # the days of the period: one fixing each
     carried: int           # of which carried forward from the day before (no fixing taken)
+    ts_ns: int
+
+
+class Cascaded(ClearingEvent):
+    """A quarter or year became the same positions in each of ``into`` at ``price``, its last
+    settlement price, which they carry for variation margin: no cash moved. ``accounts``
+    held a position (or unsettled trades) in it."""
+    symbol: str
+    into: list[str]
+    price: int
+    accounts: list[int]
+    ts_ns: int
+
+
+class ListingRolled(ClearingEvent):
+    """What a listing step listed (in delivery order) and delisted."""
+    listed: list[str]
+    delisted: list[str]
     ts_ns: int

@@ -28,6 +28,7 @@ from engine.reasons import RejectReason
 
 __all__ = [
     "ConfigError",
+    "cascades_into",
     "Instrument",
     "Period",
     "PeriodKind",
@@ -41,6 +42,9 @@ __all__ = [
     "load_products",
     "make_instrument",
     "parse_symbol",
+    "period_of",
+    "sibling",
+    "utc_day",
 ]
 
 YEAR_MIN = 1970
@@ -395,6 +399,28 @@ def make_instrument(product: Product, period: Period) -> Instrument:
         last_trading_ns=date_to_ns(last_day_end),
         delivery_end_ns=date_to_ns(period.end),
     )
+
+
+def sibling(instrument: Instrument, period: Period, reference_price: int) -> Instrument:
+    """The contract of ``instrument``'s class over another period, under the same rules
+    (what a quarter or year cascades into, when the listing does not hold it yet)."""
+    days_before = (instrument.delivery_start - utc_day(instrument.last_trading_ns)).days + 1
+    last_day_end = period.start - datetime.timedelta(days=days_before - 1)
+    return msgspec.structs.replace(
+        instrument, symbol=format_symbol(Symbol(instrument.gpu_class, period)),
+        kind=period.kind.value, delivery_start=period.start, delivery_end=period.end,
+        contract_hours=period.hours, reference_price=reference_price,
+        last_trading_ns=date_to_ns(last_day_end), delivery_end_ns=date_to_ns(period.end))
+
+
+def period_of(instrument: Instrument) -> Period:
+    """The delivery period of a listed instrument."""
+    return parse_symbol(instrument.symbol).period
+
+
+def utc_day(ts_ns: int) -> datetime.date:
+    """The UTC calendar day of a timestamp (ns since the epoch)."""
+    return _EPOCH + datetime.timedelta(days=ts_ns // _NS_PER_DAY)
 
 
 def list_instruments(products: Iterable[Product], as_of: datetime.date) -> list[Instrument]:

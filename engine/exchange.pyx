@@ -39,8 +39,9 @@ from sortedcontainers import SortedList
 
 from engine.book cimport OrderBook
 from engine.messages import (
-    BookLevelChanged, CancelAll, CancelOrder, CancelReason, InstrumentStatus,
-    InstrumentStatusChanged, MatchRecord, OrderAccepted, OrderCancelled, OrderDuplicate,
+    BookLevelChanged, CancelAll, CancelOrder, CancelReason, DelistInstrument,
+    InstrumentDelisted, InstrumentListed, InstrumentStatus, InstrumentStatusChanged,
+    ListInstrument, MatchRecord, OrderAccepted, OrderCancelled, OrderDuplicate,
     OrderExpired, OrderReduced, OrderRejected, OrderReplaced, OrderStatus, OrderTriggered,
     OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus,
     SetReferencePrice, Side, TimeInForce, Timer, Trade,
@@ -72,6 +73,7 @@ cdef object C_SELF_TRADE = CancelReason.SELF_TRADE, C_IOC = CancelReason.IOC_REM
 cdef object C_CLOSED = CancelReason.INSTRUMENT_CLOSED, C_BAND = CancelReason.OUT_OF_BAND
 cdef object C_RANGE = CancelReason.OUT_OF_RANGE, C_REDUCE_ONLY = CancelReason.REDUCE_ONLY
 cdef tuple COMMANDS = (PlaceOrder, CancelOrder, ReplaceOrder, CancelAll, Timer,
+                      ListInstrument, DelistInstrument,
                        SetInstrumentStatus, SetReferencePrice)
 cdef int FILL = MatchRecord.FILL
 cdef int STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
@@ -223,6 +225,8 @@ cdef class Exchange:
         # No gate (None) skips the calls; PermissiveRisk would only say yes.
         self.risk = risk if risk is not None else PermissiveRisk()
         self._risk_gated = risk is not None
+        self._book_factory = book_factory
+        self._check_invariants = check_invariants
         self.markets = {}
         for inst in instruments:
             if inst.symbol in self.markets:
@@ -289,6 +293,10 @@ cdef class Exchange:
                 self._set_status(self._market(cmd.symbol), cmd.status, ts, events)
             elif kind is SetReferencePrice:
                 self._market(cmd.symbol).set_reference(cmd.price)
+            elif kind is ListInstrument:
+                self._list(cmd.instrument, ts, events)
+            elif kind is DelistInstrument:
+                self._delist(self._market(cmd.symbol), ts, events)
         except Rejected as r:
             events.append(OrderRejected(
                 getattr(cmd, "account_id", 0), r.reason, r.detail, r.field,
@@ -864,6 +872,31 @@ cdef class Exchange:
                     self._cancel(order, C_CLOSED, ts, events)
         events.append(InstrumentStatusChanged(market.symbol, status, ts))
 
+    cdef _list(self, object instrument, object ts, list events):
+        """A new contract: open, or closed at once if its last trading time has passed."""
+        symbol = instrument.symbol
+        if symbol in self.markets:
+            raise Rejected(RejectReason.INVALID_PARAMS, f"{symbol} is already listed", "symbol")
+        cdef Market market = Market(instrument,
+                                    self._book_factory(check_invariants=self._check_invariants))
+        self.markets[symbol] = market
+        events.append(InstrumentListed(symbol, ts))
+        if <int64_t>ts >= <int64_t>instrument.last_trading_ns:
+            self._set_status(market, IS_CLOSED, ts, events)
+        else:
+            self._closings.append((instrument.last_trading_ns, symbol))
+            self._closings.sort()
+            self._reset_deadline()
+
+    cdef _delist(self, Market market, object ts, list events):
+        """Only a settled contract leaves: it has no orders, and clearing is done with it."""
+        if market.status is not IS_SETTLED:
+            raise Rejected(RejectReason.INVALID_PARAMS,
+                           f"{market.symbol} is {market.status.name.lower()}; only a settled "
+                           "contract is delisted", "symbol")
+        del self.markets[market.symbol]
+        events.append(InstrumentDelisted(market.symbol, ts))
+
     cdef _advance(self, object ts, list events):
         """Let time reach ts: expire GTD orders, close instruments, forget old closed orders."""
         cdef Order order
@@ -882,7 +915,10 @@ cdef class Exchange:
                 events.append(OrderExpired(order_id, order.account_id, order.symbol, qty, ts))
         while self._closings and self._closings[0][0] <= ts:
             _, symbol = self._closings.pop(0)
-            market = self.markets[symbol]
+            found = self.markets.get(symbol)          # None: closed early, settled, delisted
+            if found is None:
+                continue
+            market = found
             if market.status is not IS_CLOSED and market.status is not IS_SETTLED:
                 self._set_status(market, IS_CLOSED, ts, events)
         closed = self._closed

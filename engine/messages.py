@@ -18,6 +18,7 @@ from typing import Annotated
 
 import msgspec
 
+from engine.contracts import Instrument
 from engine.prices import MAX_PRICE_TICKS
 from engine.reasons import RejectReason
 
@@ -186,6 +187,17 @@ class SetReferencePrice(Command):
     price: Ticks
 
 
+class ListInstrument(Command):
+    """Clearing: list a contract (the rolling listing, a cascade's targets). One past its
+    last trading time is listed closed."""
+    instrument: Instrument
+
+
+class DelistInstrument(Command):
+    """Clearing: take a settled contract off the market (its book and its stops go)."""
+    symbol: str
+
+
 EngineCommand = (PlaceOrder | ReplaceOrder | CancelOrder | CancelAll | Timer
                  | SetInstrumentStatus | SetReferencePrice)
 
@@ -317,6 +329,19 @@ class InstrumentStatusChanged(Event):
     ts_ns: int
 
 
+class InstrumentListed(Event):
+    """A contract was listed; ``Exchange.markets`` holds it from now on."""
+    symbol: str
+    ts_ns: int
+
+
+class InstrumentDelisted(Event):
+    """A settled contract left the market."""
+    symbol: str
+    ts_ns: int
+
+
 EngineEvent = (OrderAccepted | OrderRejected | OrderDuplicate | Trade | OrderCancelled
                | OrderReduced | OrderReplaced | OrderExpired | OrderTriggered
-               | BookLevelChanged | InstrumentStatusChanged)
+               | BookLevelChanged | InstrumentStatusChanged | InstrumentListed
+               | InstrumentDelisted)

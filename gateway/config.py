@@ -148,6 +148,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class ScheduleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """When the scheduler sends clearing's daily commands, UTC "HH:MM"."""
+    listing: ClockTime = "00:00"           # the rolling listing and the cascades
     fixing: ClockTime = "16:00"            # the index fixings
     settlement: ClockTime = "16:30"        # the daily settlement
     mark_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=3600)] = 1.0

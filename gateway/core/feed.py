@@ -15,7 +15,7 @@ from itertools import islice
 from sortedcontainers import SortedDict
 
 from clearing.messages import IndexValue, MarksUpdated, Settled
-from engine.messages import BookLevelChanged, Side, Trade
+from engine.messages import BookLevelChanged, InstrumentDelisted, InstrumentListed, Side, Trade
 from engine.prices import format_price
 from gateway.core.codec import SIDE_NAMES, checksum, ns_to_ms
 
@@ -151,6 +151,12 @@ class Feed:
             elif kind is IndexValue:
                 if ev.value is not None:
                     self._index_point(ev.gpu_class, ns_to_ms(ev.ts_ns), format_price(ev.value))
+            elif kind is InstrumentListed:
+                self.symbols[ev.symbol] = SymbolFeed(ev.symbol)
+            elif kind is InstrumentDelisted:
+                del self.symbols[ev.symbol]
+                self._touched.pop(ev.symbol, None)
+                self.ticker_dirty.discard(ev.symbol)
             elif kind is Settled:           # a new trading session begins
                 for feed in self.symbols.values():
                     feed.session_volume = 0

@@ -23,6 +23,12 @@ class AccountFills:
         self._fills: dict[int, array] = {}
         self._trade_ids: dict[int, array] = {}
 
+    def add(self, symbol: str) -> None:
+        """A newly listed symbol (the index of a symbol never changes: fills keep it)."""
+        if symbol not in self._index:
+            self._index[symbol] = len(self.symbols)
+            self.symbols.append(symbol)
+
     def record(self, trade: Trade, maker_fee: int, taker_fee: int) -> None:
         symbol = self._index[trade.symbol]
         for account_id, order_id, side, fee, maker in (

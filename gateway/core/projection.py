@@ -20,13 +20,13 @@ The listening part is skipped when nobody listens (a replay, a quiet server).
 from __future__ import annotations
 
 from clearing.messages import (
-    ClearingEvent, ClearingRejected, CollateralMoved, IndexFixed, IndexValue, Liquidation,
-    MarginCall, MarksUpdated, Settled,
+    Cascaded, ClearingEvent, ClearingRejected, CollateralMoved, IndexFixed, IndexValue,
+    Liquidation, MarginCall, MarksUpdated, Settled,
 )
 from engine.messages import (
-    BookLevelChanged, CancelReason, InstrumentStatusChanged, OrderAccepted, OrderCancelled,
-    OrderDuplicate, OrderExpired, OrderReduced, OrderRejected, OrderReplaced, OrderTriggered,
-    Trade,
+    BookLevelChanged, CancelReason, InstrumentDelisted, InstrumentListed,
+    InstrumentStatusChanged, OrderAccepted, OrderCancelled, OrderDuplicate, OrderExpired,
+    OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, Trade,
 )
 from gateway.core.codec import OrderView, fill_row
 from gateway.core.venue import EXPIRED, FILL, QUOTE_PREFIX
@@ -95,9 +95,13 @@ class Projection:
         self.market: list = []        # the feed's events of this turn, until flush()
         self.index_dirty: set[str] = set()
         self.curve_dirty: set[str] = set()
-        self.status_changed: list[tuple] = []     # (symbol, status), in the order they changed
+        # ("listed" | "status" | "delisted", market, status), in the order they happened
+        self.status_changed: list[tuple] = []
         self._class_of = {s: m.instrument.gpu_class
                           for s, m in venue.exchange.markets.items()}
+        # The engine's markets, kept here until their delisting is published (a delisted
+        # one is gone from the engine by the time the seal describes it).
+        self._markets = dict(venue.exchange.markets)
         self._fees_of = venue.house.ledger.fees_of
 
     def apply(self, events: list) -> Outcome:
@@ -166,13 +170,33 @@ class Projection:
             elif kind is Settled:
                 market.append(ev)
             elif kind is InstrumentStatusChanged:
-                self.status_changed.append((ev.symbol, ev.status))
+                self.status_changed.append(("status", self._markets[ev.symbol], ev.status))
+            elif kind is InstrumentListed:
+                self._listed(ev)
+            elif kind is InstrumentDelisted:
+                gone = self._markets.pop(ev.symbol)
+                self.status_changed.append(("delisted", gone, gone.status))
+                self.curve_dirty.add(class_of[ev.symbol])
+                market.append(ev)
+            elif kind is Cascaded:
+                if listening:
+                    accounts.update(ev.accounts)
             if listening and kind in ACCOUNT_EVENTS:
                 accounts.add(ev.account_id)
             if admin and isinstance(ev, ClearingEvent):
                 out.admin.append(ev)
         venue.counted()
         return out
+
+    def _listed(self, ev: InstrumentListed) -> None:
+        """A new contract: the histories, the feed and the channels take it from now on."""
+        venue, symbol = self.venue, ev.symbol
+        new = self._markets[symbol] = venue.exchange.markets[symbol]
+        self._class_of[symbol] = new.instrument.gpu_class
+        venue.account_fills.add(symbol)
+        self.status_changed.append(("listed", new, new.status))
+        self.curve_dirty.add(new.instrument.gpu_class)
+        self.market.append(ev)
 
     def flush(self) -> None:
         """Hand this turn's market events to the feed (the seal publishes what they changed)."""

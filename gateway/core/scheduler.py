@@ -2,7 +2,8 @@
 
 Time reaches the engine when nobody trades (GTD expiry, last trading time:
 ``Timer``), clearing takes a mark step every interval (``MarkStep``), and the
-daily fixing and settlement run at their configured UTC times. Each is a
+daily listing step, fixing and settlement run at their configured UTC times; the
+listing step also runs as soon as a quarter or year is due to cascade. Each is a
 command like any other, stamped and journaled; the adapter only asks, every
 interval, what is due now.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime
 
 from clearing.house import utc_date
-from clearing.messages import FixIndex, MarkStep, Settle
+from clearing.messages import FixIndex, MarkStep, RollListing, Settle
 from engine.contracts import date_to_ns
 from engine.messages import Timer
 
@@ -40,7 +41,9 @@ class Scheduler:
     """
 
     def __init__(self, schedule, house, now: int) -> None:
-        self.times = {FixIndex: schedule.time_of("fixing"),
+        self.house = house
+        self.times = {RollListing: schedule.time_of("listing"),
+                      FixIndex: schedule.time_of("fixing"),
                       Settle: schedule.time_of("settlement")}
         self.due = {command: self._first_due(command, time_of_day, house, now)
                     for command, time_of_day in self.times.items()}
@@ -52,6 +55,8 @@ class Scheduler:
         today = utc_date(now)
         if command is FixIndex:
             done = all(i.fixings and i.fixings[-1].date == today for i in house.index.values())
+        elif command is RollListing:
+            done = house.listed_on == today
         else:
             done = house.settled_on == today
         return now if now >= at(today, time_of_day) and not done \
@@ -59,10 +64,13 @@ class Scheduler:
 
     def commands(self, now: int) -> list:
         """The commands due at ``now``, stamped with it: always a Timer and a MarkStep, and a
-        daily command once its time has come (once, even after a stall of days)."""
-        out = [Timer(ts_ns=now), MarkStep(ts_ns=now)]
+        daily command once its time has come (once, even after a stall of days). The
+        listing step goes before the mark step, so nothing is marked past a cascade."""
+        out = [Timer(ts_ns=now)]
+        daily = []
         for command, due in self.due.items():
-            if now >= due:
+            if now >= due or (command is RollListing and self.house.cascade_due(now)):
                 self.due[command] = next_daily(now, self.times[command])
-                out.append(command(ts_ns=now))
-        return out
+                (out if command is RollListing else daily).append(command(ts_ns=now))
+        out.append(MarkStep(ts_ns=now))
+        return out + daily

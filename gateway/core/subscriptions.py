@@ -218,16 +218,15 @@ class Subscriptions:
                         out.send(s, frame)
 
     def publish_status(self, changes, out: Outbox) -> None:
-        """The instruments channel (PROTOCOL 1.1): each status change, in order, with the
-        instrument as market.instruments shows it and the status it changed to."""
+        """The instruments channel (PROTOCOL 1.1): each listing, status change and delisting,
+        in order, with the instrument as market.instruments shows it and its status then."""
         subscribers = self.public.get("instruments")
         if not subscribers:
             return
-        markets = self.venue.exchange.markets
-        for symbol, status in changes:
-            instrument = codec.instrument_view(markets[symbol])
+        for kind, market, status in changes:
+            instrument = codec.instrument_view(market)
             instrument["status"] = codec.STATUS_NAMES[status]
-            frame = notification("instruments", {"type": "status", "instrument": instrument})
+            frame = notification("instruments", {"type": kind, "instrument": instrument})
             for s in subscribers:
                 out.send(s, frame)
 

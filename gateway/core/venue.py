@@ -26,9 +26,9 @@ import time
 import msgspec
 
 from clearing.house import ClearingHouse
-from clearing.messages import ClearingCommand
+from clearing.messages import ClearingCommand, RollListing
 from engine.exchange import Exchange
-from engine.messages import CancelReason
+from engine.messages import CancelReason, Timer
 from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
 
@@ -99,7 +99,12 @@ class Venue:
         if self.record is not None:
             self.record(cmd)
         if isinstance(cmd, ClearingCommand):
-            events, engine = self.house.process(cmd, self.market)
+            if type(cmd) is RollListing:        # the engine first closes what is past trading
+                events = self.exchange.process(Timer(ts_ns=cmd.ts_ns))
+                done, engine = self.house.process(cmd, self.market)
+                events.extend(done)
+            else:
+                events, engine = self.house.process(cmd, self.market)
             for engine_cmd in engine:
                 events.extend(self.exchange.process(engine_cmd))
             return events

@@ -123,7 +123,8 @@ def build(config: Config, as_of: datetime.date, accounts: Iterable[AccountConfig
         instruments, config.clearing, fee_account=FEE_ACCOUNT,
         insurance_account=INSURANCE_ACCOUNT,
         providers=[a.account_id for a in providers],
-        trusted_providers=[a.account_id for a in providers if a.trusted])
+        trusted_providers=[a.account_id for a in providers if a.trusted],
+        products=config.products)
     venue = Venue(Exchange(instruments, house), house, clock)
     return venue, Feed(i.symbol for i in instruments)
 
@@ -333,18 +334,26 @@ def verify(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]],
 
 
 def check_listing(recovered: Venue, config: Config, as_of: datetime.date) -> None:
-    """Refuse a config whose products list other contracts than the recovered state holds.
+    """Refuse a config whose products are not the ones the recovered state was listed from:
+    another set of classes, or a contract the config would list on the state's last listing
+    day that the state does not hold. (The state may hold more: contracts in delivery, the
+    periods a cascade listed.)
 
     Raises:
-        ConfigError: naming a contract that is in one and not the other.
+        ConfigError: naming a class or contract that is in one and not the other.
     """
-    listed = {i.symbol for i in list_instruments(config.products, as_of)}
+    day = recovered.house.listed_on or as_of
+    listed = {i.symbol for i in list_instruments(config.products, day)}
     held = set(recovered.exchange.markets)
-    if listed != held:
-        symbol = min(listed ^ held)
-        where = "the config" if symbol in listed else "the data directory"
+    classes = {p.gpu_class for p in config.products}
+    if classes != set(recovered.house.index):
+        gpu_class = min(classes ^ set(recovered.house.index))
+        where = "the config" if gpu_class in classes else "the data directory"
         raise ConfigError(f"the config's products do not match the market recovered from the "
-                          f"data directory: {symbol} is only in {where}")
+                          f"data directory: class {gpu_class} is only in {where}")
+    if not listed <= held:
+        raise ConfigError(f"the config's products do not match the market recovered from the "
+                          f"data directory: {min(listed - held)} is only in the config")
 
 
 def open_journal(data_dir: Path, config: Config, next_seq: int) -> Journal:
