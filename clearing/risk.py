@@ -116,6 +116,34 @@ class ClearingRisk:
                     f"initial margin would be {after / 1e6:.6f} USD; equity is {equity / 1e6:.6f}")
         return None
 
+    def check_strip(self, account_id, side, legs):
+        """``check`` for a strip's legs together: (symbol, lots, worst price) each, all on
+        ``side``. The margin compared is that with every leg open at once, so what one leg
+        offsets against another (or against the positions) counts."""
+        side = int(side)
+        exposure = self._exposure(account_id)
+        limit = self.position_limits.get(account_id, self.position_limit)
+        for symbol, qty, _ in legs:
+            worst = self.position(account_id, symbol) + side * (exposure.open_lots(symbol, side)
+                                                                + qty)
+            if abs(worst) > limit:
+                return (RejectReason.POSITION_LIMIT,
+                        f"with its open orders the position in {symbol} could reach {worst} "
+                        f"lots; the limit is {limit}")
+        before = exposure.margin()[1]
+        for symbol, qty, price in legs:
+            exposure.order(symbol, side, qty, price)
+        after = exposure.margin()[1]
+        for symbol, qty, price in legs:
+            exposure.order(symbol, side, -qty, price)
+        if after <= before:
+            return None
+        equity = self.equity(account_id)
+        if after > equity:
+            return (RejectReason.INSUFFICIENT_MARGIN,
+                    f"initial margin would be {after / 1e6:.6f} USD; equity is {equity / 1e6:.6f}")
+        return None
+
     def apply(self, events) -> None:
         for ev in events:
             kind = type(ev)

@@ -82,6 +82,10 @@ cdef class OrderBook:
     cpdef bint can_hold(self, int64_t price)
     cpdef bint fillable(self, int side, int64_t limit, int64_t qty,
                         int64_t account_id, int stp, dict caps=*)
+    cpdef list sweep(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp,
+                     dict caps=*)
+    cdef int64_t _walk(self, int side, int64_t limit, int64_t qty, int64_t account_id,
+                       int stp, dict caps, list fills) except -1
     cpdef list depth(self, int side, int n)
     cpdef list orders(self, int side)
     cpdef object order(self, int64_t order_id)

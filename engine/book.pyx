@@ -279,10 +279,24 @@ cdef class OrderBook:
                 gone), and every fill of a capped account lowers its cap. A
                 reduce-only maker of an account not named counts for nothing.
         """
+        return self._walk(side, limit, qty, account_id, stp, caps, None) == qty
+
+    cpdef list sweep(self, int side, int64_t limit, int64_t qty, int64_t account_id, int stp,
+                     dict caps=None):
+        """Return what ``match`` with these arguments would fill, as ``(price, lots)`` per
+        level, best first, without changing anything (as ``fillable``). A strip prices its
+        legs with it before any of them trades."""
+        cdef list fills = []
+        self._walk(side, limit, qty, account_id, stp, caps, fills)
+        return fills
+
+    cdef int64_t _walk(self, int side, int64_t limit, int64_t qty, int64_t account_id,
+                       int stp, dict caps, list fills) except -1:
+        """The lots ``match`` would fill (see ``fillable``); each level's into ``fills``."""
         _check_side(side)
         cdef Ladder* opp = self._ladder(-side)
         cdef int64_t need = qty, idx = opp.best, price, n, head, size, vis, hid, take, k
-        cdef int64_t seen = 0, cap, excess, cut
+        cdef int64_t seen = 0, cap, excess, cut, before
         cdef int32_t slot
         cdef Level* lvl
         cdef Order* o
@@ -296,6 +310,7 @@ cdef class OrderBook:
             if lvl.count == 0:
                 continue
             seen += 1
+            before = need
             n = lvl.count
             self._ensure_scratch(n)
             slot = lvl.head
@@ -316,7 +331,8 @@ cdef class OrderBook:
                 if o.account_id == account_id:
                     if stp == STP_CANCEL_OLDEST:
                         continue
-                    return False
+                    need = -need             # an own order stops the taker here
+                    break
                 cap = -1
                 if left is not None:
                     cap = left.get(o.account_id, -1)
@@ -338,7 +354,14 @@ cdef class OrderBook:
                     self._scratch_qty[2 * k] = _min(o.display, hid)
                     self._scratch_qty[2 * k + 1] = hid - _min(o.display, hid)
                     size += 1
-        return need == 0
+            if need < 0:
+                need = -need
+                if fills is not None and before > need:
+                    fills.append((price, before - need))
+                break
+            if fills is not None and before > need:
+                fills.append((price, before - need))
+        return qty - need
 
     cpdef bint can_hold(self, int64_t price):
         """Return whether an order at ``price`` could rest here.

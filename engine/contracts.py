@@ -34,6 +34,7 @@ __all__ = [
     "PeriodKind",
     "Product",
     "Symbol",
+    "StripError",
     "SymbolError",
     "date_to_ns",
     "format_symbol",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_symbol",
     "period_of",
     "sibling",
+    "strip_symbols",
     "utc_day",
 ]
 
@@ -411,6 +413,38 @@ def sibling(instrument: Instrument, period: Period, reference_price: int) -> Ins
         kind=period.kind.value, delivery_start=period.start, delivery_end=period.end,
         contract_hours=period.hours, reference_price=reference_price,
         last_trading_ns=date_to_ns(last_day_end), delivery_end_ns=date_to_ns(period.end))
+
+
+MAX_STRIP_LEGS = 36
+
+
+class StripError(ValueError):
+    """Strip legs that are not a run of consecutive contracts of one class and tenor."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.reason = RejectReason.INVALID_STRIP
+        self.field = "symbols"
+
+
+def strip_symbols(symbols: object) -> list[Symbol]:
+    """Parse a strip's legs: 2..36 consecutive contracts of one class and one tenor, in
+    delivery order (so none repeats).
+
+    Raises:
+        StripError: naming what is wrong; SymbolError for a leg that is no symbol at all.
+    """
+    if not isinstance(symbols, list) or not 2 <= len(symbols) <= MAX_STRIP_LEGS:
+        raise StripError(f"a strip has 2..{MAX_STRIP_LEGS} legs")
+    legs = [parse_symbol(s) for s in symbols]
+    first = legs[0]
+    for before, leg in zip(legs, legs[1:]):
+        if leg.gpu_class != first.gpu_class or leg.period.kind is not first.period.kind:
+            raise StripError(f"{format_symbol(leg)} is not a {first.gpu_class} "
+                             f"{first.period.kind.value} like {format_symbol(first)}")
+        if leg.period != before.period.next():
+            raise StripError(f"{format_symbol(leg)} does not follow {format_symbol(before)}")
+    return legs
 
 
 def period_of(instrument: Instrument) -> Period:

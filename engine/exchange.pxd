@@ -87,6 +87,8 @@ cdef class Exchange:
     cdef int64_t _last_ts                 # ts_ns of the previous command
     cdef int64_t _next_trade_id
     cdef list _dirty                      # markets whose book changed in this command
+    cdef int64_t _next_strip_id
+    cdef bint _strip_checked              # placing a strip's legs: clearing saw them together
     cdef object _book_factory             # builds the book of a contract listed later
     cdef bint _check_invariants
 
@@ -118,6 +120,9 @@ cdef class Exchange:
     # -- Status and time -----------------------------------------------------------
     cdef _set_status(self, Market market, object status, object ts, list events)
     cdef _list(self, object instrument, object ts, list events)
+    cdef _place_strip(self, object cmd, list events)
+    cdef tuple _plan_strip(self, list symbols, int side, int64_t qty, object limit,
+                           int64_t account_id, int stp, list events)
     cdef _delist(self, Market market, object ts, list events)
     cdef _advance(self, object ts, list events)
     cdef _reset_deadline(self)

@@ -41,11 +41,12 @@ from engine.book cimport OrderBook
 from engine.messages import (
     BookLevelChanged, CancelAll, CancelOrder, CancelReason, DelistInstrument,
     InstrumentDelisted, InstrumentListed, InstrumentStatus, InstrumentStatusChanged,
-    ListInstrument, MatchRecord, OrderAccepted, OrderCancelled, OrderDuplicate,
+    ListInstrument, MatchRecord, PlaceStrip, StripExecuted, OrderAccepted, OrderCancelled, OrderDuplicate,
     OrderExpired, OrderReduced, OrderRejected, OrderReplaced, OrderStatus, OrderTriggered,
     OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus,
     SetReferencePrice, Side, TimeInForce, Timer, Trade,
 )
+from engine.contracts import StripError, SymbolError, strip_symbols
 from engine.prices import stop_market_margin_price
 from engine.risk import PermissiveRisk
 
@@ -73,7 +74,7 @@ cdef object C_SELF_TRADE = CancelReason.SELF_TRADE, C_IOC = CancelReason.IOC_REM
 cdef object C_CLOSED = CancelReason.INSTRUMENT_CLOSED, C_BAND = CancelReason.OUT_OF_BAND
 cdef object C_RANGE = CancelReason.OUT_OF_RANGE, C_REDUCE_ONLY = CancelReason.REDUCE_ONLY
 cdef tuple COMMANDS = (PlaceOrder, CancelOrder, ReplaceOrder, CancelAll, Timer,
-                      ListInstrument, DelistInstrument,
+                      ListInstrument, DelistInstrument, PlaceStrip,
                        SetInstrumentStatus, SetReferencePrice)
 cdef int FILL = MatchRecord.FILL
 cdef int STP_CANCEL_MAKER = MatchRecord.STP_CANCEL_MAKER
@@ -122,12 +123,13 @@ cdef class Order:
 class Rejected(Exception):
     """A command failed validation; becomes one OrderRejected event. Never leaves this module."""
 
-    def __init__(self, reason, detail, field=None, order_id=None):
+    def __init__(self, reason, detail, field=None, order_id=None, symbol=None):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.field = field
         self.order_id = order_id      # the order the command named, once it was found
+        self.symbol = symbol          # the strip leg it is about
 
 
 cdef class Market:
@@ -241,6 +243,8 @@ cdef class Exchange:
         self._closings = sorted((m.instrument.last_trading_ns, s) for s, m in self.markets.items())
         self._closed = deque()
         self._next_order_id = 1
+        self._next_strip_id = 1
+        self._strip_checked = False
         self._next_trade_id = 1
         self._last_ts = 0
         self._gtd_live = 0
@@ -293,6 +297,8 @@ cdef class Exchange:
                 self._set_status(self._market(cmd.symbol), cmd.status, ts, events)
             elif kind is SetReferencePrice:
                 self._market(cmd.symbol).set_reference(cmd.price)
+            elif kind is PlaceStrip:
+                self._place_strip(cmd, events)
             elif kind is ListInstrument:
                 self._list(cmd.instrument, ts, events)
             elif kind is DelistInstrument:
@@ -301,7 +307,8 @@ cdef class Exchange:
             events.append(OrderRejected(
                 getattr(cmd, "account_id", 0), r.reason, r.detail, r.field,
                 getattr(cmd, "client_order_id", None),
-                r.order_id if r.order_id is not None else getattr(cmd, "order_id", None), ts))
+                r.order_id if r.order_id is not None else getattr(cmd, "order_id", None), ts,
+                r.symbol))
         if self._reducing:
             self._fit_reducing(ts, events)
         if self._dirty:
@@ -340,7 +347,7 @@ cdef class Exchange:
         """Return a digest of all state; equal for engines fed the same commands."""
         cdef Market m
         state = [
-            self._next_order_id, self._next_trade_id, self._last_ts,
+            self._next_order_id, self._next_trade_id, self._last_ts, self._next_strip_id,
             [o.as_tuple() for _, o in sorted(self.orders.items())],
             sorted(self._by_client.items()), sorted(self._expiries),
             sorted((a, sorted(mine)) for a, mine in self._reducing.items()),
@@ -410,8 +417,9 @@ cdef class Exchange:
         elif otype is MARKET and not market._would_take(side, limit):
             raise Rejected(RejectReason.NO_LIQUIDITY,
                            "no opposite order inside the price band", "type")
-        # Clearing last: it is asked only about orders the engine would take.
-        if self._risk_gated:
+        # Clearing last: it is asked only about orders the engine would take (a strip's legs
+        # it was asked about together).
+        if self._risk_gated and not self._strip_checked:
             reject = self.risk.check(
                 account_id, market.symbol, side,
                 stop_market_margin_price(side, stop_price, market._band_bps)
@@ -857,6 +865,126 @@ cdef class Exchange:
         if resting and not keep:
             self._execute(market, order, price, cmd.ts_ns, events)
 
+    # -- Strips ------------------------------------------------------------------------
+
+    def strip_quote(self, symbols, side, qty):
+        """What a strip of up to ``qty`` lots per leg would fill now inside the bands, for
+        anyone (no own orders, no limit): (lots, [(symbol, hours, ticks x lots), ...]).
+
+        Raises:
+            ValueError: with ``reason``, ``field`` and ``symbol`` as a refused strip's.
+        """
+        try:
+            filled, legs, _ = self._plan_strip(list(symbols), 1 if side is BUY else -1, qty,
+                                               None, 0, 0, [])
+        except Rejected as r:
+            error = ValueError(r.detail)
+            error.reason, error.field, error.symbol = r.reason, r.field, r.symbol
+            raise error from None
+        return filled, legs
+
+    cdef tuple _plan_strip(self, list symbols, int side, int64_t qty, object limit,
+                           int64_t account_id, int stp, list events):
+        """The largest equal quantity, up to ``qty``, that every leg fills now inside its band
+        and, with a ``limit``, whose hours-weighted average price meets it (compared exactly:
+        sum of hours x cost against limit x lots x sum of hours). Returns (lots, legs as
+        (symbol, hours, ticks x lots at that size), the worst price each leg reaches).
+
+        The average is monotone in the size (each leg's best lots come first), so the sizes
+        that meet the limit are a prefix and a binary search finds the largest.
+        """
+        cdef Market market
+        try:
+            strip_symbols(symbols)
+        except (StripError, SymbolError) as exc:
+            raise Rejected(RejectReason.INVALID_STRIP if isinstance(exc, StripError)
+                           else RejectReason.UNKNOWN_INSTRUMENT, str(exc), "symbols")
+        markets = []
+        for symbol in symbols:
+            found = self.markets.get(symbol)
+            if found is None:
+                raise Rejected(RejectReason.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}",
+                               "symbols", symbol=symbol)
+            market = found
+            if market.status is not IS_OPEN:
+                error = _not_trading(market)
+                error.field, error.symbol = "symbols", symbol
+                raise error
+            if not market.min_qty <= qty <= market.max_qty:
+                raise Rejected(RejectReason.INVALID_QUANTITY,
+                               f"qty must be {market.min_qty}..{market.max_qty} in {symbol}",
+                               "qty", symbol=symbol)
+            markets.append(market)
+        sweeps = []
+        most = qty
+        for market in markets:
+            fills = market.book.sweep(
+                side, market.band_high if side == 1 else market.band_low, qty, account_id,
+                stp, self._caps(market, -side, events) if self._reducing else None)
+            sweeps.append(fills)
+            most = min(most, sum([lots for _, lots in fills]))
+        hours = [(<Market>m).instrument.contract_hours for m in markets]
+        total_hours = sum(hours)
+
+        low, high = 0, most
+        while low < high:
+            mid = (low + high + 1) // 2
+            if limit is None or _strip_meets(sweeps, hours, total_hours, mid, limit, side):
+                low = mid
+            else:
+                high = mid - 1
+        paid = _strip_cost(sweeps, low)
+        return (low, [(m.symbol, h, p) for m, h, (p, _) in zip(markets, hours, paid)],
+                [w for _, w in paid])
+
+    cdef _place_strip(self, object cmd, list events):
+        """All or none across the legs: plan against every book first, ask clearing about
+        the legs together, then trade each leg as an IOC order at the worst price its plan
+        reaches, which fills exactly the planned lots (the plan replays the match)."""
+        cdef int side = 1 if cmd.side is BUY else -1
+        cdef int64_t account_id = cmd.account_id
+        if cmd.tif is not FOK and cmd.tif is not IOC:
+            raise Rejected(RejectReason.INVALID_PARAMS, "a strip is fok or ioc", "tif")
+        cid = cmd.client_order_id
+        if cid is not None and (account_id, cid) in self._by_client:
+            raise Rejected(RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                           f"client_order_id {cid!r} is already used", "client_order_id")
+        filled, legs, worst = self._plan_strip(list(cmd.symbols), side, cmd.qty, cmd.price,
+                                               account_id, int(cmd.stp), events)
+        if cmd.tif is FOK and filled < cmd.qty:
+            raise Rejected(RejectReason.STRIP_NOT_FILLABLE,
+                           f"{cmd.qty} lots cannot fill in every leg within the average price "
+                           f"limit now (at most {filled})", "qty")
+        if filled and self._risk_gated:
+            reject = self.risk.check_strip(
+                account_id, cmd.side, [(s, filled, w) for (s, _, _), w in zip(legs, worst)])
+            if reject is not None:
+                raise Rejected(reject[0], reject[1])
+        ts = cmd.ts_ns
+        strip_id = self._next_strip_id
+        self._next_strip_id += 1
+        out = []
+        if filled:
+            self._strip_checked = True
+            try:
+                for n, ((symbol, hours, paid), limit) in enumerate(zip(legs, worst)):
+                    order_id = self._next_order_id
+                    self._place(PlaceOrder(
+                        ts_ns=ts, account_id=account_id, symbol=symbol, side=cmd.side,
+                        qty=filled, price=limit, tif=IOC, stp=cmd.stp,
+                        client_order_id=cid if n == 0 else None), events)
+                    order = self.orders[order_id]
+                    if (<Order>order).filled_qty != filled:
+                        raise AssertionError(f"strip leg {symbol} filled "
+                                             f"{(<Order>order).filled_qty} of {filled}")
+                    out.append((symbol, order_id, hours, paid))
+            finally:
+                self._strip_checked = False
+        else:
+            out = [(symbol, None, hours, 0) for symbol, hours, _ in legs]
+        events.append(StripExecuted(strip_id, account_id, cid, cmd.side, cmd.qty, filled, out,
+                                    ts))
+
     # -- Instrument status, time -----------------------------------------------------
 
     cdef _set_status(self, Market market, object status, object ts, list events):
@@ -1062,6 +1190,29 @@ cdef object _too_far(Market market, int64_t price):
     return Rejected(RejectReason.PRICE_OUT_OF_RANGE,
                     f"price {price} is too far from the orders resting in {market.symbol}",
                     "price")
+
+
+def _strip_cost(list sweeps, int64_t lots):
+    """(ticks x lots paid, worst price reached) of ``lots`` in each leg's sweep."""
+    out = []
+    for fills in sweeps:
+        left, paid, worst = lots, 0, None
+        for price, size in fills:
+            if left == 0:
+                break
+            take = min(left, size)
+            paid += take * price
+            left -= take
+            worst = price
+        out.append((paid, worst))
+    return out
+
+
+def _strip_meets(list sweeps, list hours, total_hours, int64_t lots, limit, int side):
+    """Whether a strip of ``lots`` meets the average price limit, exactly in integers."""
+    weighted = sum([h * paid for h, (paid, _) in zip(hours, _strip_cost(sweeps, lots))])
+    bound = limit * lots * total_hours
+    return weighted <= bound if side == 1 else weighted >= bound
 
 
 cdef object _not_trading(Market market):

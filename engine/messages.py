@@ -187,6 +187,25 @@ class SetReferencePrice(Command):
     price: Ticks
 
 
+class PlaceStrip(Command):
+    """Buy or sell ``qty`` in each of a run of consecutive contracts of one class and tenor,
+    all or none, limited by the hours-weighted average price (DESIGN.md section 3).
+
+    ``price`` (ticks) bounds the average: a buy's may not be above it, a sell's not below.
+    ``tif`` FOK fills ``qty`` in every leg or nothing; IOC the largest equal quantity that
+    meets the limit, possibly 0. Each leg trades as an IOC order at the worst price it
+    needs; the first leg's carries ``client_order_id``.
+    """
+    account_id: int
+    symbols: list[str]
+    side: Side
+    qty: Lots
+    price: Ticks
+    tif: TimeInForce = TimeInForce.FOK
+    client_order_id: ClientOrderId | None = None
+    stp: SelfTradePrevention = SelfTradePrevention.CANCEL_NEWEST
+
+
 class ListInstrument(Command):
     """Clearing: list a contract (the rolling listing, a cascade's targets). One past its
     last trading time is listed closed."""
@@ -199,7 +218,7 @@ class DelistInstrument(Command):
 
 
 EngineCommand = (PlaceOrder | ReplaceOrder | CancelOrder | CancelAll | Timer
-                 | SetInstrumentStatus | SetReferencePrice)
+                 | SetInstrumentStatus | SetReferencePrice | PlaceStrip)
 
 
 # -- Events -------------------------------------------------------------------
@@ -232,6 +251,7 @@ class OrderRejected(Event):
     client_order_id: str | None
     order_id: int | None
     ts_ns: int
+    symbol: str | None = None        # the leg a strip was refused for
 
 
 class OrderDuplicate(Event):
@@ -329,6 +349,19 @@ class InstrumentStatusChanged(Event):
     ts_ns: int
 
 
+class StripExecuted(Event):
+    """A strip's outcome: ``filled_qty`` lots in every leg (0: nothing traded). ``legs`` are
+    (symbol, order_id or None, contract hours, ticks x lots paid or received in it)."""
+    strip_id: int
+    account_id: int
+    client_order_id: str | None
+    side: Side
+    qty: int
+    filled_qty: int
+    legs: list[tuple[str, int | None, int, int]]
+    ts_ns: int
+
+
 class InstrumentListed(Event):
     """A contract was listed; ``Exchange.markets`` holds it from now on."""
     symbol: str
@@ -344,4 +377,4 @@ class InstrumentDelisted(Event):
 EngineEvent = (OrderAccepted | OrderRejected | OrderDuplicate | Trade | OrderCancelled
                | OrderReduced | OrderReplaced | OrderExpired | OrderTriggered
                | BookLevelChanged | InstrumentStatusChanged | InstrumentListed
-               | InstrumentDelisted)
+               | InstrumentDelisted | StripExecuted)

@@ -18,6 +18,7 @@ class RejectReason(enum.IntEnum):
     PRICE_OFF_TICK = 102
     INVALID_QUANTITY = 103
     INVALID_PRICE = 104            # not a positive decimal string within range
+    INVALID_STRIP = 105            # strip legs not consecutive, of mixed classes or tenors
     # 2xx: clearing, pre-trade risk
     INSUFFICIENT_MARGIN = 200
     POSITION_LIMIT = 201
@@ -45,6 +46,7 @@ class RejectReason(enum.IntEnum):
     STOP_WOULD_TRIGGER = 308
     ORDER_CLOSED = 309
     PRICE_OUT_OF_RANGE = 310   # in the band, but too far from the orders resting in the book
+    STRIP_NOT_FILLABLE = 311   # a fill-or-kill strip cannot fill in every leg within its limit
     # 4xx: the gateway itself, before a command reaches the engine (sessions and limits)
     UNAUTHENTICATED = 400          # the method needs auth.login first
     FORBIDDEN = 401                # the session's role (or account) may not do it

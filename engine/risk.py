@@ -35,6 +35,11 @@ class RiskGate(Protocol):
             replaces: The order id a replace modifies; None for a new order.
         """
 
+    def check_strip(self, account_id: int, side: Side,
+                    legs: list[tuple[str, int, int]]) -> tuple[RejectReason, str] | None:
+        """As ``check``, for a strip's legs at once: (symbol, lots, worst price in ticks)
+        each, all on ``side``; so its margin is that of the whole strip."""
+
     def apply(self, events: list) -> None:
         """Take events of one command, in order (fills, cancels, ...); a command's
         events may come in several calls, each event once."""
@@ -53,6 +58,9 @@ class PermissiveRisk:
     """
 
     def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
+        return None
+
+    def check_strip(self, account_id, side, legs):
         return None
 
     def apply(self, events):

@@ -49,6 +49,8 @@ _MEANINGS = {
                                  "without a price)",
     RejectReason.INVALID_PRICE: "the price is not a positive decimal string within range",
     RejectReason.UNKNOWN_INSTRUMENT: "no such symbol is listed",
+    RejectReason.INVALID_STRIP: "a strip's symbols are not 2..36 consecutive contracts of one "
+                                "class and tenor, in delivery order",
     RejectReason.PRICE_OFF_TICK: "the price is not a multiple of the 0.001 tick",
     RejectReason.INVALID_QUANTITY: "the quantity is outside the instrument's min..max, or "
                                    "display_qty is above qty",
@@ -68,6 +70,8 @@ _MEANINGS = {
     RejectReason.STOP_WOULD_TRIGGER: "the stop price is already reached by the last trade",
     RejectReason.ORDER_CLOSED: "the order is already filled, cancelled or expired",
     RejectReason.PRICE_OUT_OF_RANGE: "the price is too far from the orders resting in the book",
+    RejectReason.STRIP_NOT_FILLABLE: "a fill-or-kill strip cannot fill its quantity in every "
+                                     "leg within its average price limit now",
     RejectReason.UNAUTHENTICATED: "log in first (auth.login)",
     RejectReason.FORBIDDEN: "the session's role may not call this method or channel",
     RejectReason.INVALID_SIGNATURE: "unknown api_key, or the signature does not match",
