@@ -132,6 +132,9 @@ class ClearingHouse:
     def check(self, account_id, symbol, side, price, qty, liquidation, replaces):
         return self.risk.check(account_id, symbol, side, price, qty, liquidation, replaces)
 
+    def check_strip(self, account_id, side, legs):
+        return self.risk.check_strip(account_id, side, legs)
+
     def position(self, account_id: int, symbol: str) -> int:
         return self.risk.position(account_id, symbol)
 
@@ -439,7 +442,7 @@ class ClearingHouse:
             for symbol in [s for s, i in self.instruments.items() if i.kind == tenor
                            and s not in self.final and self._awaits_cascade(i, ts)]:
                 self._cascade(symbol, ts, events, engine, listed)
-        for symbol in [s for s in self.instruments if s in self.final]:
+        for symbol in [s for s in self.final if s in self.instruments]:    # as they ended
             self._delist(symbol, ts, engine)
             delisted.append(symbol)
         for inst in list_instruments(self.products, self.listed_on) if self.products else ():

@@ -982,8 +982,8 @@ cdef class Exchange:
                 self._strip_checked = False
         else:
             out = [(symbol, None, hours, 0) for symbol, hours, _ in legs]
-        events.append(StripExecuted(strip_id, account_id, cid, cmd.side, cmd.qty, filled, out,
-                                    ts))
+        events.append(StripExecuted(strip_id, account_id, cid, cmd.side, cmd.qty, cmd.price,
+                                    cmd.tif, filled, out, ts))
 
     # -- Instrument status, time -----------------------------------------------------
 

@@ -357,6 +357,8 @@ class StripExecuted(Event):
     client_order_id: str | None
     side: Side
     qty: int
+    price: int              # the average price limit, ticks
+    tif: TimeInForce
     filled_qty: int
     legs: list[tuple[str, int | None, int, int]]
     ts_ns: int

@@ -8,15 +8,18 @@ milliseconds to nanoseconds. Outbound: engine orders, levels and instruments
 from __future__ import annotations
 
 import zlib
+from fractions import Fraction
 
 import msgspec
 
 from clearing.messages import (
-    ClearingRejected, CollateralMoved, DefaultCovered, InstrumentSettled, Liquidation, MarginCall,
+    Cascaded, ClearingRejected, CollateralMoved, DefaultCovered, InstrumentSettled, Liquidation,
+    ListingRolled, MarginCall,
 )
 from engine.messages import (
     CancelOrder, CancelReason, InstrumentStatus, OrderRejected, OrderStatus, OrderType,
-    PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
+    PlaceOrder, RejectReason, ReplaceOrder, SelfTradePrevention, Side, StripExecuted,
+    TimeInForce,
 )
 from engine.contracts import Symbol, cascades_into, format_symbol, parse_symbol
 from engine.prices import (
@@ -105,7 +108,45 @@ def refusal(event: OrderRejected | ClearingRejected) -> RpcError:
     if type(event) is ClearingRejected:
         return RpcError(event.reason, event.detail, field=event.field)
     extra = {} if event.order_id is None else {"order_id": event.order_id}
+    if event.symbol is not None:
+        extra["symbol"] = event.symbol                    # the strip leg it is about
     return RpcError(event.reason, event.detail, field=event.field, **extra)
+
+
+def average_price(paid: int, lots: int) -> str | None:
+    """An average of tick prices in USD with 6 decimals (half to even), None for no lots:
+    ``paid`` is ticks x lots (weighted by hours, with ``lots`` weighted alike)."""
+    if not lots:
+        return None
+    micros = round(Fraction(paid * 1000, lots))        # 1 tick = 1000 micro-USD
+    return f"{micros // 10**6}.{micros % 10**6:06d}"
+
+
+def strip_view(ev: StripExecuted, duplicate: bool = False) -> dict:
+    """order.place_strip's result, from the strip's event."""
+    filled, total = ev.filled_qty, sum(hours for _, _, hours, _ in ev.legs)
+    view = {
+        "strip_id": ev.strip_id, "client_order_id": ev.client_order_id,
+        "side": SIDE_NAMES[ev.side], "qty": ev.qty, "filled_qty": filled,
+        "avg_price": average_price(sum(h * paid for _, _, h, paid in ev.legs), filled * total),
+        "status": "filled" if filled == ev.qty else
+                  "partially_filled" if filled else "cancelled",
+        "legs": [{"symbol": symbol, "order_id": order_id, "filled_qty": filled,
+                  "avg_price": average_price(paid, filled)}
+                 for symbol, order_id, _, paid in ev.legs],
+    }
+    if duplicate:
+        view["duplicate"] = True
+    return view
+
+
+def strip_quote_view(lots: int, legs: list) -> dict:
+    """market.strip_quote's result: (symbol, hours, ticks x lots) per leg at ``lots``."""
+    total = sum(hours for _, hours, _ in legs)
+    return {"available_qty": lots,
+            "avg_price": average_price(sum(h * paid for _, h, paid in legs), lots * total),
+            "legs": [{"symbol": symbol, "avg_price": average_price(paid, lots)}
+                     for symbol, _, paid in legs]}
 
 
 def ms_to_ns(ms: int | None) -> int | None:
@@ -319,6 +360,12 @@ def admin_view(ev, name_of) -> dict | None:
     if kind is InstrumentSettled:
         return {"type": "final_settlement", "symbol": ev.symbol, "price": format_price(ev.price),
                 "fixings": ev.fixings, "carried": ev.carried, "time": time}
+    if kind is Cascaded:
+        return {"type": "cascaded", "symbol": ev.symbol, "into": ev.into,
+                "price": format_price(ev.price),
+                "accounts": [name_of(a) for a in ev.accounts], "time": time}
+    if kind is ListingRolled:
+        return {"type": "listing", "listed": ev.listed, "delisted": ev.delisted, "time": time}
     return None
 
 

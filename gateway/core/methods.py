@@ -15,7 +15,8 @@ import msgspec
 
 from engine.messages import (
     CancelAll, CancelOrder, InstrumentStatus, OrderAccepted, OrderDuplicate, OrderReplaced,
-    OrderType, PlaceOrder, RejectReason, ReplaceOrder, SetInstrumentStatus, Side,
+    OrderType, PlaceOrder, PlaceStrip, RejectReason, ReplaceOrder, SetInstrumentStatus, Side,
+    StripExecuted, TimeInForce,
 )
 from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
@@ -117,6 +118,40 @@ def _placed(core, session, outcome):
             raise codec.self_trade_prevented(ev.order_id)
         return view
     raise AssertionError(f"order.place produced no outcome: {outcome.events}")
+
+
+def place_strip(core, session, p: schema.PlaceStrip):
+    """A strip (PROTOCOL 1.1): all or none across its legs. A resend with the same
+    client_order_id and parameters answers the strip it placed, with duplicate: true."""
+    account_id, venue = session.account_id, core.venue
+    side, limit = codec.SIDES[p.side], codec.price(p.price, "price")
+    tif = TimeInForce.FOK if p.tif == "fok" else TimeInForce.IOC
+    if p.client_order_id is not None:
+        done = venue.strips.get((account_id, p.client_order_id))
+        if done is not None:
+            if ([leg[0] for leg in done.legs], done.side, done.qty, done.price, done.tif) != (
+                    list(p.symbols), side, p.qty, limit, tif):
+                raise RpcError(RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                               f"client_order_id {p.client_order_id!r} is strip "
+                               f"{done.strip_id}, placed with other parameters",
+                               field="client_order_id")
+            return codec.strip_view(done, duplicate=True)
+    outcome = core.submit(PlaceStrip(ts_ns=venue.now(), account_id=account_id,
+                                     symbols=list(p.symbols), side=side, qty=p.qty,
+                                     price=limit, tif=tif, client_order_id=p.client_order_id))
+    _refused(outcome)
+    [done] = outcome.of_type(StripExecuted)
+    return codec.strip_view(done)
+
+
+def strip_quote(core, session, p: schema.StripQuote):
+    """What a strip of up to ``qty`` per leg would fill at now (PROTOCOL 1.1)."""
+    try:
+        lots, legs = core.venue.exchange.strip_quote(list(p.symbols), codec.SIDES[p.side], p.qty)
+    except ValueError as exc:
+        extra = {"symbol": exc.symbol} if exc.symbol is not None else {}
+        raise RpcError(exc.reason, str(exc), field=exc.field, **extra) from None
+    return codec.strip_quote_view(lots, legs)
 
 
 def _is_open(core, order_id: int) -> bool:
@@ -435,6 +470,8 @@ METHODS: dict[str, Method] = {
     "order.cancel": Method(cancel, schema.OrderRef, ORDER, TRADING),
     "order.cancel_all": Method(cancel_all, schema.SymbolFilter, ORDER, TRADING),
     "order.mass_quote": Method(mass_quote, schema.MassQuote, ORDER, MAKERS),
+    "order.place_strip": Method(place_strip, schema.PlaceStrip, ORDER, TRADING),
+    "market.strip_quote": Method(strip_quote, schema.StripQuote, REQUEST, None),
     "order.cancel_quotes": Method(cancel_quotes, schema.SymbolFilter, ORDER, MAKERS),
     "order.list": Method(list_orders, schema.SymbolFilter, REQUEST, TRADING),
     "order.get": Method(get_order, schema.OrderRef, REQUEST, TRADING),

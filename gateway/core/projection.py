@@ -26,7 +26,7 @@ from clearing.messages import (
 from engine.messages import (
     BookLevelChanged, CancelReason, InstrumentDelisted, InstrumentListed,
     InstrumentStatusChanged, OrderAccepted, OrderCancelled, OrderDuplicate, OrderExpired,
-    OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, Trade,
+    OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, StripExecuted, Trade,
 )
 from gateway.core.codec import OrderView, fill_row
 from gateway.core.venue import EXPIRED, FILL, QUOTE_PREFIX
@@ -178,6 +178,9 @@ class Projection:
                 self.status_changed.append(("delisted", gone, gone.status))
                 self.curve_dirty.add(class_of[ev.symbol])
                 market.append(ev)
+            elif kind is StripExecuted:
+                if ev.client_order_id is not None:
+                    venue.strips[(ev.account_id, ev.client_order_id)] = ev
             elif kind is Cascaded:
                 if listening:
                     accounts.update(ev.accounts)

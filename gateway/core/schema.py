@@ -85,6 +85,24 @@ class Place(Params):
     stp: Stp = "cancel_newest"
 
 
+Legs = Annotated[list[Symbol], msgspec.Meta(max_length=64)]      # 2..36: the engine says
+
+
+class PlaceStrip(Params):
+    symbols: Legs
+    side: Side
+    qty: Qty
+    price: Price
+    tif: Literal["fok", "ioc"] = "fok"
+    client_order_id: ClientOrderId | None = None
+
+
+class StripQuote(Params):
+    symbols: Legs
+    side: Side
+    qty: Qty
+
+
 class OrderRef(Params):
     """Names one of the account's orders: order_id or client_order_id (exactly one)."""
     order_id: OrderId | None = None

@@ -27,7 +27,7 @@ import msgspec
 
 from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand, RollListing
-from engine.exchange import Exchange
+from engine.exchange import RETENTION_NS, Exchange
 from engine.messages import CancelReason, Timer
 from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
@@ -67,6 +67,8 @@ class Venue:
         self.account_fills = AccountFills(list(exchange.markets))
         # (account_id, symbol, side, level) -> the order that last held that quote slot
         self.quotes: dict[tuple[int, str, int, int], int] = {}
+        # (account_id, client_order_id) -> its StripExecuted, for resends
+        self.strips: dict[tuple[int, str], object] = {}
         self._until_prune = PRUNE_EVERY
 
     def __getstate__(self) -> dict:
@@ -76,7 +78,7 @@ class Venue:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"quotes": {}} | state)     # a snapshot from before them
+        self.__dict__.update({"quotes": {}, "strips": {}} | state)   # a snapshot from before
 
     def quote(self, account_id: int, symbol: str, side: int, level: int):
         """The open order holding the account's quote slot, or None."""
@@ -145,6 +147,9 @@ class Venue:
     def _prune(self) -> None:
         """Drop histories of orders the engine no longer retains, once there are enough."""
         self._until_prune = PRUNE_EVERY
+        oldest = self.last_ts - RETENTION_NS
+        for key in [k for k, ev in self.strips.items() if ev.ts_ns < oldest]:
+            del self.strips[key]
         orders = self.exchange.orders
         for history in (self.fills, self.ended):
             if len(history) > len(orders) * 1.05 + 1000:

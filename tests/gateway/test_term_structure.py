@@ -9,6 +9,7 @@ account's exposure to every delivery month, and the journal replays to the same 
 from __future__ import annotations
 
 import datetime
+import json
 import random
 from collections import Counter
 
@@ -190,3 +191,34 @@ def test_a_listing_step_is_idempotent_within_a_day(tmp_path):
     events = sim.submit(RollListing(ts_ns=sim.v.ns + 1))
     assert set(sim.v.venue.exchange.markets) == markets
     assert not [ev for ev in events if type(ev) in (InstrumentListed, InstrumentDelisted)]
+
+
+def test_a_cascade_is_told_on_the_admin_and_instruments_channels(tmp_path):
+    """The listing step at a quarter's last trading time: the admin channel says what
+    cascaded and what the listing changed; the instruments channel says each delisting
+    with the instrument as it was."""
+    venue = InProcess(tmp_path / "data", CONFIG)
+    admin = venue.session("admin")
+    venue.result(admin, "subscribe", channels=["admin", "instruments"])
+    venue.seal()
+    quarter = min((i for i in venue.venue.house.instruments.values() if i.kind == "quarter"),
+                  key=lambda i: i.last_trading_ns)
+    venue.ns = quarter.last_trading_ns
+    venue.core.submit(RollListing(ts_ns=venue.ns))
+    notes = [json.loads(f) for f in venue.seal().frames(admin)]
+    told = [(n["params"]["channel"], n["params"]["data"]["type"]) for n in notes]
+    assert ("admin", "cascaded") in told and ("admin", "listing") in told
+    # The year 2027 reaches its last trading time with its first quarter: it cascades
+    # first, into quarters, and then Q1 into its months.
+    cascaded = [n["params"]["data"] for n in notes if n["params"]["data"]["type"] == "cascaded"]
+    assert [(c["symbol"], len(c["into"])) for c in cascaded] == [("H100-2027", 4),
+                                                                  (quarter.symbol, 3)]
+    delisted = [n["params"]["data"]["instrument"] for n in notes
+                if n["params"]["channel"] == "instruments"
+                and n["params"]["data"]["type"] == "delisted"]
+    assert [(i["symbol"], i["status"]) for i in delisted] == [("H100-2027", "settled"),
+                                                              (quarter.symbol, "settled")]
+    listed = [n["params"]["data"]["instrument"]["symbol"] for n in notes
+              if n["params"]["channel"] == "instruments"
+              and n["params"]["data"]["type"] == "listed"]
+    assert listed and all(s not in venue.venue.house.final for s in listed)
