@@ -34,8 +34,8 @@ from clearing.risk import ClearingRisk
 from clearing.settlement import delivery_average, delivery_price, period_fixings, settlement_price
 from clearing.waterfall import cover
 from engine.contracts import (
-    Instrument, Product, cascades_into, format_symbol, list_instruments, period_of, sibling,
-    Symbol,
+    Instrument, Product, Symbol, cascades_into, format_symbol, list_instruments, period_of,
+    sibling, utc_day,
 )
 from engine.messages import (
     CancelAll, CancelReason, DelistInstrument, InstrumentStatus, InstrumentStatusChanged,
@@ -80,10 +80,6 @@ class Rejected(Exception):
     def __init__(self, reason: RejectReason, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
         self.reason, self.detail, self.field = reason, detail, field
-
-
-def utc_date(ts_ns: int) -> datetime.date:
-    return datetime.date(1970, 1, 1) + datetime.timedelta(days=ts_ns // NS_PER_DAY)
 
 
 class ClearingHouse:
@@ -213,7 +209,7 @@ class ClearingHouse:
         classes = [cmd.gpu_class] if cmd.gpu_class is not None else list(self.index)
         indexes = [self._class_index(c) for c in classes]
         for index in indexes:
-            events.append(IndexFixed(index.fix(utc_date(cmd.ts_ns), cmd.ts_ns), cmd.ts_ns))
+            events.append(IndexFixed(index.fix(utc_day(cmd.ts_ns), cmd.ts_ns), cmd.ts_ns))
 
     def _cash(self, cmd, events: list) -> None:
         if type(cmd) is Deposit:
@@ -325,7 +321,7 @@ class ClearingHouse:
 
     def _settle(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         self.risk.set_day(ts)
-        self.settled_on = utc_date(ts)
+        self.settled_on = utc_day(ts)
         oldest = ts - self.params.closing_window_ns
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         prices, tiers = {}, {}
@@ -435,7 +431,7 @@ class ClearingHouse:
 
     def _roll(self, ts: int, events: list, engine: list) -> None:
         """Cascade what is due, delist what has settled, list what has come into range."""
-        self.listed_on = utc_date(ts)
+        self.listed_on = utc_day(ts)
         listed: list[str] = []
         delisted: list[str] = []
         for tenor in CASCADING[::-1]:       # a year's quarters may be due at once themselves
@@ -468,8 +464,7 @@ class ClearingHouse:
                 listed.append(target)
             into.append(target)
         accounts = self.ledger.cascade(symbol, into)
-        self.final[symbol] = price
-        self.risk.settled()
+        self.final[symbol] = price            # delisted in the same step, which rebuilds risk
         events.append(Cascaded(symbol, into, price, accounts, ts))
         engine.append(SetInstrumentStatus(ts_ns=ts, symbol=symbol,
                                           status=InstrumentStatus.SETTLED))

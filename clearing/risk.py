@@ -96,25 +96,16 @@ class ClearingRisk:
         old = None if replaces is None else self.orders.get(replaces)
         if old is not None and old.symbol == symbol and old.side == side:
             same_side -= old.leaves
-        worst = position + side * (same_side + qty)
-        limit = self.position_limits.get(account_id, self.position_limit)
-        if abs(worst) > limit:
-            return (RejectReason.POSITION_LIMIT,
-                    f"with its open orders the position could reach {worst} lots; the limit is "
-                    f"{limit}")
+        over = self._over_limit(account_id, position + side * (same_side + qty), "")
+        if over is not None:
+            return over
         before = exposure.margin()[1]
         if old is not None:                       # judge the order as it would be after
             exposure.order(old.symbol, old.side, -old.leaves, old.price)
         after = exposure.initial_with(symbol, side, qty, price)
         if old is not None:
             exposure.order(old.symbol, old.side, old.leaves, old.price)
-        if after <= before:
-            return None
-        equity = self.equity(account_id)
-        if after > equity:
-            return (RejectReason.INSUFFICIENT_MARGIN,
-                    f"initial margin would be {after / 1e6:.6f} USD; equity is {equity / 1e6:.6f}")
-        return None
+        return self._margin_verdict(account_id, before, after)
 
     def check_strip(self, account_id, side, legs):
         """``check`` for a strip's legs together: (symbol, lots, worst price) each, all on
@@ -122,20 +113,30 @@ class ClearingRisk:
         offsets against another (or against the positions) counts."""
         side = int(side)
         exposure = self._exposure(account_id)
-        limit = self.position_limits.get(account_id, self.position_limit)
         for symbol, qty, _ in legs:
-            worst = self.position(account_id, symbol) + side * (exposure.open_lots(symbol, side)
-                                                                + qty)
-            if abs(worst) > limit:
-                return (RejectReason.POSITION_LIMIT,
-                        f"with its open orders the position in {symbol} could reach {worst} "
-                        f"lots; the limit is {limit}")
+            over = self._over_limit(account_id, self.position(account_id, symbol) + side * (
+                exposure.open_lots(symbol, side) + qty), f" in {symbol}")
+            if over is not None:
+                return over
         before = exposure.margin()[1]
         for symbol, qty, price in legs:
             exposure.order(symbol, side, qty, price)
         after = exposure.margin()[1]
         for symbol, qty, price in legs:
             exposure.order(symbol, side, -qty, price)
+        return self._margin_verdict(account_id, before, after)
+
+    def _over_limit(self, account_id: int, worst: int, where: str):
+        """The refusal of a position that could reach ``worst`` lots, if past the limit."""
+        limit = self.position_limits.get(account_id, self.position_limit)
+        if abs(worst) <= limit:
+            return None
+        return (RejectReason.POSITION_LIMIT, f"with its open orders the position{where} could "
+                f"reach {worst} lots; the limit is {limit}")
+
+    def _margin_verdict(self, account_id: int, before: int, after: int):
+        """Initial margin going from ``before`` to ``after``: allowed if it does not rise,
+        else only within equity."""
         if after <= before:
             return None
         equity = self.equity(account_id)

@@ -176,7 +176,7 @@ class Projection:
             elif kind is InstrumentDelisted:
                 gone = self._markets.pop(ev.symbol)
                 self.status_changed.append(("delisted", gone, gone.status))
-                self.curve_dirty.add(class_of[ev.symbol])
+                self.curve_dirty.add(class_of.pop(ev.symbol))
                 market.append(ev)
             elif kind is StripExecuted:
                 if ev.client_order_id is not None:

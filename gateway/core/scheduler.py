@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import datetime
 
-from clearing.house import utc_date
 from clearing.messages import FixIndex, MarkStep, RollListing, Settle
-from engine.contracts import date_to_ns
+from engine.contracts import date_to_ns, utc_day
 from engine.messages import Timer
 
 NS_PER_DAY = 86_400 * 10**9
@@ -27,7 +26,7 @@ def at(day: datetime.date, time_of_day: datetime.time) -> int:
 
 def next_daily(now: int, time_of_day: datetime.time) -> int:
     """The next ``time_of_day`` (UTC) after ``now``, ns."""
-    moment = at(utc_date(now), time_of_day)
+    moment = at(utc_day(now), time_of_day)
     return moment if moment > now else moment + NS_PER_DAY
 
 
@@ -52,7 +51,7 @@ class Scheduler:
     def _first_due(command, time_of_day: datetime.time, house, now: int) -> int:
         """Now, if today's time has passed and the state (recovered after a stop) shows the
         command has not run today; else its next time."""
-        today = utc_date(now)
+        today = utc_day(now)
         if command is FixIndex:
             done = all(i.fixings and i.fixings[-1].date == today for i in house.index.values())
         elif command is RollListing:
