@@ -108,9 +108,12 @@ class ClearingRisk:
         return self._margin_verdict(account_id, before, after)
 
     def check_strip(self, account_id, side, legs):
-        """``check`` for a strip's legs together: (symbol, lots, worst price) each, all on
-        ``side``. The margin compared is that with every leg open at once, so what one leg
-        offsets against another (or against the positions) counts."""
+        """``check`` for a strip's legs together: (symbol, lots, ticks x lots it pays or
+        gets) each, all on ``side``. A strip fills all of its legs at once or none, at
+        prices the engine has already found, so it is judged as the positions it becomes
+        (what one leg offsets against another, or against the positions, counts), plus
+        what filling at those prices loses at once against the marks (no credit for a
+        gain: a mark can lag)."""
         side = int(side)
         exposure = self._exposure(account_id)
         for symbol, qty, _ in legs:
@@ -119,12 +122,15 @@ class ClearingRisk:
             if over is not None:
                 return over
         before = exposure.margin()[1]
-        for symbol, qty, price in legs:
-            exposure.order(symbol, side, qty, price)
+        loss = 0
+        for symbol, qty, paid in legs:
+            exposure.fill(symbol, side * qty)
+            leg = self.legs[symbol]
+            loss += side * (paid - leg.mark * qty) * leg.hours * leg.tick_micros
         after = exposure.margin()[1]
-        for symbol, qty, price in legs:
-            exposure.order(symbol, side, -qty, price)
-        return self._margin_verdict(account_id, before, after)
+        for symbol, qty, _ in legs:
+            exposure.fill(symbol, -side * qty)
+        return self._margin_verdict(account_id, before, after + max(loss, 0))
 
     def _over_limit(self, account_id: int, worst: int, where: str):
         """The refusal of a position that could reach ``worst`` lots, if past the limit."""

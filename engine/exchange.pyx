@@ -956,8 +956,8 @@ cdef class Exchange:
                            f"{cmd.qty} lots cannot fill in every leg within the average price "
                            f"limit now (at most {filled})", "qty")
         if filled and self._risk_gated:
-            reject = self.risk.check_strip(
-                account_id, cmd.side, [(s, filled, w) for (s, _, _), w in zip(legs, worst)])
+            reject = self.risk.check_strip(account_id, cmd.side,
+                                           [(s, filled, paid) for s, _, paid in legs])
             if reject is not None:
                 raise Rejected(reject[0], reject[1])
         ts = cmd.ts_ns

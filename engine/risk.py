@@ -37,8 +37,9 @@ class RiskGate(Protocol):
 
     def check_strip(self, account_id: int, side: Side,
                     legs: list[tuple[str, int, int]]) -> tuple[RejectReason, str] | None:
-        """As ``check``, for a strip's legs at once: (symbol, lots, worst price in ticks)
-        each, all on ``side``; so its margin is that of the whole strip."""
+        """As ``check``, for a strip's legs at once: (symbol, lots, ticks x lots paid or got)
+        each, all on ``side``; they fill together, so its margin is that of the whole
+        strip filled."""
 
     def apply(self, events: list) -> None:
         """Take events of one command, in order (fills, cancels, ...); a command's

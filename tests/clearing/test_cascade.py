@@ -99,3 +99,4 @@ def test_a_year_with_nothing_open_cascades_to_nothing():
     led = new_ledger()
     assert led.cascade(Y, QUARTERS) == []
     assert all(led.open_interest(q) == 0 for q in QUARTERS)
+
