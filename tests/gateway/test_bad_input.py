@@ -268,3 +268,44 @@ def test_unsubscribing_an_unknown_channel_is_an_error(venue):
     assert venue.error(session, "unsubscribe", channels=["candles.X"])["data"]["reason"] == \
         "unknown_channel"
     assert venue.result(session, "unsubscribe", channels=[f"book.{SYMBOL}"]) == {"channels": []}
+
+
+STRIP = dict(symbols=[SYMBOL, "H100-2027-04"], side="buy", qty=1, price="2.000")
+BAD_STRIPS = [
+    ({**STRIP, "symbols": SYMBOL}, -32602, "invalid_params", "symbols"),
+    ({**STRIP, "symbols": [SYMBOL] * 65}, -32602, "invalid_params", "symbols"),
+    ({**STRIP, "symbols": [SYMBOL]}, 105, "invalid_strip", "symbols"),
+    ({**STRIP, "symbols": [SYMBOL, SYMBOL]}, 105, "invalid_strip", "symbols"),
+    ({**STRIP, "symbols": ["H100-2027-04", SYMBOL]}, 105, "invalid_strip", "symbols"),
+    ({**STRIP, "symbols": ["h100-2027-03", "H100-2027-04"]}, 101, "unknown_instrument",
+     "symbols"),
+    ({**STRIP, "symbols": ["H100-2030-01", "H100-2030-02"]}, 101, "unknown_instrument",
+     "symbols"),
+    ({**STRIP, "qty": 0}, 103, "invalid_quantity", "qty"),
+    ({**STRIP, "qty": 10**9}, 103, "invalid_quantity", "qty"),
+    ({**STRIP, "price": "2.0001"}, 102, "price_off_tick", "price"),
+    ({**STRIP, "price": "-1"}, -32602, "invalid_price", "price"),
+    ({**STRIP, "tif": "gtc"}, -32602, "invalid_params", "tif"),
+    ({**STRIP, "side": "hold"}, -32602, "invalid_params", "side"),
+    ({**STRIP, "client_order_id": "q:1:2"}, -32602, "invalid_params", "client_order_id"),
+    ({**STRIP, "qty": 1, "price": "2.000"}, 311, "strip_not_fillable", "qty"),   # no offers
+]
+
+
+@pytest.mark.parametrize("params, code, reason, field", BAD_STRIPS)
+def test_bad_strips_are_refused_and_trade_nothing(venue, params, code, reason, field):
+    """Each bad order.place_strip gets its code, reason and field, places no order and
+    leaves no position; what the gateway refuses runs no command at all."""
+    session = venue.session("trader-1")
+    orders = len(venue.venue.exchange.orders)
+    before = venue.digest()
+    reply, handled = venue.send(session, frame("order.place_strip", params))
+    error = reply["error"]
+    assert (error["code"], error["data"]["reason"], error["data"].get("field")) == \
+        (code, reason, field), error
+    if handled.commands:        # the engine's refusal, journaled
+        assert [type(c).__name__ for c in handled.commands] == ["PlaceStrip"]
+    else:
+        assert venue.digest() == before
+    assert len(venue.venue.exchange.orders) == orders
+    assert venue.result(session, "account.positions") == []
