@@ -83,14 +83,14 @@ def test_from_scratch_requirement(benchmark):
 
 
 def _book(accounts: int):
-    """A seeded book: ``accounts`` x 48 contracts, each account in about half the contracts."""
+    """A seeded book: ``accounts`` x every listed contract, each account in about half the contracts."""
     import numpy as np
 
     from clearing.margin import make_leg
     instruments = list_instruments(load_products(), AS_OF)
     params = {c: MarginParams() for c in {i.gpu_class for i in instruments}}
-    legs = {i.symbol: make_leg(i.gpu_class, i.contract_hours, i.tick_micros, i.reference_price,
-                               i.delivery_start, AS_OF, params[i.gpu_class]) for i in instruments}
+    legs = {i.symbol: make_leg(i.gpu_class, i.tick_micros, i.reference_price, i.delivery_start,
+                               i.delivery_end, AS_OF, params[i.gpu_class]) for i in instruments}
     rng = np.random.default_rng(7)
     positions = rng.integers(-500, 501, size=(accounts, len(instruments)), dtype=np.int64)
     positions[rng.random(positions.shape) < 0.5] = 0
@@ -99,7 +99,7 @@ def _book(accounts: int):
 
 @pytest.mark.benchmark(group="clearing-margin-run")
 def test_full_margin_run_100k_accounts(benchmark):
-    """100,000 accounts x 48 contracts, vectorized (clearing.margin_run)."""
+    """100,000 accounts x every listed contract, vectorized (clearing.margin_run)."""
     from clearing.margin_run import MarginRun
     symbols, legs, params, positions = _book(100_000)
     run = MarginRun(symbols, legs, params)

@@ -46,7 +46,7 @@ def next_slice(positions: dict[str, int], legs: dict[str, Leg],
     if not candidates:
         return None
     symbol = min(candidates, key=lambda s: (
-        after[s], -abs(positions[s]) * legs[s].range_ticks * legs[s].hours, s))
+        after[s], -abs(positions[s]) * legs[s].span, s))
     lots = full(symbol)
     if maintenance_after(symbol, lots) > equity:
         return symbol, lots

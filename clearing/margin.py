@@ -1,21 +1,26 @@
 """Scenario-based margin, in the manner of SPAN, per GPU class.
 
-For each GPU class an account trades, every contract's price is moved up and
-down by fractions of its scanning range (a share of its last settlement price
-that depends on how far away its delivery is), all months of the class in the
-same direction. Months of one class therefore offset each other (a calendar
-spread barely moves in a parallel scenario), and an intra-class spread charge
-is added per lot that can be held long against a lot held short, since months
-do not really move together.
+Every contract is exposure to the calendar months it delivers in: a month to
+its own, a quarter to each of its three, a year to each of its twelve (one GPU
+for every hour of each), a week to the one or two it overlaps. For each GPU
+class an account trades, every month's price is moved up and down by fractions
+of its scanning range (a share of the contract's last settlement price that
+depends on how far away that month is), all months of the class in the same
+direction. So a contract's move is the sum over its months of hours x range,
+its ``span``; a year hedged with its twelve months, or a quarter with its three,
+barely moves in a parallel scenario, and neither do months against each other.
+Since months do not really move together, an intra-class spread charge is added
+per GPU-hour that can be held long in some months against one held short in
+others.
 
 Open orders count as if filled, in whatever mix is worst: for a scenario that
-moves a contract by m (ticks, signed), an open order of n lots on side s at
-limit p, if it fills, loses n x (max(0, s x (p - mark)) - s x m): what filling
-at its limit loses at once against the current mark (a buy above it; buying
-below it earns no credit, since a mark can lag the market it would fill in),
-and then what the scenario's move does to those lots. It can only make things
-worse by filling if that is positive. So per scenario the worst mix is every
-order whose term is positive, and
+moves a contract by m (tick-hours, signed), an open order of n lots on side s at
+limit p, if it fills, loses n x (max(0, s x (p - mark)) x hours - s x m): what
+filling at its limit loses at once against the current mark (a buy above it;
+buying below it earns no credit, since a mark can lag the market it would fill
+in), and then what the scenario's move does to those lots. It can only make
+things worse by filling if that is positive. So per scenario the worst mix is
+every order whose term is positive, and
 
     scan risk = max over scenarios of
                 (loss of the positions + sum of max(0, each order's term)), >= 0
@@ -23,10 +28,13 @@ order whose term is positive, and
 which is exact for the worst mix of fills, whatever the limits (buys in one
 month and sells in another, limits beyond the scanning range). The loss is
 convex in the size of the move, so of the scenario fractions only the smallest
-and the largest need looking at. The spread charge counts the most lots that
-could be long and short at once: min(sum of max(0, position + open buys),
-sum of max(0, open sells - position)) x the dearest leg's notional (over the
-contracts with a position or an order) x ``spread_charge_bps``.
+and the largest need looking at. The spread charge counts the most GPU-hours
+that could be long and short at once, month by month:
+
+    long(m)  = max(0, sum over contracts delivering in m of (position + open buys) x hours in m)
+    short(m) = max(0, sum of (open sells - position) x hours in m)
+    charge   = min(sum of long(m), sum of short(m)) x the dearest price per GPU-hour
+               (over the contracts with a position or an order) x ``spread_charge_bps``
 
     maintenance = sum over classes of (scan risk + spread charge)
     initial     = sum over classes of that x the class's initial_multiplier_pct / 100
@@ -79,8 +87,9 @@ class Leg(msgspec.Struct, frozen=True, gc=False):
     gpu_class: str
     hours: int
     tick_micros: int
-    price: int                # ticks: the last settlement price (range and notional)
-    range_ticks: int          # the scanning range, ticks (rounded up)
+    price: int                # ticks: the last settlement price (ranges and the spread charge)
+    span: int                 # tick-hours one lot moves in a full scan: sum of hours x range
+    months: tuple[tuple[int, int], ...]   # (year x 12 + month - 1, hours) it delivers in
     mark: int                 # ticks: the current mark, which order fills are measured from
 
 
@@ -89,13 +98,23 @@ def months_between(start: datetime.date, end: datetime.date) -> int:
     return max(0, (end.year - start.year) * 12 + end.month - start.month)
 
 
-def make_leg(gpu_class: str, hours: int, tick_micros: int, price: int,
-             delivery_start: datetime.date, today: datetime.date, params: MarginParams,
+def make_leg(gpu_class: str, tick_micros: int, price: int, delivery_start: datetime.date,
+             delivery_end: datetime.date, today: datetime.date, params: MarginParams,
              mark: int | None = None) -> Leg:
-    """The leg of a contract last settled at ``price``, marked at ``mark`` (default: price)."""
-    bps = params.scan_bps(months_between(today, delivery_start))
-    return Leg(gpu_class, hours, tick_micros, price, -(-price * bps // BPS),
-               price if mark is None else mark)
+    """The leg of a contract delivering from ``delivery_start`` until ``delivery_end``
+    (exclusive), last settled at ``price``, marked at ``mark`` (default: price)."""
+    months = []
+    span = 0
+    day = delivery_start
+    while day < delivery_end:
+        first = datetime.date(day.year, day.month, 1)
+        after = datetime.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        hours = (min(after, delivery_end) - day).days * 24
+        months.append((day.year * 12 + day.month - 1, hours))
+        span += hours * -(-price * params.scan_bps(months_between(today, first)) // BPS)
+        day = after
+    return Leg(gpu_class, (delivery_end - delivery_start).days * 24, tick_micros, price, span,
+               tuple(months), price if mark is None else mark)
 
 
 def scenarios(params: MarginParams) -> tuple[tuple[int, int], ...]:
@@ -107,9 +126,9 @@ def scenarios(params: MarginParams) -> tuple[tuple[int, int], ...]:
 def order_term(leg: Leg, side: int, lots: int, price: int, direction: int, fraction: int) -> int:
     """What an order loses if it fills in a scenario, x BPS, micro-USD; 0 if it gains."""
     worse = side * (price - leg.mark)
-    term = lots * ((worse if worse > 0 else 0) * BPS - side * direction * fraction
-                   * leg.range_ticks)
-    return term * leg.hours * leg.tick_micros if term > 0 else 0
+    term = lots * ((worse if worse > 0 else 0) * leg.hours * BPS
+                   - side * direction * fraction * leg.span)
+    return term * leg.tick_micros if term > 0 else 0
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -126,23 +145,28 @@ def class_requirement(legs: dict[str, Leg], qty: dict[str, int], orders,
     """
     worst = 0                      # losses are kept x BPS (exact), rounded up at the end
     for direction, fraction in scenarios(params):
-        loss = -direction * fraction * sum(q * legs[s].range_ticks * legs[s].hours
-                                           * legs[s].tick_micros for s, q in qty.items())
+        loss = -direction * fraction * sum(q * legs[s].span * legs[s].tick_micros
+                                           for s, q in qty.items())
         loss += sum(order_term(legs[s], side, lots, price, direction, fraction)
                     for s, side, lots, price in orders)
         worst = max(worst, loss)
-    buys: dict[str, int] = {}
-    sells: dict[str, int] = {}
+    long_lots = dict(qty)                         # symbol -> lots that could be long
+    short_lots = {s: -q for s, q in qty.items()}  # symbol -> lots that could be short
     for symbol, side, lots, _ in orders:
-        book = buys if side > 0 else sells
+        book = long_lots if side > 0 else short_lots
         book[symbol] = book.get(symbol, 0) + lots
-    active = {s for s, q in qty.items() if q} | set(buys) | set(sells)
-    longs = sum(max(0, qty.get(s, 0) + buys.get(s, 0)) for s in active)
-    shorts = sum(max(0, sells.get(s, 0) - qty.get(s, 0)) for s in active)
-    spread = min(longs, shorts)
+    long_hours: dict[int, int] = {}
+    short_hours: dict[int, int] = {}
+    for lots_of, hours_of in ((long_lots, long_hours), (short_lots, short_hours)):
+        for symbol, lots in lots_of.items():
+            for month, hours in legs[symbol].months:
+                hours_of[month] = hours_of.get(month, 0) + lots * hours
+    spread = min(sum(max(0, h) for h in long_hours.values()),
+                 sum(max(0, h) for h in short_hours.values()))
     charge = 0
     if spread:
-        dearest = max(legs[s].price * legs[s].hours * legs[s].tick_micros for s in active)
+        active = {s for s, q in qty.items() if q} | {order[0] for order in orders}
+        dearest = max(legs[s].price * legs[s].tick_micros for s in active)
         charge = spread * dearest * params.spread_charge_bps
     return _ceil_div(worst, BPS) + _ceil_div(charge, BPS)
 

@@ -225,8 +225,8 @@ class ClearingRisk:
 
     def _make_legs(self) -> dict[str, Leg]:
         prices = self.ledger.settlement_prices
-        return {s: make_leg(i.gpu_class, i.contract_hours, i.tick_micros, prices[s],
-                            i.delivery_start, self.today, self.params_by_class[i.gpu_class],
+        return {s: make_leg(i.gpu_class, i.tick_micros, prices[s], i.delivery_start,
+                            i.delivery_end, self.today, self.params_by_class[i.gpu_class],
                             self.marks.get(s))
                 for s, i in self.instruments.items()}
 

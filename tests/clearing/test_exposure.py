@@ -13,15 +13,21 @@ from clearing.margin import MarginParams, make_leg, requirement
 TODAY = datetime.date(2027, 1, 15)
 PARAMS = {"H100": MarginParams(), "A100": MarginParams(spread_charge_bps=500,
                                                         initial_multiplier_pct=125)}
-LEGS = {
-    "H100-2027-02": make_leg("H100", 672, 1000, 2080, datetime.date(2027, 2, 1), TODAY,
-                             PARAMS["H100"]),
-    "H100-2027-03": make_leg("H100", 744, 1000, 2100, datetime.date(2027, 3, 1), TODAY,
-                             PARAMS["H100"]),
-    "H100-2027-09": make_leg("H100", 720, 1000, 2200, datetime.date(2027, 9, 1), TODAY,
-                             PARAMS["H100"]),
-    "A100-2027-03": make_leg("A100", 744, 1000, 1200, datetime.date(2027, 3, 1), TODAY,
-                             PARAMS["A100"]),
+D = datetime.date
+
+
+def _leg(symbol, price, start, end):
+    return make_leg(symbol[:4], 1000, price, start, end, TODAY, PARAMS[symbol[:4]])
+
+
+LEGS = {   # months, a quarter and a year that overlap them, and a week across two months
+    "H100-2027-02": _leg("H100", 2080, D(2027, 2, 1), D(2027, 3, 1)),
+    "H100-2027-03": _leg("H100", 2100, D(2027, 3, 1), D(2027, 4, 1)),
+    "H100-2027-09": _leg("H100", 2200, D(2027, 9, 1), D(2027, 10, 1)),
+    "H100-2027-Q1": _leg("H100", 2050, D(2027, 1, 1), D(2027, 4, 1)),
+    "H100-2027": _leg("H100", 2150, D(2027, 1, 1), D(2028, 1, 1)),
+    "H100-2027-W13": _leg("H100", 2120, D(2027, 3, 29), D(2027, 4, 5)),
+    "A100-2027-03": _leg("A100", 1200, D(2027, 3, 1), D(2027, 4, 1)),
 }
 symbols = st.sampled_from(sorted(LEGS))
 sides = st.sampled_from([1, -1])
@@ -93,7 +99,7 @@ TestIncrementalEqualsReference.settings = settings(max_examples=150, stateful_st
 
 def test_an_order_in_the_dearest_leg_prices_the_spread_charge():
     """Short 5 Sep (the dearest leg), long 5 Mar, short 3 Feb, bid for 20 Mar; a bid for 5
-    Sep keeps September in play, so the spread charge stays on its notional."""
+    Sep keeps September in play, so the spread charge stays on its price."""
     exposure = Exposure(LEGS, PARAMS)
     positions = {"H100-2027-09": -5, "H100-2027-03": 5, "H100-2027-02": -3}
     for symbol, lots in positions.items():
