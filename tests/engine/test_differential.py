@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from conftest import SYMBOL, T0, instrument
+from harness import SYMBOL, T0, instrument
 from engine.book import OrderBook
 from engine.exchange import LIVE, Exchange
 from engine.messages import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from conftest import (
+from harness import (
     BUY, FOK, GTD, IOC, SELL, SYMBOL, T0, Harness, cancelled, instrument, levels, of,
     rejected, table, trades,
 )
