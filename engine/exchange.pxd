@@ -39,6 +39,7 @@ cdef class Market:
     cdef readonly str symbol
     cdef readonly object book             # engine.book.OrderBook (or the tests' reference book)
     cdef readonly object status           # InstrumentStatus
+    cdef readonly object halt_reason      # str while halted, else None
     cdef readonly object last_price       # ticks, or None before the first trade
     cdef readonly int64_t reference_price
     cdef readonly int64_t band_centre      # last trade, or a later reference price
@@ -118,7 +119,8 @@ cdef class Exchange:
     cdef _modify(self, Order order, object cmd, list events)
 
     # -- Status and time -----------------------------------------------------------
-    cdef _set_status(self, Market market, object status, object ts, list events)
+    cdef _set_status(self, Market market, object status, object ts, list events,
+                     object reason=*)
     cdef _list(self, object instrument, object ts, list events)
     cdef _place_strip(self, object cmd, list events)
     cdef tuple _plan_strip(self, list symbols, int side, int64_t qty, object limit,

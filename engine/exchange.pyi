@@ -42,6 +42,7 @@ class Market:
     symbol: str
     book: OrderBook
     status: InstrumentStatus
+    halt_reason: str | None
     last_price: int | None
     reference_price: int
     band_centre: int           #: the last trade, or a later reference (settlement) price

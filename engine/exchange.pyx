@@ -69,7 +69,7 @@ cdef object UNTRIGGERED = OrderStatus.UNTRIGGERED, OPEN = OrderStatus.OPEN
 cdef object PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED, FILLED = OrderStatus.FILLED
 cdef object CANCELLED = OrderStatus.CANCELLED, EXPIRED = OrderStatus.EXPIRED
 cdef object IS_OPEN = InstrumentStatus.OPEN, IS_CLOSED = InstrumentStatus.CLOSED
-cdef object IS_SETTLED = InstrumentStatus.SETTLED
+cdef object IS_SETTLED = InstrumentStatus.SETTLED, IS_HALTED = InstrumentStatus.HALTED
 cdef object C_SELF_TRADE = CancelReason.SELF_TRADE, C_IOC = CancelReason.IOC_REMAINDER
 cdef object C_CLOSED = CancelReason.INSTRUMENT_CLOSED, C_BAND = CancelReason.OUT_OF_BAND
 cdef object C_RANGE = CancelReason.OUT_OF_RANGE, C_REDUCE_ONLY = CancelReason.REDUCE_ONLY
@@ -142,6 +142,7 @@ cdef class Market:
         self._fast = book if type(book) is OrderBook else None
         self._n_stops = 0
         self.status = IS_OPEN
+        self.halt_reason = None
         self.last_price = None
         self.reference_price = instrument.reference_price
         self.band_centre = instrument.reference_price
@@ -294,7 +295,7 @@ cdef class Exchange:
             elif kind is CancelAll:
                 self._cancel_all(cmd, events)
             elif kind is SetInstrumentStatus:
-                self._set_status(self._market(cmd.symbol), cmd.status, ts, events)
+                self._set_status(self._market(cmd.symbol), cmd.status, ts, events, cmd.reason)
             elif kind is SetReferencePrice:
                 self._market(cmd.symbol).set_reference(cmd.price)
             elif kind is PlaceStrip:
@@ -352,7 +353,7 @@ cdef class Exchange:
             sorted(self._by_client.items()), sorted(self._expiries),
             sorted((a, sorted(mine)) for a, mine in self._reducing.items()),
             [(<Order>o).order_id for o in self._closed],
-            [(s, m.status, m.last_price, m.reference_price, m.band_centre, m.band_low,
+            [(s, m.status, m.halt_reason, m.last_price, m.reference_price, m.band_centre, m.band_low,
               m.band_high, m.book_seq, m.volume, m.book.orders(1), m.book.orders(-1),
               list(m.buy_stops), list(m.sell_stops))
              for s, m in sorted(self.markets.items())],
@@ -987,18 +988,20 @@ cdef class Exchange:
 
     # -- Instrument status, time -----------------------------------------------------
 
-    cdef _set_status(self, Market market, object status, object ts, list events):
+    cdef _set_status(self, Market market, object status, object ts, list events,
+                     object reason=None):
         if (market.status is IS_CLOSED and status is not IS_SETTLED) or market.status is IS_SETTLED:
             raise Rejected(RejectReason.INSTRUMENT_NOT_TRADING,
                            f"{market.symbol} is {market.status.name.lower()} for good", "symbol")
         if status is IS_SETTLED and market.status is not IS_CLOSED:
             raise Rejected(RejectReason.INVALID_PARAMS, "only a closed instrument settles", "status")
         market.status = status
+        market.halt_reason = (reason or "halted by operations") if status is IS_HALTED else None
         if status is IS_CLOSED:
             for account_id in sorted(self._live):
                 for order in self.open_orders(account_id, market.symbol):
                     self._cancel(order, C_CLOSED, ts, events)
-        events.append(InstrumentStatusChanged(market.symbol, status, ts))
+        events.append(InstrumentStatusChanged(market.symbol, status, ts, market.halt_reason))
 
     cdef _list(self, object instrument, object ts, list events):
         """A new contract: open, or closed at once if its last trading time has passed."""

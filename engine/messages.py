@@ -179,6 +179,7 @@ class SetInstrumentStatus(Command):
     """Operations: open, halt, resume or close an instrument."""
     symbol: str
     status: InstrumentStatus
+    reason: str | None = None     # why it is halted (shown while it is); ignored otherwise
 
 
 class SetReferencePrice(Command):
@@ -347,6 +348,7 @@ class InstrumentStatusChanged(Event):
     symbol: str
     status: InstrumentStatus
     ts_ns: int
+    halt_reason: str | None = None    # while halted: why
 
 
 class StripExecuted(Event):

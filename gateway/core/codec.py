@@ -265,6 +265,7 @@ def instrument_view(market) -> dict:
         "min_qty": inst.min_qty,
         "max_qty": inst.max_qty,
         "status": STATUS_NAMES[market.status],
+        "halt_reason": market.halt_reason,                    # 1.1: null unless halted
         "last_trading_time": ns_to_ms(inst.last_trading_ns),
         # 1.1: the tenor, and what a quarter or year cascades into at its last trading time.
         "tenor": inst.kind,

@@ -438,15 +438,15 @@ def settle(core, session, p):
     return {"settlement_prices": {s: codec.format_price(v) for s, v in settled.prices.items()}}
 
 
-def _set_status(core, symbol: str, status: InstrumentStatus):
+def _set_status(core, symbol: str, status: InstrumentStatus, reason: str | None = None):
     market = core.market(symbol)
     _refused(core.submit(SetInstrumentStatus(ts_ns=core.venue.now(), symbol=symbol,
-                                             status=status)))
+                                             status=status, reason=reason)))
     return codec.instrument_view(market)
 
 
-def halt(core, session, p: schema.SymbolOnly):
-    return _set_status(core, p.symbol, InstrumentStatus.HALTED)
+def halt(core, session, p: schema.Halt):
+    return _set_status(core, p.symbol, InstrumentStatus.HALTED, p.reason)
 
 
 def resume(core, session, p: schema.SymbolOnly):
@@ -491,7 +491,7 @@ METHODS: dict[str, Method] = {
     "admin.withdraw": Method(withdraw, schema.CashMove, REQUEST, ADMIN),
     "admin.fix_index": Method(fix_index, schema.GpuClassFilter, REQUEST, ADMIN),
     "admin.settle": Method(settle, schema.NoParams, REQUEST, ADMIN),
-    "admin.halt": Method(halt, schema.SymbolOnly, REQUEST, ADMIN),
+    "admin.halt": Method(halt, schema.Halt, REQUEST, ADMIN),
     "admin.resume": Method(resume, schema.SymbolOnly, REQUEST, ADMIN),
     "admin.state": Method(state, schema.NoParams, REQUEST, ADMIN),
 }

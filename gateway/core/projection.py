@@ -95,7 +95,7 @@ class Projection:
         self.market: list = []        # the feed's events of this turn, until flush()
         self.index_dirty: set[str] = set()
         self.curve_dirty: set[str] = set()
-        # ("listed" | "status" | "delisted", market, status), in the order they happened
+        # ("listed" | "status" | "delisted", market, status, halt_reason), in order
         self.status_changed: list[tuple] = []
         self._class_of = {s: m.instrument.gpu_class
                           for s, m in venue.exchange.markets.items()}
@@ -170,12 +170,13 @@ class Projection:
             elif kind is Settled:
                 market.append(ev)
             elif kind is InstrumentStatusChanged:
-                self.status_changed.append(("status", self._markets[ev.symbol], ev.status))
+                self.status_changed.append(("status", self._markets[ev.symbol], ev.status,
+                                            ev.halt_reason))
             elif kind is InstrumentListed:
                 self._listed(ev)
             elif kind is InstrumentDelisted:
                 gone = self._markets.pop(ev.symbol)
-                self.status_changed.append(("delisted", gone, gone.status))
+                self.status_changed.append(("delisted", gone, gone.status, None))
                 self.curve_dirty.add(class_of.pop(ev.symbol))
                 market.append(ev)
             elif kind is StripExecuted:
@@ -197,7 +198,7 @@ class Projection:
         new = self._markets[symbol] = venue.exchange.markets[symbol]
         self._class_of[symbol] = new.instrument.gpu_class
         venue.account_fills.add(symbol)
-        self.status_changed.append(("listed", new, new.status))
+        self.status_changed.append(("listed", new, new.status, new.halt_reason))
         self.curve_dirty.add(new.instrument.gpu_class)
         self.market.append(ev)
 

@@ -270,7 +270,8 @@ class Core:
             raise RpcError(RpcReason.INTERNAL_ERROR, "internal error") from None
         try:
             events = self.venue.process(SetInstrumentStatus(
-                ts_ns=self.venue.now(), symbol=symbol, status=InstrumentStatus.HALTED))
+                ts_ns=self.venue.now(), symbol=symbol, status=InstrumentStatus.HALTED,
+                reason=f"internal error on {type(cmd).__name__}; operations are looking"))
         except Exception:
             log.exception("halting %s failed too", symbol)
             raise RpcError(RpcReason.INTERNAL_ERROR, "internal error") from None

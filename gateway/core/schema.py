@@ -138,6 +138,12 @@ class SymbolOnly(Params):
     symbol: Symbol
 
 
+class Halt(Params):
+    symbol: Symbol
+    # Extension: why, shown as halt_reason while halted; one line of 1..200 characters.
+    reason: Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]{1,200}\Z")] | None = None
+
+
 class IndexSubmit(Params):
     gpu_class: GpuClass
     price: Price

@@ -223,9 +223,10 @@ class Subscriptions:
         subscribers = self.public.get("instruments")
         if not subscribers:
             return
-        for kind, market, status in changes:
+        for kind, market, status, halt_reason in changes:
             instrument = codec.instrument_view(market)
             instrument["status"] = codec.STATUS_NAMES[status]
+            instrument["halt_reason"] = halt_reason
             frame = notification("instruments", {"type": kind, "instrument": instrument})
             for s in subscribers:
                 out.send(s, frame)

@@ -156,6 +156,8 @@ def test_a_viewer_may_not_place_orders(venue):
     assert venue.error(session, "subscribe", channels=["fills"])["data"]["reason"] == \
         "forbidden"
     assert venue.error(session, "admin.halt", symbol=SYMBOL)["data"]["reason"] == "forbidden"
+    assert venue.error(session, "admin.halt", symbol=SYMBOL, reason="x")["data"]["reason"] == \
+        "forbidden"
     assert venue.error(session, "order.mass_quote", quotes=[{**ORDER, "level": 0}])[
         "data"]["reason"] == "forbidden"
     assert venue.result(session, "subscribe", channels=[f"book.{SYMBOL}"])
@@ -309,3 +311,26 @@ def test_bad_strips_are_refused_and_trade_nothing(venue, params, code, reason, f
         assert venue.digest() == before
     assert len(venue.venue.exchange.orders) == orders
     assert venue.result(session, "account.positions") == []
+
+
+BAD_HALTS = [
+    ({"symbol": SYMBOL, "reason": ""}, -32602, "invalid_params", "reason"),
+    ({"symbol": SYMBOL, "reason": "x" * 201}, -32602, "invalid_params", "reason"),
+    ({"symbol": SYMBOL, "reason": "stale\n"}, -32602, "invalid_params", "reason"),
+    ({"symbol": SYMBOL, "reason": "a\x00b"}, -32602, "invalid_params", "reason"),
+    ({"symbol": SYMBOL, "reason": 7}, -32602, "invalid_params", "reason"),
+    ({"symbol": "H100-1999-01", "reason": "why"}, 101, "unknown_instrument", "symbol"),
+]
+
+
+@pytest.mark.parametrize("params, code, reason, field", BAD_HALTS)
+def test_bad_halts_are_refused_and_halt_nothing(venue, params, code, reason, field):
+    """admin.halt's reason is one line of 1..200 characters; a bad one halts nothing."""
+    admin = venue.session("admin")
+    before = venue.digest()
+    error = venue.error(admin, "admin.halt", **params)
+    assert (error["code"], error["data"]["reason"], error["data"].get("field")) == \
+        (code, reason, field), error
+    assert venue.digest() == before
+    listed = {i["symbol"]: i for i in venue.result(admin, "market.instruments")}
+    assert (listed[SYMBOL]["status"], listed[SYMBOL]["halt_reason"]) == ("open", None)

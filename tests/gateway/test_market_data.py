@@ -219,12 +219,17 @@ def test_a_lagging_book_subscriber_is_conflated_into_a_fresh_snapshot(make_serve
 
 
 def test_admin_halts_and_resumes_an_instrument(live_server):
-    """admin.halt stops new orders with instrument_not_trading; admin.resume opens it again."""
+    """admin.halt stops new orders with instrument_not_trading and says why in halt_reason
+    (null again once it trades); admin.resume opens it again."""
     async def scenario():
         admin = await Ws.open(live_server, "admin")
         trader = await Ws.open(live_server, "trader-1")
-        halted = await admin.result("admin.halt", symbol=SYMBOL)
-        assert halted["status"] == "halted" and halted["symbol"] == SYMBOL
+        halted = await admin.result("admin.halt", symbol=SYMBOL, reason="index feed stale")
+        assert (halted["status"], halted["symbol"], halted["halt_reason"]) == \
+            ("halted", SYMBOL, "index feed stale")
+        listed = {i["symbol"]: i for i in await trader.result("market.instruments")}
+        assert listed[SYMBOL]["halt_reason"] == "index feed stale"
+        assert {i["halt_reason"] for s, i in listed.items() if s != SYMBOL} == {None}
         error = await trader.error("order.place", symbol=SYMBOL, side="buy", qty=1,
                                    price="2.000")
         assert (error["code"], error["data"]["reason"]) == (300, "instrument_not_trading")
@@ -233,6 +238,7 @@ def test_admin_halts_and_resumes_an_instrument(live_server):
                                     price="2.000"))["status"] == "open"
         instruments = {i["symbol"]: i for i in await trader.result("market.instruments")}
         assert instruments[SYMBOL]["status"] == "open"
+        assert instruments[SYMBOL]["halt_reason"] is None
         assert instruments[SYMBOL]["tick_size"] == "0.001"
         assert (instruments[SYMBOL]["band_low"], instruments[SYMBOL]["band_high"]) == \
             ("1.890", "2.310")
@@ -320,5 +326,7 @@ def test_the_instruments_channel_says_each_status_change(tmp_path):
     venue.result(admin, "admin.resume", symbol=SYMBOL)
     notes = [json.loads(f)["params"] for f in venue.seal().frames(watcher)]
     assert [(n["channel"], n["data"]["type"], n["data"]["instrument"]["symbol"],
-             n["data"]["instrument"]["status"]) for n in notes] == [
-        ("instruments", "status", SYMBOL, "halted"), ("instruments", "status", SYMBOL, "open")]
+             n["data"]["instrument"]["status"], n["data"]["instrument"]["halt_reason"])
+            for n in notes] == [
+        ("instruments", "status", SYMBOL, "halted", "halted by operations"),
+        ("instruments", "status", SYMBOL, "open", None)]

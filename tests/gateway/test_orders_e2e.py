@@ -149,6 +149,9 @@ def test_an_engine_exception_halts_that_instrument(live_server):
         ws = await Ws.open(live_server, "trader-1")
         error = await ws.error("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000")
         assert error["data"]["reason"] == "instrument_not_trading"
+        listed = {i["symbol"]: i for i in await ws.result("market.instruments")}
+        assert listed[SYMBOL]["halt_reason"] == \
+            "internal error on PlaceOrder; operations are looking"
         other = await ws.result("order.place", symbol="H100-2027-04", side="buy", qty=1,
                                 price="2.000")
         assert other["status"] == "open"
