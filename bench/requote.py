@@ -4,8 +4,8 @@ same slots moved by order.mass_quote (requests of 96 slots).
     python -m bench.requote [--rounds 200] [--repeat 3] [--server-cpus 0] [--client-cpus 1]
 
 The maker quotes 3 levels a side on every contract of the default listing
-that is still trading (48 contracts, 288 slots, until the front month's last
-trading day; 44 and 264 after it), then
+that is still trading (92 contracts, 552 slots, until the front month's last
+trading day; 88 and 528 after it), then
 moves every quote by one tick each round, alternately down and up, so every
 slot changes every round. ``replace`` sends one order.replace per order, all in
 flight at once (the fastest a client can ask for it); ``mass_quote`` sends

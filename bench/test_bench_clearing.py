@@ -1,8 +1,9 @@
 """Clearing's pre-trade check: its cost per order, incremental against from-scratch.
 
-The account holds positions in all 12 listed H100 months (alternating long and
-short, so the spread charge applies) and a resting bid and offer in each; the
-check is asked about a new limit order in a middle month. The incremental
+The account holds positions in all 23 listed H100 contracts (12 months, 8
+quarters, 3 years; alternating long and short, so the spread charge applies) and
+a resting bid and offer in each; the check is asked about a new limit order in a
+month. The incremental
 check (clearing.exposure, what the order path uses) is measured side by side
 with recomputing the requirement from scratch (clearing.margin.requirement,
 the reference), so the ratio shows what the incremental design buys. Figures:
@@ -25,9 +26,9 @@ ACCOUNT, OTHER = 1, 2
 CHECKS = 10_000
 
 
-def account_with_12_months():
+def account_in_every_contract():
     instruments = [i for i in list_instruments(load_products(), AS_OF) if i.gpu_class == "H100"]
-    assert len(instruments) == 12
+    assert len(instruments) == 23
     prices = {i.symbol: i.reference_price for i in instruments}
     ledger = Ledger({i.symbol: Contract(i.contract_hours, i.tick_micros) for i in instruments},
                     prices, FeeSchedule(), fee_account=99)
@@ -51,8 +52,8 @@ def account_with_12_months():
 
 @pytest.mark.benchmark(group="clearing-check")
 def test_incremental_check(benchmark):
-    """10,000 checks of a 3-lot bid against 12 positions and 24 open orders (incremental)."""
-    risk, symbol, price = account_with_12_months()
+    """10,000 checks of a 3-lot bid against 23 positions and 46 open orders (incremental)."""
+    risk, symbol, price = account_in_every_contract()
 
     def run():
         for _ in range(CHECKS):
@@ -66,7 +67,7 @@ def test_incremental_check(benchmark):
 @pytest.mark.benchmark(group="clearing-check")
 def test_from_scratch_requirement(benchmark):
     """The same question answered by recomputing the requirement (the reference)."""
-    risk, symbol, price = account_with_12_months()
+    risk, symbol, price = account_in_every_contract()
     positions = {s: p.qty for s, p in risk.ledger.account(ACCOUNT).positions.items()}
     orders = [(o.symbol, o.side, o.leaves, o.price)
               for o in risk.by_account[ACCOUNT].values()]

@@ -1,9 +1,9 @@
 """One mark step of the clearing house against the size of the index window.
 
-The embedded default's 48 contracts (4 classes x 12 months), each class's index
+The embedded default's 92 contracts (4 classes x 12 months, 8 quarters, 3 years), each class's index
 fed with ``window`` observations from 3 providers, spread over the 12 hours
 before the step (so none ages out while the benchmark runs), and every book
-two-sided. A mark step reads each class's index, moves 48 marks and looks at
+two-sided. A mark step reads each class's index, moves 92 marks and looks at
 every account's margin: the index must not walk its window to be read (issue
 15, defect 13), so the cost should not grow with the window. The same file run
 against an older commit gives the baseline (README "Clearing").
@@ -63,7 +63,7 @@ def market(symbol: str) -> tuple:
 @pytest.mark.parametrize("window", [1_000, 10_000, 100_000])
 @pytest.mark.benchmark(group="clearing-mark-step")
 def test_mark_step(benchmark, window):
-    """One MarkStep over 48 contracts with ``window`` observations per class in the index."""
+    """One MarkStep over 92 contracts with ``window`` observations per class in the index."""
     house, now = house_with_window(window)
     clock = iter(range(now, now + 10**7 * NS_PER_S, NS_PER_S // 100))
 

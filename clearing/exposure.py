@@ -10,9 +10,7 @@ would initial margin be with this order" touches one symbol:
   it fills (clearing.margin.order_term), which is linear in an order's lots,
   so a fill, a cancel or a replace adds or takes away its share;
 - ``longs``, ``shorts``: the most GPU-hours that could be long and short at
-  once, summed over the months of ``month_longs`` and ``month_shorts`` (what could
-  be long or short in each), for the spread charge, and the dearest price among
-  the contracts in play.
+  once, for the spread charge, and the dearest price among the contracts in play.
 
 The legs' scanning ranges and prices stay fixed between settlements (the
 exposures are rebuilt when they change); a new mark changes what the orders on
@@ -54,20 +52,11 @@ def unit_terms(leg: Leg, side: int, price: int, moves) -> list[int]:
     return out
 
 
-def _grown(total: int, by_month: dict[int, int], months, lots: int) -> int:
-    """``total`` (the sum of max(0, each month's hours)) after ``lots`` more in ``months``."""
-    for month, hours in months:
-        old = by_month.get(month, 0)
-        new = old + lots * hours
-        total += (new if new > 0 else 0) - (old if old > 0 else 0)
-    return total
-
-
 class ClassExposure:
     """One account's exposure in one GPU class."""
     __slots__ = ("params", "moves", "qty", "buys", "sells", "book", "terms", "delta",
-                 "order_loss", "month_longs", "month_shorts", "longs", "shorts", "dearest",
-                 "requirement", "_spread_bps", "_losses")
+                 "order_loss", "longs", "shorts", "dearest", "requirement", "_spread_bps",
+                 "_losses")
 
     def __init__(self, params: MarginParams) -> None:
         self.params = params
@@ -80,13 +69,18 @@ class ClassExposure:
         self.terms: dict[str, list[int]] = {}    # symbol -> its orders' share of order_loss
         self.delta = 0
         self.order_loss = [0] * len(self.moves)
-        self.month_longs: dict[int, int] = {}    # month -> GPU-hours that could be long
-        self.month_shorts: dict[int, int] = {}   # month -> GPU-hours that could be short
-        self.longs = 0                       # sum of the months' max(0, month_longs)
+        self.longs = 0
         self.shorts = 0
         self.dearest = 0                     # the dearest price among the active symbols
         self.requirement = 0                 # maintenance margin of the class
         self._losses = [0] * len(self.moves)    # per scenario, x BPS: positions and orders
+
+    def _long_short(self, legs: dict[str, Leg], symbol: str) -> tuple[int, int]:
+        """The GPU-hours of ``symbol`` that could be long, and short, at once."""
+        q = self.qty.get(symbol, 0)
+        hours = legs[symbol].hours
+        return (max(0, q + self.buys.get(symbol, 0)) * hours,
+                max(0, self.sells.get(symbol, 0) - q) * hours)
 
     def _active(self, symbol: str) -> bool:
         return bool(self.qty.get(symbol) or self.buys.get(symbol) or self.sells.get(symbol))
@@ -94,20 +88,19 @@ class ClassExposure:
     def fill(self, legs: dict[str, Leg], symbol: str, lots: int) -> None:
         """A fill changed the position by ``lots`` (signed)."""
         was = self._active(symbol)
+        long0, short0 = self._long_short(legs, symbol)
         q = self.qty.get(symbol, 0) + lots
         if q:
             self.qty[symbol] = q
         else:
             self.qty.pop(symbol, None)
-        leg = legs[symbol]
-        self.delta += lots * leg_value(leg)
-        self._hours(self.month_longs, leg.months, lots, True)
-        self._hours(self.month_shorts, leg.months, -lots, False)
-        self._moved(legs, symbol, was)
+        self.delta += lots * leg_value(legs[symbol])
+        self._moved(legs, symbol, was, long0, short0)
 
     def order(self, legs: dict[str, Leg], symbol: str, side: int, lots: int, price: int) -> None:
         """``lots`` (signed: + added, - filled or cancelled) of an open order changed."""
         was = self._active(symbol)
+        long0, short0 = self._long_short(legs, symbol)
         side_lots = self.buys if side > 0 else self.sells
         left = side_lots.get(symbol, 0) + lots
         if left:
@@ -129,11 +122,7 @@ class ClassExposure:
             self.order_loss[k] += lots * unit
         if symbol not in self.book:
             del self.terms[symbol]
-        if side > 0:
-            self._hours(self.month_longs, legs[symbol].months, lots, True)
-        else:
-            self._hours(self.month_shorts, legs[symbol].months, lots, False)
-        self._moved(legs, symbol, was)
+        self._moved(legs, symbol, was, long0, short0)
 
     def remark(self, legs: dict[str, Leg], symbol: str) -> None:
         """The symbol's mark moved: what its open orders lose changed."""
@@ -149,21 +138,11 @@ class ClassExposure:
         self.terms[symbol] = new
         self._update()
 
-    def _hours(self, by_month: dict[int, int], months, lots: int, longs: bool) -> None:
-        """``lots`` more that could be long (or short) in each of ``months``."""
-        total = _grown(self.longs if longs else self.shorts, by_month, months, lots)
-        for month, hours in months:
-            left = by_month.get(month, 0) + lots * hours
-            if left:
-                by_month[month] = left
-            else:
-                by_month.pop(month, None)
-        if longs:
-            self.longs = total
-        else:
-            self.shorts = total
-
-    def _moved(self, legs: dict[str, Leg], symbol: str, was: bool) -> None:
+    def _moved(self, legs: dict[str, Leg], symbol: str, was: bool, long0: int,
+               short0: int) -> None:
+        long1, short1 = self._long_short(legs, symbol)
+        self.longs += long1 - long0
+        self.shorts += short1 - short0
         now = self._active(symbol)
         if now and not was:
             self.dearest = max(self.dearest, leg_price(legs[symbol]))
@@ -205,12 +184,15 @@ class ClassExposure:
             if loss > worst:
                 worst = loss
         required = -(-worst // BPS)
+        q = self.qty.get(symbol, 0)
         if side > 0:
-            longs = _grown(self.longs, self.month_longs, leg.months, lots)
+            buys = self.buys.get(symbol, 0)
+            longs = self.longs + (max(0, q + buys + lots) - max(0, q + buys)) * leg.hours
             shorts = self.shorts
         else:
+            sells = self.sells.get(symbol, 0)
             longs = self.longs
-            shorts = _grown(self.shorts, self.month_shorts, leg.months, lots)
+            shorts = self.shorts + (max(0, sells + lots - q) - max(0, sells - q)) * leg.hours
         spread = longs if longs < shorts else shorts
         if spread:
             price_micros = leg_price(leg)

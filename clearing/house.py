@@ -231,7 +231,6 @@ class ClearingHouse:
     def _mark_step(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         self.risk.set_day(ts)
         alpha = self.params.marks.alpha_nano
-        impact = self.params.marks.impact_qty
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         marks = {}
         for symbol, inst in self.instruments.items():
@@ -241,7 +240,8 @@ class ClearingHouse:
             before = mark.price
             settlement = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
-                bid, ask = self._impact(market(symbol)[3])
+                impact = self.params.marks.impact_lots(inst.contract_hours)
+                bid, ask = self._impact(market(symbol)[3], impact)
                 mark.step(alpha, values[inst.gpu_class], bid, ask, settlement, impact)
             else:
                 mark.price = delivery_price(self.index[inst.gpu_class], inst,
@@ -305,10 +305,11 @@ class ClearingHouse:
                                  reduce_only=True, liquidation=True))
         events.append(Liquidation(account_id, equity, maintenance, "reduce", symbol, qty, ts))
 
-    def _impact(self, book) -> tuple:
-        """What selling and buying the impact quantity against the book come to (ticks x
-        lots, clearing.marks.impact_cost), None on a side too thin for it."""
-        qty = self.params.marks.impact_qty
+    @staticmethod
+    def _impact(book, qty: int) -> tuple:
+        """What selling and buying ``qty`` lots (the contract's impact quantity) against
+        the book come to (ticks x lots, clearing.marks.impact_cost), None on a side too thin
+        for it."""
         return impact_cost(book.depth(1, qty), qty), impact_cost(book.depth(-1, qty), qty)
 
     def _pending(self, account_id: int, equity: int, maintenance: int, symbol: str | None,
@@ -334,13 +335,14 @@ class ClearingHouse:
             previous = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
                 _, _, last, book = market(symbol)
-                bid, ask = self._impact(book)
+                impact = self.params.marks.impact_lots(inst.contract_hours)
+                bid, ask = self._impact(book, impact)
                 min_volume = max(self.params.settlement_min_volume, -(
                     -self.ledger.open_interest(symbol) * self.params.settlement_min_oi_bps
                     // 10_000))
                 prices[symbol], tiers[symbol] = settlement_price(
                     [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
-                    previous, min_volume, self.params.marks.impact_qty)
+                    previous, min_volume, impact)
                 engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
             else:
                 prices[symbol] = delivery_price(self.index[inst.gpu_class], inst,
@@ -430,8 +432,15 @@ class ClearingHouse:
                    for s, i in self.instruments.items())
 
     def _roll(self, ts: int, events: list, engine: list) -> None:
-        """Cascade what is due, delist what has settled, list what has come into range."""
-        self.listed_on = utc_day(ts)
+        """Cascade what is due, delist what has settled, list what has come into range.
+
+        Time never goes back for the listing: a step dated before the last one's day would
+        list again what has cascaded and gone, so it is refused."""
+        day = utc_day(ts)
+        if self.listed_on is not None and day < self.listed_on:
+            raise Rejected(RejectReason.INVALID_PARAMS, f"a listing step for {day} after the "
+                           f"one for {self.listed_on}", "ts_ns")
+        self.listed_on = day
         listed: list[str] = []
         delisted: list[str] = []
         for tenor in CASCADING[::-1]:       # a year's quarters may be due at once themselves

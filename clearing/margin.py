@@ -7,11 +7,13 @@ class an account trades, every month's price is moved up and down by fractions
 of its scanning range (a share of the contract's last settlement price that
 depends on how far away that month is), all months of the class in the same
 direction. So a contract's move is the sum over its months of hours x range,
-its ``span``; a year hedged with its twelve months, or a quarter with its three,
-barely moves in a parallel scenario, and neither do months against each other.
-Since months do not really move together, an intra-class spread charge is added
-per GPU-hour that can be held long in some months against one held short in
-others.
+its ``span``; months offset each other in the scan, and so does a year against
+its twelve months.
+
+What the parallel scan cannot see is that contracts do not really move
+together: two months, or a year and its months (each trades and settles on its
+own book), can part. So an intra-class spread charge is added for each GPU-hour
+that can be held long in one contract against one held short in another.
 
 Open orders count as if filled, in whatever mix is worst: for a scenario that
 moves a contract by m (tick-hours, signed), an open order of n lots on side s at
@@ -29,12 +31,12 @@ which is exact for the worst mix of fills, whatever the limits (buys in one
 month and sells in another, limits beyond the scanning range). The loss is
 convex in the size of the move, so of the scenario fractions only the smallest
 and the largest need looking at. The spread charge counts the most GPU-hours
-that could be long and short at once, month by month:
+that could be long and short at once:
 
-    long(m)  = max(0, sum over contracts delivering in m of (position + open buys) x hours in m)
-    short(m) = max(0, sum of (open sells - position) x hours in m)
-    charge   = min(sum of long(m), sum of short(m)) x the dearest price per GPU-hour
-               (over the contracts with a position or an order) x ``spread_charge_bps``
+    longs  = sum over contracts of max(0, position + open buys) x hours
+    shorts = sum over contracts of max(0, open sells - position) x hours
+    charge = min(longs, shorts) x the dearest price per GPU-hour (over the
+             contracts with a position or an order) x ``spread_charge_bps``
 
     maintenance = sum over classes of (scan risk + spread charge)
     initial     = sum over classes of that x the class's initial_multiplier_pct / 100
@@ -46,6 +48,8 @@ from __future__ import annotations
 import datetime
 
 import msgspec
+
+from engine.contracts import delivery_months
 
 BPS = 10_000
 NS_PER_DAY = 86_400 * 10**9
@@ -89,7 +93,6 @@ class Leg(msgspec.Struct, frozen=True, gc=False):
     tick_micros: int
     price: int                # ticks: the last settlement price (ranges and the spread charge)
     span: int                 # tick-hours one lot moves in a full scan: sum of hours x range
-    months: tuple[tuple[int, int], ...]   # (year x 12 + month - 1, hours) it delivers in
     mark: int                 # ticks: the current mark, which order fills are measured from
 
 
@@ -103,18 +106,10 @@ def make_leg(gpu_class: str, tick_micros: int, price: int, delivery_start: datet
              mark: int | None = None) -> Leg:
     """The leg of a contract delivering from ``delivery_start`` until ``delivery_end``
     (exclusive), last settled at ``price``, marked at ``mark`` (default: price)."""
-    months = []
-    span = 0
-    day = delivery_start
-    while day < delivery_end:
-        first = datetime.date(day.year, day.month, 1)
-        after = datetime.date(day.year + day.month // 12, day.month % 12 + 1, 1)
-        hours = (min(after, delivery_end) - day).days * 24
-        months.append((day.year * 12 + day.month - 1, hours))
-        span += hours * -(-price * params.scan_bps(months_between(today, first)) // BPS)
-        day = after
+    span = sum(hours * -(-price * params.scan_bps(months_between(today, first)) // BPS)
+               for first, hours in delivery_months(delivery_start, delivery_end))
     return Leg(gpu_class, (delivery_end - delivery_start).days * 24, tick_micros, price, span,
-               tuple(months), price if mark is None else mark)
+               price if mark is None else mark)
 
 
 def scenarios(params: MarginParams) -> tuple[tuple[int, int], ...]:
@@ -150,22 +145,17 @@ def class_requirement(legs: dict[str, Leg], qty: dict[str, int], orders,
         loss += sum(order_term(legs[s], side, lots, price, direction, fraction)
                     for s, side, lots, price in orders)
         worst = max(worst, loss)
-    long_lots = dict(qty)                         # symbol -> lots that could be long
-    short_lots = {s: -q for s, q in qty.items()}  # symbol -> lots that could be short
+    buys: dict[str, int] = {}
+    sells: dict[str, int] = {}
     for symbol, side, lots, _ in orders:
-        book = long_lots if side > 0 else short_lots
+        book = buys if side > 0 else sells
         book[symbol] = book.get(symbol, 0) + lots
-    long_hours: dict[int, int] = {}
-    short_hours: dict[int, int] = {}
-    for lots_of, hours_of in ((long_lots, long_hours), (short_lots, short_hours)):
-        for symbol, lots in lots_of.items():
-            for month, hours in legs[symbol].months:
-                hours_of[month] = hours_of.get(month, 0) + lots * hours
-    spread = min(sum(max(0, h) for h in long_hours.values()),
-                 sum(max(0, h) for h in short_hours.values()))
+    active = {s for s, q in qty.items() if q} | set(buys) | set(sells)
+    longs = sum(max(0, qty.get(s, 0) + buys.get(s, 0)) * legs[s].hours for s in active)
+    shorts = sum(max(0, sells.get(s, 0) - qty.get(s, 0)) * legs[s].hours for s in active)
+    spread = min(longs, shorts)
     charge = 0
     if spread:
-        active = {s for s, q in qty.items() if q} | {order[0] for order in orders}
         dearest = max(legs[s].price * legs[s].tick_micros for s in active)
         charge = spread * dearest * params.spread_charge_bps
     return _ceil_div(worst, BPS) + _ceil_div(charge, BPS)

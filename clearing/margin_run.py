@@ -3,8 +3,7 @@
 The same numbers as clearing.margin.requirement for positions (open orders
 are the order path's business, clearing.exposure), for all accounts in one
 pass: positions are a matrix of lots, accounts by contracts, and each class's
-scan risk, spread and dearest leg are matrix operations (a class's GPU-hours per
-month are its lots times a contracts by months matrix of hours). Used for the
+scan risk, spread and dearest leg are column operations. Used for the
 end-of-day margin report and wherever every account must be margined at once.
 
 All arithmetic is int64 and exact: the largest products are split so they
@@ -40,21 +39,9 @@ class MarginRun:
                               dtype=np.int64)
         self.price = np.array([legs[s].price * legs[s].tick_micros for s in symbols],
                               dtype=np.int64)
+        self.hours = np.array([legs[s].hours for s in symbols], dtype=np.int64)
         self.columns = {c: np.array([i for i, s in enumerate(symbols) if legs[s].gpu_class == c])
                         for c in self.classes}
-        self.hours = {c: self._hours([legs[symbols[i]] for i in cols])
-                      for c, cols in self.columns.items()}
-
-    @staticmethod
-    def _hours(legs: list[Leg]) -> np.ndarray:
-        """Contracts x months: the GPU-hours one lot of each delivers in each month."""
-        months = sorted({m for leg in legs for m, _ in leg.months})
-        column = {m: k for k, m in enumerate(months)}
-        hours = np.zeros((len(legs), len(months)), dtype=np.int64)
-        for row, leg in enumerate(legs):
-            for month, h in leg.months:
-                hours[row, column[month]] = h
-        return hours
 
     def run(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (maintenance, initial) per account, micro-USD, for an accounts x contracts
@@ -67,9 +54,9 @@ class MarginRun:
             lots = positions[:, cols]
             delta = np.abs(lots @ self.value[cols])
             scan = _ceil_mul_div(delta, p.max_scenario_bps, BPS)
-            by_month = lots @ self.hours[gpu_class]
-            longs = np.where(by_month > 0, by_month, 0).sum(axis=1)
-            shorts = np.where(by_month < 0, -by_month, 0).sum(axis=1)
+            hours = self.hours[cols]
+            longs = (np.where(lots > 0, lots, 0) * hours).sum(axis=1)
+            shorts = (np.where(lots < 0, -lots, 0) * hours).sum(axis=1)
             spread = np.minimum(longs, shorts)
             dearest = np.where(lots != 0, self.price[cols], 0).max(axis=1)
             charge = _ceil_mul_div(spread * dearest, p.spread_charge_bps, BPS)

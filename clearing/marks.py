@@ -29,15 +29,24 @@ from fractions import Fraction
 import msgspec
 
 NANO = 10**9
+LONG_MONTH_HOURS = 744
 
 
 class MarkParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     half_life_steps: int = 300       # 5 minutes of one-second steps
     impact_qty: int = 10             # lots a side must hold for the book to give a price
+                                     # (of a month; see impact_lots for longer contracts)
 
     def __post_init__(self) -> None:
         if self.half_life_steps < 1 or self.impact_qty < 1:
             raise ValueError("half_life_steps and impact_qty must be at least 1")
+
+    def impact_lots(self, hours: int) -> int:
+        """The impact quantity of a contract of ``hours`` GPU-hours: ``impact_qty`` lots of
+        a month or a week, and for a quarter or a year as many GPU-hours as that many lots
+        of a 744-hour month (a year: 1 lot), so a book is as deep for a mark whatever its
+        tenor."""
+        return -(-self.impact_qty * LONG_MONTH_HOURS // max(hours, LONG_MONTH_HOURS))
 
     @property
     def alpha_nano(self) -> int:

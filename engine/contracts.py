@@ -298,7 +298,8 @@ class Product(msgspec.Struct, frozen=True):
     band around the reference price in basis points (1000 = +-10%). The last
     trading day is `last_trading_days_before` days before delivery starts.
     `months`, `weeks`, `quarters` and `years` say how many contracts of each kind to
-    list.
+    list (by default the next 12 months, 8 quarters and 3 calendar years, overlapping
+    as on power exchanges: what lenders underwrite runs 1-36 months).
     Construction validates every field and raises ConfigError naming the key.
     """
 
@@ -311,8 +312,8 @@ class Product(msgspec.Struct, frozen=True):
     last_trading_days_before: int = 1
     months: int = 12
     weeks: int = 0
-    quarters: int = 0
-    years: int = 0
+    quarters: int = 8
+    years: int = 3
 
     def __post_init__(self) -> None:
         try:
@@ -450,6 +451,20 @@ def strip_symbols(symbols: object) -> list[Symbol]:
 def period_of(instrument: Instrument) -> Period:
     """The delivery period of a listed instrument."""
     return parse_symbol(instrument.symbol).period
+
+
+def delivery_months(start: datetime.date, end: datetime.date) -> list[tuple[datetime.date, int]]:
+    """The calendar months a delivery from ``start`` until ``end`` (exclusive) falls in: (the
+    month's first day, the delivery's hours in it), in order. A quarter has three, a year
+    twelve, an ISO week one or two."""
+    out = []
+    day = start
+    while day < end:
+        first = datetime.date(day.year, day.month, 1)
+        after = datetime.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        out.append((first, (min(after, end) - day).days * 24))
+        day = after
+    return out
 
 
 def utc_day(ts_ns: int) -> datetime.date:

@@ -1,4 +1,5 @@
-"""The `gpux` client commands: book, place, cancel, orders, watch (gateway.client.sdk underneath).
+"""The `gpux` client commands: instruments, curve, book, place, strip, cancel, orders, watch
+(gateway.client.sdk underneath).
 
 Each command opens one session, does its work and exits with 0, or with 1
 when the server is unreachable, refuses the login or answers with an error,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import os
@@ -41,6 +43,18 @@ def add_commands(sub) -> None:
     common.add_argument("--api-key", help="API key (default: $GPUX_API_KEY)")
     common.add_argument("--api-secret", help="API secret (default: $GPUX_API_SECRET)")
 
+    listing = sub.add_parser("instruments", parents=[common],
+                             help="list the contracts: months, quarters, years")
+    listing.add_argument("--class", dest="gpu_class", help="only this GPU class")
+    listing.add_argument("--tenor", choices=("week", "month", "quarter", "year"))
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(run=_instruments)
+
+    curve = sub.add_parser("curve", parents=[common], help="show a class's forward curve")
+    curve.add_argument("gpu_class", metavar="CLASS")
+    curve.add_argument("--json", action="store_true", help="print a JSON list")
+    curve.set_defaults(run=_curve)
+
     book = sub.add_parser("book", parents=[common], help="show an instrument's order book ladder")
     book.add_argument("symbol")
     book.add_argument("--depth", type=int, default=10, help="levels per side (default 10)")
@@ -65,6 +79,19 @@ def add_commands(sub) -> None:
                                          "decrement"))
     place.set_defaults(run=_place)
 
+    strip = sub.add_parser("strip", parents=[common], help="buy or sell the same quantity in "
+                           "each of a run of contracts, all or none; prints it as JSON")
+    strip.add_argument("symbols", nargs="+", metavar="SYMBOL",
+                       help="2..36 consecutive contracts of one class and tenor")
+    strip.add_argument("--side", required=True, choices=("buy", "sell"))
+    strip.add_argument("--qty", required=True, type=int, help="per leg")
+    strip.add_argument("--price", help="limit of the hours-weighted average (not with --quote)")
+    strip.add_argument("--tif", choices=("fok", "ioc"), help="default fok")
+    strip.add_argument("--client-order-id", help="default: a generated one")
+    strip.add_argument("--quote", action="store_true",
+                       help="only say what it would fill at now (no login, nothing placed)")
+    strip.set_defaults(run=_strip)
+
     cancel = sub.add_parser("cancel", parents=[common], help="cancel an order (or all); prints "
                             "the result as JSON")
     which = cancel.add_mutually_exclusive_group(required=True)
@@ -87,6 +114,40 @@ def add_commands(sub) -> None:
 
 
 # -- Commands -----------------------------------------------------------------------------
+
+def _instruments(args) -> int:
+    async def body(client: Client) -> int:
+        listed = [i for i in await client.call("market.instruments")
+                  if (args.gpu_class is None or i["gpu_class"] == args.gpu_class)
+                  and (args.tenor is None or i.get("tenor") == args.tenor)]
+        listed.sort(key=lambda i: (i["gpu_class"], i["delivery_start"], i["delivery_end"]))
+        return _show(args, listed, instrument_table)
+    return _session(args, body, login=False)
+
+
+def _curve(args) -> int:
+    async def body(client: Client) -> int:
+        return _show(args, await client.call("market.curve", gpu_class=args.gpu_class),
+                     curve_table)
+    return _session(args, body, login=False)
+
+
+def _strip(args) -> int:
+    if args.quote:
+        async def quote(client: Client) -> int:
+            _print_json(await client.strip_quote(args.symbols, args.side, args.qty))
+            return 0
+        return _session(args, quote, login=False)
+    if args.price is None:
+        return _fail("strip needs --price (the limit of the average), or --quote", 2)
+
+    async def body(client: Client) -> int:
+        _print_json(await client.place_strip(args.symbols, args.side, args.qty, args.price,
+                                             tif=args.tif,
+                                             client_order_id=args.client_order_id))
+        return 0
+    return _session(args, body, login=True)
+
 
 def _book(args) -> int:
     async def body(client: Client) -> int:
@@ -131,12 +192,7 @@ def _cancel(args) -> int:
 
 def _orders(args) -> int:
     async def body(client: Client) -> int:
-        orders = await client.orders(args.symbol)
-        if args.json:
-            _print_json(orders)
-        else:
-            print(order_table(orders))
-        return 0
+        return _show(args, await client.orders(args.symbol), order_table)
     return _session(args, body, login=True)
 
 
@@ -172,18 +228,59 @@ def ladder(book: LocalBook, depth: int) -> str:
     return "\n".join(lines)
 
 
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, one row a line."""
+    rows = [header] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
 def order_table(orders: list[dict]) -> str:
     """Open orders, one a line."""
     if not orders:
         return "no open orders"
-    header = ("order_id", "client_order_id", "symbol", "side", "type", "price", "qty",
-              "filled", "status")
-    rows = [header] + [
+    return table(("order_id", "client_order_id", "symbol", "side", "type", "price", "qty",
+                  "filled", "status"), [
         (str(o["order_id"]), o["client_order_id"] or "-", o["symbol"], o["side"], o["type"],
-         o["price"] or "-", str(o["qty"]), str(o["filled_qty"]), o["status"]) for o in orders]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                     for row in rows)
+         o["price"] or "-", str(o["qty"]), str(o["filled_qty"]), o["status"]) for o in orders])
+
+
+def instrument_table(listed: list[dict]) -> str:
+    """The contracts, one a line: what each delivers, until when it trades, what it becomes."""
+    if not listed:
+        return "no instruments"
+    return table(("symbol", "tenor", "delivery", "hours", "status", "last trading (UTC)",
+                  "band", "cascades into"), [
+        (i["symbol"], i.get("tenor", "month"), f"{i['delivery_start']}..{i['delivery_end']}",
+         str(i["contract_hours"]), i["status"] + (f" ({i['halt_reason']})"
+                                                 if i.get("halt_reason") else ""),
+         _utc(i["last_trading_time"]), f"{i['band_low']}-{i['band_high']}",
+         " ".join(i.get("cascades_into") or ()) or "-") for i in listed])
+
+
+def curve_table(curve: list[dict]) -> str:
+    """A class's curve, one contract a line in delivery order."""
+    if not curve:
+        return "no contracts"
+    return table(("symbol", "tenor", "delivery start", "bid", "ask", "last", "mark"), [
+        (c["symbol"], c.get("tenor", "month"), c["delivery_start"], c["best_bid"] or "-",
+         c["best_ask"] or "-", c["last_price"] or "-", c["mark_price"] or "-")
+        for c in curve])
+
+
+def _utc(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M")
+
+
+def _show(args, rows: list[dict], as_table: Callable[[list[dict]], str]) -> int:
+    """Print rows as JSON with --json, else as a table."""
+    if args.json:
+        _print_json(rows)
+    else:
+        print(as_table(rows))
+    return 0
 
 
 def _print_json(value) -> None:

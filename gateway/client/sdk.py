@@ -799,6 +799,21 @@ class Client:
                          client_order_id=client_order_id or new_client_order_id())
         return await self.call("order.place", **params)
 
+    async def place_strip(self, symbols: list[str], side: str, qty: int,
+                          price: str | Decimal, *, tif: str | None = None,
+                          client_order_id: str | None = None) -> dict:
+        """Buy or sell ``qty`` in each of a run of consecutive contracts, all or none, limited
+        by the hours-weighted average price (PROTOCOL 1.1 order.place_strip); a
+        client_order_id is generated when none is given, so a resend is answered with the
+        same strip."""
+        return await self.call("order.place_strip", **_params(
+            symbols=list(symbols), side=side, qty=qty, price=_price(price), tif=tif,
+            client_order_id=client_order_id or new_client_order_id()))
+
+    async def strip_quote(self, symbols: list[str], side: str, qty: int) -> dict:
+        """What a strip of ``qty`` a leg would fill at now (market.strip_quote)."""
+        return await self.call("market.strip_quote", symbols=list(symbols), side=side, qty=qty)
+
     async def replace(self, order_id: int | None = None, *, client_order_id: str | None = None,
                       price: str | Decimal | None = None, qty: int | None = None) -> dict:
         """Change an order's price and/or total quantity; returns the order."""

@@ -415,7 +415,8 @@ def ticker_view(venue, feed, symbol: str) -> dict:
 
 def curve_view(venue, feed, gpu_class: str) -> list[dict]:
     """The forward curve of a class (market.curve, curve.{class}): every listed contract in
-    delivery order, as published."""
+    delivery order (the shorter first where two start together: a month before its quarter
+    before its year), as published; ``tenor`` and ``delivery_end`` are extensions."""
     out = []
     marks = venue.house.marks
     for market in venue.exchange.markets.values():
@@ -427,5 +428,6 @@ def curve_view(venue, feed, gpu_class: str) -> list[dict]:
         out.append({"symbol": inst.symbol, "delivery_start": inst.delivery_start.isoformat(),
                     "mark_price": opt_price(marks[inst.symbol].price),
                     "best_bid": bid[0] if bid else None, "best_ask": ask[0] if ask else None,
-                    "last_price": published.last_price})
-    return sorted(out, key=lambda c: (c["delivery_start"], c["symbol"]))
+                    "last_price": published.last_price, "tenor": inst.kind,
+                    "delivery_end": inst.delivery_end.isoformat()})
+    return sorted(out, key=lambda c: (c["delivery_start"], c["delivery_end"]))

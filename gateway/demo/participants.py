@@ -5,13 +5,14 @@ over a real websocket, so the server treats it like any outside program: its
 orders pass the rate limits and the margin check, are journaled and are
 published. They are the users DESIGN.md §0 describes:
 
-- **market makers** quote three levels a side on every listed month of every
-  class around the forward curve, post-only, leaning their quotes against
-  their inventory, and re-quote by replacing as the curve moves;
+- **market makers** quote three levels a side on every listed contract of every
+  class (months, quarters and years, sized in months' worth of GPU-hours) around
+  the forward curve, post-only, leaning their quotes against their inventory,
+  and re-quote by replacing as the curve moves;
 - **takers** cross the spread now and then (IOC and market orders) and rest a
   short-lived GTD order near the touch, leaning against their own positions;
 - **an operator** hedges its capacity forward: it keeps a share of 1,024
-  contracts a month sold in its classes, more when prices are rich, working
+  contracts a month sold in the listed months of its classes, more when prices are rich, working
   the difference with an iceberg a little above fair value;
 - **a lab** hedges its cost the same way from the other side;
 - **index providers** submit the rental prices they observe.
@@ -26,6 +27,7 @@ network, and so the exact fills, is not.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import math
 import random
@@ -33,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from engine.contracts import delivery_months, parse_symbol
 from engine.prices import format_price, parse_price
 from gateway.client.sdk import Client, ClientError, ConnectionLost
 
@@ -42,28 +45,42 @@ log = logging.getLogger("gpux.demo")
 
 SPOT_HALF_LIFE_S = 1800          # rental prices revert to their class's level over ~30 min
 SPOT_VOL_PER_S = 0.0006          # log-price noise a second: ~0.5% a minute, ~1.8% stationary
-MONTHLY_DISCOUNT = 0.005         # each month further out is 0.5% cheaper (newer GPUs arrive)
+# Months further out are cheaper (newer GPUs arrive), by up to 7%, most of it in the first
+# year or two: 0.6% a month at first, 4.4% at 12 months, 6.6% at 36 (inside the 10% band).
+CURVE_DISCOUNT = 0.07
+CURVE_MONTHS = 12
 MONTH_WIGGLE = 0.004             # each month's own mean-reverting deviation, stationary sd
 MONTH_HALF_LIFE_S = 600
+
+
+HORIZON_MONTHS = 60              # months the world prices from its first (a year past 3 years)
+MONTH_HOURS = 730                # an average month's hours: quotes are sized in month-lots
 
 
 class World:
     """The demo's model of GPU rental prices, stepped once a second.
 
+    Each calendar month of delivery has a forward price: the class's spot, a
+    discount growing with how far the month is (newer GPUs arrive before later
+    months) and the month's own mean-reverting deviation. A quarter or a year is
+    the hours-weighted average of its months, so the curve is free of arbitrage
+    between tenors, as a strip would make it.
+
     Args:
         seed: Everything below is a function of it and of the steps taken.
         levels: Each class's long-run rental price, ticks (its reference price).
-        months: Each class's listed symbols, in delivery order.
+        first_month: The first month priced (its first day), the front month at start.
     """
 
-    def __init__(self, seed: int, levels: dict[str, int], months: dict[str, list[str]]) -> None:
-        self._rng = random.Random(f"{seed}:world")
+    def __init__(self, seed: int, levels: dict[str, int], first_month: datetime.date) -> None:
+        self._rng = random.Random(f"{seed}:world")              # the spot prices
+        self._months_rng = random.Random(f"{seed}:world:months")  # the months' deviations
         self.levels = dict(levels)
-        self.months = {c: list(s) for c, s in months.items()}
+        self.first = first_month.year * 12 + first_month.month - 1
         self.steps = 0
         self._log_spot = {c: math.log(v) for c, v in self.levels.items()}
-        self._wiggle = {s: self._rng.gauss(0.0, MONTH_WIGGLE)
-                        for c in sorted(self.months) for s in self.months[c]}
+        self._wiggle = {(c, self.first + k): self._months_rng.gauss(0.0, MONTH_WIGGLE)
+                        for c in sorted(self.levels) for k in range(HORIZON_MONTHS)}
 
     def step(self) -> None:
         """Let one second pass."""
@@ -76,8 +93,9 @@ class World:
                 0.0, SPOT_VOL_PER_S)
         keep = 0.5 ** (1 / MONTH_HALF_LIFE_S)
         shock = MONTH_WIGGLE * math.sqrt(1 - keep * keep)
-        for s in sorted(self._wiggle):
-            self._wiggle[s] = keep * self._wiggle[s] + rng.gauss(0.0, shock)
+        months = self._months_rng
+        for key in sorted(self._wiggle):
+            self._wiggle[key] = keep * self._wiggle[key] + months.gauss(0.0, shock)
 
     def shock(self, gpu_class: str, factor: float) -> None:
         """Move a class's rental price by ``factor`` at once (an outage, a new generation
@@ -89,21 +107,27 @@ class World:
         return math.exp(self._log_spot[gpu_class])
 
     def fair(self, gpu_class: str, symbol: str) -> int:
-        """The forward price of a listed month, ticks."""
-        return max(1, round(self.spot(gpu_class) * self._factor(gpu_class, symbol)))
+        """The forward price of a listed contract, ticks."""
+        discounted, wiggle = self._curve(gpu_class, symbol)
+        return max(1, round(self.spot(gpu_class) * (discounted + wiggle)))
 
     def richness(self, gpu_class: str, symbol: str) -> float:
-        """How far a month's forward price is above its long-run value: 0.02 is 2% rich."""
-        discounted = self._discounted(gpu_class, symbol)
+        """How far a contract's forward price is above its long-run value: 0.02 is 2% rich."""
+        discounted, wiggle = self._curve(gpu_class, symbol)
         return (self.spot(gpu_class) / self.levels[gpu_class]
-                * (discounted + self._wiggle[symbol]) / discounted) - 1
+                * (discounted + wiggle) / discounted) - 1
 
-    def _factor(self, gpu_class: str, symbol: str) -> float:
-        return self._discounted(gpu_class, symbol) + self._wiggle[symbol]
-
-    def _discounted(self, gpu_class: str, symbol: str) -> float:
-        """The month's long-run share of the spot: newer GPUs arrive before later months."""
-        return 1 - MONTHLY_DISCOUNT * self.months[gpu_class].index(symbol)
+    def _curve(self, gpu_class: str, symbol: str) -> tuple[float, float]:
+        """(the long-run share of the spot, the deviation) of a contract, averaged over its
+        months by hours; months past the horizon have no deviation of their own."""
+        period = parse_symbol(symbol).period
+        discounted = wiggle = 0.0
+        for first, hours in delivery_months(period.start, period.end):
+            month = first.year * 12 + first.month - 1
+            ahead = max(0, month - self.first)
+            discounted += hours * (1 - CURVE_DISCOUNT * (1 - math.exp(-ahead / CURVE_MONTHS)))
+            wiggle += hours * self._wiggle.get((gpu_class, month), 0.0)
+        return discounted / period.hours, wiggle / period.hours
 
 
 # -- What every participant shares --------------------------------------------------------
@@ -116,9 +140,16 @@ class Listing:
     status: str
     band_low: int
     band_high: int
+    tenor: str = "month"
+    hours: int = MONTH_HOURS
 
     def clamp(self, price: int) -> int:
         return min(max(price, self.band_low), self.band_high)
+
+    def lots(self, month_lots: int) -> int:
+        """So many months' worth of GPU-hours in this contract's lots (at least 1): a year's
+        lot is twelve months' hours, so a participant trades fewer of them."""
+        return max(1, round(month_lots * MONTH_HOURS / self.hours))
 
 
 class Participant:
@@ -171,10 +202,14 @@ class Participant:
         """Wait an exponentially distributed time (a Poisson process of decisions)."""
         await asyncio.sleep(self.rng.expovariate(self.demo.speed / mean_s))
 
-    def tradable(self, classes: Iterable[str] | None = None) -> list[Listing]:
-        wanted = None if classes is None else set(classes)
+    def tradable(self, classes: Iterable[str] | None = None,
+                 tenors: Iterable[str] | None = None) -> list[Listing]:
+        """The open contracts (of these classes and tenors), in delivery order per class."""
+        classes = None if classes is None else set(classes)
+        tenors = None if tenors is None else set(tenors)
         return [x for x in self.demo.listings.values()
-                if x.status == "open" and (wanted is None or x.gpu_class in wanted)]
+                if x.status == "open" and (classes is None or x.gpu_class in classes)
+                and (tenors is None or x.tenor in tenors)]
 
     def fair(self, listing: Listing) -> int:
         return self.world.fair(listing.gpu_class, listing.symbol)
@@ -228,8 +263,8 @@ class MarketMaker(Participant):
                 key = (listing.symbol, side, level)
                 shown = self.shown.get(key)
                 if shown is None or shown[0] != price:
-                    shown = self.shown[key] = (
-                        price, self.size * (level + 1) + self.rng.randrange(self.size))
+                    shown = self.shown[key] = (price, listing.lots(
+                        self.size * (level + 1) + self.rng.randrange(self.size)))
                 out.append((side, level, price, shown[1]))
         return out
 
@@ -289,7 +324,7 @@ class Taker(Participant):
         else:
             side = rng.choice(("buy", "sell"))
         sign = 1 if side == "buy" else -1
-        qty = min(40, 1 + int(rng.expovariate(1 / 6)))
+        qty = listing.lots(min(40, 1 + int(rng.expovariate(1 / 6))))
         fair = self.fair(listing)
         roll = rng.random()
         coid = self.next_id(listing.symbol)
@@ -366,7 +401,7 @@ class Hedger(Participant):
 
     async def run(self) -> None:
         while True:
-            listings = self.tradable(self.classes)
+            listings = self.tradable(self.classes, ("month",))
             if not listings:
                 await asyncio.sleep(1)
                 continue
@@ -506,12 +541,12 @@ class Demo:
     async def start(self) -> None:
         """Connect every participant, learn the listing, and set them going."""
         self._listing_client = await Client(self.url).connect()
-        await self.refresh_listing()
-        months: dict[str, list[str]] = {}
-        for x in self.listings.values():
-            months.setdefault(x.gpu_class, []).append(x.symbol)
-        self.world = World(self.seed, {c: v for c, v in self.levels.items() if c in months},
-                           months)
+        listed = await self.refresh_listing()
+        classes = {x.gpu_class for x in self.listings.values()}
+        front = min((datetime.date.fromisoformat(i["delivery_start"]) for i in listed),
+                    default=datetime.date.today())
+        self.world = World(self.seed, {c: v for c, v in self.levels.items() if c in classes},
+                           front.replace(day=1))
         # Client order ids must not repeat those of an earlier run on the same data.
         now = await self._listing_client.call("session.test")
         self.run_tag = format(now["server_time"] % 16**8, "08x")
@@ -534,11 +569,14 @@ class Demo:
         await asyncio.gather(*(c.close() for c in clients if c is not None),
                              return_exceptions=True)
 
-    async def refresh_listing(self) -> None:
-        for item in await self._listing_client.call("market.instruments"):
-            self.listings[item["symbol"]] = Listing(
-                item["symbol"], item["gpu_class"], item["status"],
-                parse_price(item["band_low"]), parse_price(item["band_high"]))
+    async def refresh_listing(self) -> list[dict]:
+        """Take the listing as it is now: new contracts, statuses and bands; gone ones go."""
+        listed = await self._listing_client.call("market.instruments")
+        self.listings = {item["symbol"]: Listing(
+            item["symbol"], item["gpu_class"], item["status"], parse_price(item["band_low"]),
+            parse_price(item["band_high"]), item.get("tenor", "month"),
+            item["contract_hours"]) for item in listed}
+        return listed
 
     async def _guard(self, participant: Participant) -> None:
         """Run a participant; an unexpected failure is logged and it starts again."""
@@ -560,7 +598,8 @@ class Demo:
             self.world.step()
 
     async def _relist(self) -> None:
-        """Follow the bands and statuses (a band moves with trades and settlements)."""
+        """Follow the listing: bands (they move with trades and settlements), statuses, and
+        what the rolling listing adds and removes."""
         while True:
             await asyncio.sleep(5 / self.speed)
             try:

@@ -118,8 +118,10 @@ def run(n: int = 200_000, seed: int = 7, as_of: datetime.date | None = None,
     elapsed = elapsed_ns / 1e9
 
     classes = sorted({i.gpu_class for i in instruments})
+    tenors = Counter(i.kind for i in instruments if i.gpu_class == classes[0])
+    each = ", ".join(f"{n} {kind}s" for kind, n in tenors.items())
     print(f"gpux demo: {len(instruments)} instruments listed as of {as_of} "
-          f"({', '.join(classes)}; {len(instruments) // len(classes)} months each)\n")
+          f"({', '.join(classes)}; {each} in {classes[0]})\n")
     for gpu_class in classes:
         print(f"{gpu_class} forward curve   best bid   best ask       last   volume")
         for inst in instruments:

@@ -4,12 +4,19 @@ the year at the hours-weighted mean of its periods' prices would have (compared 
 from __future__ import annotations
 
 import copy
+import datetime
 
 from hypothesis import given, settings, strategies as st
 
+from clearing.house import ClearingHouse, ClearingParams
 from clearing.ledger import Contract, FeeSchedule, Ledger
-from engine.contracts import Period, PeriodKind, cascades_into, format_symbol, Symbol
+from clearing.messages import ClearingRejected, RollListing
+from engine.contracts import (
+    Period, PeriodKind, Product, Symbol, cascades_into, date_to_ns, format_symbol,
+    list_instruments,
+)
 from engine.messages import Side, Trade
+from engine.reasons import RejectReason
 
 YEAR = Period(PeriodKind.YEAR, 2028, 1)
 Y = "H100-2028"
@@ -100,3 +107,26 @@ def test_a_year_with_nothing_open_cascades_to_nothing():
     assert led.cascade(Y, QUARTERS) == []
     assert all(led.open_interest(q) == 0 for q in QUARTERS)
 
+
+
+def test_a_listing_step_dated_before_the_last_one_is_refused_and_changes_nothing():
+    """The listing depends only on the command's time, and that never goes back: a
+    RollListing stamped before the day of the last one (a bad journal, a bad caller) would
+    list again what had cascaded and been delisted, and cascade it a second time. It is
+    refused with invalid_params and leaves the house as it was."""
+    product = Product(gpu_class="H100", reference_price=2100, months=3, quarters=2, years=1)
+    t0 = date_to_ns(datetime.date(2027, 2, 10))
+    house = ClearingHouse(list_instruments([product], datetime.date(2027, 2, 10)),
+                          ClearingParams(), fee_account=90, insurance_account=91,
+                          products=(product,))
+    quarter = min((i for i in house.instruments.values() if i.kind == "quarter"),
+                  key=lambda i: i.last_trading_ns)
+    after = quarter.last_trading_ns + 1
+    house.process(RollListing(ts_ns=after), lambda s: (None, None, None, None))
+    assert quarter.symbol not in house.instruments
+    held = (sorted(house.instruments), house.listed_on, sorted(house.final))
+    events, engine = house.process(RollListing(ts_ns=t0), lambda s: (None, None, None, None))
+    assert [(type(e), e.reason, e.field) for e in events] == [
+        (ClearingRejected, RejectReason.INVALID_PARAMS, "ts_ns")]
+    assert engine == []
+    assert (sorted(house.instruments), house.listed_on, sorted(house.final)) == held

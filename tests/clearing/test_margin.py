@@ -45,22 +45,23 @@ def test_a_quarter_is_exposure_to_each_of_its_months():
     June further (10%, 0.200 x 744 h and x 720 h): 216,000 + 148,800 + 144,000 tick-hours,
     so long 1 Q2 needs $508.80, not 15% of all 2,184 hours ($655.20)."""
     q2 = legs()["H100-2027-Q2"]
-    assert q2.months == ((2027 * 12 + 3, 720), (2027 * 12 + 4, 744), (2027 * 12 + 5, 720))
     assert q2.span == 508_800 and q2.hours == 2184
     assert requirement(legs(), {"H100-2027-Q2": 1}, [], PARAMS)[0] == 508_800_000
 
 
-def test_a_quarter_against_its_first_month_nets_that_month():
+def test_a_quarter_against_its_first_month_is_a_spread():
     """Long 1 Q2, short 1 April (2.150, 0.323 x 720 = $232.56 of move): the down move loses
-    $508.80 - $232.56 = $276.24. April is long and short at once, so it nets to nothing; May
-    and June are only long: no hours can be long against short, no spread charge."""
+    $508.80 - $232.56 = $276.24. The quarter and April trade and settle on books of their
+    own, so the 720 hours short against 2,184 long are a spread: 720 x 2% of 2.150 = $30.96."""
     maintenance, _ = requirement(legs(), {"H100-2027-Q2": 1, "H100-2027-04": -1}, [], PARAMS)
-    assert maintenance == 276_240_000
+    assert maintenance == 276_240_000 + 30_960_000
 
 
-def test_a_year_hedged_by_its_twelve_months_needs_nothing():
-    """Long 1 year of 2028, short 1 of each of its months, all at 2.000: every month nets to
-    zero GPU-hours, so neither the scan nor the spread charge finds anything."""
+def test_a_year_against_its_twelve_months_is_margined_as_a_spread():
+    """Long 1 year of 2028, short 1 of each of its months, all at 2.000: a parallel move
+    changes nothing, but the year can part from its months (its own book, its own
+    settlement), so its 8,784 hours are a spread: 8,784 x 2% of 2.000 = $351.36, a sixth of
+    the year alone ($1,756.80, 10% of all its hours)."""
     today = D(2027, 6, 15)
     year = {"H100-2028": leg("H100", 2000, D(2028, 1, 1), D(2029, 1, 1), today)}
     months = {f"H100-2028-{m:02d}": leg("H100", 2000, D(2028, m, 1),
@@ -69,10 +70,12 @@ def test_a_year_hedged_by_its_twelve_months_needs_nothing():
     book = {**year, **months}
     positions = {"H100-2028": 1, **{s: -1 for s in months}}
     assert book["H100-2028"].span == 200 * 8784
-    assert requirement(book, positions, [], PARAMS) == (0, 0)
-    # Against only eleven of them, December is long alone: its 744 hours at 10%.
+    assert requirement(book, {"H100-2028": 1}, [], PARAMS)[0] == 1_756_800_000
+    assert requirement(book, positions, [], PARAMS)[0] == 351_360_000
+    # Against only eleven of them, December's 744 hours move alone (0.200 x 744 = $148.80)
+    # and 8,040 hours are a spread ($321.60).
     del positions["H100-2028-12"]
-    assert requirement(book, positions, [], PARAMS)[0] == 200 * 744 * 1000
+    assert requirement(book, positions, [], PARAMS)[0] == 148_800_000 + 321_600_000
 
 
 def test_an_outright_position_by_hand():
@@ -161,12 +164,8 @@ def brute_force(legs, positions, orders, params) -> tuple[int, int]:
             filled[symbol] = filled.get(symbol, 0) + side * lots
             leg = legs[symbol]
             at_fill += lots * max(0, side * (price - leg.mark)) * leg.hours * leg.tick_micros * BPS
-        by_month: dict[int, int] = {}
-        for symbol, q in filled.items():
-            for month, hours in legs[symbol].months:
-                by_month[month] = by_month.get(month, 0) + q * hours
-        longs = sum(h for h in by_month.values() if h > 0)
-        shorts = -sum(h for h in by_month.values() if h < 0)
+        longs = sum(q * legs[s].hours for s, q in filled.items() if q > 0)
+        shorts = -sum(q * legs[s].hours for s, q in filled.items() if q < 0)
         held = [s for s, q in filled.items() if q]
         dearest = max((legs[s].price * legs[s].tick_micros for s in held), default=0)
         charge = -(-min(longs, shorts) * dearest * params.spread_charge_bps // BPS)

@@ -5,7 +5,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from clearing.marks import Mark, MarkParams, impact_cost
+from clearing.messages import Deposit, MarkStep
 from clearing.settlement import delivery_average, settlement_price
+from composed import PROVIDERS, Venue
+from engine.contracts import Product
+from engine.messages import Side
 
 ALPHA = MarkParams(half_life_steps=10).alpha_nano
 
@@ -158,3 +162,26 @@ def test_the_delivery_average_counts_the_index_for_the_days_to_come():
     assert delivery_average([2100] * 10 + [2200] * 5, 31, 2000) == 2065
     assert delivery_average([2100] * 30 + [2131], 31, 5000) == 2101
     assert delivery_average([], 30, 2000) == 2000
+
+
+def test_the_impact_quantity_is_as_many_gpu_hours_for_every_tenor():
+    """10 lots of a month, week or 744 hours (7,440 GPU-hours) is 4 lots of a quarter and 1 of
+    a year: a book as deep in GPU-hours gives a quarter and a year their mark, where 10 lots
+    of a year (87,600 GPU-hours) would leave its mark at the settlement price for good."""
+    p = MarkParams()
+    assert [p.impact_lots(h) for h in (168, 672, 744, 2160, 2208, 8760, 8784)] == \
+        [10, 10, 10, 4, 4, 1, 1]
+
+
+def test_a_year_is_marked_from_a_book_one_lot_deep():
+    """A year of 2028 whose book is 1 lot a side (8,784 GPU-hours) at 1.980 / 1.990, index
+    2.100: the first mark step takes the impact mid, 1.985, as the mark at once."""
+    v = Venue(symbols=("H100-2028",), product=Product(gpu_class="H100", reference_price=2100,
+                                                      years=3))
+    for provider in PROVIDERS:
+        v.observe(provider, 2100)
+    v.clear(Deposit, account_id=2, amount=10**12)
+    v.place(2, Side.BUY, 1, 1980, symbol="H100-2028")
+    v.place(2, Side.SELL, 1, 1990, symbol="H100-2028")
+    v.clear(MarkStep)
+    assert v.house.marks["H100-2028"].price == 1985

@@ -36,15 +36,16 @@ def totals(v) -> dict:
 def test_a_strip_of_a_quarters_months_flattens_it():
     """Short Q2 at 2.100 seen from 15 January is short each of its months: April 15% x 720 h,
     May and June 10% x 744 h and x 720 h, $226.80 + $156.24 + $151.20 = $534.24 (initial
-    x1.1). Buying April alone nets April out ($307.44 left); the strip of the three months
-    nets every month, so nothing can move and no hours are long against short: no margin."""
+    x1.1). Buying April alone offsets April in the scan ($307.44 left) and is a spread of 720
+    hours (2% of 2.100: $30.24); the strip of the three months offsets every month, leaving
+    only the spread of the quarter's 2,184 hours against them: $91.728."""
     v = _strip_venue()
     assert v.position(1, STRIP_SYMBOLS[0]) == -1
     assert v.house.risk.margin(1) == (534_240_000, 587_664_000)
     alone = v.engine(PlaceOrder, account_id=1, symbol=STRIP_SYMBOLS[1], side=Side.BUY, qty=1,
                      price=2100, order_type=OrderType.LIMIT, tif=TimeInForce.IOC)
     assert refused(alone) == []
-    assert v.house.risk.margin(1)[0] == 534_240_000 - 226_800_000
+    assert v.house.risk.margin(1)[0] == 534_240_000 - 226_800_000 + 30_240_000
     v.place(2, Side.BUY, 1, 2100, symbol=STRIP_SYMBOLS[1])
     v.place(1, Side.SELL, 1, 2100, symbol=STRIP_SYMBOLS[1])        # back to the quarter alone
     v.place(3, Side.SELL, 1, 2100, symbol=STRIP_SYMBOLS[1])
@@ -54,7 +55,7 @@ def test_a_strip_of_a_quarters_months_flattens_it():
     [done] = [e for e in events if type(e) is StripExecuted]
     assert done.filled_qty == 1
     assert [v.position(1, s) for s in STRIP_SYMBOLS] == [-1, 1, 1, 1]
-    assert v.house.risk.margin(1) == (0, 0)
+    assert v.house.risk.margin(1) == (91_728_000, 100_900_800)
 
 
 def test_a_strip_refused_for_margin_changes_nothing():

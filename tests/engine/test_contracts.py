@@ -306,20 +306,29 @@ class TestListInstruments:
 
     def test_the_year_in_delivery_is_not_listed(self):
         """On 2027-01-01 the 2027 contract has stopped trading: the next years are listed."""
-        instruments = list_instruments([Product("H100", 2100, months=0, years=2)],
+        instruments = list_instruments([Product("H100", 2100, months=0, quarters=0, years=2)],
                                        date(2027, 1, 1))
         assert [i.symbol for i in instruments] == ["H100-2028", "H100-2029"]
 
-    def test_default_calendar_from_2026_11_25_lists_december_to_november(self):
-        """On 2026-11-25 the December contract still trades, so H100 lists 2026-12..2027-11."""
+    def test_default_calendar_from_2026_11_25(self):
+        """On 2026-11-25 the December contract still trades, so H100 lists the months
+        2026-12..2027-11, the quarters 2027-Q1..2028-Q4 (2026-Q4 stopped trading on 30
+        September) and the years 2027..2029, in order of delivery: 23 a class."""
         instruments = list_instruments(load_products(), date(2026, 11, 25))
-        assert len(instruments) == 48
-        assert [i.symbol for i in instruments if i.gpu_class == "H100"] == [
+        assert len(instruments) == 92
+        h100 = [i for i in instruments if i.gpu_class == "H100"]
+        assert [i.symbol for i in h100 if i.kind == "month"] == [
             "H100-2026-12", "H100-2027-01", "H100-2027-02", "H100-2027-03",
             "H100-2027-04", "H100-2027-05", "H100-2027-06", "H100-2027-07",
             "H100-2027-08", "H100-2027-09", "H100-2027-10", "H100-2027-11",
         ]
-        assert [i.gpu_class for i in instruments[::12]] == ["A100", "B200", "H100", "H200"]
+        assert [i.symbol for i in h100 if i.kind == "quarter"] == [
+            f"H100-{y}-Q{q}" for y in (2027, 2028) for q in (1, 2, 3, 4)]
+        assert [i.symbol for i in h100 if i.kind == "year"] == [
+            "H100-2027", "H100-2028", "H100-2029"]
+        assert [i.symbol for i in h100[:5]] == ["H100-2026-12", "H100-2027-01", "H100-2027-Q1", "H100-2027",
+                            "H100-2027-02"]
+        assert [i.gpu_class for i in instruments[::23]] == ["A100", "B200", "H100", "H200"]
         by_symbol = {i.symbol: i for i in instruments}
         assert by_symbol["H100-2027-02"].contract_hours == 672
         assert by_symbol["B200-2027-03"].reference_price == 4200
@@ -327,23 +336,24 @@ class TestListInstruments:
 
     def test_contract_is_listed_through_its_last_trading_day(self):
         """On 2026-11-30, December's last trading day, December is still the front month."""
-        instruments = list_instruments([Product("H100", 2100, months=2)], date(2026, 11, 30))
+        instruments = list_instruments([Product("H100", 2100, months=2, quarters=0, years=0)], date(2026, 11, 30))
         assert [i.symbol for i in instruments] == ["H100-2026-12", "H100-2027-01"]
 
     def test_contract_is_delisted_the_day_after_its_last_trading_day(self):
         """On 2026-12-01 December has stopped trading, so January is the front month."""
-        instruments = list_instruments([Product("H100", 2100, months=2)], date(2026, 12, 1))
+        instruments = list_instruments([Product("H100", 2100, months=2, quarters=0, years=0)], date(2026, 12, 1))
         assert [i.symbol for i in instruments] == ["H100-2027-01", "H100-2027-02"]
 
     def test_earlier_last_trading_day_skips_the_next_month(self):
         """With trading ending 10 days before delivery, on 2026-11-25 December is already gone."""
-        product = Product("H100", 2100, months=1, last_trading_days_before=10)
+        product = Product("H100", 2100, months=1, quarters=0, years=0,
+                          last_trading_days_before=10)
         instruments = list_instruments([product], date(2026, 11, 25))
         assert [i.symbol for i in instruments] == ["H100-2027-01"]
 
     def test_weeks_and_quarters_are_listed_and_ordered_by_delivery_start(self):
         """Weekly, monthly and quarterly contracts interleave by start date, shorter first on ties."""
-        product = Product("H100", 2100, months=2, weeks=2, quarters=1)
+        product = Product("H100", 2100, months=2, weeks=2, quarters=1, years=0)
         instruments = list_instruments([product], date(2026, 11, 25))
         assert [i.symbol for i in instruments] == [
             "H100-2026-W49", "H100-2026-12", "H100-2026-W50", "H100-2027-01", "H100-2027-Q1",
@@ -370,12 +380,12 @@ class TestListInstruments:
 class TestLoadProducts:
     """The TOML product config, and the default embedded in the package."""
 
-    def test_embedded_default_has_four_classes_of_twelve_months(self):
+    def test_embedded_default_has_four_classes_of_months_quarters_and_years(self):
         """The default market is H100, H200, B200 and A100 at their reference prices, +-10%."""
         products = load_products()
         assert [(p.gpu_class, p.reference_price) for p in products] == [
             ("H100", 2100), ("H200", 2800), ("B200", 4200), ("A100", 1200)]
-        assert all((p.months, p.weeks, p.quarters) == (12, 0, 0) for p in products)
+        assert all((p.months, p.weeks, p.quarters, p.years) == (12, 0, 8, 3) for p in products)
         assert all((p.band_bps, p.min_qty, p.max_qty) == (1000, 1, 10_000) for p in products)
 
     def test_minimal_table_takes_the_documented_defaults(self):
@@ -383,7 +393,8 @@ class TestLoadProducts:
         assert load_products(product_toml()) == [Product("H100", 2100)]
         assert Product("H100", 2100) == Product(
             gpu_class="H100", reference_price=2100, tick_micros=1000, min_qty=1, max_qty=10_000,
-            band_bps=1000, last_trading_days_before=1, months=12, weeks=0, quarters=0)
+            band_bps=1000, last_trading_days_before=1, months=12, weeks=0, quarters=8,
+            years=3)
 
     def test_every_key_is_read(self):
         """All documented keys reach the Product."""
@@ -417,7 +428,7 @@ class TestLoadProducts:
         (product_toml(last_trading_days_before=0), "H100", "last_trading_days_before"),
         (product_toml(months=-1), "H100", "months"),
         (product_toml(weeks=121), "H100", "weeks"),
-        (product_toml(months=0), "H100", "months"),
+        (product_toml(months=0, quarters=0, years=0), "H100", "months"),
         (product_toml() + product_toml(reference_price='"2.20"'), "H100", "gpu_class"),
     ])
     def test_invalid_product_raises_config_error_naming_product_and_key(self, text, product, key):

@@ -143,7 +143,7 @@ def test_an_order_before_login_is_unauthenticated(venue):
     assert (error["code"], error["data"]["reason"]) == (400, "unauthenticated")
     assert venue.error(session, "subscribe", channels=["orders"])["data"]["reason"] == \
         "unauthenticated"
-    assert len(venue.result(session, "market.instruments")) == 48
+    assert len(venue.result(session, "market.instruments")) == 92
     assert venue.result(session, "market.book", symbol=SYMBOL)["bids"] == []
     assert len(venue.venue.exchange.orders) == 0
 

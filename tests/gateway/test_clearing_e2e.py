@@ -159,7 +159,7 @@ def test_admin_settle_pays_variation_margin(live_server):
         await m.result("order.place", symbol=SYMBOL, side="buy", qty=30, price="2.120")
         before = [(await ws.result("account.summary"))["collateral"] for ws in (a, b, m)]
         prices = (await admin.result("admin.settle"))["settlement_prices"]
-        assert prices[SYMBOL] == "2.115" and len(prices) == 48
+        assert prices[SYMBOL] == "2.115" and len(prices) == 92
         after = [(await ws.result("account.summary"))["collateral"] for ws in (a, b, m)]
         moved = [round((float(x) - float(y)) * 1e6) for x, y in zip(after, before)]
         assert moved == [0, 111_600_000, -111_600_000]
@@ -198,11 +198,14 @@ def test_the_forward_curve_lists_every_month_in_delivery_order(live_server):
         await a.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.090")
         viewer = await Ws.open(live_server)
         curve = await viewer.result("market.curve", gpu_class="H100")
-        assert len(curve) == 12
-        assert [c["delivery_start"] for c in curve] == sorted(c["delivery_start"] for c in curve)
+        assert [c["tenor"] for c in curve].count("month") == 12 and len(curve) == 23
+        assert [(c["delivery_start"], c["delivery_end"]) for c in curve] == \
+            sorted((c["delivery_start"], c["delivery_end"]) for c in curve)
+        assert [c["symbol"] for c in curve[1:4]] == ["H100-2027-01", "H100-2027-Q1", "H100-2027"]
         march = next(c for c in curve if c["symbol"] == SYMBOL)
         assert march == {"symbol": SYMBOL, "delivery_start": "2027-03-01", "mark_price": "2.100",
-                         "best_bid": "2.090", "best_ask": None, "last_price": None}
+                         "best_bid": "2.090", "best_ask": None, "last_price": None,
+                         "tenor": "month", "delivery_end": "2027-04-01"}
         assert (await viewer.error("market.curve", gpu_class="Z1"))["data"]["reason"] == \
             "unknown_gpu_class"
         await a.close()
@@ -220,7 +223,7 @@ def test_clearing_channels_stream_positions_margin_index_and_curve(live_server):
         assert (await b.note("positions"))["data"] == []
         assert (await b.note("margin"))["data"]["collateral"] == "1000000.000000"
         assert (await b.note("index.H100"))["data"]["value"] is None
-        assert len((await b.note("curve.H100"))["data"]) == 12
+        assert len((await b.note("curve.H100"))["data"]) == 23
         await a.result("order.place", symbol=SYMBOL, side="sell", qty=3, price="2.105")
         await b.result("order.place", symbol=SYMBOL, side="buy", qty=3, price="2.105")
         assert (await b.note("positions"))["data"][0]["qty"] == 3

@@ -9,10 +9,11 @@ def gpux(*args):
 
 
 def test_demo_trades_the_default_market():
-    """`gpux demo` lists 48 instruments, trades, and reports its throughput."""
+    """`gpux demo` lists 92 instruments, trades, and reports its throughput."""
     run = gpux("demo", "--commands", "5000", "--as-of", "2026-11-25")
     assert run.returncode == 0, run.stderr
-    assert "48 instruments listed as of 2026-11-25" in run.stdout
+    assert "92 instruments listed as of 2026-11-25 (A100, B200, H100, H200; 12 months, " \
+        "8 quarters, 3 years in A100)" in run.stdout
     assert "H100-2027-03" in run.stdout
     assert "commands/s through Exchange.process" in run.stdout
     assert "Trade " in run.stdout

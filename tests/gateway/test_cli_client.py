@@ -196,3 +196,58 @@ def test_missing_or_unknown_credentials_are_usage_errors(tmp_path):
     result = gpux("orders", "--account", "nobody", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert f"{tmp_path / 'demo-accounts.json'} does not exist" in result.stderr
+
+
+def test_instruments_and_curve_list_months_quarters_and_years(live_server):
+    """`instruments` and `curve` show every listed contract of the class, whatever its tenor,
+    read from the server each time (so what a rolling listing adds is there)."""
+    result = gpux("instruments", "--class", "H100", *at(live_server))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["symbol", "tenor", "delivery", "hours"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert len(rows) == 23
+    assert rows["H100-2027-Q2"][1:4] == ["quarter", "2027-04-01..2027-07-01", "2184"]
+    assert rows["H100-2027-Q2"][-3:] == ["H100-2027-04", "H100-2027-05", "H100-2027-06"]
+    assert rows["H100-2028"][1:5] == ["year", "2028-01-01..2029-01-01", "8784", "open"]
+    years = json.loads(gpux("instruments", "--tenor", "year", "--json", *at(live_server)).stdout)
+    assert sorted(i["symbol"] for i in years if i["gpu_class"] == "H100") == \
+        ["H100-2027", "H100-2028", "H100-2029"]
+    place(live_server, "trader-1", "buy", 2, "2.050")
+    curve = gpux("curve", "H100", *at(live_server)).stdout.splitlines()
+    assert curve[0].split() == ["symbol", "tenor", "delivery", "start", "bid", "ask", "last",
+                                "mark"]
+    march = next(line.split() for line in curve if line.startswith(SYMBOL))
+    assert march == [SYMBOL, "month", "2027-03-01", "2.050", "-", "-", "2.100"]
+    assert len(curve) == 24
+    bad = gpux("curve", "Z9", *at(live_server))
+    assert bad.returncode == 1 and "unknown_gpu_class" in bad.stderr
+
+
+def test_strip_quotes_and_trades_every_leg_or_none(live_server):
+    """`strip --quote` says what a strip would fill at without logging in; `strip` buys the
+    same quantity in every leg at once, or, refused, trades nothing and exits 1."""
+    legs = ["H100-2027-04", "H100-2027-05", "H100-2027-06"]
+
+    async def offers():
+        a = live_server.account("trader-2")
+        async with Client(live_server.url, api_key=a.api_key, api_secret=a.api_secret) as c:
+            for symbol, price in zip(legs, ("2.100", "2.110", "2.120")):
+                await c.place(symbol, "sell", 5, price)
+    run(offers())
+    quote = gpux("strip", *legs, "--side", "buy", "--qty", "5", "--quote", *at(live_server))
+    assert quote.returncode == 0, quote.stderr
+    assert json.loads(quote.stdout)["available_qty"] == 5
+    refused = gpux("strip", *legs, "--side", "buy", "--qty", "6", "--price", "2.200",
+                   "--account", "trader-1", *at(live_server))
+    assert refused.returncode == 1 and "strip_not_fillable" in refused.stderr
+    done = gpux("strip", *legs, "--side", "buy", "--qty", "5", "--price", "2.110",
+                "--client-order-id", "cli-strip", "--account", "trader-1", *at(live_server))
+    assert done.returncode == 0, done.stderr
+    strip = json.loads(done.stdout)
+    assert (strip["status"], strip["filled_qty"], strip["client_order_id"]) == \
+        ("filled", 5, "cli-strip")
+    assert [leg["filled_qty"] for leg in strip["legs"]] == [5, 5, 5]
+    usage = gpux("strip", *legs, "--side", "buy", "--qty", "1", "--account", "trader-1",
+                 *at(live_server))
+    assert usage.returncode == 2 and "--price" in usage.stderr

@@ -15,13 +15,15 @@ import os
 import shutil
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from engine.contracts import date_to_ns
 from gateway.client.sdk import Client
 from gateway.web.pages import STATIC
-from live import TIMEOUT, Process, run
+from live import AS_OF, TIMEOUT, LiveServer, Process, run, stop_and_check_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("GPUX_ARTIFACTS", ROOT / "build" / "test-artifacts"))
@@ -86,13 +88,14 @@ async def open_page(b, url: str, viewport: dict) -> Watched:
 
 
 async def wait_live(page) -> None:
-    """The page says it is live, its curve has a bid and an offer for every month, and the
-    ladder of its contract shows both sides with the checksum verified."""
+    """The page says it is live, its table has a bid and an offer for every contract of the
+    class (12 months, 8 quarters, 3 years), and the ladder of its contract shows both sides
+    with the checksum verified."""
     await page.wait_for_selector('#status[data-state="live"]', timeout=WAIT_MS)
     await page.wait_for_function("""() => {
         const rows = [...document.querySelectorAll('#curve-table tr[data-symbol]')];
         const priced = (td) => td && /\\d\\.\\d{3}/.test(td.textContent);
-        return rows.length === 12 && rows.every((r) => priced(r.cells[1]) && priced(r.cells[2]))
+        return rows.length === 23 && rows.every((r) => priced(r.cells[1]) && priced(r.cells[2]))
             && document.querySelector('#ladder tr[data-side="bid"]')
             && document.querySelector('#ladder tr[data-side="ask"]')
             && document.querySelector('#book-state[data-check="ok"]');
@@ -124,6 +127,14 @@ async def see_a_trade(page, data_dir: Path, url: str, symbol: str) -> None:
     assert cells[1:4] == [fill["price"], str(fill["qty"]), "buy"]
 
 
+async def choose(page, symbol: str) -> None:
+    """Click a contract's box on the chart; wait for its book, verified."""
+    await page.click(f'#curve-chart [data-symbol="{symbol}"]')
+    await page.wait_for_function(
+        f"() => document.querySelector('#selected').textContent.includes('{symbol}')")
+    await page.wait_for_selector('#book-state[data-check="ok"]', timeout=WAIT_MS)
+
+
 def selected_symbol(page):
     return page.evaluate("() => decodeURIComponent(location.hash.slice(1))")
 
@@ -150,13 +161,22 @@ def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path)
                                          ".map((r) => new URL(r.name).pathname)")
             assert sorted(p[1:] for p in loaded if p.endswith(".js")) \
                 == sorted(p.name for p in STATIC.glob("*.js"))
-            # Choose the third month on the chart: its ladder replaces the front month's.
+            # The chart has a lane of boxes per tenor, on one time axis; the table a group.
+            lanes = await page.eval_on_selector_all(
+                "#curve-chart rect.lane-box", "boxes => boxes.map((b) => b.dataset.tenor)")
+            assert [lanes.count(t) for t in ("month", "quarter", "year")] == [12, 8, 3]
+            groups = await page.eval_on_selector_all(
+                "#curve-table tr.group", "rows => rows.map((r) => r.textContent)")
+            assert groups == ["Months", "Quarters", "Years"]
+            # A quarter chosen on the chart shows its book and what it cascades into.
+            quarter = await page.get_attribute(
+                '#curve-chart rect.lane-box[data-tenor="quarter"]', "data-symbol")
+            await choose(page, quarter)
+            assert "cascades into" in await page.text_content("#contract-info")
+            # Choose the third month on the chart: its ladder replaces the quarter's.
             symbol = await page.get_attribute(
                 "#curve-chart [data-symbol]:nth-of-type(3)", "data-symbol")
-            await page.click(f'#curve-chart [data-symbol="{symbol}"]')
-            await page.wait_for_function(
-                f"() => document.querySelector('#selected').textContent.includes('{symbol}')")
-            await page.wait_for_selector('#book-state[data-check="ok"]', timeout=WAIT_MS)
+            await choose(page, symbol)
             assert symbol in page.url
             await see_a_trade(page, data, server.url, symbol)
             await page.screenshot(path=ARTIFACTS / "page-laptop.png", full_page=True)
@@ -289,3 +309,62 @@ def test_the_page_asks_again_when_refused_and_follows_the_listing(tmp_path):
     finally:
         code, err = server.stop()
     assert code == 0, err
+
+
+def test_the_page_follows_a_rolling_listing_without_a_reload(tmp_path):
+    """A server whose clock jumps to the first quarter's last trading time: its listing step
+    cascades the year and the quarter and lists what came into range, and the page, told on
+    the instruments channel, drops what is gone and shows what is new without a reload: its
+    table and its chart hold exactly the class's listed contracts, 8 quarters and 3 years
+    among them (the months in delivery stay listed until their final settlement)."""
+    executable = chromium()
+    start = time.time_ns()
+    jump = [0]
+    base = date_to_ns(AS_OF) + 12 * 3600 * 10**9
+    live = LiveServer(tmp_path / "data", clock=lambda: base + jump[0] + time.time_ns() - start)
+    page_url = live.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
+    quarter = min((i for i in live.server.instruments if i.kind == "quarter"
+                   and i.gpu_class == "H100"), key=lambda i: i.last_trading_ns)
+
+    def listed() -> list[str]:
+        return live.call(lambda: sorted(s for s in live.server.venue.exchange.markets
+                                        if s.startswith("H100-")))
+
+    async def shown(page) -> list[str]:
+        table = await page.eval_on_selector_all(
+            "#curve-table tr[data-symbol]", "rows => rows.map((r) => r.dataset.symbol)")
+        chart = await page.eval_on_selector_all(
+            "#curve-chart rect.lane-box", "boxes => boxes.map((b) => b.dataset.symbol)")
+        return sorted(table) if sorted(table) == sorted(chart) else ["table != chart"]
+
+    async def follows(page, want: list[str]) -> None:
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while (got := await shown(page)) != want:
+            assert time.monotonic() < deadline, (got, want)
+            await asyncio.sleep(0.2)
+
+    async def scenario():
+        async with browser(executable) as b:
+            watched = await open_page(b, page_url, LAPTOP)
+            page = watched.page
+            await page.wait_for_selector('#status[data-state="live"]', timeout=WAIT_MS)
+            before = listed()
+            assert len(before) == 23 and quarter.symbol in before
+            await follows(page, before)
+            jump[0] = quarter.last_trading_ns + 3600 * 10**9 - base
+            deadline = time.monotonic() + WAIT_MS / 1000
+            while quarter.symbol in (after := listed()):
+                assert time.monotonic() < deadline, "the listing step did not run"
+                await asyncio.sleep(0.2)
+            assert {quarter.symbol, "H100-2027"} <= set(before) - set(after)
+            assert {"H100-2029-Q1", "H100-2030"} <= set(after) - set(before)
+            await follows(page, after)
+            tenors = await page.eval_on_selector_all(
+                "#curve-table tr[data-symbol]", "rows => rows.map((r) => r.dataset.tenor)")
+            assert (tenors.count("quarter"), tenors.count("year")) == (8, 3)
+            assert watched.errors == [], watched.errors
+            await page.screenshot(path=ARTIFACTS / "page-rolled.png", full_page=True)
+    try:
+        run(scenario(), timeout=120)
+    finally:
+        stop_and_check_replay(live)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import time
 from collections import Counter
@@ -13,14 +14,14 @@ from gateway.demo.participants import CAST, Demo, Hedger, Listing, MarketMaker, 
 from live import TIMEOUT, quoted, run, start_demo, stop_demo, traded, wait_for
 
 LEVELS = {"H100": 2100, "B200": 4200}
-MONTHS = {c: [f"{c}-2027-{m:02d}" for m in range(1, 13)] for c in LEVELS}
+FIRST = datetime.date(2027, 1, 1)          # the world's first month
 # What a participant may be told "no" for in a busy market, and nothing else.
 EXPECTED_REFUSALS = {"post_only_would_take", "no_liquidity", "price_out_of_band",
                      "unknown_order", "order_closed", "self_trade_prevented"}
 
 
 def path(seed: int, steps: int) -> list[int]:
-    world = World(seed, LEVELS, MONTHS)
+    world = World(seed, LEVELS, FIRST)
     out = []
     for _ in range(steps):
         world.step()
@@ -37,7 +38,7 @@ def test_the_world_is_a_function_of_the_seed():
 def test_rental_prices_wander_around_their_level_and_the_curve_slopes_down():
     """Over a simulated day the spot keeps near its class's level, and far months are cheaper."""
     for seed in range(3):
-        world = World(seed, LEVELS, MONTHS)
+        world = World(seed, LEVELS, FIRST)
         logs, slope = [], []
         for _ in range(86_400 // 4):
             world.step()
@@ -47,6 +48,24 @@ def test_rental_prices_wander_around_their_level_and_the_curve_slopes_down():
         assert max(abs(x) for x in logs) < 0.09           # inside the +-10% price band
         assert max(logs) - min(logs) > 0.02                # and it does wander
         assert sum(slope) / len(slope) < 0
+
+
+def test_quarters_and_years_are_priced_as_their_months_on_average():
+    """A quarter's or a year's fair price is its months' averaged by hours (so a strip of
+    the months and the quarter agree); a contract listed after the world began, or past its
+    horizon, is priced all the same."""
+    world = World(7, LEVELS, FIRST)
+    for _ in range(100):
+        world.step()
+    hours = {m: (datetime.date(2027 + m // 12, m % 12 + 1, 1)
+                 - datetime.date(2027, m, 1)).days * 24 for m in range(1, 13)}
+    month_fair = {m: world.fair("H100", f"H100-2027-{m:02d}") for m in range(1, 13)}
+    q2 = sum(month_fair[m] * hours[m] for m in (4, 5, 6)) / sum(hours[m] for m in (4, 5, 6))
+    year = sum(month_fair[m] * hours[m] for m in hours) / 8760
+    assert abs(world.fair("H100", "H100-2027-Q2") - q2) <= 1        # ticks: rounding only
+    assert abs(world.fair("H100", "H100-2027") - year) <= 1
+    assert world.fair("H100", "H100-2031") < world.fair("H100", "H100-2028") < month_fair[1]
+    assert world.fair("B200", "B200-2027-W14") > 0
 
 
 def test_a_participant_without_an_account_is_left_out():
@@ -100,7 +119,7 @@ def hedger(world: World, side: str, client=None, **kw) -> Hedger:
 def test_a_hedger_hedges_more_of_its_capacity_when_prices_favour_it():
     """An operator sells more forward when prices are rich, a lab buys more when they are
     cheap; neither goes past its capacity, nor to nothing, however far prices go."""
-    world = World(7, LEVELS, MONTHS)
+    world = World(7, LEVELS, FIRST)
     listing = Listing("H100-2027-06", "H100", "open", 1, 10**9)
     operator, lab = hedger(world, "sell"), hedger(world, "buy")
     at_value = operator.target(listing), lab.target(listing)
@@ -128,11 +147,12 @@ def test_a_hedger_works_to_its_target_then_trades_again_when_the_target_moves(li
     async def scenario() -> None:
         async with client("operator-1") as mine, client("trader-1") as buyer:
             instruments = await buyer.call("market.instruments")
-            months = {"H100": [i["symbol"] for i in instruments if i["gpu_class"] == "H100"]}
             band = next(i for i in instruments if i["symbol"] == symbol)
             listing = Listing(symbol, "H100", "open", parse_price(band["band_low"]),
                               parse_price(band["band_high"]))
-            world = World(7, {"H100": LEVELS["H100"]}, months)
+            world = World(7, {"H100": LEVELS["H100"]},
+                          min(datetime.date.fromisoformat(i["delivery_start"])
+                              for i in instruments))
             operator = hedger(world, "sell", mine, capacity=20, display_qty=4)
             await operator.start()
 

@@ -25,7 +25,7 @@ def test_serve_writes_demo_accounts_once_and_trades(tmp_path):
                if a["role"] in ("trader", "market_maker"))
     assert (data / "demo-accounts.json").stat().st_mode & 0o077 == 0
     printed = "".join(server.lines)
-    assert "48 instruments listed" in printed
+    assert "92 instruments listed" in printed
     assert all(a["api_key"] in printed and a["api_secret"] not in printed for a in accounts)
     keys = Keys(server.url, data / "demo-accounts.json")
 

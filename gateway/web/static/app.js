@@ -28,7 +28,7 @@ import { renderCurve, renderTable } from "./curve.js";
 import { $, notice, unflash } from "./dom.js";
 import { renderIndex } from "./index_panel.js";
 import { connect, startLink } from "./link.js";
-import { applyHash } from "./selection.js";
+import { applyHash, keepSelection } from "./selection.js";
 import { drawWith, markDirty, setInstruments, state } from "./state.js";
 import { followListing, onNotification, syncSubscriptions } from "./subscriptions.js";
 import { renderStatus, renderTabs } from "./topbar.js";
@@ -69,7 +69,7 @@ startLink({
     if (state.book) state.book.awaitingSnapshot = true;
   },
 });
-followListing();
+followListing(keepSelection);
 
 window.addEventListener("hashchange", () => applyHash(location.hash, true));
 document.addEventListener("animationend", unflash);

@@ -8,9 +8,9 @@
  */
 
 import { $, el, setAttr, setText } from "./dom.js";
-import { DASH, QTY_FORMAT, fmtPrice, fmtQty, fmtTime, isNum, monthLong, ticks } from "./format.js";
+import { DASH, QTY_FORMAT, fmtPrice, fmtQty, fmtTime, isNum, periodLong, ticks } from "./format.js";
 import { conn } from "./link.js";
-import { monthRows, state } from "./state.js";
+import { curveRows, state } from "./state.js";
 
 const LADDER_DEPTH = 10;
 
@@ -111,17 +111,20 @@ function renderContractInfo() {
     return;
   }
   const parts = [
-    `delivery ${monthLong(inst.delivery_start)}`,
+    `delivery ${periodLong(inst)}`,
     isNum(inst.contract_hours) ? `${QTY_FORMAT.format(inst.contract_hours)} GPU-h a contract` : null,
     inst.band_low && inst.band_high ? `band ${inst.band_low}–${inst.band_high}` : null,
     inst.status ? inst.status.replace("_", " ") : null,
+    inst.halt_reason ? inst.halt_reason : null,
+    Array.isArray(inst.cascades_into) && inst.cascades_into.length
+      ? `cascades into ${inst.cascades_into.join(", ")}` : null,
   ].filter(Boolean);
   setText(info, parts.join(" · "));
 }
 
 export function renderStats() {
   const t = (state.symbol && state.tickers.get(state.symbol)) || {};
-  const row = monthRows().find((r) => r.symbol === state.symbol) || {};
+  const row = curveRows().find((r) => r.symbol === state.symbol) || {};
   setText($("stat-last"), fmtPrice(t.last_price ?? row.last ?? null));
   setText($("stat-mark"), fmtPrice(t.mark_price ?? row.mark ?? null));
   setText($("stat-index"), fmtPrice(t.index_price ?? (state.index ? state.index.value : null)));

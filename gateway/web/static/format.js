@@ -3,7 +3,7 @@
  *
  * Prices travel as decimal strings ("2.145"): the page compares them as integer
  * thousandths (ticks) and shows them as sent. Quantities, times and delivery
- * months have one format each, and a chart's axis gets round ticks. Nothing
+ * periods have one format each, and a chart's axis gets round ticks. Nothing
  * here touches the page, so any module may use it.
  */
 
@@ -51,6 +51,30 @@ export function monthLabel(date) {
 export function monthLong(date) {
   const m = /^(\d{4})-(\d{2})/.exec(date || "");
   return m ? `${MONTHS[Number(m[2]) - 1] || m[2]} ${m[1]}` : DASH;
+}
+
+/** A contract's delivery period, short: "Mar 27", "Q2 27", "2028", "W14 27". */
+export function periodLabel(inst) {
+  const sym = /-(\d{4})(?:-(Q\d|W\d{2}))?$/.exec(inst.symbol || "");
+  if (inst.tenor === "year" && sym) return sym[1];
+  if ((inst.tenor === "quarter" || inst.tenor === "week") && sym && sym[2]) {
+    return `${sym[2]} ${sym[1].slice(2)}`;
+  }
+  return monthLabel(inst.delivery_start);
+}
+
+/** A contract's delivery period, long: "Mar 2027", "Q2 2027 (Apr-Jun)", "year 2028". */
+export function periodLong(inst) {
+  if (inst.tenor === "year") return `year ${periodLabel(inst)}`;
+  if (inst.tenor === "quarter" || inst.tenor === "week") {
+    const last = new Date(Date.parse(inst.delivery_end) - 86_400_000).toISOString();
+    const label = periodLabel(inst).replace(" ", " 20");
+    const first = monthLabel(inst.delivery_start).slice(0, 3);
+    return inst.tenor === "quarter"
+      ? `${label} (${first}–${monthLabel(last).slice(0, 3)})`
+      : `${label} (from ${inst.delivery_start})`;
+  }
+  return monthLong(inst.delivery_start);
 }
 
 // -- Nice axis ticks ------------------------------------------------------------------

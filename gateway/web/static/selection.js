@@ -45,7 +45,7 @@ function select(cls, symbol, writeHash = true) {
     for (const c of [...state.curve.keys()]) if (c !== cls) state.curve.delete(c);
     if (cls) {
       refresh(`curve.${cls}`, `index.${cls}`,
-              ...(state.months.get(cls) || []).map((inst) => `ticker.${inst.symbol}`));
+              ...(state.contracts.get(cls) || []).map((inst) => `ticker.${inst.symbol}`));
     }
     markDirty("tabs", "table", "curve", "index");
   }
@@ -65,6 +65,14 @@ function select(cls, symbol, writeHash = true) {
 export function selectSymbol(symbol) {
   const inst = state.bySymbol.get(symbol);
   if (inst) select(inst.gpu_class, inst.symbol);
+}
+
+/** After a listing change: a contract that is gone gives way to its class's front month. */
+export function keepSelection() {
+  if (state.symbol && !state.bySymbol.has(state.symbol)) {
+    const front = state.cls ? frontMonth(state.cls) : null;
+    select(state.cls, front ? front.symbol : null);
+  }
 }
 
 export function selectClass(cls) {

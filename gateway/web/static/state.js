@@ -9,7 +9,7 @@
  * only change `state`: asking the server is the subscriptions' job.
  */
 
-import { isNum, monthLabel, num } from "./format.js";
+import { isNum, num, periodLabel } from "./format.js";
 
 export const MAX_TRADES = 50;
 const HISTORY_POINT_MS = 60_000;
@@ -19,7 +19,7 @@ export const state = {
   instruments: [],            // as market.instruments, in listing order
   bySymbol: new Map(),        // symbol -> instrument
   classes: [],                // GPU classes in listing order
-  months: new Map(),          // class -> its instruments in delivery order
+  contracts: new Map(),       // class -> its instruments: months, quarters, years, each by start
   cls: null,                  // selected GPU class
   symbol: null,               // selected contract
   wantedHash: null,           // a hash to apply once instruments are known
@@ -56,42 +56,63 @@ function renderDirty() {
 
 // -- Instruments ----------------------------------------------------------------------
 
+const TENORS = ["week", "month", "quarter", "year"];
+const tenorRank = (inst) => {
+  const k = TENORS.indexOf(inst.tenor || "month");
+  return k < 0 ? TENORS.length : k;
+};
+
 export function setInstruments(list) {
   const instruments = Array.isArray(list) ? list.filter((i) => i && i.symbol && i.gpu_class) : [];
   state.instruments = instruments;
   state.bySymbol = new Map(instruments.map((i) => [i.symbol, i]));
-  const months = new Map();
+  const contracts = new Map();
   for (const inst of instruments) {
-    if (!months.has(inst.gpu_class)) months.set(inst.gpu_class, []);
-    months.get(inst.gpu_class).push(inst);
+    if (!contracts.has(inst.gpu_class)) contracts.set(inst.gpu_class, []);
+    contracts.get(inst.gpu_class).push(inst);
   }
-  for (const list_ of months.values()) {
-    list_.sort((a, b) => String(a.delivery_start).localeCompare(String(b.delivery_start))
+  for (const list_ of contracts.values()) {
+    list_.sort((a, b) => tenorRank(a) - tenorRank(b)
+                         || String(a.delivery_start).localeCompare(String(b.delivery_start))
                          || a.symbol.localeCompare(b.symbol));
   }
-  state.months = months;
-  state.classes = [...months.keys()];
+  state.contracts = contracts;
+  state.classes = [...contracts.keys()];
   markDirty("tabs", "table", "curve", "ladder", "stats");
 }
 
-export function frontMonth(cls) {
-  const months = state.months.get(cls) || [];
-  return (months.find((i) => i.status === "open")
-          || months.find((i) => i.status === "pre_open" || i.status === "halted")
-          || months[0] || null);
+/** One message of the instruments channel: a contract listed, changed or delisted. */
+export function changeListing(data) {
+  const inst = data && data.instrument;
+  if (!inst || !inst.symbol || !inst.gpu_class) return false;
+  const others = state.instruments.filter((i) => i.symbol !== inst.symbol);
+  setInstruments(data.type === "delisted" ? others : [...others, inst]);
+  return true;
 }
 
-/** One month of the selected class: instrument, curve row and ticker, merged. */
-export function monthRows() {
-  const months = state.months.get(state.cls) || [];
+/** The contract to show for a class: its first open month, else its first open contract. */
+export function frontMonth(cls) {
+  const all = state.contracts.get(cls) || [];
+  const months = all.filter((i) => (i.tenor || "month") === "month");
+  return (months.find((i) => i.status === "open") || all.find((i) => i.status === "open")
+          || all.find((i) => i.status === "pre_open" || i.status === "halted")
+          || all[0] || null);
+}
+
+/** Each contract of the selected class: instrument, curve row and ticker, merged. */
+export function curveRows() {
+  const contracts = state.contracts.get(state.cls) || [];
   const curve = new Map((state.curve.get(state.cls) || []).map((r) => [r && r.symbol, r]));
-  return months.map((inst) => {
+  return contracts.map((inst) => {
     const c = curve.get(inst.symbol) || {};
     const t = state.tickers.get(inst.symbol) || {};
     return {
       inst,
       symbol: inst.symbol,
-      label: monthLabel(inst.delivery_start),
+      tenor: inst.tenor || "month",
+      label: periodLabel(inst),
+      start: Date.parse(inst.delivery_start),
+      end: Date.parse(inst.delivery_end),
       bid: c.best_bid ?? null,
       ask: c.best_ask ?? null,
       last: c.last_price ?? null,

@@ -8,29 +8,31 @@
  * each way, asking again later when refused; a channel is then seeded with
  * what it alone does not give (recent trades, the index's history). A book
  * with a gap or a checksum mismatch is resubscribed for a fresh snapshot. The
- * listing is fetched again from time to time, to follow halts and new months.
+ * instruments channel says each listing, status change and delisting as it
+ * happens (a rolling listing, a cascade, a halt); the whole listing is fetched
+ * again now and then all the same, to repair anything a reconnect missed.
  */
 
 import { crc32 } from "./book.js";
 import { notice } from "./dom.js";
 import { isNum, num } from "./format.js";
 import { call, conn, sleep } from "./link.js";
-import { MAX_TRADES, addIndexPoint, addTrades, markDirty, seedIndex, setIndex, setInstruments,
-         state } from "./state.js";
+import { MAX_TRADES, addIndexPoint, addTrades, changeListing, markDirty, seedIndex, setIndex,
+         setInstruments, state } from "./state.js";
 
 const RESYNC_MIN_INTERVAL_MS = 500;
 const RETRY_MIN_MS = 1_000;          // a refused subscribe is tried again, backing off
 const RETRY_MAX_MS = 30_000;
-const INSTRUMENTS_REFRESH_MS = 10_000;   // statuses change (halts, expiry), months are listed
+const INSTRUMENTS_REFRESH_MS = 60_000;   // the instruments channel says changes as they come
 
 const noop = () => {};
 
 function wantedChannels() {
-  const out = new Set();
+  const out = new Set(["instruments"]);
   if (state.cls) {
     out.add(`curve.${state.cls}`);
     out.add(`index.${state.cls}`);
-    for (const inst of state.months.get(state.cls) || []) out.add(`ticker.${inst.symbol}`);
+    for (const inst of state.contracts.get(state.cls) || []) out.add(`ticker.${inst.symbol}`);
   }
   if (state.symbol) {
     out.add(`book.${state.symbol}`);
@@ -176,6 +178,9 @@ export function onNotification(channel, data) {
   if (!conn.subs.has(channel)) return;          // an unsubscribed channel's late message
   const [kind, name] = splitChannel(channel);
   switch (kind) {
+    case "instruments":
+      if (changeListing(data)) listingChanged();
+      break;
     case "curve":
       if (Array.isArray(data)) {
         state.curve.set(name, data);
@@ -233,8 +238,15 @@ function onBook(book, data) {
 
 // -- The listing ----------------------------------------------------------------------
 
-/** Follow the listing: a halt, a resumption, an expiry, a new month. */
-export function followListing() {
+let listingChanged = noop;
+
+/** Follow the listing: a halt, a resumption, a contract listed or gone. ``onChange`` runs
+ * after each change (the selection may have to move off a contract that is gone). */
+export function followListing(onChange) {
+  listingChanged = () => {
+    onChange();
+    syncSubscriptions();
+  };
   let listedText = "";
   setInterval(async () => {
     if (!conn.ready) return;
@@ -249,6 +261,6 @@ export function followListing() {
     if (gen !== conn.gen || text === listedText) return;
     listedText = text;
     setInstruments(instruments);
-    syncSubscriptions();
+    listingChanged();
   }, INSTRUMENTS_REFRESH_MS);
 }
