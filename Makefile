@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load build clean
+.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ recovery: build
 	$(PY) -m bench.recovery
 
 # What the demo's participants and an open market page cost the server.
+# A 12-month strip over the websocket beside the single orders it replaces (README figures).
+strips: build
+	$(PY) -m bench.strips --n 2000 --block 100
+
 demo-load: build browser
 	$(PY) -m bench.demo_load --seconds 30 --warmup 10 --repeat 3
 
