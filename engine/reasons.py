@@ -31,6 +31,7 @@ class RejectReason(enum.IntEnum):
     INVALID_AMOUNT = 214           # a deposit or withdrawal that is not a positive amount
     UNKNOWN_ACCOUNT = 215          # no such account name
     NO_FIXING = 216                # the class has no fixing of that date
+    HORIZON_BEYOND_CURVE = 217     # a hedge plan past the listed curve, without extrapolate
     # 3xx: engine, matching rules and instrument state
     INSTRUMENT_NOT_TRADING = 300
     PRICE_OUT_OF_BAND = 301

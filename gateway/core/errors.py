@@ -93,6 +93,8 @@ _MEANINGS = {
     RejectReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD",
     RejectReason.UNKNOWN_ACCOUNT: "no account has this name",
     RejectReason.NO_FIXING: "no fixing of the class is dated that day (none taken yet)",
+    RejectReason.HORIZON_BEYOND_CURVE: "a hedge plan runs past the class's listed curve: "
+                                       "shorten it, or pass extrapolate",
 }
 
 
