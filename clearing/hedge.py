@@ -128,6 +128,7 @@ class Month(NamedTuple):
     hedge_symbol: str | None
     forward: float                 # USD per GPU-hour, from ticks
     tau: float                     # years, rounded to 9 decimals
+    prices: dict[str, float]       # S_k(z) per scenario
 
 
 class Outcome(NamedTuple):
@@ -172,8 +173,10 @@ def calendar(inputs: Inputs, contracts: list[Contract], now_ns: int) -> list[Mon
             after - first) / 2
         tau = round(max(0.0, (middle.timestamp() * 10**9 - now_ns) / YEAR_NS), 9)
         if source is not None:
+            forward = source.mark / 1000
             month = Month(first, after, (after - first).days * 24, source.symbol, source.tenor,
-                          hedge.symbol if hedge else None, source.mark / 1000, tau)
+                          hedge.symbol if hedge else None, forward, tau,
+                          scenario_prices(forward, tau, inputs.vol))
         elif last is None:
             raise PlanError(RejectReason.INVALID_PARAMS, "start",
                             f"{first:%Y-%m} is before the listed curve of the class")
@@ -183,16 +186,17 @@ def calendar(inputs: Inputs, contracts: list[Contract], now_ns: int) -> list[Mon
                             "pass extrapolate")
         else:
             month = Month(first, after, (after - first).days * 24, None, "extrapolated",
-                          hedge.symbol if hedge else None, last.forward, tau)
+                          hedge.symbol if hedge else None, last.forward, tau,
+                          scenario_prices(last.forward, tau, inputs.vol))
         out.append(month)
         if source is not None:
             last = month
     return out
 
 
-def scenario_prices(month: Month, vol: float) -> dict[str, float]:
-    return {name: month.forward * math.exp(-vol * vol * month.tau / 2
-                                           + z * vol * math.sqrt(month.tau))
+def scenario_prices(forward: float, tau: float, vol: float) -> dict[str, float]:
+    """S(z) = F exp(-vol^2 tau / 2 + z vol sqrt(tau)) in each scenario."""
+    return {name: forward * math.exp(-vol * vol * tau / 2 + z * vol * math.sqrt(tau))
             for name, z in SCENARIOS}
 
 
@@ -213,7 +217,7 @@ def outcome(inputs: Inputs, months: list[Month], lots: list[int]) -> Outcome:
     ds = debt_service(inputs.debt)
     revenue, cfads, dscr = [], [], []
     for k, (month, q) in enumerate(zip(months, lots), start=1):
-        prices = scenario_prices(month, inputs.vol)
+        prices = month.prices
         gpu_hours = inputs.gpus * month.hours
         rev = {name: inputs.utilisation * gpu_hours * (s + inputs.basis)
                + q * month.hours * (month.forward - s) for name, s in prices.items()}
@@ -236,23 +240,37 @@ def meets(inputs: Inputs, result: Outcome) -> bool:
 
 def contracts_needed(inputs: Inputs, months: list[Month]) -> int | None:
     """The fewest contracts sold in every hedged month that meet both DSCR targets, up to
-    floor(utilisation x GPUs); None if even that does not. More hedge never lowers CFADS
-    in these scenarios (each is at or below the forward), so a bisection finds it."""
+    floor(utilisation x GPUs); None if even that does not.
+
+    CFADS is linear in the contracts q: A + q B per month and scenario, B >= 0 in these
+    scenarios (each is at or below the forward), so each month asks for q >= (target x DS
+    - A) / B and the answer is the largest of those, checked against the plan itself
+    (one contract more or less where rounding put it at the edge)."""
     cap = math.floor(inputs.utilisation * inputs.gpus)
+    hedged = [1 if m.hedge_symbol else 0 for m in months]
 
     def ok(q: int) -> bool:
-        return meets(inputs, outcome(inputs, months, [q if m.hedge_symbol else 0
-                                                      for m in months]))
-    if not ok(cap):
-        return None
-    low, high = 0, cap
-    while low < high:
-        middle = (low + high) // 2
-        if ok(middle):
-            high = middle
-        else:
-            low = middle + 1
-    return low
+        return meets(inputs, outcome(inputs, months, [q * h for h in hedged]))
+    base, one = outcome(inputs, months, [0] * len(months)), outcome(inputs, months, hedged)
+    ds = debt_service(inputs.debt)
+    q = 0
+    for k in range(inputs.debt.tenor):
+        for name, target in (("p50", inputs.dscr_p50), ("p99", inputs.dscr_p99)):
+            a, slope = base.cfads[k][name], one.cfads[k][name] - base.cfads[k][name]
+            short = target * ds - a
+            if short > 0:
+                if slope <= 0:
+                    return None
+                q = max(q, math.ceil(short / slope))
+    if q > cap:
+        return None if not ok(cap) else cap
+    while q > 0 and ok(q - 1):
+        q -= 1
+    while not ok(q):
+        if q >= cap:
+            return None
+        q += 1
+    return q
 
 
 class Plan(NamedTuple):

@@ -314,6 +314,7 @@ class Product(msgspec.Struct, frozen=True):
     weeks: int = 0
     quarters: int = 8
     years: int = 3
+    vol_bps: int = 5000        # annual volatility of the class's price (the hedge plan's)
 
     def __post_init__(self) -> None:
         try:
@@ -333,6 +334,7 @@ class Product(msgspec.Struct, frozen=True):
             "weeks": (0, MAX_LISTED),
             "quarters": (0, MAX_LISTED),
             "years": (0, MAX_LISTED),
+            "vol_bps": (1, 50_000),
         }
         for key, (low, high) in limits.items():
             value = getattr(self, key)
@@ -512,7 +514,7 @@ def list_instruments(products: Iterable[Product], as_of: datetime.date) -> list[
 
 _CONFIG_KEYS = frozenset({
     "gpu_class", "reference_price", "band_bps", "min_qty", "max_qty",
-    "last_trading_days_before", "months", "weeks", "quarters", "years",
+    "last_trading_days_before", "months", "weeks", "quarters", "years", "vol",
 })
 
 
@@ -585,5 +587,19 @@ def _product_from_table(index: int, table: object) -> Product:
     except PriceError as exc:
         raise ConfigError(f"{exc} ({exc.reason.name.lower()})", product=name,
                           key="reference_price") from None
-    fields = {key: value for key, value in table.items() if key != "reference_price"}
+    fields = {key: value for key, value in table.items() if key not in ("reference_price", "vol")}
+    if "vol" in table:
+        fields["vol_bps"] = _vol_bps(table["vol"], name)
     return Product(reference_price=reference_price, **fields)
+
+
+def _vol_bps(text: object, product: str) -> int:
+    """An annual volatility given as a decimal string ("0.50") in basis points, exactly."""
+    found = re.fullmatch(r"(\d{1,2})(?:\.(\d{1,4}))?", text) if isinstance(text, str) else None
+    if found is None:
+        raise ConfigError('must be a decimal string with at most 4 decimals, e.g. "0.50"',
+                          product=product, key="vol")
+    bps = int(found.group(1)) * 10_000 + int((found.group(2) or "").ljust(4, "0"))
+    if not 1 <= bps <= 50_000:
+        raise ConfigError(f"must be 0.0001..5, got {text}", product=product, key="vol")
+    return bps

@@ -64,15 +64,17 @@ def decode_params(raw: msgspec.Raw, kind: type[schema.Params]) -> schema.Params:
 
 
 def validation_error(exc: msgspec.ValidationError) -> RpcError:
-    """Turn msgspec's "Expected `int`, got `str` - at `$.qty`" into invalid_params, field qty."""
+    """Turn msgspec's "Expected `int`, got `str` - at `$.qty`" into invalid_params, field qty;
+    in an object within the params the field is its path ("debt.rate"); in a list, the
+    list's name ("symbols" for `$.symbols[3]`)."""
     message = str(exc)
-    field = None
-    if " - at `$." in message:
-        field = message.rsplit(" - at `$.", 1)[1].rstrip("`").split("[", 1)[0].split(".", 1)[0]
-    elif message.startswith("Object missing required field `"):
-        field = message.split("`")[1]
-    elif message.startswith("Object contains unknown field `"):
-        field = message.split("`")[1]
+    path = message.rsplit(" - at `$.", 1)[1].rstrip("`") if " - at `$." in message else None
+    field = None if path is None else path.split("[", 1)[0]
+    if message.startswith(("Object missing required field `",
+                           "Object contains unknown field `")) and (path is None
+                                                                    or "[" not in path):
+        name = message.split("`")[1]
+        field = name if path is None else f"{path}.{name}"
     return RpcError(RejectReason.INVALID_PARAMS, message, field=field)
 
 

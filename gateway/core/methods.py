@@ -22,7 +22,7 @@ from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
     SubmitObservation, Withdraw,
 )
-from gateway.core import codec, schema
+from gateway.core import analytics, codec, schema
 from gateway.core.errors import RpcError
 from gateway.core.auth import HOUSE_ACCOUNTS
 from gateway.core.limits import ORDER, REQUEST, SUBSCRIBE
@@ -484,6 +484,7 @@ METHODS: dict[str, Method] = {
     "account.positions": Method(positions, schema.NoParams, REQUEST, TRADING),
     "account.fills": Method(account_fills, schema.FillsQuery, REQUEST, TRADING),
     "market.curve": Method(curve, schema.GpuClassQuery, REQUEST, None),
+    "analytics.hedge_plan": Method(analytics.hedge_plan, schema.HedgePlan, REQUEST, None),
     "index.submit": Method(index_submit, schema.IndexSubmit, REQUEST, PROVIDERS),
     "market.index": Method(market_index, schema.IndexQuery, REQUEST, None),
     "market.fixing": Method(market_fixing, schema.FixingQuery, REQUEST, None),

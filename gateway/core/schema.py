@@ -156,6 +156,32 @@ class GpuClassQuery(Params):
     gpu_class: GpuClass
 
 
+Decimal = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+Count = Annotated[int, msgspec.Meta(ge=-2**53, le=2**53)]      # ranges checked by the plan
+
+
+class DebtTerms(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    principal: Decimal             # USD
+    rate: Decimal                  # annual, "0.08"
+    tenor: Count                   # months
+
+
+class HedgePlan(GpuClassQuery):
+    """analytics.hedge_plan (PROTOCOL 1.1, DESIGN §8): decimals as strings."""
+    gpus: Count
+    start: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}\Z")]
+    months: Count
+    opex: Decimal
+    debt: DebtTerms
+    utilisation: Decimal | None = None
+    basis: Decimal | None = None
+    hedge_ratio: Decimal | None = None
+    vol: Decimal | None = None
+    dscr_p50: Decimal | None = None
+    dscr_p99: Decimal | None = None
+    extrapolate: bool = False
+
+
 class FixingQuery(GpuClassQuery):
     date: datetime.date                # "YYYY-MM-DD"
 

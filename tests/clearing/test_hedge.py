@@ -227,3 +227,21 @@ def test_debt_capacity_is_linear_in_the_dscr_targets_inverse(inputs, c):
 def test_unhedged_is_a_hedge_ratio_of_zero(inputs):
     result = plan(inputs, CURVE_H, NOW, no_margin, book_of(0, 0))
     assert result.hedged == result.unhedged and result.locked_revenue == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(inputs_strategy, st.floats(0.5, 2.0), st.floats(0.3, 1.5))
+def test_the_contracts_needed_are_the_fewest_that_meet_both_targets(inputs, p50, p99):
+    inputs = msgspec.structs.replace(inputs, dscr_p50=p50, dscr_p99=p99)
+    months = months_for(inputs)
+    q = plan(inputs, CURVE_H, NOW, no_margin, book_of(0, 0)).contracts_needed
+    cap = math.floor(inputs.utilisation * inputs.gpus)
+
+    def ok(n):
+        result = outcome(inputs, months, [n] * len(months))
+        return result.min_dscr["p50"] >= p50 and result.min_dscr["p99"] >= p99
+    if q is None:
+        assert not ok(cap)
+    else:
+        assert 0 <= q <= cap and ok(q)
+        assert q == 0 or not ok(q - 1)

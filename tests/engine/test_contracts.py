@@ -399,10 +399,11 @@ class TestLoadProducts:
     def test_every_key_is_read(self):
         """All documented keys reach the Product."""
         text = product_toml(reference_price='"2.145"', band_bps=250, min_qty=5, max_qty=50,
-                            last_trading_days_before=2, months=3, weeks=4, quarters=1)
+                            last_trading_days_before=2, months=3, weeks=4, quarters=1,
+                            years=2, vol='"0.65"')
         assert load_products(text) == [Product(
             "H100", 2145, min_qty=5, max_qty=50, band_bps=250, last_trading_days_before=2,
-            months=3, weeks=4, quarters=1)]
+            months=3, weeks=4, quarters=1, years=2, vol_bps=6500)]
 
     @pytest.mark.parametrize("text, product, key", [
         (product_toml(tick_size='"0.001"'), "H100", "tick_size"),
@@ -429,6 +430,11 @@ class TestLoadProducts:
         (product_toml(months=-1), "H100", "months"),
         (product_toml(weeks=121), "H100", "weeks"),
         (product_toml(months=0, quarters=0, years=0), "H100", "months"),
+        (product_toml(vol="0.5"), "H100", "vol"),
+        (product_toml(vol='"fast"'), "H100", "vol"),
+        (product_toml(vol='"0.00001"'), "H100", "vol"),
+        (product_toml(vol='"0"'), "H100", "vol"),
+        (product_toml(vol='"9"'), "H100", "vol"),
         (product_toml() + product_toml(reference_price='"2.20"'), "H100", "gpu_class"),
     ])
     def test_invalid_product_raises_config_error_naming_product_and_key(self, text, product, key):
