@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="product config TOML (default: the embedded one)")
     demo.set_defaults(run=_demo)
 
-    from gateway.client import commands, journal_commands
+    from gateway.client import commands, hedge_commands, journal_commands
     commands.add_commands(sub)
+    hedge_commands.add_commands(sub)
     journal_commands.add_commands(sub)
 
     args = parser.parse_args(argv)

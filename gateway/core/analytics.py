@@ -107,7 +107,7 @@ def view(result: Plan, gpu_class: str, now_ns: int, vol_text: str | None) -> dic
     inputs = result.inputs
     months = []
     for k, m in enumerate(result.months):
-        dscr = result.hedged.dscr[k]
+        dscr, bare = result.hedged.dscr[k], result.unhedged.dscr[k]
         months.append({
             "month": f"{m.start:%Y-%m}", "symbol": m.symbol, "source": m.source,
             "hedge_symbol": m.hedge_symbol, "hours": m.hours,
@@ -115,7 +115,10 @@ def view(result: Plan, gpu_class: str, now_ns: int, vol_text: str | None) -> dic
             "contracts": result.lots[k],
             "revenue": _scenarios(result.hedged.revenue[k], _usd),
             "cfads": _scenarios(result.hedged.cfads[k], _usd),
-            "dscr": None if dscr is None else _scenarios(dscr, _ratio)})
+            "dscr": None if dscr is None else _scenarios(dscr, _ratio),
+            # Extension: the same month with no hedge.
+            "unhedged": {"cfads": _scenarios(result.unhedged.cfads[k], _usd),
+                         "dscr": None if bare is None else _scenarios(bare, _ratio)}})
     q = result.contracts_needed
     executable = result.executable
     return {

@@ -368,3 +368,55 @@ def test_the_page_follows_a_rolling_listing_without_a_reload(tmp_path):
         run(scenario(), timeout=120)
     finally:
         stop_and_check_replay(live)
+
+
+def test_the_planner_asks_for_a_plan_and_draws_it(tmp_path):
+    """The planner panel sends its inputs as analytics.hedge_plan for the selected class (a
+    read: no login, no order) and shows the headline figures the method returns and a chart
+    of the DSCR by month, hedged and unhedged, with bands and targets; a bad input shows the
+    method's typed error and the field."""
+    executable = chromium()
+    live = LiveServer(tmp_path / "data")
+    page_url = live.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
+    inputs = {"gpus": "100", "start": "2027-01", "months": "6", "utilisation": "0.80",
+              "opex": "0.50", "principal": "150000", "rate": "0.12", "tenor": "6",
+              "hedge_ratio": "0.5"}
+
+    async def scenario():
+        async with browser(executable) as b:
+            watched = await open_page(b, page_url, LAPTOP)
+            page = watched.page
+            await page.wait_for_selector('#status[data-state="live"]', timeout=WAIT_MS)
+            for name, value in inputs.items():
+                await page.fill(f'#planner-form [name="{name}"]', value)
+            await page.click("#planner-form button[type=submit]")
+            await page.wait_for_selector('#planner-result[data-state="done"]', timeout=WAIT_MS)
+            shown = await page.eval_on_selector_all(
+                "#planner-figures [data-figure]",
+                "divs => Object.fromEntries(divs.map((d) => [d.dataset.figure, "
+                "d.querySelector('dd').textContent]))")
+            async with Client(live.url) as client:
+                plan = await client.call("analytics.hedge_plan", gpu_class="H100", gpus=100,
+                                         start="2027-01", months=6, utilisation="0.80",
+                                         opex="0.50", hedge_ratio="0.5", debt={
+                                             "principal": "150000", "rate": "0.12",
+                                             "tenor": 6})
+            assert (shown["locked"], shown["liquidity"] != "") == (plan["locked_revenue"], True)
+            assert shown["capacity-unhedged"] == plan["unhedged"]["debt_capacity"]
+            lines = await page.eval_on_selector_all(
+                "#planner-chart path.plan-line", "ps => ps.map((p) => p.getAttribute('class'))")
+            assert sorted(lines) == sorted(["plan-line hedged p50", "plan-line hedged p99",
+                                            "plan-line hedged p90", "plan-line unhedged p50",
+                                            "plan-line unhedged p99"])
+            assert len(await page.query_selector_all("#planner-chart .plan-target")) == 2
+            await page.screenshot(path=ARTIFACTS / "page-planner.png", full_page=True)
+            await page.fill('#planner-form [name="hedge_ratio"]', "1.5")
+            await page.click("#planner-form button[type=submit]")
+            await page.wait_for_selector('#planner-result[data-state="error"]', timeout=WAIT_MS)
+            assert "invalid_params (hedge_ratio)" in await page.text_content("#planner-status")
+            assert watched.errors == [], watched.errors
+            assert not any("auth.login" in f or '"order.' in f for f in watched.sent)
+    try:
+        run(scenario(), timeout=120)
+    finally:
+        stop_and_check_replay(live)

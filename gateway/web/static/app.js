@@ -9,7 +9,7 @@
  * This is its entry module (index.html loads it with type="module"): it wires
  * the link to the market state, runs the render pass and starts the page.
  * The rest, plain ES modules served beside it (no build step):
- *   format.js         prices, quantities, times, months; nice axis ticks
+ *   format.js         prices, quantities, times, delivery periods; nice axis ticks
  *   dom.js            building and updating elements; flash; the footer notice
  *   state.js          what the page knows and which parts of it are dirty
  *   book.js           the local order book and its CRC32 checksum
@@ -17,6 +17,7 @@
  *   subscriptions.js  the channels the selection needs; what notifications do
  *   selection.js      the chosen class and contract, and the URL hash
  *   topbar.js, curve.js, contract.js, index_panel.js   the parts of the page
+ *   planner.js        the hedge planner (analytics.hedge_plan, a read)
  *
  * Data flow: messages update `state` and mark parts of the page dirty; one
  * requestAnimationFrame pass (render below) renders whatever is dirty, so a
@@ -28,6 +29,7 @@ import { renderCurve, renderTable } from "./curve.js";
 import { $, notice, unflash } from "./dom.js";
 import { renderIndex } from "./index_panel.js";
 import { connect, startLink } from "./link.js";
+import { startPlanner } from "./planner.js";
 import { applyHash, keepSelection } from "./selection.js";
 import { drawWith, markDirty, setInstruments, state } from "./state.js";
 import { followListing, onNotification, syncSubscriptions } from "./subscriptions.js";
@@ -70,6 +72,7 @@ startLink({
   },
 });
 followListing(keepSelection);
+startPlanner();
 
 window.addEventListener("hashchange", () => applyHash(location.hash, true));
 document.addEventListener("animationend", unflash);
