@@ -280,6 +280,26 @@ def instrument_view(market) -> dict:
     }
 
 
+def settlement_curve(history, gpu_class: str, day) -> list[dict]:
+    """market.curve with a date: the class's settlement prices of that day, in delivery
+    order (the shorter first where two start together)."""
+    out = []
+    for symbol, price in history.by_day.get(day, {}).items():
+        parsed = parse_symbol(symbol)
+        if parsed.gpu_class == gpu_class:
+            period = parsed.period
+            out.append(((period.start, period.end), {
+                "symbol": symbol, "delivery_start": period.start.isoformat(),
+                "tenor": period.kind.value, "settlement_price": format_price(price)}))
+    return [view for _, view in sorted(out, key=lambda pair: pair[0])]
+
+
+def candle_view(candle: list) -> dict:
+    start, open_, high, low, close, volume = candle
+    return {"time": start, "open": format_price(open_), "high": format_price(high),
+            "low": format_price(low), "close": format_price(close), "volume": volume}
+
+
 def checksum(bids: list, asks: list) -> int:
     """PROTOCOL.md's book checksum over the top 10 levels of each side, best first.
 

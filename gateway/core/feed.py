@@ -1,4 +1,5 @@
-"""Market data as published: book mirrors with seq and checksum, trades, tickers.
+"""Market data as published: book mirrors with seq and checksum, trades, tickers, and the
+history of settlements and candles (gateway.core.history).
 
 The feed follows the engine's events, never the engine's live state, so what
 it serves (a snapshot, a checksum, market.book) is always exactly what the
@@ -14,10 +15,11 @@ from itertools import islice
 
 from sortedcontainers import SortedDict
 
-from clearing.messages import IndexValue, MarksUpdated, Settled
+from clearing.messages import IndexValue, InstrumentSettled, MarksUpdated, Settled
 from engine.messages import BookLevelChanged, InstrumentDelisted, InstrumentListed, Side, Trade
 from engine.prices import format_price
 from gateway.core.codec import SIDE_NAMES, checksum, ns_to_ms
+from gateway.core.history import History
 
 TRADES_KEPT = 1000     # per symbol, for market.trades
 CHECKSUM_DEPTH = 10
@@ -112,9 +114,11 @@ class Feed:
         self.ticker_dirty: set[str] = set()
         # gpu_class -> [[time ms, value], ...]: the index as published, a point a minute.
         self.index_history: dict[str, deque[list]] = {}
+        self.history = History()        # settlements and candles, kept past delisting
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"index_history": {}} | state)     # a snapshot from before it
+        # a snapshot from before them
+        self.__dict__.update({"index_history": {}, "history": History()} | state)
 
     def apply(self, events: list) -> None:
         """Take one command's events; the messages come out of the next seal()."""
@@ -145,6 +149,7 @@ class Feed:
                 feed.last_price = trade["price"]
                 feed.volume += ev.qty
                 feed.session_volume += ev.qty
+                self.history.apply(ev)
                 if ev.symbol not in self._touched:
                     self._touched[ev.symbol] = feed
                 self.ticker_dirty.add(ev.symbol)
@@ -161,6 +166,9 @@ class Feed:
                 for feed in self.symbols.values():
                     feed.session_volume = 0
                 self.ticker_dirty.update(self.symbols)
+                self.history.apply(ev)
+            elif kind is InstrumentSettled:
+                self.history.apply(ev)
 
     def _index_point(self, gpu_class: str, time_ms: int, value: str) -> None:
         history = self.index_history.get(gpu_class)

@@ -364,9 +364,33 @@ def _index(core, gpu_class: str):
     return index
 
 
-def curve(core, session, p: schema.GpuClassQuery):
+def curve(core, session, p: schema.CurveQuery):
     _index(core, p.gpu_class)
+    if p.date is not None:
+        return codec.settlement_curve(core.feed.history, p.gpu_class, p.date)
     return codec.curve_view(core.venue, core.feed, p.gpu_class)
+
+
+def _history_of(core, symbol: str):
+    """The history of a contract listed now or ever; unknown_instrument for any other."""
+    history = core.feed.history
+    if symbol not in core.venue.exchange.markets and not history.knows(symbol):
+        raise RpcError(RejectReason.UNKNOWN_INSTRUMENT, f"no contract {symbol!r} has been "
+                       "listed", field="symbol")
+    return history
+
+
+def settlements(core, session, p: schema.SettlementsQuery):
+    """Daily settlement prices of a contract with the tier each came from (PROTOCOL 1.1)."""
+    return [{"date": day.isoformat(), "price": codec.format_price(price), "tier": tier}
+            for day, price, tier in _history_of(core, p.symbol).settled(p.symbol, p.first,
+                                                                        p.last)]
+
+
+def candles(core, session, p: schema.CandlesQuery):
+    """OHLCV of a contract's trades at 1m, 1h or 1d, oldest first (PROTOCOL 1.1)."""
+    return [codec.candle_view(c) for c in _history_of(core, p.symbol).window(
+        p.symbol, p.interval, p.first, p.last, p.limit)]
 
 
 def index_submit(core, session, p: schema.IndexSubmit):
@@ -483,7 +507,9 @@ METHODS: dict[str, Method] = {
     "account.summary": Method(summary, schema.NoParams, REQUEST, TRADING),
     "account.positions": Method(positions, schema.NoParams, REQUEST, TRADING),
     "account.fills": Method(account_fills, schema.FillsQuery, REQUEST, TRADING),
-    "market.curve": Method(curve, schema.GpuClassQuery, REQUEST, None),
+    "market.curve": Method(curve, schema.CurveQuery, REQUEST, None),
+    "market.settlements": Method(settlements, schema.SettlementsQuery, REQUEST, None),
+    "market.candles": Method(candles, schema.CandlesQuery, REQUEST, None),
     "analytics.hedge_plan": Method(analytics.hedge_plan, schema.HedgePlan, REQUEST, None),
     "index.submit": Method(index_submit, schema.IndexSubmit, REQUEST, PROVIDERS),
     "market.index": Method(market_index, schema.IndexQuery, REQUEST, None),

@@ -182,6 +182,24 @@ class HedgePlan(GpuClassQuery):
     extrapolate: bool = False
 
 
+class CurveQuery(GpuClassQuery):
+    date: datetime.date | None = None   # 1.1: that day's settlement curve
+
+
+class SettlementsQuery(Params):
+    symbol: Symbol
+    first: datetime.date | None = msgspec.field(name="from", default=None)
+    last: datetime.date | None = msgspec.field(name="to", default=None)
+
+
+class CandlesQuery(Params):
+    symbol: Symbol
+    interval: Literal["1m", "1h", "1d"]
+    first: TimeMs | None = msgspec.field(name="from", default=None)
+    last: TimeMs | None = msgspec.field(name="to", default=None)
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
+
+
 class FixingQuery(GpuClassQuery):
     date: datetime.date                # "YYYY-MM-DD"
 

@@ -385,7 +385,10 @@ def _published(feed: Feed) -> list:
     return [[[s, f.book.seq, list(f.book.bids.items()), list(f.book.asks.items()),
               list(f.trades), f.last_price, f.volume, f.session_volume]
              for s, f in feed.symbols.items()],
-            sorted([c, list(h)] for c, h in feed.index_history.items())]
+            sorted([c, list(h)] for c, h in feed.index_history.items()),
+            sorted([s, days] for s, days in feed.history.settlements.items()),
+            sorted([i, sorted([s, list(c)] for s, c in series.items())]
+                   for i, series in feed.history.candles.items())]
 
 
 def _canonical(obj, memo: dict):

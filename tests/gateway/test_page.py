@@ -179,6 +179,8 @@ def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path)
             await choose(page, symbol)
             assert symbol in page.url
             await see_a_trade(page, data, server.url, symbol)
+            # The trade is in the contract's one-minute candles (market.candles, then live).
+            await page.wait_for_selector("#price-chart rect.candle", timeout=WAIT_MS)
             await page.screenshot(path=ARTIFACTS / "page-laptop.png", full_page=True)
 
             phone = await open_page(b, f"{page_url}#{symbol}", PHONE)

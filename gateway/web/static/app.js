@@ -24,7 +24,7 @@
  * burst of messages costs one render.
  */
 
-import { renderLadder, renderStats, renderTrades } from "./contract.js";
+import { renderCandles, renderLadder, renderStats, renderTrades } from "./contract.js";
 import { renderCurve, renderTable } from "./curve.js";
 import { $, notice, unflash } from "./dom.js";
 import { renderIndex } from "./index_panel.js";
@@ -39,7 +39,7 @@ function render(parts) {
   const jobs = [
     ["status", renderStatus], ["tabs", renderTabs], ["curve", renderCurve],
     ["table", renderTable], ["ladder", renderLadder], ["stats", renderStats],
-    ["trades", renderTrades], ["index", renderIndex],
+    ["trades", renderTrades], ["candles", renderCandles], ["index", renderIndex],
   ];
   for (const [name, fn] of jobs) {
     if (!parts.has(name)) continue;
@@ -80,19 +80,20 @@ document.addEventListener("animationend", unflash);
 if (typeof ResizeObserver === "function") {
   let lastSizes = "";
   const ro = new ResizeObserver(() => {
-    const sizes = ["curve-chart", "index-chart"].map((id) => {
+    const sizes = ["curve-chart", "index-chart", "price-chart"].map((id) => {
       const node = $(id);
       return `${node.clientWidth}x${node.clientHeight}`;
     }).join("|");
     if (sizes !== lastSizes) {
       lastSizes = sizes;
-      markDirty("curve", "index");
+      markDirty("curve", "index", "candles");
     }
   });
   ro.observe($("curve-chart"));
   ro.observe($("index-chart"));
+  ro.observe($("price-chart"));
 }
 
 state.wantedHash = location.hash;
-markDirty("status", "tabs", "curve", "table", "ladder", "stats", "trades", "index");
+markDirty("status", "tabs", "curve", "table", "ladder", "stats", "trades", "candles", "index");
 connect();

@@ -7,8 +7,9 @@
  * reconciled in place so that a row shown once is not drawn again.
  */
 
-import { $, el, setAttr, setText } from "./dom.js";
-import { DASH, QTY_FORMAT, fmtPrice, fmtQty, fmtTime, isNum, periodLong, ticks } from "./format.js";
+import { $, el, setAttr, setText, svg } from "./dom.js";
+import { DASH, QTY_FORMAT, fmtHM, fmtPrice, fmtQty, fmtTime, isNum, niceScale, num, periodLong,
+         ticks } from "./format.js";
 import { conn } from "./link.js";
 import { curveRows, state } from "./state.js";
 
@@ -177,4 +178,50 @@ export function renderTrades() {
   });
   while (body.children.length > rows.length) body.lastElementChild.remove();
   $("trades-empty").hidden = rows.length > 0 || !(t && t.loaded);
+}
+
+// -- Price chart ----------------------------------------------------------------------
+
+/** The chosen contract's one-minute candles (market.candles, then its trades). */
+export function renderCandles() {
+  const chart = $("price-chart");
+  const list = state.candles ? state.candles.list : [];
+  const width = Math.max(200, Math.floor(chart.clientWidth || 300));
+  const height = 120;
+  const m = { top: 8, right: 8, bottom: 18, left: 42 };
+  setAttr(chart, "viewBox", `0 0 ${width} ${height}`);
+  if (!list.length) {
+    chart.replaceChildren(svg("text", { class: "empty-chart", x: width / 2, y: height / 2,
+                                        "text-anchor": "middle" }, "no trades yet"));
+    return;
+  }
+  const lows = list.map((c) => num(c.low));
+  const highs = list.map((c) => num(c.high));
+  const scale = niceScale(Math.min(...lows), Math.max(...highs), 3);
+  const plotW = width - m.left - m.right;
+  const plotH = height - m.top - m.bottom;
+  const first = list[0].time;
+  const span = Math.max(60_000, list[list.length - 1].time - first + 60_000);
+  const x = (t) => m.left + ((t - first) / span) * plotW;
+  const y = (v) => m.top + plotH - ((v - scale.lo) / (scale.hi - scale.lo)) * plotH;
+  const bar = Math.max(1, Math.min(8, (plotW * 60_000) / span - 1));
+  const g = [];
+  for (const t of scale.ticks) {
+    g.push(svg("line", { class: "gridline", x1: m.left, x2: width - m.right, y1: y(t).toFixed(1), y2: y(t).toFixed(1) }));
+    g.push(svg("text", { class: "axis", x: m.left - 5, y: y(t).toFixed(1), dy: "0.32em", "text-anchor": "end" },
+               t.toFixed(scale.decimals)));
+  }
+  g.push(svg("text", { class: "axis", x: m.left, y: height - 4 }, fmtHM(first)));
+  g.push(svg("text", { class: "axis", x: width - m.right, y: height - 4, "text-anchor": "end" },
+             fmtHM(list[list.length - 1].time)));
+  for (const c of list) {
+    const up = num(c.close) >= num(c.open);
+    const cx = x(c.time) + bar / 2;
+    g.push(svg("line", { class: `wick ${up ? "up" : "down"}`, x1: cx.toFixed(1), x2: cx.toFixed(1),
+                         y1: y(num(c.high)).toFixed(1), y2: y(num(c.low)).toFixed(1) }));
+    const top = y(Math.max(num(c.open), num(c.close)));
+    g.push(svg("rect", { class: `candle ${up ? "up" : "down"}`, x: x(c.time).toFixed(1), y: top.toFixed(1),
+                         width: bar.toFixed(1), height: Math.max(1, y(Math.min(num(c.open), num(c.close))) - top).toFixed(1) }));
+  }
+  chart.replaceChildren(...g);
 }

@@ -53,8 +53,9 @@ function select(cls, symbol, writeHash = true) {
     state.symbol = symbol;
     state.book = symbol ? new Book(symbol) : null;
     state.trades = symbol ? { symbol, list: [], ids: new Set(), fresh: new Set(), loaded: false } : null;
+    state.candles = symbol ? { symbol, list: [] } : null;
     if (symbol) refresh(`book.${symbol}`, `trades.${symbol}`);
-    markDirty("ladder", "trades", "table", "curve", "stats");
+    markDirty("ladder", "trades", "table", "curve", "stats", "candles");
   }
   if (writeHash && symbol && location.hash !== `#${symbol}`) {
     history.replaceState(null, "", `#${symbol}`);

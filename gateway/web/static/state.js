@@ -29,7 +29,11 @@ export const state = {
   history: [],                // [[time ms, value number]] oldest first, one a minute
   book: null,                 // Book of the selected symbol
   trades: null,               // {symbol, list newest first, ids, fresh, loaded}
+  candles: null,              // {symbol, list: [{time, open, high, low, close, volume}] oldest first}
 };
+
+const CANDLE_MS = 60_000;
+export const CANDLES_KEPT = 120;   // two hours of one-minute candles
 
 // -- Dirty parts and the render pass --------------------------------------------------
 
@@ -169,6 +173,36 @@ function compareTrades(a, b) {
   if (a.time !== b.time) return (b.time || 0) - (a.time || 0);
   if (isNum(a.trade_id) && isNum(b.trade_id)) return b.trade_id - a.trade_id;
   return String(b.trade_id).localeCompare(String(a.trade_id));
+}
+
+/** The selected contract's candles as market.candles gave them (replacing what is kept). */
+export function setCandles(symbol, list) {
+  if (!state.candles || state.candles.symbol !== symbol || !Array.isArray(list)) return;
+  state.candles.list = list.filter((c) => c && isNum(c.time)).slice(-CANDLES_KEPT);
+  markDirty("candles");
+}
+
+/** Live trades of the selected contract into its one-minute candles. */
+export function candleTrades(trades) {
+  const c = state.candles;
+  if (!c) return;
+  for (const t of trades) {
+    if (!t || !isNum(t.time)) continue;
+    const start = t.time - (t.time % CANDLE_MS);
+    const last = c.list[c.list.length - 1];
+    const price = num(t.price);
+    if (last && last.time === start) {
+      if (price > num(last.high)) last.high = t.price;
+      if (price < num(last.low)) last.low = t.price;
+      last.close = t.price;
+      last.volume += t.qty;
+    } else if (!last || start > last.time) {
+      c.list.push({ time: start, open: t.price, high: t.price, low: t.price, close: t.price,
+                    volume: t.qty });
+      if (c.list.length > CANDLES_KEPT) c.list.splice(0, c.list.length - CANDLES_KEPT);
+    }
+  }
+  markDirty("candles");
 }
 
 export function addTrades(list, live) {

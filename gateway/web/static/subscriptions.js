@@ -17,8 +17,8 @@ import { crc32 } from "./book.js";
 import { notice } from "./dom.js";
 import { isNum, num } from "./format.js";
 import { call, conn, sleep } from "./link.js";
-import { MAX_TRADES, addIndexPoint, addTrades, changeListing, markDirty, seedIndex, setIndex,
-         setInstruments, state } from "./state.js";
+import { CANDLES_KEPT, MAX_TRADES, addIndexPoint, addTrades, candleTrades, changeListing,
+         markDirty, seedIndex, setCandles, setIndex, setInstruments, state } from "./state.js";
 
 const RESYNC_MIN_INTERVAL_MS = 500;
 const RETRY_MIN_MS = 1_000;          // a refused subscribe is tried again, backing off
@@ -112,7 +112,10 @@ export async function syncSubscriptions() {
 /** Seed what a channel alone does not give: trade history, index history. */
 function afterSubscribed(channel, gen) {
   const [kind, name] = splitChannel(channel);
-  if (kind === "trades") fetchTrades(name, gen);
+  if (kind === "trades") {
+    fetchTrades(name, gen);
+    fetchCandles(name, gen);
+  }
   else if (kind === "index") fetchIndex(name, gen);
 }
 
@@ -125,6 +128,17 @@ async function fetchTrades(symbol, gen) {
   }
   if (gen !== conn.gen || !state.trades || state.trades.symbol !== symbol) return;
   addTrades(list, false);
+}
+
+async function fetchCandles(symbol, gen) {
+  let list;
+  try {
+    list = await call("market.candles", { symbol, interval: "1m", limit: CANDLES_KEPT });
+  } catch (err) {
+    return;
+  }
+  if (gen !== conn.gen || !state.candles || state.candles.symbol !== symbol) return;
+  setCandles(symbol, list);
 }
 
 async function fetchIndex(cls, gen) {
@@ -206,7 +220,10 @@ export function onNotification(channel, data) {
       if (state.book && state.book.symbol === name && data) onBook(state.book, data);
       break;
     case "trades":
-      if (state.trades && state.trades.symbol === name && Array.isArray(data)) addTrades(data, true);
+      if (state.trades && state.trades.symbol === name && Array.isArray(data)) {
+        addTrades(data, true);
+        candleTrades(data);
+      }
       break;
     default:
       break;
