@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips build clean
+.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ recovery: build
 # A 12-month strip over the websocket beside the single orders it replaces (README figures).
 strips: build
 	$(PY) -m bench.strips --n 2000 --block 100
+
+# A 36-month hedge plan over the websocket beside a light read (README figures).
+hedge: build
+	$(PY) -m bench.hedge --n 1000 --months 36
 
 demo-load: build browser
 	$(PY) -m bench.demo_load --seconds 30 --warmup 10 --repeat 3

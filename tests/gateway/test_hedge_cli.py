@@ -3,13 +3,15 @@ report rendered to PDF by headless Chromium, whose text holds the plan's figures
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 
 import pytest
 
+from engine.contracts import date_to_ns
 from gateway.client.sdk import Client
-from live import run
+from live import LiveServer, run, stop_and_check_replay
 from test_cli_client import gpux
 from test_page import browser, chromium
 
@@ -94,3 +96,65 @@ def test_the_report_renders_to_a_pdf_that_says_the_plans_figures(live_server, tm
         assert figure in text, figure
     assert all(f"2027-{m:02d}" in text for m in range(1, 7))
     assert "DSCR by month" in text and "Assumptions" in text
+
+
+WORKED = """
+[[product]]
+gpu_class = "H100"
+reference_price = "2.000"
+vol = "0.50"
+"""
+WORKED_ARGS = ["--class", "H100", "--gpus", "100", "--start", "2027-04", "--months", "3",
+               "--utilisation", "0.80", "--opex", "0.50", "--principal", "150000",
+               "--rate", "0.12", "--tenor", "3", "--hedge-ratio", "0.5"]
+
+
+@pytest.fixture
+def worked_server(tmp_path):
+    """The README example's market over a real socket: H100 flat at 2.000, its clock
+    stopped at 1 January 2027 00:00 UTC (so tau is the example's to 9 decimals)."""
+    frozen = date_to_ns(datetime.date(2027, 1, 1))
+    server = LiveServer(tmp_path / "data", WORKED, clock=lambda: frozen)
+    yield server
+    stop_and_check_replay(server)
+
+
+def test_the_worked_example_through_the_command_line(worked_server):
+    """The hand-checked figures (tests/clearing/test_hedge.py) from `gpux hedge`."""
+    plan = json.loads(gpux("hedge", *WORKED_ARGS, "--json", "--url", worked_server.url).stdout)
+    assert (plan["debt_service"], plan["locked_revenue"]) == ("51003.32", "218400.00")
+    assert (plan["hedged"]["min_dscr"]["p99"], plan["unhedged"]["min_dscr"]["p99"]) == \
+        ("1.0711", "0.2683")
+    assert [m["tau"] for m in plan["months"]] == ["0.287474333", "0.370978782", "0.454483231"]
+    text = gpux("hedge", *WORKED_ARGS, "--url", worked_server.url).stdout
+    assert "debt service 51003.32 USD a month" in text
+    assert [line.split()[-1] for line in text.splitlines()
+            if line.startswith("2027-0")] == ["1.1438", "1.1408", "1.0711"]
+
+
+def test_the_worked_example_on_the_page(worked_server):
+    """The planner on the page shows the example's figures."""
+    executable = chromium()
+    url = worked_server.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
+    fields = {"gpus": "100", "start": "2027-04", "months": "3", "utilisation": "0.80",
+              "opex": "0.50", "principal": "150000", "rate": "0.12", "tenor": "3",
+              "hedge_ratio": "0.5"}
+
+    async def scenario():
+        async with browser(executable) as b:
+            page = await b.new_page()
+            await page.goto(url)
+            await page.wait_for_selector('#status[data-state="live"]', timeout=20_000)
+            for name, value in fields.items():
+                await page.fill(f'#planner-form [name="{name}"]', value)
+            await page.click("#planner-form button[type=submit]")
+            await page.wait_for_selector('#planner-result[data-state="done"]', timeout=20_000)
+            shown = await page.eval_on_selector_all(
+                "#planner-figures [data-figure]",
+                "divs => Object.fromEntries(divs.map((d) => [d.dataset.figure, "
+                "d.querySelector('dd').textContent]))")
+            assert (shown["p99-hedged"], shown["p99-unhedged"], shown["locked"]) == \
+                ("1.0711", "0.2683", "218400.00")
+            assert "debt service 51003.32 USD a month" in \
+                await page.text_content("#planner-status")
+    run(scenario(), timeout=60)

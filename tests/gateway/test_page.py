@@ -378,7 +378,8 @@ def test_the_planner_asks_for_a_plan_and_draws_it(tmp_path):
     of the DSCR by month, hedged and unhedged, with bands and targets; a bad input shows the
     method's typed error and the field."""
     executable = chromium()
-    live = LiveServer(tmp_path / "data")
+    noon = date_to_ns(AS_OF) + 12 * 3600 * 10**9
+    live = LiveServer(tmp_path / "data", clock=lambda: noon)   # the plan depends on the time
     page_url = live.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
     inputs = {"gpus": "100", "start": "2027-01", "months": "6", "utilisation": "0.80",
               "opex": "0.50", "principal": "150000", "rate": "0.12", "tenor": "6",
