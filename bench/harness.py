@@ -13,6 +13,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -269,3 +270,14 @@ def py_spy(pid: int, seconds: float, output: Path, cpus=None, rate: int = 250):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=(lambda: os.sched_setaffinity(0, cpu_set)) if cpu_set
                             else None)
+
+
+def latency_table(times: dict[str, list[float]]) -> str:
+    """p50 and p99 (ms) of each kind of request, and what one client gets at one in flight."""
+    lines = [f"{'request':<8} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'per s (1 in flight)':>20}"]
+    for kind, values in times.items():
+        values = sorted(values)
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        lines.append(f"{kind:<8} {len(values):>6} {statistics.median(values) * 1e3:>8.3f} "
+                     f"{p99 * 1e3:>8.3f} {len(values) / sum(values):>20,.0f}")
+    return "\n".join(lines)

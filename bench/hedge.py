@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import datetime
 import json
-import statistics
 import time
 
 from websockets.asyncio.client import connect
 
-from bench.harness import ServerProcess, parse_cpus, pin
+from bench.harness import ServerProcess, latency_table, parse_cpus, pin
 from bench.throughput import machine
 
 CONFIG = "[limits.roles.anonymous]\nrequests = [1000000.0, 1000000]\n"
@@ -72,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     print(machine())
-    print(f"{'request':<8} {'n':>6} {'p50 ms':>8} {'p99 ms':>8}")
-    for kind, values in times.items():
-        values = sorted(values)
-        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-        print(f"{kind:<8} {len(values):>6} {statistics.median(values) * 1e3:>8.3f} "
-              f"{p99 * 1e3:>8.3f}")
+    print(latency_table(times))
     return 0
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import time
 
 from websockets.asyncio.client import connect
 
-from bench.harness import ServerProcess, account_names, gpux_config, login_params, parse_cpus, pin
+from bench.harness import (
+    ServerProcess, account_names, gpux_config, latency_table, login_params, parse_cpus, pin,
+)
 from bench.throughput import machine
 
 LEVELS = (1, 6, 11)
@@ -123,13 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     print(machine())
-    print(f"{'request':<8} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'per s (1 in flight)':>20}")
-    for kind, values in times.items():
-        values = sorted(values)
-        p50 = statistics.median(values)
-        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-        print(f"{kind:<8} {len(values):>6} {p50 * 1e3:>8.3f} {p99 * 1e3:>8.3f} "
-              f"{len(values) / sum(values):>20,.0f}")
+    print(latency_table(times))
     return 0
 
 

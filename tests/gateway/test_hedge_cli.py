@@ -13,7 +13,7 @@ from engine.contracts import date_to_ns
 from gateway.client.sdk import Client
 from live import LiveServer, run, stop_and_check_replay
 from test_cli_client import gpux
-from test_page import browser, chromium
+from test_page import browser, chromium, plan_on_page
 
 PLAN = ["--class", "H100", "--gpus", "100", "--start", "2027-01", "--months", "6",
         "--utilisation", "0.80", "--opex", "0.50", "--principal", "150000", "--rate", "0.12",
@@ -145,14 +145,7 @@ def test_the_worked_example_on_the_page(worked_server):
             page = await b.new_page()
             await page.goto(url)
             await page.wait_for_selector('#status[data-state="live"]', timeout=20_000)
-            for name, value in fields.items():
-                await page.fill(f'#planner-form [name="{name}"]', value)
-            await page.click("#planner-form button[type=submit]")
-            await page.wait_for_selector('#planner-result[data-state="done"]', timeout=20_000)
-            shown = await page.eval_on_selector_all(
-                "#planner-figures [data-figure]",
-                "divs => Object.fromEntries(divs.map((d) => [d.dataset.figure, "
-                "d.querySelector('dd').textContent]))")
+            shown = await plan_on_page(page, fields)
             assert (shown["p99-hedged"], shown["p99-unhedged"], shown["locked"]) == \
                 ("1.0711", "0.2683", "218400.00")
             assert "debt service 51003.32 USD a month" in \

@@ -135,6 +135,18 @@ async def choose(page, symbol: str) -> None:
     await page.wait_for_selector('#book-state[data-check="ok"]', timeout=WAIT_MS)
 
 
+async def plan_on_page(page, fields: dict[str, str]) -> dict[str, str]:
+    """Fill the planner's form, press Plan, wait for the answer; its headline figures."""
+    for name, value in fields.items():
+        await page.fill(f'#planner-form [name="{name}"]', value)
+    await page.click("#planner-form button[type=submit]")
+    await page.wait_for_selector('#planner-result[data-state="done"]', timeout=WAIT_MS)
+    return await page.eval_on_selector_all(
+        "#planner-figures [data-figure]",
+        "divs => Object.fromEntries(divs.map((d) => [d.dataset.figure, "
+        "d.querySelector('dd').textContent]))")
+
+
 def selected_symbol(page):
     return page.evaluate("() => decodeURIComponent(location.hash.slice(1))")
 
@@ -390,14 +402,7 @@ def test_the_planner_asks_for_a_plan_and_draws_it(tmp_path):
             watched = await open_page(b, page_url, LAPTOP)
             page = watched.page
             await page.wait_for_selector('#status[data-state="live"]', timeout=WAIT_MS)
-            for name, value in inputs.items():
-                await page.fill(f'#planner-form [name="{name}"]', value)
-            await page.click("#planner-form button[type=submit]")
-            await page.wait_for_selector('#planner-result[data-state="done"]', timeout=WAIT_MS)
-            shown = await page.eval_on_selector_all(
-                "#planner-figures [data-figure]",
-                "divs => Object.fromEntries(divs.map((d) => [d.dataset.figure, "
-                "d.querySelector('dd').textContent]))")
+            shown = await plan_on_page(page, inputs)
             async with Client(live.url) as client:
                 plan = await client.call("analytics.hedge_plan", gpu_class="H100", gpus=100,
                                          start="2027-01", months=6, utilisation="0.80",
