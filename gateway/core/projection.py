@@ -179,6 +179,7 @@ class Projection:
                 self.status_changed.append(("delisted", gone, gone.status, None))
                 self.curve_dirty.add(class_of.pop(ev.symbol))
                 market.append(ev)
+                self.flush()        # the feed's symbols follow the listing at once
             elif kind is StripExecuted:
                 if ev.client_order_id is not None:
                     venue.strips[(ev.account_id, ev.client_order_id)] = ev
@@ -201,10 +202,13 @@ class Projection:
         self.status_changed.append(("listed", new, new.status, new.halt_reason))
         self.curve_dirty.add(new.instrument.gpu_class)
         self.market.append(ev)
+        self.flush()      # a request later in this turn may ask the feed about it at once
 
     def flush(self) -> None:
-        """Hand this turn's market events to the feed (the seal publishes what they changed)."""
-        if self.market:
-            market, self.market = self.market, []
-            self.feed.apply(market)
+        """Hand this turn's market events to the feed (the seal publishes what they changed).
+        Also at once when the listing changes, so the feed's symbols are always the
+        exchange's."""
+        if self.market:           # emptied in place: apply() holds the list while it runs
+            self.feed.apply(self.market)
+            self.market.clear()
 

@@ -222,3 +222,26 @@ def test_a_cascade_is_told_on_the_admin_and_instruments_channels(tmp_path):
               if n["params"]["channel"] == "instruments"
               and n["params"]["data"]["type"] == "listed"]
     assert listed and all(s not in venue.venue.house.final for s in listed)
+
+
+def test_a_contract_listed_in_this_turn_is_served_at_once(tmp_path):
+    """A listing step and a request in the same event-loop turn: market.curve, market.book,
+    market.trades and market.ticker's feed read the contract the step has just listed
+    (they answered internal_error, the feed not having taken the listing until the turn
+    ended), and a contract it has just delisted is gone from them."""
+    venue = InProcess(tmp_path / "data", CONFIG)
+    anyone = venue.session()
+    month = max((i for i in venue.venue.house.instruments.values() if i.kind == "month"),
+                key=lambda i: i.delivery_start)
+    venue.ns = min(i.last_trading_ns for i in venue.venue.house.instruments.values()
+                   if i.kind == "month") + HOUR
+    listed = {ev.symbol for ev in venue.core.submit(RollListing(ts_ns=venue.ns)).events
+              if type(ev) is InstrumentListed}
+    assert listed, "the step listed nothing"
+    new = sorted(listed)[-1]
+    curve = venue.result(anyone, "market.curve", gpu_class="H100")
+    assert new in {c["symbol"] for c in curve} and month.symbol in {c["symbol"] for c in curve}
+    assert venue.result(anyone, "market.book", symbol=new)["bids"] == []
+    assert venue.result(anyone, "market.trades", symbol=new) == []
+    assert venue.result(anyone, "subscribe", channels=[f"book.{new}", f"ticker.{new}"])
+    venue.seal()
