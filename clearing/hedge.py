@@ -215,21 +215,29 @@ def debt_service(debt: Debt) -> float:
 def outcome(inputs: Inputs, months: list[Month], lots: list[int]) -> Outcome:
     """The scenarios with ``lots`` contracts sold in each month (0 where unhedged)."""
     ds = debt_service(inputs.debt)
+    tenor, u, basis, opex, gpus = (inputs.debt.tenor, inputs.utilisation, inputs.basis,
+                                   inputs.opex, inputs.gpus)
     revenue, cfads, dscr = [], [], []
+    lowest = [math.inf, math.inf, math.inf]        # CFADS within the tenor, per scenario
     for k, (month, q) in enumerate(zip(months, lots), start=1):
-        prices = month.prices
-        gpu_hours = inputs.gpus * month.hours
-        rev = {name: inputs.utilisation * gpu_hours * (s + inputs.basis)
-               + q * month.hours * (month.forward - s) for name, s in prices.items()}
-        cash = {name: r - inputs.opex * gpu_hours for name, r in rev.items()}
-        revenue.append(rev)
-        cfads.append(cash)
-        dscr.append({name: c / ds for name, c in cash.items()} if k <= inputs.debt.tenor
-                    else None)
-    served = cfads[:inputs.debt.tenor]
-    min_dscr = {name: min(c[name] for c in served) / ds for name, _ in SCENARIOS}
-    capacity = max(0.0, min(min(c["p50"] for c in served) / inputs.dscr_p50,
-                            min(c["p99"] for c in served) / inputs.dscr_p99))
+        # Written out per scenario: the plan is asked on the event loop, so it is kept lean.
+        s50, s90, s99 = month.prices["p50"], month.prices["p90"], month.prices["p99"]
+        gpu_hours = gpus * month.hours
+        rented, sold, forward = u * gpu_hours, q * month.hours, month.forward
+        r50 = rented * (s50 + basis) + sold * (forward - s50)
+        r90 = rented * (s90 + basis) + sold * (forward - s90)
+        r99 = rented * (s99 + basis) + sold * (forward - s99)
+        cost = opex * gpu_hours
+        c50, c90, c99 = r50 - cost, r90 - cost, r99 - cost
+        revenue.append({"p50": r50, "p90": r90, "p99": r99})
+        cfads.append({"p50": c50, "p90": c90, "p99": c99})
+        if k <= tenor:
+            dscr.append({"p50": c50 / ds, "p90": c90 / ds, "p99": c99 / ds})
+            lowest = [min(lowest[0], c50), min(lowest[1], c90), min(lowest[2], c99)]
+        else:
+            dscr.append(None)
+    min_dscr = {"p50": lowest[0] / ds, "p90": lowest[1] / ds, "p99": lowest[2] / ds}
+    capacity = max(0.0, min(lowest[0] / inputs.dscr_p50, lowest[2] / inputs.dscr_p99))
     return Outcome(revenue, cfads, dscr, min_dscr, capacity * annuity_factor(inputs.debt))
 
 
@@ -238,7 +246,8 @@ def meets(inputs: Inputs, result: Outcome) -> bool:
             and result.min_dscr["p99"] >= inputs.dscr_p99)
 
 
-def contracts_needed(inputs: Inputs, months: list[Month]) -> int | None:
+def contracts_needed(inputs: Inputs, months: list[Month],
+                     base: Outcome | None = None) -> int | None:
     """The fewest contracts sold in every hedged month that meet both DSCR targets, up to
     floor(utilisation x GPUs); None if even that does not.
 
@@ -251,7 +260,9 @@ def contracts_needed(inputs: Inputs, months: list[Month]) -> int | None:
 
     def ok(q: int) -> bool:
         return meets(inputs, outcome(inputs, months, [q * h for h in hedged]))
-    base, one = outcome(inputs, months, [0] * len(months)), outcome(inputs, months, hedged)
+    if base is None:                  # the plan unhedged
+        base = outcome(inputs, months, [0] * len(months))
+    one = outcome(inputs, months, hedged)
     ds = debt_service(inputs.debt)
     q = 0
     for k in range(inputs.debt.tenor):
@@ -332,4 +343,4 @@ def plan(inputs: Inputs, contracts: list[Contract], now_ns: int,
         executable = {"avg_price": full_value / full_hours if full_hours else None,
                       "legs": legs}
     return Plan(inputs, months, lots, debt_service(inputs.debt), hedged, unhedged, locked,
-                contracts_needed(inputs, months), margin, rally, executable)
+                contracts_needed(inputs, months, unhedged), margin, rally, executable)
