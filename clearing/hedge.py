@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from fractions import Fraction
 from typing import Callable, NamedTuple
 
 import msgspec
@@ -140,6 +141,13 @@ class Outcome(NamedTuple):
     debt_capacity: float
 
 
+def whole(share: float, count: int) -> int:
+    """floor(share x count) as the decimal the share was given as (0.29 x 100 = 29, where
+    binary floating point says 28.999999999999996): the contracts anyone redoing the plan
+    by hand would get."""
+    return math.floor(Fraction(repr(share)) * count)
+
+
 def months_of(start: datetime.date, count: int) -> list[tuple[datetime.date, datetime.date]]:
     out = []
     day = start
@@ -177,9 +185,13 @@ def calendar(inputs: Inputs, contracts: list[Contract], now_ns: int) -> list[Mon
             month = Month(first, after, (after - first).days * 24, source.symbol, source.tenor,
                           hedge.symbol if hedge else None, forward, tau,
                           scenario_prices(forward, tau, inputs.vol))
-        elif last is None:
+        elif last is None and not any(c.end <= first for c in curve):
             raise PlanError(RejectReason.INVALID_PARAMS, "start",
                             f"{first:%Y-%m} is before the listed curve of the class")
+        elif last is None:
+            raise PlanError(RejectReason.HORIZON_BEYOND_CURVE, "start",
+                            f"{first:%Y-%m} is past the listed curve: nothing to extrapolate "
+                            "from")
         elif not inputs.extrapolate:
             raise PlanError(RejectReason.HORIZON_BEYOND_CURVE, "months",
                             f"{first:%Y-%m} is past the listed curve; shorten the plan or "
@@ -255,7 +267,7 @@ def contracts_needed(inputs: Inputs, months: list[Month],
     scenarios (each is at or below the forward), so each month asks for q >= (target x DS
     - A) / B and the answer is the largest of those, checked against the plan itself
     (one contract more or less where rounding put it at the edge)."""
-    cap = math.floor(inputs.utilisation * inputs.gpus)
+    cap = whole(inputs.utilisation, inputs.gpus)
     hedged = [1 if m.hedge_symbol else 0 for m in months]
 
     def ok(q: int) -> bool:
@@ -317,7 +329,7 @@ def plan(inputs: Inputs, contracts: list[Contract], now_ns: int,
     """
     check(inputs)
     months = calendar(inputs, contracts, now_ns)
-    q = math.floor(inputs.hedge_ratio * inputs.gpus)
+    q = whole(inputs.hedge_ratio, inputs.gpus)
     lots = [q if m.hedge_symbol else 0 for m in months]
     hedged = outcome(inputs, months, lots)
     unhedged = outcome(inputs, months, [0] * len(months))

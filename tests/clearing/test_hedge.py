@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from clearing.hedge import Contract, Debt, Inputs, PlanError, outcome, plan
+from clearing.hedge import Contract, Debt, Inputs, PlanError, outcome, plan, whole
 from engine.reasons import RejectReason
 
 D = datetime.date
@@ -162,6 +162,8 @@ def test_a_hedge_the_books_cannot_fill_says_how_much_they_can():
     ({"start": D(2026, 1, 1)}, "start", RejectReason.INVALID_PARAMS),
     ({"months": 12, "debt": Debt(1.0, 0.0, 12)}, "months",
      RejectReason.HORIZON_BEYOND_CURVE),
+    ({"start": D(2031, 1, 1), "extrapolate": True}, "start",
+     RejectReason.HORIZON_BEYOND_CURVE),
 ])
 def test_bad_inputs_are_refused_naming_the_field(change, field, reason):
     with pytest.raises(PlanError) as refused:
@@ -235,7 +237,7 @@ def test_the_contracts_needed_are_the_fewest_that_meet_both_targets(inputs, p50,
     inputs = msgspec.structs.replace(inputs, dscr_p50=p50, dscr_p99=p99)
     months = months_for(inputs)
     q = plan(inputs, CURVE_H, NOW, no_margin, book_of(0, 0)).contracts_needed
-    cap = math.floor(inputs.utilisation * inputs.gpus)
+    cap = whole(inputs.utilisation, inputs.gpus)
 
     def ok(n):
         result = outcome(inputs, months, [n] * len(months))
@@ -245,3 +247,13 @@ def test_the_contracts_needed_are_the_fewest_that_meet_both_targets(inputs, p50,
     else:
         assert 0 <= q <= cap and ok(q)
         assert q == 0 or not ok(q - 1)
+
+
+def test_the_contracts_are_the_floor_of_the_decimal_ratio_not_of_its_float():
+    """0.29 x 100 GPUs is 29 contracts, as anyone redoing the plan by hand gets; in binary
+    floating point it is 28.999999999999996, whose floor is 28. The same for the cap of
+    the hedge the targets need (utilisation 0.57 x 100 = 57)."""
+    inputs = msgspec.structs.replace(EXAMPLE, hedge_ratio=0.29)
+    assert plan(inputs, CURVE, NOW, no_margin, book_of(1000, 1990)).lots == [29, 29, 29]
+    assert [whole(x, 100) for x in (0.29, 0.57, 0.58, 0.5, 1.0, 0.0)] == [29, 57, 58, 50, 100, 0]
+    assert whole(0.8, 7) == 5 and whole(0.123456789, 10**7) == 1_234_567
