@@ -89,7 +89,11 @@ class Inputs(msgspec.Struct, frozen=True, kw_only=True):
 _RANGES = (
     ("gpus", 1, 10_000_000, True), ("months", 1, MAX_MONTHS, True),
     ("utilisation", 0.0, 1.0, True), ("basis", -100.0, 100.0, True),
-    ("opex", 0.0, 1000.0, True), ("hedge_ratio", 0.0, 1.0, True), ("vol", 0.0, 5.0, True),
+    ("opex", 0.0, 1000.0, True), ("hedge_ratio", 0.0, 1.0, True),
+    # At most 150% a year: beyond sigma sqrt(tau) = 4.65 the "P99 rally" falls below the
+    # forward (vm_stress turns negative); a plan starts inside the listed curve (3 years)
+    # and runs 5, so tau stays under 8.1 years and 1.5 sqrt(8.1) = 4.27.
+    ("vol", 0.0, 1.5, True),
     ("dscr_p50", 0.0, 100.0, False), ("dscr_p99", 0.0, 100.0, False),
 )
 
@@ -118,6 +122,8 @@ def check(inputs: Inputs) -> None:
                   f"got {debt.tenor}")
     if inputs.start.day != 1:
         raise bad("start", "start is a month: YYYY-MM")
+    if inputs.start.year * 12 + inputs.start.month - 1 + inputs.months > 9999 * 12 + 11:
+        raise bad("months", "the plan runs past the year 9999")
 
 
 class Month(NamedTuple):
@@ -146,6 +152,11 @@ def whole(share: float, count: int) -> int:
     binary floating point says 28.999999999999996): the contracts anyone redoing the plan
     by hand would get."""
     return math.floor(Fraction(repr(share)) * count)
+
+
+def month_name(day: datetime.date) -> str:
+    """"YYYY-MM", the year in four digits whatever the platform's strftime does."""
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 def months_of(start: datetime.date, count: int) -> list[tuple[datetime.date, datetime.date]]:
@@ -187,14 +198,14 @@ def calendar(inputs: Inputs, contracts: list[Contract], now_ns: int) -> list[Mon
                           scenario_prices(forward, tau, inputs.vol))
         elif last is None and not any(c.end <= first for c in curve):
             raise PlanError(RejectReason.INVALID_PARAMS, "start",
-                            f"{first:%Y-%m} is before the listed curve of the class")
+                            f"{month_name(first)} is before the listed curve of the class")
         elif last is None:
             raise PlanError(RejectReason.HORIZON_BEYOND_CURVE, "start",
-                            f"{first:%Y-%m} is past the listed curve: nothing to extrapolate "
+                            f"{month_name(first)} is past the listed curve: nothing to extrapolate "
                             "from")
         elif not inputs.extrapolate:
             raise PlanError(RejectReason.HORIZON_BEYOND_CURVE, "months",
-                            f"{first:%Y-%m} is past the listed curve; shorten the plan or "
+                            f"{month_name(first)} is past the listed curve; shorten the plan or "
                             "pass extrapolate")
         else:
             month = Month(first, after, (after - first).days * 24, None, "extrapolated",
@@ -263,37 +274,43 @@ def contracts_needed(inputs: Inputs, months: list[Month],
     """The fewest contracts sold in every hedged month that meet both DSCR targets, up to
     floor(utilisation x GPUs); None if even that does not.
 
-    CFADS is linear in the contracts q: A + q B per month and scenario, B >= 0 in these
-    scenarios (each is at or below the forward), so each month asks for q >= (target x DS
-    - A) / B and the answer is the largest of those, checked against the plan itself
-    (one contract more or less where rounding put it at the edge)."""
+    CFADS is linear in the contracts q: A + q h (F - S) per month and scenario, and
+    F - S >= 0 in these scenarios (each is at or below the forward), so more hedge never
+    lowers it. Each month asks for q >= (target x DS - A) / (h (F - S)); the largest of
+    those is the first guess, checked against the plan itself, and where its arithmetic
+    disagrees (rounding, or a contract worth less than a float's precision of the month)
+    a bisection settles it: a few dozen plans at most, never a walk."""
     cap = whole(inputs.utilisation, inputs.gpus)
     hedged = [1 if m.hedge_symbol else 0 for m in months]
 
     def ok(q: int) -> bool:
         return meets(inputs, outcome(inputs, months, [q * h for h in hedged]))
+
+    def smallest(low: int, high: int) -> int:
+        """The fewest in [low, high] that meet the targets, knowing ``high`` does."""
+        while low < high:
+            middle = (low + high) // 2
+            if ok(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return low
     if base is None:                  # the plan unhedged
         base = outcome(inputs, months, [0] * len(months))
-    one = outcome(inputs, months, hedged)
     ds = debt_service(inputs.debt)
-    q = 0
-    for k in range(inputs.debt.tenor):
+    guess = 0
+    for k, month in enumerate(months[:inputs.debt.tenor]):
         for name, target in (("p50", inputs.dscr_p50), ("p99", inputs.dscr_p99)):
-            a, slope = base.cfads[k][name], one.cfads[k][name] - base.cfads[k][name]
-            short = target * ds - a
+            short = target * ds - base.cfads[k][name]
             if short > 0:
-                if slope <= 0:
-                    return None
-                q = max(q, math.ceil(short / slope))
-    if q > cap:
-        return None if not ok(cap) else cap
-    while q > 0 and ok(q - 1):
-        q -= 1
-    while not ok(q):
-        if q >= cap:
-            return None
-        q += 1
-    return q
+                slope = hedged[k] * month.hours * (month.forward - month.prices[name])
+                guess = max(guess, math.ceil(short / slope) if slope > 0 else cap + 1)
+    guess = min(guess, cap)
+    if ok(guess):
+        return guess if guess == 0 or not ok(guess - 1) else smallest(0, guess - 1)
+    if guess == cap or not ok(cap):
+        return None
+    return smallest(guess + 1, cap)
 
 
 class Plan(NamedTuple):

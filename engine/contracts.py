@@ -334,7 +334,7 @@ class Product(msgspec.Struct, frozen=True):
             "weeks": (0, MAX_LISTED),
             "quarters": (0, MAX_LISTED),
             "years": (0, MAX_LISTED),
-            "vol_bps": (1, 50_000),
+            "vol_bps": (1, 15_000),        # the hedge plan takes at most 150%
         }
         for key, (low, high) in limits.items():
             value = getattr(self, key)
@@ -600,6 +600,6 @@ def _vol_bps(text: object, product: str) -> int:
         raise ConfigError('must be a decimal string with at most 4 decimals, e.g. "0.50"',
                           product=product, key="vol")
     bps = int(found.group(1)) * 10_000 + int((found.group(2) or "").ljust(4, "0"))
-    if not 1 <= bps <= 50_000:
-        raise ConfigError(f"must be 0.0001..5, got {text}", product=product, key="vol")
+    if not 1 <= bps <= 15_000:
+        raise ConfigError(f"must be 0.0001..1.5, got {text}", product=product, key="vol")
     return bps

@@ -71,15 +71,18 @@ def _hedge(args) -> int:
 
     async def body(client: Client) -> int:
         plan = await client.call("analytics.hedge_plan", **request)
-        if args.report is not None:
-            from gateway.client.report import report_html
-            args.report.write_text(report_html(plan, request), encoding="utf-8")
         if args.json:
             _print_json(plan)
         elif args.csv:
             print(months_csv(plan), end="")
         else:
             print(summary(plan))
+        if args.report is not None:
+            from gateway.client.report import report_html
+            try:
+                args.report.write_text(report_html(plan, request), encoding="utf-8")
+            except OSError as exc:
+                return _fail(f"cannot write the report to {args.report}: {exc.strerror}", 1)
         return 0
     return _session(args, body, login=False)
 

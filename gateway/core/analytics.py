@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime
 import re
+from decimal import Decimal
 
-from clearing.hedge import SCENARIOS, Contract, Debt, Inputs, Plan, PlanError, plan
+from clearing.hedge import (
+    SCENARIOS, Contract, Debt, Inputs, Plan, PlanError, month_name, plan,
+)
 from clearing.margin import requirement
 from engine.contracts import utc_day
 from engine.messages import InstrumentStatus, RejectReason
@@ -109,7 +112,7 @@ def view(result: Plan, gpu_class: str, now_ns: int, vol_text: str | None) -> dic
     for k, m in enumerate(result.months):
         dscr, bare = result.hedged.dscr[k], result.unhedged.dscr[k]
         months.append({
-            "month": f"{m.start:%Y-%m}", "symbol": m.symbol, "source": m.source,
+            "month": month_name(m.start), "symbol": m.symbol, "source": m.source,
             "hedge_symbol": m.hedge_symbol, "hours": m.hours,
             "forward": format_price(round(m.forward * 1000)), "tau": f"{m.tau:.9f}",
             "contracts": result.lots[k],
@@ -124,7 +127,7 @@ def view(result: Plan, gpu_class: str, now_ns: int, vol_text: str | None) -> dic
     return {
         "as_of": now_ns // 1_000_000, "date": utc_day(now_ns).isoformat(),
         "gpu_class": gpu_class, "gpus": inputs.gpus,
-        "vol": vol_text if vol_text is not None else f"{inputs.vol:.4f}",
+        "vol": f"{inputs.vol:.4f}" if vol_text is None else _canonical(vol_text),
         "debt_service": _usd(result.debt_service),
         "months": months,
         "hedged": {"min_dscr": _scenarios(result.hedged.min_dscr, _ratio),
@@ -142,6 +145,12 @@ def view(result: Plan, gpu_class: str, now_ns: int, vol_text: str | None) -> dic
             "legs": [{"symbol": s, "qty": qty, "avg_price": _avg(avg), "available_qty": n}
                      for s, qty, avg, n in executable["legs"]]},
     }
+
+
+def _canonical(text: str) -> str:
+    """A decimal as given, less its redundant signs and zeros ("-0" is "0", "00.5" "0.5")."""
+    value = Decimal(text)
+    return str(abs(value) if value == 0 else value)
 
 
 def _avg(x: float | None) -> str | None:

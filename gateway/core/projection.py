@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from clearing.messages import (
     Cascaded, ClearingEvent, ClearingRejected, CollateralMoved, IndexFixed, IndexValue,
-    Liquidation, MarginCall, MarksUpdated, Settled,
+    InstrumentSettled, Liquidation, MarginCall, MarksUpdated, Settled,
 )
 from engine.messages import (
     BookLevelChanged, CancelReason, InstrumentDelisted, InstrumentListed,
@@ -186,6 +186,8 @@ class Projection:
             elif kind is Cascaded:
                 if listening:
                     accounts.update(ev.accounts)
+            elif kind is InstrumentSettled:      # the last line of its settlement history
+                market.append(ev)
             if listening and kind in ACCOUNT_EVENTS:
                 accounts.add(ev.account_id)
             if admin and isinstance(ev, ClearingEvent):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import time
 
 import msgspec
 import pytest
@@ -179,7 +180,7 @@ inputs_strategy = st.builds(
         debt=Debt(principal, rate, min(tenor, months)), vol=vol),
     st.integers(1, 5000), st.integers(1, 6), st.floats(0.0, 1.0), st.floats(-0.5, 0.5),
     st.floats(0.0, 3.0), st.floats(1.0, 1e8), st.floats(0.0, 0.5), st.integers(1, 6),
-    st.floats(0.0, 2.0))
+    st.floats(0.0, 1.5))
 CURVE_H = [Contract(f"H100-2027-{m:02d}", "month", D(2027, m, 1), D(2027, m + 1, 1),
                     1800 + 20 * m, True) for m in range(4, 10)]
 
@@ -257,3 +258,46 @@ def test_the_contracts_are_the_floor_of_the_decimal_ratio_not_of_its_float():
     assert plan(inputs, CURVE, NOW, no_margin, book_of(1000, 1990)).lots == [29, 29, 29]
     assert [whole(x, 100) for x in (0.29, 0.57, 0.58, 0.5, 1.0, 0.0)] == [29, 57, 58, 50, 100, 0]
     assert whole(0.8, 7) == 5 and whole(0.123456789, 10**7) == 1_234_567
+
+
+def test_the_search_is_bounded_when_a_contract_adds_less_than_float_precision():
+    """With a tiny volatility a contract adds 1e-7 USD to a month of 1.4e10: the slope
+    taken as a difference of two CFADS was noise, and the search then stepped one contract
+    at a time towards 10 million (201 s on the event loop), or gave up although the cap
+    meets the targets. Now the slope is h (F - S) itself and the search bisects."""
+    inputs = Inputs(gpus=10_000_000, start=D(2027, 4, 1), months=1, utilisation=1.0, opex=0.0,
+                    vol=0.00005, debt=Debt(1.0, 0.0, 1), dscr_p50=1.0, dscr_p99=1e-12)
+    months = plan(inputs, CURVE, NOW, no_margin, book_of(0, 0)).months
+    cfads = outcome(inputs, months, [0]).cfads[0]["p50"]
+    for extra in (0.5, 5.0, 9.0):
+        tight = msgspec.structs.replace(inputs, debt=Debt(cfads + extra, 0.0, 1))
+        began = time.perf_counter()
+        q = plan(tight, CURVE, NOW, no_margin, book_of(0, 0)).contracts_needed
+        assert time.perf_counter() - began < 0.5
+        hedged = outcome(tight, months, [10_000_000])
+        if hedged.min_dscr["p50"] >= 1.0 and hedged.min_dscr["p99"] >= 1e-12:
+            assert q is not None
+            assert outcome(tight, months, [q]).min_dscr["p50"] >= 1.0
+            assert q == 0 or outcome(tight, months, [q - 1]).min_dscr["p50"] < 1.0
+        else:
+            assert q is None
+
+
+def test_a_plan_past_the_calendar_is_refused_not_an_internal_error():
+    with pytest.raises(PlanError) as refused:
+        plan(msgspec.structs.replace(EXAMPLE, start=D(9999, 12, 1), months=1,
+                                     debt=Debt(1.0, 0.0, 1)), CURVE, NOW, no_margin, book_of(1, 1))
+    assert (refused.value.reason, refused.value.field) == (RejectReason.INVALID_PARAMS, "months")
+
+
+def test_the_volatility_is_at_most_150_percent_so_a_p99_rally_is_a_rally():
+    """With sigma sqrt(tau) above 4.65 the 'P99 rally' price falls below the forward and
+    vm_stress turns negative (it did at a volatility of 5). A plan starts inside the listed
+    curve (3 years) and runs at most 60 months, so tau < 8.1 years; 150% keeps it a rally."""
+    with pytest.raises(PlanError) as refused:
+        plan(msgspec.structs.replace(EXAMPLE, vol=1.6), CURVE, NOW, no_margin, book_of(1, 1))
+    assert refused.value.field == "vol"
+    assert 1.5 * math.sqrt(8.1) < 4.65
+    far = msgspec.structs.replace(EXAMPLE, vol=1.5, start=D(2028, 1, 1), months=60,
+                                  extrapolate=True, debt=Debt(1.0, 0.0, 60))
+    assert plan(far, CURVE, NOW, no_margin, book_of(1, 1)).vm_stress > 0

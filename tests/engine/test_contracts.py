@@ -435,6 +435,7 @@ class TestLoadProducts:
         (product_toml(vol='"0.00001"'), "H100", "vol"),
         (product_toml(vol='"0"'), "H100", "vol"),
         (product_toml(vol='"9"'), "H100", "vol"),
+        (product_toml(vol='"1.5001"'), "H100", "vol"),
         (product_toml() + product_toml(reference_price='"2.20"'), "H100", "gpu_class"),
     ])
     def test_invalid_product_raises_config_error_naming_product_and_key(self, text, product, key):

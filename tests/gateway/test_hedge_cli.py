@@ -52,6 +52,15 @@ def test_hedge_prints_the_plan_as_json_csv_and_a_table(live_server):
     assert len([line for line in text.splitlines() if line.startswith("2027-")]) == 6
 
 
+def test_a_report_that_cannot_be_written_is_a_one_line_error(live_server, tmp_path):
+    """The plan is printed all the same; the report's failure is one line, exit 1."""
+    for where in (tmp_path / "missing" / "plan.html", tmp_path):
+        result = gpux("hedge", *PLAN, "--report", str(where), "--url", live_server.url)
+        assert result.returncode == 1 and "locked revenue" in result.stdout
+        assert result.stderr.startswith("gpux: cannot write the report to") and \
+            result.stderr.count("\n") == 1, result.stderr
+
+
 def test_bad_hedge_inputs_exit_with_the_field(live_server):
     refused = gpux("hedge", *PLAN[:-2], "--hedge-ratio", "1.5", "--url", live_server.url)
     assert refused.returncode == 1 and "invalid_params" in refused.stderr \

@@ -55,6 +55,13 @@ def test_the_worked_example_over_the_wire(venue):
     assert needed is not None and plan["hedge_ratio_needed"] == f"{needed / 100:.4f}"
 
 
+def test_the_volatility_given_comes_back_in_its_plain_form(venue):
+    for given, shown in (("0.50", "0.50"), ("00.5", "0.5"), ("-0", "0"), ("-0.0", "0.0")):
+        plan = venue.result(venue.session(), "analytics.hedge_plan", **{**EXAMPLE,
+                                                                       "vol": given})
+        assert plan["vol"] == shown
+
+
 def test_a_plan_reads_and_changes_nothing(venue):
     before = venue.digest()
     venue.result(venue.session(), "analytics.hedge_plan", **EXAMPLE)
@@ -83,6 +90,9 @@ BAD = [
     ({"extrapolate": "yes"}, -32602, "invalid_params", "extrapolate"),
     ({"leverage": 3}, -32602, "invalid_params", "leverage"),
     ({"gpu_class": "Z9"}, 210, "unknown_gpu_class", "gpu_class"),
+    ({"vol": "1.6"}, -32602, "invalid_params", "vol"),
+    ({"start": "9999-12", "months": 1, "debt": {"principal": "1", "rate": "0", "tenor": 1}},
+     -32602, "invalid_params", "months"),
     ({"months": 60, "debt": {"principal": "1", "rate": "0", "tenor": 60}}, 217,
      "horizon_beyond_curve", "months"),
 ]

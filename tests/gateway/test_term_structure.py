@@ -15,7 +15,7 @@ from collections import Counter
 
 from clearing.margin import requirement
 from clearing.messages import Cascaded, InstrumentSettled, RollListing, SubmitObservation
-from engine.contracts import parse_symbol
+from engine.contracts import parse_symbol, utc_day
 from engine.messages import InstrumentDelisted, InstrumentListed, PlaceOrder, Side
 from gateway.core.scheduler import Scheduler
 from gateway.storage.recovery import build, recover, state_digest
@@ -175,6 +175,12 @@ def test_two_years_of_days_keep_the_calendar_full_and_cascade_exactly(tmp_path):
     delisted = [ev.symbol for ev in sim.events if type(ev) is InstrumentDelisted]
     assert len(delisted) == len(set(delisted)) == len(settled) + len(done)
     assert sum(bool(ev.accounts) for ev in sim.events if type(ev) is Cascaded) >= 4
+    # A month's final settlement is the last line of its history, tier final, even though
+    # it is delisted (market.settlements).
+    history = sim.v.feed.history
+    for ev in sim.events:
+        if type(ev) is InstrumentSettled:
+            assert history.settlements[ev.symbol][-1] == (utc_day(ev.ts_ns), ev.price, "final")
 
     # The journal replays to the same state.
     sim.v.seal()
