@@ -27,7 +27,7 @@ MAX_QTY = 10**6
 Ticks = Annotated[int, msgspec.Meta(ge=1, le=MAX_PRICE_TICKS)]
 Lots = Annotated[int, msgspec.Meta(ge=1, le=MAX_QTY)]
 ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=36,
-                                            pattern=r"^[A-Za-z0-9_-]+$")]
+                                            pattern=r"^[A-Za-z0-9_-]+\Z")]   # \Z: no final newline
 
 
 def snake_case(name: str) -> str:

@@ -54,7 +54,7 @@ from engine.contracts import ConfigError, Product, load_products, products_from_
 
 Role = Literal["trader", "market_maker", "viewer", "index_provider", "admin"]
 
-ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")]
 Rate = Annotated[float, msgspec.Meta(gt=0, le=1e7)]
 Burst = Annotated[int, msgspec.Meta(ge=1, le=10**8)]
 

@@ -58,7 +58,7 @@ class Login(Params):
     api_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     timestamp: TimeMs
     nonce: Nonce | int
-    signature: Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$")]   # hex HMAC-SHA256
+    signature: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{64}\Z")]   # hex HMAC-SHA256
 
 
 class Heartbeat(Params):

@@ -65,6 +65,8 @@ BAD_ORDERS = [
     ({**ORDER, "tif": "day"}, -32602, "invalid_params", "tif"),
     ({**ORDER, "client_order_id": "has space"}, -32602, "invalid_params", "client_order_id"),
     ({**ORDER, "client_order_id": "x" * 37}, -32602, "invalid_params", "client_order_id"),
+    # "$" matched before a final newline, so this was accepted and echoed (issue 21, 7).
+    ({**ORDER, "client_order_id": "nl-test\n"}, -32602, "invalid_params", "client_order_id"),
     ({**ORDER, "post_onyl": True}, -32602, "invalid_params", "post_onyl"),
     ({**ORDER, "liquidation": True}, -32602, "invalid_params", "liquidation"),   # clearing's
     ({**ORDER, "type": "market", "price": None, "post_only": True}, -32602, "invalid_params",
