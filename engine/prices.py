@@ -42,7 +42,7 @@ MAX_PRICE_TICKS = 10**9
 MICROS_PER_USD = 1_000_000
 PRICE_DECIMALS = 3
 MONEY_DECIMALS = 6
-MAX_MONEY_DIGITS = 15
+MAX_MONEY_DIGITS = 12         # under 10**12 USD: its micro-dollars fit in 64 bits with room
 """At most this many significant digits of whole USD in a money string (< 10**15 USD)."""
 
 _TICKS_PER_USD = MICROS_PER_USD // TICK_MICROS

@@ -90,7 +90,8 @@ _MEANINGS = {
     RejectReason.INVALID_OBSERVATION: "the observation's price or hours is out of range",
     RejectReason.TIMESTAMP_IN_FUTURE: "the observation's time is ahead of the server clock",
     RejectReason.STALE_OBSERVATION: "the observation is older than the index window",
-    RejectReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD",
+    RejectReason.INVALID_AMOUNT: "the amount must be a positive decimal string of USD, under "
+                                 "10^12 with at most 6 decimals",
     RejectReason.UNKNOWN_ACCOUNT: "no account has this name",
     RejectReason.NO_FIXING: "no fixing of the class is dated that day (none taken yet)",
     RejectReason.HORIZON_BEYOND_CURVE: "a hedge plan runs past the class's listed curve: "

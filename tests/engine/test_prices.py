@@ -237,7 +237,7 @@ class TestMoney:
     @pytest.mark.parametrize("text, micros", [
         ("0", 0), ("0.000000", 0), ("1.5", 1_500_000), ("1500.25", 1_500_250_000),
         ("0.000001", 1), ("1.0000000", 1_000_000), ("007", 7_000_000),
-        ("999999999999999.999999", 10**21 - 1),
+        ("999999999999.999999", 10**18 - 1),
     ])
     def test_valid_amount_parses_to_exact_micros(self, text, micros):
         """Up to 6 decimals (plus trailing zeros) parse exactly; zero is allowed."""
@@ -250,7 +250,7 @@ class TestMoney:
 
     @pytest.mark.parametrize("text", [
         "-1.5", "-0", "+1", "1.0000001", "NaN", "inf", "1e3", " 1", "1 ", "", ".", "1.", ".5",
-        "--1", "1000000000000000", "9" * 5000, "\u0661",
+        "--1", "1000000000000", "999999999999999.999999", "9" * 5000, "\u0661",
     ])
     def test_malformed_negative_or_too_precise_amount_is_invalid_amount(self, text):
         """Signs (unless allowed), a 7th non-zero decimal, exponents and junk are invalid_amount."""
@@ -279,7 +279,7 @@ class TestMoney:
         with pytest.raises(TypeError):
             format_money(micros)
 
-    @given(st.integers(-(10**21) + 1, 10**21 - 1))
+    @given(st.integers(-(10**18) + 1, 10**18 - 1))
     def test_every_amount_round_trips_through_the_wire_string(self, micros):
         """parse_money(format_money(m), allow_negative=True) == m across the whole range."""
         assert parse_money(format_money(micros), allow_negative=True) == micros

@@ -336,3 +336,19 @@ def test_bad_halts_are_refused_and_halt_nothing(venue, params, code, reason, fie
     assert venue.digest() == before
     listed = {i["symbol"]: i for i in venue.result(admin, "market.instruments")}
     assert (listed[SYMBOL]["status"], listed[SYMBOL]["halt_reason"]) == ("open", None)
+
+
+@pytest.mark.parametrize("amount", ["20000000000000", "999999999999999.999999",
+                                    "1000000000000"])
+def test_a_deposit_too_large_for_the_books_is_invalid_amount(venue, amount):
+    """Between about 1.8e13 and 1e15 USD a deposit passed the digit check and overflowed the
+    journal's encoder: internal_error with a traceback (issue 21, 6). Amounts are bounded
+    where they are parsed: under 10^12 USD, whose micro-dollars fit in 64 bits many times
+    over."""
+    admin = venue.session("admin")
+    before = venue.digest()
+    error = venue.error(admin, "admin.deposit", account="trader-1", amount=amount)
+    assert (error["data"]["reason"], error["data"]["field"]) == ("invalid_amount", "amount")
+    assert venue.digest() == before
+    assert venue.result(admin, "admin.deposit", account="trader-1",
+                        amount="999999999999.999999")
