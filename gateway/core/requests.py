@@ -348,4 +348,6 @@ def _decode(frame: str | bytes) -> schema.Request:
         raise error from None
     except msgspec.DecodeError as exc:
         raise RpcError(RpcReason.PARSE_ERROR, f"the frame is not valid JSON: {exc}") from None
+    except RecursionError:        # nested past the decoder's depth: the id is out of reach too
+        raise RpcError(RpcReason.INVALID_REQUEST, "the request is nested too deeply") from None
 

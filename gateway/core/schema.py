@@ -33,17 +33,23 @@ Tif = Literal["gtc", "gtd", "ioc", "fok"]
 Stp = Literal["cancel_newest", "cancel_oldest", "cancel_both", "decrement"]
 
 
+# A request's id: an integer within 64 bits or a string of at most 64 characters; no other
+# is echoed back (a client could make every answer carry thousands of digits).
+Id = Annotated[int, msgspec.Meta(ge=-2**63, le=2**63 - 1)] | Annotated[
+    str, msgspec.Meta(max_length=64)]
+
+
 class Request(msgspec.Struct, forbid_unknown_fields=True):
     """One JSON-RPC 2.0 request; ``params`` is decoded later by the method's own Struct."""
     jsonrpc: Literal["2.0"]
-    id: int | str
+    id: Id
     method: str
     params: msgspec.Raw = msgspec.Raw(b"{}")
 
 
 class RequestId(msgspec.Struct):
     """Just the id of a request that failed validation, so the error can still echo it."""
-    id: int | str | None = None
+    id: Id | None = None
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -41,6 +41,21 @@ MALFORMED = [
     (frame("order.launch", {}, "x"), -32601, "method_not_found", "x"),
     (frame("session.test", []), -32602, "invalid_params", 1),
     (frame("session.test", {"now": 1}), -32602, "invalid_params", 1),
+    # Ids are bounded (issue 21, 9): an integer within 64 bits or a string of at most 64
+    # characters; anything else is not echoed.
+    ('{"jsonrpc": "2.0", "id": ' + "9" * 3000 + ', "method": "session.test"}', -32600,
+     "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": 9223372036854775808, "method": "session.test"}', -32600,
+     "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": "' + "x" * 65 + '", "method": "session.test"}', -32600,
+     "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": -9223372036854775808, "method": "session.test", "x": 1}',
+     -32600, "invalid_request", -9223372036854775808),
+    # Nesting past the decoder's depth was internal_error with a traceback (issue 21, 5).
+    ('{"jsonrpc": "2.0", "id": 7, "method": "session.test", "params": ' + '{"a": ' * 1000
+     + "1" + "}" * 1001, -32600, "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": 8, "params": ' + "[" * 30_000 + "]" * 30_000 + "}", -32600,
+     "invalid_request", None),
 ]
 
 
@@ -352,3 +367,21 @@ def test_a_deposit_too_large_for_the_books_is_invalid_amount(venue, amount):
     assert venue.digest() == before
     assert venue.result(admin, "admin.deposit", account="trader-1",
                         amount="999999999999.999999")
+
+
+def test_deeply_nested_frames_draw_on_the_bucket_and_log_no_traceback(tmp_path, caplog):
+    """2,000 frames nested 1,000 deep got 2,000 internal_error answers, no rate limit and a
+    traceback each (issue 21, 5): now each is a typed error charged like any bad frame."""
+    venue = InProcess(tmp_path / "data", "[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
+    session = venue.session()
+    deep = '{"jsonrpc": "2.0", "id": 7, "method": "session.test", "params": ' + \
+        '{"a": ' * 1000 + "1" + "}" * 1001
+    reasons = [venue.send(session, deep)[0]["error"]["data"]["reason"] for _ in range(5)]
+    assert reasons == ["invalid_request"] * 3 + ["rate_limited"] * 2
+    assert "Traceback" not in caplog.text
+    trader = venue.session("trader-1")
+    inner = '{"jsonrpc": "2.0", "id": 9, "method": "order.place", "params": {"symbol": ' + \
+        "[" * 2000 + "]" * 2000 + "}}"
+    reply = venue.send(trader, inner)[0]      # the envelope's own decoding meets it first
+    assert (reply["id"], reply["error"]["data"]["reason"]) == (None, "invalid_request")
+    assert len(venue.venue.exchange.orders) == 0
