@@ -14,9 +14,9 @@ from typing import Callable, NamedTuple
 import msgspec
 
 from engine.messages import (
-    CancelAll, CancelOrder, InstrumentStatus, OrderAccepted, OrderDuplicate, OrderReplaced,
-    OrderType, PlaceOrder, PlaceStrip, RejectReason, ReplaceOrder, SetInstrumentStatus, Side,
-    StripExecuted, TimeInForce,
+    CancelAll, CancelOrder, InstrumentStatus, OrderAccepted, OrderCancelled, OrderDuplicate,
+    OrderReduced, OrderReplaced, OrderType, PlaceOrder, PlaceStrip, RejectReason, ReplaceOrder,
+    SetInstrumentStatus, Side, StripExecuted, TimeInForce,
 )
 from clearing.messages import (
     Deposit, FixIndex, IndexFixed, IndexValue, SetExternalIndex, Settle, Settled,
@@ -114,10 +114,18 @@ def _placed(core, session, outcome):
         core.remember(session, ev.order_id)
         view = outcome.view(ev.order_id)
         if view.status == "cancelled" and view.filled_qty == 0 \
-                and view.cancel_reason == "self_trade":
-            raise codec.self_trade_prevented(ev.order_id)
+                and view.cancel_reason == "self_trade" and not _touched_others(outcome, ev):
+            raise codec.self_trade_prevented(ev.order_id)       # an error: nothing changed
         return view
     raise AssertionError(f"order.place produced no outcome: {outcome.events}")
+
+
+def _touched_others(outcome, accepted: OrderAccepted) -> bool:
+    """Whether placing the order changed another order (self-trade prevention's decrement
+    or cancel_both reduce or cancel the resting one): then the answer is the order, not an
+    error, since an error means that nothing changed."""
+    return any(type(ev) in (OrderCancelled, OrderReduced) and ev.order_id != accepted.order_id
+               for ev in outcome.events)
 
 
 def place_strip(core, session, p: schema.PlaceStrip):

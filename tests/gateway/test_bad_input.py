@@ -385,3 +385,28 @@ def test_deeply_nested_frames_draw_on_the_bucket_and_log_no_traceback(tmp_path, 
     reply = venue.send(trader, inner)[0]      # the envelope's own decoding meets it first
     assert (reply["id"], reply["error"]["data"]["reason"]) == (None, "invalid_request")
     assert len(venue.venue.exchange.orders) == 0
+
+
+@pytest.mark.parametrize("stp, resting_after", [
+    ("cancel_newest", (5, "open")), ("cancel_oldest", (0, "cancelled")),
+    ("decrement", (2, "open")), ("cancel_both", (0, "cancelled")),
+])
+def test_an_error_always_means_nothing_changed(venue, stp, resting_after):
+    """A buy of 3 meeting the account's own resting sell of 5. With decrement the answer was
+    error 307 self_trade_prevented while the resting order went from 5 lots to 2, and with
+    cancel_both while it was cancelled (issue 21, 8): an error must mean nothing changed.
+    Now only cancel_newest, which touches nothing but the new order, is an error; the others
+    are answered with the new order, cancelled, cancel_reason self_trade."""
+    session = venue.session("trader-1")
+    resting = venue.result(session, "order.place", **{**ORDER, "side": "sell", "qty": 5})
+    reply = venue.call(session, "order.place", **{**ORDER, "qty": 3, "stp": stp})
+    after = venue.result(session, "order.get", order_id=resting["order_id"])
+    assert (after["remaining_qty"], after["status"]) == resting_after
+    if stp == "cancel_newest":
+        assert reply["error"]["data"]["reason"] == "self_trade_prevented"
+    elif stp == "cancel_oldest":                 # the new order rests once the old is gone
+        assert (reply["result"]["status"], reply["result"]["cancel_reason"]) == ("open", None)
+    else:
+        order = reply["result"]
+        assert (order["status"], order["cancel_reason"], order["filled_qty"]) == \
+            ("cancelled", "self_trade", 0)
