@@ -5,6 +5,7 @@ import msgspec
 
 # Close codes (RFC 6455 and the 4000-4999 application range).
 CLOSE_POLICY = 1008            # flooding after rate_limited
+CLOSE_BINARY = (1003, "binary frames are not accepted: send JSON-RPC as text")
 CLOSE_TOO_BIG = 1009           # frame_too_large
 CLOSE_SLOW_CONSUMER = 4000
 CLOSE_HEARTBEAT_TIMEOUT = 4001

@@ -34,6 +34,8 @@ class Outbox:
         self.entries.append((CURRENT, session, frame, channel))
 
     def close(self, session, code: int, reason: str) -> None:
+        """Close the session's connection when the turn ends; it is read no more meanwhile."""
+        session.closing = True
         self.entries.append((CLOSE, session, (code, reason), None))
 
     def insert(self, at: int, session, frame: bytes) -> None:

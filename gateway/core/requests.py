@@ -98,7 +98,11 @@ class Core:
     # -- Requests ---------------------------------------------------------------
 
     def handle(self, session: SessionState, frame: str | bytes, now: float) -> Handled:
-        """Handle one request frame completely; its reply goes in the outbox."""
+        """Handle one request frame completely; its reply goes in the outbox. A session
+        whose close is queued (flooding, a frame too large) is not read any more: frames
+        pipelined behind the one that closed it get nothing."""
+        if session.closing:
+            return Handled(b"", [], [])
         session.last_rx = now
         out = self.out
         self._commands, self._effects = [], []

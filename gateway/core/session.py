@@ -32,6 +32,7 @@ class SessionState:
         self.buckets = self._buckets(now)
         self.channels: set[str] = set()
         self.strikes = 0                       # rate-limited requests in a row
+        self.closing = False                   # its close is queued: read no more of it
         self.cancel_on_disconnect = False
         self.placed: set[int] = set()          # order ids this session placed
         self.placed_limit = PLACED_PRUNE       # prune closed ones from `placed` past this

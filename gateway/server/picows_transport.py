@@ -21,6 +21,7 @@ from picows import (
     ws_create_server,
 )
 
+from gateway.core.effects import CLOSE_BINARY
 from gateway.server.websocket import WS_PATH
 
 _LEN16 = struct.Struct("!BBH")
@@ -107,7 +108,10 @@ class Listener(WSListener):
 
     def on_ws_frame(self, transport, frame) -> None:
         kind = frame.msg_type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+        if kind is WSMsgType.BINARY:          # the protocol is text
+            self.conn.close(*CLOSE_BINARY)
+            self.parts = None
+        elif kind is WSMsgType.TEXT:
             if frame.fin:
                 self._message(frame.get_payload_as_bytes())
             else:

@@ -27,6 +27,7 @@ from websockets.http11 import Request as HttpRequest
 
 from gateway.config import Config
 from gateway.core.effects import Heartbeat
+from gateway.core.effects import CLOSE_BINARY
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
 from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
@@ -165,6 +166,9 @@ class Server:
         conn = self.opened(ws)
         try:
             async for frame in ws:
+                if isinstance(frame, bytes):        # a binary message: the protocol is text
+                    conn.close(*CLOSE_BINARY)
+                    break
                 self.received(conn, frame)
                 if conn.closing is not None:
                     break

@@ -410,3 +410,19 @@ def test_an_error_always_means_nothing_changed(venue, stp, resting_after):
         order = reply["result"]
         assert (order["status"], order["cancel_reason"], order["filled_qty"]) == \
             ("cancelled", "self_trade", 0)
+
+
+def test_a_flooder_is_answered_no_more_once_its_close_is_queued(tmp_path):
+    """A pipelined flood arrives in one turn: the close queued at the fifth strike took
+    effect only when the turn ended, and every frame until then was answered (1,163
+    rate_limited answers where the README says 50; issue 21, 9). Now a session whose close
+    is queued is not read any more."""
+    venue = InProcess(tmp_path / "data", "[limits]\nflood_strikes = 5\n"
+                      "[limits.roles.anonymous]\nrequests = [0.01, 3]\n")
+    session = venue.session()
+    venue.seal()
+    for k in range(200):
+        venue.core.handle(session, frame("session.test", {}, k), venue.now)
+    sent = venue.seal().frames(session)
+    reasons = [json.loads(f).get("error", {}).get("data", {}).get("reason") for f in sent]
+    assert reasons == [None] * 3 + ["rate_limited"] * 5

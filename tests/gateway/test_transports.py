@@ -62,7 +62,8 @@ def test_orders_streams_and_a_fragmented_request(make_server, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_close_codes(make_server, transport):
-    """1009 after frame_too_large, 1008 for flooding, 4001 for a silent client."""
+    """1009 after frame_too_large, 1008 for flooding, 4001 for a silent client, 1003 for a
+    binary frame."""
     live = make_server(config(transport, "[limits]\nflood_strikes = 2\n"
                                          "[limits.roles.trader]\norders = [0.1, 1]\n"))
 
@@ -89,7 +90,15 @@ def test_close_codes(make_server, transport):
         await ws.result("session.heartbeat", interval=1)
         code, reason = await closed_with(ws)
         assert code == 4001 and "heartbeat" in reason
+        # The protocol is text: a binary frame was processed as text (issue 21, 9); now the
+        # connection is closed with 1003 and nothing in it runs.
+        ws = await Ws.open(live, "trader-1")
+        await ws.ws.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "order.place",
+                                     "params": order}).encode())
+        code, reason = await closed_with(ws)
+        assert code == 1003 and "text" in reason
     run(scenario())
+    assert live.call(lambda: len(live.server.venue.exchange.orders)) == 1
 
 
 class RawWs:
