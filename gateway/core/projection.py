@@ -47,12 +47,14 @@ class Outcome:
         user_cancels: account_id -> orders its owner cancelled (order.cancel_all's count).
         touched: Orders whose state changed, in the order they first changed.
         fills: account_id -> its new fills, as the ``fills`` channel sends them.
+        new_fills: order_id -> how many fills this command added to it (the ``orders``
+            channel sends only those: resending them all grew with the square of the fills).
         accounts: Accounts whose collateral, positions or margin may have changed.
         admin: The clearing events the ``admin`` channel reports.
     """
 
     __slots__ = ("events", "refused", "order_event", "user_cancels", "touched", "fills",
-                 "accounts", "admin", "_venue", "_views")
+                 "new_fills", "accounts", "admin", "_venue", "_views")
 
     def __init__(self, events: list, venue) -> None:
         self.events = events
@@ -61,6 +63,7 @@ class Outcome:
         self.user_cancels: dict[int, int] = {}
         self.touched: dict[int, None] = {}
         self.fills: dict[int, list[dict]] = {}
+        self.new_fills: dict[int, int] = {}
         self.accounts: set[int] = set()
         self.admin: list[ClearingEvent] = []
         self._venue = venue
@@ -128,6 +131,9 @@ class Projection:
                 self.curve_dirty.add(class_of[ev.symbol])
                 if listening:
                     touched[ev.maker_order_id] = touched[ev.taker_order_id] = None
+                    new_fills = out.new_fills
+                    for order_id in (ev.maker_order_id, ev.taker_order_id):
+                        new_fills[order_id] = new_fills.get(order_id, 0) + 1
                     out.fills.setdefault(ev.maker_account_id, []).append(fill_row(
                         ev.trade_id, ev.maker_order_id, ev.symbol, -ev.aggressor, ev.price,
                         ev.qty, maker_fee, True, ev.ts_ns))

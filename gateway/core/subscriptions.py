@@ -195,10 +195,13 @@ class Subscriptions:
         the positions and margin of the accounts it may have moved."""
         private = self.private
         for order_id in outcome.touched:
-            view = outcome.view(order_id)
             subscribers = private.get((self.venue.exchange.order(order_id).account_id,
                                        "orders"))
             if subscribers:
+                view = outcome.view(order_id)      # with this command's fills only
+                added = outcome.new_fills.get(order_id, 0)
+                view = msgspec.structs.replace(view, fills=view.fills[len(view.fills) - added:]
+                                               if added else [])
                 frame = notification("orders", view)
                 for s in subscribers:
                     out.send(s, frame)

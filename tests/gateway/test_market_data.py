@@ -330,3 +330,24 @@ def test_the_instruments_channel_says_each_status_change(tmp_path):
             for n in notes] == [
         ("instruments", "status", SYMBOL, "halted", "halted by operations"),
         ("instruments", "status", SYMBOL, "open", None)]
+
+
+def test_the_orders_channel_sends_each_fill_once(tmp_path):
+    """A resting sell lifted one lot at a time: each orders notification re-sent every fill
+    of the order so far, so its cost grew with the square of the fills (issue 21, 2). Now a
+    notification carries the fills of its own command; the order keeps its totals."""
+    venue = InProcess(tmp_path / "data")
+    maker, taker = venue.session("trader-1"), venue.session("trader-2")
+    assert venue.result(maker, "subscribe", channels=["orders"])
+    resting = venue.result(maker, "order.place", symbol=SYMBOL, side="sell", qty=10,
+                           price="2.000")
+    venue.seal()
+    for k in range(4):
+        venue.result(taker, "order.place", symbol=SYMBOL, side="buy", qty=1, price="2.000",
+                     tif="ioc")
+        [note] = [json.loads(f)["params"]["data"] for f in venue.seal().frames(maker)]
+        assert note["order_id"] == resting["order_id"]
+        assert (note["filled_qty"], note["remaining_qty"]) == (k + 1, 9 - k)
+        assert [f["qty"] for f in note["fills"]] == [1]
+    # order.get still has every fill.
+    assert len(venue.result(maker, "order.get", order_id=resting["order_id"])["fills"]) == 4
