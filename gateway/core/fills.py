@@ -17,11 +17,28 @@ WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker,
 class AccountFills:
     """Fills by account, in trade_id order (the order they happened in)."""
 
+    # Filled by reads, not commands: not part of the state (gateway.storage.recovery).
+    CACHES = ("scanned",)
+
     def __init__(self, symbols: list[str]) -> None:
         self.symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(self.symbols)}
         self._fills: dict[int, array] = {}
         self._trade_ids: dict[int, array] = {}
+        # account -> symbol index -> the rows of its fills in that symbol, in order, so a
+        # page of one symbol never walks the others' (it scanned every fill of the account)
+        self._rows: dict[int, dict[int, array]] = {}
+        self.scanned = 0            # rows the last page looked at (the work bound tests check)
+
+    def __setstate__(self, state: dict) -> None:
+        """A snapshot from before the index by symbol: build it from the fills."""
+        self.__dict__.update({"scanned": 0} | state)
+        if "_rows" not in state:
+            self._rows = {}
+            for account_id, fills in self._fills.items():
+                rows = self._rows[account_id] = {}
+                for row in range(len(fills) // WIDTH):
+                    rows.setdefault(fills[row * WIDTH + 2], array("q")).append(row)
 
     def add(self, symbol: str) -> None:
         """A newly listed symbol (the index of a symbol never changes: fills keep it)."""
@@ -39,6 +56,10 @@ class AccountFills:
             if fills is None:
                 fills = self._fills[account_id] = array("q")
                 self._trade_ids[account_id] = array("q")
+            rows = self._rows.setdefault(account_id, {}).get(symbol)
+            if rows is None:
+                rows = self._rows[account_id][symbol] = array("q")
+            rows.append(len(fills) // WIDTH)
             fills.extend((trade.trade_id, order_id, symbol, side, trade.price, trade.qty, fee,
                           maker, trade.ts_ns))
             self._trade_ids[account_id].append(trade.trade_id)
@@ -48,18 +69,21 @@ class AccountFills:
         """The account's fills newest first: at most ``limit``, of ``symbol`` if given, with a
         trade_id below ``before`` if given."""
         fills = self._fills.get(account_id)
+        self.scanned = 0
         if fills is None:
             return []
         ids = self._trade_ids[account_id]
         end = len(ids) if before is None else bisect_left(ids, before)
-        wanted = None if symbol is None else self._index.get(symbol, -1)
+        if symbol is None:
+            rows = range(end - 1, max(end - limit, 0) - 1, -1)
+        else:
+            mine = self._rows[account_id].get(self._index.get(symbol, -1), ())
+            cut = bisect_left(mine, end)
+            rows = [mine[i] for i in range(cut - 1, max(cut - limit, 0) - 1, -1)]
         out = []
-        for i in range(end - 1, -1, -1):
-            if len(out) == limit:
-                break
+        for i in rows:
             row = fills[i * WIDTH:(i + 1) * WIDTH]
-            if wanted is not None and row[2] != wanted:
-                continue
             out.append(fill_row(row[0], row[1], self.symbols[row[2]], row[3], row[4], row[5],
                                 row[6], row[7], row[8]))
+        self.scanned = len(out)
         return out

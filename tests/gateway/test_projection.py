@@ -95,3 +95,40 @@ def test_a_snapshot_taken_in_a_turn_lines_up_with_the_deltas_that_follow(tmp_pat
                 assert data["prev_seq"] == seen, (step, data, seen)
                 seen = data["seq"]
         assert seen == venue.feed.symbols[SYMBOL].book.seq
+
+
+def test_a_symbols_fills_are_found_without_scanning_the_others():
+    """account.fills with a symbol scanned every fill of the account: 200 calls for a symbol
+    never traded, on 62,000 fills, blocked everyone for 2.4 s (issue 21, 3). Now the fills
+    are indexed by symbol: a page looks at no more rows than it returns."""
+    from engine.messages import Side, Trade
+    from gateway.core.fills import AccountFills
+    fills = AccountFills(["H100-2027-03", "H100-2027-04"])
+    for k in range(1, 20_001):
+        symbol = "H100-2027-04" if k % 1000 == 0 else "H100-2027-03"
+        fills.record(Trade(k, symbol, 2000, 1, Side.BUY, 1, 1, 0, 2, 2, 0, k), 0, 0)
+    assert fills.page(1, "H100-2027-04", 5, None) == fills.page(1, "H100-2027-04", 5, None)
+    rows = fills.page(1, "H100-2027-04", 5, None)
+    assert [r["trade_id"] for r in rows] == [20_000, 19_000, 18_000, 17_000, 16_000]
+    assert fills.scanned == 5
+    assert [r["trade_id"] for r in fills.page(1, "H100-2027-04", 3, 17_000)] == \
+        [16_000, 15_000, 14_000] and fills.scanned == 3
+    fills.add("H100-2027-05")
+    assert fills.page(1, "H100-2027-05", 100, None) == [] and fills.scanned == 0
+    assert [r["trade_id"] for r in fills.page(1, None, 2, 5)] == [4, 3] and fills.scanned == 2
+
+
+def test_reading_fills_leaves_the_state_digest_alone(tmp_path):
+    """What a page scanned is not state: a replay, which reads nothing, must match."""
+    from inproc import InProcess
+    venue = InProcess(tmp_path / "data")
+    trader, other = venue.session("trader-1"), venue.session("trader-2")
+    venue.result(trader, "order.place", symbol="H100-2027-03", side="sell", qty=1,
+                 price="2.000")
+    venue.result(other, "order.place", symbol="H100-2027-03", side="buy", qty=1,
+                 price="2.000")
+    venue.seal()
+    before = venue.digest()
+    assert len(venue.result(trader, "account.fills", symbol="H100-2027-03")) == 1
+    assert venue.venue.account_fills.scanned == 1
+    assert venue.digest() == before
