@@ -866,9 +866,15 @@ class Client:
         """Remove the account's quotes (of one symbol); returns how many were cancelled."""
         return (await self.call("order.cancel_quotes", **_params(symbol=symbol)))["cancelled"]
 
-    async def orders(self, symbol: str | None = None) -> list[dict]:
-        """Return the account's open orders."""
-        return await self.call("order.list", **_params(symbol=symbol))
+    async def orders(self, symbol: str | None = None, *, page: int = 1000) -> list[dict]:
+        """Return the account's open orders, oldest first, asking page by page."""
+        out: list[dict] = []
+        while True:
+            batch = await self.call("order.list", **_params(
+                symbol=symbol, limit=page, after=out[-1]["order_id"] if out else None))
+            out += batch
+            if len(batch) < page:
+                return out
 
     async def get_order(self, order_id: int | None = None, *,
                         client_order_id: str | None = None) -> dict:

@@ -161,6 +161,11 @@ class Core:
         self._commands, self._effects = None, []
         return handled
 
+    def charge(self, session: SessionState, n: int) -> None:
+        """Charge a request ``n`` more request tokens (an answer as big as many), or raise
+        rate_limited having charged none."""
+        self._rate_limit(session, REQUEST, session.last_rx, n)
+
     def _rate_limit(self, session: SessionState, category: str, now: float, n: int = 1) -> None:
         """Charge ``n`` tokens of the category (orders: the account's bucket too), or raise
         rate_limited having charged none; too many refusals in a row close the connection."""

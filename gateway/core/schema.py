@@ -126,6 +126,12 @@ class SymbolFilter(Params):
     symbol: Symbol | None = None
 
 
+class OrderListQuery(SymbolFilter):
+    """order.list, paged (an addition): oldest first, ``after`` an order_id."""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 1000
+    after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+
+
 class BookQuery(Params):
     symbol: Symbol
     depth: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None

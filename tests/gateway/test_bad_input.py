@@ -426,3 +426,26 @@ def test_a_flooder_is_answered_no_more_once_its_close_is_queued(tmp_path):
     sent = venue.seal().frames(session)
     reasons = [json.loads(f).get("error", {}).get("data", {}).get("reason") for f in sent]
     assert reasons == [None] * 3 + ["rate_limited"] * 5
+
+
+def test_order_list_pages_and_a_big_answer_costs_its_size(tmp_path):
+    """order.list of 5,000 open orders was 1.9 MB an answer, one token each (issue 21, 4).
+    Now it pages (limit, default 1,000; after: an order_id), oldest first, and an answer
+    costs a request token per 100 orders it holds past the first 100."""
+    venue = InProcess(tmp_path / "data", "[limits.roles.trader]\nrequests = [0.01, 6]\n"
+                      "orders = [100000.0, 100000]\naccount_orders = [100000.0, 100000]\n")
+    trader = venue.session("trader-1")
+    ids = [venue.result(trader, "order.place", **{**ORDER, "price": f"{1.900 + k / 1000:.3f}"})
+           ["order_id"] for k in range(250)]
+    page = venue.result(trader, "order.list", limit=100)
+    assert [o["order_id"] for o in page] == ids[:100]
+    page = venue.result(trader, "order.list", limit=100, after=ids[99])
+    assert [o["order_id"] for o in page] == ids[100:200]
+    # 250 orders: 2 tokens beyond the request's own; the bucket (6) has 3 left, then 0.
+    assert len(venue.result(trader, "order.list")) == 250
+    error = venue.error(trader, "order.list")
+    assert error["data"]["reason"] == "rate_limited"
+    for bad, field in (({"limit": 0}, "limit"), ({"limit": 5001}, "limit"),
+                       ({"after": -1}, "after")):
+        assert venue.error(venue.session("trader-2"), "order.list", **bad)["data"][
+            "field"] == field

@@ -475,3 +475,15 @@ def test_a_channel_the_restarted_server_refuses_is_dropped_and_the_rest_restored
             assert second.call(lambda: sorted(session.state.channels)) == \
                 [f"book.{kept}", f"trades.{kept}"]
     run(scenario())
+
+
+def test_the_client_lists_every_open_order_page_by_page(live_server):
+    """Client.orders asks order.list page by page (it pages now) and returns them all."""
+    async def scenario():
+        a = live_server.account("trader-1")
+        async with Client(live_server.url, api_key=a.api_key, api_secret=a.api_secret) as c:
+            placed = [(await c.place("H100-2027-03", "buy", 1, f"{1.95 + k / 1000:.3f}"))
+                      ["order_id"] for k in range(12)]
+            assert [o["order_id"] for o in await c.orders(page=5)] == placed
+            assert [o["order_id"] for o in await c.orders()] == placed
+    run(scenario())
