@@ -70,7 +70,9 @@ class RoleLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     connections), and how many orders an account may have open at once."""
     orders: Bucket = Bucket(50.0, 100)          # order.place/replace/cancel/cancel_all
     requests: Bucket = Bucket(20.0, 50)         # every other method, and unreadable frames
-    subscriptions: Bucket = Bucket(10.0, 50)    # subscribe/unsubscribe
+    # subscribe (a token per channel) and unsubscribe: the burst is a connection's whole
+    # allowance of channels (max_subscriptions), so it can take them in one request
+    subscriptions: Bucket = Bucket(10.0, 100)
     account_orders: Bucket = Bucket(100.0, 200)
     max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] = 1000
 

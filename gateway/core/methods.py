@@ -353,6 +353,10 @@ def trades(core, session, p: schema.TradesQuery):
 
 
 def subscribe(core, session, p: schema.Channels):
+    """Each channel costs a subscription token (the request has paid for one): each sends
+    a snapshot, and one request of 50 cost one token."""
+    if len(p.channels) > 1:
+        core.charge(session, len(p.channels) - 1, SUBSCRIBE)
     return {"channels": core.subscriptions.subscribe(session, p.channels, core.out)}
 
 

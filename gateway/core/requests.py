@@ -161,10 +161,10 @@ class Core:
         self._commands, self._effects = None, []
         return handled
 
-    def charge(self, session: SessionState, n: int) -> None:
-        """Charge a request ``n`` more request tokens (an answer as big as many), or raise
-        rate_limited having charged none."""
-        self._rate_limit(session, REQUEST, session.last_rx, n)
+    def charge(self, session: SessionState, n: int, category: str = REQUEST) -> None:
+        """Charge a request ``n`` more tokens of its category (an answer as big as many, a
+        subscription to many channels), or raise rate_limited having charged none."""
+        self._rate_limit(session, category, session.last_rx, n)
 
     def _rate_limit(self, session: SessionState, category: str, now: float, n: int = 1) -> None:
         """Charge ``n`` tokens of the category (orders: the account's bucket too), or raise
@@ -181,6 +181,9 @@ class Core:
         if wait == 0.0:
             session.strikes = 0
             return
+        if wait == math.inf:          # more than the bucket ever holds: no wait will do
+            raise RpcError(RejectReason.RATE_LIMITED, f"{n} {category} in one request are more "
+                           "than the rate limit ever allows at once; send fewer")
         session.strikes += 1
         if session.strikes >= self.limits.flood_strikes:
             self.out.close(session, CLOSE_POLICY, "flooding: rate limit exceeded repeatedly")

@@ -449,3 +449,32 @@ def test_order_list_pages_and_a_big_answer_costs_its_size(tmp_path):
                        ({"after": -1}, "after")):
         assert venue.error(venue.session("trader-2"), "order.list", **bad)["data"][
             "field"] == field
+
+
+def test_a_subscription_costs_a_token_per_channel(tmp_path):
+    """One subscribe of 50 channels cost one token, so a pipeline of them cost little while
+    each channel sends a snapshot (issue 21, 1). Now each channel costs one; a request the
+    bucket cannot pay for subscribes nothing."""
+    venue = InProcess(tmp_path / "data", "[limits.roles.anonymous]\n"
+                      "subscriptions = [0.01, 5]\n")
+    session = venue.session()
+    tickers = [f"ticker.H100-2027-0{m}" for m in range(1, 10)]
+    error = venue.error(session, "subscribe", channels=tickers[:6])
+    assert error["data"]["reason"] == "rate_limited"
+    assert session.channels == set()
+    other = venue.session()
+    assert venue.result(other, "subscribe", channels=tickers[:5]) == {"channels": tickers[:5]}
+    assert venue.error(other, "subscribe", channels=tickers[5:6])["data"]["reason"] == \
+        "rate_limited"
+
+
+def test_a_request_bigger_than_its_bucket_is_refused_not_an_internal_error(tmp_path):
+    """More channels in one subscribe than the bucket ever holds: the wait is infinite and
+    turning it into retry_after_ms raised OverflowError (internal_error)."""
+    venue = InProcess(tmp_path / "data", "[limits.roles.anonymous]\n"
+                      "subscriptions = [10.0, 5]\n")
+    session = venue.session()
+    error = venue.error(session, "subscribe", channels=[
+        f"ticker.H100-2027-0{m}" for m in range(1, 9)])
+    assert error["data"]["reason"] == "rate_limited" and "retry_after_ms" not in error["data"]
+    assert session.channels == set()
