@@ -84,7 +84,8 @@ def test_from_scratch_requirement(benchmark):
 
 
 def _book(accounts: int):
-    """A seeded book: ``accounts`` x every listed contract, each account in about half the contracts."""
+    """A seeded book: ``accounts`` x every listed contract, each account in about half of
+    them."""
     import numpy as np
 
     from clearing.margin import make_leg

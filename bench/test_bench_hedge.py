@@ -4,8 +4,8 @@ request core (decoding, the venue's reads, the plan, the answer's encoding).
 A 1,000-GPU H100 cluster over 36 months from the first listed month of the embedded
 default market (12 months, then quarters, then years, then extrapolated), half hedged,
 10 M USD of debt over 20 months (inside what the months and quarters can hedge, so the
-hedge the targets need is searched for); one plan per round. Its figures are in the README ("The hedge plan"): the plan must not
-stall the event loop, so its cost is what to watch.
+hedge the targets need is searched for); one plan per round. Its figures are in the README
+("The hedge plan"): the plan must not stall the event loop, so its cost is what to watch.
 """
 from __future__ import annotations
 

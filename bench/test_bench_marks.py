@@ -1,7 +1,7 @@
 """One mark step of the clearing house against the size of the index window.
 
-The embedded default's 92 contracts (4 classes x 12 months, 8 quarters, 3 years), each class's index
-fed with ``window`` observations from 3 providers, spread over the 12 hours
+The embedded default's 92 contracts (4 classes x 12 months, 8 quarters, 3 years), each
+class's index fed with ``window`` observations from 3 providers, spread over the 12 hours
 before the step (so none ages out while the benchmark runs), and every book
 two-sided. A mark step reads each class's index, moves 92 marks and looks at
 every account's margin: the index must not walk its window to be read (issue

@@ -192,25 +192,23 @@ def calendar(inputs: Inputs, contracts: list[Contract], now_ns: int) -> list[Mon
             after - first) / 2
         tau = round(max(0.0, (middle.timestamp() * 10**9 - now_ns) / YEAR_NS), 9)
         if source is not None:
-            forward = source.mark / 1000
-            month = Month(first, after, (after - first).days * 24, source.symbol, source.tenor,
-                          hedge.symbol if hedge else None, forward, tau,
-                          scenario_prices(forward, tau, inputs.vol))
+            symbol, tenor, forward = source.symbol, source.tenor, source.mark / 1000
         elif last is None and not any(c.end <= first for c in curve):
             raise PlanError(RejectReason.INVALID_PARAMS, "start",
                             f"{month_name(first)} is before the listed curve of the class")
         elif last is None:
             raise PlanError(RejectReason.HORIZON_BEYOND_CURVE, "start",
-                            f"{month_name(first)} is past the listed curve: nothing to extrapolate "
-                            "from")
+                            f"{month_name(first)} is past the listed curve: nothing to "
+                            "extrapolate from")
         elif not inputs.extrapolate:
             raise PlanError(RejectReason.HORIZON_BEYOND_CURVE, "months",
-                            f"{month_name(first)} is past the listed curve; shorten the plan or "
-                            "pass extrapolate")
+                            f"{month_name(first)} is past the listed curve; shorten the plan "
+                            "or pass extrapolate")
         else:
-            month = Month(first, after, (after - first).days * 24, None, "extrapolated",
-                          hedge.symbol if hedge else None, last.forward, tau,
-                          scenario_prices(last.forward, tau, inputs.vol))
+            symbol, tenor, forward = None, "extrapolated", last.forward
+        month = Month(first, after, (after - first).days * 24, symbol, tenor,
+                      hedge.symbol if hedge else None, forward, tau,
+                      scenario_prices(forward, tau, inputs.vol))
         out.append(month)
         if source is not None:
             last = month
@@ -269,10 +267,9 @@ def meets(inputs: Inputs, result: Outcome) -> bool:
             and result.min_dscr["p99"] >= inputs.dscr_p99)
 
 
-def contracts_needed(inputs: Inputs, months: list[Month],
-                     base: Outcome | None = None) -> int | None:
+def contracts_needed(inputs: Inputs, months: list[Month], base: Outcome) -> int | None:
     """The fewest contracts sold in every hedged month that meet both DSCR targets, up to
-    floor(utilisation x GPUs); None if even that does not.
+    floor(utilisation x GPUs); None if even that does not. ``base`` is the plan unhedged.
 
     CFADS is linear in the contracts q: A + q h (F - S) per month and scenario, and
     F - S >= 0 in these scenarios (each is at or below the forward), so more hedge never
@@ -295,8 +292,6 @@ def contracts_needed(inputs: Inputs, months: list[Month],
             else:
                 low = middle + 1
         return low
-    if base is None:                  # the plan unhedged
-        base = outcome(inputs, months, [0] * len(months))
     ds = debt_service(inputs.debt)
     guess = 0
     for k, month in enumerate(months[:inputs.debt.tenor]):

@@ -20,11 +20,13 @@ SYMBOLS = [i.symbol for i in INSTRUMENTS]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.integers(-100_000, 100_000), min_size=len(SYMBOLS), max_size=len(SYMBOLS))
+@given(st.lists(st.lists(st.integers(-100_000, 100_000), min_size=len(SYMBOLS),
+                         max_size=len(SYMBOLS))
                 .map(lambda row: [q if abs(q) % 3 else 0 for q in row]), min_size=1,
                 max_size=20))
 def test_the_full_run_equals_the_reference_for_every_account(rows):
-    """Random books of every listed contract, up to 100,000 lots each way: exactly the reference."""
+    """Random books of every listed contract, up to 100,000 lots each way: exactly the
+    reference."""
     maintenance, initial = MarginRun(SYMBOLS, LEGS, PARAMS).run(np.array(rows))
     for row, m, i in zip(rows, maintenance, initial):
         positions = {s: q for s, q in zip(SYMBOLS, row) if q}

@@ -13,7 +13,7 @@ from engine.contracts import date_to_ns
 from gateway.client.sdk import Client
 from live import LiveServer, run, stop_and_check_replay
 from test_cli_client import gpux
-from test_page import browser, chromium, plan_on_page
+from test_page import browser, chromium, page_of, plan_on_page
 
 PLAN = ["--class", "H100", "--gpus", "100", "--start", "2027-01", "--months", "6",
         "--utilisation", "0.80", "--opex", "0.50", "--principal", "150000", "--rate", "0.12",
@@ -144,7 +144,7 @@ def test_the_worked_example_through_the_command_line(worked_server):
 def test_the_worked_example_on_the_page(worked_server):
     """The planner on the page shows the example's figures."""
     executable = chromium()
-    url = worked_server.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
+    url = page_of(worked_server.url, "H100")
     fields = {"gpus": "100", "start": "2027-04", "months": "3", "utilisation": "0.80",
               "opex": "0.50", "principal": "150000", "rate": "0.12", "tenor": "3",
               "hedge_ratio": "0.5"}

@@ -51,6 +51,12 @@ def chromium() -> str:
     return path
 
 
+def page_of(ws_url: str, fragment: str = "") -> str:
+    """The market page's address on the server of ``ws_url``, with a #fragment if given."""
+    return ws_url.removesuffix("/ws").replace("ws://", "http://") + "/" + (
+        f"#{fragment}" if fragment else "")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -159,7 +165,7 @@ def test_the_page_shows_the_live_market_and_a_trade_placed_from_python(tmp_path)
     executable = chromium()
     data = tmp_path / "data"
     server = Process(data, "--demo")
-    page_url = server.url.removesuffix("/ws").replace("ws://", "http://") + "/"
+    page_url = page_of(server.url)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     async def scenario():
@@ -256,7 +262,7 @@ def test_the_page_asks_again_when_refused_and_follows_the_listing(tmp_path):
     executable = chromium()
     data = tmp_path / "data"
     server = Process(data, "--demo")
-    page_url = server.url.removesuffix("/ws").replace("ws://", "http://") + "/"
+    page_url = page_of(server.url)
     refuse = {"subscribe": 1, "book": 0}     # how many of each are still to be refused
     corrupt = {"book": 0}
     subscribes: list[list[str]] = []
@@ -336,7 +342,7 @@ def test_the_page_follows_a_rolling_listing_without_a_reload(tmp_path):
     jump = [0]
     base = date_to_ns(AS_OF) + 12 * 3600 * 10**9
     live = LiveServer(tmp_path / "data", clock=lambda: base + jump[0] + time.time_ns() - start)
-    page_url = live.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
+    page_url = page_of(live.url, "H100")
     quarter = min((i for i in live.server.instruments if i.kind == "quarter"
                    and i.gpu_class == "H100"), key=lambda i: i.last_trading_ns)
 
@@ -392,7 +398,7 @@ def test_the_planner_asks_for_a_plan_and_draws_it(tmp_path):
     executable = chromium()
     noon = date_to_ns(AS_OF) + 12 * 3600 * 10**9
     live = LiveServer(tmp_path / "data", clock=lambda: noon)   # the plan depends on the time
-    page_url = live.url.removesuffix("/ws").replace("ws://", "http://") + "/#H100"
+    page_url = page_of(live.url, "H100")
     inputs = {"gpus": "100", "start": "2027-01", "months": "6", "utilisation": "0.80",
               "opex": "0.50", "principal": "150000", "rate": "0.12", "tenor": "6",
               "hedge_ratio": "0.5"}

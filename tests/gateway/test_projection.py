@@ -132,3 +132,25 @@ def test_reading_fills_leaves_the_state_digest_alone(tmp_path):
     assert len(venue.result(trader, "account.fills", symbol="H100-2027-03")) == 1
     assert venue.venue.account_fills.scanned == 1
     assert venue.digest() == before
+
+
+def test_a_snapshot_from_before_the_symbol_index_and_the_history_loads():
+    """Snapshots written before the fills' index by symbol and the feed's history lack
+    them: loading rebuilds the index from the fills and starts an empty history."""
+    import pickle
+
+    from engine.messages import Side, Trade
+    from gateway.core.feed import Feed
+    from gateway.core.fills import AccountFills
+    fills = AccountFills(["H100-2027-03", "H100-2027-04"])
+    for k, symbol in enumerate(["H100-2027-03", "H100-2027-04", "H100-2027-03"], start=1):
+        fills.record(Trade(k, symbol, 2000, 1, Side.BUY, 1, 1, 0, 2, 2, 0, k), 0, 0)
+    old = AccountFills.__new__(AccountFills)
+    old.__setstate__({k: v for k, v in pickle.loads(pickle.dumps(fills)).__dict__.items()
+                      if k not in ("_rows", "scanned")})
+    assert old.page(1, "H100-2027-03", 10, None) == fills.page(1, "H100-2027-03", 10, None)
+    assert [r["trade_id"] for r in old.page(1, "H100-2027-03", 10, None)] == [3, 1]
+    feed = Feed(["H100-2027-03"])
+    before = Feed.__new__(Feed)
+    before.__setstate__({k: v for k, v in feed.__dict__.items() if k != "history"})
+    assert before.history.settlements == {} and before.history.knows("H100-2027-03") is False
