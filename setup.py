@@ -1,4 +1,5 @@
-"""Build the Cython extensions of engine/ and the hot path of clearing/.
+"""Build the Cython extensions of engine/, the hot path of clearing/ and the gateway's
+duplicate-key scan.
 
 GPUX_CYTHON_TRACE=1 turns on annotate (HTML next to each .pyx) and line
 tracing, for profiling and coverage runs; the default build has neither.
@@ -15,6 +16,9 @@ extensions = [
     Extension(f"engine.{name}", [f"engine/{name}.pyx"], define_macros=macros,
               extra_compile_args=["-O3"])
     for name in ("book", "exchange")
+] + [
+    Extension("gateway.core.jsonkeys", ["gateway/core/jsonkeys.pyx"], define_macros=macros,
+              extra_compile_args=["-O3"]),
 ] + [
     # Clearing's hot path is plain Python that Cython compiles as it is (pure Python mode).
     Extension(f"clearing.{name}", [f"clearing/{name}.py"], define_macros=macros,

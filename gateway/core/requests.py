@@ -25,6 +25,7 @@ from gateway.core import codec, schema
 from gateway.core.auth import HOUSE_ACCOUNTS
 from gateway.core.effects import CLOSE_POLICY, CLOSE_TOO_BIG
 from gateway.core.errors import RpcError, RpcReason
+from gateway.core.jsonkeys import duplicate_key
 from gateway.core.limits import ORDER, REQUEST, TokenBucket
 from gateway.core.methods import METHODS
 from gateway.core.outbox import Outbox
@@ -106,7 +107,8 @@ class Core:
         session.last_rx = now
         out = self.out
         self._commands, self._effects = [], []
-        size = len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode())
+        size = len(frame) if isinstance(frame, bytes) or frame.isascii() else \
+            len(frame.encode("utf-8", "surrogatepass"))
         if size > self.limits.max_frame_bytes:
             reply = self._reply(session, None, None, RpcError(
                 RejectReason.FRAME_TOO_LARGE, f"the frame is {size} bytes; the limit is "
@@ -346,7 +348,15 @@ class Core:
 
 def _decode(frame: str | bytes) -> schema.Request:
     try:
-        return msgspec.json.decode(frame, type=schema.Request)
+        request = msgspec.json.decode(frame, type=schema.Request)
+        repeated = duplicate_key(frame)         # the decoder takes the last of a key
+        if repeated is not None:
+            key, outermost = repeated
+            error = RpcError(RpcReason.INVALID_REQUEST, f"the key {key[:64]!r} appears twice "
+                             "in one object")
+            error.request_id = None if outermost and key == "id" else request.id
+            raise error
+        return request
     except msgspec.ValidationError as exc:
         text = frame.lstrip()[:1]
         if text in ("[", b"["):
@@ -360,6 +370,8 @@ def _decode(frame: str | bytes) -> schema.Request:
         raise error from None
     except msgspec.DecodeError as exc:
         raise RpcError(RpcReason.PARSE_ERROR, f"the frame is not valid JSON: {exc}") from None
+    except UnicodeEncodeError:     # a lone surrogate, which only an in-process caller can send
+        raise RpcError(RpcReason.PARSE_ERROR, "the frame is not valid UTF-8") from None
     except RecursionError:        # nested past the decoder's depth: the id is out of reach too
         raise RpcError(RpcReason.INVALID_REQUEST, "the request is nested too deeply") from None
 

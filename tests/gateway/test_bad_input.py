@@ -56,6 +56,25 @@ MALFORMED = [
      + "1" + "}" * 1001, -32600, "invalid_request", None),
     ('{"jsonrpc": "2.0", "id": 8, "params": ' + "[" * 30_000 + "]" * 30_000 + "}", -32600,
      "invalid_request", None),
+    # A key twice in one object was taken last-wins, so what a log or a proxy read as
+    # admin.state ran session.test (issue 21, 9): a request that says two things is refused,
+    # at any depth and however the key is written.
+    ('{"jsonrpc": "2.0", "id": 10, "method": "admin.state", "method": "session.test"}',
+     -32600, "invalid_request", 10),
+    ('{"jsonrpc": "2.0", "id": 11, "method": "session.test", "me\\u0074hod": "admin.state"}',
+     -32600, "invalid_request", 11),
+    ('{"jsonrpc": "2.0", "id": 12, "id": 13, "method": "session.test"}', -32600,
+     "invalid_request", None),                          # which id is meant is not known
+    (frame("order.place", ORDER).replace('"side": "buy"', '"side": "buy", "side": "sell"'),
+     -32600, "invalid_request", 1),
+    ('{"jsonrpc": "2.0", "id": 14, "method": "session.test", "params": {"a": [{"b": 1, "c": '
+     '{"d": 1, "d": 2}}]}}', -32600, "invalid_request", 14),
+    ('{"jsonrpc": "2.0", "id": 15, "method": "session.test", "params": {'
+     + ", ".join(f'"k{i}": 1' for i in range(40)) + ', "k7": 2}}', -32600, "invalid_request", 15),
+    # A text that no UTF-8 can carry (a lone surrogate; only an in-process caller can send
+    # one, a websocket's text is UTF-8): the size check raised out of the core.
+    ('{"jsonrpc": "2.0", "id": 16, "method": "session.test", "params": {"a": "\ud800"}}',
+     -32700, "parse_error", None),
 ]
 
 

@@ -56,6 +56,12 @@ def test_orders_streams_and_a_fragmented_request(make_server, transport):
         assert reply["result"]["status"] == "open"
         delta = (await ws.note(f"book.{SYMBOL}"))["data"]
         assert (delta["type"], delta["bids"]) == ("delta", [["2.000", 2, 1]])
+        # Whatever type the library hands over (text or bytes), a repeated key is refused.
+        await ws.ws.send(request.replace('"id": 99', '"id": 100').replace(
+            '"side": "buy"', '"side": "buy", "side": "sell"'))
+        reply = await ws.response(100)
+        assert reply["error"]["data"]["reason"] == "invalid_request"
+        assert len(await ws.result("order.list")) == 1
         await ws.close()
     run(scenario())
 
