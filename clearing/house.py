@@ -217,9 +217,10 @@ class ClearingHouse:
             amount, reason = cmd.amount, "deposit"
         else:
             # Gains not yet paid as variation margin cannot be taken out: they may go away.
-            collateral = self.ledger.account(cmd.account_id).collateral
-            allowed = (min(self.risk.equity(cmd.account_id), collateral)
-                       - self.risk.margin(cmd.account_id)[1])
+            account = self.ledger.accounts.get(cmd.account_id)
+            allowed = 0 if account is None else (
+                min(self.risk.equity(cmd.account_id), account.collateral)
+                - self.risk.margin(cmd.account_id)[1])
             self.ledger.withdraw(cmd.account_id, cmd.amount, allowed=max(allowed, 0))
             amount, reason = -cmd.amount, "withdrawal"
         events.append(CollateralMoved(cmd.account_id, amount,

@@ -146,8 +146,9 @@ class Ledger:
         if micros <= 0:
             raise LedgerError(RejectReason.INVALID_AMOUNT, "a withdrawal must be positive",
                               "amount")
-        account = self.account(account_id)
-        most = account.collateral if allowed is None else min(allowed, account.collateral)
+        account = self.accounts.get(account_id)       # a refusal creates no account
+        collateral = 0 if account is None else account.collateral
+        most = collateral if allowed is None else min(allowed, collateral)
         if micros > most:
             raise LedgerError(RejectReason.INSUFFICIENT_MARGIN,
                               f"at most {max(most, 0)} micro-USD can be withdrawn", "amount")

@@ -497,3 +497,17 @@ def test_a_request_bigger_than_its_bucket_is_refused_not_an_internal_error(tmp_p
         f"ticker.H100-2027-0{m}" for m in range(1, 9)])
     assert error["data"]["reason"] == "rate_limited" and "retry_after_ms" not in error["data"]
     assert session.channels == set()
+
+
+@pytest.mark.parametrize("amount, reason", [("0", "invalid_amount"), ("1", "insufficient_margin")])
+def test_a_refused_withdrawal_from_an_account_with_nothing_creates_nothing(venue, amount,
+                                                                          reason):
+    """Found by the protocol fuzzer: a refused withdrawal from an account the ledger had never
+    seen (the admin's own) left an empty account behind in the ledger and in the equity
+    cache, so an error changed the state."""
+    admin = venue.session("admin")
+    before = venue.digest()
+    error = venue.error(admin, "admin.withdraw", account="admin", amount=amount)
+    assert error["data"]["reason"] == reason
+    venue.seal()
+    assert venue.digest() == before
