@@ -78,8 +78,12 @@ class BatchingConnection(ServerConnection):
             await self.drain()
 
 
+def _nothing() -> None:
+    pass
+
+
 class Connection:
-    """The outbound side of one connection.
+    """The outbound side of one connection, and its inbox.
 
     Args:
         ws: The websocket.
@@ -106,6 +110,11 @@ class Connection:
         self._wake = asyncio.Event()           # for the writer: drained, or closing
         self._on_pending = on_pending
         self._on_wants_snapshot = on_wants_snapshot
+        # Inbound (gateway.server.inbound): frames read and not yet run, and how the
+        # transport starts reading again once the inbox has room.
+        self.inbox: deque = deque()
+        self.reading_paused = False
+        self.resume_reading = _nothing
 
     # -- Outbound ---------------------------------------------------------------
 

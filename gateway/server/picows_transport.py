@@ -105,6 +105,7 @@ class Listener(WSListener):
     def on_ws_connected(self, transport) -> None:
         self.sock = PicowsSocket(transport)
         self.conn = self.server.opened(self.sock)
+        self.conn.resume_reading = self.sock.transport.resume_reading
 
     def on_ws_frame(self, transport, frame) -> None:
         kind = frame.msg_type
@@ -134,8 +135,8 @@ class Listener(WSListener):
         if len(payload) > self.limit:
             self.conn.close(1009, "message too big")
             return
-        if self.conn.closing is None:
-            self.server.received(self.conn, payload)
+        if self.conn.closing is None and self.server.received(self.conn, payload):
+            self.sock.transport.pause_reading()          # the inbox is full
 
     def on_ws_disconnected(self, transport) -> None:
         if self.sock is not None:

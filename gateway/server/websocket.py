@@ -2,7 +2,8 @@
 
 One event loop (uvloop) and one writer of the engine: each frame is handed to
 the core (gateway.core.requests) and run to completion synchronously, so no
-lock is needed and the order of commands is the order frames were read. At
+lock is needed; connections take turns (gateway.server.inbound), and each
+one's frames run in the order it sent them. At
 the end of a turn ``seal`` takes the core's outbox (replies, private updates,
 market data, each encoded once) and gives it to the durability worker, which
 releases it once the journal holds the turn's commands; then each
@@ -32,6 +33,7 @@ from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
 from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
 from gateway.server.durability import Durability
+from gateway.server.inbound import Inbound
 from gateway.server.startup import Started
 from gateway.web.pages import StaticPages
 
@@ -86,6 +88,7 @@ class Server:
         host = host if host is not None else self.config.server.host
         port = port if port is not None else self.config.server.port
         self.loop = asyncio.get_running_loop()
+        self.inbound = Inbound(self.loop, self._handle, self.end_turn)
         self.durability = Durability(self.journal, self.loop, self._release, self.data_dir,
                                      self.config.journal, (self.venue, self.feed),
                                      self.recovered.snapshot_seq, self.seal)
@@ -169,7 +172,10 @@ class Server:
                 if isinstance(frame, bytes):        # a binary message: the protocol is text
                     conn.close(*CLOSE_BINARY)
                     break
-                self.received(conn, frame)
+                if self.received(conn, frame):      # the inbox is full: read no more
+                    room = self.loop.create_future()
+                    conn.resume_reading = lambda: room.done() or room.set_result(None)
+                    await room
                 if conn.closing is not None:
                     break
         except websockets.ConnectionClosed:
@@ -197,17 +203,23 @@ class Server:
         conn.writer_task = self.loop.create_task(conn.writer())
         return conn
 
-    def received(self, conn: Connection, frame: str | bytes) -> None:
+    def received(self, conn: Connection, frame: str | bytes) -> bool:
+        """A frame read: it runs in its turn (gateway.server.inbound). True when the
+        transport must stop reading the connection until ``conn.resume_reading()``."""
+        return self.inbound.received(conn, frame)
+
+    def _handle(self, conn: Connection, frame: str | bytes) -> None:
         handled = self.core.handle(conn.state, frame, self.loop.time())
         for effect in handled.effects:
             if type(effect) is Heartbeat:
                 self._set_heartbeat(conn, effect.interval)
-        self.end_turn()
 
     def ended(self, conn: Connection) -> None:
-        """The connection is gone: its session ends (cancel-on-disconnect's cancels)."""
+        """The connection is gone: what it sent runs, then its session ends
+        (cancel-on-disconnect's cancels)."""
         if conn not in self.connections:
             return
+        self.inbound.drain(conn)
         self.connections.discard(conn)
         if conn.heartbeat_task is not None:
             conn.heartbeat_task.cancel()

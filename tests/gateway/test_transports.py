@@ -235,3 +235,29 @@ def test_a_close_without_a_code_is_answered_with_a_valid_close_frame(make_server
             f"the server's close frame carries status code {code}"
     finally:
         client.sock.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_pipelined_burst_does_not_hold_up_another_connection(make_server, transport):
+    """A client that pipelines 2,000 orders hands the server 2,000 frames in one or two
+    reads; run one after another, another client's order waited for all of them. Now
+    connections take turns: the other order is placed while most of the burst is still to
+    run, which the order ids show (an order of events, not a time)."""
+    live = make_server(config(transport, "[limits.roles.trader]\n"
+                                         "orders = [1000000.0, 1000000]\n"
+                                         "account_orders = [1000000.0, 1000000]\n"
+                                         "max_open_orders = 5000\n"))
+
+    async def scenario():
+        burst, other = await Ws.open(live, "trader-1"), await Ws.open(live, "trader-2")
+        order = {"symbol": SYMBOL, "side": "buy", "qty": 1, "price": "1.900"}
+        frames = [json.dumps({"jsonrpc": "2.0", "id": 1000 + i, "method": "order.place",
+                              "params": order}) for i in range(2000)]
+        burst.ws.transport.write(b"".join(RawWs.frame(f.encode()) for f in frames))  # at once
+        placed = (await other.result("order.place", **order))["order_id"]
+        ids = [(await burst.response(1000 + i))["result"]["order_id"] for i in range(2000)]
+        before = sum(1 for order_id in ids if order_id < placed)
+        assert before < 500, before          # one after another: 1,116 to 1,592 of them
+        await burst.close()
+        await other.close()
+    run(scenario())
