@@ -114,6 +114,8 @@ class Connection:
         # transport starts reading again once the inbox has room.
         self.inbox: deque = deque()
         self.reading_paused = False
+        self.turn = -1                         # the turn its share below is of
+        self.turn_ends = 0.0                   # when its share of that turn is used up
         self.resume_reading = _nothing
 
     # -- Outbound ---------------------------------------------------------------

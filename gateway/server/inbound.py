@@ -3,73 +3,101 @@
 A client that pipelines hundreds of requests in one write hands the server
 hundreds of frames in one read; run one after another, every other client
 waits for all of them (a burst of the costliest answers the rate limits let
-through held a clean client up for 50 ms). So each connection's frames wait
-in its own inbox, and the scheduler takes one frame from each connection
-that has any, in turn, for a slice of the loop's time; then the loop looks
-at the sockets again (a frame that came meanwhile joins the round) and the
-turn is sealed. A connection's frames still run in the order it sent them,
-and one connection alone runs as fast as before, a slice at a time.
+through held a clean client up for 50 ms). So a connection's frames run as
+they are read only until it has had ``TURN_S`` of the loop's time in this
+turn (from one seal to the next); the rest wait in its inbox, its backlog.
+Backlogs are worked through a slice per turn, a connection's frames ``TURN_S``
+at a time, in turn; meanwhile the loop goes on reading the sockets, and a
+frame from a connection without a backlog runs as soon as it is read. A
+connection's frames still run in the order it sent them; frames that fit in
+a turn run as they did before (first come, first served, and each turn's
+answers to a connection leave in one write).
 
 An inbox holds at most ``INBOX_FRAMES``; a connection that fills it stops
-being read (the transport pauses) until the scheduler has taken half.
+being read (the transport pauses) until half of it has run.
 """
 from __future__ import annotations
 
 from collections import deque
 
 INBOX_FRAMES = 64          # frames read ahead of the core, per connection
-SLICE_S = 0.002            # the core's work between two looks at the sockets
+TURN_S = 0.0005            # a connection's frames in a row, before another's
+SLICE_S = 0.002            # backlogs worked through per turn, beside as long as frames
+                           # ran as they were read (so a backlog never starves)
 
 
 class Inbound:
-    """The round of connections with frames waiting.
+    """Runs frames as they are read, within each connection's share of a turn, and the
+    backlogs of connections past their share, a slice at a time.
 
     Args:
         loop: The event loop.
         handle: ``(conn, frame)``: run one frame through the core.
-        end_turn: Called after each slice (the turn is sealed once the loop has run it).
+        end_turn: Seals the turn once the loop has run what is ready.
     """
 
     def __init__(self, loop, handle, end_turn) -> None:
         self.loop = loop
         self.handle = handle
         self.end_turn = end_turn
-        self._ready: deque = deque()
+        self.turn = 0                      # which turn it is: the seal moves it on
+        self._backlog: deque = deque()
         self._scheduled = False
+        self._ran_at_once = 0.0            # the time frames ran as read, since the last slice
+
+    def sealed(self) -> None:
+        """A turn ended: every connection has its share again."""
+        self.turn += 1
 
     def received(self, conn, frame) -> bool:
-        """Queue a frame of ``conn``; True when its inbox is full: the transport stops
-        reading it until ``conn.resume_reading()``."""
+        """Run a frame of ``conn`` now, or queue it behind the connection's backlog; True
+        when its inbox is full: the transport stops reading it until
+        ``conn.resume_reading()``."""
         inbox = conn.inbox
-        inbox.append(frame)
-        if len(inbox) == 1:
-            self._ready.append(conn)
+        if not inbox:
+            now = self.loop.time()
+            if conn.turn != self.turn:
+                conn.turn, conn.turn_ends = self.turn, now + TURN_S
+            if now < conn.turn_ends:
+                self.handle(conn, frame)
+                self._ran_at_once += self.loop.time() - now
+                self.end_turn()
+                return False
+            self._backlog.append(conn)
             if not self._scheduled:
                 self._scheduled = True
                 self.loop.call_soon(self._serve)
+        inbox.append(frame)
         if len(inbox) >= INBOX_FRAMES:
             conn.reading_paused = True
             return True
         return False
 
     def _serve(self) -> None:
-        """One slice: a frame from each ready connection in turn, until none has any or the
-        slice is used up."""
-        ready, loop, handle = self._ready, self.loop, self.handle
-        deadline = loop.time() + SLICE_S
-        while ready:
-            conn = ready.popleft()
+        """One slice of backlogs: each connection's frames for TURN_S, in turn; then the loop
+        reads the sockets and seals the turn."""
+        backlog, loop, handle = self._backlog, self.loop, self.handle
+        now = loop.time()
+        deadline = now + SLICE_S + self._ran_at_once
+        self._ran_at_once = 0.0
+        while backlog:
+            conn = backlog.popleft()
             inbox = conn.inbox
-            handle(conn, inbox.popleft())
+            turn_ends = now + TURN_S
+            while True:                  # a turn's frames: their answers go in one write
+                handle(conn, inbox.popleft())
+                now = loop.time()
+                if not inbox or now >= turn_ends:
+                    break
             if inbox:
-                ready.append(conn)
+                backlog.append(conn)
             if conn.reading_paused and len(inbox) <= INBOX_FRAMES // 2:
                 conn.reading_paused = False
                 conn.resume_reading()
-            if loop.time() >= deadline:
+            if now >= deadline:
                 break
         self.end_turn()
-        if ready:
+        if backlog:
             loop.call_soon(self._serve)
         else:
             self._scheduled = False
@@ -78,7 +106,7 @@ class Inbound:
         """The connection is ending: run what it sent before it went (at most an inbox)."""
         inbox = conn.inbox
         if inbox:
-            self._ready.remove(conn)
+            self._backlog.remove(conn)
             while inbox:
                 self.handle(conn, inbox.popleft())
         conn.reading_paused = False

@@ -75,6 +75,7 @@ class Server:
         self._flushes: list[Connection] = []
         self._seal_scheduled = False
         self._flush_scheduled = False
+        self.inbound = Inbound(None, self._handle, self.end_turn)    # its loop: start's
         self._next_conn = 1
         self._ws_server = None
         self._tasks: list[asyncio.Task] = []
@@ -87,8 +88,7 @@ class Server:
         """Listen (port 0 picks a free port; ``self.port`` says which) and start the timers."""
         host = host if host is not None else self.config.server.host
         port = port if port is not None else self.config.server.port
-        self.loop = asyncio.get_running_loop()
-        self.inbound = Inbound(self.loop, self._handle, self.end_turn)
+        self.loop = self.inbound.loop = asyncio.get_running_loop()
         self.durability = Durability(self.journal, self.loop, self._release, self.data_dir,
                                      self.config.journal, (self.venue, self.feed),
                                      self.recovered.snapshot_seq, self.seal)
@@ -251,6 +251,7 @@ class Server:
                 channels, conn.conflated = conn.conflated, set()
                 self.core.resync(conn.state, channels)
         outbox = self.core.seal()
+        self.inbound.sealed()
         if self.durability is None:
             self.journal.commit()
             self._release(outbox)
