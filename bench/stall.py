@@ -445,7 +445,9 @@ def clean_client(host: str, port: int, cpus, pipe, interval: float = 0.1) -> Non
 # -- The run -----------------------------------------------------------------------------
 
 def run(seconds: float, only: list[str], fills: int, observations: int, open_orders: int,
-        server_cpus, client_cpus) -> list[dict]:
+        server_cpus, client_cpus, nice: int = 0) -> list[dict]:
+    """Build the state, restart on default limits, run the attacks; a row per attack.
+    ``nice``: this process's (the attacker's) niceness, once the others have started."""
     pin(client_cpus)
     workdir = Path(tempfile.mkdtemp(prefix="gpux-stall-"))
     server = ServerProcess("gpux", cpus=server_cpus, config_text=config(prepare=True),
@@ -470,7 +472,7 @@ def run(seconds: float, only: list[str], fills: int, observations: int, open_ord
         clean = spawn.Process(target=clean_client, args=(server.host, server.port, client_cpus,
                                                       child))
         clean.start()
-        os.nice(10)
+        os.nice(nice)
         time.sleep(1.0)                                   # the clean client's first calls
         rows = []
         for name in ATTACKS:
@@ -531,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     about = machine()                    # before this process is pinned to the client CPUs
     rows = run(args.seconds, only, args.fills, args.observations, args.open_orders,
                parse_cpus(args.server_cpus) if cpus > 1 else None,
-               parse_cpus(args.client_cpus) if cpus > 1 else None)
+               parse_cpus(args.client_cpus) if cpus > 1 else None, nice=10)
     print(about)
     print(table(rows))
     return 0
