@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge build clean
+.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge stall build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ strips: build
 # A 36-month hedge plan over the websocket beside a light read (README figures).
 hedge: build
 	$(PY) -m bench.hedge --n 1000 --months 36
+
+# Each attack of a hostile client against a real server while a clean client calls
+# session.test every 100 ms (README figures).
+stall: build
+	$(PY) -m bench.stall --seconds 10
 
 demo-load: build browser
 	$(PY) -m bench.demo_load --seconds 30 --warmup 10 --repeat 3

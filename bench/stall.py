@@ -335,11 +335,11 @@ async def attack_slow_consumers(target: Target, tally: Tally, stop: float, ctx: 
 
 
 async def attack_half_open(target: Target, tally: Tally, stop: float, ctx: dict) -> None:
-    writers = []
+    streams = []
     for _ in range(100):                                 # TCP only: no upgrade ever comes
-        _, writer = await asyncio.open_connection(target.host, target.port)
+        reader, writer = await asyncio.open_connection(target.host, target.port)
         writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
-        writers.append(writer)
+        streams.append((reader, writer))
     stalled = []
     for _ in range(100):                                 # a frame header, then nothing
         conn = await target.open()
@@ -347,10 +347,10 @@ async def attack_half_open(target: Target, tally: Tally, stop: float, ctx: dict)
         stalled.append(conn)
     tally.sent = 200
     await asyncio.sleep(max(0.0, stop - time.monotonic()))
-    tally.closes["server"] = sum(w.transport.is_closing() for w in writers) + sum(
-        c.closed.done() for c in stalled)
-    for w in writers:
-        w.transport.abort()
+    tally.closes["http"] = sum(reader.at_eof() for reader, _ in streams)
+    tally.closes["stalled"] = sum(c.closed.done() for c in stalled)
+    for _, writer in streams:
+        writer.transport.abort()
     for c in stalled:
         c.transport.abort()
 
