@@ -5,42 +5,51 @@
 while a log, a proxy or an auditor reading the first key sees ``admin.state``;
 a request that says two things is refused instead. The scan runs on every
 frame, after the decoder has accepted it (so the text is valid JSON), and
-costs a pass over its bytes: keys are compared within their own object, at
-most ``MAX_KEYS`` to an object. An object with more keys, one nested deeper
-than ``MAX_DEPTH`` or a key written with escapes (``"me\\u0074hod"`` is
-``method``) goes to the standard library's decoder, which sees every key as
-decoded.
+costs one pass over its bytes whatever the frame holds: keys are compared
+within their own object, as bytes (a key written with escapes, ``"me\\u0074hod"``,
+is decoded first, alone), the first ``SMALL`` of an object one by one and the
+rest of a bigger object in a set. No request nests deeper than a few levels;
+a text nested deeper than ``MAX_DEPTH`` is refused.
 """
 import json
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.string cimport memchr, memcmp
 
 cdef enum:
     MAX_DEPTH = 64
-    MAX_KEYS = 24          # per object; an order's params have 13 at most
-    ALL_KEYS = 256         # in the objects open at once
-    CLEAN = -1             # no key repeats
-    UNSURE = -2            # the scan cannot tell: ask the standard decoder
+    SMALL = 24             # keys of an object compared one by one; an order has 13 at most
+    ALL_KEYS = 1536        # MAX_DEPTH x SMALL: the most the open objects hold one by one
 
 
 cdef class _Found:
-    cdef public object key
-    cdef public int depth
+    cdef object first               # the first key seen twice in one object (bytes)
+    cdef bint id_repeats            # the outermost object's "id" is one of them
+    cdef list keep                  # escaped keys decoded, kept alive while compared
+    cdef list sets                  # per depth: an object's keys past SMALL, or None
 
 
-cdef Py_ssize_t _scan(const unsigned char *p, Py_ssize_t n, _Found found):
-    """Return CLEAN, UNSURE, or the offset of a repeated key (``found`` says which)."""
-    cdef Py_ssize_t key_at[ALL_KEYS]
+cdef void _repeated(_Found found, const unsigned char *key, Py_ssize_t length, int depth):
+    if found.first is None:
+        found.first = key[:length]
+    if depth == 0 and length == 2 and key[0] == b'i' and key[1] == b'd':
+        found.id_repeats = True
+
+
+cdef int _scan(const unsigned char *p, Py_ssize_t n, _Found found) except -1:
+    cdef const unsigned char *key_at[ALL_KEYS]
     cdef Py_ssize_t key_len[ALL_KEYS]
-    cdef int first_key[MAX_DEPTH]         # index in key_at of each open level's first key
+    cdef int first_key[MAX_DEPTH]         # index in key_at of each open object's first key
     cdef char is_object[MAX_DEPTH]
     cdef char expect_key[MAX_DEPTH]
     cdef int depth = -1, keys = 0, k
     cdef Py_ssize_t i = 0, j, length
-    cdef bint escaped
+    cdef bint escaped, seen
     cdef unsigned char c
     cdef const unsigned char *end
+    cdef const unsigned char *key
+    cdef set big
     while i < n:
         c = p[i]
         if c == b'"':
@@ -52,91 +61,78 @@ cdef Py_ssize_t _scan(const unsigned char *p, Py_ssize_t n, _Found found):
                 while p[j] != b'"':
                     j += 2 if p[j] == b'\\' else 1
             if depth >= 0 and expect_key[depth]:
-                if escaped or keys - first_key[depth] >= MAX_KEYS or keys >= ALL_KEYS:
-                    return UNSURE
-                length = j - i - 1
-                for k in range(first_key[depth], keys):
-                    if key_len[k] == length and memcmp(p + key_at[k], p + i + 1, length) == 0:
-                        found.key = p[i + 1:j].decode("utf-8")
-                        found.depth = depth
-                        return i
-                key_at[keys] = i + 1
-                key_len[keys] = length
-                keys += 1
                 expect_key[depth] = False
+                key, length = p + i + 1, j - i - 1
+                if escaped:               # compared as what it decodes to
+                    decoded = json.loads(p[i:j + 1]).encode("utf-8", "surrogatepass")
+                    found.keep.append(decoded)
+                    key, length = <const unsigned char *>PyBytes_AS_STRING(decoded), \
+                        PyBytes_GET_SIZE(decoded)
+                big = found.sets[depth]
+                if big is not None:
+                    name = key[:length]
+                    if name in big:
+                        _repeated(found, key, length, depth)
+                    else:
+                        big.add(name)
+                else:
+                    seen = False
+                    for k in range(first_key[depth], keys):
+                        if key_len[k] == length and memcmp(key_at[k], key, length) == 0:
+                            seen = True
+                            break
+                    if seen:
+                        _repeated(found, key, length, depth)
+                    elif keys - first_key[depth] < SMALL:
+                        key_at[keys] = key
+                        key_len[keys] = length
+                        keys += 1
+                    else:                 # a big object: its keys go in a set
+                        found.sets[depth] = {key_at[k][:key_len[k]]
+                                             for k in range(first_key[depth], keys)}
+                        found.sets[depth].add(key[:length])
             i = j + 1
             continue
         if c == b'{' or c == b'[':
             depth += 1
             if depth == MAX_DEPTH:
-                return UNSURE
+                raise RecursionError("nested too deeply")
             first_key[depth] = keys
             is_object[depth] = c == b'{'
             expect_key[depth] = c == b'{'
+            found.sets[depth] = None
         elif c == b'}' or c == b']':
             keys = first_key[depth]
+            found.sets[depth] = None
             depth -= 1
         elif c == b',' and is_object[depth]:
             expect_key[depth] = True
         i += 1
-    return CLEAN
-
-
-class _Object(dict):
-    """An object as the standard decoder builds it here, with the first key it repeated."""
-    __slots__ = ("repeated",)
-
-
-def _pairs(pairs):
-    obj = _Object(pairs)
-    obj.repeated = None
-    if len(obj) < len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                obj.repeated = key
-                break
-            seen.add(key)
-    return obj
-
-
-def _decode_fully(frame):
-    """duplicate_key's answer from the standard decoder, which decodes every key."""
-    root = json.loads(frame, object_pairs_hook=_pairs)
-    pending = [root]
-    while pending:
-        node = pending.pop()
-        if type(node) is _Object:
-            if node.repeated is not None:
-                return (node.repeated, node is root)
-            pending.extend(node.values())
-        elif type(node) is list:
-            pending.extend(node)
-    return None
+    return 0
 
 
 def duplicate_key(frame):
-    """The first key repeated within one object of a valid JSON text, and whether that
-    object is the outermost; None when no key repeats.
+    """The first key repeated within one object of a valid JSON text, and whether the
+    outermost object's ``id`` repeats (then no id can be echoed); None when no key repeats.
 
     Args:
         frame: str or bytes, valid JSON (the decoder has accepted it).
 
     Raises:
-        RecursionError: the text is nested too deeply to tell.
+        RecursionError: the text nests deeper than MAX_DEPTH.
     """
     cdef const char *data
     cdef Py_ssize_t n
     cdef const unsigned char[:] view
     found = _Found()
+    found.keep = []
+    found.sets = [None] * MAX_DEPTH
     if isinstance(frame, str):
         data = PyUnicode_AsUTF8AndSize(frame, &n)
-        at = _scan(<const unsigned char *>data, n, found)
+        _scan(<const unsigned char *>data, n, found)
     else:
         view = frame
-        at = _scan(&view[0], view.shape[0], found)
-    if at == CLEAN:
+        _scan(&view[0], view.shape[0], found)
+    if found.first is None:
         return None
-    if at == UNSURE:
-        return _decode_fully(frame)
-    return (found.key, found.depth == 0)
+    return (found.first.decode("utf-8", "backslashreplace"), found.id_repeats)

@@ -348,13 +348,15 @@ class Core:
 
 def _decode(frame: str | bytes) -> schema.Request:
     try:
+        if type(frame) is not str and not frame.isascii():
+            frame.decode()               # picows hands text frames over unchecked
         request = msgspec.json.decode(frame, type=schema.Request)
         repeated = duplicate_key(frame)         # the decoder takes the last of a key
         if repeated is not None:
-            key, outermost = repeated
+            key, id_repeats = repeated
             error = RpcError(RpcReason.INVALID_REQUEST, f"the key {key[:64]!r} appears twice "
                              "in one object")
-            error.request_id = None if outermost and key == "id" else request.id
+            error.request_id = None if id_repeats else request.id
             raise error
         return request
     except msgspec.ValidationError as exc:
@@ -363,15 +365,24 @@ def _decode(frame: str | bytes) -> schema.Request:
             raise RpcError(RpcReason.BATCH_NOT_SUPPORTED, "batch requests are not supported: "
                            "send one request per frame") from None
         error = RpcError(RpcReason.INVALID_REQUEST, f"not a JSON-RPC 2.0 request: {exc}")
-        try:
-            error.request_id = msgspec.json.decode(frame, type=schema.RequestId).id
-        except msgspec.DecodeError:
-            pass
+        error.request_id = _readable_id(frame)
         raise error from None
     except msgspec.DecodeError as exc:
         raise RpcError(RpcReason.PARSE_ERROR, f"the frame is not valid JSON: {exc}") from None
-    except UnicodeEncodeError:     # a lone surrogate, which only an in-process caller can send
-        raise RpcError(RpcReason.PARSE_ERROR, "the frame is not valid UTF-8") from None
+    except UnicodeError:        # bytes not UTF-8, or a lone surrogate (in-process only)
+        error = RpcError(RpcReason.PARSE_ERROR, "the frame is not valid UTF-8")
+        error.request_id = _readable_id(frame)
+        raise error from None
     except RecursionError:        # nested past the decoder's depth: the id is out of reach too
         raise RpcError(RpcReason.INVALID_REQUEST, "the request is nested too deeply") from None
 
+
+def _readable_id(frame: str | bytes):
+    """The id of a request that could not be taken, if it can be read at all and is the
+    only one (a repeated id could be either)."""
+    try:
+        request_id = msgspec.json.decode(frame, type=schema.RequestId).id
+        repeated = duplicate_key(frame)
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        return None
+    return None if repeated is not None and repeated[1] else request_id

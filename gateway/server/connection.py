@@ -117,6 +117,7 @@ class Connection:
         self.turn = -1                         # the turn its share below is of
         self.turn_ends = 0.0                   # when its share of that turn is used up
         self.resume_reading = _nothing
+        self.ended = None                      # gone with a backlog: what to do after it
 
     # -- Outbound ---------------------------------------------------------------
 

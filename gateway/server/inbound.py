@@ -18,7 +18,12 @@ being read (the transport pauses) until half of it has run.
 """
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
+
+log = logging.getLogger("gpux.gateway")
+_clock = time.perf_counter          # the loop's own clock moves in whole milliseconds
 
 INBOX_FRAMES = 64          # frames read ahead of the core, per connection
 TURN_S = 0.0005            # a connection's frames in a row, before another's
@@ -44,10 +49,18 @@ class Inbound:
         self._backlog: deque = deque()
         self._scheduled = False
         self._ran_at_once = 0.0            # the time frames ran as read, since the last slice
+        self._stopped = False
 
     def sealed(self) -> None:
         """A turn ended: every connection has its share again."""
         self.turn += 1
+
+    def _run(self, conn, frame) -> None:
+        """One frame; a failure is the core's bug, logged, and the round goes on."""
+        try:
+            self.handle(conn, frame)
+        except Exception:
+            log.exception("a frame of connection %s failed", conn.state.conn_id)
 
     def received(self, conn, frame) -> bool:
         """Run a frame of ``conn`` now, or queue it behind the connection's backlog; True
@@ -55,12 +68,12 @@ class Inbound:
         ``conn.resume_reading()``."""
         inbox = conn.inbox
         if not inbox:
-            now = self.loop.time()
+            now = _clock()
             if conn.turn != self.turn:
                 conn.turn, conn.turn_ends = self.turn, now + TURN_S
             if now < conn.turn_ends:
-                self.handle(conn, frame)
-                self._ran_at_once += self.loop.time() - now
+                self._run(conn, frame)
+                self._ran_at_once += _clock() - now
                 self.end_turn()
                 return False
             self._backlog.append(conn)
@@ -76,8 +89,10 @@ class Inbound:
     def _serve(self) -> None:
         """One slice of backlogs: each connection's frames for TURN_S, in turn; then the loop
         reads the sockets and seals the turn."""
-        backlog, loop, handle = self._backlog, self.loop, self.handle
-        now = loop.time()
+        if self._stopped:
+            return
+        backlog, run = self._backlog, self._run
+        now = _clock()
         deadline = now + SLICE_S + self._ran_at_once
         self._ran_at_once = 0.0
         while backlog:
@@ -85,28 +100,46 @@ class Inbound:
             inbox = conn.inbox
             turn_ends = now + TURN_S
             while True:                  # a turn's frames: their answers go in one write
-                handle(conn, inbox.popleft())
-                now = loop.time()
+                run(conn, inbox.popleft())
+                now = _clock()
                 if not inbox or now >= turn_ends:
                     break
             if inbox:
                 backlog.append(conn)
-            if conn.reading_paused and len(inbox) <= INBOX_FRAMES // 2:
-                conn.reading_paused = False
-                conn.resume_reading()
+            else:
+                self._done(conn)
             if now >= deadline:
                 break
         self.end_turn()
         if backlog:
-            loop.call_soon(self._serve)
+            self.loop.call_soon(self._serve)
         else:
             self._scheduled = False
 
-    def drain(self, conn) -> None:
-        """The connection is ending: run what it sent before it went (at most an inbox)."""
-        inbox = conn.inbox
-        if inbox:
-            self._backlog.remove(conn)
-            while inbox:
-                self.handle(conn, inbox.popleft())
-        conn.reading_paused = False
+    def _done(self, conn) -> None:
+        """A backlog has run: read the connection again, or end it if it has gone."""
+        if conn.ended is not None:
+            then, conn.ended = conn.ended, None
+            then()
+        elif conn.reading_paused:
+            conn.reading_paused = False
+            conn.resume_reading()
+
+    def ended(self, conn, then) -> None:
+        """The connection has gone: what it sent still runs, in its turns (a client that
+        pipelines a read's worth of frames and resets must not stall the others), and
+        ``then()`` after its last frame."""
+        conn.resume_reading = lambda: None     # no socket to read any more
+        if conn.inbox:
+            conn.ended = then
+        else:
+            then()
+
+    def finish(self) -> None:
+        """The server is stopping: every backlog runs now, and nothing more is taken."""
+        while self._backlog:
+            conn = self._backlog.popleft()
+            while conn.inbox:
+                self._run(conn, conn.inbox.popleft())
+            self._done(conn)
+        self._stopped = True

@@ -21,7 +21,7 @@ from picows import (
     ws_create_server,
 )
 
-from gateway.core.effects import CLOSE_BINARY
+from gateway.core.effects import CLOSE_BINARY, CLOSE_NOT_UTF8
 from gateway.server.websocket import WS_PATH
 
 _LEN16 = struct.Struct("!BBH")
@@ -135,6 +135,12 @@ class Listener(WSListener):
         if len(payload) > self.limit:
             self.conn.close(1009, "message too big")
             return
+        if not payload.isascii():          # picows does not check what websockets does
+            try:
+                payload.decode()
+            except UnicodeDecodeError:
+                self.conn.close(*CLOSE_NOT_UTF8)
+                return
         if self.conn.closing is None and self.server.received(self.conn, payload):
             self.sock.transport.pause_reading()          # the inbox is full
 

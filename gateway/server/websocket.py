@@ -138,6 +138,7 @@ class Server:
         if self.journal.closed:
             return
         try:
+            self.inbound.finish()               # what was read runs before the journal ends
             self.seal()
             if self.durability is None:         # never started: nothing to release
                 self.journal.close()
@@ -219,10 +220,12 @@ class Server:
         (cancel-on-disconnect's cancels)."""
         if conn not in self.connections:
             return
-        self.inbound.drain(conn)
         self.connections.discard(conn)
         if conn.heartbeat_task is not None:
             conn.heartbeat_task.cancel()
+        self.inbound.ended(conn, lambda: self._session_ended(conn))
+
+    def _session_ended(self, conn: Connection) -> None:
         self.core.disconnected(conn.state)
         self.end_turn()
 

@@ -183,7 +183,8 @@ def broken(draw):
     """A frame that is not a readable request, or only barely."""
     text, request_id, _ = draw(requests())
     how = draw(st.sampled_from(["truncate", "change", "repeat", "nest", "batch", "id",
-                                "version", "bytes", "not-utf8", "scalar", "wild"]))
+                                "version", "bytes", "not-utf8", "not-utf8-inside", "scalar",
+                                "wild"]))
     if how == "truncate":
         return text[:draw(st.integers(0, max(len(text) - 1, 0)))]
     if how == "change":
@@ -205,6 +206,13 @@ def broken(draw):
         return text.encode()
     if how == "not-utf8":
         return text.encode()[:-1] + b"\xff\xfe" + text.encode()[-1:]
+    if how == "not-utf8-inside":            # in a string, a key, a repeated key: still JSON
+        bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88"]))
+        return draw(st.sampled_from([
+            text.encode().replace(b'": "', b'": "' + bad, 1),
+            text.encode().replace(b'"method"', b'"params": {"' + bad + b'": 1, "' + bad
+                                  + b'": 2}, "method"', 1),
+            text.encode().replace(b'"params": {', b'"params": {"k' + bad + b'": 0, ', 1)]))
     if how == "scalar":
         return json.dumps(draw(SCALARS))
     return json.dumps(draw(WILD))

@@ -75,6 +75,19 @@ MALFORMED = [
     # one, a websocket's text is UTF-8): the size check raised out of the core.
     ('{"jsonrpc": "2.0", "id": 16, "method": "session.test", "params": {"a": "\ud800"}}',
      -32700, "parse_error", None),
+    # Bytes that are not UTF-8 (picows hands text frames over unchecked) in a repeated key,
+    # a key or a value: the scan's or the params' decoding raised out of the request,
+    # internal_error uncharged.
+    (b'{"jsonrpc": "2.0", "id": 17, "method": "session.test", "params": {"\xff": 1, '
+     b'"\xff": 2}}', -32700, "parse_error", 17),
+    (b'{"jsonrpc": "2.0", "id": 18, "method": "session.test", "params": {"\xff": 1}}',
+     -32700, "parse_error", 18),
+    (b'{"jsonrpc": "2.0", "id": 19, "method": "market.curve", "params": {"gpu_class": '
+     b'"H\xc3"}}', -32700, "parse_error", 19),
+    # The id is not echoed when it repeats, whichever key repeats first (it was, 2).
+    ('{"jsonrpc": "2.0", "id": 1, "method": "session.test", "params": {"a": 1, "a": 2}, '
+     '"id": 2}', -32600, "invalid_request", None),
+    ('{"jsonrpc": "2.0", "id": 1, "id": 2}', -32600, "invalid_request", None),
 ]
 
 

@@ -103,6 +103,13 @@ def test_close_codes(make_server, transport):
                                      "params": order}).encode())
         code, reason = await closed_with(ws)
         assert code == 1003 and "text" in reason
+        # A text frame that is not UTF-8: websockets closes with 1007 as RFC 6455 says, and
+        # picows handed it to the core unchecked (internal_error); now both close with 1007.
+        ws = await Ws.open(live, "trader-1")
+        bad = json.dumps({"jsonrpc": "2.0", "id": 10, "method": "order.place",
+                          "params": order}).encode().replace(b"buy", b"b\xffy")
+        ws.ws.transport.write(RawWs.frame(bad))
+        assert (await closed_with(ws))[0] == 1007
     run(scenario())
     assert live.call(lambda: len(live.server.venue.exchange.orders)) == 1
 
