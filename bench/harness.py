@@ -53,7 +53,7 @@ def gpux_config(accounts: list[str], *, queue_soft: int | None = None,
     for role in ("market_maker", "trader"):
         lines += ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}",
                   f"requests = {HIGH_BUCKET}", f"subscriptions = {HIGH_BUCKET}",
-                  f"account_orders = {HIGH_BUCKET}"]
+                  f"account_orders = {HIGH_BUCKET}", f"account_requests = {HIGH_BUCKET}"]
     for i, name in enumerate(accounts, start=1):
         key, secret = credentials(name)
         lines += ["", "[[account]]", f'account = "{name}"', 'role = "market_maker"',

@@ -77,6 +77,7 @@ def config(prepare: bool) -> str:
         for role in ("market_maker", "index_provider"):
             lines += ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}",
                       f"requests = {HIGH_BUCKET}", f"account_orders = {HIGH_BUCKET}",
+                      f"account_requests = {HIGH_BUCKET}",
                       "max_open_orders = 100000"]
     for i, (name, role) in enumerate(ACCOUNTS.items(), start=1):
         key, secret = credentials(name)

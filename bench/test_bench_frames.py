@@ -70,7 +70,8 @@ def test_whole_order(benchmark, tmp_path):
     """An order placed and cancelled through Core.handle (journal without fsync)."""
     benchmark.group = "decode order"
     venue = InProcess(tmp_path / "data", "[limits.roles.trader]\norders = [1e7, 10000000]\n"
-                      "requests = [1e7, 10000000]\naccount_orders = [1e7, 10000000]\n")
+                      "requests = [1e7, 10000000]\naccount_orders = [1e7, 10000000]\n"
+                      "account_requests = [1e7, 10000000]\n")
     session = venue.session("trader-1")
     core = venue.core
     place = ORDER.replace('"mm-000123"', "null")

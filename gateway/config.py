@@ -74,6 +74,9 @@ class RoleLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # allowance of channels (max_subscriptions), so it can take them in one request
     subscriptions: Bucket = Bucket(10.0, 100)
     account_orders: Bucket = Bucket(100.0, 200)
+    # every other method, over all the account's connections: a reconnect gets a new
+    # connection's burst, never a new account's
+    account_requests: Bucket = Bucket(40.0, 100)
     max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] = 1000
 
 
@@ -83,16 +86,18 @@ class RoleLimitsPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     requests: Bucket | None = None
     subscriptions: Bucket | None = None
     account_orders: Bucket | None = None
+    account_requests: Bucket | None = None
     max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] | None = None
 
 
 DEFAULT_ROLE_LIMITS: dict[str, RoleLimits] = {
     "trader": RoleLimits(),
     "market_maker": RoleLimits(orders=Bucket(500.0, 1000), requests=Bucket(100.0, 200),
-                               account_orders=Bucket(1000.0, 2000), max_open_orders=5000),
+                               account_orders=Bucket(1000.0, 2000),
+                               account_requests=Bucket(200.0, 400), max_open_orders=5000),
     "viewer": RoleLimits(),
     "index_provider": RoleLimits(),
-    "admin": RoleLimits(requests=Bucket(100.0, 200)),
+    "admin": RoleLimits(requests=Bucket(100.0, 200), account_requests=Bucket(200.0, 400)),
     "anonymous": RoleLimits(),    # a connection before auth.login
 }
 
@@ -100,6 +105,8 @@ DEFAULT_ROLE_LIMITS: dict[str, RoleLimits] = {
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_frame_bytes: Annotated[int, msgspec.Meta(ge=1024, le=2**24)] = 65536
     max_subscriptions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    # Connections open at once from one address; past it a new one is closed with 1013.
+    max_connections_per_address: Annotated[int, msgspec.Meta(ge=1)] = 1024
     # Outbound messages queued for one connection: past `queue_soft` its book
     # streams are conflated into snapshots; past `queue_hard` it is disconnected.
     queue_soft: Annotated[int, msgspec.Meta(ge=1)] = 256

@@ -7,6 +7,7 @@ import msgspec
 CLOSE_POLICY = 1008            # flooding after rate_limited
 CLOSE_BINARY = (1003, "binary frames are not accepted: send JSON-RPC as text")
 CLOSE_NOT_UTF8 = (1007, "a text frame must be UTF-8")    # RFC 6455; websockets' own too
+CLOSE_TOO_MANY = (1013, "too many connections from this address; try again later")
 CLOSE_TOO_BIG = 1009           # frame_too_large
 CLOSE_SLOW_CONSUMER = 4000
 CLOSE_HEARTBEAT_TIMEOUT = 4001

@@ -37,6 +37,8 @@ from gateway.core.subscriptions import Subscriptions
 log = logging.getLogger("gpux.gateway")
 
 _encode = msgspec.json.Encoder().encode
+# What an account's connections draw on together, beside their own buckets.
+ACCOUNT_BUCKETS = {ORDER: "account_orders", REQUEST: "account_requests"}
 
 
 class Handled(msgspec.Struct):
@@ -73,7 +75,7 @@ class Core:
         self.snapshot_seq = 0                  # the adapter's newest snapshot
         self.projection = Projection(venue, feed)
         self.subscriptions = Subscriptions(venue, feed, accounts, limits.max_subscriptions)
-        self.account_buckets: dict[int, TokenBucket] = {}
+        self.account_buckets: dict[tuple[int, str], TokenBucket] = {}
         self.out = Outbox()
         self._commands: list | None = None     # the current request's, while it runs
         self._effects: list = []
@@ -169,14 +171,16 @@ class Core:
         self._rate_limit(session, category, session.last_rx, n)
 
     def _rate_limit(self, session: SessionState, category: str, now: float, n: int = 1) -> None:
-        """Charge ``n`` tokens of the category (orders: the account's bucket too), or raise
-        rate_limited having charged none; too many refusals in a row close the connection."""
+        """Charge ``n`` tokens of the category (orders and requests: the account's bucket
+        too), or raise rate_limited having charged none; too many refusals in a row close
+        the connection."""
         wait = session.buckets[category].take(now, n)
-        if wait == 0.0 and category == ORDER and session.account is not None:
-            bucket = self.account_buckets.get(session.account_id)
+        if wait == 0.0 and category in ACCOUNT_BUCKETS and session.account is not None:
+            key = (session.account_id, category)
+            bucket = self.account_buckets.get(key)
             if bucket is None:
-                spec = session.role_limits.account_orders
-                bucket = self.account_buckets[session.account_id] = TokenBucket(spec, now)
+                spec = getattr(session.role_limits, ACCOUNT_BUCKETS[category])
+                bucket = self.account_buckets[key] = TokenBucket(spec, now)
             wait = bucket.take(now, n)
             if wait:
                 session.buckets[category].give_back(n)

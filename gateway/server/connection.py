@@ -118,6 +118,7 @@ class Connection:
         self.turn_ends = 0.0                   # when its share of that turn is used up
         self.resume_reading = _nothing
         self.ended = None                      # gone with a backlog: what to do after it
+        self.address: str | None = None        # the peer's, for the per-address cap
 
     # -- Outbound ---------------------------------------------------------------
 

@@ -141,7 +141,7 @@ class Listener(WSListener):
             except UnicodeDecodeError:
                 self.conn.close(*CLOSE_NOT_UTF8)
                 return
-        if self.conn.closing is None and self.server.received(self.conn, payload):
+        if self.server.received(self.conn, payload):
             self.sock.transport.pause_reading()          # the inbox is full
 
     def on_ws_disconnected(self, transport) -> None:

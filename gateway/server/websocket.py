@@ -28,7 +28,7 @@ from websockets.http11 import Request as HttpRequest
 
 from gateway.config import Config
 from gateway.core.effects import Heartbeat
-from gateway.core.effects import CLOSE_BINARY
+from gateway.core.effects import CLOSE_BINARY, CLOSE_TOO_MANY
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
 from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
@@ -70,6 +70,7 @@ class Server:
         self.house = self.venue.house
         self.instruments = [m.instrument for m in self.venue.exchange.markets.values()]
         self.connections: set[Connection] = set()
+        self._per_address: dict[str | None, int] = {}
         self.durability: Durability | None = None
         self._resync: set[Connection] = set()
         self._flushes: list[Connection] = []
@@ -202,11 +203,19 @@ class Server:
         conn = Connection(sock, state, self.limits, self._wants_flush, self._wants_snapshot)
         self.connections.add(conn)
         conn.writer_task = self.loop.create_task(conn.writer())
+        peer = sock.transport.get_extra_info("peername")
+        conn.address = peer[0] if peer else None
+        held = self._per_address[conn.address] = self._per_address.get(conn.address, 0) + 1
+        if held > self.limits.max_connections_per_address:
+            conn.close(*CLOSE_TOO_MANY)
         return conn
 
     def received(self, conn: Connection, frame: str | bytes) -> bool:
-        """A frame read: it runs in its turn (gateway.server.inbound). True when the
-        transport must stop reading the connection until ``conn.resume_reading()``."""
+        """A frame read: it runs in its turn (gateway.server.inbound), unless the connection
+        is closing. True when the transport must stop reading the connection until
+        ``conn.resume_reading()``."""
+        if conn.closing is not None:
+            return False
         return self.inbound.received(conn, frame)
 
     def _handle(self, conn: Connection, frame: str | bytes) -> None:
@@ -221,6 +230,11 @@ class Server:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
+        left = self._per_address[conn.address] - 1
+        if left:
+            self._per_address[conn.address] = left
+        else:
+            del self._per_address[conn.address]
         if conn.heartbeat_task is not None:
             conn.heartbeat_task.cancel()
         self.inbound.ended(conn, lambda: self._session_ended(conn))

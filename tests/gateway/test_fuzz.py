@@ -36,7 +36,7 @@ ACCOUNT_OF = {"trader": "trader-1", "market_maker": "maker-1", "admin": "admin",
               "index_provider": "index-1", "viewer": "viewer-1"}
 UNLIMITED = "".join(f"[limits.roles.{role}]\norders = [1e7, 10000000]\n"
                     "requests = [1e7, 10000000]\nsubscriptions = [1e7, 10000000]\n"
-                    "account_orders = [1e7, 10000000]\n"
+                    "account_orders = [1e7, 10000000]\naccount_requests = [1e7, 10000000]\n"
                     for role in ("anonymous", "trader", "market_maker", "admin",
                                  "index_provider", "viewer"))
 SETTINGS = dict(deadline=None, database=None,

@@ -5,6 +5,7 @@ The rest of the suite runs on the default (picows); these run on both.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -267,4 +268,28 @@ def test_a_pipelined_burst_does_not_hold_up_another_connection(make_server, tran
         assert before < 500, before          # one after another: 1,116 to 1,592 of them
         await burst.close()
         await other.close()
+    run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connections_per_address_are_capped(make_server, transport):
+    """Issue 20: nothing bounded the connections one address could hold open (the stall
+    budget's attackers held hundreds). Past ``max_connections_per_address`` a new one is
+    closed at once with 1013 (try again later); one that ends makes room."""
+    live = make_server(config(transport, "[limits]\nmax_connections_per_address = 3\n"))
+
+    async def scenario():
+        held = [await Ws.open(live) for _ in range(3)]
+        for ws in held:
+            assert "server_time" in await ws.result("session.test")
+        extra = await Ws.open(live)
+        with pytest.raises(ConnectionClosed) as closed:
+            await extra.result("session.test")
+        assert closed.value.rcvd.code == 1013
+        await held[0].close()
+        await asyncio.sleep(0.2)                 # the server sees it go
+        again = await Ws.open(live)
+        assert "server_time" in await again.result("session.test")
+        for ws in held[1:] + [again]:
+            await ws.close()
     run(scenario())
