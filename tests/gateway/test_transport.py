@@ -39,7 +39,8 @@ def test_frames_written_in_one_go_reach_the_client_in_order(make_server, transpo
 
     async def scenario():
         ws = await Ws.open(live_server)
-        conn = next(iter(live_server.server.connections))
+        await ws.result("session.test")     # the server has the connection (opened after 101)
+        conn = live_server.call(lambda: next(iter(live_server.server.connections)))
         assert isinstance(conn.ws, BatchingConnection if transport == "websockets"
                           else PicowsSocket) and conn.ws.writable
         frames = [f'{{"n": {i}, "pad": "{"x" * (i * 97 % 5000)}"}}'.encode()
