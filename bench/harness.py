@@ -51,15 +51,25 @@ def gpux_config(accounts: list[str], *, queue_soft: int | None = None,
     if queue_hard is not None:
         lines.append(f"queue_hard = {queue_hard}")
     for role in ("market_maker", "trader"):
-        lines += ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}",
-                  f"requests = {HIGH_BUCKET}", f"subscriptions = {HIGH_BUCKET}",
-                  f"account_orders = {HIGH_BUCKET}", f"account_requests = {HIGH_BUCKET}"]
+        lines += high_limits(role) + [f"subscriptions = {HIGH_BUCKET}"]
     for i, name in enumerate(accounts, start=1):
-        key, secret = credentials(name)
-        lines += ["", "[[account]]", f'account = "{name}"', 'role = "market_maker"',
-                  f'api_key = "{key}"', f'api_secret = "{secret}"', f"account_id = {i}",
-                  'collateral = "100000000"']
+        lines += account_toml(i, name, "market_maker")
     return "\n".join(lines) + "\n"
+
+
+def high_limits(role: str) -> list[str]:
+    """TOML lines: the role's order and request buckets, its own and its accounts', far
+    above any load."""
+    return ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}", f"requests = {HIGH_BUCKET}",
+            f"account_orders = {HIGH_BUCKET}", f"account_requests = {HIGH_BUCKET}"]
+
+
+def account_toml(account_id: int, name: str, role: str) -> list[str]:
+    """TOML lines: a benchmark account (credentials(name)) with $100 M of collateral."""
+    key, secret = credentials(name)
+    return ["", "[[account]]", f'account = "{name}"', f'role = "{role}"', f'api_key = "{key}"',
+            f'api_secret = "{secret}"', f"account_id = {account_id}",
+            'collateral = "100000000"']
 
 
 def login_params(name: str, nonce: str) -> dict:

@@ -64,12 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpus")
     args = parser.parse_args(argv)
     pin(parse_cpus(args.client_cpus))
-    server = ServerProcess("gpux", cpus=parse_cpus(args.server_cpus), config_text=CONFIG)
-    try:
+    with ServerProcess("gpux", cpus=parse_cpus(args.server_cpus), config_text=CONFIG) as server:
         times = asyncio.run(measure(f"ws://{server.host}:{server.port}/ws", args.n,
                                     args.block, args.months))
-    finally:
-        server.stop()
     print(machine())
     print(latency_table(times))
     return 0

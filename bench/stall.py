@@ -51,7 +51,7 @@ import uvloop
 
 from bench import wsraw
 from bench.harness import (
-    HIGH_BUCKET, ServerProcess, credentials, login_params, parse_cpus, percentile, pin,
+    ServerProcess, account_toml, high_limits, login_params, parse_cpus, percentile, pin,
 )
 from bench.loadgen import machine
 
@@ -63,8 +63,6 @@ FILL_SYMBOL, UNTRADED, LIST_SYMBOL, LIFT_SYMBOL = (
     "H100-2027-03", "H100-2027-06", "H100-2027-04", "H100-2027-05")
 CHURN_SYMBOLS = ["H100-2027-07", "H100-2027-08", "H100-2027-09", "H100-2027-10",
                  "H100-2027-11"]
-ATTACKS = ["baseline", "index", "orders", "fills", "order_list", "nested", "flood",
-           "big_frames", "churn", "slow_consumers", "half_open"]
 _decode = msgspec.json.Decoder().decode
 
 
@@ -75,15 +73,9 @@ def config(prepare: bool) -> str:
     if prepare:
         lines += ["[limits]", "flood_strikes = 1000000"]
         for role in ("market_maker", "index_provider"):
-            lines += ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}",
-                      f"requests = {HIGH_BUCKET}", f"account_orders = {HIGH_BUCKET}",
-                      f"account_requests = {HIGH_BUCKET}",
-                      "max_open_orders = 100000"]
+            lines += high_limits(role) + ["max_open_orders = 100000"]
     for i, (name, role) in enumerate(ACCOUNTS.items(), start=1):
-        key, secret = credentials(name)
-        lines += ["", "[[account]]", f'account = "{name}"', f'role = "{role}"',
-                  f'api_key = "{key}"', f'api_secret = "{secret}"', f"account_id = {i}",
-                  'collateral = "100000000"']
+        lines += account_toml(i, name, role)
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +217,7 @@ async def attack_orders(target: Target, tally: Tally, stop: float, ctx: dict) ->
     """The resting order's owner follows the orders channel; each lift is one more fill."""
     maker = await target.open("maker-a")
     await maker.rpc("subscribe", {"channels": ["orders"]})
-    price = ctx["ask"][LIFT_SYMBOL]
+    price = f"{(ctx['h100'][LIFT_SYMBOL] + 5) / 1000:.3f}"
     resting = {"symbol": LIFT_SYMBOL, "side": "sell", "qty": 10_000, "price": price}
     await maker.rpc("order.place", resting)
     taker = await target.open("taker-a")
@@ -289,7 +281,7 @@ async def attack_big_frames(target: Target, tally: Tally, stop: float, ctx: dict
                            for _ in range(10)))
 
 
-async def churn(target: Target, tally: Tally, stop: float) -> None:
+async def churn(target: Target, tally: Tally, stop: float, marks: dict) -> None:
     """A market maker requoting CHURN_SYMBOLS' two sides: 200 orders a second."""
     maker = await target.open("churner")
     n = 0
@@ -297,7 +289,7 @@ async def churn(target: Target, tally: Tally, stop: float) -> None:
     while time.monotonic() < stop and not maker.closed.done():
         n += 1
         quotes = [{"symbol": s, "side": side, "qty": 1 + n % 7,
-                   "price": quote_price(s, side, n)} for s in CHURN_SYMBOLS
+                   "price": quote_price(marks[s], side, n)} for s in CHURN_SYMBOLS
                   for side in ("buy", "sell")]
         maker.send_many([request(n, "order.mass_quote", {"quotes": quotes})])
         tally.sent += 1
@@ -308,17 +300,14 @@ async def churn(target: Target, tally: Tally, stop: float) -> None:
     tally.take(maker)
 
 
-_PRICES: dict = {}        # H100 months' marks in ticks, read before the attacks
-
-
-def quote_price(symbol: str, side: str, n: int) -> str:
-    mid = _PRICES[symbol]
+def quote_price(mid: int, side: str, n: int) -> str:
+    """A churning quote 3 to 7 ticks off the mark."""
     ticks = mid + (-(3 + n % 5) if side == "buy" else 3 + n % 5)
     return f"{ticks / 1000:.3f}"
 
 
 async def attack_churn(target: Target, tally: Tally, stop: float, ctx: dict) -> None:
-    await churn(target, tally, stop)
+    await churn(target, tally, stop, ctx["h100"])
 
 
 async def attack_slow_consumers(target: Target, tally: Tally, stop: float, ctx: dict) -> None:
@@ -330,7 +319,7 @@ async def attack_slow_consumers(target: Target, tally: Tally, stop: float, ctx: 
         conn.transport.pause_reading()                    # and never reads again
         readers.append(conn)
     tally.sent += len(readers)
-    await churn(target, tally, stop)
+    await churn(target, tally, stop, ctx["h100"])
     for conn in readers:
         conn.transport.abort()
 
@@ -360,9 +349,17 @@ async def attack_baseline(target: Target, tally: Tally, stop: float, ctx: dict) 
     await asyncio.sleep(max(0.0, stop - time.monotonic()))
 
 
+RUNS = {"baseline": attack_baseline, "index": attack_index, "orders": attack_orders,
+        "fills": attack_fills, "order_list": attack_order_list, "nested": attack_nested,
+        "flood": attack_flood, "big_frames": attack_big_frames, "churn": attack_churn,
+        "slow_consumers": attack_slow_consumers, "half_open": attack_half_open}
+ATTACKS = list(RUNS)
+
+
 # -- Building the state ----------------------------------------------------------------
 
-async def prepare(target: Target, fills: int, observations: int, open_orders: int) -> None:
+async def prepare(target: Target, h100: dict, fills: int, observations: int,
+                  open_orders: int) -> None:
     """The index observations, the account with fills and the one with open orders."""
     probe = await target.open()
     curve = await probe.rpc("market.curve", {"gpu_class": "H200"})
@@ -377,7 +374,7 @@ async def prepare(target: Target, fills: int, observations: int, open_orders: in
         conn.send_many(batch)
         await conn.until(conn.answers + len(batch), 60)
     seller, buyer = await target.open("filler-b"), await target.open("filler-a")
-    ask = _PRICES[FILL_SYMBOL] + 5
+    ask = h100[FILL_SYMBOL] + 5
     for _ in range(-(-fills // 10_000)):
         await seller.rpc("order.place", {"symbol": FILL_SYMBOL, "side": "sell",
                                          "qty": 10_000, "price": f"{ask / 1000:.3f}"})
@@ -388,7 +385,7 @@ async def prepare(target: Target, fills: int, observations: int, open_orders: in
         buyer.send_many(batch)
         await buyer.until(buyer.answers + len(batch), 60)
     lister = await target.open("lister")
-    low = _PRICES[LIST_SYMBOL] - 100
+    low = h100[LIST_SYMBOL] - 100
     for start in range(0, open_orders, 1000):
         batch = [request(start + i, "order.place", {
             "symbol": LIST_SYMBOL, "side": "buy", "qty": 1,
@@ -458,16 +455,14 @@ def run(seconds: float, only: list[str], fills: int, observations: int, open_ord
 
         async def build() -> dict:
             known = await marks(target)
-            _PRICES.update(known["H100"])
-            await prepare(target, fills, observations, open_orders)
+            await prepare(target, known["H100"], fills, observations, open_orders)
             return known
         known = uvloop.run(build())
         server.stop()
         server = ServerProcess("gpux", cpus=server_cpus, config_text=config(prepare=False),
                                workdir=workdir)
         target = Target(server.host, server.port)
-        ctx = {"h200_months": sorted(known["H200"])[:12],
-               "ask": {LIFT_SYMBOL: f"{(_PRICES[LIFT_SYMBOL] + 5) / 1000:.3f}"}}
+        ctx = {"h200_months": sorted(known["H200"])[:12], "h100": known["H100"]}
         spawn = mp.get_context("spawn")
         parent, child = spawn.Pipe()
         clean = spawn.Process(target=clean_client, args=(server.host, server.port, client_cpus,
@@ -481,7 +476,7 @@ def run(seconds: float, only: list[str], fills: int, observations: int, open_ord
                 continue
             tally = Tally()
             cpu0, t0 = server.cpu_seconds(), time.monotonic()
-            uvloop.run(globals()[f"attack_{name}"](target, tally, t0 + seconds, ctx))
+            uvloop.run(RUNS[name](target, tally, t0 + seconds, ctx))
             t1 = time.monotonic()
             rows.append({"attack": name, "start": t0, "end": t1, "tally": tally.summary(),
                          "cpu": (server.cpu_seconds() - cpu0) / (t1 - t0)})

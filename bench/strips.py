@@ -106,23 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pin(parse_cpus(args.client_cpus))
     names = account_names("strip", 3)
-    server = ServerProcess("gpux", cpus=parse_cpus(args.server_cpus),
-                           config_text=gpux_config(names))
-    url = f"ws://{server.host}:{server.port}/ws"
-    try:
-        async def run() -> dict:
-            probe = await connect(url)
-            rpc = Rpc(probe)
-            [listed] = await rpc.burst([("market.instruments", {})])
-            await probe.close()
-            months = [i["symbol"] for i in listed["result"] if i["gpu_class"] == "H100"
-                      and i["tenor"] == "month" and i["status"] == "open"
-                      and i["last_trading_time"] > time.time() * 1000 + 3_600_000][:12]
-            await books(url, names[:2], months)
-            return await measure(url, names[2], months, args.n, args.block)
-        times = asyncio.run(run())
-    finally:
-        server.stop()
+
+    async def run(url: str) -> dict:
+        probe = await connect(url)
+        rpc = Rpc(probe)
+        [listed] = await rpc.burst([("market.instruments", {})])
+        await probe.close()
+        months = [i["symbol"] for i in listed["result"] if i["gpu_class"] == "H100"
+                  and i["tenor"] == "month" and i["status"] == "open"
+                  and i["last_trading_time"] > time.time() * 1000 + 3_600_000][:12]
+        await books(url, names[:2], months)
+        return await measure(url, names[2], months, args.n, args.block)
+    with ServerProcess("gpux", cpus=parse_cpus(args.server_cpus),
+                       config_text=gpux_config(names)) as server:
+        times = asyncio.run(run(f"ws://{server.host}:{server.port}/ws"))
     print(machine())
     print(latency_table(times))
     return 0

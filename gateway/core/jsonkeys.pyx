@@ -27,7 +27,7 @@ cdef class _Found:
     cdef object first               # the first key seen twice in one object (bytes)
     cdef bint id_repeats            # the outermost object's "id" is one of them
     cdef list keep                  # escaped keys decoded, kept alive while compared
-    cdef list sets                  # per depth: an object's keys past SMALL, or None
+    cdef dict sets                  # depth -> the keys of a big object open there
 
 
 cdef void _repeated(_Found found, const unsigned char *key, Py_ssize_t length, int depth):
@@ -49,6 +49,7 @@ cdef int _scan(const unsigned char *p, Py_ssize_t n, _Found found) except -1:
     cdef unsigned char c
     cdef const unsigned char *end
     cdef const unsigned char *key
+    cdef char is_big[MAX_DEPTH]           # the object open at that depth keeps its keys in a set
     cdef set big
     while i < n:
         c = p[i]
@@ -65,11 +66,13 @@ cdef int _scan(const unsigned char *p, Py_ssize_t n, _Found found) except -1:
                 key, length = p + i + 1, j - i - 1
                 if escaped:               # compared as what it decodes to
                     decoded = json.loads(p[i:j + 1]).encode("utf-8", "surrogatepass")
+                    if found.keep is None:
+                        found.keep = []
                     found.keep.append(decoded)
                     key, length = <const unsigned char *>PyBytes_AS_STRING(decoded), \
                         PyBytes_GET_SIZE(decoded)
-                big = found.sets[depth]
-                if big is not None:
+                if is_big[depth]:
+                    big = found.sets[depth]
                     name = key[:length]
                     if name in big:
                         _repeated(found, key, length, depth)
@@ -88,9 +91,12 @@ cdef int _scan(const unsigned char *p, Py_ssize_t n, _Found found) except -1:
                         key_len[keys] = length
                         keys += 1
                     else:                 # a big object: its keys go in a set
-                        found.sets[depth] = {key_at[k][:key_len[k]]
-                                             for k in range(first_key[depth], keys)}
-                        found.sets[depth].add(key[:length])
+                        if found.sets is None:
+                            found.sets = {}
+                        big = {key_at[k][:key_len[k]] for k in range(first_key[depth], keys)}
+                        big.add(key[:length])
+                        found.sets[depth] = big
+                        is_big[depth] = True
             i = j + 1
             continue
         if c == b'{' or c == b'[':
@@ -100,10 +106,11 @@ cdef int _scan(const unsigned char *p, Py_ssize_t n, _Found found) except -1:
             first_key[depth] = keys
             is_object[depth] = c == b'{'
             expect_key[depth] = c == b'{'
-            found.sets[depth] = None
+            is_big[depth] = False
         elif c == b'}' or c == b']':
             keys = first_key[depth]
-            found.sets[depth] = None
+            if is_big[depth]:
+                del found.sets[depth]
             depth -= 1
         elif c == b',' and is_object[depth]:
             expect_key[depth] = True
@@ -125,8 +132,6 @@ def duplicate_key(frame):
     cdef Py_ssize_t n
     cdef const unsigned char[:] view
     found = _Found()
-    found.keep = []
-    found.sets = [None] * MAX_DEPTH
     if isinstance(frame, str):
         data = PyUnicode_AsUTF8AndSize(frame, &n)
         _scan(<const unsigned char *>data, n, found)

@@ -27,8 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request as HttpRequest
 
 from gateway.config import Config
-from gateway.core.effects import Heartbeat
-from gateway.core.effects import CLOSE_BINARY, CLOSE_TOO_MANY
+from gateway.core.effects import CLOSE_BINARY, CLOSE_TOO_MANY, Heartbeat
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
 from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection

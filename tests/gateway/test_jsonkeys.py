@@ -91,6 +91,7 @@ def test_a_key_repeated_with_an_escape_is_the_same_key():
 def test_the_id_repeating_is_said_whichever_key_repeats_first():
     assert duplicate_key('{"method": 1, "method": 2, "id": 1, "id": 2}') == ("method", True)
     assert duplicate_key('{"params": {"id": 1, "id": 2}, "id": 1}') == ("id", False)
+    assert duplicate_key('{"params": {"a": 1, "a": 2}, "id": 1, "id": 2}') == ("a", True)
 
 
 def test_a_big_frame_is_scanned_once_whatever_its_keys(monkeypatch):
