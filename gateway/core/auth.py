@@ -3,7 +3,8 @@
 A login proves the key's secret without sending it: the client signs
 ``"{timestamp}\\n{nonce}"`` with HMAC-SHA256. The timestamp must be within
 the window of the server clock and a nonce may not come back within the
-window, so a captured login cannot be replayed.
+window, so a captured login cannot be replayed; the nonces seen are journaled
+state (gateway.core.promises), so not across a restart either.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import hmac
 import json
 import os
 import secrets
-import heapq
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,7 +92,7 @@ def demo_accounts(data_dir: Path) -> list[AccountConfig]:
 
 
 class Accounts:
-    """The configured accounts by API key, and the nonces seen within the login window.
+    """The configured accounts by API key, name and id, and the login check.
 
     Args:
         accounts: Each with a unique name, key and id; ids are given in order where missing.
@@ -117,12 +117,14 @@ class Accounts:
                 if key in index:
                     raise ValueError(f"account {a.account}: {key!r} is used twice")
                 index[key] = a
-        self._nonces: dict[tuple[str, str], int] = {}
-        self._expiry: list[tuple[int, tuple[str, str]]] = []     # a heap by expiry
 
-    def login(self, api_key: str, timestamp: int, nonce: str | int, signature: str,
-              now_ms: int) -> AccountConfig:
-        """Check a login and return its account; record the nonce.
+    def login(self, api_key: str, timestamp: int, nonce: str | int, signature: str, now_ms: int,
+              nonce_used) -> AccountConfig:
+        """Check a login and return its account. The caller records the nonce (a journaled
+        command, gateway.core.promises.LoginSeen) until ``timestamp + window_ms``.
+
+        Args:
+            nonce_used: ``(account_id, nonce, now_ms) -> bool``, the nonces recorded.
 
         Raises:
             RpcError: invalid_signature (unknown key or wrong HMAC; the two are not
@@ -138,19 +140,7 @@ class Accounts:
             raise RpcError(RejectReason.STALE_TIMESTAMP, f"timestamp {timestamp} is more than "
                            f"{self.window_ms // 1000} s from the server time {now_ms}",
                            field="timestamp", server_time=now_ms)
-        self._forget(now_ms)
-        seen = (api_key, str(nonce))
-        if seen in self._nonces:
+        if nonce_used(account.account_id, str(nonce), now_ms):
             raise RpcError(RejectReason.NONCE_REUSED, "this nonce was already used with this key",
                            field="nonce")
-        # Keep the nonce until its timestamp can no longer pass the window check.
-        until = timestamp + self.window_ms
-        self._nonces[seen] = until
-        heapq.heappush(self._expiry, (until, seen))
         return account
-
-    def _forget(self, now_ms: int) -> None:
-        expiry = self._expiry
-        while expiry and expiry[0][0] < now_ms:
-            _, seen = heapq.heappop(expiry)
-            del self._nonces[seen]

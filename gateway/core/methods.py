@@ -80,7 +80,7 @@ def heartbeat(core, session, p: schema.Heartbeat):
 
 
 def cancel_on_disconnect(core, session, p: schema.CancelOnDisconnect):
-    session.cancel_on_disconnect = p.enabled
+    core.guard(session, p.enabled)
     return {"enabled": p.enabled}
 
 

@@ -18,9 +18,7 @@ import time
 
 import msgspec
 
-from engine.messages import (
-    CancelOrder, CancelReason, InstrumentStatus, RejectReason, SetInstrumentStatus,
-)
+from engine.messages import InstrumentStatus, RejectReason, SetInstrumentStatus
 from gateway.core import codec, schema
 from gateway.core.auth import HOUSE_ACCOUNTS
 from gateway.core.effects import CLOSE_POLICY, CLOSE_TOO_BIG
@@ -29,6 +27,7 @@ from gateway.core.jsonkeys import duplicate_key
 from gateway.core.limits import ORDER, REQUEST, TokenBucket
 from gateway.core.methods import METHODS
 from gateway.core.outbox import Outbox
+from gateway.core.promises import GuardOrders, LoginSeen, SessionClosed, Unguard
 from gateway.core.projection import Outcome, Projection
 from gateway.core.session import SessionState
 from gateway.core.venue import Failed
@@ -87,16 +86,45 @@ class Core:
         return SessionState(conn_id, self.limits, now, transport)
 
     def disconnected(self, session: SessionState) -> None:
-        """The connection is gone: its subscriptions end and, if it asked, its orders are
-        cancelled (reason ``disconnect``)."""
+        """The connection is gone: its subscriptions end and, if it asked, the orders it
+        answers for are cancelled (reason ``disconnect``)."""
         self.subscriptions.drop_all(session)
-        account_id = session.account_id
-        if session.cancel_on_disconnect and account_id is not None:
-            for order_id in sorted(session.placed):
-                order = self.venue.exchange.order(order_id)
-                if order is not None and order.closed_ns is None:
-                    self.submit(CancelOrder(ts_ns=self.venue.now(), account_id=account_id,
-                                            order_id=order_id, reason=CancelReason.DISCONNECT))
+        if session.cancel_on_disconnect and session.guard:
+            self.submit(SessionClosed(ts_ns=self.venue.now(), session=session.guard))
+            session.guard = 0
+
+    def guard(self, session: SessionState, enabled: bool) -> None:
+        """Cancel-on-disconnect on or off (session.cancel_on_disconnect). On, the open orders
+        the session placed so far are owed to its guard; off, the guard is dropped."""
+        if enabled == session.cancel_on_disconnect:
+            return
+        session.cancel_on_disconnect = enabled
+        if enabled:
+            orders = self.venue.exchange.orders
+            session.owed = [i for i in sorted(session.placed)
+                            if i in orders and orders[i].closed_ns is None]
+        else:
+            session.owed = []
+            if session.guard:
+                self.submit(Unguard(ts_ns=self.venue.now(), session=session.guard))
+                session.guard = 0
+
+    def _pay_guard(self, session: SessionState) -> None:
+        """Journal the orders the request gave a guarded session to answer for, in one
+        command; the first names the guard by its own seq."""
+        owed, session.owed = session.owed, []
+        if not session.guard:
+            session.guard = self.journal.next_seq
+        self.submit(GuardOrders(ts_ns=self.venue.now(), session=session.guard,
+                                account_id=session.account_id, orders=tuple(owed)))
+
+    def end_cut_off_sessions(self) -> int:
+        """At a start: end the guarded sessions a crash cut off (their orders are cancelled
+        as their disconnect would have); return how many."""
+        guards = sorted(self.venue.promises.guards)
+        for guard in guards:
+            self.submit(SessionClosed(ts_ns=self.venue.now(), session=guard))
+        return len(guards)
 
     # -- Requests ---------------------------------------------------------------
 
@@ -150,6 +178,8 @@ class Core:
                                 RpcError(RpcReason.INTERNAL_ERROR, "internal error"))
         else:
             reply = self._reply(session, request_id, result, None)
+        if session.owed:
+            self._pay_guard(session)
         out.insert(mark, session, reply)
         return self._handled(reply)
 
@@ -222,8 +252,12 @@ class Core:
         if session.account is not None:
             raise RpcError(RejectReason.ALREADY_LOGGED_IN, f"the session is logged in as "
                            f"{session.account.account}")
-        account = self.accounts.login(p.api_key, p.timestamp, p.nonce, p.signature,
-                                      self.wall_clock() // codec.NS_PER_MS)
+        accounts, now_ms = self.accounts, self.wall_clock() // codec.NS_PER_MS
+        account = accounts.login(p.api_key, p.timestamp, p.nonce, p.signature, now_ms,
+                                 self.venue.promises.nonce_used)
+        self.submit(LoginSeen(ts_ns=self.venue.now(), account_id=account.account_id,
+                              nonce=str(p.nonce), at_ms=now_ms,
+                              until_ms=p.timestamp + accounts.window_ms))
         session.logged_in(account, session.last_rx)
         return {"account": account.account, "role": account.role,
                 "account_id": account.account_id}

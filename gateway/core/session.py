@@ -34,6 +34,8 @@ class SessionState:
         self.strikes = 0                       # rate-limited requests in a row
         self.closing = False                   # its close is queued: read no more of it
         self.cancel_on_disconnect = False
+        self.guard = 0                         # its id in the venue's promises; 0: none yet
+        self.owed: list[int] = []              # orders to add to the guard, at the request's end
         self.placed: set[int] = set()          # order ids this session placed
         self.placed_limit = PLACED_PRUNE       # prune closed ones from `placed` past this
         self.heartbeat_s = 0                   # the interval the client asked for; 0: off
@@ -58,7 +60,11 @@ class SessionState:
         """Note an order this session placed (cancel-on-disconnect's list); now and then
         forget the closed ones (``orders``: the engine's retained orders by id)."""
         placed = self.placed
+        if order_id in placed:             # owed already, if cancel-on-disconnect is on
+            return
         placed.add(order_id)
+        if self.cancel_on_disconnect:
+            self.owed.append(order_id)
         if len(placed) >= self.placed_limit:
             self.placed = {i for i in placed if i in orders and orders[i].closed_ns is None}
             self.placed_limit = max(PLACED_PRUNE, 2 * len(self.placed))

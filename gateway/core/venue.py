@@ -5,8 +5,10 @@ All commands go through ``Venue.process``: engine commands to the engine
 (whose risk gate is the clearing house, so fills reach the ledger in the
 order path), clearing commands to the house, which may ask for engine
 commands in turn (liquidation orders, a new band reference, an instrument
-settled); they run at once, at the same timestamp. The venue stamps the time
-(never backwards, so the engine accepts it) and keeps what the wire shows
+settled); they run at once, at the same timestamp; session commands to the
+venue's promises (gateway.core.promises: cancel-on-disconnect, login nonces).
+The venue stamps the time (never backwards, so the engine accepts it) and
+keeps what the wire shows
 about an order that the engine does not hold, its fills and why it ended
 (written by gateway.core.projection from each command's events). Each command
 is handed to ``record`` (the journal) before it runs, so a replay of the journal
@@ -31,6 +33,7 @@ from engine.exchange import RETENTION_NS, Exchange
 from engine.messages import CancelReason, Timer
 from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
+from gateway.core.promises import Promises, SessionCommand
 
 PRUNE_EVERY = 100_000     # commands between checks for histories the engine has forgotten
 FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
@@ -69,6 +72,7 @@ class Venue:
         self.quotes: dict[tuple[int, str, int, int], int] = {}
         # (account_id, client_order_id) -> its StripExecuted, for resends
         self.strips: dict[tuple[int, str], object] = {}
+        self.promises = Promises()            # cancel-on-disconnect guards, login nonces
         self._until_prune = PRUNE_EVERY
 
     def __getstate__(self) -> dict:
@@ -78,7 +82,8 @@ class Venue:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"quotes": {}, "strips": {}} | state)   # a snapshot from before
+        # A snapshot from before these existed.
+        self.__dict__.update({"quotes": {}, "strips": {}, "promises": Promises()} | state)
 
     def quote(self, account_id: int, symbol: str, side: int, level: int):
         """The open order holding the account's quote slot, or None."""
@@ -110,6 +115,8 @@ class Venue:
             for engine_cmd in engine:
                 events.extend(self.exchange.process(engine_cmd))
             return events
+        if isinstance(cmd, SessionCommand):
+            return self.promises.process(cmd, self.exchange)
         return self.exchange.process(cmd)
 
     def market(self, symbol: str) -> tuple:

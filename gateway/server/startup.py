@@ -3,6 +3,7 @@ open after it, the request core built on them, and a new exchange funded."""
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from gateway.storage.recovery import (
     Recovered, build, check_listing, funding, listing_date, lock_data_dir, open_journal,
     recover, state_digest,
 )
+
+log = logging.getLogger("gpux.gateway")
 
 
 class Started:
@@ -57,5 +60,9 @@ class Started:
         if self.journal.next_seq == 1:          # a new exchange: the configured funding
             for deposit in funding(accounts, venue.now(), config.clearing.insurance_fund):
                 self.core.submit(deposit)
-            self.journal.commit()
-            self.core.seal()
+        self.cut_off = self.core.end_cut_off_sessions()
+        if self.cut_off:
+            log.warning("ended %d cancel-on-disconnect sessions a stop cut off: their orders "
+                        "are cancelled", self.cut_off)
+        self.journal.commit()
+        self.core.seal()

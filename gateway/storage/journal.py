@@ -34,6 +34,7 @@ import msgspec
 
 from clearing.messages import ClearingCommands
 from engine.messages import EngineCommand
+from gateway.core.promises import SessionCommands
 from gateway.core.venue import Failed
 
 BATCH = struct.Struct("<IQII")         # payload length, first seq, records, payload crc32
@@ -75,7 +76,7 @@ def _unchecked(cls) -> type:
                              kw_only=True)
 
 
-_COMMANDS = get_args(EngineCommand) + get_args(ClearingCommands)
+_COMMANDS = get_args(EngineCommand) + get_args(ClearingCommands) + get_args(SessionCommands)
 _TWINS = {_unchecked(cls): cls for cls in _COMMANDS}
 _encode = msgspec.msgpack.Encoder().encode
 _decode_twin = msgspec.msgpack.Decoder(Union[tuple(_TWINS) + (Failed,)]).decode

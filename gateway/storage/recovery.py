@@ -376,7 +376,8 @@ def state_digest(venue: Venue, feed: Feed) -> bytes:
 def canonical_state(venue: Venue, feed: Feed) -> list:
     """Everything but the engine (which hashes itself) as plain, canonically ordered lists."""
     return _canonical([venue.house, sorted(venue.fills.items()), sorted(venue.ended.items()),
-                       venue.account_fills, sorted(venue.quotes.items()), _published(feed)], {})
+                       venue.account_fills, sorted(venue.quotes.items()), venue.promises,
+                       _published(feed)], {})
 
 
 def _published(feed: Feed) -> list:

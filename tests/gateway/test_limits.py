@@ -6,6 +6,7 @@ import pytest
 from gateway.core.auth import Accounts, sign
 from gateway.config import AccountConfig, Bucket, ConfigError, load_config
 from gateway.core.errors import RpcError
+from gateway.core.promises import LoginSeen, Promises
 from gateway.core.limits import TokenBucket
 
 
@@ -42,15 +43,26 @@ def _accounts():
 
 
 def test_a_nonce_may_come_back_once_its_window_has_passed():
-    """A nonce is refused within the window and forgotten after it."""
-    accounts = _accounts()
+    """A nonce is refused within the window and forgotten after it (the record of it is
+    the venue's promises, which a login's LoginSeen command writes)."""
+    accounts, promises = _accounts(), Promises()
+
+    def login(t: int, nonce: str):
+        account = accounts.login("key-0001", t, nonce, sign("s" * 32, t, nonce), now_ms=t,
+                                 nonce_used=promises.nonce_used)
+        promises.process(LoginSeen(ts_ns=0, account_id=account.account_id, nonce=nonce,
+                                   at_ms=t, until_ms=t + accounts.window_ms), None)
+        return account
     t = 1_000_000
-    assert accounts.login("key-0001", t, "n", sign("s" * 32, t, "n"), now_ms=t).account == "a"
+    assert login(t, "n").account == "a"
     with pytest.raises(RpcError) as caught:
-        accounts.login("key-0001", t + 1, "n", sign("s" * 32, t + 1, "n"), now_ms=t + 1)
+        login(t + 1, "n")
     assert caught.value.reason == "nonce_reused"
-    later = t + 31_000
-    assert accounts.login("key-0001", later, "n", sign("s" * 32, later, "n"), now_ms=later)
+    assert login(t + 31_000, "n")
+    login(t + 60_000, "other")          # expired nonces are forgotten as logins go on
+    assert list(promises.nonces) == [(1, "n"), (1, "other")]
+    login(t + 93_001, "third")
+    assert list(promises.nonces) == [(1, "third")]
 
 
 def test_account_ids_are_given_in_order_and_duplicates_refused():
