@@ -361,7 +361,7 @@ def tear_the_tail(data_dir: Path, rng: random.Random) -> int:
     for record in reader:
         last_seq = record.seq
     already = reader.torn.length if reader.torn else 0
-    records = encode_record(last_seq + 1, Timer(ts_ns=time.time_ns()))
+    records = encode_record(Timer(ts_ns=time.time_ns()))
     batch = encode_batch(last_seq + 1, 1, records) + records
     cut = batch[:rng.randrange(1, len(batch))]
     with open(segments(directory)[-1][1], "ab") as f:

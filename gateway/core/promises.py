@@ -4,11 +4,12 @@ nonces still inside their window.
 
 The request core makes the promises as commands (``GuardOrders`` at the end of each
 request that gave a guarded session orders to answer for, ``Unguard`` when it turns
-cancel-on-disconnect off, ``SessionClosed`` when its connection ends, ``LoginSeen`` for
-each login), journaled and run like any other, so a replay rebuilds them. A restart ends
-the guarded sessions the crash cut off as its first commands (gateway.server.startup):
-their orders are cancelled as their disconnect would have cancelled them. Only guarded
-sessions cost records, one per request, not one per order.
+cancel-on-disconnect off, ``SessionClosed`` when its connection ends, after a cancel of
+each open order it answers for; ``LoginSeen`` for each login), journaled and run like any
+other, so a replay rebuilds them. A restart ends the guarded sessions the crash cut off as
+its first commands (gateway.server.startup): their orders are cancelled as their
+disconnect would have cancelled them. Only guarded sessions cost records, one per
+request that gives them orders, not one per order.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Union
 
 import msgspec
 
-from engine.messages import CancelOrder, CancelReason, snake_case
+from engine.messages import snake_case
 
 GUARD_PRUNE = 4096          # forget a guard's closed orders once it holds this many
 
@@ -29,20 +30,22 @@ class SessionCommand(msgspec.Struct, tag_field="type", tag=snake_case, frozen=Tr
 
 
 class GuardOrders(SessionCommand):
-    """A cancel-on-disconnect session answers for these orders too."""
+    """A session has cancel-on-disconnect (again), and answers for these orders too."""
     session: int                # the seq of the session's first GuardOrders: unique for good
     account_id: int
     orders: tuple[int, ...]
 
 
 class Unguard(SessionCommand):
-    """The session turned cancel-on-disconnect off: its orders outlive it."""
+    """The session turned cancel-on-disconnect off: its orders outlive it (unless it turns
+    it on again)."""
     session: int
 
 
 class SessionClosed(SessionCommand):
-    """The session ended (its connection closed, or a crash cut it off): the open orders it
-    answers for are cancelled, reason disconnect."""
+    """The session ended (its connection closed, or a crash cut it off): its guard is
+    dropped. If cancel-on-disconnect was on, the request core has journaled a cancel
+    (reason disconnect) of each open order the guard held just before."""
     session: int
 
 
@@ -60,15 +63,16 @@ SessionCommands = Union[GuardOrders, Unguard, SessionClosed, LoginSeen]
 
 
 class Guard:
-    """A guarded session's account and the orders it answers for (closed ones pruned now
-    and then)."""
+    """A guarded session's account, the orders it answers for (closed ones pruned now and
+    then) and whether cancel-on-disconnect is on."""
 
-    __slots__ = ("account_id", "orders", "limit")
+    __slots__ = ("account_id", "orders", "limit", "on")
 
     def __init__(self, account_id: int) -> None:
         self.account_id = account_id
         self.orders: set[int] = set()
         self.limit = GUARD_PRUNE
+        self.on = True
 
 
 class Promises:
@@ -85,30 +89,26 @@ class Promises:
         return until is not None and until >= now_ms
 
     def process(self, cmd: SessionCommand, exchange) -> list:
-        """Run one session command; return the engine's events (a closed session's
-        cancels)."""
+        """Run one session command (they cause no events: a closing session's cancels are
+        commands of their own, journaled before its ``SessionClosed``)."""
         kind = type(cmd)
         if kind is GuardOrders:
             self._guard(cmd, exchange)
-            return []
-        if kind is LoginSeen:
+        elif kind is LoginSeen:
             self._seen(cmd)
-            return []
-        guard = self.guards.pop(cmd.session, None)
-        if kind is Unguard or guard is None:
-            return []
-        events = []
-        for order_id in sorted(guard.orders):
-            if _open(exchange, order_id):
-                events.extend(exchange.process(CancelOrder(
-                    ts_ns=cmd.ts_ns, account_id=guard.account_id, order_id=order_id,
-                    reason=CancelReason.DISCONNECT)))
-        return events
+        elif kind is Unguard:
+            guard = self.guards.get(cmd.session)
+            if guard is not None:
+                guard.on = False
+        else:
+            self.guards.pop(cmd.session, None)
+        return []
 
     def _guard(self, cmd: GuardOrders, exchange) -> None:
         guard = self.guards.get(cmd.session)
         if guard is None:
             guard = self.guards[cmd.session] = Guard(cmd.account_id)
+        guard.on = True
         orders = guard.orders
         orders.update(cmd.orders)
         if len(orders) >= guard.limit:

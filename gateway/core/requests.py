@@ -18,7 +18,9 @@ import time
 
 import msgspec
 
-from engine.messages import InstrumentStatus, RejectReason, SetInstrumentStatus
+from engine.messages import (
+    CancelOrder, CancelReason, InstrumentStatus, RejectReason, SetInstrumentStatus,
+)
 from gateway.core import codec, schema
 from gateway.core.auth import HOUSE_ACCOUNTS
 from gateway.core.effects import CLOSE_POLICY, CLOSE_TOO_BIG
@@ -89,41 +91,57 @@ class Core:
         """The connection is gone: its subscriptions end and, if it asked, the orders it
         answers for are cancelled (reason ``disconnect``)."""
         self.subscriptions.drop_all(session)
-        if session.cancel_on_disconnect and session.guard:
-            self.submit(SessionClosed(ts_ns=self.venue.now(), session=session.guard))
+        if session.guard:
+            self._close_guard(session.guard)
             session.guard = 0
 
+    def _close_guard(self, guard_id: int) -> None:
+        """End a guarded session: if cancel-on-disconnect is on, each open order it answers
+        for is cancelled by a command of its own (one that raises halts its instrument, and
+        the others go on), then the guard is dropped."""
+        venue = self.venue
+        guard = venue.promises.guards.get(guard_id)
+        if guard is not None and guard.on:
+            orders = venue.exchange.orders
+            for order_id in sorted(guard.orders):
+                order = orders.get(order_id)
+                if order is None or order.closed_ns is not None:
+                    continue
+                try:
+                    self.submit(CancelOrder(ts_ns=venue.now(), account_id=guard.account_id,
+                                            order_id=order_id, reason=CancelReason.DISCONNECT))
+                except RpcError as exc:      # logged, its instrument halted (_failed)
+                    log.error("cancel-on-disconnect of order %d failed: %s", order_id, exc)
+        self.submit(SessionClosed(ts_ns=venue.now(), session=guard_id))
+
     def guard(self, session: SessionState, enabled: bool) -> None:
-        """Cancel-on-disconnect on or off (session.cancel_on_disconnect). On, the open orders
-        the session placed so far are owed to its guard; off, the guard is dropped."""
+        """Cancel-on-disconnect on or off (session.cancel_on_disconnect). On, the guard
+        holds every order the session placed, before too; off, it holds them idle."""
         if enabled == session.cancel_on_disconnect:
             return
         session.cancel_on_disconnect = enabled
         if enabled:
-            orders = self.venue.exchange.orders
-            session.owed = [i for i in sorted(session.placed)
-                            if i in orders and orders[i].closed_ns is None]
-        else:
-            session.owed = []
-            if session.guard:
-                self.submit(Unguard(ts_ns=self.venue.now(), session=session.guard))
-                session.guard = 0
+            if session.owed or session.guard:
+                self._pay_guard(session)
+        elif session.guard:
+            self.submit(Unguard(ts_ns=self.venue.now(), session=session.guard))
 
     def _pay_guard(self, session: SessionState) -> None:
-        """Journal the orders the request gave a guarded session to answer for, in one
-        command; the first names the guard by its own seq."""
+        """Journal, in one command, the orders the session placed that its guard does not
+        hold yet (and that it is on again); the first names the guard by its own seq.
+        Closed ones among them cost a few bytes each; the guard forgets them in time."""
         owed, session.owed = session.owed, []
         if not session.guard:
             session.guard = self.journal.next_seq
         self.submit(GuardOrders(ts_ns=self.venue.now(), session=session.guard,
-                                account_id=session.account_id, orders=tuple(owed)))
+                                account_id=session.account_id, orders=tuple(sorted(owed))))
 
     def end_cut_off_sessions(self) -> int:
         """At a start: end the guarded sessions a crash cut off (their orders are cancelled
         as their disconnect would have); return how many."""
         guards = sorted(self.venue.promises.guards)
         for guard in guards:
-            self.submit(SessionClosed(ts_ns=self.venue.now(), session=guard))
+            self._close_guard(guard)
         return len(guards)
 
     # -- Requests ---------------------------------------------------------------
@@ -178,7 +196,7 @@ class Core:
                                 RpcError(RpcReason.INTERNAL_ERROR, "internal error"))
         else:
             reply = self._reply(session, request_id, result, None)
-        if session.owed:
+        if session.owed and session.cancel_on_disconnect:
             self._pay_guard(session)
         out.insert(mark, session, reply)
         return self._handled(reply)
@@ -315,20 +333,26 @@ class Core:
 
     def _failed(self, cmd, journaled_at: int):
         log.exception("engine failed on %r", cmd)
-        if self.journal.next_seq > journaled_at:     # a replay must see it raise too
-            self.journal.append(Failed(seq=journaled_at))
+        self._mark_failed(journaled_at)
         symbol = self._symbol_of(cmd)
         if symbol is None:
             raise RpcError(RpcReason.INTERNAL_ERROR, "internal error") from None
+        halted_at = self.journal.next_seq
         try:
             events = self.venue.process(SetInstrumentStatus(
                 ts_ns=self.venue.now(), symbol=symbol, status=InstrumentStatus.HALTED,
                 reason=f"internal error on {type(cmd).__name__}; operations are looking"))
         except Exception:
             log.exception("halting %s failed too", symbol)
+            self._mark_failed(halted_at)
             raise RpcError(RpcReason.INTERNAL_ERROR, "internal error") from None
         self.projection.apply(events)
         raise RpcError(RpcReason.INTERNAL_ERROR, f"internal error; {symbol} is halted") from None
+
+    def _mark_failed(self, seq: int) -> None:
+        """The command journaled at ``seq`` raised: a replay must see it raise too."""
+        if self.journal.next_seq > seq:
+            self.journal.append(Failed(seq=seq))
 
     def _symbol_of(self, cmd) -> str | None:
         """The instrument a failed command was about, to halt it."""

@@ -35,7 +35,7 @@ class SessionState:
         self.closing = False                   # its close is queued: read no more of it
         self.cancel_on_disconnect = False
         self.guard = 0                         # its id in the venue's promises; 0: none yet
-        self.owed: list[int] = []              # orders to add to the guard, at the request's end
+        self.owed: list[int] = []              # placed orders its guard does not hold yet
         self.placed: set[int] = set()          # order ids this session placed
         self.placed_limit = PLACED_PRUNE       # prune closed ones from `placed` past this
         self.heartbeat_s = 0                   # the interval the client asked for; 0: off
@@ -57,14 +57,15 @@ class SessionState:
         self.buckets = self._buckets(now)
 
     def remember(self, order_id: int, orders) -> None:
-        """Note an order this session placed (cancel-on-disconnect's list); now and then
-        forget the closed ones (``orders``: the engine's retained orders by id)."""
+        """Note an order this session answers for (cancel-on-disconnect's list) and owes its
+        guard; now and then forget the closed ones (``orders``: the engine's retained
+        orders by id)."""
         placed = self.placed
-        if order_id in placed:             # owed already, if cancel-on-disconnect is on
+        if order_id in placed:
             return
         placed.add(order_id)
-        if self.cancel_on_disconnect:
-            self.owed.append(order_id)
+        self.owed.append(order_id)
         if len(placed) >= self.placed_limit:
             self.placed = {i for i in placed if i in orders and orders[i].closed_ns is None}
+            self.owed = [i for i in self.owed if i in self.placed]
             self.placed_limit = max(PLACED_PRUNE, 2 * len(self.placed))

@@ -21,7 +21,7 @@ from gateway.server import durability as durability_module
 from gateway.server import websocket as websocket_module
 from gateway.storage import journal as journal_module
 from gateway.config import load_config
-from gateway.storage.journal import BATCH, BATCH_SIZE, JournalError, Reader, segments
+from gateway.storage.journal import JournalError, Reader, batches, segments
 from gateway.storage.recovery import (
     DataDirBusy, build, journal_dir, recover, snapshot_dir, state_digest,
 )
@@ -146,16 +146,6 @@ def test_a_clean_stop_leaves_a_snapshot_and_the_restart_replays_only_what_follow
     assert alone.snapshot_seq == 0
     assert state_digest(alone.venue, alone.feed) == \
         state_digest(third.server.venue, third.server.feed)
-
-
-def batches(path) -> list[tuple[int, int, int]]:
-    """(offset, first seq, records) of each batch (commit) in a journal file."""
-    data, offset, out = path.read_bytes(), 0, []
-    while offset < len(data):
-        length, first, count, _ = BATCH.unpack_from(data, offset)
-        out.append((offset, first, count))
-        offset += BATCH_SIZE + length
-    return out
 
 
 def test_a_torn_last_record_is_dropped_at_every_byte_offset(make_server, tmp_path):
@@ -331,12 +321,15 @@ def test_the_funding_deposits_are_made_once(make_server):
     again.stop()
 
 
+ROLLING_ROUNDS = 12        # of trade_a_little: the journal rolls past 4 KiB files
+
+
 def test_background_snapshots_roll_and_prune_the_journal(make_server):
     """A forked child writes snapshots as commands pass the count; the journal files they
     cover are deleted; a crash then recovers from the newest snapshot and its tail."""
     live = make_server("[journal]\nsnapshot_every = 20\nsegment_bytes = 4096\n"
                        "keep_snapshots = 1\n")
-    for round_ in range(4):
+    for round_ in range(ROLLING_ROUNDS):
         trade_a_little(live, tag=f"-{round_}")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -430,7 +423,7 @@ def test_a_journal_whose_start_no_snapshot_reaches_is_refused(make_server):
     """Pruned behind a snapshot that then cannot be read: never a silent fresh start."""
     live = make_server("[journal]\nsnapshot_every = 20\nsegment_bytes = 4096\n"
                        "keep_snapshots = 1\n")
-    for round_ in range(4):
+    for round_ in range(ROLLING_ROUNDS):
         trade_a_little(live, tag=f"-{round_}")
     live.stop()
     assert segments(journal_dir(live.data_dir))[0][0] > 1
@@ -482,9 +475,9 @@ def test_a_roll_that_fails_is_a_journal_failure_and_keeps_the_open_file(tmp_path
             raise OSError(24, "Too many open files")
         return opened(path, flags, *args)
     monkeypatch.setattr(journal_module.os, "open", no_new_files)
-    for ts in range(1, 200):
+    for ts in range(1, 1000):
         journal.append(Timer(ts_ns=ts))
     with pytest.raises(JournalError, match="Too many open files"):
         journal.commit()
     monkeypatch.undo()
-    assert not journal.closed and [r.seq for r in Reader(tmp_path)] == list(range(1, 200))
+    assert not journal.closed and [r.seq for r in Reader(tmp_path)] == list(range(1, 1000))

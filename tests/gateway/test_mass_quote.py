@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gateway.storage.journal import BATCH, BATCH_SIZE, segments
+from gateway.storage import journal as journal_module
+from gateway.storage.journal import segments
 from engine.prices import format_price
 from inproc import InProcess
 from live import SYMBOL, Ws, run
@@ -57,14 +58,8 @@ def test_a_ladder_is_placed_in_one_request_and_one_journal_batch(venue):
 
 def batches(venue) -> list[tuple[int, int]]:
     """(first seq, records) of each batch in the journal."""
-    out = []
-    for _, path in segments(venue.journal.directory):
-        data, at = path.read_bytes(), 0
-        while at < len(data):
-            length, seq, count, _ = BATCH.unpack_from(data, at)
-            out.append((seq, count))
-            at += BATCH_SIZE + length
-    return out
+    return [(seq, count) for _, path in segments(venue.journal.directory)
+            for _, seq, count in journal_module.batches(path)]
 
 
 def test_a_requote_replaces_in_place_keeps_priority_when_only_qty_falls_and_skips_the_same(

@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 
+from clearing.house import ClearingHouse
+from engine.messages import CancelOrder, CancelReason, OrderCancelled, SetInstrumentStatus
 from gateway.core.auth import sign
-from gateway.core.promises import GuardOrders, SessionClosed
+from gateway.core.promises import GuardOrders, SessionClosed, Unguard
 from gateway.storage.journal import Reader
-from gateway.storage.recovery import journal_dir
+from gateway.storage.recovery import canonical_state, journal_dir
+from inproc import InProcess
 from live import SYMBOL, Keys, Process, Ws, run, stop_and_check_replay
 
 LADDER = [dict(symbol=SYMBOL, side="buy", level=0, qty=5, price="2.000"),
@@ -88,7 +91,8 @@ def test_the_restart_ends_the_cut_off_sessions_first(make_server):
     again = live.restart()
     first = again.server.recovered.seq
     records = [r.cmd for r in Reader(journal_dir(again.data_dir), after=first)]
-    assert [type(c) for c in records] == [SessionClosed, SessionClosed]
+    assert [type(c) for c in records] == [CancelOrder, SessionClosed] * 2
+    assert {c.reason for c in records[::2]} == {CancelReason.DISCONNECT}
     assert run(_open_orders(again, "maker-1")) == set()
     assert run(_open_orders(again, "trader-1")) == set()
     again.crash()
@@ -188,3 +192,113 @@ def test_sigkill_cancels_the_quotes_of_a_guarded_session_and_a_login_cannot_be_r
     checked = subprocess.run([sys.executable, "-m", "gateway.client.cli", "journal", "verify",
                               "--data-dir", str(data)], capture_output=True, text=True)
     assert checked.returncode == 0 and "all equal" in checked.stdout, checked
+
+
+def test_turning_cancel_on_disconnect_off_and_on_journals_no_order_twice(make_server):
+    """Found by the fuzzer: each enable journaled every order the session had placed, so a
+    client toggling it wrote its whole order list per request. The guard now keeps its
+    orders while off; on again, it is told only of orders placed meanwhile."""
+    live = make_server()
+
+    async def scenario():
+        ws = await Ws.open(live, "trader-1")
+        placed = [await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                  price=f"1.9{i}0") for i in range(3)]
+        for enabled in (True, False, True, False):
+            await ws.result("session.cancel_on_disconnect", enabled=enabled)
+        placed.append(await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                      price="1.990"))
+        await ws.result("session.cancel_on_disconnect", enabled=True)
+        return _ids(placed)
+    placed = run(scenario())
+    guards = [r.cmd for r in Reader(journal_dir(live.data_dir))
+              if type(r.cmd) in (GuardOrders, Unguard)]
+    assert [(type(g).__name__, len(getattr(g, "orders", ()))) for g in guards] == [
+        ("GuardOrders", 3), ("Unguard", 0), ("GuardOrders", 0), ("Unguard", 0),
+        ("GuardOrders", 1)]
+    live.crash()
+    again = live.restart()
+    assert run(_open_orders(again, "trader-1")) == set()
+
+    async def check():
+        ws = await Ws.open(again, "trader-1")
+        for order_id in placed:
+            order = await ws.result("order.get", order_id=order_id)
+            assert order["cancel_reason"] == "disconnect"
+    run(check())
+    stop_and_check_replay(again)
+
+
+# Found by a review: the cancels ran inside one SessionClosed, which names no instrument,
+# so a cancel that raised halted nothing, and at a restart it stopped the start.
+
+def _explode_on_disconnect_cancels(monkeypatch):
+    """A bug in the ledger that raises when a disconnect's cancel reaches it."""
+    apply = ClearingHouse.apply
+
+    def exploding(self, events):
+        if any(type(e) is OrderCancelled and e.reason == CancelReason.DISCONNECT
+               for e in events):
+            raise RuntimeError("a bug in the ledger")
+        return apply(self, events)
+    monkeypatch.setattr(ClearingHouse, "apply", exploding)
+
+
+def test_a_disconnect_cancel_that_raises_halts_its_instrument(tmp_path, monkeypatch):
+    venue = InProcess(tmp_path / "data")
+    session = venue.session("trader-1")
+    venue.result(session, "session.cancel_on_disconnect", enabled=True)
+    venue.result(session, "order.place", symbol=SYMBOL, side="buy", qty=1, price="1.950")
+    _explode_on_disconnect_cancels(monkeypatch)
+    venue.core.disconnected(session)            # logged; the session ends all the same
+    assert venue.venue.exchange.markets[SYMBOL].status.name == "HALTED"
+    assert venue.venue.promises.guards == {}
+
+
+def test_a_restart_starts_though_a_cut_off_sessions_cancel_raises(make_server, monkeypatch):
+    live = make_server()
+
+    async def before():
+        ws = await Ws.open(live, "trader-1")
+        await ws.result("session.cancel_on_disconnect", enabled=True)
+        await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="1.950")
+    run(before())
+    live.crash()
+    _explode_on_disconnect_cancels(monkeypatch)
+    again = live.restart()
+    assert again.call(lambda: again.server.venue.exchange.markets[SYMBOL].status.name) == \
+        "HALTED"
+    again.crash()
+
+
+def test_a_state_without_promises_digests_as_before_there_were_any(tmp_path):
+    """Found by a review: snapshots written before promises existed recorded a digest
+    without them; an empty set of promises leaves the digest as it was, so they verify."""
+    venue = InProcess(tmp_path / "data")
+    assert len(canonical_state(venue.venue, venue.feed)) == 6
+    venue.session("trader-1")                   # its nonce is a promise for 30 s
+    assert len(canonical_state(venue.venue, venue.feed)) == 7
+
+
+def test_a_halt_that_raises_after_a_command_that_raised_is_marked_too(tmp_path, monkeypatch):
+    """Found by a review: when halting the instrument of a command that raised raised
+    too, no Failed marker followed the halt, so the journal could not be replayed."""
+    venue = InProcess(tmp_path / "data")
+    session = venue.session("trader-1")
+    process = venue.venue.process
+
+    def exploding(cmd):
+        if type(cmd) is SetInstrumentStatus or getattr(cmd, "qty", None) == 77:
+            venue.venue.record(cmd)
+            raise RuntimeError("a bug")
+        return process(cmd)
+    monkeypatch.setattr(venue.venue, "process", exploding)
+    error = venue.error(session, "order.place", symbol=SYMBOL, side="buy", qty=77,
+                        price="1.950")
+    assert error["data"]["reason"] == "internal_error"
+    venue.seal()
+    kinds = [(type(r.cmd).__name__, getattr(r.cmd, "seq", None))
+             for r in Reader(journal_dir(tmp_path / "data"))][-4:]
+    place_seq = venue.journal.next_seq - 4
+    assert kinds == [("PlaceOrder", None), ("Failed", place_seq),
+                     ("SetInstrumentStatus", None), ("Failed", place_seq + 2)]
