@@ -94,6 +94,8 @@ class ClearingHouse:
         products: What the rolling listing lists (none: it only cascades and delists).
     """
 
+    CACHES = ("quiet",)
+
     def __init__(self, instruments: list[Instrument], params: ClearingParams, *,
                  fee_account: int, insurance_account: int, providers=(),
                  trusted_providers=(), products: tuple[Product, ...] = ()) -> None:
@@ -122,6 +124,9 @@ class ClearingHouse:
         self.halted: set[str] = set()          # instruments not open (halted, closed, ...)
         self.final: dict[str, int] = {}        # symbol -> final settlement price
         self.settled_on: datetime.date | None = None     # the day of the last daily settlement
+        # (day, index values) of the last mark step if it changed nothing:
+        # what tells a step due (mark_due); not state, as no command's outcome depends on it.
+        self.quiet: tuple | None = None
 
     # -- The engine's risk gate -----------------------------------------------------
 
@@ -234,11 +239,12 @@ class ClearingHouse:
         alpha = self.params.marks.alpha_nano
         values = {c: index.value(ts)[0] for c, index in self.index.items()}
         marks = {}
+        moved = False                     # a basis moved, if no mark did
         for symbol, inst in self.instruments.items():
             if symbol in self.final or self._awaits_cascade(inst, ts):
                 continue
             mark = self.marks[symbol]
-            before = mark.price
+            before, basis = mark.price, mark.basis_nano
             settlement = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
                 impact = self.params.marks.impact_lots(inst.contract_hours)
@@ -249,11 +255,31 @@ class ClearingHouse:
                                             values[inst.gpu_class], settlement)
             if mark.price != before:
                 marks[symbol] = mark.price
+            moved = moved or mark.basis_nano != basis
         if marks:
             self.risk.set_marks(marks)
             events.append(MarksUpdated(marks, ts))
         self._final_settlements(ts, events, engine)
         self._margin_calls(ts, market, events, engine)
+        self.quiet = None if moved or events or engine else (ts // NS_PER_DAY, values)
+
+    def mark_due(self, ts: int) -> bool:
+        """Whether a mark step at ``ts`` could change anything, for a venue in which no
+        command has run since the last one (the venue knows; a trade or a quote could move
+        a mark). False only when that step changed nothing and time alone changes nothing
+        by ``ts`` either: the same day (contracts reach their last trading time and the end
+        of their delivery at midnight UTC, and scanning ranges and delivery prices move by
+        the day), no index input leaving its window or ageing out, no liquidation waiting.
+        So an idle market journals no mark steps, and leaving one out changes no state:
+        what it would have done is nothing."""
+        quiet = getattr(self, "quiet", None)          # None too in a snapshot from before
+        if quiet is None or self.pending:
+            return True
+        day, values = quiet
+        if ts // NS_PER_DAY != day:
+            return True
+        return any(index.moves_by(ts) or index.peek(ts)[0] != values[c]
+                   for c, index in self.index.items())
 
     def _margin_calls(self, ts: int, market: MarketView, events: list, engine: list) -> None:
         for account_id in sorted(self.risk.exposures):

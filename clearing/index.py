@@ -396,6 +396,12 @@ class ClassIndex:
             raise ObservationError(RejectReason.STALE_OBSERVATION,
                                    "the observation is older than the index window", "time")
 
+    def moves_by(self, now_ns: int) -> bool:
+        """Whether an observation leaves the window by ``now_ns`` (which changes the value,
+        or may)."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] < now_ns - self.params.window_ns
+
     def _expire(self, now_ns: int) -> None:
         heap = self._heap
         oldest = now_ns - self.params.window_ns

@@ -344,6 +344,11 @@ cdef class Exchange:
         live = self._live.get(account_id)
         return 0 if live is None else len(live)
 
+    def timer_due(self, ts):
+        """Whether a Timer at ``ts`` would do anything but move the clock: a GTD order
+        expires, an instrument reaches its last trading time, a closed order is forgotten."""
+        return <int64_t>ts >= self._next_deadline
+
     def state_hash(self):
         """Return a digest of all state; equal for engines fed the same commands."""
         cdef Market m

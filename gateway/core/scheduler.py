@@ -5,7 +5,9 @@ Time reaches the engine when nobody trades (GTD expiry, last trading time:
 daily listing step, fixing and settlement run at their configured UTC times; the
 listing step also runs as soon as a quarter or year is due to cascade. Each is a
 command like any other, stamped and journaled; the adapter only asks, every
-interval, what is due now.
+interval, what is due now. A Timer or a mark step that could change nothing is
+left out (``Venue.ticks_due``), so an idle market journals nothing but its
+daily commands and the steps that follow them.
 """
 from __future__ import annotations
 
@@ -35,12 +37,14 @@ class Scheduler:
 
     Args:
         schedule: The config's [schedule] (times of the fixing and the settlement).
-        house: The clearing house, whose state says whether today's daily commands ran.
+        venue: Its state says whether today's daily commands ran, and whether a Timer or
+            a mark step could change anything.
         now: The venue's time when the scheduler starts, ns.
     """
 
-    def __init__(self, schedule, house, now: int) -> None:
-        self.house = house
+    def __init__(self, schedule, venue, now: int) -> None:
+        self.venue = venue
+        self.house = house = venue.house
         self.times = {RollListing: schedule.time_of("listing"),
                       FixIndex: schedule.time_of("fixing"),
                       Settle: schedule.time_of("settlement")}
@@ -62,14 +66,17 @@ class Scheduler:
             else next_daily(now, time_of_day)
 
     def commands(self, now: int) -> list:
-        """The commands due at ``now``, stamped with it: always a Timer and a MarkStep, and a
-        daily command once its time has come (once, even after a stall of days). The
-        listing step goes before the mark step, so nothing is marked past a cascade."""
-        out = [Timer(ts_ns=now)]
+        """The commands due at ``now``, stamped with it: a Timer and a MarkStep if either
+        could change anything, and a daily command once its time has come (once, even
+        after a stall of days). The listing step goes before the mark step, so nothing is
+        marked past a cascade."""
+        timer, mark = self.venue.ticks_due(now)
+        out = [Timer(ts_ns=now)] if timer else []
         daily = []
         for command, due in self.due.items():
             if now >= due or (command is RollListing and self.house.cascade_due(now)):
                 self.due[command] = next_daily(now, self.times[command])
                 (out if command is RollListing else daily).append(command(ts_ns=now))
-        out.append(MarkStep(ts_ns=now))
+        if mark or len(out) > timer:            # a listing step changed the contracts
+            out.append(MarkStep(ts_ns=now))
         return out + daily

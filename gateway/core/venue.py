@@ -28,7 +28,7 @@ import time
 import msgspec
 
 from clearing.house import ClearingHouse
-from clearing.messages import ClearingCommand, RollListing
+from clearing.messages import ClearingCommand, MarkStep, RollListing
 from engine.exchange import RETENTION_NS, Exchange
 from engine.messages import CancelReason, Timer
 from gateway.core.fills import AccountFills
@@ -73,6 +73,7 @@ class Venue:
         # (account_id, client_order_id) -> its StripExecuted, for resends
         self.strips: dict[tuple[int, str], object] = {}
         self.promises = Promises()            # cancel-on-disconnect guards, login nonces
+        self.stirred = True                   # a command ran since the last mark step
         self._until_prune = PRUNE_EVERY
 
     def __getstate__(self) -> dict:
@@ -83,7 +84,8 @@ class Venue:
 
     def __setstate__(self, state: dict) -> None:
         # A snapshot from before these existed.
-        self.__dict__.update({"quotes": {}, "strips": {}, "promises": Promises()} | state)
+        self.__dict__.update({"quotes": {}, "strips": {}, "promises": Promises(),
+                              "stirred": True} | state)
 
     def quote(self, account_id: int, symbol: str, side: int, level: int):
         """The open order holding the account's quote slot, or None."""
@@ -105,8 +107,9 @@ class Venue:
         """Run one command; return its events (a clearing command's, then its engine commands')."""
         if self.record is not None:
             self.record(cmd)
+        kind = type(cmd)
         if isinstance(cmd, ClearingCommand):
-            if type(cmd) is RollListing:        # the engine first closes what is past trading
+            if kind is RollListing:        # the engine first closes what is past trading
                 events = self.exchange.process(Timer(ts_ns=cmd.ts_ns))
                 done, engine = self.house.process(cmd, self.market)
                 events.extend(done)
@@ -114,10 +117,23 @@ class Venue:
                 events, engine = self.house.process(cmd, self.market)
             for engine_cmd in engine:
                 events.extend(self.exchange.process(engine_cmd))
+            self.stirred = kind is not MarkStep or bool(engine)
             return events
         if isinstance(cmd, SessionCommand):
             return self.promises.process(cmd, self.exchange)
-        return self.exchange.process(cmd)
+        events = self.exchange.process(cmd)
+        if kind is not Timer or events:
+            self.stirred = True
+        return events
+
+    def ticks_due(self, ts: int) -> tuple[bool, bool]:
+        """Whether a Timer and a MarkStep at ``ts`` could change anything (the scheduler
+        leaves out those that could not, so an idle market journals nearly nothing). A mark
+        step is due after any command that could move a mark (``stirred``: all but mark
+        steps and timers that did nothing), with a Timer that is due (it may change a book
+        just before: an order expires), else when clearing says so."""
+        timer = self.exchange.timer_due(ts)
+        return timer, timer or self.stirred or self.house.mark_due(ts)
 
     def market(self, symbol: str) -> tuple:
         """(best bid, best ask, last trade: ticks or None, and its book) of an instrument: the

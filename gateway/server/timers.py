@@ -31,7 +31,7 @@ async def tickers(server) -> None:
 async def schedule(server) -> None:
     """Every interval: a snapshot if one is due, and the scheduler's commands."""
     params = server.config.schedule
-    scheduler = Scheduler(params, server.house, server.venue.now())
+    scheduler = Scheduler(params, server.venue, server.venue.now())
     core, durability = server.core, server.durability
     while True:
         await asyncio.sleep(min(TIMER_INTERVAL_S, params.mark_interval_s))

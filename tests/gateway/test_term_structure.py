@@ -46,7 +46,7 @@ class Simulation:
     def __init__(self, data_dir) -> None:
         self.v = InProcess(data_dir, CONFIG)
         self.house = self.v.venue.house
-        self.scheduler = Scheduler(self.v.config.schedule, self.house, self.v.ns)
+        self.scheduler = Scheduler(self.v.config.schedule, self.v.venue, self.v.ns)
         self.events: list = []
         self.rng = random.Random(17)
         ids = self.v.accounts.by_name
