@@ -158,8 +158,8 @@ def main(argv=None) -> int:
             size = sum(p.stat().st_size for p in journal_dir(data_dir).iterdir())
             snap = sum(p.stat().st_size for p in snapshot_dir(data_dir).iterdir())
             print(f"# {seq:,} commands written in {gen_s:.1f} s ({seq / gen_s:,.0f}/s); "
-                  f"journal {size / 2**20:,.0f} MiB, snapshot {snap / 2**20:,.1f} MiB",
-                  flush=True)
+                  f"journal {size / 2**20:,.0f} MiB ({size / seq:.1f} bytes per command), "
+                  f"snapshot {snap / 2**20:,.1f} MiB", flush=True)
             aside = workdir / "snapshots-aside"
             results = {}
             for label in ("journal alone", "recent snapshot"):
