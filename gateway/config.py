@@ -77,6 +77,9 @@ class RoleLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # every other method, over all the account's connections: a reconnect gets a new
     # connection's burst, never a new account's
     account_requests: Bucket = Bucket(40.0, 100)
+    # auth.login of the account's key that passed the signature check: each is journaled
+    # (its nonce), so a reconnect loop may not grow the journal without bound
+    account_logins: Bucket = Bucket(1.0, 20)
     max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] = 1000
 
 
@@ -87,6 +90,7 @@ class RoleLimitsPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     subscriptions: Bucket | None = None
     account_orders: Bucket | None = None
     account_requests: Bucket | None = None
+    account_logins: Bucket | None = None
     max_open_orders: Annotated[int, msgspec.Meta(ge=1, le=10**7)] | None = None
 
 

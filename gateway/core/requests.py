@@ -40,6 +40,7 @@ log = logging.getLogger("gpux.gateway")
 _encode = msgspec.json.Encoder().encode
 # What an account's connections draw on together, beside their own buckets.
 ACCOUNT_BUCKETS = {ORDER: "account_orders", REQUEST: "account_requests"}
+LOGINS = "logins"
 
 
 class Handled(msgspec.Struct):
@@ -273,6 +274,17 @@ class Core:
         accounts, now_ms = self.accounts, self.wall_clock() // codec.NS_PER_MS
         account = accounts.login(p.api_key, p.timestamp, p.nonce, p.signature, now_ms,
                                  self.venue.promises.nonce_used)
+        # After the signature check: no one without the secret can spend an account's logins.
+        key = (account.account_id, LOGINS)
+        bucket = self.account_buckets.get(key)
+        if bucket is None:
+            bucket = self.account_buckets[key] = TokenBucket(
+                self.limits.for_role(account.role).account_logins, session.last_rx)
+        wait = bucket.take(session.last_rx)
+        if wait:
+            retry_ms = math.ceil(wait * 1000)
+            raise RpcError(RejectReason.RATE_LIMITED, f"too many logins of this account; "
+                           f"retry after {retry_ms} ms", retry_after_ms=retry_ms)
         self.submit(LoginSeen(ts_ns=self.venue.now(), account_id=account.account_id,
                               nonce=str(p.nonce), at_ms=now_ms,
                               until_ms=p.timestamp + accounts.window_ms))

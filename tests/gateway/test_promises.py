@@ -302,3 +302,22 @@ def test_a_halt_that_raises_after_a_command_that_raised_is_marked_too(tmp_path, 
     place_seq = venue.journal.next_seq - 4
     assert kinds == [("PlaceOrder", None), ("Failed", place_seq),
                      ("SetInstrumentStatus", None), ("Failed", place_seq + 2)]
+
+
+def test_logins_of_one_account_are_rate_limited_as_each_is_journaled(tmp_path):
+    """Each login writes its nonce to the journal, so a key holder reconnecting in a loop
+    would grow it without bound: an account's logins draw on a bucket of their own
+    (account_logins; 1 a second, 20 at once), and a refused one journals nothing."""
+    venue = InProcess(tmp_path / "data")
+    for _ in range(20):
+        venue.session("trader-1")
+    seq = venue.journal.next_seq
+    a = venue.accounts.by_name["trader-1"]
+    ts = venue.ns // 10**6
+    error = venue.error(venue.session(), "auth.login", api_key=a.api_key, timestamp=ts,
+                        nonce="one-more", signature=sign(a.api_secret, ts, "one-more"))
+    assert error["data"]["reason"] == "rate_limited" and error["data"]["retry_after_ms"] > 0
+    assert venue.journal.next_seq == seq
+    venue.session("trader-2")                        # another account's logins are its own
+    venue.tick(1.0)
+    venue.session("trader-1")
