@@ -82,7 +82,10 @@ def _dump(args) -> int:
         for record in Reader(journal_dir(Path(args.data_dir)), after=args.first - 1):
             if args.last is not None and record.seq > args.last:
                 break
-            out.write(encode({"seq": record.seq, **msgspec.to_builtins(record.cmd)}) + b"\n")
+            fields = msgspec.to_builtins(record.cmd)
+            if "seq" in fields:                  # a Failed marker names the seq that raised
+                fields["failed_seq"] = fields.pop("seq")
+            out.write(encode({"seq": record.seq, **fields}) + b"\n")
     except JournalError as e:
         out.flush()
         print(f"gpux: {e}", file=sys.stderr)

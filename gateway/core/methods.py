@@ -135,7 +135,7 @@ def place_strip(core, session, p: schema.PlaceStrip):
     side, limit = codec.SIDES[p.side], codec.price(p.price, "price")
     tif = TimeInForce.FOK if p.tif == "fok" else TimeInForce.IOC
     if p.client_order_id is not None:
-        done = venue.strips.get((account_id, p.client_order_id))
+        done = venue.strip(account_id, p.client_order_id)
         if done is not None:
             if ([leg[0] for leg in done.legs], done.side, done.qty, done.price, done.tif) != (
                     list(p.symbols), side, p.qty, limit, tif):

@@ -95,6 +95,14 @@ class Venue:
         order = self.exchange.order(order_id)
         return order if order is not None and order.closed_ns is None else None
 
+    def strip(self, account_id: int, client_order_id: str):
+        """The account's strip of that client_order_id (its StripExecuted), as long as
+        orders are retained: by its time alone, not by when the table was last pruned."""
+        done = self.strips.get((account_id, client_order_id))
+        if done is None or done.ts_ns < self.last_ts - RETENTION_NS:
+            return None
+        return done
+
     def now(self) -> int:
         """Return the timestamp for the next command: the clock, but never backwards."""
         ts = self.clock()

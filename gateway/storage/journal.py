@@ -241,10 +241,10 @@ class Reader:
                         raise JournalError(path, at, f"seq {seq} is not a command: {exc}") \
                             from None
                     yield Record(seq, cmd, path, at)
-            if self.first_seq is None:
-                self.first_seq = expected
+                if self.first_seq is None:
+                    self.first_seq = seq
+                self.last_seq = seq
             expected += count
-            self.last_seq = expected - 1
             offset = end
 
 

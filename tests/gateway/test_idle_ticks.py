@@ -188,3 +188,23 @@ def test_contracts_reach_their_boundaries_at_midnight(tmp_path):
     instruments = venue.venue.house.instruments.values()
     assert {i.kind for i in instruments} == {"week", "month"}
     assert all(i.last_trading_ns % DAY == 0 == i.delivery_end_ns % DAY for i in instruments)
+
+
+def test_a_strip_is_forgotten_after_its_retention_on_an_idle_market_too(tmp_path):
+    """Found by a review: a strip's resend was answered from a table pruned every 100,000
+    commands, ticks included; with idle ticks left out, an idle market kept a strip for
+    good, and a client_order_id reused past the retention was answered as a duplicate.
+    Whether a strip is still remembered now depends on its time alone."""
+    venue = InProcess(tmp_path / "data", SMALL)
+    trader = venue.session("trader-1")
+    symbols = sorted(venue.venue.exchange.markets)[1:3]     # trading still in eight days
+    strip = dict(symbols=symbols, side="buy", qty=1, price="1.900", tif="ioc",
+                 client_order_id="strip-1")
+    venue.result(trader, "order.place_strip", **strip)
+    assert venue.result(trader, "order.place_strip", **strip)["duplicate"] is True
+    scheduler = Scheduler(venue.config.schedule, venue.venue, venue.ns)
+    for _ in range(8 * 24):                           # eight idle days, a tick an hour
+        venue.tick(3600.0)
+        _tick(venue, scheduler)
+    trader = venue.session("trader-1")
+    assert "duplicate" not in venue.result(trader, "order.place_strip", **strip)

@@ -2,6 +2,10 @@
 journals of format 1 still read (appends then go to a file of format 2)."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import msgspec
 import pytest
 
@@ -165,3 +169,18 @@ def test_damage_inside_a_record_of_format_2_names_the_file_and_offset(tmp_path):
     with pytest.raises(JournalError, match="does not fit its batch") as caught:
         list(Reader(tmp_path))
     assert caught.value.offset == len(MAGIC) + BATCH_SIZE
+
+
+def test_dump_prints_a_failed_marker_under_its_own_seq(tmp_path):
+    """Found by a review: the marker's own field ``seq`` (the command that raised) replaced
+    the record's seq in `gpux journal dump`; it is printed as ``failed_seq``."""
+    data = tmp_path / "data"
+    journal = Journal(data / "journal", 1, fsync=False)
+    journal.append(Timer(ts_ns=TS))
+    journal.append(Failed(seq=1))
+    journal.close()
+    dump = subprocess.run([sys.executable, "-m", "gateway.client.cli", "journal", "dump",
+                           "--data-dir", str(data)], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    assert [json.loads(line) for line in dump.stdout.splitlines()] == [
+        {"seq": 1, "type": "timer", "ts_ns": TS}, {"seq": 2, "type": "failed", "failed_seq": 1}]
