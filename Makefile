@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge stall build clean
+.PHONY: simulate run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge stall build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: build
 # The benchmarks run once each, untimed, so their correctness checks run in CI too.
 test: build browser
 	$(PY) -m pytest -q tests bench --benchmark-disable
+
+# The deterministic simulation of the venue over SEEDS seeds (make test runs 300).
+SEEDS ?= 1000
+simulate: build
+	$(PY) tests/gateway/simulation.py --seeds $(SEEDS)
 
 # Debian's Chromium for the page's end-to-end test (Playwright drives it; nothing is downloaded).
 browser:
