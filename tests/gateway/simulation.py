@@ -2,13 +2,14 @@
 journal, driven by simulated clients on a seeded clock, crashed and recovered at random.
 
 Clients are honest (place, cancel, resend what was not answered), flooding, malformed and
-reconnecting. A client is answered only when the turn that holds its request is sealed and
+reconnecting, and half of them ask for cancel-on-disconnect on every session. A client is answered only when the turn that holds its request is sealed and
 its journal batch written (ack after durable); a crash drops the turn in progress, and may
 leave part of its batch on disk, torn, as a power loss mid-write would. After each step:
 no book crossed, positions summing to zero in each contract; after each answer, the order
 it names is in the venue; after each restart, every answered order is still there, under
-the same id, and a resend of one answers it rather than placing another; at the end, the
-journal replayed alone gives the live state.
+the same id, and a resend of one answers it rather than placing another; after a session
+with cancel-on-disconnect ends, by a disconnect or a crash, its account has no order open;
+at the end, the journal replayed alone gives the live state.
 
     python tests/gateway/simulation.py --seeds 1000        (make simulate SEEDS=1000)
     python tests/gateway/simulation.py --seed 1234         (one seed again)
@@ -56,8 +57,9 @@ class Violation(AssertionError):
 class Client:
     """One simulated participant: its session, what it sent and what it was answered."""
 
-    def __init__(self, name: str, kind: str) -> None:
+    def __init__(self, name: str, kind: str, guarded: bool) -> None:
         self.name, self.kind = name, kind
+        self.guarded = guarded                 # asks for cancel-on-disconnect on each session
         self.session = None
         self.params: dict[str, dict] = {}      # client_order_id -> its order's params
         self.sent: set[str] = set()            # client_order_ids not answered yet
@@ -72,8 +74,9 @@ class Simulation:
         self.data_dir = workdir / f"sim-{seed}"
         self.v = InProcess(self.data_dir, CONFIG)
         self.symbols = sorted(self.v.venue.exchange.markets)[1:3]
-        self.clients = [Client(name, self.rng.choice(("honest", "honest", "flooding",
-                                                      "malformed", "reconnecting")))
+        rng = self.rng
+        self.clients = [Client(name, rng.choice(("honest", "honest", "flooding", "malformed",
+                                                 "reconnecting")), rng.random() < 0.5)
                         for name in TRADERS]
         self.inbox: list[tuple[Client, str, bytes]] = []     # replies of the open turn
         self.crashes = self.torn = self.answers = 0
@@ -85,14 +88,13 @@ class Simulation:
 
     # -- Clients ------------------------------------------------------------------------
 
-    def _request(self, client: Client, method: str, params, cid: str | None = None) -> None:
-        if client.session is None:
-            client.session = self.v.session(client.name)
+    def _request(self, client: Client, method: str, params, cid: str | None = None) -> bytes:
         self.ids += 1
         frame = json.dumps({"jsonrpc": "2.0", "id": self.ids, "method": method,
                             "params": params})
         handled = self.v.core.handle(client.session, frame, self.v.now)
         self.inbox.append((client, cid, handled.reply))
+        return handled.reply
 
     def _place(self, client: Client, cid: str | None = None) -> None:
         rng = self.rng
@@ -106,7 +108,24 @@ class Simulation:
             client.sent.add(cid)
         self._request(client, "order.place", client.params[cid], cid)
 
+    def _connect(self, client: Client) -> bool:
+        """A new session; a guarded client's asks for cancel-on-disconnect first and, if
+        refused (rate limited), ends and tries again later: it never trades unguarded."""
+        client.session = self.v.session(client.name)
+        if client.guarded:
+            reply = self._request(client, "session.cancel_on_disconnect", {"enabled": True})
+            if b'"result"' not in reply:
+                self.v.core.disconnected(client.session)
+                client.session = None
+                return False
+        return True
+
     def act(self, client: Client) -> None:
+        if client.session is None and not self._connect(client):
+            return
+        self._act(client)
+
+    def _act(self, client: Client) -> None:
         rng = self.rng
         roll = rng.random()
         if client.kind == "malformed" and roll < 0.3:
@@ -115,8 +134,6 @@ class Simulation:
                                 b'{"jsonrpc":"2.0","id":1,"method":"order.place","method":'
                                 b'"admin.state","params":{}}', bytes(rng.randrange(256)
                                                                    for _ in range(20))])
-            if client.session is None:
-                client.session = self.v.session(client.name)
             self.v.core.handle(client.session, frame, self.v.now)
             return
         if client.kind == "flooding" and roll < 0.3:
@@ -129,6 +146,7 @@ class Simulation:
         if client.kind == "reconnecting" and roll < 0.1 and client.session is not None:
             self.v.core.disconnected(client.session)
             client.session = None
+            self._check_guarded(client)
             return
         if client.params and roll < 0.2:       # a resend: of one not answered, or one that was
             self._place(client, rng.choice(sorted(client.sent) if client.sent and roll < 0.15
@@ -193,6 +211,7 @@ class Simulation:
             client.session = None
             for cid in client.answered:
                 self._check_answered(client, cid)
+            self._check_guarded(client)
 
     # -- Checks ---------------------------------------------------------------------------
 
@@ -202,6 +221,17 @@ class Simulation:
         if order is None or order.order_id != client.answered[cid]:
             raise Violation(f"{client.name} was answered order {client.answered[cid]} for "
                             f"{cid}; the venue has {order and order.order_id}")
+
+    def _check_guarded(self, client: Client) -> None:
+        """A client with cancel-on-disconnect whose session ended (or a crash cut off) has
+        no order left open."""
+        if not client.guarded:
+            return
+        account = self.v.accounts.by_name[client.name].account_id
+        left = self.v.venue.exchange.open_order_count(account)
+        if left:
+            raise Violation(f"{client.name} had cancel-on-disconnect; its session ended with "
+                            f"{left} of its orders open")
 
     def check(self) -> None:
         for symbol, market in self.v.venue.exchange.markets.items():
@@ -230,6 +260,8 @@ class Simulation:
             self.check()
         self.seal()
         for client in self.clients:            # what was never answered is sent once more
+            if client.session is None and not self._connect(client):
+                continue
             for cid in sorted(client.sent):
                 self._place(client, cid)
         self.seal()
