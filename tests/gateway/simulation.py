@@ -3,8 +3,9 @@ journal, driven by simulated clients on a seeded clock, crashed and recovered at
 
 Clients are honest (place, cancel, resend what was not answered), flooding, malformed and
 reconnecting, and half of them ask for cancel-on-disconnect on every session. A client is answered only when the turn that holds its request is sealed and
-its journal batch written (ack after durable); a crash drops the turn in progress, and may
-leave part of its batch on disk, torn, as a power loss mid-write would. After each step:
+its journal batch written (ack after durable); a crash drops the turn in progress, leaving
+none of its batch on disk, part of it (torn, as a power loss mid-write would) or all of it
+(a failed sync, or a death before the release: journaled, never answered). After each step:
 no book crossed, positions summing to zero in each contract; after each answer, the order
 it names is in the venue; after each restart, every answered order is still there, under
 the same id, and a resend of one answers it rather than placing another; after a session
@@ -79,7 +80,7 @@ class Simulation:
                                                  "reconnecting")), rng.random() < 0.5)
                         for name in TRADERS]
         self.inbox: list[tuple[Client, str, bytes]] = []     # replies of the open turn
-        self.crashes = self.torn = self.answers = 0
+        self.crashes = self.torn = self.written = self.answers = 0
         self.ids = 0
         self._scheduler()
 
@@ -184,15 +185,19 @@ class Simulation:
             self.v.core.submit(cmd)
 
     def crash(self) -> None:
-        """Stop mid-turn: the turn's batch never reaches the disk whole (maybe a part of it
-        does), no reply of it is released; then a restart on the directory."""
+        """Stop mid-turn, no reply of the turn released: its batch never reached the disk,
+        or part of it did (a write cut short), or all of it did (its sync failed, or the
+        process died before the release); then a restart on the directory."""
         self.crashes += 1
         batch = self.v.journal.cut()
-        if batch is not None and self.rng.random() < 0.5:
-            data = batch[0][:self.rng.randrange(1, len(batch[0]))]
+        roll = self.rng.random()
+        if batch is not None and roll < 0.7:
+            whole = roll < 0.2
+            data = batch[0] if whole else batch[0][:self.rng.randrange(1, len(batch[0]))]
             with open(segments(journal_dir(self.data_dir))[-1][1], "ab") as f:
                 f.write(data)
-            self.torn += 1
+            self.written += whole
+            self.torn += not whole
         self.v.journal.close(commit=False)
         self.inbox = []
         v = self.v
@@ -273,7 +278,7 @@ class Simulation:
         if replayed.digest != state_digest(v.venue, v.feed):
             raise Violation("the journal replayed alone differs from the live state")
         return {"answers": self.answers, "crashes": self.crashes, "torn": self.torn,
-                "commands": replayed.last_seq}
+                "unanswered_on_disk": self.written, "commands": replayed.last_seq}
 
 
 def run_seed(seed: int, workdir: Path, steps: int = 400) -> dict:
