@@ -2,8 +2,9 @@
 journal, driven by simulated clients on a seeded clock, crashed and recovered at random.
 
 Clients are honest (place, cancel, resend what was not answered), flooding, malformed and
-reconnecting, and half of them ask for cancel-on-disconnect on every session. A client is answered only when the turn that holds its request is sealed and
-its journal batch written (ack after durable); a crash drops the turn in progress, leaving
+reconnecting, and half of them ask for cancel-on-disconnect on every session. A client is
+answered only when the turn that holds its request is sealed and its journal batch
+written (ack after durable); a crash drops the turn in progress, leaving
 none of its batch on disk, part of it (torn, as a power loss mid-write would) or all of it
 (a failed sync, or a death before the release: journaled, never answered). After each step:
 no book crossed, positions summing to zero in each contract; after each answer, the order
