@@ -111,7 +111,17 @@ class Fuzzed:
         before = venue.digest()
         handled = venue.core.handle(self.session(role), frame, venue.now)
         venue.seal()
-        return json.loads(handled.reply), venue.digest() != before
+        reply, changed = json.loads(handled.reply), venue.digest() != before
+        error = reply.get("error")
+        if changed and error and error["data"]["reason"] == "self_trade_prevented":
+            # The one error with a record (found by this test, with a maker's order meeting
+            # its own from an earlier example): self-trade prevention cancelled the new
+            # order before any fill, and it stays retrievable; the resting order is left
+            # as it was (test_bad_input.test_an_error_always_means_nothing_changed).
+            order = venue.venue.exchange.order(error["data"]["order_id"])
+            assert order.closed_ns is not None and order.filled_qty == 0, order
+            changed = False
+        return reply, changed
 
 
 def lines_run(fn) -> int:
