@@ -45,7 +45,7 @@ def gpux_config(accounts: list[str], *, queue_soft: int | None = None,
     """Return TOML: ``accounts`` as market makers with rate limits far above any load here."""
     # The liquidity account rests 200,000 lots a side: above the default position limit.
     lines = ["[clearing]", "position_limit = 10000000", "", "[limits]",
-             "flood_strikes = 1000000"]
+             "flood_strikes = 1000000", f"new_connections_per_address = {HIGH_BUCKET}"]
     if queue_soft is not None:
         lines.append(f"queue_soft = {queue_soft}")
     if queue_hard is not None:
@@ -58,10 +58,11 @@ def gpux_config(accounts: list[str], *, queue_soft: int | None = None,
 
 
 def high_limits(role: str) -> list[str]:
-    """TOML lines: the role's order and request buckets, its own and its accounts', far
-    above any load."""
+    """TOML lines: the role's order, request and login buckets, its own and its accounts',
+    far above any load."""
     return ["", f"[limits.roles.{role}]", f"orders = {HIGH_BUCKET}", f"requests = {HIGH_BUCKET}",
-            f"account_orders = {HIGH_BUCKET}", f"account_requests = {HIGH_BUCKET}"]
+            f"account_orders = {HIGH_BUCKET}", f"account_requests = {HIGH_BUCKET}",
+            f"account_logins = {HIGH_BUCKET}"]
 
 
 def account_toml(account_id: int, name: str, role: str) -> list[str]:

@@ -111,6 +111,8 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_subscriptions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     # Connections open at once from one address; past it a new one is closed with 1013.
     max_connections_per_address: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    # Connections an address may open (a handshake and a login each): past it, 1013 too.
+    new_connections_per_address: Bucket = Bucket(50.0, 200)
     # Outbound messages queued for one connection: past `queue_soft` its book
     # streams are conflated into snapshots; past `queue_hard` it is disconnected.
     queue_soft: Annotated[int, msgspec.Meta(ge=1)] = 256

@@ -34,6 +34,10 @@ class TokenBucket:
             return float("inf")
         return (n - tokens) / self.rate       # rate > 0: the config refuses 0
 
+    def full(self, now: float) -> bool:
+        """Whether the bucket holds its whole burst by ``now`` (as good as a new one)."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
     def give_back(self, n: int = 1) -> None:
         """Return tokens taken by a message another bucket then refused."""
         self.tokens = min(self.burst, self.tokens + n)

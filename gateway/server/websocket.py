@@ -28,6 +28,7 @@ from websockets.http11 import Request as HttpRequest
 
 from gateway.config import Config
 from gateway.core.effects import CLOSE_BINARY, CLOSE_TOO_MANY, Heartbeat
+from gateway.core.limits import TokenBucket
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
 from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
@@ -39,6 +40,7 @@ from gateway.web.pages import StaticPages
 log = logging.getLogger("gpux.gateway")
 
 WS_PATH = "/ws"
+OPENING_PRUNE = 10_000         # addresses' buckets of new connections kept before a sweep
 
 
 class Server:
@@ -70,6 +72,7 @@ class Server:
         self.instruments = [m.instrument for m in self.venue.exchange.markets.values()]
         self.connections: set[Connection] = set()
         self._per_address: dict[str | None, int] = {}
+        self._opening: dict[str | None, TokenBucket] = {}    # new connections, per address
         self.durability: Durability | None = None
         self._resync: set[Connection] = set()
         self._flushes: list[Connection] = []
@@ -205,9 +208,24 @@ class Server:
         peer = sock.transport.get_extra_info("peername")
         conn.address = peer[0] if peer else None
         held = self._per_address[conn.address] = self._per_address.get(conn.address, 0) + 1
-        if held > self.limits.max_connections_per_address:
+        if held > self.limits.max_connections_per_address or not self._may_open(conn.address):
             conn.close(*CLOSE_TOO_MANY)
         return conn
+
+    def _may_open(self, address) -> bool:
+        """Whether the address's bucket of new connections holds one (a reconnect loop
+        costs a handshake and a login each time). Full buckets are forgotten now and then,
+        so addresses seen once do not pile up."""
+        now = self.loop.time()
+        opening = self._opening
+        bucket = opening.get(address)
+        if bucket is None:
+            if len(opening) >= OPENING_PRUNE:
+                for key in [k for k, b in opening.items() if b.full(now)]:
+                    del opening[key]
+            bucket = opening[address] = TokenBucket(self.limits.new_connections_per_address,
+                                                    now)
+        return bucket.take(now) == 0.0
 
     def received(self, conn: Connection, frame: str | bytes) -> bool:
         """A frame read: it runs in its turn (gateway.server.inbound), unless the connection

@@ -19,6 +19,13 @@ def test_bucket_allows_a_burst_then_refills_at_its_rate():
     assert bucket.take(100.5) > 0
 
 
+def test_a_bucket_is_full_again_once_its_burst_has_refilled():
+    bucket = TokenBucket(Bucket(2.0, 3), now=100.0)
+    assert bucket.full(100.0)
+    bucket.take(100.0, 2)
+    assert not bucket.full(100.5) and bucket.full(101.0)
+
+
 def test_a_bucket_that_could_never_refill_is_refused_by_the_config():
     """Rate 0 or burst 0 would refuse forever with a meaningless retry_after_ms."""
     for bucket in ("[0.0, 5]", "[1.0, 0]"):

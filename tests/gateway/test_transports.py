@@ -293,3 +293,27 @@ def test_connections_per_address_are_capped(make_server, transport):
         for ws in held[1:] + [again]:
             await ws.close()
     run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_new_connections_per_address_are_rate_limited(make_server, transport):
+    """A reconnect loop cost a handshake and a login each time, unbounded (the stall
+    budget's churn attack held the server at 94%). An address opens connections at
+    ``new_connections_per_address`` (a bucket: 5 at once here); past it a new one is
+    closed at once with 1013, and once the bucket refills one is taken again."""
+    live = make_server(config(transport, "[limits]\n"
+                                         "new_connections_per_address = [10.0, 5]\n"))
+
+    async def scenario():
+        opened = [await Ws.open(live) for _ in range(5)]
+        for ws in opened:
+            await ws.close()
+        extra = await Ws.open(live)
+        with pytest.raises(ConnectionClosed) as closed:
+            await extra.result("session.test")
+        assert closed.value.rcvd.code == 1013
+        await asyncio.sleep(0.3)                 # three tokens back
+        again = await Ws.open(live)
+        assert "server_time" in await again.result("session.test")
+        await again.close()
+    run(scenario())
