@@ -88,6 +88,14 @@ class Promises:
         until = self.nonces.get((account_id, nonce))
         return until is not None and until >= now_ms
 
+    def to_cancel(self, session: int, exchange) -> tuple[int, list[int]]:
+        """(account, open orders in order) the session's end cancels: none unless its
+        guard exists and cancel-on-disconnect is on."""
+        guard = self.guards.get(session)
+        if guard is None or not guard.on:
+            return 0, []
+        return guard.account_id, [i for i in sorted(guard.orders) if _open(exchange, i)]
+
     def process(self, cmd: SessionCommand, exchange) -> list:
         """Run one session command (they cause no events: a closing session's cancels are
         commands of their own, journaled before its ``SessionClosed``)."""

@@ -40,7 +40,6 @@ log = logging.getLogger("gpux.gateway")
 _encode = msgspec.json.Encoder().encode
 # What an account's connections draw on together, beside their own buckets.
 ACCOUNT_BUCKETS = {ORDER: "account_orders", REQUEST: "account_requests"}
-LOGINS = "logins"
 
 
 class Handled(msgspec.Struct):
@@ -101,18 +100,13 @@ class Core:
         for is cancelled by a command of its own (one that raises halts its instrument, and
         the others go on), then the guard is dropped."""
         venue = self.venue
-        guard = venue.promises.guards.get(guard_id)
-        if guard is not None and guard.on:
-            orders = venue.exchange.orders
-            for order_id in sorted(guard.orders):
-                order = orders.get(order_id)
-                if order is None or order.closed_ns is not None:
-                    continue
-                try:
-                    self.submit(CancelOrder(ts_ns=venue.now(), account_id=guard.account_id,
-                                            order_id=order_id, reason=CancelReason.DISCONNECT))
-                except RpcError as exc:      # logged, its instrument halted (_failed)
-                    log.error("cancel-on-disconnect of order %d failed: %s", order_id, exc)
+        account_id, orders = venue.promises.to_cancel(guard_id, venue.exchange)
+        for order_id in orders:
+            try:
+                self.submit(CancelOrder(ts_ns=venue.now(), account_id=account_id,
+                                        order_id=order_id, reason=CancelReason.DISCONNECT))
+            except RpcError as exc:      # logged, its instrument halted (_failed)
+                log.error("cancel-on-disconnect of order %d failed: %s", order_id, exc)
         self.submit(SessionClosed(ts_ns=venue.now(), session=guard_id))
 
     def guard(self, session: SessionState, enabled: bool) -> None:
@@ -225,11 +219,8 @@ class Core:
         the connection."""
         wait = session.buckets[category].take(now, n)
         if wait == 0.0 and category in ACCOUNT_BUCKETS and session.account is not None:
-            key = (session.account_id, category)
-            bucket = self.account_buckets.get(key)
-            if bucket is None:
-                spec = getattr(session.role_limits, ACCOUNT_BUCKETS[category])
-                bucket = self.account_buckets[key] = TokenBucket(spec, now)
+            bucket = self._account_bucket(session.account_id, session.role_limits,
+                                          ACCOUNT_BUCKETS[category], now)
             wait = bucket.take(now, n)
             if wait:
                 session.buckets[category].give_back(n)
@@ -245,6 +236,15 @@ class Core:
         retry_ms = math.ceil(wait * 1000)
         raise RpcError(RejectReason.RATE_LIMITED, f"too many {category}; retry after "
                        f"{retry_ms} ms", retry_after_ms=retry_ms)
+
+    def _account_bucket(self, account_id: int, role_limits, name: str,
+                        now: float) -> TokenBucket:
+        """The account's bucket ``name`` of its role's limits, shared by its connections."""
+        key = (account_id, name)
+        bucket = self.account_buckets.get(key)
+        if bucket is None:
+            bucket = self.account_buckets[key] = TokenBucket(getattr(role_limits, name), now)
+        return bucket
 
     def charge_orders(self, session: SessionState, n: int, field: str) -> None:
         """Charge ``n`` more order tokens for a request that holds several orders (its own
@@ -275,12 +275,8 @@ class Core:
         account = accounts.login(p.api_key, p.timestamp, p.nonce, p.signature, now_ms,
                                  self.venue.promises.nonce_used)
         # After the signature check: no one without the secret can spend an account's logins.
-        key = (account.account_id, LOGINS)
-        bucket = self.account_buckets.get(key)
-        if bucket is None:
-            bucket = self.account_buckets[key] = TokenBucket(
-                self.limits.for_role(account.role).account_logins, session.last_rx)
-        wait = bucket.take(session.last_rx)
+        wait = self._account_bucket(account.account_id, self.limits.for_role(account.role),
+                                    "account_logins", session.last_rx).take(session.last_rx)
         if wait:
             retry_ms = math.ceil(wait * 1000)
             raise RpcError(RejectReason.RATE_LIMITED, f"too many logins of this account; "

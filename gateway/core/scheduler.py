@@ -76,7 +76,11 @@ class Scheduler:
         for command, due in self.due.items():
             if now >= due or (command is RollListing and self.house.cascade_due(now)):
                 self.due[command] = next_daily(now, self.times[command])
-                (out if command is RollListing else daily).append(command(ts_ns=now))
-        if mark or len(out) > timer:            # a listing step changed the contracts
+                if command is RollListing:       # it changes the contracts: a step follows
+                    out.append(command(ts_ns=now))
+                    mark = True
+                else:
+                    daily.append(command(ts_ns=now))
+        if mark:
             out.append(MarkStep(ts_ns=now))
         return out + daily

@@ -216,7 +216,8 @@ class Reader:
                 self.torn = Torn(path, 0, size)
                 return
             raise JournalError(path, 0, "not a journal file (its first bytes)")
-        records = _records_v2 if offset else _records_v1
+        records, decode = (_records_v2, decode_command) if offset \
+            else (_records_v1, decode_command_v1)
         expected = first
         after = self.after
         while offset < size:
@@ -235,8 +236,7 @@ class Reader:
                                             count):
                 if seq > after:      # records a snapshot covers are checked, not decoded
                     try:
-                        cmd = decode_command(payload) if records is _records_v2 \
-                            else decode_command_v1(payload)
+                        cmd = decode(payload)
                     except msgspec.DecodeError as exc:
                         raise JournalError(path, at, f"seq {seq} is not a command: {exc}") \
                             from None

@@ -317,3 +317,20 @@ def test_new_connections_per_address_are_rate_limited(make_server, transport):
         assert "server_time" in await again.result("session.test")
         await again.close()
     run(scenario())
+
+
+def test_the_new_connection_buckets_of_addresses_gone_quiet_are_forgotten(make_server,
+                                                                          monkeypatch):
+    """Past OPENING_PRUNE addresses, a new one sweeps away the buckets that have refilled
+    (as good as new), so addresses seen once do not pile up; one still spending stays."""
+    from gateway.server import websocket as websocket_module
+    monkeypatch.setattr(websocket_module, "OPENING_PRUNE", 3)
+    live = make_server("[limits]\nnew_connections_per_address = [100.0, 5]\n")
+    server = live.server
+    for address in ("10.0.0.1", "10.0.0.2"):
+        assert live.call(server._may_open, address)
+    time.sleep(0.05)                                  # both refilled
+    for _ in range(5):
+        live.call(server._may_open, "10.0.0.3")       # its burst spent: not full
+    assert live.call(server._may_open, "10.0.0.4")
+    assert set(server._opening) - {"127.0.0.1"} == {"10.0.0.3", "10.0.0.4"}
