@@ -83,6 +83,9 @@ cdef class Exchange:
     cdef int64_t _gtd_live                # live orders with an expire_at
     cdef list _closings                   # sorted (last_trading_ns, symbol)
     cdef object _closed                   # deque of closed Orders, oldest first
+    cdef int64_t _keep_ns                 # how long a closed order stays in memory
+    cdef readonly object archive          # where older closed orders are (attach_archive)
+    cdef public list forgotten            # orders dropped from memory, for the archive
     cdef int64_t _next_deadline           # earliest ts at which _advance has work
     cdef int64_t _next_order_id
     cdef int64_t _last_ts                 # ts_ns of the previous command
@@ -112,6 +115,8 @@ cdef class Exchange:
               list events)
     cdef _fit_reducing(self, object ts, list events)
     cdef Order _find(self, int64_t account_id, object order_id, object client_order_id)
+    cdef object _archived(self, int64_t account_id, object order_id, object client_order_id,
+                          object ts)
     cdef _cancel(self, Order order, object reason, object ts, list events)
     cdef _unrest(self, Market market, Order order)
     cdef _cancel_all(self, object cmd, list events)

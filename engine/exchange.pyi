@@ -12,6 +12,7 @@ from engine.messages import (
 from engine.risk import RiskGate
 
 RETENTION_NS: int
+RECENT_NS: int
 LIVE: tuple[OrderStatus, ...]
 
 class Order:
@@ -61,8 +62,11 @@ class Exchange:
     risk: RiskGate
     markets: dict[str, Market]
     orders: dict[int, Order]
+    archive: Any
+    forgotten: list[Order] | None
     def __init__(self, instruments: Iterable[Instrument], risk: RiskGate | None = None, *,
                  book_factory: Callable[..., Any] = ..., check_invariants: bool = False) -> None: ...
+    def attach_archive(self, archive: Any) -> None: ...
     def process(self, cmd: Any) -> list[Any]: ...
     def order(self, order_id: int) -> Order | None: ...
     def order_by_client_id(self, account_id: int, client_order_id: str) -> Order | None: ...

@@ -57,6 +57,8 @@ from libc.stdint cimport INT64_MAX, int64_t
 #: Closed orders stay retrievable (by id and client_order_id) at least this long.
 RETENTION_NS = 7 * 24 * 3600 * 10**9
 cdef int64_t RETENTION = RETENTION_NS
+#: With an archive attached, closed orders stay in memory this long, then in the archive.
+RECENT_NS = 5 * 60 * 10**9
 
 # Enum members as module constants: the order path compares them with `is`.
 cdef object BUY = Side.BUY, SELL = Side.SELL
@@ -243,6 +245,9 @@ cdef class Exchange:
         self._expiries = []
         self._closings = sorted((m.instrument.last_trading_ns, s) for s, m in self.markets.items())
         self._closed = deque()
+        self._keep_ns = RETENTION
+        self.archive = None
+        self.forgotten = None
         self._next_order_id = 1
         self._next_strip_id = 1
         self._strip_checked = False
@@ -251,6 +256,24 @@ cdef class Exchange:
         self._gtd_live = 0
         self._dirty = []
         self._reset_deadline()
+
+    def attach_archive(self, archive):
+        """Keep closed orders in memory for ``RECENT_NS`` only, then hand them over.
+
+        Each order forgotten is appended to ``forgotten`` (its owner moves it to the
+        archive after the command); a client_order_id, or an order named by a cancel
+        or a replace, not found in memory is then looked up with
+        ``archive.closed_order(account_id, order_id, client_order_id)``, which returns
+        a record with ``order_id``, ``closed_ns``, ``status`` and ``request`` (or None).
+        Only records of orders placed before now and closed within ``RETENTION_NS``
+        count, so an archive that holds more (filled by a later run) answers a replay
+        as it answered the live run. Attach before the first command, for good: how
+        long orders stay in memory is part of the state.
+        """
+        self.archive = archive
+        if self.forgotten is None:
+            self.forgotten = []
+        self._keep_ns = RECENT_NS
 
     # -- The one entry point -------------------------------------------------
 
@@ -376,12 +399,18 @@ cdef class Exchange:
             existing_id = self._by_client.get((account_id, client_order_id))
             if existing_id is not None:
                 existing = self.orders[existing_id]
-                if msgspec.structs.replace(cmd, ts_ns=existing.request.ts_ns) != existing.request:
+                request = existing.request
+            else:
+                archived = self._archived(account_id, None, client_order_id, ts)
+                if archived is not None:
+                    existing_id, request = archived.order_id, archived.request
+            if existing_id is not None:
+                if msgspec.structs.replace(cmd, ts_ns=request.ts_ns) != request:
                     raise Rejected(RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                                    f"client_order_id {client_order_id!r} is order "
-                                   f"{existing.order_id}, placed with other parameters",
+                                   f"{existing_id}, placed with other parameters",
                                    "client_order_id")
-                events.append(OrderDuplicate(existing.order_id, account_id, client_order_id, ts))
+                events.append(OrderDuplicate(existing_id, account_id, client_order_id, ts))
                 return
         cdef Market market = self._market(symbol)
         if market.status is not IS_OPEN:
@@ -766,20 +795,38 @@ cdef class Exchange:
                            "order_id")
         if order_id is not None:
             found = self.orders.get(order_id)
-            if found is None or (<Order>found).account_id != account_id:
-                raise Rejected(RejectReason.UNKNOWN_ORDER, f"no order {order_id}", "order_id")
+            if found is not None and (<Order>found).account_id != account_id:
+                found = None
         else:
             found = self.order_by_client_id(account_id, client_order_id)
-            if found is None:
-                raise Rejected(RejectReason.UNKNOWN_ORDER,
-                               f"no order with client_order_id {client_order_id!r}",
-                               "client_order_id")
+        if found is None:
+            archived = self._archived(account_id, order_id, client_order_id, self._last_ts)
+            if archived is not None:
+                raise Rejected(RejectReason.ORDER_CLOSED,
+                               f"order {archived.order_id} is {archived.status}", "order_id",
+                               archived.order_id)
+            if order_id is not None:
+                raise Rejected(RejectReason.UNKNOWN_ORDER, f"no order {order_id}", "order_id")
+            raise Rejected(RejectReason.UNKNOWN_ORDER,
+                           f"no order with client_order_id {client_order_id!r}",
+                           "client_order_id")
         order = found
         if not order._live:
             raise Rejected(RejectReason.ORDER_CLOSED,
                            f"order {order.order_id} is {order.status.name.lower()}", "order_id",
                            order.order_id)
         return order
+
+    cdef object _archived(self, int64_t account_id, object order_id, object client_order_id,
+                          object ts):
+        """The archive's record of the account's order, if it counts now (attach_archive)."""
+        if self.archive is None:
+            return None
+        found = self.archive.closed_order(account_id, order_id, client_order_id)
+        if found is None or found.order_id >= self._next_order_id \
+                or <int64_t>found.closed_ns + RETENTION <= <int64_t>ts:
+            return None
+        return found
 
     cdef _cancel(self, Order order, object reason, object ts, list events):
         cdef Market market = self.markets[order.symbol]
@@ -952,7 +999,8 @@ cdef class Exchange:
         if cmd.tif is not FOK and cmd.tif is not IOC:
             raise Rejected(RejectReason.INVALID_PARAMS, "a strip is fok or ioc", "tif")
         cid = cmd.client_order_id
-        if cid is not None and (account_id, cid) in self._by_client:
+        if cid is not None and ((account_id, cid) in self._by_client
+                                or self._archived(account_id, None, cid, cmd.ts_ns) is not None):
             raise Rejected(RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                            f"client_order_id {cid!r} is already used", "client_order_id")
         filled, legs, worst = self._plan_strip(list(cmd.symbols), side, cmd.qty, cmd.price,
@@ -1058,11 +1106,14 @@ cdef class Exchange:
             if market.status is not IS_CLOSED and market.status is not IS_SETTLED:
                 self._set_status(market, IS_CLOSED, ts, events)
         closed = self._closed
-        while closed and (<Order>closed[0]).closed_ns + RETENTION <= ts:
+        forgotten = self.forgotten
+        while closed and (<Order>closed[0]).closed_ns + self._keep_ns <= ts:
             order = closed.popleft()
             del self.orders[order.order_id]
             if order.client_order_id is not None:
                 del self._by_client[(order.account_id, order.client_order_id)]
+            if forgotten is not None:
+                forgotten.append(order)
         if self._dirty:
             self._publish_levels(ts, events)
         self._reset_deadline()
@@ -1083,7 +1134,7 @@ cdef class Exchange:
         if self._closings:
             deadline = min(deadline, self._closings[0][0])
         if self._closed:
-            deadline = min(deadline, (<Order>self._closed[0]).closed_ns + RETENTION)
+            deadline = min(deadline, (<Order>self._closed[0]).closed_ns + self._keep_ns)
         self._next_deadline = deadline
 
     # -- Small helpers ----------------------------------------------------------------
@@ -1109,7 +1160,7 @@ cdef class Exchange:
             self._gtd_live -= 1
             if len(self._expiries) > 2 * self._gtd_live + 64:
                 self._rebuild_expiries()
-        cdef int64_t forget_at = <int64_t>ts + RETENTION
+        cdef int64_t forget_at = <int64_t>ts + self._keep_ns
         if not self._closed and forget_at < self._next_deadline:
             self._next_deadline = forget_at
         self._closed.append(order)

@@ -1,7 +1,9 @@
 """Each account's fill history, for account.fills: newest first, paged by trade_id.
 
 One array of ints per account (nine per fill), so a million fills are a few
-objects for the garbage collector, not a million.
+objects for the garbage collector, not a million. Fills older than a few minutes
+move to the archive now and then (``forget``), and a page goes on there past the
+ones in memory (gateway.core.archive), so memory holds only the recent ones.
 """
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from array import array
 from bisect import bisect_left
 
 from engine.messages import Trade
+from gateway.core.archive import FILL_WIDTH
 from gateway.core.codec import fill_row
 
-WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
+WIDTH = FILL_WIDTH
+TS = 8          # the column of a row's ts_ns
 
 
 class AccountFills:
@@ -65,25 +69,53 @@ class AccountFills:
             self._trade_ids[account_id].append(trade.trade_id)
 
     def page(self, account_id: int, symbol: str | None, limit: int,
-             before: int | None) -> list[dict]:
+             before: int | None, archive=None) -> list[dict]:
         """The account's fills newest first: at most ``limit``, of ``symbol`` if given, with a
-        trade_id below ``before`` if given."""
+        trade_id below ``before`` if given; past those in memory, the archive's."""
         fills = self._fills.get(account_id)
         self.scanned = 0
-        if fills is None:
-            return []
-        ids = self._trade_ids[account_id]
-        end = len(ids) if before is None else bisect_left(ids, before)
-        if symbol is None:
-            rows = range(end - 1, max(end - limit, 0) - 1, -1)
-        else:
-            mine = self._rows[account_id].get(self._index.get(symbol, -1), ())
-            cut = bisect_left(mine, end)
-            rows = [mine[i] for i in range(cut - 1, max(cut - limit, 0) - 1, -1)]
-        out = []
-        for i in rows:
-            row = fills[i * WIDTH:(i + 1) * WIDTH]
-            out.append(fill_row(row[0], row[1], self.symbols[row[2]], row[3], row[4], row[5],
-                                row[6], row[7], row[8]))
-        self.scanned = len(out)
-        return out
+        index = None if symbol is None else self._index.get(symbol, -1)
+        found = []
+        if fills is not None:
+            ids = self._trade_ids[account_id]
+            end = len(ids) if before is None else bisect_left(ids, before)
+            if index is None:
+                rows = range(end - 1, max(end - limit, 0) - 1, -1)
+            else:
+                mine = self._rows[account_id].get(index, ())
+                cut = bisect_left(mine, end)
+                rows = [mine[i] for i in range(cut - 1, max(cut - limit, 0) - 1, -1)]
+            found = [fills[i * WIDTH:(i + 1) * WIDTH] for i in rows]
+            if ids and (before is None or ids[0] < before):
+                before = ids[0]             # the archive holds only fills older than these
+        if archive is not None and len(found) < limit:
+            found.extend(archive.fills(account_id, index, before, limit - len(found)))
+        self.scanned = len(found)
+        return [fill_row(row[0], row[1], self.symbols[row[2]], row[3], row[4], row[5],
+                         row[6], row[7], row[8]) for row in found]
+
+    def forget(self, before_ns: int, archive) -> None:
+        """Move each account's fills from before ``before_ns`` to the archive."""
+        for account_id in list(self._fills):
+            fills = self._fills[account_id]
+            count = len(fills) // WIDTH
+            old = 0
+            while old < count and fills[old * WIDTH + TS] < before_ns:
+                old += 1
+            if not old:
+                continue
+            archive.put_fills(account_id, [tuple(fills[i * WIDTH:(i + 1) * WIDTH])
+                                           for i in range(old)])
+            if old == count:
+                del self._fills[account_id], self._trade_ids[account_id]
+                del self._rows[account_id]
+                continue
+            self._fills[account_id] = fills[old * WIDTH:]
+            self._trade_ids[account_id] = self._trade_ids[account_id][old:]
+            rows = self._rows[account_id]
+            for index in list(rows):
+                kept = array("q", (r - old for r in rows[index] if r >= old))
+                if kept:
+                    rows[index] = kept
+                else:
+                    del rows[index]

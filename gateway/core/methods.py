@@ -88,8 +88,7 @@ def cancel_on_disconnect(core, session, p: schema.CancelOnDisconnect):
 
 def place(core, session, p: schema.Place):
     account_id = session.account_id
-    exchange = core.venue.exchange
-    if not (p.client_order_id and exchange.order_by_client_id(account_id, p.client_order_id)):
+    if not (p.client_order_id and core.venue.find(account_id, None, p.client_order_id)):
         _room_for_an_order(core, session)
     outcome = core.submit(codec.place_command(p, account_id, core.venue.now()))
     return _placed(core, session, outcome)
@@ -377,7 +376,9 @@ def positions(core, session, p):
 def account_fills(core, session, p: schema.FillsQuery):
     if p.symbol is not None:
         core.market(p.symbol)
-    return core.venue.account_fills.page(session.account_id, p.symbol, p.limit, p.before)
+    venue = core.venue
+    return venue.account_fills.page(session.account_id, p.symbol, p.limit, p.before,
+                                    venue.archive)
 
 
 def _index(core, gpu_class: str):

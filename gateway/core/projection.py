@@ -73,8 +73,7 @@ class Outcome:
         """The order's wire view after this command, built once however often asked."""
         view = self._views.get(order_id)
         if view is None:
-            venue = self._venue
-            view = self._views[order_id] = venue.view(venue.exchange.order(order_id))
+            view = self._views[order_id] = self._venue.view_of(order_id)
         return view
 
     def of_type(self, kind: type) -> list:

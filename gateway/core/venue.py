@@ -14,11 +14,12 @@ about an order that the engine does not hold, its fills and why it ended
 is handed to ``record`` (the journal) before it runs, so a replay of the journal
 meets the same commands, including one that failed.
 
-The order histories are as many as the orders the engine retains (seven
-days of them), so they hold no object the garbage collector tracks: each
-order's fills are packed into one ``bytes`` and the end reasons are ints.
-A million tracked objects would make every full collection a pause of
-hundreds of milliseconds on the order path.
+The order histories are as many as the orders the engine holds in memory (a few
+minutes of closed ones; older ones, with their histories, go to the archive, see
+gateway.core.archive), and they hold no object the garbage collector tracks: each
+order's fills are packed into one ``bytes`` and the end reasons are ints. A million
+tracked objects would make every full collection a pause of hundreds of
+milliseconds on the order path.
 """
 from __future__ import annotations
 
@@ -29,13 +30,14 @@ import msgspec
 
 from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand, MarkStep, RollListing
-from engine.exchange import RETENTION_NS, Exchange
+from engine.exchange import RECENT_NS, RETENTION_NS, Exchange
 from engine.messages import CancelReason, Timer
+from gateway.core.archive import ClosedOrder, MemoryArchive
 from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
 from gateway.core.promises import Promises, SessionCommand
 
-PRUNE_EVERY = 100_000     # commands between checks for histories the engine has forgotten
+PRUNE_EVERY = 100_000     # commands between moves of old fills (and strips) out of memory
 FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
 EXPIRED = -1                        # in `ended`: a GTD order reached its expire_at
 # A quote slot's order has client_order_id "q:{level}:{seq}": ":" is outside what the wire
@@ -57,14 +59,20 @@ class Venue:
         exchange: The engine, with ``house`` as its risk gate.
         house: The clearing house.
         clock: Nanoseconds since the epoch; tests pass their own.
+        archive: Where closed orders and fills older than memory keeps go (an empty
+            MemoryArchive if None; the server's is on disk).
     """
 
-    def __init__(self, exchange: Exchange, house: ClearingHouse, clock=time.time_ns) -> None:
+    def __init__(self, exchange: Exchange, house: ClearingHouse, clock=time.time_ns,
+                 archive=None) -> None:
         self.exchange = exchange
         self.house = house
         self.clock = clock
         self.record = None          # called with each command before it runs (the journal)
         self.last_ts = 0
+        self.command_ts = 0         # the last command's (last_ts also moves with reads)
+        self.archive = MemoryArchive() if archive is None else archive
+        exchange.attach_archive(self.archive)
         self.fills: dict[int, bytes] = {}     # order_id -> its fills, FILL-packed, in order
         self.ended: dict[int, int] = {}       # order_id -> CancelReason value, or EXPIRED
         self.account_fills = AccountFills(list(exchange.markets))
@@ -86,6 +94,12 @@ class Venue:
         # A snapshot from before these existed.
         self.__dict__.update({"quotes": {}, "strips": {}, "promises": Promises(),
                               "stirred": True} | state)
+
+    def attach_archive(self, archive) -> None:
+        """Serve from ``archive`` (a restored snapshot's is the one it was written with, or
+        a stand-in for one on disk)."""
+        self.archive = archive
+        self.exchange.attach_archive(archive)
 
     def quote(self, account_id: int, symbol: str, side: int, level: int):
         """The open order holding the account's quote slot, or None."""
@@ -115,6 +129,7 @@ class Venue:
         """Run one command; return its events (a clearing command's, then its engine commands')."""
         if self.record is not None:
             self.record(cmd)
+        self.command_ts = cmd.ts_ns
         kind = type(cmd)
         if isinstance(cmd, ClearingCommand):
             if kind is RollListing:        # the engine first closes what is past trading
@@ -126,13 +141,27 @@ class Venue:
             for engine_cmd in engine:
                 events.extend(self.exchange.process(engine_cmd))
             self.stirred = kind is not MarkStep or bool(engine)
-            return events
-        if isinstance(cmd, SessionCommand):
-            return self.promises.process(cmd, self.exchange)
-        events = self.exchange.process(cmd)
-        if kind is not Timer or events:
-            self.stirred = True
+        elif isinstance(cmd, SessionCommand):
+            events = self.promises.process(cmd, self.exchange)
+        else:
+            events = self.exchange.process(cmd)
+            if kind is not Timer or events:
+                self.stirred = True
+        if self.exchange.forgotten:
+            self._archive_forgotten()
         return events
+
+    def _archive_forgotten(self) -> None:
+        """The closed orders the engine let go of, with their histories, to the archive."""
+        forgotten = self.exchange.forgotten
+        for order in forgotten:
+            order_id = order.order_id
+            self.archive.put(ClosedOrder(order_id, order.account_id, order.client_order_id,
+                                         order.closed_ns, order.status.name.lower(),
+                                         order.request, self.view(order)))
+            self.fills.pop(order_id, None)
+            self.ended.pop(order_id, None)
+        forgotten.clear()
 
     def ticks_due(self, ts: int) -> tuple[bool, bool]:
         """Whether a Timer and a MarkStep at ``ts`` could change anything (the scheduler
@@ -156,33 +185,43 @@ class Venue:
             self._prune()
 
     def view(self, order) -> dict:
-        """Return the wire view of an engine Order, with all its fills."""
+        """Return the wire view of an engine Order (with all its fills) or an archived one."""
+        if type(order) is ClosedOrder:
+            return order.view
         packed = self.fills.get(order.order_id)
         fills = [] if packed is None else [fill_view(*f) for f in FILL.iter_unpack(packed)]
         end = self.ended.get(order.order_id)
         return order_view(order, fills, None if end is None else END_NAMES[end])
 
+    def view_of(self, order_id: int):
+        """The wire view of an order by id, in memory or archived (a resend's)."""
+        order = self.exchange.order(order_id)
+        return self.view(order if order is not None
+                         else self.archive.closed_order(None, order_id, None))
+
     def find(self, account_id: int, order_id: int | None, client_order_id: str | None):
-        """Return the account's order named either way (open or closed), or None."""
+        """Return the account's order named either way (open or closed: an engine Order, or
+        the archive's ClosedOrder), or None."""
         if order_id is not None:
             order = self.exchange.order(order_id)
-            if order is None or order.account_id != account_id:
+            if order is not None and order.account_id != account_id:
                 return None
-            if client_order_id is not None and order.client_order_id != client_order_id:
+        elif client_order_id is not None:
+            order = self.exchange.order_by_client_id(account_id, client_order_id)
+        else:
+            return None
+        if order is None:
+            order = self.archive.closed_order(account_id, order_id, client_order_id)
+            if order is None or order.closed_ns + RETENTION_NS <= self.now():
                 return None
-            return order
-        if client_order_id is not None:
-            return self.exchange.order_by_client_id(account_id, client_order_id)
-        return None
+        if client_order_id is not None and order.client_order_id != client_order_id:
+            return None
+        return order
 
     def _prune(self) -> None:
-        """Drop histories of orders the engine no longer retains, once there are enough."""
+        """Move fills older than memory keeps to the archive; forget strips past retention."""
         self._until_prune = PRUNE_EVERY
         oldest = self.last_ts - RETENTION_NS
         for key in [k for k, ev in self.strips.items() if ev.ts_ns < oldest]:
             del self.strips[key]
-        orders = self.exchange.orders
-        for history in (self.fills, self.ended):
-            if len(history) > len(orders) * 1.05 + 1000:
-                for order_id in [i for i in history if i not in orders]:
-                    del history[order_id]
+        self.account_fills.forget(self.command_ts - RECENT_NS, self.archive)

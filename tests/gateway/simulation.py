@@ -223,7 +223,7 @@ class Simulation:
 
     def _check_answered(self, client: Client, cid: str) -> None:
         account = self.v.accounts.by_name[client.name].account_id
-        order = self.v.venue.exchange.order_by_client_id(account, cid)
+        order = self.v.venue.find(account, None, cid)       # in memory or archived
         if order is None or order.order_id != client.answered[cid]:
             raise Violation(f"{client.name} was answered order {client.answered[cid]} for "
                             f"{cid}; the venue has {order and order.order_id}")

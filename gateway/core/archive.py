@@ -1,0 +1,99 @@
+"""Closed orders and fills older than what memory keeps: the archive's records and the
+in-memory archive.
+
+The engine keeps a closed order in memory for a few minutes (engine.exchange
+RECENT_NS), an account's fills about as long (gateway.core.fills); older ones go to
+an archive, which answers ``order.get``, resends by client_order_id (seven days) and
+``account.fills`` pages beyond them. So memory stays flat at a steady order rate.
+
+The archive is not part of the state: it holds what a replay of the journal would put
+in it again, and a record never changes once written (a closed order is final). So it
+may hold more than the state it serves (written by a later run, before a crash); the
+engine only counts records of orders placed before now (``attach_archive``).
+
+``MemoryArchive`` is the sans-I/O one (tests, the simulation, a replay from the journal's
+start); the server's is on disk (gateway.storage.archive).
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+import msgspec
+
+from engine.messages import PlaceOrder
+from gateway.core.codec import OrderView
+
+FILL_WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
+
+
+class ClosedOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One closed order as the archive keeps it: enough for the engine to refuse or answer
+    a resend, and the wire view it ended with."""
+    order_id: int
+    account_id: int
+    client_order_id: str | None
+    closed_ns: int
+    status: str                     # the engine's status, lower case: filled, cancelled...
+    request: PlaceOrder | None      # what placed it, when it has a client_order_id
+    view: OrderView
+
+
+class MemoryArchive:
+    """The archive in memory: for tests, the simulation and a replay into scratch state."""
+
+    def __init__(self) -> None:
+        self.orders: dict[int, ClosedOrder] = {}
+        self.by_client: dict[tuple[int, str], int] = {}
+        self._fills: dict[int, list[tuple]] = {}          # account -> rows, trade_id order
+
+    def put(self, closed: ClosedOrder) -> None:
+        self.orders[closed.order_id] = closed
+        if closed.client_order_id is not None:
+            self.by_client[(closed.account_id, closed.client_order_id)] = closed.order_id
+
+    def closed_order(self, account_id: int, order_id: int | None,
+                     client_order_id: str | None) -> ClosedOrder | None:
+        """The account's order (any account's, if None) named by id (or else by
+        client_order_id), or None."""
+        if order_id is None:
+            order_id = self.by_client.get((account_id, client_order_id))
+        found = self.orders.get(order_id)
+        if found is None or (account_id is not None and found.account_id != account_id):
+            return None
+        return found
+
+    def put_fills(self, account_id: int, rows: list[tuple]) -> None:
+        """Older fills of an account (rows of FILL_WIDTH ints), oldest first; a row already
+        here (a replay writes again what a run before it wrote) is kept once."""
+        mine = self._fills.setdefault(account_id, [])
+        for row in rows:
+            row = tuple(row)
+            if not mine or row > mine[-1]:
+                mine.append(row)
+            elif row not in mine[bisect_left(mine, (row[0],)):bisect_left(mine, (row[0] + 1,))]:
+                insort(mine, row)
+
+    def fills(self, account_id: int, symbol: int | None, before: int | None,
+              limit: int) -> list[tuple]:
+        """The account's archived fills newest first: of ``symbol`` (its index) if given,
+        with a trade_id below ``before`` if given, at most ``limit``."""
+        mine = self._fills.get(account_id, ())
+        end = len(mine) if before is None else bisect_left(mine, (before,))
+        out = []
+        for i in range(end - 1, -1, -1):
+            if len(out) == limit:
+                break
+            if symbol is None or mine[i][2] == symbol:
+                out.append(mine[i])
+        return out
+
+    def prune(self, before_ns: int) -> None:
+        """Forget orders closed before ``before_ns`` (fills are kept: account.fills pages
+        back through all of them)."""
+        for order_id in [i for i, c in self.orders.items() if c.closed_ns < before_ns]:
+            closed = self.orders.pop(order_id)
+            if closed.client_order_id is not None:
+                del self.by_client[(closed.account_id, closed.client_order_id)]
+
+    def sync(self) -> None:
+        """Nothing to make durable."""
