@@ -263,8 +263,9 @@ cdef class Exchange:
         Each order forgotten is appended to ``forgotten`` (its owner moves it to the
         archive after the command); a client_order_id, or an order named by a cancel
         or a replace, not found in memory is then looked up with
-        ``archive.closed_order(account_id, order_id, client_order_id)``, which returns
-        a record with ``order_id``, ``closed_ns``, ``status`` and ``request`` (or None).
+        ``archive.closed_order(account_id, order_id, client_order_id, below)`` (the newest
+        with that client_order_id placed before the next order id), which returns a
+        record with ``order_id``, ``closed_ns``, ``status`` and ``request`` (or None).
         Only records of orders placed before now and closed within ``RETENTION_NS``
         count, so an archive that holds more (filled by a later run) answers a replay
         as it answered the live run. Attach before the first command, for good: how
@@ -822,7 +823,8 @@ cdef class Exchange:
         """The archive's record of the account's order, if it counts now (attach_archive)."""
         if self.archive is None:
             return None
-        found = self.archive.closed_order(account_id, order_id, client_order_id)
+        found = self.archive.closed_order(account_id, order_id, client_order_id,
+                                          self._next_order_id)
         if found is None or found.order_id >= self._next_order_id \
                 or <int64_t>found.closed_ns + RETENTION <= <int64_t>ts:
             return None

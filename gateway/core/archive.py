@@ -26,6 +26,12 @@ from gateway.core.codec import OrderView
 FILL_WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
 
 
+def fill_key(row) -> tuple[int, int]:
+    """Fills in the order they happened: by trade, and a trade's maker before its taker
+    (as an account's history appends them)."""
+    return row[0], -row[7]
+
+
 class ClosedOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """One closed order as the archive keeps it: enough for the engine to refuse or answer
     a resend, and the wire view it ended with."""
@@ -43,20 +49,26 @@ class MemoryArchive:
 
     def __init__(self) -> None:
         self.orders: dict[int, ClosedOrder] = {}
-        self.by_client: dict[tuple[int, str], int] = {}
+        # (account, client_order_id) -> its orders' ids, ascending: a client_order_id is
+        # free again seven days after its order closed
+        self.by_client: dict[tuple[int, str], list[int]] = {}
         self._fills: dict[int, list[tuple]] = {}          # account -> rows, trade_id order
 
     def put(self, closed: ClosedOrder) -> None:
+        if closed.client_order_id is not None and closed.order_id not in self.orders:
+            insort(self.by_client.setdefault((closed.account_id, closed.client_order_id), []),
+                   closed.order_id)
         self.orders[closed.order_id] = closed
-        if closed.client_order_id is not None:
-            self.by_client[(closed.account_id, closed.client_order_id)] = closed.order_id
 
     def closed_order(self, account_id: int, order_id: int | None,
-                     client_order_id: str | None) -> ClosedOrder | None:
-        """The account's order (any account's, if None) named by id (or else by
-        client_order_id), or None."""
+                     client_order_id: str | None, below: int | None = None
+                     ) -> ClosedOrder | None:
+        """The account's order (any account's, if None) named by id, or else the newest by
+        client_order_id with an id below ``below`` (if given), or None."""
         if order_id is None:
-            order_id = self.by_client.get((account_id, client_order_id))
+            ids = self.by_client.get((account_id, client_order_id), ())
+            cut = len(ids) if below is None else bisect_left(ids, below)
+            order_id = ids[cut - 1] if cut else None
         found = self.orders.get(order_id)
         if found is None or (account_id is not None and found.account_id != account_id):
             return None
@@ -68,17 +80,18 @@ class MemoryArchive:
         mine = self._fills.setdefault(account_id, [])
         for row in rows:
             row = tuple(row)
-            if not mine or row > mine[-1]:
+            if not mine or fill_key(row) > fill_key(mine[-1]):
                 mine.append(row)
-            elif row not in mine[bisect_left(mine, (row[0],)):bisect_left(mine, (row[0] + 1,))]:
-                insort(mine, row)
+            elif row not in mine[bisect_left(mine, row[0], key=_trade):
+                                 bisect_left(mine, row[0] + 1, key=_trade)]:
+                insort(mine, row, key=fill_key)
 
     def fills(self, account_id: int, symbol: int | None, before: int | None,
               limit: int) -> list[tuple]:
         """The account's archived fills newest first: of ``symbol`` (its index) if given,
         with a trade_id below ``before`` if given, at most ``limit``."""
         mine = self._fills.get(account_id, ())
-        end = len(mine) if before is None else bisect_left(mine, (before,))
+        end = len(mine) if before is None else bisect_left(mine, before, key=_trade)
         out = []
         for i in range(end - 1, -1, -1):
             if len(out) == limit:
@@ -93,7 +106,14 @@ class MemoryArchive:
         for order_id in [i for i, c in self.orders.items() if c.closed_ns < before_ns]:
             closed = self.orders.pop(order_id)
             if closed.client_order_id is not None:
-                del self.by_client[(closed.account_id, closed.client_order_id)]
+                key = (closed.account_id, closed.client_order_id)
+                self.by_client[key].remove(order_id)
+                if not self.by_client[key]:
+                    del self.by_client[key]
 
     def sync(self) -> None:
         """Nothing to make durable."""
+
+
+def _trade(row) -> int:
+    return row[0]

@@ -29,6 +29,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
+from engine.exchange import RETENTION_NS
 from gateway.storage.journal import Journal, JournalError
 from gateway.storage.recovery import snapshot_dir, state_digest
 from gateway.storage.snapshots import Background, prune_snapshots, write_snapshot
@@ -74,6 +75,7 @@ class Durability:
         self._batches: queue.SimpleQueue = queue.SimpleQueue()   # to the writer, in order
         self._halted = False
         self._background = Background()
+        self._snapshot_ts: dict[int, int] = {}     # seq of a snapshot -> its last command's ts
         self._snapshot_at = loop.time()
         self._thread = None
         if journal.fsync:
@@ -188,14 +190,28 @@ class Durability:
         self.seal_turn()
         self.drain()
         self._snapshot_at = self.loop.time()
+        self._archive_before(self.journal.committed_seq)
         self._background.start(snapshot_dir(self.data_dir), self.journal.committed_seq,
                                self.state, lambda state: state_digest(*state))
+
+    def _archive_before(self, seq: int) -> None:
+        """A snapshot holds only the recent closed orders: the archive, which holds the
+        older ones, must be on disk before the snapshot is."""
+        venue = self.state[0]
+        venue.archive.sync()
+        self._snapshot_ts[seq] = venue.command_ts
 
     def _snapshot_done(self, seq: int) -> None:
         self.snapshot_seq = max(self.snapshot_seq, seq)
         oldest = prune_snapshots(snapshot_dir(self.data_dir), self.params.keep_snapshots)
         if self.params.prune and oldest is not None:
             self.journal.prune(oldest)
+        if oldest is not None and oldest in self._snapshot_ts:
+            # A restart replays from the oldest snapshot at worst: what its resends may
+            # still name is kept, older orders go.
+            self.state[0].archive.prune(self._snapshot_ts[oldest] - RETENTION_NS)
+            for old in [s for s in self._snapshot_ts if s < oldest]:
+                del self._snapshot_ts[old]
 
     def close(self) -> None:
         """Drain the journal, write a snapshot in this process (a clean shutdown's), stop the
@@ -208,6 +224,7 @@ class Durability:
         try:
             if self.journal.committed_seq > self.snapshot_seq:
                 seq = self.journal.committed_seq
+                self._archive_before(seq)
                 write_snapshot(snapshot_dir(self.data_dir), seq, self.state,
                                state_digest(*self.state))
                 self._snapshot_done(seq)

@@ -40,6 +40,7 @@ from gateway.config import AccountConfig, Config
 from gateway.core.auth import FEE_ACCOUNT, INSURANCE_ACCOUNT
 from gateway.core.feed import Feed
 from gateway.core.projection import Projection
+from gateway.storage.archive import Detached, SqliteArchive, archive_path
 from gateway.storage.journal import Journal, JournalError, Reader, Torn, cut_torn, segments, \
     sync_directory
 from gateway.storage.snapshots import SnapshotError, read_snapshot, snapshot_digest, snapshot_files
@@ -250,6 +251,7 @@ def recover(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]]) -> Recovere
             log.warning("%s; trying an older snapshot", exc)
     if venue is None:
         venue, feed = fresh()
+    venue.attach_archive(SqliteArchive(archive_path(data_dir)))
     files = segments(journal_dir(data_dir))
     if files and files[0][0] > start + 1:
         raise JournalError(files[0][1], 0, f"the journal starts at seq {files[0][0]} but the "
@@ -313,6 +315,8 @@ def verify(data_dir: Path, fresh: Callable[[], tuple[Venue, Feed]],
             start, (venue, feed), _ = read_snapshot(snapshots[min(usable)])
         except FileNotFoundError:           # a running server replaced it: look again
             return verify(data_dir, fresh, until, at)
+        if type(venue.archive) is Detached:     # what was archived before the snapshot
+            venue.attach_archive(SqliteArchive(archive_path(data_dir), readonly=True))
     replay = Replay(venue, feed)
     checked: dict[int, bool] = {}
     wanted, digests = set(at), {}

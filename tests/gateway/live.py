@@ -263,11 +263,13 @@ class Process:
     """`gpux serve` as a process, on a free port unless ``args`` name one; ``url`` once it
     says it is listening."""
 
-    def __init__(self, data_dir, *args: str) -> None:
+    def __init__(self, data_dir, *args: str, program: tuple[str, ...] = ("-m",
+                 "gateway.client.cli"), env: dict | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.client.cli", "serve", "--data-dir", str(data_dir),
-             "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [sys.executable, *program, "serve", "--data-dir", str(data_dir), "--port", "0",
+             *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=None if env is None else os.environ | env)
         self.lines: list[str] = []
         self.errors: list[str] = []
         self.url: str | None = None
@@ -316,6 +318,16 @@ class Keys:
     def account(self, name):
         a = self.by_name[name]
         return type("Account", (), {"api_key": a["api_key"], "api_secret": a["api_secret"]})
+
+
+def stop_and_verify(process: Process, data_dir) -> None:
+    """Stop a `gpux serve` process cleanly; then `gpux journal verify` must find every
+    snapshot's digest equal to the replay's."""
+    code, err = process.stop()
+    assert code == 0, err
+    checked = subprocess.run([sys.executable, "-m", "gateway.client.cli", "journal", "verify",
+                              "--data-dir", str(data_dir)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "all equal" in checked.stdout, checked
 
 
 def stop_and_check_replay(server: LiveServer) -> None:

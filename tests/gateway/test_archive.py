@@ -7,13 +7,28 @@ answered exactly as it was while they were in memory, for seven days.
 """
 from __future__ import annotations
 
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+
 from engine.exchange import RECENT_NS, RETENTION_NS
-from engine.messages import Timer
+from engine.messages import OrderType, PlaceOrder, Side, Timer
 from gateway.core import venue as venue_module
-from gateway.core.archive import MemoryArchive
+from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
+from gateway.core.codec import FillView, OrderView
 from gateway.storage.recovery import build, verify
 from inproc import InProcess
-from live import AS_OF, SYMBOL
+from gateway.core.auth import sign
+from gateway.storage import archive as storage_archive
+from gateway.storage.archive import SqliteArchive
+from live import AS_OF, SYMBOL, Keys, Process, Ws, run, stop_and_verify
 
 NS = 10**9
 
@@ -42,14 +57,25 @@ def _trade(venue: InProcess):
     return maker, taker, buy, sell, seen, fills
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def exchange(request, tmp_path, monkeypatch):
+    """The core in-process, with the archive in memory or in SQLite (flushing every two
+    records, so answers come from the file as much as from what waits)."""
+    venue = InProcess(tmp_path / "data")
+    if request.param == "sqlite":
+        monkeypatch.setattr(storage_archive, "FLUSH_AT", 2)
+        venue.venue.attach_archive(SqliteArchive(tmp_path / "archive.sqlite"))
+    return venue
+
+
 def _forgotten(venue: InProcess, order_id: int) -> bool:
     v = venue.venue
     return (v.exchange.order(order_id) is None and order_id not in v.fills
             and order_id not in v.ended)
 
 
-def test_a_closed_order_leaves_memory_and_is_answered_as_before(tmp_path):
-    venue = InProcess(tmp_path / "data")
+def test_a_closed_order_leaves_memory_and_is_answered_as_before(exchange):
+    venue = exchange
     maker, taker, buy, sell, seen, fills = _trade(venue)
     gone, done = seen["gone"]["order_id"], seen["done"]["order_id"]
     _later(venue, RECENT_NS - NS)
@@ -83,8 +109,8 @@ def test_a_closed_order_leaves_memory_and_is_answered_as_before(tmp_path):
     assert venue.result(maker, "account.fills") == fills
 
 
-def test_an_archived_order_is_kept_seven_days_then_its_client_order_id_is_free(tmp_path):
-    venue = InProcess(tmp_path / "data")
+def test_an_archived_order_is_kept_seven_days_then_its_client_order_id_is_free(exchange):
+    venue = exchange
     maker, _, buy, _, seen, _ = _trade(venue)
     _later(venue, RETENTION_NS - 60 * NS)
     assert venue.result(maker, "order.place", client_order_id="gone", **buy)["duplicate"]
@@ -93,12 +119,19 @@ def test_an_archived_order_is_kept_seven_days_then_its_client_order_id_is_free(t
         == "unknown_order"
     new = venue.result(maker, "order.place", client_order_id="gone", **buy)
     assert new["order_id"] > seen["rests"]["order_id"] and "duplicate" not in new
+    # Archived too, beside the first of that client_order_id: a resend is the new one's.
+    venue.result(maker, "order.cancel", client_order_id="gone")
+    _later(venue, RECENT_NS + NS)
+    again = venue.result(maker, "order.place", client_order_id="gone", **buy)
+    assert (again["order_id"], again["duplicate"]) == (new["order_id"], True)
+    assert venue.result(maker, "order.get", client_order_id="gone")["order_id"] \
+        == new["order_id"]
 
 
-def test_fills_move_to_the_archive_and_pages_run_on_into_it(tmp_path):
+def test_fills_move_to_the_archive_and_pages_run_on_into_it(exchange):
     """account.fills pages the same whether the fills are in memory or archived, and the
     memory holds only the recent ones."""
-    venue = InProcess(tmp_path / "data")
+    venue = exchange
     maker, taker = venue.session("maker-1"), venue.session("trader-1")
     for n in range(12):
         symbol = SYMBOL if n % 3 else "H100-2027-04"
@@ -167,3 +200,154 @@ def test_old_fills_move_by_themselves_every_so_many_commands(tmp_path):
     venue.core.projection.flush()
     assert account not in venue.venue.account_fills._trade_ids
     assert venue.venue.archive.fills(account, None, None, 10)
+
+
+SKEWED = Path(__file__).with_name("skewed.py")
+
+
+def test_sigkill_after_a_snapshot_leaves_archived_orders_answered(tmp_path):
+    """A real server, its clock moved five minutes on: the closed orders go to the archive
+    file, a snapshot is written without them, the process is killed with SIGKILL; the
+    restart (from that snapshot) answers them as before, from the archive."""
+    data, skew = tmp_path / "data", tmp_path / "skew"
+    skew.write_text("0")
+    config = tmp_path / "gpux.toml"
+    config.write_text("[journal]\nsnapshot_every = 10\n")
+
+    def start() -> Process:
+        return Process(data, "--config", str(config), program=(str(SKEWED),),
+                       env={"GPUX_TEST_SKEW_FILE": str(skew)})
+
+    async def login(keys: Keys, name: str) -> Ws:
+        ws = Ws(await connect(keys.url))
+        a = keys.account(name)
+        ts = int(time.time() * 1000 + float(skew.read_text()) * 1000)     # its clock's
+        nonce = f"n-{time.monotonic_ns()}"
+        reply = await ws.call("auth.login", api_key=a.api_key, timestamp=ts, nonce=nonce,
+                              signature=sign(a.api_secret, ts, nonce))
+        assert "result" in reply, reply
+        return ws
+
+    server = start()
+    keys = Keys(server.url, data / "demo-accounts.json")
+
+    async def before():
+        maker, trader = await login(keys, "maker-1"), await login(keys, "trader-1")
+        inst = next(i for i in await maker.result("market.instruments")
+                    if i["gpu_class"] == "H100" and i["status"] == "open")
+        symbol, price = inst["symbol"], inst["reference_price"]
+        gone = await maker.result("order.place", symbol=symbol, side="buy", qty=3,
+                                  price=price, client_order_id="old-1")
+        await maker.result("order.cancel", order_id=gone["order_id"])
+        done = await maker.result("order.place", symbol=symbol, side="sell", qty=2,
+                                  price=price, client_order_id="old-2")
+        await trader.result("order.place", symbol=symbol, side="buy", qty=2, price=price)
+        views = [await maker.result("order.get", order_id=o["order_id"]) for o in (gone, done)]
+        return symbol, price, views, await maker.result("account.fills")
+    symbol, price, views, fills = run(before())
+    snapshots = set((data / "snapshots").glob("*.snap"))
+    skew.write_text(str(RECENT_NS / NS + 60))
+
+    async def more():
+        ws = await login(keys, "trader-1")
+        for n in range(8):       # commands enough for a snapshot, after the orders went
+            placed = await ws.result("order.place", symbol=symbol, side="buy", qty=1,
+                                     price=price)
+            await ws.result("order.cancel", order_id=placed["order_id"])
+    run(more())
+    deadline = time.monotonic() + 10
+    while set((data / "snapshots").glob("*.snap")) <= snapshots:
+        assert time.monotonic() < deadline, "".join(server.errors)
+        time.sleep(0.05)
+    time.sleep(0.2)
+    server.stop(signal.SIGKILL)
+    with sqlite3.connect(f"file:{data / 'archive.sqlite'}?mode=ro", uri=True) as db:
+        archived = {i for (i,) in db.execute("SELECT order_id FROM orders")}
+    assert {v["order_id"] for v in views} <= archived
+
+    again = start()
+    assert any("snapshot at seq" in line and "snapshot at seq 0," not in line
+               for line in again.lines), again.lines
+    keys = Keys(again.url, data / "demo-accounts.json")
+
+    async def after():
+        maker = await login(keys, "maker-1")
+        for view in views:
+            assert await maker.result("order.get", order_id=view["order_id"]) == view
+            assert await maker.result("order.get",
+                                      client_order_id=view["client_order_id"]) == view
+        resent = await maker.result("order.place", symbol=symbol, side="buy", qty=3,
+                                    price=price, client_order_id="old-1")
+        assert resent == views[0] | {"duplicate": True}
+        assert await maker.result("account.fills") == fills
+    run(after())
+    stop_and_verify(again, data)
+
+
+
+def _closed(order_id: int, account_id: int, cid: str | None, closed_ns: int,
+            fills: int) -> ClosedOrder:
+    request = None if cid is None else PlaceOrder(
+        ts_ns=closed_ns - 5, account_id=account_id, symbol=SYMBOL, side=Side.BUY, qty=3,
+        order_type=OrderType.LIMIT, price=1990, client_order_id=cid)
+    views = [FillView(order_id * 10 + n, "1.990", 1, "maker") for n in range(fills)]
+    view = OrderView(order_id, cid, SYMBOL, "buy", "limit", "gtc", "1.990", None, 3, fills,
+                     0, "filled" if fills == 3 else "cancelled", views, None, None, False,
+                     False, "cancel_newest", None if fills == 3 else "user")
+    return ClosedOrder(order_id, account_id, cid, closed_ns,
+                       "filled" if fills == 3 else "cancelled", request, view)
+
+
+ACCOUNT = st.integers(1, 3)
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("order"), st.integers(1, 40)),
+    st.tuples(st.just("fills"), ACCOUNT, st.lists(
+        st.tuples(st.integers(1, 60), st.integers(0, 1)), max_size=6)),
+    st.tuples(st.just("flush")), st.tuples(st.just("prune"), st.integers(0, 100))),
+    max_size=40)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_the_sqlite_archive_answers_as_the_one_in_memory(tmp_path, ops):
+    """Whatever is put (again, as a replay does), written or waiting, pruned: the file
+    answers every question as the in-memory archive does."""
+    path = tmp_path / f"{uuid.uuid4().hex}.sqlite"
+    memory, disk = MemoryArchive(), SqliteArchive(path)
+    for op in ops:
+        if op[0] == "order":
+            # A record never changes: what it holds follows from its id. A client_order_id
+            # is used by several orders (again after the first's retention).
+            order_id = op[1]
+            closed = _closed(order_id, order_id % 3 + 1, [None, "a", "b", "c"][order_id % 4],
+                             order_id * 37 % 101, order_id % 4)
+            memory.put(closed)
+            disk.put(closed)
+        elif op[0] == "fills":
+            _, account_id, trades = op
+            # An account's fill is one (trade, maker or taker); put again, it is the same.
+            rows = [(t, 7, t % 4, 1, 1990, 1, 2, maker, t * 10) for t, maker in trades]
+            for archive in (memory, disk):
+                archive.put_fills(account_id, sorted(set(rows), key=fill_key))
+        elif op[0] == "flush":
+            disk.flush()
+        else:
+            memory.prune(op[1])
+            disk.prune(op[1])
+    for account_id in (None, 1, 2, 3):
+        for order_id in range(1, 41):
+            assert disk.closed_order(account_id, order_id, None) \
+                == memory.closed_order(account_id, order_id, None)
+        for cid in "abc":
+            for below in (None, 5, 20, 41):
+                if account_id is not None:
+                    assert disk.closed_order(account_id, None, cid, below) \
+                        == memory.closed_order(account_id, None, cid, below)
+    for account_id in (1, 2, 3):
+        for symbol in (None, 0, 1, 2, 3):
+            for before in (None, 1, 5, 30, 61):
+                for limit in (1, 3, 100):
+                    assert disk.fills(account_id, symbol, before, limit) \
+                        == memory.fills(account_id, symbol, before, limit)
+    disk.close()

@@ -9,8 +9,6 @@ captured before a crash cannot be replayed after it within its window.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 from clearing.house import ClearingHouse
@@ -20,7 +18,7 @@ from gateway.core.promises import GuardOrders, SessionClosed, Unguard
 from gateway.storage.journal import Reader
 from gateway.storage.recovery import canonical_state, journal_dir
 from inproc import InProcess
-from live import SYMBOL, Keys, Process, Ws, run, stop_and_check_replay
+from live import SYMBOL, Keys, Process, Ws, run, stop_and_verify, stop_and_check_replay
 
 LADDER = [dict(symbol=SYMBOL, side="buy", level=0, qty=5, price="2.000"),
           dict(symbol=SYMBOL, side="sell", level=0, qty=5, price="2.300")]
@@ -187,11 +185,7 @@ def test_sigkill_cancels_the_quotes_of_a_guarded_session_and_a_login_cannot_be_r
         trader = await Ws.open(keys, "trader-1")
         assert [o["order_id"] for o in await trader.result("order.list")] == [rests]
     run(after())
-    code, err = again.stop()
-    assert code == 0, err
-    checked = subprocess.run([sys.executable, "-m", "gateway.client.cli", "journal", "verify",
-                              "--data-dir", str(data)], capture_output=True, text=True)
-    assert checked.returncode == 0 and "all equal" in checked.stdout, checked
+    stop_and_verify(again, data)
 
 
 def test_turning_cancel_on_disconnect_off_and_on_journals_no_order_twice(make_server):

@@ -1,0 +1,224 @@
+"""The server's archive: closed orders and old fills in one SQLite file in the data
+directory (``archive.sqlite``), so memory holds only the last few minutes of them.
+
+What goes in is what a replay of the journal would put in again, and a record never
+changes (gateway.core.archive), so the file needs no care at a crash: a write lost with
+the process is written again by the replay, one that got ahead of the journal holds
+orders the engine has in memory anyway. What does need care is a snapshot: it no longer
+holds what was archived before it, so the archive is made durable first (``sync``).
+
+Writes wait in memory and go in batches of FLUSH_AT; reads look at those first. Orders
+are deleted seven days after they closed, counted from the oldest snapshot a restart
+could start from (``prune``); fills are kept (account.fills pages back through all).
+"""
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from pathlib import Path
+
+import msgspec
+
+from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
+from gateway.core.codec import FillView, OrderView
+from gateway.storage.journal import decode_command, encode_command
+
+FILE = "archive.sqlite"
+FLUSH_AT = 4096             # records waiting in memory before they are written
+FILLS = OrderView.__struct_fields__.index("fills")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, client_order_id TEXT,
+    closed_ns INTEGER NOT NULL, record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_client ON orders (account_id, client_order_id)
+    WHERE client_order_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_by_close ON orders (closed_ns);
+CREATE TABLE IF NOT EXISTS fills (
+    account_id INTEGER NOT NULL, trade_id INTEGER NOT NULL, maker INTEGER NOT NULL,
+    symbol INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, trade_id, maker))
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fills_by_symbol ON fills (account_id, symbol, trade_id);
+"""
+
+
+def archive_path(data_dir: Path) -> Path:
+    return data_dir / FILE
+
+
+def encode_order(closed: ClosedOrder) -> bytes:
+    """An order's record: its status, the request in the journal's encoding, and its view
+    as arrays (a third of the size of maps with field names)."""
+    view = list(msgspec.structs.astuple(closed.view))
+    view[FILLS] = [msgspec.structs.astuple(f) for f in closed.view.fills]
+    while view[-1] is msgspec.UNSET:        # duplicate: only ever set on a resend's answer
+        view.pop()
+    request = None if closed.request is None else encode_command(closed.request)
+    return msgspec.msgpack.encode((closed.status, request, view))
+
+
+def decode_order(order_id: int, account_id: int, client_order_id: str | None,
+                 closed_ns: int, record: bytes) -> ClosedOrder:
+    status, request, view = msgspec.msgpack.decode(record)
+    view[FILLS] = [FillView(*f) for f in view[FILLS]]
+    return ClosedOrder(order_id, account_id, client_order_id, closed_ns, status,
+                       None if request is None else decode_command(request), OrderView(*view))
+
+
+class Detached:
+    """What a snapshot holds in place of the archive it was written with: the restored
+    venue is given the archive again (Venue.attach_archive) before it serves."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(f"the archive {self.path} is not attached to this state")
+
+
+class SqliteArchive:
+    """The archive on disk.
+
+    Args:
+        path: The SQLite file (created if missing, unless ``readonly``).
+        readonly: Read what is there and keep what is put in memory (``gpux journal
+            verify`` replays without changing anything); a missing file reads as empty.
+    """
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._waiting_orders = MemoryArchive()        # put, not written yet
+        self._fills: dict[int, list[tuple]] = {}      # account -> rows waiting
+        self._waiting = 0
+        self._db = None
+        if readonly:
+            if self.path.exists():
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+        else:
+            # Opened where the state is recovered, used by the event loop after: one
+            # thread at a time.
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")    # durable at sync()
+            self._db.executescript(SCHEMA)
+
+    def __reduce__(self):
+        return (Detached, (str(self.path),))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self.flush()
+            self._db.close()
+            self._db = None
+
+    # -- Writes ----------------------------------------------------------------------
+
+    def put(self, closed: ClosedOrder) -> None:
+        self._waiting_orders.put(closed)
+        self._added(1)
+
+    def put_fills(self, account_id: int, rows: list[tuple]) -> None:
+        self._fills.setdefault(account_id, []).extend(tuple(r) for r in rows)
+        self._added(len(rows))
+
+    def _added(self, count: int) -> None:
+        self._waiting += count
+        if self._waiting >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what waits in memory (a readonly archive keeps it there)."""
+        if self.readonly or not self._waiting:
+            return
+        orders = [(c.order_id, c.account_id, c.client_order_id, c.closed_ns, encode_order(c))
+                  for c in self._waiting_orders.orders.values()]
+        fills = [(account_id, row[0], row[7], row[2], msgspec.msgpack.encode(row))
+                 for account_id, rows in self._fills.items() for row in rows]
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?)", orders)
+            db.executemany("INSERT OR REPLACE INTO fills VALUES (?, ?, ?, ?, ?)", fills)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._waiting_orders = MemoryArchive()
+        self._fills.clear()
+        self._waiting = 0
+
+    def sync(self) -> None:
+        """Make everything put so far durable (before a snapshot that relies on it)."""
+        if self.readonly:
+            return
+        self.flush()
+        self._db.execute("PRAGMA wal_checkpoint(FULL)")
+
+    def prune(self, before_ns: int) -> int:
+        """Delete orders closed before ``before_ns``; return how many."""
+        if self.readonly:
+            return 0
+        self.flush()
+        return self._db.execute("DELETE FROM orders WHERE closed_ns < ?", (before_ns,)).rowcount
+
+    # -- Reads -----------------------------------------------------------------------
+
+    def closed_order(self, account_id: int | None, order_id: int | None,
+                     client_order_id: str | None, below: int | None = None
+                     ) -> ClosedOrder | None:
+        """The account's order (any account's, if None) named by id, or else the newest by
+        client_order_id with an id below ``below`` (if given), or None."""
+        found = self._waiting_orders.closed_order(account_id, order_id, client_order_id,
+                                                  below)
+        if self._db is None:
+            return found
+        columns = "SELECT order_id, account_id, client_order_id, closed_ns, record FROM orders"
+        if order_id is not None:
+            if found is not None:
+                return found
+            row = self._db.execute(f"{columns} WHERE order_id = ?", (order_id,)).fetchone()
+        else:
+            # The newest below ``below``: one waiting is newer than any written, unless the
+            # file holds more than this state has seen (written by a later run).
+            row = self._db.execute(
+                f"{columns} WHERE account_id = ? AND client_order_id = ? AND order_id < ? "
+                "ORDER BY order_id DESC LIMIT 1",
+                (account_id, client_order_id, 2**63 - 1 if below is None else below)
+            ).fetchone()
+            if row is not None and found is not None and found.order_id > row[0]:
+                return found
+        stored = None if row is None else decode_order(*row)
+        if stored is None or (account_id is not None and stored.account_id != account_id):
+            return found
+        return stored
+
+    def fills(self, account_id: int, symbol: int | None, before: int | None,
+              limit: int) -> list[tuple]:
+        """The account's archived fills newest first: of ``symbol`` (its index) if given,
+        with a trade_id below ``before`` if given, at most ``limit``."""
+        waiting = [r for r in self._fills.get(account_id, ())
+                   if (symbol is None or r[2] == symbol) and (before is None or r[0] < before)]
+        stored = []
+        if self._db is not None:
+            query = "SELECT row FROM fills WHERE account_id = ?"
+            args: list = [account_id]
+            if symbol is not None:
+                query += " AND symbol = ?"
+                args.append(symbol)
+            if before is not None:
+                query += " AND trade_id < ?"
+                args.append(before)
+            query += " ORDER BY trade_id DESC, maker ASC LIMIT ?"       # fill_key, newest first
+            args.append(limit)
+            stored = [tuple(msgspec.msgpack.decode(r)) for (r,) in self._db.execute(query, args)]
+        out, last = [], None
+        for row in heapq.merge(sorted(waiting, key=fill_key, reverse=True), stored,
+                               key=fill_key, reverse=True):
+            if row != last:
+                out.append(row)
+                last = row
+            if len(out) == limit:
+                break
+        return out
