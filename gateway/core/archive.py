@@ -1,4 +1,4 @@
-"""Closed orders and fills older than what memory keeps: the archive's records and the
+"""Closed orders, strips and fills older than what memory keeps: the archive's records and the
 in-memory archive.
 
 The engine keeps a closed order in memory for a few minutes (engine.exchange
@@ -20,7 +20,7 @@ from bisect import bisect_left, insort
 
 import msgspec
 
-from engine.messages import PlaceOrder
+from engine.messages import PlaceOrder, StripExecuted
 from gateway.core.codec import OrderView
 
 FILL_WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
@@ -53,6 +53,7 @@ class MemoryArchive:
         # free again seven days after its order closed
         self.by_client: dict[tuple[int, str], list[int]] = {}
         self._fills: dict[int, list[tuple]] = {}          # account -> rows, trade_id order
+        self.strips: dict[tuple[int, str], StripExecuted] = {}
 
     def put(self, closed: ClosedOrder) -> None:
         if closed.client_order_id is not None and closed.order_id not in self.orders:
@@ -100,9 +101,20 @@ class MemoryArchive:
                 out.append(mine[i])
         return out
 
+    def put_strip(self, done: StripExecuted) -> None:
+        """A strip with a client_order_id (the newest of that id is the one a resend gets)."""
+        key = (done.account_id, done.client_order_id)
+        if key not in self.strips or self.strips[key].strip_id < done.strip_id:
+            self.strips[key] = done
+
+    def strip(self, account_id: int, client_order_id: str) -> StripExecuted | None:
+        return self.strips.get((account_id, client_order_id))
+
     def prune(self, before_ns: int) -> None:
-        """Forget orders closed before ``before_ns`` (fills are kept: account.fills pages
-        back through all of them)."""
+        """Forget orders closed, and strips placed, before ``before_ns`` (fills are kept:
+        account.fills pages back through all of them)."""
+        for key in [k for k, done in self.strips.items() if done.ts_ns < before_ns]:
+            del self.strips[key]
         for order_id in [i for i, c in self.orders.items() if c.closed_ns < before_ns]:
             closed = self.orders.pop(order_id)
             if closed.client_order_id is not None:

@@ -37,7 +37,7 @@ from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
 from gateway.core.promises import Promises, SessionCommand
 
-PRUNE_EVERY = 100_000     # commands between moves of old fills (and strips) out of memory
+PRUNE_EVERY = 100_000     # commands between moves of old fills and strips out of memory
 FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
 EXPIRED = -1                        # in `ended`: a GTD order reached its expire_at
 # A quote slot's order has client_order_id "q:{level}:{seq}": ":" is outside what the wire
@@ -113,7 +113,9 @@ class Venue:
         """The account's strip of that client_order_id (its StripExecuted), as long as
         orders are retained: by its time alone, not by when the table was last pruned."""
         done = self.strips.get((account_id, client_order_id))
-        if done is None or done.ts_ns < self.last_ts - RETENTION_NS:
+        if done is None:
+            done = self.archive.strip(account_id, client_order_id)
+        if done is None or done.ts_ns < self.now() - RETENTION_NS:
             return None
         return done
 
@@ -219,9 +221,9 @@ class Venue:
         return order
 
     def _prune(self) -> None:
-        """Move fills older than memory keeps to the archive; forget strips past retention."""
+        """Move fills and strips older than memory keeps to the archive."""
         self._until_prune = PRUNE_EVERY
-        oldest = self.last_ts - RETENTION_NS
-        for key in [k for k, ev in self.strips.items() if ev.ts_ns < oldest]:
-            del self.strips[key]
-        self.account_fills.forget(self.command_ts - RECENT_NS, self.archive)
+        oldest = self.command_ts - RECENT_NS
+        for key in [k for k, done in self.strips.items() if done.ts_ns < oldest]:
+            self.archive.put_strip(self.strips.pop(key))
+        self.account_fills.forget(oldest, self.archive)

@@ -1,4 +1,4 @@
-"""The server's archive: closed orders and old fills in one SQLite file in the data
+"""The server's archive: closed orders, strips and old fills in one SQLite file in the data
 directory (``archive.sqlite``), so memory holds only the last few minutes of them.
 
 What goes in is what a replay of the journal would put in again, and a record never
@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
+from engine.messages import StripExecuted
 from gateway.core.codec import FillView, OrderView
 from gateway.storage.journal import decode_command, encode_command
 
@@ -38,7 +39,12 @@ CREATE TABLE IF NOT EXISTS fills (
     symbol INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, trade_id, maker))
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fills_by_symbol ON fills (account_id, symbol, trade_id);
+CREATE TABLE IF NOT EXISTS strips (
+    account_id INTEGER NOT NULL, client_order_id TEXT NOT NULL, strip_id INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (account_id, client_order_id))
+    WITHOUT ROWID;
 """
+STRIP = msgspec.msgpack.Decoder(StripExecuted)
 
 
 def archive_path(data_dir: Path) -> Path:
@@ -123,6 +129,10 @@ class SqliteArchive:
         self._fills.setdefault(account_id, []).extend(tuple(r) for r in rows)
         self._added(len(rows))
 
+    def put_strip(self, done: StripExecuted) -> None:
+        self._waiting_orders.put_strip(done)
+        self._added(1)
+
     def _added(self, count: int) -> None:
         self._waiting += count
         if self._waiting >= FLUSH_AT:
@@ -136,11 +146,18 @@ class SqliteArchive:
                   for c in self._waiting_orders.orders.values()]
         fills = [(account_id, row[0], row[7], row[2], msgspec.msgpack.encode(row))
                  for account_id, rows in self._fills.items() for row in rows]
+        strips = [(d.account_id, d.client_order_id, d.strip_id, d.ts_ns,
+                   msgspec.msgpack.encode(d)) for d in self._waiting_orders.strips.values()]
         db = self._db
         db.execute("BEGIN")
         try:
             db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?)", orders)
             db.executemany("INSERT OR REPLACE INTO fills VALUES (?, ?, ?, ?, ?)", fills)
+            # The newest strip of a client_order_id is the one kept.
+            db.executemany("INSERT INTO strips VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                           "SET strip_id = excluded.strip_id, ts_ns = excluded.ts_ns, "
+                           "record = excluded.record WHERE excluded.strip_id > strip_id",
+                           strips)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -161,6 +178,7 @@ class SqliteArchive:
         if self.readonly:
             return 0
         self.flush()
+        self._db.execute("DELETE FROM strips WHERE ts_ns < ?", (before_ns,))
         return self._db.execute("DELETE FROM orders WHERE closed_ns < ?", (before_ns,)).rowcount
 
     # -- Reads -----------------------------------------------------------------------
@@ -193,6 +211,14 @@ class SqliteArchive:
         if stored is None or (account_id is not None and stored.account_id != account_id):
             return found
         return stored
+
+    def strip(self, account_id: int, client_order_id: str) -> StripExecuted | None:
+        found = self._waiting_orders.strip(account_id, client_order_id)
+        if found is not None or self._db is None:
+            return found
+        row = self._db.execute("SELECT record FROM strips WHERE account_id = ? AND "
+                               "client_order_id = ?", (account_id, client_order_id)).fetchone()
+        return None if row is None else STRIP.decode(row[0])
 
     def fills(self, account_id: int, symbol: int | None, before: int | None,
               limit: int) -> list[tuple]:

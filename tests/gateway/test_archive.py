@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from engine.exchange import RECENT_NS, RETENTION_NS
-from engine.messages import OrderType, PlaceOrder, Side, Timer
+from engine.messages import OrderType, PlaceOrder, Side, StripExecuted, Timer, TimeInForce
 from gateway.core import venue as venue_module
 from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
 from gateway.core.codec import FillView, OrderView
@@ -146,6 +146,30 @@ def test_fills_move_to_the_archive_and_pages_run_on_into_it(exchange):
     held = venue.venue.account_fills._trade_ids[venue.accounts.by_name["maker-1"].account_id]
     assert len(held) == 6                     # the six older ones are in the archive
     assert _pages(venue, maker) == pages
+
+
+LEGS = ["H100-2027-03", "H100-2027-04", "H100-2027-05"]
+
+
+def test_a_strip_leaves_memory_and_a_resend_is_answered_as_before(exchange, monkeypatch):
+    monkeypatch.setattr(venue_module, "PRUNE_EVERY", 3)
+    venue = exchange
+    venue.venue._until_prune = 3              # made before the monkeypatch
+    maker, trader = venue.session("maker-1"), venue.session("trader-1")
+    for symbol in LEGS:
+        venue.result(maker, "order.place", symbol=symbol, side="sell", qty=9, price="2.100")
+    params = dict(symbols=LEGS, side="buy", qty=2, price="2.100", client_order_id="s-1")
+    strip = venue.result(trader, "order.place_strip", **params)
+    _later(venue, RECENT_NS + NS)
+    for _ in range(4):
+        _later(venue, NS)
+    assert not venue.venue.strips                 # in the archive now
+    assert venue.result(trader, "order.place_strip", **params) == strip | {"duplicate": True}
+    changed = venue.error(trader, "order.place_strip", **params | {"qty": 1})
+    assert changed["data"]["reason"] == "duplicate_client_order_id"
+    _later(venue, RETENTION_NS)
+    again = venue.result(trader, "order.place_strip", **params)
+    assert "duplicate" not in again and again["strip_id"] != strip["strip_id"]
 
 
 def _pages(venue, session) -> dict:
@@ -301,6 +325,7 @@ def _closed(order_id: int, account_id: int, cid: str | None, closed_ns: int,
 ACCOUNT = st.integers(1, 3)
 OPS = st.lists(st.one_of(
     st.tuples(st.just("order"), st.integers(1, 40)),
+    st.tuples(st.just("strip"), st.integers(1, 40)),
     st.tuples(st.just("fills"), ACCOUNT, st.lists(
         st.tuples(st.integers(1, 60), st.integers(0, 1)), max_size=6)),
     st.tuples(st.just("flush")), st.tuples(st.just("prune"), st.integers(0, 100))),
@@ -324,6 +349,12 @@ def test_the_sqlite_archive_answers_as_the_one_in_memory(tmp_path, ops):
                              order_id * 37 % 101, order_id % 4)
             memory.put(closed)
             disk.put(closed)
+        elif op[0] == "strip":
+            n = op[1]
+            done = StripExecuted(n, n % 3 + 1, "abc"[n % 3], Side.BUY, 2, 2100,
+                                 TimeInForce.FOK, 2, [(SYMBOL, n, 744, 4200)], n * 13 % 101)
+            memory.put_strip(done)
+            disk.put_strip(done)
         elif op[0] == "fills":
             _, account_id, trades = op
             # An account's fill is one (trade, maker or taker); put again, it is the same.
@@ -340,6 +371,8 @@ def test_the_sqlite_archive_answers_as_the_one_in_memory(tmp_path, ops):
             assert disk.closed_order(account_id, order_id, None) \
                 == memory.closed_order(account_id, order_id, None)
         for cid in "abc":
+            if account_id is not None:
+                assert disk.strip(account_id, cid) == memory.strip(account_id, cid)
             for below in (None, 5, 20, 41):
                 if account_id is not None:
                     assert disk.closed_order(account_id, None, cid, below) \
