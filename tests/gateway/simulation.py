@@ -1,8 +1,11 @@
 """A deterministic simulation of the venue: its request core, projection, scheduler and
 journal, driven by simulated clients on a seeded clock, crashed and recovered at random.
 
-Clients are honest (place, cancel, resend what was not answered), flooding, malformed and
-reconnecting, and half of them ask for cancel-on-disconnect on every session. A client is
+Clients are honest (place, cancel, replace, resend what was not answered, place strips;
+the makers mass-quote), flooding, malformed and reconnecting, and half of them ask for
+cancel-on-disconnect on every session. Closed orders leave memory for the archive on disk
+after five minutes of the seeded clock, and snapshots are written now and then (the
+archive synced first), so a restart starts from one and answers from the archive. A client is
 answered only when the turn that holds its request is sealed and its journal batch
 written (ack after durable); a crash drops the turn in progress, leaving
 none of its batch on disk, part of it (torn, as a power loss mid-write would) or all of it
@@ -11,7 +14,7 @@ no book crossed, positions summing to zero in each contract; after each answer, 
 it names is in the venue; after each restart, every answered order is still there, under
 the same id, and a resend of one answers it rather than placing another; after a session
 with cancel-on-disconnect ends, by a disconnect or a crash, its account has no order open;
-at the end, the journal replayed alone gives the live state.
+at the end, the journal replayed alone gives the live state, and each snapshot's.
 
     python tests/gateway/simulation.py --seeds 1000        (make simulate SEEDS=1000)
     python tests/gateway/simulation.py --seed 1234         (one seed again)
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import random
 import sys
 import time
@@ -31,10 +35,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gateway.core.requests import Core  # noqa: E402
 from gateway.core.scheduler import Scheduler  # noqa: E402
+from gateway.storage.archive import SqliteArchive, archive_path  # noqa: E402
 from gateway.storage.journal import Journal, segments  # noqa: E402
 from gateway.storage.recovery import (  # noqa: E402
-    build, journal_dir, recover, state_digest, verify,
+    build, journal_dir, recover, snapshot_dir, state_digest, verify,
 )
+from gateway.storage.snapshots import write_snapshot  # noqa: E402
 from inproc import InProcess  # noqa: E402
 from live import AS_OF  # noqa: E402
 
@@ -75,13 +81,17 @@ class Simulation:
         self.rng = random.Random(seed)
         self.data_dir = workdir / f"sim-{seed}"
         self.v = InProcess(self.data_dir, CONFIG)
+        # The server's archive (recover attaches it): closed orders leave memory for it.
+        self.v.venue.attach_archive(SqliteArchive(archive_path(self.data_dir)))
         self.symbols = sorted(self.v.venue.exchange.markets)[1:3]
+        self.strip = sorted(self.v.venue.exchange.markets)[1:4]
         rng = self.rng
         self.clients = [Client(name, rng.choice(("honest", "honest", "flooding", "malformed",
                                                  "reconnecting")), rng.random() < 0.5)
                         for name in TRADERS]
         self.inbox: list[tuple[Client, str, bytes]] = []     # replies of the open turn
-        self.crashes = self.torn = self.written = self.answers = 0
+        self.crashes = self.torn = self.written = self.answers = self.snapshots = 0
+        self.methods: Counter = Counter()     # "method ok|refused" -> how many
         self.ids = 0
         self._scheduler()
 
@@ -96,6 +106,10 @@ class Simulation:
                             "params": params})
         handled = self.v.core.handle(client.session, frame, self.v.now)
         self.inbox.append((client, cid, handled.reply))
+        ok = b'"result"' in handled.reply if handled.reply else None
+        if handled.reply and b'"internal_error"' in handled.reply:
+            raise Violation(f"{method} {params} met an internal error: {handled.reply!r}")
+        self.methods[f"{method} {'ok' if ok else 'refused'}"] += 1
         return handled.reply
 
     def _place(self, client: Client, cid: str | None = None) -> None:
@@ -105,7 +119,7 @@ class Simulation:
             cid = f"{client.name}-{client.count}"
             client.params[cid] = dict(symbol=rng.choice(self.symbols),
                                       side=rng.choice(("buy", "sell")), qty=rng.randint(1, 8),
-                                      price=f"{rng.randint(1950, 2050) / 1000:.3f}",
+                                      price=self._price(),
                                       client_order_id=cid)
             client.sent.add(cid)
         self._request(client, "order.place", client.params[cid], cid)
@@ -156,8 +170,27 @@ class Simulation:
         elif client.answered and roll < 0.35:
             cid = rng.choice(sorted(client.answered))
             self._request(client, "order.cancel", {"client_order_id": cid})
+        elif client.answered and roll < 0.45:
+            cid = rng.choice(sorted(client.answered))
+            self._request(client, "order.replace", {"client_order_id": cid,
+                                                    "qty": rng.randint(1, 8),
+                                                    "price": self._price()})
+        elif client.name.startswith("maker") and roll < 0.55:
+            self._request(client, "order.mass_quote", {"quotes": [
+                {"symbol": rng.choice(self.symbols), "side": side, "level": rng.randint(0, 2),
+                 "qty": rng.choice((0, 1, 3, 5)), "price": self._price()}
+                for side in ("buy", "sell") for _ in range(rng.randint(1, 3))]})
+        elif roll < 0.6:
+            self._request(client, "order.place_strip", {
+                "symbols": self.strip, "side": rng.choice(("buy", "sell")),
+                "qty": rng.randint(1, 3), "price": self._price(),
+                "tif": rng.choice(("fok", "ioc")),
+                "client_order_id": f"{client.name}-s{self.ids}"})
         else:
             self._place(client)
+
+    def _price(self) -> str:
+        return f"{self.rng.randint(1950, 2050) / 1000:.3f}"
 
     # -- Turns, time, crashes --------------------------------------------------------------
 
@@ -181,9 +214,18 @@ class Simulation:
             self._check_answered(client, cid)
 
     def tick(self) -> None:
-        self.v.tick(self.rng.choice((0.01, 0.2, 1.0, 30.0)))
+        self.v.tick(self.rng.choice((0.01, 0.2, 1.0, 30.0, 30.0, 300.0)))
         for cmd in self.scheduler.commands(self.v.ns):
             self.v.core.submit(cmd)
+
+    def snapshot(self) -> None:
+        """A snapshot after the turn, as the server writes one: the archive first (the
+        snapshot holds only the recent closed orders), then the state."""
+        v = self.v
+        v.venue.archive.sync()
+        write_snapshot(snapshot_dir(self.data_dir), v.journal.committed_seq, (v.venue, v.feed),
+                       state_digest(v.venue, v.feed))
+        self.snapshots += 1
 
     def crash(self) -> None:
         """Stop mid-turn, no reply of the turn released: its batch never reached the disk,
@@ -257,6 +299,9 @@ class Simulation:
             roll = rng.random()
             if roll < 0.02:
                 self.crash()
+            elif roll < 0.03:
+                self.seal()
+                self.snapshot()
             elif roll < 0.25:
                 self.seal()
             elif roll < 0.35:
@@ -272,13 +317,20 @@ class Simulation:
                 self._place(client, cid)
         self.seal()
         self.v.journal.close()
+        archive = self.v.venue.archive
+        archive.flush()
+        archived = archive._db.execute("SELECT count(*) FROM orders").fetchone()[0]
         v = self.v
         replayed = verify(self.data_dir, lambda: build(v.config, AS_OF,
                                                        v.accounts.by_id.values()))
         v.core.projection.flush()
         if replayed.digest != state_digest(v.venue, v.feed):
             raise Violation("the journal replayed alone differs from the live state")
+        if not all(replayed.snapshots.values()):
+            raise Violation(f"snapshots whose state the replay did not reach: "
+                            f"{[s for s, ok in replayed.snapshots.items() if not ok]}")
         return {"answers": self.answers, "crashes": self.crashes, "torn": self.torn,
+                "snapshots": self.snapshots, "archived": archived, "methods": self.methods,
                 "unanswered_on_disk": self.written, "commands": replayed.last_seq}
 
 
@@ -306,7 +358,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         for seed in seeds:
             for key, value in run_seed(seed, Path(workdir), args.steps).items():
-                totals[key] = totals.get(key, 0) + value
+                totals[key] = totals.get(key, Counter() if type(value) is Counter else 0) + value
     seconds = time.perf_counter() - started
     print(f"{len(seeds)} seeds, 0 violations, {seconds:.1f} s ({len(seeds) / seconds:.1f} "
           f"seeds/s): {totals}")

@@ -2,6 +2,8 @@
 ends with 0 violations; `make simulate SEEDS=N` runs more."""
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from simulation import Simulation, Violation, run_seed
@@ -10,14 +12,23 @@ SEEDS = 300
 
 
 def test_three_hundred_seeds_break_no_promise(tmp_path):
-    totals = {"answers": 0, "crashes": 0, "torn": 0, "unanswered_on_disk": 0, "commands": 0}
+    totals: dict = {}
+    methods: Counter = Counter()
     for seed in range(1, SEEDS + 1):
         for key, value in run_seed(seed, tmp_path).items():
-            totals[key] += value
-    # The runs did what they are for: answers, crashes, torn tails, thousands of commands.
+            if key == "methods":
+                methods += value
+            else:
+                totals[key] = totals.get(key, 0) + value
+    # The runs did what they are for: answers, crashes, torn tails, thousands of commands,
+    # snapshots and restarts from them, orders archived, every kind of request answered.
     assert totals["answers"] > 100 * SEEDS and totals["crashes"] > 5 * SEEDS
     assert totals["torn"] > SEEDS and totals["unanswered_on_disk"] > SEEDS
     assert totals["commands"] > 200 * SEEDS
+    assert totals["snapshots"] > 2 * SEEDS and totals["archived"] > 50 * SEEDS
+    for method in ("order.place", "order.cancel", "order.replace", "order.mass_quote",
+                   "order.place_strip", "session.cancel_on_disconnect"):
+        assert methods[f"{method} ok"] > SEEDS // 10, methods
 
 
 def test_a_seed_runs_the_same_steps_again(tmp_path):
