@@ -3,11 +3,12 @@ journal, driven by simulated clients on a seeded clock, crashed and recovered at
 
 Clients are honest (place, cancel, replace, resend what was not answered, place strips;
 the makers mass-quote), flooding, malformed and reconnecting, and half of them ask for
-cancel-on-disconnect on every session. Closed orders leave memory for the archive on disk
-after five minutes of the seeded clock, and snapshots are written now and then (the
-archive synced first), so a restart starts from one and answers from the archive. A client is
-answered only when the turn that holds its request is sealed and its journal batch
-written (ack after durable); a crash drops the turn in progress, leaving
+cancel-on-disconnect on every session; one of them has little collateral and the index
+walks, so margins are called and positions liquidated. Closed orders leave memory for the
+archive on disk after five minutes of the seeded clock, and snapshots are written now and
+then (the archive synced first), so a restart starts from one and answers from the
+archive. A client is answered only when the turn that holds its request is sealed and its
+journal batch written (ack after durable); a crash drops the turn in progress, leaving
 none of its batch on disk, part of it (torn, as a power loss mid-write would) or all of it
 (a failed sync, or a death before the release: journaled, never answered). After each step:
 no book crossed, positions summing to zero in each contract; after each answer, the order
@@ -33,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from clearing.messages import Liquidation, MarginCall, SubmitObservation  # noqa: E402
+from gateway.core.auth import DEMO_ACCOUNTS  # noqa: E402
 from gateway.core.requests import Core  # noqa: E402
 from gateway.core.scheduler import Scheduler  # noqa: E402
 from gateway.storage.archive import SqliteArchive, archive_path  # noqa: E402
@@ -54,7 +57,13 @@ years = 0
 
 [limits.roles.anonymous]
 requests = [5.0, 10]
-"""
+""" + "".join(
+    # The demo's accounts, but trader-2 with little collateral: it runs out of margin.
+    f'\n[[account]]\naccount = "{name}"\nrole = "{role}"\napi_key = "sim-key-{name}"\n'
+    f'api_secret = "sim-secret-{name}-0123456789"\naccount_id = {n}\n'
+    f'collateral = "{"3000" if name == "trader-2" else collateral}"\n'
+    f'trusted = {str(trusted).lower()}\n'
+    for n, (name, role, collateral, trusted) in enumerate(DEMO_ACCOUNTS, start=1))
 TRADERS = ("trader-1", "trader-2", "maker-1", "maker-2")
 
 
@@ -93,6 +102,7 @@ class Simulation:
         self.crashes = self.torn = self.written = self.answers = self.snapshots = 0
         self.methods: Counter = Counter()     # "method ok|refused" -> how many
         self.ids = 0
+        self.index = 2000                      # ticks: what the index providers observe
         self._scheduler()
 
     def _scheduler(self) -> None:
@@ -190,7 +200,7 @@ class Simulation:
             self._place(client)
 
     def _price(self) -> str:
-        return f"{self.rng.randint(1950, 2050) / 1000:.3f}"
+        return f"{self.rng.randint(1880, 2120) / 1000:.3f}"
 
     # -- Turns, time, crashes --------------------------------------------------------------
 
@@ -214,9 +224,18 @@ class Simulation:
             self._check_answered(client, cid)
 
     def tick(self) -> None:
-        self.v.tick(self.rng.choice((0.01, 0.2, 1.0, 30.0, 30.0, 300.0)))
+        rng, v = self.rng, self.v
+        v.tick(rng.choice((0.01, 0.2, 1.0, 30.0, 30.0, 300.0)))
+        if rng.random() < 0.5:            # the index walks: marks follow, margins are called
+            self.index = max(1500, self.index + rng.choice((-60, -30, 30, 60)))
+            for n in (1, 2, 3):
+                v.core.submit(SubmitObservation(
+                    ts_ns=v.ns, provider_id=v.accounts.by_name[f"index-{n}"].account_id,
+                    gpu_class="H100", price=self.index + n, hours=1000, observed_ns=v.ns))
         for cmd in self.scheduler.commands(self.v.ns):
-            self.v.core.submit(cmd)
+            for ev in self.v.core.submit(cmd).events:
+                if type(ev) in (MarginCall, Liquidation):
+                    self.methods[type(ev).__name__] += 1
 
     def snapshot(self) -> None:
         """A snapshot after the turn, as the server writes one: the archive first (the

@@ -29,6 +29,7 @@ def test_three_hundred_seeds_break_no_promise(tmp_path):
     for method in ("order.place", "order.cancel", "order.replace", "order.mass_quote",
                    "order.place_strip", "session.cancel_on_disconnect"):
         assert methods[f"{method} ok"] > SEEDS // 10, methods
+    assert methods["MarginCall"] and methods["Liquidation"], methods    # trader-2 runs out
 
 
 def test_a_seed_runs_the_same_steps_again(tmp_path):
