@@ -144,7 +144,12 @@ class ClearingHouse:
         for ev in events:
             kind = type(ev)
             if kind is Trade:
-                self.window[ev.symbol].append((ev.ts_ns, ev.price, ev.qty))
+                # Only the trades a settlement now or later could average are kept.
+                window = self.window[ev.symbol]
+                window.append((ev.ts_ns, ev.price, ev.qty))
+                oldest = ev.ts_ns - self.params.closing_window_ns
+                while window[0][0] < oldest:
+                    window.popleft()
             elif kind is InstrumentStatusChanged:
                 if ev.status is InstrumentStatus.OPEN:
                     self.halted.discard(ev.symbol)
