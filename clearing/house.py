@@ -15,7 +15,6 @@ proceeds, clearing.liquidation's; who pays a deficit, clearing.waterfall's.
 from __future__ import annotations
 
 import datetime
-from collections import deque
 from typing import Callable
 
 import msgspec
@@ -31,7 +30,9 @@ from clearing.messages import (
     MarkStep, RollListing, SetExternalIndex, Settle, Settled, SubmitObservation, Withdraw,
 )
 from clearing.risk import ClearingRisk
-from clearing.settlement import delivery_average, delivery_price, period_fixings, settlement_price
+from clearing.settlement import (
+    ClosingWindow, delivery_average, delivery_price, period_fixings, settlement_price,
+)
 from clearing.waterfall import cover
 from engine.contracts import (
     Instrument, Product, Symbol, cascades_into, format_symbol, list_instruments, period_of,
@@ -118,7 +119,7 @@ class ClearingHouse:
             params.position_limit,
             {int(account): limit for account, limit in params.position_limits.items()})
         self.marks = {s: Mark(p) for s, p in prices.items()}
-        self.window: dict[str, deque] = {s: deque() for s in prices}   # (ts, price, qty)
+        self.window = {s: ClosingWindow() for s in prices}
         self.called: set[int] = set()          # accounts under a margin call
         self.pending: set[int] = set()         # liquidations waiting for a bid or an offer
         self.halted: set[str] = set()          # instruments not open (halted, closed, ...)
@@ -146,10 +147,8 @@ class ClearingHouse:
             if kind is Trade:
                 # Only the trades a settlement now or later could average are kept.
                 window = self.window[ev.symbol]
-                window.append((ev.ts_ns, ev.price, ev.qty))
-                oldest = ev.ts_ns - self.params.closing_window_ns
-                while window[0][0] < oldest:
-                    window.popleft()
+                window.add(ev.ts_ns, ev.price, ev.qty)
+                window.drop_before(ev.ts_ns - self.params.closing_window_ns)
             elif kind is InstrumentStatusChanged:
                 if ev.status is InstrumentStatus.OPEN:
                     self.halted.discard(ev.symbol)
@@ -362,8 +361,7 @@ class ClearingHouse:
             if symbol in self.final or self._awaits_cascade(inst, ts):
                 continue
             window = self.window[symbol]
-            while window and window[0][0] < oldest:
-                window.popleft()
+            window.drop_before(oldest)
             previous = self.ledger.settlement_prices[symbol]
             if ts < inst.last_trading_ns:
                 _, _, last, book = market(symbol)
@@ -373,7 +371,7 @@ class ClearingHouse:
                     -self.ledger.open_interest(symbol) * self.params.settlement_min_oi_bps
                     // 10_000))
                 prices[symbol], tiers[symbol] = settlement_price(
-                    [(p, q) for _, p, q in window], last, bid, ask, self.marks[symbol].price,
+                    window.trades(), last, bid, ask, self.marks[symbol].price,
                     previous, min_volume, impact)
                 engine.append(SetReferencePrice(ts_ns=ts, symbol=symbol, price=prices[symbol]))
             else:
@@ -532,7 +530,7 @@ class ClearingHouse:
         self.ledger.add_contract(symbol, Contract(inst.contract_hours, inst.tick_micros),
                                  inst.reference_price)
         self.marks[symbol] = Mark(inst.reference_price)
-        self.window[symbol] = deque()
+        self.window[symbol] = ClosingWindow()
         engine.append(ListInstrument(ts_ns=ts, instrument=inst))
 
     def _delist(self, symbol: str, ts: int, engine: list) -> None:

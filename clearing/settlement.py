@@ -25,10 +25,50 @@ from __future__ import annotations
 
 import datetime
 import math
+from array import array
 from fractions import Fraction
 
 from clearing.index import ClassIndex
 from engine.contracts import Instrument
+
+
+class ClosingWindow:
+    """The trades of one contract that a settlement could still average: (ts, price, qty)
+    packed in one array of ints, oldest first. A tuple each took about 130 bytes, and at
+    500 orders a second the 30-minute window holds 300,000 trades."""
+
+    __slots__ = ("_rows", "_start")
+    COMPACT = 3 * 4096          # ints dropped before the array is shifted down
+
+    def __init__(self) -> None:
+        self._rows = array("q")
+        self._start = 0             # the first row still in the window
+
+    def __len__(self) -> int:
+        return (len(self._rows) - self._start) // 3
+
+    def add(self, ts_ns: int, price: int, qty: int) -> None:
+        self._rows.extend((ts_ns, price, qty))
+
+    def drop_before(self, ts_ns: int) -> None:
+        rows, start, end = self._rows, self._start, len(self._rows)
+        while start < end and rows[start] < ts_ns:
+            start += 3
+        if start == end:
+            self._rows, start = array("q"), 0
+        elif start >= self.COMPACT and 2 * start >= end:
+            del rows[:start]
+            start = 0
+        self._start = start
+
+    def trades(self) -> list[tuple[int, int]]:
+        """(price, qty) of each trade, oldest first."""
+        rows = self._rows
+        return [(rows[i + 1], rows[i + 2]) for i in range(self._start, len(rows), 3)]
+
+    def __canonical__(self) -> bytes:
+        """Its content for the state digest, however much of the array is dropped rows."""
+        return self._rows[self._start:].tobytes()
 
 
 def settlement_price(window_trades, last_price: int | None, impact_bid: int | None,

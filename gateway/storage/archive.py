@@ -214,11 +214,13 @@ class SqliteArchive:
 
     def strip(self, account_id: int, client_order_id: str) -> StripExecuted | None:
         found = self._waiting_orders.strip(account_id, client_order_id)
-        if found is not None or self._db is None:
+        if self._db is None:
             return found
-        row = self._db.execute("SELECT record FROM strips WHERE account_id = ? AND "
+        row = self._db.execute("SELECT strip_id, record FROM strips WHERE account_id = ? AND "
                                "client_order_id = ?", (account_id, client_order_id)).fetchone()
-        return None if row is None else STRIP.decode(row[0])
+        if row is None or (found is not None and found.strip_id > row[0]):
+            return found
+        return STRIP.decode(row[1])         # the newest, as in memory
 
     def fills(self, account_id: int, symbol: int | None, before: int | None,
               limit: int) -> list[tuple]:

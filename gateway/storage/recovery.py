@@ -423,6 +423,9 @@ def _canonical(obj, memo: dict):
     if isinstance(obj, msgspec.Struct) and obj.__struct_config__.frozen:
         return [kind.__name__] + [_canonical(getattr(obj, f), memo)
                                   for f in obj.__struct_fields__]
+    own = getattr(kind, "__canonical__", None)       # its content, not how it is kept
+    if own is not None:
+        return own(obj)
     # A mutable object met again (shared, or a cycle) is named by its first visit. Values
     # are not: whether two equal ones are one object depends on history, not on state.
     # The memo holds each object, so no id is reused by another while it runs.

@@ -4,12 +4,13 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from hypothesis import event, settings, strategies as st
+from hypothesis import event, given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from composed import DAY, INSURANCE, MAR, T0, Venue, of, params
 from clearing.index import IndexParams
 from clearing.ledger import FeeSchedule
+from clearing.settlement import ClosingWindow
 from clearing.messages import (
     ClearingRejected, CollateralMoved, DefaultCovered, Deposit, FixIndex, IndexFixed,
     InstrumentSettled, Liquidation, MarginCall, MarkStep, Settle, Settled, SubmitObservation,
@@ -59,6 +60,31 @@ def test_the_closing_window_holds_only_the_trades_it_could_settle_on():
     settled = of(v.clear(Settle), Settled)[0]
     last = [2100 + n % 7 for n in range(120)][-30:]
     assert settled.prices[MAR] == round(sum(last) / len(last))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 50)), max_size=300))
+def test_the_closing_window_holds_what_a_list_of_trades_would(steps):
+    """Packed in an array and shifted down now and then, the window holds exactly the
+    trades a plain list would, and its digest form depends only on them."""
+    ClosingWindow.COMPACT = 6                     # shift often
+    try:
+        window, plain, ts = ClosingWindow(), [], 0
+        for drop, step in steps:
+            ts += step
+            if drop:
+                window.drop_before(ts - 40)
+                plain = [t for t in plain if t[0] >= ts - 40]
+            else:
+                window.add(ts, 2000 + step, step % 5 + 1)
+                plain.append((ts, 2000 + step, step % 5 + 1))
+            assert window.trades() == [(p, q) for _, p, q in plain] and len(window) == len(plain)
+            fresh = ClosingWindow()
+            for t in plain:
+                fresh.add(*t)
+            assert window.__canonical__() == fresh.__canonical__()
+    finally:
+        ClosingWindow.COMPACT = 3 * 4096
 
 
 def test_a_withdrawal_may_not_leave_equity_below_initial_margin():
