@@ -110,18 +110,22 @@ class MemoryArchive:
     def strip(self, account_id: int, client_order_id: str) -> StripExecuted | None:
         return self.strips.get((account_id, client_order_id))
 
-    def prune(self, before_ns: int) -> None:
+    def prune(self, before_ns: int, limit: int = 2**62) -> int:
         """Forget orders closed, and strips placed, before ``before_ns`` (fills are kept:
-        account.fills pages back through all of them)."""
-        for key in [k for k, done in self.strips.items() if done.ts_ns < before_ns]:
+        account.fills pages back through all of them): at most ``limit`` of each; return
+        how many went (0: none is left)."""
+        strips = [k for k, done in self.strips.items() if done.ts_ns < before_ns][:limit]
+        for key in strips:
             del self.strips[key]
-        for order_id in [i for i, c in self.orders.items() if c.closed_ns < before_ns]:
+        orders = [i for i, c in self.orders.items() if c.closed_ns < before_ns][:limit]
+        for order_id in orders:
             closed = self.orders.pop(order_id)
             if closed.client_order_id is not None:
                 key = (closed.account_id, closed.client_order_id)
                 self.by_client[key].remove(order_id)
                 if not self.by_client[key]:
                     del self.by_client[key]
+        return len(strips) + len(orders)
 
     def sync(self) -> None:
         """Nothing to make durable."""

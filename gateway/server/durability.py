@@ -38,6 +38,8 @@ log = logging.getLogger("gpux.gateway")
 
 SWITCH_INTERVAL_S = 0.0005
 
+PRUNE_BATCH = 5000          # archived orders deleted a second, at most (prune_archive)
+
 
 def _stop(exc: JournalError) -> None:
     log.critical("the journal cannot be written, stopping: %s", exc)
@@ -76,6 +78,7 @@ class Durability:
         self._halted = False
         self._background = Background()
         self._snapshot_ts: dict[int, int] = {}     # seq of a snapshot -> its last command's ts
+        self.archive_before: int | None = None      # archived orders closed before go
         self._snapshot_at = loop.time()
         self._thread = None
         if journal.fsync:
@@ -208,10 +211,17 @@ class Durability:
             self.journal.prune(oldest)
         if oldest is not None and oldest in self._snapshot_ts:
             # A restart replays from the oldest snapshot at worst: what its resends may
-            # still name is kept, older orders go.
-            self.state[0].archive.prune(self._snapshot_ts[oldest] - RETENTION_NS)
+            # still name is kept, older orders go (a few at a time: prune_archive).
+            self.archive_before = self._snapshot_ts[oldest] - RETENTION_NS
             for old in [s for s in self._snapshot_ts if s < oldest]:
                 del self._snapshot_ts[old]
+
+    def prune_archive(self) -> None:
+        """Delete some of the archived orders past their retention (called each second: a
+        snapshot's worth of them at once would stop the loop for a second)."""
+        if self.archive_before is not None and not self.state[0].archive.prune(
+                self.archive_before, PRUNE_BATCH):
+            self.archive_before = None
 
     def close(self) -> None:
         """Drain the journal, write a snapshot in this process (a clean shutdown's), stop the

@@ -38,6 +38,7 @@ async def schedule(server) -> None:
         try:
             durability.maybe_snapshot()
             core.snapshot_seq = durability.snapshot_seq
+            durability.prune_archive()
         except Exception:
             log.exception("starting a snapshot failed")
         for command in scheduler.commands(server.venue.now()):

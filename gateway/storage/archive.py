@@ -173,13 +173,17 @@ class SqliteArchive:
         self.flush()
         self._db.execute("PRAGMA wal_checkpoint(FULL)")
 
-    def prune(self, before_ns: int) -> int:
-        """Delete orders closed before ``before_ns``; return how many."""
+    def prune(self, before_ns: int, limit: int = 2**62) -> int:
+        """Delete orders closed, and strips placed, before ``before_ns``: at most ``limit``
+        of each; return how many were deleted (0: none is left)."""
         if self.readonly:
             return 0
         self.flush()
-        self._db.execute("DELETE FROM strips WHERE ts_ns < ?", (before_ns,))
-        return self._db.execute("DELETE FROM orders WHERE closed_ns < ?", (before_ns,)).rowcount
+        return sum(self._db.execute(
+            f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} "
+            "< ? LIMIT ?)", (before_ns, limit)).rowcount
+            for table, key, column in (("orders", "order_id", "closed_ns"),
+                                       ("strips", "account_id, client_order_id", "ts_ns")))
 
     # -- Reads -----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from inproc import InProcess
 from gateway.core.auth import sign
 from gateway.storage import archive as storage_archive
 from gateway.storage.archive import SqliteArchive
-from live import AS_OF, SYMBOL, Keys, Process, Ws, run, stop_and_verify
+from live import AS_OF, SYMBOL, Keys, Process, Ws, market_clock, run, stop_and_verify, wait_for
 
 NS = 10**9
 
@@ -365,7 +365,8 @@ def test_the_sqlite_archive_answers_as_the_one_in_memory(tmp_path, ops):
             disk.flush()
         else:
             memory.prune(op[1])
-            disk.prune(op[1])
+            while disk.prune(op[1], 2):           # two at a time, as the server does
+                pass
     for account_id in (None, 1, 2, 3):
         for order_id in range(1, 41):
             assert disk.closed_order(account_id, order_id, None) \
@@ -384,3 +385,47 @@ def test_the_sqlite_archive_answers_as_the_one_in_memory(tmp_path, ops):
                     assert disk.fills(account_id, symbol, before, limit) \
                         == memory.fills(account_id, symbol, before, limit)
     disk.close()
+
+
+def test_archived_orders_go_seven_days_before_the_oldest_snapshot(make_server):
+    """A running server deletes from the archive file the orders closed seven days before
+    the oldest snapshot it keeps (a restart could replay from it), a few at a time, and
+    keeps the orders a restart may still be asked about."""
+    skew, clock = [0], market_clock()
+    live = make_server("[journal]\nsnapshot_every = 5\n", clock=lambda: clock() + skew[0])
+    path = live.data_dir / "archive.sqlite"
+
+    def archived() -> set:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return {cid for (cid,) in db.execute("SELECT client_order_id FROM orders WHERE "
+                                                 "client_order_id IS NOT NULL")}
+
+    async def trade(ws, cid: str | None) -> None:
+        placed = await ws.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                 price="1.900", **({"client_order_id": cid} if cid else {}))
+        await ws.result("order.cancel", order_id=placed["order_id"])
+
+    async def snapshot(ws, cid: str) -> None:
+        """Trade, then wait for the snapshot the commands bring (the archive synced)."""
+        before = live.call(lambda: live.server.durability.snapshot_seq)
+        await trade(ws, cid)
+        for _ in range(2):                        # five commands or more
+            await trade(ws, None)
+        wait_for(live, lambda: live.server.durability.snapshot_seq > before)
+
+    async def scenario():
+        ws = await Ws.open(live, "trader-1")
+        await trade(ws, "old")
+        skew[0] += RECENT_NS + 60 * NS
+        for n in range(2):                        # "old" leaves memory, then is on disk
+            await snapshot(ws, f"more-{n}")
+        assert "old" in archived()
+        skew[0] += RETENTION_NS + RECENT_NS
+        for n in range(2):                        # both kept snapshots are after the jump
+            await snapshot(ws, f"late-{n}")
+        skew[0] += RECENT_NS + 60 * NS
+        await snapshot(ws, "last")                # the late ones leave memory
+        wait_for(live, lambda: live.server.durability.archive_before is None)
+        assert archived() == {"late-0", "late-1"}
+        await ws.close()
+    run(scenario())
