@@ -88,15 +88,22 @@ def cancel_on_disconnect(core, session, p: schema.CancelOnDisconnect):
 
 def place(core, session, p: schema.Place):
     account_id = session.account_id
-    if not (p.client_order_id and core.venue.find(account_id, None, p.client_order_id)):
+    # A resend is answered even at the limit; the archive is asked only then.
+    if _at_limit(core, session) and not (
+            p.client_order_id and core.venue.find(account_id, None, p.client_order_id)):
         _room_for_an_order(core, session)
     outcome = core.submit(codec.place_command(p, account_id, core.venue.now()))
     return _placed(core, session, outcome)
 
 
+def _at_limit(core, session) -> bool:
+    return core.venue.exchange.open_order_count(session.account_id) \
+        >= session.role_limits.max_open_orders
+
+
 def _room_for_an_order(core, session) -> None:
-    limit = session.role_limits.max_open_orders
-    if core.venue.exchange.open_order_count(session.account_id) >= limit:
+    if _at_limit(core, session):
+        limit = session.role_limits.max_open_orders
         raise RpcError(RejectReason.TOO_MANY_ORDERS, f"the account has {limit} open orders, "
                        f"the most its role may have", limit=limit)
 
