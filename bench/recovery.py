@@ -6,8 +6,8 @@ For each size it writes a data directory of that many journaled commands
 (20 accounts trading five H100 months: limit orders, IOCs, cancels and
 replaces by client_order_id, at most 2,000 orders resting, with a timer and a
 mark step every 100 commands and the daily fixing and settlement; one command
-a second of market time, so the engine's 7-day retention keeps memory bounded
-as it would in service),
+a second of market time; closed orders leave memory for the archive file after five
+minutes, as in service),
 with a snapshot ``--tail`` commands before the end. Then it measures, on the
 same files:
 
@@ -36,6 +36,7 @@ from engine.contracts import date_to_ns
 from engine.messages import CancelOrder, PlaceOrder, ReplaceOrder, Side, TimeInForce, Timer
 from gateway.core.auth import Accounts
 from gateway.config import load_config
+from gateway.storage.archive import SqliteArchive, archive_path
 from gateway.storage.journal import Journal
 from gateway.storage.recovery import (
     Replay, build, funding, journal_dir, listing_date, recover, snapshot_dir, state_digest,
@@ -102,6 +103,7 @@ def generate(workdir: Path, n: int, tail: int, config) -> tuple[int, float]:
     listing_date(data_dir, LISTED)
     accounts = list(Accounts(list(config.account), 0).by_id.values())
     venue, feed = build(config, LISTED, accounts)
+    venue.attach_archive(SqliteArchive(archive_path(data_dir)))     # as the server's
     journal = Journal(journal_dir(data_dir), 1, fsync=False)
     venue.record = journal.append
     replay = Replay(venue, feed)
@@ -117,6 +119,7 @@ def generate(workdir: Path, n: int, tail: int, config) -> tuple[int, float]:
         if k == n - tail:
             journal.commit()
             replay.done()
+            venue.archive.sync()
             write_snapshot(snapshot_dir(data_dir), k, (venue, feed), state_digest(venue, feed))
     replay.done()
     journal.close()
