@@ -16,14 +16,21 @@ start); the server's is on disk (gateway.storage.archive).
 """
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left, insort
 
 import msgspec
 
-from engine.messages import PlaceOrder, StripExecuted
-from gateway.core.codec import OrderView
+from engine.messages import (
+    CancelReason, OrderStatus, OrderType, PlaceOrder, SelfTradePrevention, Side,
+    StripExecuted, TimeInForce,
+)
+from gateway.core.codec import OrderView, fill_view, order_view
 
 FILL_WIDTH = 9      # trade_id, order_id, symbol index, side, price, qty, fee, maker, ts_ns
+FILL = struct.Struct("<qqq?")       # an order's fill: trade_id, price (ticks), qty, maker
+EXPIRED = -1                        # why an order ended: a GTD order reached its expire_at
+END_NAMES = {r.value: r.name.lower() for r in CancelReason} | {EXPIRED: "expired"}
 
 
 def fill_key(row) -> tuple[int, int]:
@@ -32,16 +39,60 @@ def fill_key(row) -> tuple[int, int]:
     return row[0], -row[7]
 
 
+class OrderFields(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """What an order's view is made of, with the engine Order's names (codec.order_view)."""
+    order_id: int
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price: int | None
+    stop_price: int | None
+    qty: int
+    filled_qty: int
+    leaves_qty: int
+    status: OrderStatus
+    expire_at_ns: int | None
+    display_qty: int | None
+    post_only: bool
+    reduce_only: bool
+    stp: SelfTradePrevention
+
+
 class ClosedOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """One closed order as the archive keeps it: enough for the engine to refuse or answer
-    a resend, and the wire view it ended with."""
+    a resend, and what its view is built from (when asked: archiving is on the order
+    path, reading is rare)."""
     order_id: int
     account_id: int
     client_order_id: str | None
     closed_ns: int
-    status: str                     # the engine's status, lower case: filled, cancelled...
     request: PlaceOrder | None      # what placed it, when it has a client_order_id
-    view: OrderView
+    fields: OrderFields
+    fills: bytes                    # FILL-packed, in order
+    ended: int | None               # CancelReason value, or EXPIRED
+
+    @classmethod
+    def of(cls, order, fills: bytes | None, ended: int | None) -> ClosedOrder:
+        """An engine Order, with its fills and why it ended (the venue's histories)."""
+        return cls(order.order_id, order.account_id, order.client_order_id, order.closed_ns,
+                   order.request, OrderFields(
+                       order.order_id, order.client_order_id, order.symbol, order.side,
+                       order.order_type, order.tif, order.price, order.stop_price, order.qty,
+                       order.filled_qty, order.leaves_qty, order.status, order.expire_at_ns,
+                       order.display_qty, order.post_only, order.reduce_only, order.stp),
+                   fills or b"", ended)
+
+    @property
+    def status(self) -> str:
+        """The engine's status, lower case (filled, cancelled, expired), for its refusals."""
+        return self.fields.status.name.lower()
+
+    @property
+    def view(self) -> OrderView:
+        return order_view(self.fields, [fill_view(*f) for f in FILL.iter_unpack(self.fills)],
+                          None if self.ended is None else END_NAMES[self.ended])
 
 
 class MemoryArchive:

@@ -29,7 +29,8 @@ from engine.messages import (
     OrderReduced, OrderRejected, OrderReplaced, OrderTriggered, StripExecuted, Trade,
 )
 from gateway.core.codec import OrderView, fill_row
-from gateway.core.venue import EXPIRED, FILL, QUOTE_PREFIX
+from gateway.core.archive import EXPIRED, FILL
+from gateway.core.venue import QUOTE_PREFIX
 
 ORDER_EVENTS = (OrderAccepted, OrderCancelled, OrderReplaced, OrderExpired, OrderTriggered,
                 OrderReduced)

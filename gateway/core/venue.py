@@ -23,7 +23,6 @@ milliseconds on the order path.
 """
 from __future__ import annotations
 
-import struct
 import time
 
 import msgspec
@@ -31,19 +30,16 @@ import msgspec
 from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand, MarkStep, RollListing
 from engine.exchange import RECENT_NS, RETENTION_NS, Exchange
-from engine.messages import CancelReason, Timer
-from gateway.core.archive import ClosedOrder, MemoryArchive
+from engine.messages import Timer
+from gateway.core.archive import END_NAMES, FILL, ClosedOrder, MemoryArchive
 from gateway.core.fills import AccountFills
 from gateway.core.codec import fill_view, order_view
 from gateway.core.promises import Promises, SessionCommand
 
 PRUNE_EVERY = 100_000     # commands between moves of old fills and strips out of memory
-FILL = struct.Struct("<qqq?")       # trade_id, price (ticks), qty, maker
-EXPIRED = -1                        # in `ended`: a GTD order reached its expire_at
 # A quote slot's order has client_order_id "q:{level}:{seq}": ":" is outside what the wire
 # lets clients choose, so only order.mass_quote makes one (gateway.core.methods).
 QUOTE_PREFIX = "q:"
-END_NAMES = {r.value: r.name.lower() for r in CancelReason} | {EXPIRED: "expired"}
 
 
 class Failed(msgspec.Struct, tag="failed", tag_field="type", frozen=True):
@@ -156,13 +152,10 @@ class Venue:
     def _archive_forgotten(self) -> None:
         """The closed orders the engine let go of, with their histories, to the archive."""
         forgotten = self.exchange.forgotten
+        fills, ended, put = self.fills, self.ended, self.archive.put
         for order in forgotten:
             order_id = order.order_id
-            self.archive.put(ClosedOrder(order_id, order.account_id, order.client_order_id,
-                                         order.closed_ns, order.status.name.lower(),
-                                         order.request, self.view(order)))
-            self.fills.pop(order_id, None)
-            self.ended.pop(order_id, None)
+            put(ClosedOrder.of(order, fills.pop(order_id, None), ended.pop(order_id, None)))
         forgotten.clear()
 
     def ticks_due(self, ts: int) -> tuple[bool, bool]:

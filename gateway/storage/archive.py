@@ -21,12 +21,9 @@ import msgspec
 
 from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
 from engine.messages import StripExecuted
-from gateway.core.codec import FillView, OrderView
-from gateway.storage.journal import decode_command, encode_command
 
 FILE = "archive.sqlite"
 FLUSH_AT = 4096             # records waiting in memory before they are written
-FILLS = OrderView.__struct_fields__.index("fills")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     order_id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, client_order_id TEXT,
@@ -51,23 +48,7 @@ def archive_path(data_dir: Path) -> Path:
     return data_dir / FILE
 
 
-def encode_order(closed: ClosedOrder) -> bytes:
-    """An order's record: its status, the request in the journal's encoding, and its view
-    as arrays (a third of the size of maps with field names)."""
-    view = list(msgspec.structs.astuple(closed.view))
-    view[FILLS] = [msgspec.structs.astuple(f) for f in closed.view.fills]
-    while view[-1] is msgspec.UNSET:        # duplicate: only ever set on a resend's answer
-        view.pop()
-    request = None if closed.request is None else encode_command(closed.request)
-    return msgspec.msgpack.encode((closed.status, request, view))
-
-
-def decode_order(order_id: int, account_id: int, client_order_id: str | None,
-                 closed_ns: int, record: bytes) -> ClosedOrder:
-    status, request, view = msgspec.msgpack.decode(record)
-    view[FILLS] = [FillView(*f) for f in view[FILLS]]
-    return ClosedOrder(order_id, account_id, client_order_id, closed_ns, status,
-                       None if request is None else decode_command(request), OrderView(*view))
+ORDER = msgspec.msgpack.Decoder(ClosedOrder)
 
 
 class Detached:
@@ -142,7 +123,8 @@ class SqliteArchive:
         """Write what waits in memory (a readonly archive keeps it there)."""
         if self.readonly or not self._waiting:
             return
-        orders = [(c.order_id, c.account_id, c.client_order_id, c.closed_ns, encode_order(c))
+        encode = msgspec.msgpack.encode
+        orders = [(c.order_id, c.account_id, c.client_order_id, c.closed_ns, encode(c))
                   for c in self._waiting_orders.orders.values()]
         fills = [(account_id, row[0], row[7], row[2], msgspec.msgpack.encode(row))
                  for account_id, rows in self._fills.items() for row in rows]
@@ -196,7 +178,7 @@ class SqliteArchive:
                                                   below)
         if self._db is None:
             return found
-        columns = "SELECT order_id, account_id, client_order_id, closed_ns, record FROM orders"
+        columns = "SELECT order_id, record FROM orders"
         if order_id is not None:
             if found is not None:
                 return found
@@ -211,7 +193,7 @@ class SqliteArchive:
             ).fetchone()
             if row is not None and found is not None and found.order_id > row[0]:
                 return found
-        stored = None if row is None else decode_order(*row)
+        stored = None if row is None else ORDER.decode(row[1])
         if stored is None or (account_id is not None and stored.account_id != account_id):
             return found
         return stored

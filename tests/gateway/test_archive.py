@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from engine.exchange import RECENT_NS, RETENTION_NS
-from engine.messages import OrderType, PlaceOrder, Side, StripExecuted, Timer, TimeInForce
+from engine.messages import (
+    CancelReason, OrderStatus, OrderType, PlaceOrder, SelfTradePrevention, Side, StripExecuted,
+    TimeInForce, Timer,
+)
 from gateway.core import venue as venue_module
-from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
-from gateway.core.codec import FillView, OrderView
+from gateway.core.archive import FILL, ClosedOrder, MemoryArchive, OrderFields, fill_key
 from gateway.storage.recovery import build, verify
 from inproc import InProcess
 from gateway.core.auth import sign
@@ -314,12 +316,13 @@ def _closed(order_id: int, account_id: int, cid: str | None, closed_ns: int,
     request = None if cid is None else PlaceOrder(
         ts_ns=closed_ns - 5, account_id=account_id, symbol=SYMBOL, side=Side.BUY, qty=3,
         order_type=OrderType.LIMIT, price=1990, client_order_id=cid)
-    views = [FillView(order_id * 10 + n, "1.990", 1, "maker") for n in range(fills)]
-    view = OrderView(order_id, cid, SYMBOL, "buy", "limit", "gtc", "1.990", None, 3, fills,
-                     0, "filled" if fills == 3 else "cancelled", views, None, None, False,
-                     False, "cancel_newest", None if fills == 3 else "user")
-    return ClosedOrder(order_id, account_id, cid, closed_ns,
-                       "filled" if fills == 3 else "cancelled", request, view)
+    fields = OrderFields(order_id, cid, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC,
+                         1990, None, 3, fills, 0,
+                         OrderStatus.FILLED if fills == 3 else OrderStatus.CANCELLED, None,
+                         None, False, False, SelfTradePrevention.CANCEL_NEWEST)
+    packed = b"".join(FILL.pack(order_id * 10 + n, 1990, 1, True) for n in range(fills))
+    return ClosedOrder(order_id, account_id, cid, closed_ns, request, fields, packed,
+                       None if fills == 3 else CancelReason.USER.value)
 
 
 ACCOUNT = st.integers(1, 3)
