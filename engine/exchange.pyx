@@ -265,7 +265,8 @@ cdef class Exchange:
         or a replace, not found in memory is then looked up with
         ``archive.closed_order(account_id, order_id, client_order_id, below)`` (the newest
         with that client_order_id placed before the next order id), which returns a
-        record with ``order_id``, ``closed_ns``, ``status`` and ``request`` (or None).
+        record with ``order_id``, ``closed_ns``, ``status`` (lower case) and ``request``,
+        or None; those in ``forgotten`` are looked at first (not in the archive yet).
         Only records of orders placed before now and closed within ``RETENTION_NS``
         count, so an archive that holds more (filled by a later run) answers a replay
         as it answered the live run. Attach before the first command, for good: how
@@ -404,7 +405,7 @@ cdef class Exchange:
             else:
                 archived = self._archived(account_id, None, client_order_id, ts)
                 if archived is not None:
-                    existing_id, request = archived.order_id, archived.request
+                    existing_id, _, _, request = archived
             if existing_id is not None:
                 if msgspec.structs.replace(cmd, ts_ns=request.ts_ns) != request:
                     raise Rejected(RejectReason.DUPLICATE_CLIENT_ORDER_ID,
@@ -804,8 +805,8 @@ cdef class Exchange:
             archived = self._archived(account_id, order_id, client_order_id, self._last_ts)
             if archived is not None:
                 raise Rejected(RejectReason.ORDER_CLOSED,
-                               f"order {archived.order_id} is {archived.status}", "order_id",
-                               archived.order_id)
+                               f"order {archived[0]} is {archived[2]}", "order_id",
+                               archived[0])
             if order_id is not None:
                 raise Rejected(RejectReason.UNKNOWN_ORDER, f"no order {order_id}", "order_id")
             raise Rejected(RejectReason.UNKNOWN_ORDER,
@@ -820,15 +821,27 @@ cdef class Exchange:
 
     cdef object _archived(self, int64_t account_id, object order_id, object client_order_id,
                           object ts):
-        """The archive's record of the account's order, if it counts now (attach_archive)."""
+        """(order_id, closed_ns, status name, request) of the account's order that left
+        memory, if it counts now (attach_archive), else None. This command may itself have
+        let it go: the orders in ``forgotten`` reach the archive only after the command."""
+        cdef Order order, newest = None
         if self.archive is None:
             return None
+        for order in self.forgotten:
+            if order.account_id == account_id and (
+                    order.order_id == order_id if order_id is not None
+                    else order.client_order_id == client_order_id):
+                if newest is None or order.order_id > newest.order_id:
+                    newest = order
+        if newest is not None:
+            return (newest.order_id, newest.closed_ns, newest.status.name.lower(),
+                    newest.request)
         found = self.archive.closed_order(account_id, order_id, client_order_id,
                                           self._next_order_id)
         if found is None or found.order_id >= self._next_order_id \
                 or <int64_t>found.closed_ns + RETENTION <= <int64_t>ts:
             return None
-        return found
+        return (found.order_id, found.closed_ns, found.status, found.request)
 
     cdef _cancel(self, Order order, object reason, object ts, list events):
         cdef Market market = self.markets[order.symbol]

@@ -111,6 +111,21 @@ def test_a_closed_order_leaves_memory_and_is_answered_as_before(exchange):
     assert venue.result(maker, "account.fills") == fills
 
 
+def test_a_resend_that_itself_moves_the_order_out_of_memory_is_still_a_duplicate(exchange):
+    """The resend is the first command after the five minutes: the engine lets the order
+    go while running it, before the venue has handed it to the archive (the simulation,
+    seed 1439, found a second order placed under the same client_order_id)."""
+    venue = exchange
+    maker, _, buy, _, seen, _ = _trade(venue)
+    venue.tick(RECENT_NS / NS + 1)                # no Timer: the resend is the next command
+    again = venue.result(maker, "order.place", client_order_id="gone", **buy)
+    assert again == seen["gone"] | {"duplicate": True}
+    assert _forgotten(venue, seen["gone"]["order_id"])
+    venue.tick(RECENT_NS / NS + 1)
+    for ref in ({"order_id": seen["done"]["order_id"]}, {"client_order_id": "done"}):
+        assert venue.error(maker, "order.cancel", **ref)["data"]["reason"] == "order_closed"
+
+
 def test_an_archived_order_is_kept_seven_days_then_its_client_order_id_is_free(exchange):
     venue = exchange
     maker, _, buy, _, seen, _ = _trade(venue)
