@@ -133,8 +133,10 @@ class SqliteArchive:
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?)", orders)
-            db.executemany("INSERT OR REPLACE INTO fills VALUES (?, ?, ?, ?, ?)", fills)
+            # A record never changes: one already there (a replay writes again what the
+            # run before it wrote) is left as it is, which costs a key lookup, not a rewrite.
+            db.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?)", orders)
+            db.executemany("INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?)", fills)
             # The newest strip of a client_order_id is the one kept.
             db.executemany("INSERT INTO strips VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
                            "SET strip_id = excluded.strip_id, ts_ns = excluded.ts_ns, "
