@@ -33,6 +33,13 @@ EXPIRED = -1                        # why an order ended: a GTD order reached it
 END_NAMES = {r.value: r.name.lower() for r in CancelReason} | {EXPIRED: "expired"}
 
 
+def order_view_of(order, fills: bytes | None, ended: int | None) -> OrderView:
+    """The wire view of an order (an engine Order, or OrderFields) from its FILL-packed
+    fills and why it ended."""
+    return order_view(order, [] if not fills else [fill_view(*f) for f in FILL.iter_unpack(fills)],
+                      None if ended is None else END_NAMES[ended])
+
+
 def fill_key(row) -> tuple[int, int]:
     """Fills in the order they happened: by trade, and a trade's maker before its taker
     (as an account's history appends them)."""
@@ -91,8 +98,7 @@ class ClosedOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
     @property
     def view(self) -> OrderView:
-        return order_view(self.fields, [fill_view(*f) for f in FILL.iter_unpack(self.fills)],
-                          None if self.ended is None else END_NAMES[self.ended])
+        return order_view_of(self.fields, self.fills, self.ended)
 
 
 class MemoryArchive:
@@ -127,11 +133,10 @@ class MemoryArchive:
         return found
 
     def put_fills(self, account_id: int, rows: list[tuple]) -> None:
-        """Older fills of an account (rows of FILL_WIDTH ints), oldest first; a row already
+        """Older fills of an account (tuples of FILL_WIDTH ints), oldest first; a row already
         here (a replay writes again what a run before it wrote) is kept once."""
         mine = self._fills.setdefault(account_id, [])
         for row in rows:
-            row = tuple(row)
             if not mine or fill_key(row) > fill_key(mine[-1]):
                 mine.append(row)
             elif row not in mine[bisect_left(mine, row[0], key=_trade):
@@ -151,6 +156,10 @@ class MemoryArchive:
             if symbol is None or mine[i][2] == symbol:
                 out.append(mine[i])
         return out
+
+    def fill_rows(self):
+        """(account_id, row) of every fill here."""
+        return ((account_id, row) for account_id, rows in self._fills.items() for row in rows)
 
     def put_strip(self, done: StripExecuted) -> None:
         """A strip with a client_order_id (the newest of that id is the one a resend gets)."""

@@ -31,9 +31,8 @@ from clearing.house import ClearingHouse
 from clearing.messages import ClearingCommand, MarkStep, RollListing
 from engine.exchange import RECENT_NS, RETENTION_NS, Exchange
 from engine.messages import Timer
-from gateway.core.archive import END_NAMES, FILL, ClosedOrder, MemoryArchive
+from gateway.core.archive import ClosedOrder, MemoryArchive, order_view_of
 from gateway.core.fills import AccountFills
-from gateway.core.codec import fill_view, order_view
 from gateway.core.promises import Promises, SessionCommand
 
 PRUNE_EVERY = 100_000     # commands between moves of old fills and strips out of memory
@@ -183,10 +182,8 @@ class Venue:
         """Return the wire view of an engine Order (with all its fills) or an archived one."""
         if type(order) is ClosedOrder:
             return order.view
-        packed = self.fills.get(order.order_id)
-        fills = [] if packed is None else [fill_view(*f) for f in FILL.iter_unpack(packed)]
-        end = self.ended.get(order.order_id)
-        return order_view(order, fills, None if end is None else END_NAMES[end])
+        return order_view_of(order, self.fills.get(order.order_id),
+                             self.ended.get(order.order_id))
 
     def view_of(self, order_id: int):
         """The wire view of an order by id, in memory or archived (a resend's)."""

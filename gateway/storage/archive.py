@@ -74,9 +74,8 @@ class SqliteArchive:
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        self._waiting_orders = MemoryArchive()        # put, not written yet
-        self._fills: dict[int, list[tuple]] = {}      # account -> rows waiting
-        self._waiting = 0
+        self._waiting = MemoryArchive()     # put, not written yet
+        self._count = 0                     # records in it
         self._db = None
         if readonly:
             if self.path.exists():
@@ -103,33 +102,33 @@ class SqliteArchive:
     # -- Writes ----------------------------------------------------------------------
 
     def put(self, closed: ClosedOrder) -> None:
-        self._waiting_orders.put(closed)
+        self._waiting.put(closed)
         self._added(1)
 
     def put_fills(self, account_id: int, rows: list[tuple]) -> None:
-        self._fills.setdefault(account_id, []).extend(tuple(r) for r in rows)
+        self._waiting.put_fills(account_id, rows)
         self._added(len(rows))
 
     def put_strip(self, done: StripExecuted) -> None:
-        self._waiting_orders.put_strip(done)
+        self._waiting.put_strip(done)
         self._added(1)
 
     def _added(self, count: int) -> None:
-        self._waiting += count
-        if self._waiting >= FLUSH_AT:
+        self._count += count
+        if self._count >= FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
         """Write what waits in memory (a readonly archive keeps it there)."""
-        if self.readonly or not self._waiting:
+        if self.readonly or not self._count:
             return
-        encode = msgspec.msgpack.encode
+        encode, waiting = msgspec.msgpack.encode, self._waiting
         orders = [(c.order_id, c.account_id, c.client_order_id, c.closed_ns, encode(c))
-                  for c in self._waiting_orders.orders.values()]
-        fills = [(account_id, row[0], row[7], row[2], msgspec.msgpack.encode(row))
-                 for account_id, rows in self._fills.items() for row in rows]
-        strips = [(d.account_id, d.client_order_id, d.strip_id, d.ts_ns,
-                   msgspec.msgpack.encode(d)) for d in self._waiting_orders.strips.values()]
+                  for c in waiting.orders.values()]
+        fills = [(account_id, row[0], row[7], row[2], encode(row))
+                 for account_id, row in waiting.fill_rows()]
+        strips = [(d.account_id, d.client_order_id, d.strip_id, d.ts_ns, encode(d))
+                  for d in waiting.strips.values()]
         db = self._db
         db.execute("BEGIN")
         try:
@@ -146,9 +145,8 @@ class SqliteArchive:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        self._waiting_orders = MemoryArchive()
-        self._fills.clear()
-        self._waiting = 0
+        self._waiting = MemoryArchive()
+        self._count = 0
 
     def sync(self) -> None:
         """Make everything put so far durable (before a snapshot that relies on it)."""
@@ -176,8 +174,7 @@ class SqliteArchive:
                      ) -> ClosedOrder | None:
         """The account's order (any account's, if None) named by id, or else the newest by
         client_order_id with an id below ``below`` (if given), or None."""
-        found = self._waiting_orders.closed_order(account_id, order_id, client_order_id,
-                                                  below)
+        found = self._waiting.closed_order(account_id, order_id, client_order_id, below)
         if self._db is None:
             return found
         columns = "SELECT order_id, record FROM orders"
@@ -201,7 +198,7 @@ class SqliteArchive:
         return stored
 
     def strip(self, account_id: int, client_order_id: str) -> StripExecuted | None:
-        found = self._waiting_orders.strip(account_id, client_order_id)
+        found = self._waiting.strip(account_id, client_order_id)
         if self._db is None:
             return found
         row = self._db.execute("SELECT strip_id, record FROM strips WHERE account_id = ? AND "
@@ -214,8 +211,7 @@ class SqliteArchive:
               limit: int) -> list[tuple]:
         """The account's archived fills newest first: of ``symbol`` (its index) if given,
         with a trade_id below ``before`` if given, at most ``limit``."""
-        waiting = [r for r in self._fills.get(account_id, ())
-                   if (symbol is None or r[2] == symbol) and (before is None or r[0] < before)]
+        waiting = self._waiting.fills(account_id, symbol, before, limit)     # newest first
         stored = []
         if self._db is not None:
             query = "SELECT row FROM fills WHERE account_id = ?"
@@ -230,8 +226,7 @@ class SqliteArchive:
             args.append(limit)
             stored = [tuple(msgspec.msgpack.decode(r)) for (r,) in self._db.execute(query, args)]
         out, last = [], None
-        for row in heapq.merge(sorted(waiting, key=fill_key, reverse=True), stored,
-                               key=fill_key, reverse=True):
+        for row in heapq.merge(waiting, stored, key=fill_key, reverse=True):
             if row != last:
                 out.append(row)
                 last = row

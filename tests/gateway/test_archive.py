@@ -126,6 +126,24 @@ def test_a_resend_that_itself_moves_the_order_out_of_memory_is_still_a_duplicate
         assert venue.error(maker, "order.cancel", **ref)["data"]["reason"] == "order_closed"
 
 
+def test_an_account_at_its_open_order_limit_still_gets_an_archived_orders_resend(tmp_path):
+    """At max_open_orders a new order is refused, but a resend of one that left memory is
+    answered with it (the archive is asked only then)."""
+    venue = InProcess(tmp_path / "data", "[limits.roles.trader]\nmax_open_orders = 2\n")
+    trader = venue.session("trader-1")
+    buy = dict(symbol=SYMBOL, side="buy", qty=1, price="1.900")
+    gone = venue.result(trader, "order.place", client_order_id="gone", **buy)
+    venue.result(trader, "order.cancel", order_id=gone["order_id"])
+    _later(venue, RECENT_NS + NS)
+    assert _forgotten(venue, gone["order_id"])
+    for n in range(2):
+        venue.result(trader, "order.place", client_order_id=f"rests-{n}", **buy)
+    assert venue.error(trader, "order.place", client_order_id="new", **buy)["data"][
+        "reason"] == "too_many_orders"
+    again = venue.result(trader, "order.place", client_order_id="gone", **buy)
+    assert (again["order_id"], again["duplicate"]) == (gone["order_id"], True)
+
+
 def test_an_archived_order_is_kept_seven_days_then_its_client_order_id_is_free(exchange):
     venue = exchange
     maker, _, buy, _, seen, _ = _trade(venue)
