@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: simulate run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge stall build clean
+.PHONY: cluster failover simulate run test browser bench throughput loadgen fanout durability transports requote fsync-floor crash recovery demo-load strips hedge stall build clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ build: $(STAMP)
 # simulated participants trading it; the market page is at http://127.0.0.1:8765/.
 run: build
 	$(VENV)/bin/gpux serve --demo --data-dir data
+
+# The cluster on this machine: three nats-server nodes (JetStream), a leading matcher on
+# :8765 and a standby on :8766 that takes over when the leader dies.
+cluster: build
+	$(PY) -m gateway.cluster.local --dir cluster
+
+# SIGKILL the leading matcher 20 times mid-trading: how long until the standby leads, and
+# that nothing acknowledged is lost (README figures).
+failover: build
+	$(PY) -m bench.failover --kills 20
 
 # The benchmarks run once each, untimed, so their correctness checks run in CI too.
 test: build browser

@@ -126,7 +126,7 @@ class ServerProcess:
     """A server under test in its own process.
 
     Args:
-        kind: "gpux" or "echo".
+        kind: "gpux", "matcher" (a cluster's: ``args`` name its NATS servers) or "echo".
         cpus: CPUs to pin it to (None: no pinning).
         config_text: gpux's TOML config.
         wrapper: A command prefix, e.g. a profiler.
@@ -136,17 +136,20 @@ class ServerProcess:
 
     def __init__(self, kind: str, *, cpus=None, config_text: str | None = None,
                  wrapper: list[str] | None = None, env: dict | None = None,
-                 profiled: bool = False, startup_timeout: float = 30.0,
-                 workdir: Path | None = None, args: list[str] | None = None) -> None:
+                 profiled: bool = False, startup_timeout: float | None = 30.0,
+                 workdir: Path | None = None, args: list[str] | None = None,
+                 log_name: str = "server.log") -> None:
         self.kind = kind
         self.dir = workdir or Path(tempfile.mkdtemp(prefix=f"gpux-bench-{kind}-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = workdir is not None          # a caller's directory outlives the process
-        self.log_path = self.dir / "server.log"
-        if kind == "gpux":
+        self.log_path = self.dir / log_name
+        if kind in ("gpux", "matcher"):
             config = self.dir / "config.toml"
             config.write_text(config_text or "")
             module = "bench.serve_profiled" if profiled else "gateway.client.cli"
-            cmd = [PYTHON, "-m", module, "serve", "--data-dir", str(self.dir / "data"),
+            command, data = ("serve", "data") if kind == "gpux" else ("matcher", "matcher")
+            cmd = [PYTHON, "-m", module, command, "--data-dir", str(self.dir / data),
                    "--port", "0", "--as-of", AS_OF, "--config", str(config)] + (args or [])
         elif kind == "echo":
             cmd = [PYTHON, "-m", "bench.echo_server", "--port", "0"]
@@ -165,17 +168,28 @@ class ServerProcess:
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, preexec_fn=preexec,
                                      env={**os.environ, **(env or {})})
-        deadline = time.monotonic() + startup_timeout
+        self.host, self.port = None, None
+        if startup_timeout is not None:
+            self.wait_listening(startup_timeout)
+
+    def wait_listening(self, timeout: float, poll: float = 0.02) -> str:
+        """Wait until the server says where it listens (a standby: once it leads); return
+        its websocket URL."""
+        deadline = time.monotonic() + timeout
         while True:
             match = _LISTENING.search(self.output())
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
-                break
+                return self.url
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 output = self.output()
                 self.stop()
-                raise RuntimeError(f"{kind} server did not start:\n{output}")
-            time.sleep(0.02)
+                raise RuntimeError(f"{self.kind} server did not start:\n{output}")
+            time.sleep(poll)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
 
     @property
     def pid(self) -> int:

@@ -299,7 +299,9 @@ class Client:
     """A gpux session that survives reconnects.
 
     Args:
-        url: The server's websocket endpoint.
+        url: The server's websocket endpoint, or a list of them (a cluster's matchers or
+            gateways): a connection goes to the first that answers, trying from the one
+            that last did, so a reconnect after a failover finds the new leader.
         api_key, api_secret: Log in with these; without them the session is
             anonymous (market data only).
         reconnect: Reconnect when the connection drops. False suits one-shot
@@ -308,13 +310,16 @@ class Client:
         open_timeout_s: How long to wait for a connection and its handshake.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None,
+    def __init__(self, url: str | list[str] = DEFAULT_URL, *, api_key: str | None = None,
                  api_secret: str | None = None, reconnect: bool = True,
                  backoff_initial_s: float = 0.25, backoff_max_s: float = 10.0,
                  open_timeout_s: float = 10.0) -> None:
         if (api_key is None) != (api_secret is None):
             raise ValueError("give both api_key and api_secret, or neither")
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("give at least one url")
+        self.url = self.urls[0]                # the one connected to, or tried last
         self.reconnect = reconnect
         self.account: dict | None = None       # auth.login's result
         self.sessions = 0                      # sessions opened so far
@@ -467,6 +472,17 @@ class Client:
     # -- Sessions -----------------------------------------------------------------------
 
     async def _dial(self) -> ClientConnection:
+        """Connect to the current URL, else to each of the others in turn."""
+        start = self.urls.index(self.url)
+        for n in range(len(self.urls)):
+            self.url = self.urls[(start + n) % len(self.urls)]
+            try:
+                return await self._dial_one()
+            except ConnectError as exc:
+                if exc.reason == "invalid_url" or n == len(self.urls) - 1:
+                    raise
+
+    async def _dial_one(self) -> ClientConnection:
         try:
             return await connect(self.url, max_size=MAX_FRAME_BYTES, compression=None,
                                  open_timeout=self._open_timeout_s)

@@ -47,6 +47,16 @@ class Failed(msgspec.Struct, tag="failed", tag_field="type", frozen=True):
     seq: int
 
 
+class Lead(msgspec.Struct, tag="lead", tag_field="type", frozen=True, kw_only=True):
+    """Journaled first by a matcher that takes the lead of a cluster (gateway.cluster): its
+    append fences off the matcher before it. It changes no state; the first one also says
+    the market's listing date, so a matcher that starts from nothing lists the same one."""
+    holder: str
+    epoch: int
+    as_of: str
+    ts_ns: int
+
+
 class Venue:
     """The Exchange, the clock that stamps its commands, and order histories.
 
@@ -128,6 +138,8 @@ class Venue:
             self.record(cmd)
         self.command_ts = cmd.ts_ns
         kind = type(cmd)
+        if kind is Lead:
+            return []
         if isinstance(cmd, ClearingCommand):
             if kind is RollListing:        # the engine first closes what is past trading
                 events = self.exchange.process(Timer(ts_ns=cmd.ts_ns))

@@ -60,10 +60,12 @@ class Durability:
         snapshot_seq: The newest snapshot's seq at start.
         seal: Ends the current turn (the feed takes its events, the outbox comes here),
             so that a snapshot holds exactly what the journal does.
+        replicator: In a cluster, the stream every batch must reach too before its
+            outbox is released (gateway.cluster.replicator).
     """
 
     def __init__(self, journal: Journal, loop, release, data_dir: Path, params, state,
-                 snapshot_seq: int, seal) -> None:
+                 snapshot_seq: int, seal, replicator=None) -> None:
         self.seal_turn = seal
         self.journal = journal
         self.loop = loop
@@ -73,6 +75,8 @@ class Durability:
         self.state = state
         self.snapshot_seq = snapshot_seq
         self.durable_seq = journal.committed_seq
+        self.replicator = replicator                # the cluster's stream, or None
+        self.replicated_seq = journal.committed_seq
         self._waiting: deque[tuple[int, object]] = deque()   # (last seq, outbox), in order
         self._batches: queue.SimpleQueue = queue.SimpleQueue()   # to the writer, in order
         self._halted = False
@@ -92,29 +96,44 @@ class Durability:
     # -- The loop's side --------------------------------------------------------
 
     def seal(self, outbox) -> None:
-        """The turn's records go to the writer; its outbox waits for them (or goes now, if
-        the turn wrote nothing and nothing before it waits). Unsafe mode (no fsync) writes
-        here: the page cache takes it at once, and no thread is needed."""
+        """The turn's records go to the writer (and the replicator, in a cluster); its
+        outbox waits for them (or goes now, if the turn wrote nothing and nothing before
+        it waits). Unsafe mode (no fsync) writes here: the page cache takes it at once,
+        and no thread is needed."""
         batch = self.journal.cut()
-        if batch is not None and self._thread is None:
+        if batch is None:
+            if self._waiting:
+                self._waiting.append((self._waiting[-1][0], outbox))
+            elif len(outbox):
+                self.release(outbox)
+            return
+        if self.replicator is not None:
+            self.replicator.put(*batch)
+        self._waiting.append((batch[1], outbox))
+        if self._thread is None:
             self._write(*batch)
-            self.durable_seq = batch[1]
-            batch = None
-        if batch is not None:
+            self._durable(batch[1])
+        else:
             self._batches.put(batch)
-            self._waiting.append((batch[1], outbox))
-        elif self._waiting:
-            self._waiting.append((self._waiting[-1][0], outbox))
-        elif len(outbox):
-            self.release(outbox)
 
     def _durable(self, seq: int) -> None:
         """On the loop: the writer has put everything up to ``seq`` on disk."""
         if seq < self.durable_seq:            # a drain got there first
             return
         self.durable_seq = seq
+        self._release_held()
+
+    def replicated(self, seq: int) -> None:
+        """On the loop: the replicated stream holds everything up to ``seq``."""
+        self.replicated_seq = seq
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Release the outboxes whose records are on disk, and on the stream in a cluster."""
+        held = self.durable_seq if self.replicator is None \
+            else min(self.durable_seq, self.replicated_seq)
         waiting = self._waiting
-        while waiting and waiting[0][0] <= seq:
+        while waiting and waiting[0][0] <= held:
             self.release(waiting.popleft()[1])
 
     def drain(self) -> None:

@@ -34,7 +34,7 @@ from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
 from gateway.server.durability import Durability
 from gateway.server.inbound import Inbound
-from gateway.server.startup import Started
+from gateway.server.startup import Held, Started
 from gateway.web.pages import StaticPages
 
 log = logging.getLogger("gpux.gateway")
@@ -52,6 +52,7 @@ class Server:
         as_of: The listing date of a new data directory; default the config's, else
             today (UTC). A directory keeps the date it was first started with.
         clock: Nanoseconds since the epoch; tests pass their own.
+        held: The state a cluster's matcher brought up (gateway.cluster.matcher).
 
     Raises:
         DataDirBusy: another server is running on ``data_dir``.
@@ -60,11 +61,11 @@ class Server:
     """
 
     def __init__(self, config: Config, data_dir: Path, *, as_of: datetime.date | None = None,
-                 clock=time.time_ns) -> None:
+                 clock=time.time_ns, held: Held | None = None) -> None:
         self.config = config
         self.limits = config.limits
         self.data_dir = data_dir
-        started = Started(config, data_dir, as_of, clock)
+        started = Started(config, data_dir, as_of, clock, held)
         self.lock, self.journal, self.core = started.lock, started.journal, started.core
         self.accounts, self.account_list = started.accounts, started.account_list
         self.recovered, self.venue, self.feed = started.recovered, started.venue, started.feed
@@ -87,14 +88,23 @@ class Server:
 
     # -- Lifecycle ------------------------------------------------------------------
 
-    async def start(self, host: str | None = None, port: int | None = None) -> None:
-        """Listen (port 0 picks a free port; ``self.port`` says which) and start the timers."""
+    async def start(self, host: str | None = None, port: int | None = None,
+                    replicate=None) -> None:
+        """Listen (port 0 picks a free port; ``self.port`` says which) and start the timers.
+
+        Args:
+            replicate: In a cluster, ``(durability) -> Replicator``: every batch must reach
+                the replicated stream too before what it caused is released.
+        """
         host = host if host is not None else self.config.server.host
         port = port if port is not None else self.config.server.port
         self.loop = self.inbound.loop = asyncio.get_running_loop()
         self.durability = Durability(self.journal, self.loop, self._release, self.data_dir,
                                      self.config.journal, (self.venue, self.feed),
                                      self.recovered.snapshot_seq, self.seal)
+        if replicate is not None:
+            self.durability.replicator = replicate(self.durability)
+            self.seal()         # what the start journaled (funding, ended sessions) goes too
         if self.config.server.transport == "picows":
             from gateway.server.picows_transport import serve_picows
             self._ws_server = await serve_picows(self, host, port)

@@ -43,7 +43,7 @@ import msgspec
 from clearing.messages import ClearingCommands
 from engine.messages import EngineCommand
 from gateway.core.promises import SessionCommands
-from gateway.core.venue import Failed
+from gateway.core.venue import Failed, Lead
 
 BATCH = struct.Struct("<IQII")         # payload length, first seq, records, payload crc32
 CRC = struct.Struct("<I")               # ... then the crc32 of those 20 bytes
@@ -64,7 +64,7 @@ CODES = {
     "timer": 5, "set_instrument_status": 6, "set_reference_price": 7, "place_strip": 8,
     "submit_observation": 9, "set_external_index": 10, "fix_index": 11, "deposit": 12,
     "withdraw": 13, "mark_step": 14, "settle": 15, "roll_listing": 16, "guard_orders": 17,
-    "unguard": 18, "session_closed": 19, "login_seen": 20,
+    "unguard": 18, "session_closed": 19, "login_seen": 20, "lead": 21,
 }
 
 
@@ -99,7 +99,7 @@ def _unchecked(cls, **config) -> type:
 
 
 _COMMANDS = get_args(EngineCommand) + get_args(ClearingCommands) + get_args(SessionCommands) \
-    + (Failed,)
+    + (Failed, Lead)
 _CODE = {cls: CODES[cls.__struct_config__.tag] for cls in _COMMANDS}
 _ARRAYS = {_unchecked(cls, tag=_CODE[cls], array_like=True): cls for cls in _COMMANDS}
 _MAPS = {_unchecked(cls, tag=cls.__struct_config__.tag,
@@ -221,7 +221,7 @@ class Reader:
         expected = first
         after = self.after
         while offset < size:
-            problem = _check_batch(view, offset, expected)
+            problem = batch_problem(view, offset, expected)
             if problem is not None:
                 # Damage is the torn end of a commit when no whole batch follows it.
                 if last_file and not _whole_batch_after(view, offset + 1):
@@ -288,6 +288,32 @@ def _records_v1(path: Path, view: memoryview, at: int, end: int, seq: int, count
         raise JournalError(path, at, "a batch holds more than its records")
 
 
+def batch_records(batch: bytes) -> Iterator[tuple[int, object]]:
+    """(seq, command) of each record of one batch of format 2, checked (gateway.cluster)."""
+    view = memoryview(batch)
+    length, first, count, _ = BATCH.unpack_from(view, 0)
+    where = Path("<batch>")
+    for seq, _, payload in _records_v2(where, view, BATCH_SIZE, BATCH_SIZE + length, first,
+                                       count):
+        try:
+            yield seq, decode_command(payload)
+        except msgspec.DecodeError as exc:
+            raise JournalError(where, 0, f"seq {seq} is not a command: {exc}") from None
+
+
+def last_batch(directory: Path) -> tuple[int, int, int] | None:
+    """(first seq, records, checksum of the records) of the journal's last batch, or None
+    (read after recovery has cut a torn end off)."""
+    for _, path in reversed(segments(directory)):
+        found = batches(path)
+        if found:
+            offset, first, count = found[-1]
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return first, count, BATCH.unpack(f.read(BATCH.size))[3]
+    return None
+
+
 def file_start(data: bytes) -> int | None:
     """Where a journal file's first batch starts: after the magic of format 2, at 0 in
     format 1; None for a file that is a cut-short magic (created, never written to)."""
@@ -309,7 +335,7 @@ def batches(path: Path) -> list[tuple[int, int, int]]:
     return out
 
 
-def _check_batch(view: memoryview, offset: int, expected: int) -> str | None:
+def batch_problem(view: memoryview, offset: int, expected: int) -> str | None:
     """What is wrong with the batch at ``offset``, or None."""
     size = len(view)
     if size - offset < BATCH_SIZE:
@@ -446,6 +472,19 @@ class Journal:
                 self._open_segment(last_seq + 1)
         except OSError as exc:
             raise JournalError(self._path, self._size, f"cannot write: {exc}") from exc
+
+    def extend(self, data: bytes, last_seq: int) -> None:
+        """Write whole batches another journal cut (the leader's, off the replicated
+        stream) as they are, and go on after them.
+
+        Raises:
+            JournalError: as ``commit``; or records are queued here (two writers).
+        """
+        if self._pending:
+            raise JournalError(self._path, self._size, "batches from elsewhere after records "
+                               "appended here")
+        self.write(data, last_seq)
+        self.next_seq = last_seq + 1
 
     def _open_segment(self, first_seq: int | None = None) -> None:
         """Start the next file (its first record's seq is in its name; the current one

@@ -260,13 +260,14 @@ class Rebuilt:
 
 
 class Process:
-    """`gpux serve` as a process, on a free port unless ``args`` name one; ``url`` once it
-    says it is listening."""
+    """`gpux serve` (or ``command``) as a process, on a free port unless ``args`` name one;
+    ``url`` once it says it is listening (``wait=False``: not waited for)."""
 
     def __init__(self, data_dir, *args: str, program: tuple[str, ...] = ("-m",
-                 "gateway.client.cli"), env: dict | None = None) -> None:
+                 "gateway.client.cli"), env: dict | None = None, command: str = "serve",
+                 wait: bool = True) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, *program, "serve", "--data-dir", str(data_dir), "--port", "0",
+            [sys.executable, *program, command, "--data-dir", str(data_dir), "--port", "0",
              *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=None if env is None else os.environ | env)
@@ -281,11 +282,17 @@ class Process:
                                            (self.proc.stderr, self.errors))]
         for reader in self._readers:
             reader.start()
-        self._listening.wait(TIMEOUT * 4)
+        if wait:
+            self.listening(TIMEOUT * 4)
+
+    def listening(self, seconds: float) -> str:
+        """Wait until the process says where it listens; return that URL."""
+        self._listening.wait(seconds)
         if self.url is None:
             self.proc.kill()
             self.stop_readers()
             raise AssertionError(f"no listening line: {self.lines} {''.join(self.errors)}")
+        return self.url
 
     def _read(self, pipe, out: list[str]) -> None:
         for line in pipe:

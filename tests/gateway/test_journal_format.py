@@ -15,7 +15,7 @@ from engine.messages import (
     SetInstrumentStatus, Side, Timer, TimeInForce,
 )
 from gateway.core.promises import GuardOrders, LoginSeen
-from gateway.core.venue import Failed
+from gateway.core.venue import Failed, Lead
 from gateway.storage import journal as j
 from gateway.storage.journal import (
     BATCH_SIZE, MAGIC, RECORD_V1, Journal, JournalError, Reader, batches, encode_batch,
@@ -53,6 +53,7 @@ FORMAT_2 = {
     "unguard": (18, ("session", "ts_ns")),
     "session_closed": (19, ("session", "ts_ns")),
     "login_seen": (20, ("account_id", "nonce", "at_ms", "until_ms", "ts_ns")),
+    "lead": (21, ("holder", "epoch", "as_of", "ts_ns")),
 }
 
 COMMANDS = [
@@ -79,6 +80,7 @@ COMMANDS = [
     LoginSeen(ts_ns=TS, account_id=3, nonce="n-1", at_ms=TS // 10**6,
               until_ms=TS // 10**6 + 30_000),
     Failed(seq=41),
+    Lead(holder="matcher-b", epoch=7, as_of="2026-11-25", ts_ns=TS),
 ]
 
 
@@ -116,7 +118,8 @@ def test_a_journal_reads_back_every_record_in_order(tmp_path):
     journal.close()
     (_, path), = segments(tmp_path)
     assert path.read_bytes()[:len(MAGIC)] == MAGIC
-    assert [(first, count) for _, first, count in batches(path)] == [(1, 5), (6, 10)]
+    assert [(first, count) for _, first, count in batches(path)] == \
+        [(1, 5), (6, len(COMMANDS) - 5)]
     assert [(r.seq, r.cmd) for r in Reader(tmp_path)] == list(enumerate(COMMANDS, 1))
 
 

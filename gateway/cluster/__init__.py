@@ -1,0 +1,1 @@
+"""The exchange past one machine: its journal replicated on JetStream, a hot standby."""

@@ -1,0 +1,206 @@
+"""The journal replicated on a JetStream stream (DESIGN §7).
+
+Each message of the stream holds one or more whole journal batches, exactly as
+the leader's journal cut them (gateway.storage.journal: header, first seq,
+count, checksums, records), in order and without gaps: the stream *is* the
+journal, and replaying it gives the leader's state. A follower writes the same
+bytes into its own journal.
+
+Only the leader appends, and every append names the stream sequence it
+expects to follow (``Nats-Expected-Last-Sequence``): a matcher that lost the
+lead (a pause, a partition) and wakes up believing it still leads is refused
+(``Fenced``), since the new leader's first append moved the stream on. Each
+message also carries an id made of the lead's epoch and its journal seqs
+(``Nats-Msg-Id``), so an append retried after a lost acknowledgement is
+answered as the duplicate it is (JetStream checks ids before sequences) rather
+than refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+import nats
+from nats.js import api
+from nats.js.errors import APIError, NotFoundError
+
+from gateway.storage.journal import BATCH, BATCH_SIZE, batch_problem
+
+log = logging.getLogger("gpux.cluster")
+
+STREAM = "GPUX_JOURNAL"
+SUBJECT = "gpux.journal"
+WRONG_LAST_SEQUENCE = 10071             # JetStream's error code for a refused expectation
+MESSAGE_BYTES = 1 << 20                 # batches joined into one message, at most (about)
+CONNECT_TIMEOUT_S = 30.0
+
+
+class Fenced(Exception):
+    """Another matcher appended to the stream: this one no longer leads."""
+
+
+class Unavailable(Exception):
+    """The JetStream cluster cannot be reached (or has no quorum)."""
+
+
+class StreamDamaged(Exception):
+    """A message of the stream is not whole journal batches following the one before."""
+
+
+async def _nats_error(exc: Exception) -> None:
+    """The client's errors in one line each (its default logs a traceback per retry)."""
+    log.warning("NATS: %r", exc)
+
+
+def batches_of(payload: bytes, expected: int | None = None) -> list[tuple[int, int, bytes]]:
+    """(first seq, records, bytes) of each journal batch in a message, checked.
+
+    Args:
+        expected: The seq the first batch must start at (None: any).
+
+    Raises:
+        StreamDamaged: a batch is damaged, or does not follow the one before.
+    """
+    view, offset, out = memoryview(payload), 0, []
+    while offset < len(view):
+        if expected is None:
+            expected = BATCH.unpack_from(view, offset)[1] if len(view) - offset >= BATCH.size \
+                else 0
+        problem = batch_problem(view, offset, expected)
+        if problem is not None:
+            raise StreamDamaged(f"{problem} at byte {offset} of a stream message")
+        length, first, count, _ = BATCH.unpack_from(view, offset)
+        end = offset + BATCH_SIZE + length
+        out.append((first, count, bytes(view[offset:end])))
+        expected, offset = first + count, end
+    if not out:
+        raise StreamDamaged("an empty stream message")
+    return out
+
+
+def last_seq_of(payload: bytes) -> int:
+    """The journal seq of a message's last record (its batches checked)."""
+    first, count, _ = batches_of(payload)[-1]
+    return first + count - 1
+
+
+def batch_crc(batch: bytes) -> int:
+    """The checksum a journal batch's header keeps of its records: what names its content."""
+    return BATCH.unpack_from(batch, 0)[3]
+
+
+class Stream:
+    """The replicated journal on a JetStream cluster.
+
+    Args:
+        nc: A connected NATS client.
+        name: The stream's name.
+    """
+
+    def __init__(self, nc, name: str = STREAM) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.name = name
+
+    @classmethod
+    async def connect(cls, urls: list[str], replicas: int = 3, name: str = STREAM,
+                      timeout: float = CONNECT_TIMEOUT_S) -> "Stream":
+        """Connect and make sure the stream exists (file storage, ``replicas`` copies),
+        waiting while the servers start and a new cluster elects its leaders.
+
+        Raises:
+            Unavailable: not done within ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        nc = None
+        while True:
+            try:
+                if nc is None:          # (it retries the servers for good: bounded here)
+                    nc = await asyncio.wait_for(nats.connect(
+                        servers=urls, connect_timeout=2, max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.2, name="gpux", error_cb=_nats_error),
+                        max(deadline - loop.time(), 0.1))
+                stream = cls(nc, name)
+                await stream.js.add_stream(api.StreamConfig(
+                    name=name, subjects=[SUBJECT], num_replicas=replicas,
+                    storage=api.StorageType.FILE, max_msg_size=-1,
+                    duplicate_window=120.0, allow_direct=True))
+                return stream
+            except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+                if loop.time() > deadline:
+                    if nc is not None:
+                        await nc.close()
+                    raise Unavailable(f"the JetStream cluster at {', '.join(urls)} did not "
+                                      f"answer within {timeout:g} s: {exc!r}") from None
+                log.info("waiting for the JetStream cluster: %r", exc)
+                await asyncio.sleep(0.25)
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+    async def last(self) -> int:
+        """The stream sequence of the last message (0: empty)."""
+        return (await self.js.stream_info(self.name)).state.last_seq
+
+    async def message(self, seq: int) -> bytes:
+        """The payload of the message at stream sequence ``seq``."""
+        return (await self.js.get_msg(self.name, seq)).data
+
+    async def append(self, payload: bytes, expected: int, msg_id: str,
+                     timeout: float = 5.0) -> int:
+        """Append a message after stream sequence ``expected``; return its sequence.
+
+        Raises:
+            Fenced: the stream's last message is not ``expected``: another matcher appended.
+        """
+        try:
+            ack = await self.js.publish(SUBJECT, payload, timeout=timeout, stream=self.name,
+                                        headers={"Nats-Expected-Last-Sequence": str(expected),
+                                                 "Nats-Msg-Id": msg_id})
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise Fenced(f"the stream moved past {expected}: {exc.description}") from None
+            raise
+        return ack.seq
+
+    async def locate(self, journal_seq: int) -> int:
+        """The stream sequence of the message holding journal seq ``journal_seq``, or 0
+        when no message does (a binary search: a message's batches say their seqs)."""
+        low, high = 1, await self.last()
+        while low <= high:
+            mid = (low + high) // 2
+            try:
+                payload = await self.message(mid)
+            except NotFoundError:
+                return 0
+            batches = batches_of(payload)
+            first = batches[0][0]
+            last = batches[-1][0] + batches[-1][1] - 1
+            if journal_seq < first:
+                high = mid - 1
+            elif journal_seq > last:
+                low = mid + 1
+            else:
+                return mid
+        return 0
+
+    async def follow(self, start: int) -> AsyncIterator[tuple[int, bytes]]:
+        """(stream sequence, payload) of each message from ``start`` on, as they come."""
+        sub = await self.js.subscribe(
+            SUBJECT, stream=self.name, ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=start))
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue
+                yield msg.metadata.sequence.stream, msg.data
+        finally:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass

@@ -1,0 +1,292 @@
+"""The journal replicated on a JetStream cluster, and a hot standby that takes over.
+
+Real processes on 127.0.0.1: three nats-server nodes (gateway.cluster.natsd),
+`gpux matcher` processes with their own data directories, websocket traders
+(bench.crash's) that check every order they were told of after each change of
+leader, and replays of the new leader's journal (the stream's content).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from bench.crash import (
+    ADMIN, SYMBOL, Client, Tally, Trader, check_replay, check_trader, crash_config,
+)
+from bench.failover import PROBE, matcher, run_failovers
+from gateway.cluster.lease import BUCKET, Lease
+from gateway.cluster.matcher import FENCED_EXIT
+from gateway.cluster.natsd import NatsCluster
+from gateway.cluster.stream import (
+    STREAM, Fenced, Stream, StreamDamaged, batches_of, last_seq_of,
+)
+from gateway.config import load_config
+from gateway.core.auth import Accounts
+from gateway.storage.journal import encode_batch, encode_record
+from engine.messages import Timer
+from live import TIMEOUT
+
+NAMES = ["crash-001", "crash-002"]
+CONFIG = crash_config(NAMES + [PROBE], "fsync")
+TAKEOVER_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def nats(tmp_path_factory):
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def fresh(nats):
+    """The module's cluster with no stream and no lease: each test a new exchange."""
+    async def clear():
+        stream = await Stream.connect(nats.urls)
+        await stream.js.delete_stream(STREAM)
+        try:
+            await stream.js.delete_key_value(BUCKET)
+        except Exception:
+            pass
+        await stream.close()
+    asyncio.run(clear())
+    return nats
+
+
+def batch(first: int, n: int = 1) -> bytes:
+    records = b"".join(encode_record(Timer(ts_ns=first + i)) for i in range(n))
+    return encode_batch(first, n, records) + records
+
+
+# -- The stream and the lease -------------------------------------------------------
+
+
+def test_an_append_that_does_not_follow_the_end_is_fenced(fresh):
+    async def run():
+        stream = await Stream.connect(fresh.urls)
+        assert await stream.append(batch(1), 0, "1:1-1") == 1
+        assert await stream.append(batch(2, 3), 1, "1:2-4") == 2
+        with pytest.raises(Fenced):             # a deposed leader's, one message behind
+            await stream.append(batch(2), 1, "0:2-2")
+        # The same message sent again (its acknowledgement lost): the duplicate, not a fence.
+        assert await stream.append(batch(2, 3), 1, "1:2-4") == 2
+        assert await stream.last() == 2
+        assert last_seq_of(await stream.message(2)) == 4
+        assert [await stream.locate(s) for s in (1, 2, 3, 4, 5)] == [1, 2, 2, 2, 0]
+        await stream.close()
+    asyncio.run(run())
+
+
+def test_a_message_that_is_not_whole_batches_is_refused():
+    good = batch(5, 2) + batch(7)
+    assert [(f, n) for f, n, _ in batches_of(good)] == [(5, 2), (7, 1)]
+    for bad, why in ((good[:-1], "cut short"), (good[:30] + b"x" + good[31:], "checksum"),
+                     (batch(5) + batch(7), "from seq 7 where 6"), (b"", "empty")):
+        with pytest.raises(StreamDamaged, match=why):
+            batches_of(bad)
+    with pytest.raises(StreamDamaged, match="from seq 5 where 4"):
+        batches_of(good, expected=4)
+
+
+def test_the_lease_is_held_by_one_until_it_lapses(fresh):
+    async def run():
+        stream = await Stream.connect(fresh.urls)
+        a = await Lease(stream.js, "a", ttl=1.0).open()
+        b = await Lease(stream.js, "b", ttl=1.0).open()
+        assert await a.acquire() and not await b.acquire()
+        await a.renew()
+        assert await b.leader() == "a"
+        await asyncio.sleep(1.6)                 # a stops renewing: the key expires
+        assert await b.acquire() and b.epoch > a.epoch
+        with pytest.raises(Exception, match="lost the lease"):
+            await a.renew()
+        await stream.close()
+    asyncio.run(run())
+
+
+# -- Matchers -----------------------------------------------------------------------
+
+
+def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost(fresh, tmp_path):
+    """Three SIGKILLs of the leader mid-trading (bench.failover's checks after each)."""
+    result = asyncio.run(run_failovers(3, seed=5, n_traders=2, workdir=tmp_path,
+                                       log=lambda line: None, window=(0.3, 1.0),
+                                       nats=fresh))
+    tally = result.checks
+    assert tally.problems == [] and tally.lost == 0 and tally.cycles == 3
+    assert tally.acked > 200 and tally.orders_checked > tally.acked // 2
+    assert tally.states_compared >= 3 and tally.fills_checked > 0
+    assert len(result.first_ack_s) == 3 and all(s < TAKEOVER_S for s in result.first_ack_s)
+
+
+def test_a_paused_leader_is_fenced_off_and_answers_nobody(fresh, tmp_path):
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    place = dict(symbol=SYMBOL, side="buy", qty=2, price="2.000", client_order_id="paused-1")
+
+    async def run():
+        trader = Trader(NAMES[0], random.Random(1))
+        await trader.connect(a.url)
+        stop = asyncio.Event()
+        task = asyncio.create_task(trader.trade(stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+        os.kill(a.pid, signal.SIGSTOP)
+        paused = asyncio.create_task(trader.client.call("order.place", **place))
+        new_url = await asyncio.to_thread(b.wait_listening, TAKEOVER_S)
+        os.kill(a.pid, signal.SIGCONT)
+        assert await asyncio.to_thread(a.proc.wait, TIMEOUT * 4) == FENCED_EXIT
+        with pytest.raises(ConnectionError):
+            await paused                        # never answered: it is not in the stream
+        assert "no longer leads" in a.output()
+        client = await Client.open(new_url, NAMES[0])
+        missing = await client.call("order.get", client_order_id="paused-1")
+        assert missing["error"]["data"]["reason"] == "unknown_order"
+        first = await client.result("order.place", **place)
+        again = await client.result("order.place", **place)
+        assert again["duplicate"] and again["order_id"] == first["order_id"]
+        await client.close()
+        await trader.client.close()
+        await trader.connect(new_url)
+        await check_trader(trader, result, every=True)
+        await trader.client.close()
+
+    result = Tally()
+    try:
+        asyncio.run(run())
+    finally:
+        a.stop()
+        b.stop()
+    assert result.orders_checked > 0
+
+
+async def _trade_for(traders, seconds: float) -> None:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(t.trade(stop)) for t in traders]
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+
+async def _state(url: str) -> tuple[int, str]:
+    admin = await Client.open(url, ADMIN)
+    state = await admin.result("admin.state")
+    await admin.close()
+    return state["seq"], state["state_hash"]
+
+
+def test_trading_goes_on_when_the_stream_leader_is_killed(tmp_path):
+    config = load_config(CONFIG)
+    accounts = list(Accounts(list(config.account), 0).by_id.values())
+    tally = Tally()
+    with NatsCluster(tmp_path / "nats") as nats:
+        a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+
+        async def run():
+            traders = [Trader(n, random.Random(i)) for i, n in enumerate(NAMES)]
+            for t in traders:
+                await t.connect(a.url)
+            await _trade_for(traders, 0.5)
+            stream = await Stream.connect(nats.urls)
+            info = await stream.js.stream_info(STREAM)
+            await stream.close()
+            node = next(n for n in nats.nodes if n.name == info.cluster.leader)
+            node.kill()
+            acked = sum(t.acked for t in traders)
+            await _trade_for(traders, 3.0)
+            assert sum(t.acked for t in traders) > acked       # it went on
+            node.start()
+            for t in traders:
+                await check_trader(t, tally, every=True)
+                await t.client.close()
+            seq, digest = await _state(a.url)
+            check_replay(a.dir / "matcher", config, accounts, seq, digest, tally)
+
+        try:
+            asyncio.run(run())
+        finally:
+            a.stop()
+    assert tally.lost == 0 and tally.orders_checked > 0
+
+
+def test_the_whole_cluster_restarts_from_its_data(tmp_path):
+    config = load_config(CONFIG)
+    accounts = list(Accounts(list(config.account), 0).by_id.values())
+    tally = Tally()
+    nats = NatsCluster(tmp_path / "nats").start()
+    a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, nats, standby=True)
+    traders = [Trader(n, random.Random(i)) for i, n in enumerate(NAMES)]
+
+    async def trade():
+        for t in traders:
+            await t.connect(a.url)
+        await _trade_for(traders, 1.0)
+        for t in traders:
+            await t.client.close()
+        return await _state(a.url)
+
+    try:
+        before = asyncio.run(trade())
+        assert a.stop() == 0 and b.stop() == 0
+        nats.stop()
+        nats.start()
+        a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+        b = matcher(tmp_path / "b", "b", CONFIG, nats, standby=True)
+        assert "moved to" not in a.output() + b.output()
+
+        async def check():
+            for t in traders:
+                await t.connect(a.url)
+                await check_trader(t, tally, every=True)
+                await t.client.close()
+            seq, digest = await _state(a.url)
+            check_replay(a.dir / "matcher", config, accounts, seq, digest, tally,
+                         before_kill=before)
+
+        asyncio.run(check())
+    finally:
+        a.stop()
+        b.stop()
+        nats.stop()
+    assert tally.lost == 0 and tally.states_compared == 2
+
+
+# -- Refusals at the start ----------------------------------------------------------
+
+
+def _matcher_cli(tmp_path, *args: str, config: str | None = CONFIG):
+    path = tmp_path / "gpux.toml"
+    path.write_text(config or "")
+    return subprocess.run([sys.executable, "-m", "gateway.client.cli", "matcher", "--data-dir",
+                           str(tmp_path / "m"), "--config", str(path), "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_matcher_without_accounts_in_its_config_is_refused(tmp_path):
+    done = _matcher_cli(tmp_path, "--nats", "nats://127.0.0.1:1", config=None)
+    assert done.returncode == 2 and "need the accounts in their config" in done.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_matcher_that_cannot_reach_the_cluster_says_so(tmp_path):
+    done = _matcher_cli(tmp_path, "--nats", "nats://127.0.0.1:1", "--wait-nats", "0.5")
+    assert done.returncode == 2, done.stderr
+    assert "did not answer within 0.5 s" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_second_leader_is_refused_while_one_leads(fresh, tmp_path):
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    try:
+        done = _matcher_cli(tmp_path, "--nats", ",".join(fresh.urls), "--name", "b")
+        assert done.returncode == 2
+        assert "a leads; start this matcher with --standby" in done.stderr
+    finally:
+        assert a.stop() == 0
