@@ -3,7 +3,7 @@
     python -m bench.loadgen [--connections 1 50] [--seconds 5] [--warmup 1]
         [--modes pipelined sync paced] [--window 32] [--rate 5000] [--repeat 3]
         [--server-cpus 0] [--client-cpus 1] [--procs 2] [--paced-procs 1]
-        [--targets echo gpux gpux-unsafe gpux-picows]
+        [--targets echo gpux gpux-unsafe gpux-picows gpux-cluster]
         [--preload N] [--profile DIR] [--gc-log DIR] [--py-spy DIR] [-v]
 
 Each connection logs in (auth.login, its own market-maker account) and then
@@ -54,7 +54,9 @@ write and one fdatasync. ``--targets gpux gpux-unsafe`` measures that against
 the unsafe mode (``gpux serve --durability unsafe-no-fsync``: acked once
 written), side by side (``make durability``); ``--targets gpux gpux-picows``
 measures the websocket library, websockets against picows (``[server]
-transport``), behind the same adapter.
+transport``), behind the same adapter; ``--targets gpux-cluster gpux`` a `gpux
+matcher` whose every batch must also be acknowledged by a stream replicated on
+three nats-server nodes (started here, unpinned) against the embedded server.
 """
 from __future__ import annotations
 
@@ -63,16 +65,20 @@ import asyncio
 import itertools
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from array import array
 from collections import Counter, deque
+from pathlib import Path
 
 import msgspec
 
 from bench import wsraw
 from bench.throughput import machine
+from gateway.cluster.natsd import NatsCluster
 from bench.harness import (
     SYMBOL, ServerProcess, account_names, cpu_jiffies, fmt_us, gpux_config, login_params,
     machine_busy, parse_cpus, percentile, pin, py_spy, raise_nofile,
@@ -502,6 +508,10 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
         config += '\n[server]\ntransport = "picows"\n'
 
     args = ["--durability", DURABILITY[target]] if gpux else None
+    nats = None
+    if target == "gpux-cluster":             # a matcher on a 3-node JetStream cluster
+        nats = NatsCluster(Path(tempfile.mkdtemp(prefix="gpux-loadgen-nats-"))).start()
+        args += ["--nats", ",".join(nats.urls), "--name", "loadgen"]
     name = f"{target}-{mode}-{connections}{tag}"
     env = None
     if profile_dir and gpux:
@@ -515,8 +525,14 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
     if py_spy_dir:
         os.makedirs(py_spy_dir, exist_ok=True)
         spy_out = os.path.join(py_spy_dir, name + ".txt")
-    server = ServerProcess("gpux" if gpux else target, cpus=server_cpus, config_text=config,
-                           env=env, profiled=env is not None, args=args)
+    kind = "matcher" if nats is not None else "gpux" if gpux else target
+    try:
+        server = ServerProcess(kind, cpus=server_cpus, config_text=config, env=env,
+                               profiled=env is not None, args=args)
+    except BaseException:
+        if nats is not None:
+            nats.stop()
+        raise
     try:
         result = run_clients(server, mode=mode, connections=connections, accounts=accounts,
                              seconds=seconds, warmup=warmup, window=window, rate=rate,
@@ -524,6 +540,9 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
                              py_spy_out=spy_out, preload_n=preload_n)
     finally:
         code = server.stop()
+        if nats is not None:
+            nats.stop()
+            shutil.rmtree(nats.nodes[0].dir.parent, ignore_errors=True)
     result["target"] = target
     result["server_exit"] = code
     gc_log = (env or {}).get("GPUX_GC_LOG")
@@ -539,7 +558,8 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
 # -- The command line -----------------------------------------------------------------
 
 #: gpux acks a batch once fdatasync returns (the default), or once written (unsafe).
-DURABILITY = {"gpux": "fsync", "gpux-unsafe": "unsafe-no-fsync", "gpux-picows": "fsync"}
+DURABILITY = {"gpux": "fsync", "gpux-unsafe": "unsafe-no-fsync", "gpux-picows": "fsync",
+              "gpux-cluster": "fsync"}
 
 def _median(values):
     values = [v for v in values if v is not None]
@@ -605,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5000.0, help="paced: requests/s in all")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--targets", nargs="+", choices=("echo", "gpux", "gpux-unsafe",
-                                                         "gpux-picows"),
+                                                         "gpux-picows", "gpux-cluster"),
                         default=["echo", "gpux"])
     parser.add_argument("--procs", type=int, default=2,
                         help="client processes (at most one per connection)")
@@ -669,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     if "gpux-picows" in args.targets:      # the websocket library
         print(versus(cells, args.modes, args.connections, "gpux-picows", "gpux",
                      ("picows", "websockets")))
+    if "gpux-cluster" in args.targets:     # the stream's acknowledgement before each release
+        print(versus(cells, args.modes, args.connections, "gpux-cluster", "gpux",
+                     ("cluster", "embedded")))
     failed = sum(r["errors"] + r["stuck"] for rs in cells.values() for r in rs)
     if failed:
         print(f"# {failed} requests failed or went unanswered", file=sys.stderr)

@@ -21,11 +21,14 @@ import signal
 import time
 from pathlib import Path
 
+import nats
+
 from gateway.cluster.lease import Lease
 from gateway.cluster.replicator import Replicator
-from gateway.cluster.stream import Stream, StreamDamaged, batch_crc, batches_of
+from gateway.cluster.stream import Stream, StreamDamaged, batch_crc, batches_of, patiently
 from gateway.config import Config
 from gateway.core.venue import Lead
+from gateway.server.durability import Durability
 from gateway.server.startup import Held, accounts_of
 from gateway.server.websocket import Server
 from gateway.storage.journal import (
@@ -59,6 +62,7 @@ class Follower:
         self.config, self.data_dir, self.clock = config, data_dir, clock
         self.lock: int | None = None
         self.journal = None
+        self.durability: Durability | None = None
         self.recovered: Recovered | None = None
         self.replay: Replay | None = None
         self.stream_seq = 0              # the last message applied
@@ -100,7 +104,12 @@ class Follower:
         check_listing(self.recovered.venue, config, as_of)
         self.recovered.venue.clock = self.clock
         self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
-        self.replay = Replay(self.recovered.venue, self.recovered.feed)
+        venue, feed = self.recovered.venue, self.recovered.feed
+        self.replay = Replay(venue, feed)
+        # Snapshots as the leader takes them (a standby that restarts replays from its newest).
+        self.durability = Durability(self.journal, asyncio.get_running_loop(), lambda _: None,
+                                     data_dir, config.journal, (venue, feed),
+                                     self.recovered.snapshot_seq, lambda: feed.seal(()))
 
     async def _continues(self, stream: Stream) -> int | None:
         """The stream sequence to follow from, or None when the journal is not a prefix of
@@ -119,6 +128,7 @@ class Follower:
         return None
 
     def _move_aside(self) -> Path:
+        self.durability.detach()
         self.journal.close(commit=False)
         os.close(self.lock)
         aside = self.data_dir.with_name(f"{self.data_dir.name}.diverged-{time.time_ns()}")
@@ -130,6 +140,8 @@ class Follower:
         return aside
 
     def close(self) -> None:
+        if self.durability is not None:
+            self.durability.detach()
         if self.journal is not None and not self.journal.closed:
             self.journal.close(commit=False)
         if self.lock is not None:
@@ -155,10 +167,18 @@ class Follower:
         self.stream_seq = stream_seq
 
     async def follow(self, stream: Stream) -> None:
-        """Apply each message as the stream gets it, until cancelled."""
-        async for seq, payload in stream.follow(self.stream_seq + 1):
-            if seq > self.stream_seq:
-                self.apply(seq, payload)
+        """Apply each message as the stream gets it (a snapshot now and then, as the
+        config's [journal] says), until cancelled."""
+        while True:
+            try:
+                async for seq, payload in stream.follow(self.stream_seq + 1):
+                    if seq > self.stream_seq:
+                        self.apply(seq, payload)
+                        self.durability.maybe_snapshot()
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.warning("following the stream failed (%r); again from message %d", exc,
+                            self.stream_seq + 1)
+                await asyncio.sleep(0.25)
 
     async def catch_up(self, stream: Stream) -> None:
         """Apply every message up to the stream's end now."""
@@ -190,6 +210,7 @@ class Follower:
                 continue
             self.apply(seq, batch)
             break
+        self.durability.detach()                # the server's own takes the journal on
         self.replay.done()
         log.info("%s leads from stream message %d (journal seq %d)", lease.holder, seq, first)
         r = self.recovered
@@ -226,13 +247,13 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stream = await Stream.connect(urls, replicas, timeout=wait_s)
-    lease = await Lease(stream.js, name, replicas=replicas).open()
+    lease = await patiently(Lease(stream.js, name, replicas=replicas).open, wait_s)
     follower = Follower(config, data_dir, clock)
     try:
         await follower.start(stream, as_of)
         won = False
         if not standby:
-            won = await lease.acquire()
+            won = await patiently(lease.acquire, wait_s)
             if not won:
                 raise MatcherError(f"{await lease.leader()} leads; start this matcher with "
                                    f"--standby to follow it")
@@ -240,7 +261,10 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
         while not won and not stop.is_set():
             if following.done():
                 following.result()           # a stream it cannot follow: say why
-            won = await lease.acquire()
+            try:
+                won = await lease.acquire()
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.info("the lease could not be asked for (%r)", exc)
             if not won:
                 try:
                     await asyncio.wait_for(stop.wait(), lease.ttl / 6)

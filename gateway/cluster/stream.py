@@ -53,6 +53,28 @@ async def _nats_error(exc: Exception) -> None:
     log.warning("NATS: %r", exc)
 
 
+async def patiently(call, timeout: float = CONNECT_TIMEOUT_S):
+    """``await call()``, again while the cluster cannot answer (a node restarting, leaders
+    being elected), for up to ``timeout`` seconds.
+
+    Raises:
+        Unavailable: it could not answer for that long.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await call()
+        except NotFoundError:
+            raise
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            if loop.time() > deadline:
+                raise Unavailable(f"the JetStream cluster did not answer within {timeout:g} "
+                                  f"s: {exc!r}") from None
+            log.info("the JetStream cluster did not answer (%r); again", exc)
+            await asyncio.sleep(0.25)
+
+
 def batches_of(payload: bytes, expected: int | None = None) -> list[tuple[int, int, bytes]]:
     """(first seq, records, bytes) of each journal batch in a message, checked.
 
@@ -142,11 +164,11 @@ class Stream:
 
     async def last(self) -> int:
         """The stream sequence of the last message (0: empty)."""
-        return (await self.js.stream_info(self.name)).state.last_seq
+        return (await patiently(lambda: self.js.stream_info(self.name))).state.last_seq
 
     async def message(self, seq: int) -> bytes:
         """The payload of the message at stream sequence ``seq``."""
-        return (await self.js.get_msg(self.name, seq)).data
+        return (await patiently(lambda: self.js.get_msg(self.name, seq))).data
 
     async def append(self, payload: bytes, expected: int, msg_id: str,
                      timeout: float = 5.0) -> int:

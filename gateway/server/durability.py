@@ -242,6 +242,12 @@ class Durability:
                 self.archive_before, PRUNE_BATCH):
             self.archive_before = None
 
+    def detach(self) -> None:
+        """Let the journal go on without this (a standby that now leads: the server's own
+        takes over): the snapshot being written finishes, the writer thread stops."""
+        self._background.wait()
+        self._stop_writer()
+
     def close(self) -> None:
         """Drain the journal, write a snapshot in this process (a clean shutdown's), stop the
         writer and close the journal."""

@@ -29,6 +29,8 @@ from gateway.cluster.stream import (
 from gateway.config import load_config
 from gateway.core.auth import Accounts
 from gateway.storage.journal import encode_batch, encode_record
+from gateway.storage.recovery import snapshot_dir
+from gateway.storage.snapshots import snapshot_files
 from engine.messages import Timer
 from live import TIMEOUT
 
@@ -228,7 +230,7 @@ def test_the_whole_cluster_restarts_from_its_data(tmp_path):
     async def trade():
         for t in traders:
             await t.connect(a.url)
-        await _trade_for(traders, 1.0)
+        await _trade_for(traders, 3.5)          # past the config's snapshot interval, 3 s
         for t in traders:
             await t.client.close()
         return await _state(a.url)
@@ -236,6 +238,8 @@ def test_the_whole_cluster_restarts_from_its_data(tmp_path):
     try:
         before = asyncio.run(trade())
         assert a.stop() == 0 and b.stop() == 0
+        # The standby took snapshots as it followed, as the leader does.
+        assert snapshot_files(snapshot_dir(tmp_path / "b" / "matcher"))
         nats.stop()
         nats.start()
         a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
