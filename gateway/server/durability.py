@@ -137,8 +137,11 @@ class Durability:
             self.release(waiting.popleft()[1])
 
     def drain(self) -> None:
-        """Block until every batch cut so far is on disk, and release what waited for it."""
+        """Block until every batch cut so far is on disk, and release what waited for it
+        (in a cluster, what the stream holds too)."""
         batch = self.journal.cut()
+        if batch is not None and self.replicator is not None:
+            self.replicator.put(*batch)
         if self._thread is None:
             if batch is not None:
                 self._write(*batch)

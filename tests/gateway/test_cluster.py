@@ -169,6 +169,45 @@ def test_a_paused_leader_is_fenced_off_and_answers_nobody(fresh, tmp_path):
     assert result.orders_checked > 0
 
 
+def test_a_leader_stopped_cleanly_hands_over_and_rejoins_as_it_was(fresh, tmp_path):
+    """SIGTERM mid-trading: the leader answers what it can, puts its last batches on the
+    stream and gives the lease up; the standby leads; the stopped matcher, started again,
+    follows on from its own journal (nothing to move aside)."""
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    tally = Tally()
+
+    async def run():
+        traders = [Trader(n, random.Random(i)) for i, n in enumerate(NAMES)]
+        for t in traders:
+            await t.connect(a.url)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(t.trade(stop)) for t in traders]
+        await asyncio.sleep(0.7)
+        a.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(a.proc.wait, TIMEOUT * 4) == 0
+        await asyncio.gather(*tasks)
+        new_url = await asyncio.to_thread(b.wait_listening, TAKEOVER_S)
+        for t in traders:
+            await t.client.close()
+            await t.connect(new_url)
+            await check_trader(t, tally, every=True)
+            await t.client.close()
+        return new_url
+
+    again = None
+    try:
+        asyncio.run(run())
+        again = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=True)
+        asyncio.run(asyncio.sleep(1.0))
+        assert "follows the stream" in again.output() and "moved to" not in again.output()
+    finally:
+        for process in (a, b, again):
+            if process is not None:
+                process.stop()
+    assert tally.lost == 0 and tally.orders_checked > 0
+
+
 async def _trade_for(traders, seconds: float) -> None:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(t.trade(stop)) for t in traders]
