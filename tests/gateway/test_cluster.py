@@ -208,6 +208,31 @@ def test_a_leader_stopped_cleanly_hands_over_and_rejoins_as_it_was(fresh, tmp_pa
     assert tally.lost == 0 and tally.orders_checked > 0
 
 
+def test_quotes_guarded_by_cancel_on_disconnect_do_not_outlive_the_leader(fresh, tmp_path):
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+
+    async def run():
+        maker = await Client.open(a.url, NAMES[0])
+        await maker.result("session.cancel_on_disconnect", enabled=True)
+        quotes = [await maker.result("order.place", symbol=SYMBOL, side=side, qty=5,
+                                     price=price, client_order_id=f"q-{side}")
+                  for side, price in (("buy", "2.050"), ("sell", "2.150"))]
+        a.kill()
+        new_url = await asyncio.to_thread(b.wait_listening, TAKEOVER_S)
+        await maker.close()
+        after = await Client.open(new_url, NAMES[0])
+        for quote in quotes:
+            got = await after.result("order.get", order_id=quote["order_id"])
+            assert (got["status"], got["cancel_reason"]) == ("cancelled", "disconnect"), got
+        await after.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        b.stop()
+
+
 async def _trade_for(traders, seconds: float) -> None:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(t.trade(stop)) for t in traders]
