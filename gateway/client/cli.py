@@ -95,7 +95,7 @@ def _matcher(args) -> int:
     import socket
 
     from gateway.cluster.matcher import MatcherError, run_matcher
-    from gateway.cluster.stream import Unavailable
+    from gateway.cluster.stream import StreamDamaged, Unavailable
 
     config = _config(args)
     if config is None:
@@ -113,7 +113,7 @@ def _matcher(args) -> int:
                                    name=name, host=args.host, port=args.port,
                                    replicas=args.replicas, ready=ready,
                                    wait_s=args.wait_nats),
-                       (MatcherError, Unavailable))
+                       (MatcherError, StreamDamaged, Unavailable))
 
 
 def _demo(args) -> int:

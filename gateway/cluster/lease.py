@@ -48,11 +48,8 @@ class Lease:
 
     async def leader(self) -> str | None:
         """The holder of the lease now, or None."""
-        try:
-            entry = await self.kv.get(KEY)
-        except KeyNotFoundError:
-            return None
-        return entry.value.decode() if entry.value else None
+        entry = await self._entry()
+        return None if entry is None else entry.value.decode()
 
     async def acquire(self) -> bool:
         """Take the lease if nobody holds it; True if we now do."""
@@ -65,29 +62,43 @@ class Lease:
         return True
 
     async def renew(self) -> None:
-        """Renew the lease we hold; if it lapsed while the cluster could not be reached and
-        nobody took it since, take it again (the stream's fencing keeps that safe: had
-        another matcher led meanwhile, our next append is refused).
+        """Renew the lease we hold. A renewal whose answer was lost left the entry at a
+        newer revision than ours: still ours, so it is adopted. A lease that lapsed while
+        the cluster could not be reached, and that nobody took since, is taken again (the
+        stream's fencing keeps that safe: had another matcher led meanwhile, our next
+        append is refused).
 
         Raises:
             LeaseLost: another matcher holds it.
         """
+        value = self.holder.encode()
         try:
-            self.revision = await self.kv.update(KEY, self.holder.encode(), last=self.revision)
+            self.revision = await self.kv.update(KEY, value, last=self.revision)
             return
         except KeyNotFoundError:
             pass
         except KeyWrongLastSequenceError:
-            if await self.leader() is not None:
-                self.revision = None
-                raise LeaseLost(f"{self.holder} lost the lease to {await self.leader()}") \
-                    from None
+            entry = await self._entry()
+            if entry is not None:
+                if entry.value != value:
+                    self.revision = None
+                    raise LeaseLost(f"{self.holder} lost the lease to "
+                                    f"{entry.value.decode()}") from None
+                self.revision = await self.kv.update(KEY, value, last=entry.revision)
+                return
         try:
-            self.revision = await self.kv.create(KEY, self.holder.encode())
+            self.revision = await self.kv.create(KEY, value)
         except KeyWrongLastSequenceError:
             self.revision = None
             raise LeaseLost(f"{self.holder} lost the lease to {await self.leader()}") from None
         log.warning("%s took its lapsed lease again", self.holder)
+
+    async def _entry(self):
+        try:
+            entry = await self.kv.get(KEY)
+        except KeyNotFoundError:
+            return None
+        return entry if entry.value else None
 
     async def hold(self, lost) -> None:
         """Renew every third of the TTL until cancelled; call ``lost`` (once) if another

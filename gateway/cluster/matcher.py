@@ -15,24 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import logging
 import os
 import signal
+import socket
 import time
+from collections import deque
 from pathlib import Path
 
+import msgspec
 import nats
+from nats.js.errors import NotFoundError
 
 from gateway.cluster.lease import Lease
 from gateway.cluster.replicator import Replicator
-from gateway.cluster.stream import Stream, StreamDamaged, batch_crc, batches_of, patiently
+from gateway.cluster.stream import (
+    MESSAGE_BYTES, Stream, StreamDamaged, batches_of, patiently,
+)
 from gateway.config import Config
 from gateway.core.venue import Lead
 from gateway.server.durability import Durability
 from gateway.server.startup import Held, accounts_of
 from gateway.server.websocket import Server
 from gateway.storage.journal import (
-    batch_records, encode_batch, encode_record, last_batch,
+    JournalError, batch_records, encode_batch, encode_record, journal_batches, last_batch,
 )
 from gateway.storage.recovery import (
     LISTING_FILE, Recovered, Replay, build, check_listing, journal_dir, listing_date,
@@ -45,12 +52,31 @@ FENCED_EXIT = 75            # the process's exit status when another matcher too
 
 
 class MatcherError(Exception):
-    """The matcher cannot start as asked (another one leads, or the stream is not this
-    data directory's exchange)."""
+    """The matcher cannot start or go on as asked (another one leads, the stream is not this
+    directory's exchange, the leader runs with another config)."""
+
+
+class Diverged(Exception):
+    """The stream holds other batches where this journal has its own: another matcher led
+    after this one wrote them, so they were never acknowledged and are dropped."""
+
+
+def config_digest(config: Config) -> str:
+    """What must be equal for two matchers to replay the same commands to the same state:
+    the products, clearing's parameters and the accounts (not the limits or the schedule,
+    which decide what is journaled, not what it does)."""
+    return hashlib.sha256(msgspec.msgpack.encode(
+        [config.products, config.clearing, config.account])).hexdigest()
 
 
 class Follower:
     """A matcher's own state, kept equal to the replicated stream's.
+
+    The journal may end past the stream (``tail``): batches a leader wrote and could not
+    put on the stream before it stopped (never acknowledged), or the whole history of a
+    stream whose servers lost it. They stay in the state, and the matcher puts them on the
+    stream when it leads; if another matcher leads first, the stream's batches differ and
+    they are dropped (the directory moved aside, the state rebuilt from the stream).
 
     Args:
         config: Products, accounts, limits and durability (the same for every matcher).
@@ -60,12 +86,14 @@ class Follower:
 
     def __init__(self, config: Config, data_dir: Path, clock=time.time_ns) -> None:
         self.config, self.data_dir, self.clock = config, data_dir, clock
+        self.digest = config_digest(config)
         self.lock: int | None = None
         self.journal = None
         self.durability: Durability | None = None
         self.recovered: Recovered | None = None
         self.replay: Replay | None = None
         self.stream_seq = 0              # the last message applied
+        self.tail: deque[tuple[int, int, bytes]] = deque()    # ours, past the stream's end
         self.as_of: datetime.date | None = None
 
     # -- Start ------------------------------------------------------------------
@@ -76,23 +104,35 @@ class Follower:
         self._open(first or as_of)
         start = await self._continues(stream)
         if start is None:
-            aside = self._move_aside()
-            log.warning("the journal in %s holds batches the stream does not (a matcher "
-                        "that lost the lead): moved to %s; rebuilding from the stream",
-                        self.data_dir, aside)
-            self._open(first or as_of)
-            start = 1
-        self.stream_seq = start - 1
+            self._rebuild("its journal holds batches where the stream holds others")
+        else:
+            self.stream_seq = start - 1
 
     async def _listed(self, stream: Stream) -> datetime.date | None:
-        """The listing date the stream's exchange started with (its first Lead), or None."""
+        """The listing date the stream's exchange started with (its first Lead, checked
+        against this config), or None when the stream is empty."""
         if await stream.last() == 0:
             return None
-        _, _, batch = batches_of(await stream.message(1))[0]
-        _, cmd = next(batch_records(batch))
+        try:
+            payload = await stream.message(1)
+        except NotFoundError:
+            raise MatcherError("the stream has no first message (purged?): it is not a "
+                               "whole journal") from None
+        _, _, batch = batches_of(payload)[0]
+        try:
+            _, cmd = next(batch_records(batch))
+        except JournalError as exc:
+            raise StreamDamaged(f"the stream's first message: {exc}") from None
         if type(cmd) is not Lead:
             raise MatcherError("the stream does not start with a matcher's Lead record")
+        self._check(cmd)
         return datetime.date.fromisoformat(cmd.as_of)
+
+    def _check(self, lead: Lead) -> None:
+        if lead.config != self.digest:
+            raise MatcherError(f"{lead.holder} leads with another config (products, clearing "
+                               f"or accounts differ): this matcher would replay its commands "
+                               f"to another state")
 
     def _open(self, as_of: datetime.date | None) -> None:
         config, data_dir = self.config, self.data_dir
@@ -112,32 +152,73 @@ class Follower:
                                      self.recovered.snapshot_seq, lambda: feed.seal(()))
 
     async def _continues(self, stream: Stream) -> int | None:
-        """The stream sequence to follow from, or None when the journal is not a prefix of
-        the stream: its last batch is not the stream's batch ending at the same seq."""
+        """The stream sequence to follow from (``tail`` set to this journal's batches past
+        the stream's end), or None when the stream holds other batches than this journal.
+
+        Raises:
+            MatcherError: the journal goes past the stream but not from where it ends (pruned
+                behind a snapshot): neither can be checked against the other.
+        """
         seq = self.journal.committed_seq
+        self.tail.clear()
         if seq == 0:
             return 1
+        last = await stream.last()
+        if last == 0:                            # a stream that lost everything: ours it is
+            return self._keep_tail(0, 1)
+        end = batches_of(await stream.message(last))[-1]
+        stream_seq = end[0] + end[1] - 1
+        if seq > stream_seq:                     # ours goes on past the stream's end
+            return self._keep_tail(stream_seq, last + 1, end)
         at = await stream.locate(seq)
-        if at == 0:
+        ours = last_batch(journal_dir(self.data_dir))
+        if at == 0 or ours is None:              # nothing of ours to compare: rebuild
             return None
-        local = last_batch(journal_dir(self.data_dir))
         for first, count, data in batches_of(await stream.message(at)):
             if first + count - 1 == seq:
-                same = local is None or local == (first, count, batch_crc(data))
-                return at if same else None
+                return at if (first, count, data) == ours else None
         return None
 
-    def _move_aside(self) -> Path:
+    def _keep_tail(self, stream_seq: int, start: int, end=None) -> int | None:
+        """This journal's batches past ``stream_seq`` are the tail, if the journal holds the
+        stream's last batch ``end`` as it is (None: the stream is empty)."""
+        batches = journal_batches(journal_dir(self.data_dir),
+                                  stream_seq if end is None else end[0] - 1)
+        if end is not None:
+            ours = next(batches, None)
+            if ours is None or ours[0] != end[0]:
+                raise MatcherError(f"{self.data_dir} holds the exchange to seq "
+                                   f"{self.journal.committed_seq} but its journal no longer "
+                                   f"holds the stream's last batch (seq {end[0]}): one cannot "
+                                   f"be checked against the other")
+            if ours != end:
+                return None
+        self.tail.extend(batches)
+        expected = stream_seq + 1
+        if not self.tail or self.tail[0][0] != expected:
+            raise MatcherError(f"the stream ends at seq {stream_seq} and {self.data_dir} "
+                               f"holds the exchange to seq {self.journal.committed_seq}, but "
+                               f"its journal does not go back to seq {expected} (pruned "
+                               f"behind a snapshot): the stream cannot be filled from it")
+        log.warning("%s holds %d batches the stream does not (to seq %d); they go on the "
+                    "stream when this matcher leads", self.data_dir, len(self.tail),
+                    self.journal.committed_seq)
+        return start
+
+    def _rebuild(self, why: str) -> None:
+        """Move the data directory aside and start again from the stream's first message."""
         self.durability.detach()
         self.journal.close(commit=False)
         os.close(self.lock)
         aside = self.data_dir.with_name(f"{self.data_dir.name}.diverged-{time.time_ns()}")
         self.data_dir.rename(aside)
         self.data_dir.mkdir()
-        for keep in (LISTING_FILE,):
-            if (aside / keep).exists():
-                (self.data_dir / keep).write_bytes((aside / keep).read_bytes())
-        return aside
+        (self.data_dir / LISTING_FILE).write_bytes((aside / LISTING_FILE).read_bytes())
+        log.warning("%s: %s (a matcher that lost the lead wrote them; never acknowledged): "
+                    "moved to %s; rebuilding from the stream", self.data_dir, why, aside)
+        self._open(self.as_of)
+        self.tail.clear()
+        self.stream_seq = 0
 
     def close(self) -> None:
         if self.durability is not None:
@@ -152,9 +233,20 @@ class Follower:
 
     def apply(self, stream_seq: int, payload: bytes) -> None:
         """One message of the stream: its batches this journal lacks, written as they are
-        and replayed into the state."""
+        and replayed into the state; those it holds must be its own tail's.
+
+        Raises:
+            Diverged: the stream holds another batch where the tail has one.
+            MatcherError: a Lead of a matcher with another config.
+        """
         journal = self.journal
-        new = [b for b in batches_of(payload) if b[0] + b[1] - 1 > journal.committed_seq]
+        new = []
+        for first, count, data in batches_of(payload):
+            if first > journal.committed_seq:
+                new.append((first, count, data))
+            elif (self.tail and first >= self.tail[0][0] and self.tail.popleft()
+                  != (first, count, data)) or first + count - 1 > journal.committed_seq:
+                raise Diverged(f"the stream's batch from seq {first} is not this journal's")
         if new:
             if new[0][0] != journal.next_seq:
                 raise StreamDamaged(f"message {stream_seq} starts at seq {new[0][0]}; the "
@@ -163,8 +255,19 @@ class Follower:
             journal.extend(b"".join(b[2] for b in new), last)
             for _, _, data in new:
                 for seq, cmd in batch_records(data):
+                    if type(cmd) is Lead:
+                        self._check(cmd)
                     self.replay.apply(cmd, seq)
         self.stream_seq = stream_seq
+
+    def _applied(self, stream_seq: int, payload: bytes) -> bool:
+        """``apply``, rebuilding from the stream if it diverged (False: start again)."""
+        try:
+            self.apply(stream_seq, payload)
+            return True
+        except Diverged as exc:
+            self._rebuild(str(exc))
+            return False
 
     async def follow(self, stream: Stream) -> None:
         """Apply each message as the stream gets it (a snapshot now and then, as the
@@ -173,7 +276,8 @@ class Follower:
             try:
                 async for seq, payload in stream.follow(self.stream_seq + 1):
                     if seq > self.stream_seq:
-                        self.apply(seq, payload)
+                        if not self._applied(seq, payload):
+                            break
                         self.durability.maybe_snapshot()
             except (nats.errors.Error, asyncio.TimeoutError) as exc:
                 log.warning("following the stream failed (%r); again from message %d", exc,
@@ -185,26 +289,31 @@ class Follower:
         last = await stream.last()
         while self.stream_seq < last:
             seq = self.stream_seq + 1
-            self.apply(seq, await stream.message(seq))
+            if not self._applied(seq, await stream.message(seq)):
+                last = await stream.last()
 
     # -- Taking the lead --------------------------------------------------------
 
     async def lead(self, stream: Stream, lease: Lease) -> Held:
-        """Fence off whoever led: append a Lead record right after the stream's end (reading
-        on and trying again while another matcher still appends); return the state to
-        serve from."""
-        venue = self.recovered.venue
+        """Put the tail on the stream, then fence off whoever led: a Lead record right after
+        the stream's end (reading on and trying again while another matcher still
+        appends); return the state to serve from."""
+        attempt = 0
         while True:
+            attempt += 1
             await self.catch_up(stream)
-            ts = max(self.clock(), venue.last_ts)
-            first = self.journal.next_seq
-            record = encode_record(Lead(holder=lease.holder, epoch=lease.epoch,
-                                        as_of=self.as_of.isoformat(), ts_ns=ts))
-            batch = encode_batch(first, 1, record) + record
             try:
-                seq = await stream.append(batch, self.stream_seq, f"{lease.epoch}:{first}-{first}")
+                await self._put_tail(stream, lease, attempt)
+                ts = max(self.clock(), self.recovered.venue.last_ts)
+                first = self.journal.next_seq
+                record = encode_record(Lead(holder=lease.holder, epoch=lease.epoch,
+                                            as_of=self.as_of.isoformat(), config=self.digest,
+                                            ts_ns=ts))
+                batch = encode_batch(first, 1, record) + record
+                seq = await stream.append(batch, self.stream_seq,
+                                          f"{lease.epoch}:{first}-{first}:{attempt}")
             except Exception as exc:         # Fenced, or the cluster busy: read on, again
-                log.info("the Lead append after %d was not taken (%s); again",
+                log.info("appending after stream message %d failed (%r); again",
                          self.stream_seq, exc)
                 await asyncio.sleep(0.05)
                 continue
@@ -217,10 +326,49 @@ class Follower:
         recovered = Recovered(r.venue, r.feed, self.journal.committed_seq, r.snapshot_seq,
                               r.replayed + self.replay.count, r.failed + self.replay.failed,
                               r.dropped_bytes, r.seconds)
-        # Not funded yet: the first leader's funding may not have reached the stream.
-        new_exchange = not any(a.collateral for a in venue.house.ledger.accounts.values())
+        new_exchange = await self._only_leads(stream)
         lock, self.lock = self.lock, None            # the server's now
         return Held(lock, recovered, self.journal, new_exchange)
+
+    async def _put_tail(self, stream: Stream, lease: Lease, attempt: int) -> None:
+        """This journal's batches past the stream's end, appended as they are."""
+        while self.tail:
+            parts, size = [], 0
+            while self.tail and (not parts or size + len(self.tail[0][2]) <= MESSAGE_BYTES):
+                batch = self.tail.popleft()
+                parts.append(batch)
+                size += len(batch[2])
+            first, last = parts[0][0], parts[-1][0] + parts[-1][1] - 1
+            try:
+                self.stream_seq = await stream.append(
+                    b"".join(p[2] for p in parts), self.stream_seq,
+                    f"{lease.epoch}:{first}-{last}:{attempt}")
+            except BaseException:
+                self.tail.extendleft(reversed(parts))
+                raise
+        self.tail.clear()
+
+    async def _only_leads(self, stream: Stream) -> bool:
+        """Whether the stream holds nothing but Lead records: a new exchange, to be funded
+        (the first leader's funding may not have reached the stream before it stopped)."""
+        for seq in range(1, self.stream_seq + 1):
+            for _, _, batch in batches_of(await stream.message(seq)):
+                if any(type(cmd) is not Lead for _, cmd in batch_records(batch)):
+                    return False
+        return True
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Refuse to start (so never to fence the stream and then fail) on a port another
+    process holds. (It could still be taken between now and the lead.)
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    if port:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
 
 
 async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standby: bool,
@@ -246,6 +394,7 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    _can_listen(host or config.server.host, config.server.port if port is None else port)
     stream = await Stream.connect(urls, replicas, timeout=wait_s)
     lease = await patiently(Lease(stream.js, name, replicas=replicas).open, wait_s)
     follower = Follower(config, data_dir, clock)

@@ -23,7 +23,7 @@ from typing import AsyncIterator
 
 import nats
 from nats.js import api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from gateway.storage.journal import BATCH, BATCH_SIZE, batch_problem
 
@@ -150,6 +150,10 @@ class Stream:
                     storage=api.StorageType.FILE, max_msg_size=-1,
                     duplicate_window=120.0, allow_direct=True))
                 return stream
+            except BadRequestError as exc:      # another configuration: waiting won't help
+                await nc.close()
+                raise Unavailable(f"the stream {name} cannot be used as asked: "
+                                  f"{exc.description}") from None
             except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                 if loop.time() > deadline:
                     if nc is not None:

@@ -49,11 +49,13 @@ class Failed(msgspec.Struct, tag="failed", tag_field="type", frozen=True):
 
 class Lead(msgspec.Struct, tag="lead", tag_field="type", frozen=True, kw_only=True):
     """Journaled first by a matcher that takes the lead of a cluster (gateway.cluster): its
-    append fences off the matcher before it. It changes no state; the first one also says
-    the market's listing date, so a matcher that starts from nothing lists the same one."""
+    append fences off the matcher before it. It changes no state; it says the market's
+    listing date (a matcher that starts from nothing lists the same one) and a digest of
+    the config a replay depends on (one with another config refuses to follow)."""
     holder: str
     epoch: int
     as_of: str
+    config: str
     ts_ns: int
 
 

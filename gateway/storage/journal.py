@@ -301,16 +301,30 @@ def batch_records(batch: bytes) -> Iterator[tuple[int, object]]:
             raise JournalError(where, 0, f"seq {seq} is not a command: {exc}") from None
 
 
-def last_batch(directory: Path) -> tuple[int, int, int] | None:
-    """(first seq, records, checksum of the records) of the journal's last batch, or None
-    (read after recovery has cut a torn end off)."""
+def journal_batches(directory: Path, after: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """(first seq, records, bytes) of each batch of format 2 holding records past seq
+    ``after``, in order, a file at a time (read after recovery has checked the journal and
+    cut a torn end off; gateway.cluster compares them with the replicated stream's)."""
+    files = segments(directory)
+    for n, (first, path) in enumerate(files):
+        if n + 1 < len(files) and files[n + 1][0] - 1 <= after:
+            continue                        # every record of this file is at or before
+        data = path.read_bytes()
+        for offset, first_seq, count in batches(path, data):
+            if first_seq + count - 1 > after:
+                length = BATCH.unpack_from(data, offset)[0]
+                yield first_seq, count, data[offset:offset + BATCH_SIZE + length]
+
+
+def last_batch(directory: Path) -> tuple[int, int, bytes] | None:
+    """(first seq, records, bytes) of the journal's last batch, or None."""
     for _, path in reversed(segments(directory)):
-        found = batches(path)
+        data = path.read_bytes()
+        found = batches(path, data)
         if found:
             offset, first, count = found[-1]
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return first, count, BATCH.unpack(f.read(BATCH.size))[3]
+            length = BATCH.unpack_from(data, offset)[0]
+            return first, count, data[offset:offset + BATCH_SIZE + length]
     return None
 
 
@@ -324,9 +338,10 @@ def file_start(data: bytes) -> int | None:
     return 0
 
 
-def batches(path: Path) -> list[tuple[int, int, int]]:
-    """(offset, first seq, records) of each batch in a journal file, unchecked (tests)."""
-    data = path.read_bytes()
+def batches(path: Path, data: bytes | None = None) -> list[tuple[int, int, int]]:
+    """(offset, first seq, records) of each batch in a journal file (its ``data``, if read
+    already), unchecked."""
+    data = path.read_bytes() if data is None else data
     offset, out = file_start(data) or 0, []
     while offset < len(data):
         length, first, count, _ = BATCH.unpack_from(data, offset)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -20,6 +23,8 @@ from bench.crash import (
     ADMIN, SYMBOL, Client, Tally, Trader, check_replay, check_trader, crash_config,
 )
 from bench.failover import PROBE, matcher, run_failovers
+from bench.crash import SERVE_ARGS
+from bench.harness import ServerProcess
 from gateway.cluster.lease import BUCKET, Lease
 from gateway.cluster.matcher import FENCED_EXIT
 from gateway.cluster.natsd import NatsCluster
@@ -28,10 +33,10 @@ from gateway.cluster.stream import (
 )
 from gateway.config import load_config
 from gateway.core.auth import Accounts
-from gateway.storage.journal import encode_batch, encode_record
-from gateway.storage.recovery import snapshot_dir
+from gateway.storage.journal import Journal, Reader, encode_batch, encode_record
+from gateway.storage.recovery import journal_dir, snapshot_dir
 from gateway.storage.snapshots import snapshot_files
-from engine.messages import Timer
+from engine.messages import PlaceOrder, Side, Timer
 from live import TIMEOUT
 
 NAMES = ["crash-001", "crash-002"]
@@ -358,3 +363,159 @@ def test_a_second_leader_is_refused_while_one_leads(fresh, tmp_path):
         assert "a leads; start this matcher with --standby" in done.stderr
     finally:
         assert a.stop() == 0
+
+
+# -- What the review found (each a failing test first) -------------------------------
+
+
+def test_a_failover_does_not_fund_the_exchange_again(fresh, tmp_path):
+    """Funding is for a new exchange: one whose every account was emptied is not new."""
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    accounts = NAMES + [PROBE, "insurance_fund"]
+
+    async def balances(admin) -> list[str]:
+        return [(await admin.result("admin.deposit", account=name,
+                                    amount="0.000001"))["collateral"] for name in accounts]
+
+    async def run():
+        admin = await Client.open(a.url, ADMIN)
+        for name, held in zip(accounts, await balances(admin)):
+            await admin.result("admin.withdraw", account=name, amount=held)
+        await admin.close()
+        a.kill()
+        admin = await Client.open(await asyncio.to_thread(b.wait_listening, TAKEOVER_S), ADMIN)
+        assert await balances(admin) == ["0.000001"] * len(accounts)
+        await admin.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        b.stop()
+
+
+def test_a_stream_that_lost_its_data_is_filled_again_from_the_leaders_journal(tmp_path):
+    """NATS's stores wiped (or lost to power): the leader's fsync'd journal is the record."""
+    tally = Tally()
+    nats = NatsCluster(tmp_path / "nats").start()
+    a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+    trader = Trader(NAMES[0], random.Random(3))
+    b = None
+
+    async def trade(url):
+        await trader.connect(url)
+        await _trade_for([trader], 1.0)
+        await trader.client.close()
+
+    async def check(url):
+        await trader.connect(url)
+        await check_trader(trader, tally, every=True)
+        await trader.client.close()
+
+    try:
+        asyncio.run(trade(a.url))
+        assert a.stop() == 0
+        nats.stop()
+        for node in nats.nodes:
+            shutil.rmtree(node.dir / "store")
+        nats.start()
+        a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+        assert "moved to" not in a.output()
+        asyncio.run(check(a.url))
+        b = matcher(tmp_path / "b", "b", CONFIG, nats, standby=True)   # from the stream alone
+        a.kill()
+        asyncio.run(check(b.wait_listening(TAKEOVER_S)))
+    finally:
+        for process in (a, b):
+            if process is not None:
+                process.stop()
+        nats.stop()
+    assert tally.lost == 0 and tally.orders_checked > 0
+
+
+def test_batches_a_killed_leader_wrote_but_never_replicated_go_back_on_the_stream(fresh,
+                                                                                 tmp_path):
+    """Written to its own journal, not yet on the stream (never acknowledged): started again
+    before anyone else led, the matcher puts them on the stream rather than dropping them,
+    as one server keeps what it wrote before a crash."""
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    assert a.stop() == 0
+    data = tmp_path / "a" / "matcher"
+    reader = Reader(journal_dir(data))
+    for _ in reader:
+        pass
+    journal = Journal(journal_dir(data), reader.last_seq + 1, fsync=False)
+    journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
+                              side=Side.BUY, qty=3, price=2000, client_order_id="tail-1"))
+    journal.close()
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    try:
+        assert "moved to" not in a.output()
+        a.kill()
+
+        async def check():
+            client = await Client.open(await asyncio.to_thread(b.wait_listening, TAKEOVER_S),
+                                       NAMES[0])
+            got = await client.result("order.get", client_order_id="tail-1")
+            assert (got["status"], got["qty"]) == ("open", 3)
+            await client.close()
+
+        asyncio.run(check())
+    finally:
+        b.stop()
+
+
+def test_a_standby_whose_config_differs_from_the_leaders_is_refused(fresh, tmp_path):
+    """A different position limit would replay the same commands to another state."""
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    other = CONFIG.replace("position_limit = 10000000", "position_limit = 3")
+    assert other != CONFIG
+    b = matcher(tmp_path / "b", "b", other, fresh, standby=True)
+    try:
+        assert b.proc.wait(TIMEOUT * 4) == 2
+        assert "config" in b.output() and "Traceback" not in b.output()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_standby_whose_port_is_taken_says_so_before_it_could_lead(fresh, tmp_path):
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        b = ServerProcess("matcher", config_text=CONFIG, workdir=tmp_path / "b",
+                          args=SERVE_ARGS + ["--nats", ",".join(fresh.urls), "--name", "b",
+                                             "--standby", "--port", str(port)],
+                          startup_timeout=None)
+        try:
+            assert b.proc.wait(TIMEOUT * 4) != 0
+            assert "cannot listen" in b.output() and "Traceback" not in b.output()
+        finally:
+            a.stop()
+            b.stop()
+
+
+def test_a_stream_that_is_not_a_journal_is_refused_with_a_message(fresh, tmp_path):
+    async def garbage():
+        stream = await Stream.connect(fresh.urls)
+        await stream.js.publish("gpux.journal", b"not a journal batch")
+        await stream.close()
+    asyncio.run(garbage())
+    done = _matcher_cli(tmp_path, "--nats", ",".join(fresh.urls), "--name", "a")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "stream" in done.stderr
+
+
+def test_a_lapsed_renewal_of_our_own_lease_keeps_it(fresh):
+    async def run():
+        stream = await Stream.connect(fresh.urls)
+        lease = await Lease(stream.js, "a").open()
+        assert await lease.acquire()
+        lease.revision += 100                   # a renewal whose answer was lost
+        await lease.renew()
+        assert await lease.leader() == "a"
+        await stream.close()
+    asyncio.run(run())

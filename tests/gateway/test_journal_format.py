@@ -53,7 +53,7 @@ FORMAT_2 = {
     "unguard": (18, ("session", "ts_ns")),
     "session_closed": (19, ("session", "ts_ns")),
     "login_seen": (20, ("account_id", "nonce", "at_ms", "until_ms", "ts_ns")),
-    "lead": (21, ("holder", "epoch", "as_of", "ts_ns")),
+    "lead": (21, ("holder", "epoch", "as_of", "config", "ts_ns")),
 }
 
 COMMANDS = [
@@ -80,7 +80,8 @@ COMMANDS = [
     LoginSeen(ts_ns=TS, account_id=3, nonce="n-1", at_ms=TS // 10**6,
               until_ms=TS // 10**6 + 30_000),
     Failed(seq=41),
-    Lead(holder="matcher-b", epoch=7, as_of="2026-11-25", ts_ns=TS),
+    Lead(holder="matcher-b", epoch=7, as_of="2026-11-25", config="c7601428e9b39abd" * 4,
+         ts_ns=TS),
 ]
 
 
