@@ -395,10 +395,28 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     _can_listen(host or config.server.host, config.server.port if port is None else port)
+    # Until it leads, a stop ends whatever the start waits for (the cluster, the lease).
+    starting = loop.create_task(_take_lead(config, data_dir, urls, standby, name, replicas,
+                                           as_of, clock, wait_s))
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    stream, lease, follower, held = starting.result()
+    await _lead(config, data_dir, stream, lease, follower, held, host, port, clock, ready, stop)
+
+
+async def _take_lead(config, data_dir, urls, standby, name, replicas, as_of, clock, wait_s):
+    """Connect, follow the stream and take the lead once the lease is ours (at once, unless
+    a standby); return (stream, lease, follower, the state to serve)."""
     stream = await Stream.connect(urls, replicas, timeout=wait_s)
-    lease = await patiently(Lease(stream.js, name, replicas=replicas).open, wait_s)
     follower = Follower(config, data_dir, clock)
+    following = None
     try:
+        lease = await patiently(Lease(stream.js, name, replicas=replicas).open, wait_s)
         await follower.start(stream, as_of)
         won = False
         if not standby:
@@ -406,8 +424,8 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
             if not won:
                 raise MatcherError(f"{await lease.leader()} leads; start this matcher with "
                                    f"--standby to follow it")
-        following = loop.create_task(follower.follow(stream))
-        while not won and not stop.is_set():
+        following = asyncio.get_running_loop().create_task(follower.follow(stream))
+        while not won:
             if following.done():
                 following.result()           # a stream it cannot follow: say why
             try:
@@ -415,19 +433,15 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
             except (nats.errors.Error, asyncio.TimeoutError) as exc:
                 log.info("the lease could not be asked for (%r)", exc)
             if not won:
-                try:
-                    await asyncio.wait_for(stop.wait(), lease.ttl / 6)
-                except asyncio.TimeoutError:
-                    pass
+                await asyncio.sleep(lease.ttl / 6)
         following.cancel()
-        if stop.is_set():
-            return
-        held = await follower.lead(stream, lease)
+        return stream, lease, follower, await follower.lead(stream, lease)
     except BaseException:
+        if following is not None:
+            following.cancel()
         follower.close()
         await stream.close()
         raise
-    await _lead(config, data_dir, stream, lease, follower, held, host, port, clock, ready, stop)
 
 
 async def _lead(config, data_dir, stream, lease, follower, held, host, port, clock, ready,

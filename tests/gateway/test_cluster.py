@@ -519,3 +519,20 @@ def test_a_lapsed_renewal_of_our_own_lease_keeps_it(fresh):
         assert await lease.leader() == "a"
         await stream.close()
     asyncio.run(run())
+
+
+def test_a_matcher_waiting_for_the_cluster_stops_on_sigterm(tmp_path):
+    path = tmp_path / "gpux.toml"
+    path.write_text(CONFIG)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.client.cli", "matcher", "--data-dir",
+         str(tmp_path / "m"), "--config", str(path), "--port", "0", "--nats",
+         "nats://127.0.0.1:1", "--wait-nats", "600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=TIMEOUT * 2)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "stopped" in out, err
