@@ -32,6 +32,7 @@ log = logging.getLogger("gpux.cluster")
 STREAM = "GPUX_JOURNAL"
 SUBJECT = "gpux.journal"
 WRONG_LAST_SEQUENCE = 10071             # JetStream's error code for a refused expectation
+CONFLICTS = (10058,)                    # the stream exists with another configuration
 MESSAGE_BYTES = 1 << 20                 # batches joined into one message, at most (about)
 CONNECT_TIMEOUT_S = 30.0
 
@@ -51,6 +52,16 @@ class StreamDamaged(Exception):
 async def _nats_error(exc: Exception) -> None:
     """The client's errors in one line each (its default logs a traceback per retry)."""
     log.warning("NATS: %r", exc)
+
+
+async def _retry_or_give_up(nc, urls, timeout: float, deadline: float, exc) -> None:
+    if asyncio.get_running_loop().time() > deadline:
+        if nc is not None:
+            await nc.close()
+        raise Unavailable(f"the JetStream cluster at {', '.join(urls)} did not answer within "
+                          f"{timeout:g} s: {exc!r}") from None
+    log.info("waiting for the JetStream cluster: %r", exc)
+    await asyncio.sleep(0.25)
 
 
 async def patiently(call, timeout: float = CONNECT_TIMEOUT_S):
@@ -150,18 +161,15 @@ class Stream:
                     storage=api.StorageType.FILE, max_msg_size=-1,
                     duplicate_window=120.0, allow_direct=True))
                 return stream
-            except BadRequestError as exc:      # another configuration: waiting won't help
-                await nc.close()
+            except BadRequestError as exc:
+                if exc.err_code not in CONFLICTS:       # (no peers yet at a cluster's start)
+                    await _retry_or_give_up(nc, urls, timeout, deadline, exc)
+                    continue
+                await nc.close()                        # waiting won't help
                 raise Unavailable(f"the stream {name} cannot be used as asked: "
                                   f"{exc.description}") from None
             except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
-                if loop.time() > deadline:
-                    if nc is not None:
-                        await nc.close()
-                    raise Unavailable(f"the JetStream cluster at {', '.join(urls)} did not "
-                                      f"answer within {timeout:g} s: {exc!r}") from None
-                log.info("waiting for the JetStream cluster: %r", exc)
-                await asyncio.sleep(0.25)
+                await _retry_or_give_up(nc, urls, timeout, deadline, exc)
 
     async def close(self) -> None:
         await self.nc.close()

@@ -536,3 +536,13 @@ def test_a_matcher_waiting_for_the_cluster_stops_on_sigterm(tmp_path):
     finally:
         process.kill()
     assert process.returncode == 0 and "stopped" in out, err
+
+
+def test_a_stream_kept_otherwise_than_asked_is_refused_at_once(fresh, tmp_path):
+    async def create():
+        stream = await Stream.connect(fresh.urls, replicas=3)
+        await stream.close()
+    asyncio.run(create())
+    done = _matcher_cli(tmp_path, "--nats", ",".join(fresh.urls), "--replicas", "1",
+                        "--wait-nats", "600")
+    assert done.returncode == 2 and "cannot be used as asked" in done.stderr, done.stderr
