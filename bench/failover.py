@@ -96,10 +96,11 @@ async def run_failovers(kills: int, seed: int, n_traders: int, workdir: Path, lo
     own = nats is None
     if own:
         nats = NatsCluster(workdir / "nats").start()
-    leader = matcher(workdir / "a", "a", config_text, nats, standby=False)
-    standby = matcher(workdir / "b", "b", config_text, nats, standby=True)
+    leader = standby = None
     before_kill = None
     try:
+        leader = matcher(workdir / "a", "a", config_text, nats, standby=False)
+        standby = matcher(workdir / "b", "b", config_text, nats, standby=True)
         for cycle in range(1, kills + 2):
             url = leader.url
             for t in traders:
@@ -146,8 +147,9 @@ async def run_failovers(kills: int, seed: int, n_traders: int, workdir: Path, lo
         tally.problems.append(str(e))
     finally:
         for process in (leader, standby):
-            process.stop()
-            result.moved_aside += process.output().count("moved to")
+            if process is not None:
+                process.stop()
+                result.moved_aside += process.output().count("moved to")
         if own:
             nats.stop()
     return result
