@@ -48,7 +48,9 @@ from gateway.storage.recovery import (
 
 log = logging.getLogger("gpux.cluster")
 
-FENCED_EXIT = 75            # the process's exit status when another matcher took the lead
+FENCED_EXIT = 75
+NOT_OURS = ("its journal holds batches where the stream holds others (a matcher that lost "
+            "the lead wrote them: never acknowledged)")            # the process's exit status when another matcher took the lead
 
 
 class MatcherError(Exception):
@@ -101,10 +103,16 @@ class Follower:
     async def start(self, stream: Stream, as_of: datetime.date | None) -> None:
         """Recover the data directory and find where the stream continues it."""
         first = await self._listed(stream)
-        self._open(first or as_of)
+        try:
+            self._open(first or as_of)
+        except JournalError as exc:
+            if first is None:                   # the stream holds nothing to rebuild from
+                raise
+            self._rebuild(f"its journal is damaged ({exc})")
+            return
         start = await self._continues(stream)
         if start is None:
-            self._rebuild("its journal holds batches where the stream holds others")
+            self._rebuild(NOT_OURS)
         else:
             self.stream_seq = start - 1
 
@@ -206,16 +214,15 @@ class Follower:
         return start
 
     def _rebuild(self, why: str) -> None:
-        """Move the data directory aside and start again from the stream's first message."""
-        self.durability.detach()
-        self.journal.close(commit=False)
-        os.close(self.lock)
+        """Move the data directory aside (kept, not deleted) and start again from the
+        stream's first message."""
+        self.close()
         aside = self.data_dir.with_name(f"{self.data_dir.name}.diverged-{time.time_ns()}")
         self.data_dir.rename(aside)
         self.data_dir.mkdir()
         (self.data_dir / LISTING_FILE).write_bytes((aside / LISTING_FILE).read_bytes())
-        log.warning("%s: %s (a matcher that lost the lead wrote them; never acknowledged): "
-                    "moved to %s; rebuilding from the stream", self.data_dir, why, aside)
+        log.warning("%s: %s: moved to %s; rebuilding from the stream", self.data_dir, why,
+                    aside)
         self._open(self.as_of)
         self.tail.clear()
         self.stream_seq = 0
@@ -266,7 +273,7 @@ class Follower:
             self.apply(stream_seq, payload)
             return True
         except Diverged as exc:
-            self._rebuild(str(exc))
+            self._rebuild(f"{exc}; {NOT_OURS}")
             return False
 
     async def follow(self, stream: Stream) -> None:

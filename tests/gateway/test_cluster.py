@@ -33,7 +33,7 @@ from gateway.cluster.stream import (
 )
 from gateway.config import load_config
 from gateway.core.auth import Accounts
-from gateway.storage.journal import Journal, Reader, encode_batch, encode_record
+from gateway.storage.journal import Journal, Reader, encode_batch, encode_record, segments
 from gateway.storage.recovery import journal_dir, snapshot_dir
 from gateway.storage.snapshots import snapshot_files
 from engine.messages import PlaceOrder, Side, Timer
@@ -546,3 +546,38 @@ def test_a_stream_kept_otherwise_than_asked_is_refused_at_once(fresh, tmp_path):
     done = _matcher_cli(tmp_path, "--nats", ",".join(fresh.urls), "--replicas", "1",
                         "--wait-nats", "600")
     assert done.returncode == 2 and "cannot be used as asked" in done.stderr, done.stderr
+
+
+def test_a_standby_whose_journal_is_damaged_rebuilds_from_the_stream(fresh, tmp_path):
+    """A byte changed inside a standby's journal (whole batches after it): the stream holds
+    everything, so the directory is set aside and the state rebuilt from it."""
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    trader, tally = Trader(NAMES[0], random.Random(4)), Tally()
+
+    async def trade():
+        await trader.connect(a.url)
+        await _trade_for([trader], 1.0)
+        await trader.client.close()
+
+    try:
+        asyncio.run(trade())
+        assert b.stop() == 0
+        (_, path), *_ = segments(journal_dir(tmp_path / "b" / "matcher"))
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+        b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+        a.kill()
+
+        async def check():
+            await trader.connect(await asyncio.to_thread(b.wait_listening, TAKEOVER_S))
+            await check_trader(trader, tally, every=True)
+            await trader.client.close()
+
+        asyncio.run(check())
+        assert "damaged" in b.output() and "moved to" in b.output()
+    finally:
+        a.stop()
+        b.stop()
+    assert tally.lost == 0 and tally.orders_checked > 0
