@@ -48,9 +48,9 @@ from gateway.storage.recovery import (
 
 log = logging.getLogger("gpux.cluster")
 
-FENCED_EXIT = 75
+FENCED_EXIT = 75            # the process's exit status when another matcher took the lead
 NOT_OURS = ("its journal holds batches where the stream holds others (a matcher that lost "
-            "the lead wrote them: never acknowledged)")            # the process's exit status when another matcher took the lead
+            "the lead wrote them: never acknowledged)")
 
 
 class MatcherError(Exception):
