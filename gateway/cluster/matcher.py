@@ -117,8 +117,8 @@ class Follower:
             self.stream_seq = start - 1
 
     async def _listed(self, stream: Stream) -> datetime.date | None:
-        """The listing date the stream's exchange started with (its first Lead, checked
-        against this config), or None when the stream is empty."""
+        """The listing date the stream's exchange started with (its first Lead), or None
+        when the stream is empty."""
         if await stream.last() == 0:
             return None
         try:
@@ -133,7 +133,6 @@ class Follower:
             raise StreamDamaged(f"the stream's first message: {exc}") from None
         if type(cmd) is not Lead:
             raise MatcherError("the stream does not start with a matcher's Lead record")
-        self._check(cmd)
         return datetime.date.fromisoformat(cmd.as_of)
 
     def _check(self, lead: Lead) -> None:
@@ -194,7 +193,9 @@ class Follower:
                                   stream_seq if end is None else end[0] - 1)
         if end is not None:
             ours = next(batches, None)
-            if ours is None or ours[0] != end[0]:
+            if ours is not None and ours[0] < end[0]:
+                return None                     # ours holds other batch bounds: not ours
+            if ours is None or ours[0] > end[0]:
                 raise MatcherError(f"{self.data_dir} holds the exchange to seq "
                                    f"{self.journal.committed_seq} but its journal no longer "
                                    f"holds the stream's last batch (seq {end[0]}): one cannot "
@@ -258,13 +259,13 @@ class Follower:
             if new[0][0] != journal.next_seq:
                 raise StreamDamaged(f"message {stream_seq} starts at seq {new[0][0]}; the "
                                     f"journal is at {journal.next_seq}")
-            last = new[-1][0] + new[-1][1] - 1
-            journal.extend(b"".join(b[2] for b in new), last)
-            for _, _, data in new:
-                for seq, cmd in batch_records(data):
-                    if type(cmd) is Lead:
-                        self._check(cmd)
-                    self.replay.apply(cmd, seq)
+            records = [record for _, _, data in new for record in batch_records(data)]
+            for _, cmd in records:              # before anything is kept to follow on from
+                if type(cmd) is Lead:
+                    self._check(cmd)
+            journal.extend(b"".join(b[2] for b in new), new[-1][0] + new[-1][1] - 1)
+            for seq, cmd in records:
+                self.replay.apply(cmd, seq)
         self.stream_seq = stream_seq
 
     def _applied(self, stream_seq: int, payload: bytes) -> bool:

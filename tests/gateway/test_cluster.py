@@ -473,8 +473,11 @@ def test_a_standby_whose_config_differs_from_the_leaders_is_refused(fresh, tmp_p
     assert other != CONFIG
     b = matcher(tmp_path / "b", "b", other, fresh, standby=True)
     try:
-        assert b.proc.wait(TIMEOUT * 4) == 2
-        assert "config" in b.output() and "Traceback" not in b.output()
+        for _ in range(2):          # and again: the refused Lead was not kept to follow on from
+            assert b.proc.wait(TIMEOUT * 4) == 2
+            assert "another config" in b.output() and "Traceback" not in b.output()
+            b.stop()
+            b = matcher(tmp_path / "b", "b", other, fresh, standby=True)
     finally:
         a.stop()
         b.stop()
@@ -581,3 +584,39 @@ def test_a_standby_whose_journal_is_damaged_rebuilds_from_the_stream(fresh, tmp_
         a.stop()
         b.stop()
     assert tally.lost == 0 and tally.orders_checked > 0
+
+
+def test_a_tail_that_another_leader_wrote_over_in_smaller_batches_is_set_aside(fresh,
+                                                                               tmp_path):
+    """A leader's 20 unreplicated records (one batch); another matcher then led and wrote
+    a few batches over those seqs: the first matcher, restarted, sets its directory aside
+    and follows (it was refused: its batch did not start where the stream's last one
+    does)."""
+    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    assert a.stop() == 0
+    data = tmp_path / "a" / "matcher"
+    reader = Reader(journal_dir(data))
+    for _ in reader:
+        pass
+    journal = Journal(journal_dir(data), reader.last_seq + 1, fsync=False)
+    for n in range(20):
+        journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
+                                  side=Side.BUY, qty=1, price=2000, client_order_id=f"t-{n}"))
+    journal.close()
+    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=False)    # Lead: one batch
+
+    async def deposit():                                               # a second batch
+        admin = await Client.open(b.url, ADMIN)
+        await admin.result("admin.deposit", account=NAMES[0], amount="1")
+        await admin.close()
+
+    try:
+        asyncio.run(deposit())
+        assert b.stop() == 0
+        assert [r.seq for r in Reader(journal_dir(tmp_path / "b" / "matcher"))][-1] \
+            < reader.last_seq + 20                     # b's last batch inside a's tail
+        a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+        assert "moved to" in a.output() and a.proc.poll() is None
+    finally:
+        a.stop()
+        b.stop()
