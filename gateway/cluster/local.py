@@ -62,16 +62,17 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     nats = NatsCluster(directory / "nats").start()
     ports = {"a": args.port, "b": args.port + 1}
-    matchers = {"a": start_matcher(directory, "a", ports["a"], config, nats.urls, False)}
-    time.sleep(1.0)             # a leads a new exchange before b follows it
-    matchers["b"] = start_matcher(directory, "b", ports["b"], config, nats.urls, True)
-    print(f"gpux cluster in {directory}: nats {' '.join(nats.urls)}")
-    for name, port in ports.items():
-        print(f"  matcher {name}: ws://127.0.0.1:{port}/ws (log {directory / name}.log)")
-    print(f"The leader listens; the standby listens once it leads. Accounts: {config}. "
-          f"Kill the leader (kill -9 <pid>) to see the standby take over. Ctrl-C stops.",
-          flush=True)
+    matchers: dict[str, subprocess.Popen] = {}
     try:
+        matchers["a"] = start_matcher(directory, "a", ports["a"], config, nats.urls, False)
+        time.sleep(1.0)             # a leads a new exchange before b follows it
+        matchers["b"] = start_matcher(directory, "b", ports["b"], config, nats.urls, True)
+        print(f"gpux cluster in {directory}: nats {' '.join(nats.urls)}")
+        for name, port in ports.items():
+            print(f"  matcher {name}: ws://127.0.0.1:{port}/ws (log {directory / name}.log)")
+        print(f"The leader listens; the standby listens once it leads. Accounts: {config}. "
+              f"Kill the leader (kill -9 <pid>) to see the standby take over. Ctrl-C stops.",
+              flush=True)
         while not stopping:
             for name, process in list(matchers.items()):
                 if process.poll() is not None:

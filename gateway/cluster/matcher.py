@@ -31,7 +31,7 @@ from nats.js.errors import NotFoundError
 from gateway.cluster.lease import Lease
 from gateway.cluster.replicator import Replicator
 from gateway.cluster.stream import (
-    MESSAGE_BYTES, Stream, StreamDamaged, batches_of, patiently,
+    Fenced, Stream, StreamDamaged, batches_of, patiently, take_message,
 )
 from gateway.config import Config
 from gateway.core.venue import Lead
@@ -320,9 +320,9 @@ class Follower:
                 batch = encode_batch(first, 1, record) + record
                 seq = await stream.append(batch, self.stream_seq,
                                           f"{lease.epoch}:{first}-{first}:{attempt}")
-            except Exception as exc:         # Fenced, or the cluster busy: read on, again
-                log.info("appending after stream message %d failed (%r); again",
-                         self.stream_seq, exc)
+            except (Fenced, nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.warning("appending after stream message %d failed (%r); reading on and "
+                            "trying again", self.stream_seq, exc)
                 await asyncio.sleep(0.05)
                 continue
             self.apply(seq, batch)
@@ -341,11 +341,7 @@ class Follower:
     async def _put_tail(self, stream: Stream, lease: Lease, attempt: int) -> None:
         """This journal's batches past the stream's end, appended as they are."""
         while self.tail:
-            parts, size = [], 0
-            while self.tail and (not parts or size + len(self.tail[0][2]) <= MESSAGE_BYTES):
-                batch = self.tail.popleft()
-                parts.append(batch)
-                size += len(batch[2])
+            parts = take_message(self.tail, lambda batch: batch[2])
             first, last = parts[0][0], parts[-1][0] + parts[-1][1] - 1
             try:
                 self.stream_seq = await stream.append(
@@ -413,16 +409,19 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)
         return
-    stream, lease, follower, held = starting.result()
-    await _lead(config, data_dir, stream, lease, follower, held, host, port, clock, ready, stop)
+    stream, lease, holding, follower, held = starting.result()
+    await _lead(config, data_dir, stream, lease, holding, follower, held, host, port, clock,
+                ready, stop)
 
 
 async def _take_lead(config, data_dir, urls, standby, name, replicas, as_of, clock, wait_s):
     """Connect, follow the stream and take the lead once the lease is ours (at once, unless
-    a standby); return (stream, lease, follower, the state to serve)."""
+    a standby); return (stream, lease, the task renewing it, follower, the state to
+    serve). The lease is renewed from the moment it is won: reading to the stream's end
+    and putting a tail on it may take longer than its TTL."""
     stream = await Stream.connect(urls, replicas, timeout=wait_s)
     follower = Follower(config, data_dir, clock)
-    following = None
+    following = holding = None
     try:
         lease = await patiently(Lease(stream.js, name, replicas=replicas).open, wait_s)
         await follower.start(stream, as_of)
@@ -442,52 +441,66 @@ async def _take_lead(config, data_dir, urls, standby, name, replicas, as_of, clo
                 log.info("the lease could not be asked for (%r)", exc)
             if not won:
                 await asyncio.sleep(lease.ttl / 6)
-        following.cancel()
-        return stream, lease, follower, await follower.lead(stream, lease)
+        holding = asyncio.get_running_loop().create_task(
+            lease.hold(lambda exc: _step_down(lease.holder, exc)))
+        await _cancelled(following)
+        return stream, lease, holding, follower, await follower.lead(stream, lease)
     except BaseException:
-        if following is not None:
-            following.cancel()
+        for task in (following, holding):
+            await _cancelled(task)
         follower.close()
         await stream.close()
         raise
 
 
-async def _lead(config, data_dir, stream, lease, follower, held, host, port, clock, ready,
-                stop) -> None:
-    def step_down(exc: Exception) -> None:
-        log.critical("%s no longer leads (%s): stopping without answering anyone",
-                     lease.holder, exc)
-        logging.shutdown()
-        os._exit(FENCED_EXIT)
+async def _cancelled(task) -> None:
+    """Cancel a task and wait for it to end (whatever it raised)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
-    server = Server(config, data_dir, clock=clock, held=held)
+
+def _step_down(holder: str, exc: BaseException) -> None:
+    """Another matcher leads (or this one cannot go on replicating): stop at once, so that
+    nothing waiting for the stream is ever answered."""
+    log.critical("%s no longer leads (%r): stopping without answering anyone", holder, exc)
+    logging.shutdown()
+    os._exit(FENCED_EXIT)
+
+
+async def _lead(config, data_dir, stream, lease, holding, follower, held, host, port, clock,
+                ready, stop) -> None:
     replicator = None
 
     def replicate(durability) -> Replicator:
         nonlocal replicator
         replicator = Replicator(stream, follower.stream_seq, lease.epoch,
-                                durability.replicated, step_down)
+                                durability.replicated,
+                                lambda exc: _step_down(lease.holder, exc))
         return replicator
 
+    server = None
     try:
-        await server.start(host, port, replicate=replicate)
-    except BaseException:
-        server.close()
-        raise
-    holding = asyncio.get_running_loop().create_task(lease.hold(step_down))
-    try:
+        server = Server(config, data_dir, clock=clock, held=held)
+        try:
+            await server.start(host, port, replicate=replicate)
+        except BaseException:
+            server.close()
+            server = None
+            raise
         if ready is not None:
             ready(server)
         await stop.wait()
     finally:
-        await server.stop()
+        if server is not None:
+            await server.stop()
         if replicator is not None:
             try:
                 await asyncio.wait_for(replicator.idle(), 10)
             except asyncio.TimeoutError:
-                log.error("the last batches did not reach the stream; this directory will be "
-                          "rebuilt from it at the next start")
+                log.error("the last batches did not reach the stream; they go on it when "
+                          "this matcher next leads, unless another leads first")
             replicator.stop()
-        holding.cancel()
+        await _cancelled(holding)
         await lease.release()
         await stream.close()

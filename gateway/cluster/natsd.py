@@ -70,17 +70,20 @@ class Node:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = open(self.dir / "nats.log", "ab")
-        self.process = subprocess.Popen([nats_server_binary(), "-c", str(self.config)],
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        log.close()
+        with open(self.dir / "nats.log", "ab") as log:
+            self.process = subprocess.Popen([nats_server_binary(), "-c", str(self.config)],
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, sig)
             if sig in (signal.SIGKILL, signal.SIGTERM):
-                self.process.wait(10)
+                try:
+                    self.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
 
     def listening(self) -> bool:
         try:
@@ -110,11 +113,14 @@ class NatsCluster:
         return [n.url for n in self.nodes]
 
     def start(self, timeout: float = 20.0) -> "NatsCluster":
+        """Start the nodes not running (all, or those killed); wait until they listen."""
         for node in self.nodes:
-            node.start()
+            if node.process is None or node.process.poll() is not None:
+                node.start()
         deadline = time.monotonic() + timeout
         while not all(n.listening() for n in self.nodes):
             if time.monotonic() > deadline:
+                self.stop()
                 raise TimeoutError("nats-server did not start; see its nats.log")
             time.sleep(0.05)
         return self

@@ -18,12 +18,13 @@ from typing import Callable
 
 import nats
 
-from gateway.cluster.stream import MESSAGE_BYTES, Fenced, Stream
+from gateway.cluster.stream import Fenced, Stream, Unavailable, take_message
 from gateway.storage.journal import BATCH
 
 log = logging.getLogger("gpux.cluster")
 
 RETRY_S = 0.2
+GIVE_UP_S = 30.0            # then this matcher steps down (JetStream's elections take seconds)
 
 
 class Replicator:
@@ -39,12 +40,18 @@ class Replicator:
                  replicated: Callable[[int], None], fenced: Callable[[Exception], None]) -> None:
         self.stream, self.last, self.epoch = stream, after, epoch
         self.replicated, self.fenced = replicated, fenced
-        self.replicated_seq = 0
         self._queue: deque[tuple[bytes, int]] = deque()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """The appending task must not end but by ``stop``: a failure here would leave every
+        turn waiting for the stream, unanswered, while the lease is still renewed."""
+        if not task.cancelled() and task.exception() is not None:
+            self.fenced(task.exception())
 
     def put(self, data: bytes, last_seq: int) -> None:
         """A batch the journal cut (its bytes, its last record's seq)."""
@@ -65,23 +72,25 @@ class Replicator:
             await self._ready.wait()
             self._ready.clear()
             while queue:
-                parts, size = [], 0
-                while queue and (not parts or size + len(queue[0][0]) <= MESSAGE_BYTES):
-                    data, last_seq = queue.popleft()
-                    parts.append(data)
-                    size += len(data)
-                payload = b"".join(parts)
+                parts = take_message(queue, lambda item: item[0])
+                payload, last_seq = b"".join(p[0] for p in parts), parts[-1][1]
                 first = BATCH.unpack_from(payload)[1]
                 msg_id = f"{self.epoch}:{first}-{last_seq}"
                 if not await self._append(payload, msg_id):
                     return
-                self.replicated_seq = last_seq
                 self.replicated(last_seq)
             if not queue:
                 self._idle.set()
 
     async def _append(self, payload: bytes, msg_id: str) -> bool:
-        """Append until the stream holds it (True) or refuses it (False: fenced)."""
+        """Append until the stream holds it (True) or refuses it (False: fenced).
+
+        Raises:
+            Unavailable: it could not be appended for ``GIVE_UP_S``: a standby that can may
+                take over.
+        """
+        loop = asyncio.get_running_loop()
+        failing_since = None
         while True:
             try:
                 self.last = await self.stream.append(payload, self.last, msg_id)
@@ -91,5 +100,10 @@ class Replicator:
                 self.fenced(exc)
                 return False
             except (nats.errors.Error, asyncio.TimeoutError) as exc:
-                log.warning("appending to the stream failed (%s); retrying", exc)
+                now = loop.time()
+                failing_since = failing_since or now
+                if now - failing_since > GIVE_UP_S:
+                    raise Unavailable(f"appending to the stream failed for {GIVE_UP_S:g} s: "
+                                      f"{exc!r}") from None
+                log.warning("appending to the stream failed (%r); retrying", exc)
                 await asyncio.sleep(RETRY_S)

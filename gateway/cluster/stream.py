@@ -33,7 +33,9 @@ STREAM = "GPUX_JOURNAL"
 SUBJECT = "gpux.journal"
 WRONG_LAST_SEQUENCE = 10071             # JetStream's error code for a refused expectation
 CONFLICTS = (10058,)                    # the stream exists with another configuration
-MESSAGE_BYTES = 1 << 20                 # batches joined into one message, at most (about)
+# Batches joined into one message, at most (a single bigger batch goes alone): half of
+# nats-server's default max_payload, 1 MiB (gateway.cluster.natsd sets 8 MiB).
+MESSAGE_BYTES = 1 << 19
 CONNECT_TIMEOUT_S = 30.0
 
 
@@ -47,6 +49,16 @@ class Unavailable(Exception):
 
 class StreamDamaged(Exception):
     """A message of the stream is not whole journal batches following the one before."""
+
+
+def take_message(queue, data_of) -> list:
+    """Items off the left of ``queue`` whose bytes (``data_of(item)``) go in one message:
+    at least one, and no more than MESSAGE_BYTES in all unless the first alone is."""
+    parts, size = [], 0
+    while queue and (not parts or size + len(data_of(queue[0])) <= MESSAGE_BYTES):
+        parts.append(queue.popleft())
+        size += len(data_of(parts[-1]))
+    return parts
 
 
 async def _nats_error(exc: Exception) -> None:
@@ -112,17 +124,6 @@ def batches_of(payload: bytes, expected: int | None = None) -> list[tuple[int, i
     return out
 
 
-def last_seq_of(payload: bytes) -> int:
-    """The journal seq of a message's last record (its batches checked)."""
-    first, count, _ = batches_of(payload)[-1]
-    return first + count - 1
-
-
-def batch_crc(batch: bytes) -> int:
-    """The checksum a journal batch's header keeps of its records: what names its content."""
-    return BATCH.unpack_from(batch, 0)[3]
-
-
 class Stream:
     """The replicated journal on a JetStream cluster.
 
@@ -170,6 +171,10 @@ class Stream:
                                   f"{exc.description}") from None
             except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                 await _retry_or_give_up(nc, urls, timeout, deadline, exc)
+            except asyncio.CancelledError:          # a stop while waiting
+                if nc is not None:
+                    await nc.close()
+                raise
 
     async def close(self) -> None:
         await self.nc.close()

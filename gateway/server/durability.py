@@ -60,12 +60,13 @@ class Durability:
         snapshot_seq: The newest snapshot's seq at start.
         seal: Ends the current turn (the feed takes its events, the outbox comes here),
             so that a snapshot holds exactly what the journal does.
-        replicator: In a cluster, the stream every batch must reach too before its
-            outbox is released (gateway.cluster.replicator).
+
+    In a cluster, ``replicator`` is then set: the stream every batch must reach too
+    before its outbox is released (gateway.cluster.replicator).
     """
 
     def __init__(self, journal: Journal, loop, release, data_dir: Path, params, state,
-                 snapshot_seq: int, seal, replicator=None) -> None:
+                 snapshot_seq: int, seal) -> None:
         self.seal_turn = seal
         self.journal = journal
         self.loop = loop
@@ -75,7 +76,7 @@ class Durability:
         self.state = state
         self.snapshot_seq = snapshot_seq
         self.durable_seq = journal.committed_seq
-        self.replicator = replicator                # the cluster's stream, or None
+        self.replicator = None                      # the cluster's stream (see above)
         self.replicated_seq = journal.committed_seq
         self._waiting: deque[tuple[int, object]] = deque()   # (last seq, outbox), in order
         self._batches: queue.SimpleQueue = queue.SimpleQueue()   # to the writer, in order

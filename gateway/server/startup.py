@@ -27,7 +27,7 @@ def accounts_of(config: Config, data_dir: Path) -> tuple[list, Accounts]:
 
 
 class Held(NamedTuple):
-    """A state a cluster's matcher brought up itself (gateway.cluster.follower): its data
+    """A state a cluster's matcher brought up itself (gateway.cluster.matcher's Follower): its data
     directory held, the state, the journal open after it, and whether the exchange is new.
     Its journal is not committed here: every record goes through the replicated stream."""
     lock: int

@@ -25,11 +25,11 @@ from bench.crash import (
 from bench.failover import PROBE, matcher, run_failovers
 from bench.crash import SERVE_ARGS
 from bench.harness import ServerProcess
-from gateway.cluster.lease import BUCKET, Lease
+from gateway.cluster.lease import BUCKET, Lease, LeaseLost
 from gateway.cluster.matcher import FENCED_EXIT
 from gateway.cluster.natsd import NatsCluster
 from gateway.cluster.stream import (
-    STREAM, Fenced, Stream, StreamDamaged, batches_of, last_seq_of,
+    STREAM, Fenced, Stream, StreamDamaged, batches_of,
 )
 from gateway.config import load_config
 from gateway.core.auth import Accounts
@@ -42,6 +42,29 @@ from live import TIMEOUT
 NAMES = ["crash-001", "crash-002"]
 CONFIG = crash_config(NAMES + [PROBE], "fsync")
 TAKEOVER_S = 30.0
+
+
+RUNNING: list = []           # matchers and clusters a test started, stopped after it
+
+
+def start(*args, **kw):
+    """bench.failover's matcher, stopped after the test whatever happens in it."""
+    process = matcher(*args, **kw)
+    RUNNING.append(process)
+    return process
+
+
+def own_cluster(base) -> NatsCluster:
+    cluster = NatsCluster(base).start()
+    RUNNING.append(cluster)
+    return cluster
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_was_started():
+    yield
+    while RUNNING:
+        RUNNING.pop().stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +107,7 @@ def test_an_append_that_does_not_follow_the_end_is_fenced(fresh):
         # The same message sent again (its acknowledgement lost): the duplicate, not a fence.
         assert await stream.append(batch(2, 3), 1, "1:2-4") == 2
         assert await stream.last() == 2
-        assert last_seq_of(await stream.message(2)) == 4
+        assert [(f, n) for f, n, _ in batches_of(await stream.message(2))] == [(2, 3)]
         assert [await stream.locate(s) for s in (1, 2, 3, 4, 5)] == [1, 2, 2, 2, 0]
         await stream.close()
     asyncio.run(run())
@@ -111,7 +134,7 @@ def test_the_lease_is_held_by_one_until_it_lapses(fresh):
         assert await b.leader() == "a"
         await asyncio.sleep(1.6)                 # a stops renewing: the key expires
         assert await b.acquire() and b.epoch > a.epoch
-        with pytest.raises(Exception, match="lost the lease"):
+        with pytest.raises(LeaseLost, match="lost the lease"):
             await a.renew()
         await stream.close()
     asyncio.run(run())
@@ -133,8 +156,8 @@ def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost(fresh, tmp
 
 
 def test_a_paused_leader_is_fenced_off_and_answers_nobody(fresh, tmp_path):
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
     place = dict(symbol=SYMBOL, side="buy", qty=2, price="2.000", client_order_id="paused-1")
 
     async def run():
@@ -178,8 +201,8 @@ def test_a_leader_stopped_cleanly_hands_over_and_rejoins_as_it_was(fresh, tmp_pa
     """SIGTERM mid-trading: the leader answers what it can, puts its last batches on the
     stream and gives the lease up; the standby leads; the stopped matcher, started again,
     follows on from its own journal (nothing to move aside)."""
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
     tally = Tally()
 
     async def run():
@@ -203,9 +226,10 @@ def test_a_leader_stopped_cleanly_hands_over_and_rejoins_as_it_was(fresh, tmp_pa
     again = None
     try:
         asyncio.run(run())
-        again = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=True)
-        asyncio.run(asyncio.sleep(1.0))
-        assert "follows the stream" in again.output() and "moved to" not in again.output()
+        again = start(tmp_path / "a", "a", CONFIG, fresh, standby=True)
+        asyncio.run(asyncio.sleep(2.0))
+        assert again.proc.poll() is None and "moved to" not in again.output()
+        assert not list(tmp_path.glob("a/matcher.diverged-*"))
     finally:
         for process in (a, b, again):
             if process is not None:
@@ -214,8 +238,8 @@ def test_a_leader_stopped_cleanly_hands_over_and_rejoins_as_it_was(fresh, tmp_pa
 
 
 def test_quotes_guarded_by_cancel_on_disconnect_do_not_outlive_the_leader(fresh, tmp_path):
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
 
     async def run():
         maker = await Client.open(a.url, NAMES[0])
@@ -257,8 +281,8 @@ def test_trading_goes_on_when_the_stream_leader_is_killed(tmp_path):
     config = load_config(CONFIG)
     accounts = list(Accounts(list(config.account), 0).by_id.values())
     tally = Tally()
-    with NatsCluster(tmp_path / "nats") as nats:
-        a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+    with own_cluster(tmp_path / "nats") as nats:
+        a = start(tmp_path / "a", "a", CONFIG, nats, standby=False)
 
         async def run():
             traders = [Trader(n, random.Random(i)) for i, n in enumerate(NAMES)]
@@ -291,9 +315,9 @@ def test_the_whole_cluster_restarts_from_its_data(tmp_path):
     config = load_config(CONFIG)
     accounts = list(Accounts(list(config.account), 0).by_id.values())
     tally = Tally()
-    nats = NatsCluster(tmp_path / "nats").start()
-    a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, nats, standby=True)
+    nats = own_cluster(tmp_path / "nats")
+    a = start(tmp_path / "a", "a", CONFIG, nats, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, nats, standby=True)
     traders = [Trader(n, random.Random(i)) for i, n in enumerate(NAMES)]
 
     async def trade():
@@ -311,8 +335,8 @@ def test_the_whole_cluster_restarts_from_its_data(tmp_path):
         assert snapshot_files(snapshot_dir(tmp_path / "b" / "matcher"))
         nats.stop()
         nats.start()
-        a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
-        b = matcher(tmp_path / "b", "b", CONFIG, nats, standby=True)
+        a = start(tmp_path / "a", "a", CONFIG, nats, standby=False)
+        b = start(tmp_path / "b", "b", CONFIG, nats, standby=True)
         assert "moved to" not in a.output() + b.output()
 
         async def check():
@@ -356,7 +380,7 @@ def test_a_matcher_that_cannot_reach_the_cluster_says_so(tmp_path):
 
 
 def test_a_second_leader_is_refused_while_one_leads(fresh, tmp_path):
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
     try:
         done = _matcher_cli(tmp_path, "--nats", ",".join(fresh.urls), "--name", "b")
         assert done.returncode == 2
@@ -370,8 +394,8 @@ def test_a_second_leader_is_refused_while_one_leads(fresh, tmp_path):
 
 def test_a_failover_does_not_fund_the_exchange_again(fresh, tmp_path):
     """Funding is for a new exchange: one whose every account was emptied is not new."""
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
     accounts = NAMES + [PROBE, "insurance_fund"]
 
     async def balances(admin) -> list[str]:
@@ -397,8 +421,8 @@ def test_a_failover_does_not_fund_the_exchange_again(fresh, tmp_path):
 def test_a_stream_that_lost_its_data_is_filled_again_from_the_leaders_journal(tmp_path):
     """NATS's stores wiped (or lost to power): the leader's fsync'd journal is the record."""
     tally = Tally()
-    nats = NatsCluster(tmp_path / "nats").start()
-    a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+    nats = own_cluster(tmp_path / "nats")
+    a = start(tmp_path / "a", "a", CONFIG, nats, standby=False)
     trader = Trader(NAMES[0], random.Random(3))
     b = None
 
@@ -419,10 +443,10 @@ def test_a_stream_that_lost_its_data_is_filled_again_from_the_leaders_journal(tm
         for node in nats.nodes:
             shutil.rmtree(node.dir / "store")
         nats.start()
-        a = matcher(tmp_path / "a", "a", CONFIG, nats, standby=False)
+        a = start(tmp_path / "a", "a", CONFIG, nats, standby=False)
         assert "moved to" not in a.output()
         asyncio.run(check(a.url))
-        b = matcher(tmp_path / "b", "b", CONFIG, nats, standby=True)   # from the stream alone
+        b = start(tmp_path / "b", "b", CONFIG, nats, standby=True)   # from the stream alone
         a.kill()
         asyncio.run(check(b.wait_listening(TAKEOVER_S)))
     finally:
@@ -438,7 +462,7 @@ def test_batches_a_killed_leader_wrote_but_never_replicated_go_back_on_the_strea
     """Written to its own journal, not yet on the stream (never acknowledged): started again
     before anyone else led, the matcher puts them on the stream rather than dropping them,
     as one server keeps what it wrote before a crash."""
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
     assert a.stop() == 0
     data = tmp_path / "a" / "matcher"
     reader = Reader(journal_dir(data))
@@ -448,8 +472,8 @@ def test_batches_a_killed_leader_wrote_but_never_replicated_go_back_on_the_strea
     journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
                               side=Side.BUY, qty=3, price=2000, client_order_id="tail-1"))
     journal.close()
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
     try:
         assert "moved to" not in a.output()
         a.kill()
@@ -468,23 +492,23 @@ def test_batches_a_killed_leader_wrote_but_never_replicated_go_back_on_the_strea
 
 def test_a_standby_whose_config_differs_from_the_leaders_is_refused(fresh, tmp_path):
     """A different position limit would replay the same commands to another state."""
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
     other = CONFIG.replace("position_limit = 10000000", "position_limit = 3")
     assert other != CONFIG
-    b = matcher(tmp_path / "b", "b", other, fresh, standby=True)
+    b = start(tmp_path / "b", "b", other, fresh, standby=True)
     try:
         for _ in range(2):          # and again: the refused Lead was not kept to follow on from
             assert b.proc.wait(TIMEOUT * 4) == 2
             assert "another config" in b.output() and "Traceback" not in b.output()
             b.stop()
-            b = matcher(tmp_path / "b", "b", other, fresh, standby=True)
+            b = start(tmp_path / "b", "b", other, fresh, standby=True)
     finally:
         a.stop()
         b.stop()
 
 
 def test_a_standby_whose_port_is_taken_says_so_before_it_could_lead(fresh, tmp_path):
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
@@ -517,8 +541,10 @@ def test_a_lapsed_renewal_of_our_own_lease_keeps_it(fresh):
         stream = await Stream.connect(fresh.urls)
         lease = await Lease(stream.js, "a").open()
         assert await lease.acquire()
-        lease.revision += 100                   # a renewal whose answer was lost
+        await lease.kv.update("leader", b"a", last=lease.revision)    # an answer lost
         await lease.renew()
+        assert lease.revision == (await lease.kv.get("leader")).revision
+        await lease.renew()                     # the adopted revision is the entry's
         assert await lease.leader() == "a"
         await stream.close()
     asyncio.run(run())
@@ -554,8 +580,8 @@ def test_a_stream_kept_otherwise_than_asked_is_refused_at_once(fresh, tmp_path):
 def test_a_standby_whose_journal_is_damaged_rebuilds_from_the_stream(fresh, tmp_path):
     """A byte changed inside a standby's journal (whole batches after it): the stream holds
     everything, so the directory is set aside and the state rebuilt from it."""
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
     trader, tally = Trader(NAMES[0], random.Random(4)), Tally()
 
     async def trade():
@@ -570,7 +596,7 @@ def test_a_standby_whose_journal_is_damaged_rebuilds_from_the_stream(fresh, tmp_
         data = bytearray(path.read_bytes())
         data[len(data) // 3] ^= 0xFF
         path.write_bytes(bytes(data))
-        b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=True)
+        b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
         a.kill()
 
         async def check():
@@ -592,7 +618,7 @@ def test_a_tail_that_another_leader_wrote_over_in_smaller_batches_is_set_aside(f
     a few batches over those seqs: the first matcher, restarted, sets its directory aside
     and follows (it was refused: its batch did not start where the stream's last one
     does)."""
-    a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
     assert a.stop() == 0
     data = tmp_path / "a" / "matcher"
     reader = Reader(journal_dir(data))
@@ -603,7 +629,7 @@ def test_a_tail_that_another_leader_wrote_over_in_smaller_batches_is_set_aside(f
         journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
                                   side=Side.BUY, qty=1, price=2000, client_order_id=f"t-{n}"))
     journal.close()
-    b = matcher(tmp_path / "b", "b", CONFIG, fresh, standby=False)    # Lead: one batch
+    b = start(tmp_path / "b", "b", CONFIG, fresh, standby=False)    # Lead: one batch
 
     async def deposit():                                               # a second batch
         admin = await Client.open(b.url, ADMIN)
@@ -615,7 +641,7 @@ def test_a_tail_that_another_leader_wrote_over_in_smaller_batches_is_set_aside(f
         assert b.stop() == 0
         assert [r.seq for r in Reader(journal_dir(tmp_path / "b" / "matcher"))][-1] \
             < reader.last_seq + 20                     # b's last batch inside a's tail
-        a = matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False)
+        a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
         assert "moved to" in a.output() and a.proc.poll() is None
     finally:
         a.stop()
