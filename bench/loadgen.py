@@ -78,11 +78,11 @@ import msgspec
 
 from bench import wsraw
 from bench.throughput import machine
-from gateway.cluster.natsd import NatsCluster
 from bench.harness import (
     SYMBOL, ServerProcess, account_names, cpu_jiffies, fmt_us, gpux_config, login_params,
     machine_busy, parse_cpus, percentile, pin, py_spy, raise_nofile,
 )
+from gateway.cluster.natsd import NatsCluster
 
 MODES = ("pipelined", "sync", "paced")
 SETUP, PASSIVE, CROSS, CANCEL = 0, 1, 2, 3

@@ -20,11 +20,12 @@ import time
 import pytest
 
 from bench.crash import (
-    ADMIN, SYMBOL, Client, Tally, Trader, check_replay, check_trader, crash_config,
+    ADMIN, SERVE_ARGS, SYMBOL, Client, Tally, Trader, check_replay, check_trader,
+    crash_config,
 )
 from bench.failover import PROBE, matcher, run_failovers
-from bench.crash import SERVE_ARGS
 from bench.harness import ServerProcess
+from engine.messages import PlaceOrder, Side, Timer
 from gateway.cluster.lease import BUCKET, Lease, LeaseLost
 from gateway.cluster.matcher import FENCED_EXIT
 from gateway.cluster.natsd import NatsCluster
@@ -36,7 +37,6 @@ from gateway.core.auth import Accounts
 from gateway.storage.journal import Journal, Reader, encode_batch, encode_record, segments
 from gateway.storage.recovery import journal_dir, snapshot_dir
 from gateway.storage.snapshots import snapshot_files
-from engine.messages import PlaceOrder, Side, Timer
 from live import TIMEOUT
 
 NAMES = ["crash-001", "crash-002"]
