@@ -15,6 +15,8 @@ import logging
 import nats
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
+from gateway.cluster.stream import led
+
 log = logging.getLogger("gpux.cluster")
 
 BUCKET = "gpux_lease"
@@ -42,8 +44,10 @@ class Lease:
         self.epoch: int | None = None           # the revision it was won at: names this lead
 
     async def open(self) -> "Lease":
+        """The bucket, created if missing, once it has a leader to answer."""
         self.kv = await self.js.create_key_value(bucket=BUCKET, ttl=self.ttl, history=1,
                                                  replicas=self.replicas)
+        await led(self.js, f"KV_{BUCKET}")
         return self
 
     async def leader(self) -> str | None:

@@ -76,6 +76,24 @@ async def _retry_or_give_up(nc, urls, timeout: float, deadline: float, exc) -> N
     await asyncio.sleep(0.25)
 
 
+async def led(js, name: str) -> None:
+    """Until the stream ``name`` has a leader: one just created (or recreated) is there
+    before its replicas have elected one, and answers nothing meanwhile.
+
+    Raises:
+        nats.errors.TimeoutError: not within 5 s (the callers retry).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while True:
+        info = await js.stream_info(name)
+        if info.cluster is None or info.cluster.leader:
+            return
+        if loop.time() > deadline:
+            raise nats.errors.TimeoutError
+        await asyncio.sleep(0.05)
+
+
 async def patiently(call, timeout: float = CONNECT_TIMEOUT_S):
     """``await call()``, again while the cluster cannot answer (a node restarting, leaders
     being elected), for up to ``timeout`` seconds.
@@ -161,6 +179,7 @@ class Stream:
                     name=name, subjects=[SUBJECT], num_replicas=replicas,
                     storage=api.StorageType.FILE, max_msg_size=-1,
                     duplicate_window=120.0, allow_direct=True))
+                await led(stream.js, name)
                 return stream
             except BadRequestError as exc:
                 if exc.err_code not in CONFLICTS:       # (no peers yet at a cluster's start)
