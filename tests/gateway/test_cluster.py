@@ -457,21 +457,29 @@ def test_a_stream_that_lost_its_data_is_filled_again_from_the_leaders_journal(tm
     assert tally.lost == 0 and tally.orders_checked > 0
 
 
-def test_batches_a_killed_leader_wrote_but_never_replicated_go_back_on_the_stream(fresh,
-                                                                                 tmp_path):
-    """Written to its own journal, not yet on the stream (never acknowledged): started again
-    before anyone else led, the matcher puts them on the stream rather than dropping them,
-    as one server keeps what it wrote before a crash."""
-    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    assert a.stop() == 0
+def _unreplicated_tail(tmp_path, nats, orders: list[tuple[str, int]]) -> int:
+    """Matcher "a" leads a new exchange and stops; then ``orders`` (client_order_id, qty)
+    are written to its journal in one batch, as a leader killed before the stream took
+    them leaves them. Return the stream's last seq (where the tail starts after)."""
+    assert start(tmp_path / "a", "a", CONFIG, nats, standby=False).stop() == 0
     data = tmp_path / "a" / "matcher"
     reader = Reader(journal_dir(data))
     for _ in reader:
         pass
     journal = Journal(journal_dir(data), reader.last_seq + 1, fsync=False)
-    journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
-                              side=Side.BUY, qty=3, price=2000, client_order_id="tail-1"))
+    for cid, qty in orders:
+        journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
+                                  side=Side.BUY, qty=qty, price=2000, client_order_id=cid))
     journal.close()
+    return reader.last_seq
+
+
+def test_batches_a_killed_leader_wrote_but_never_replicated_go_back_on_the_stream(fresh,
+                                                                                 tmp_path):
+    """Written to its own journal, not yet on the stream (never acknowledged): started again
+    before anyone else led, the matcher puts them on the stream rather than dropping them,
+    as one server keeps what it wrote before a crash."""
+    _unreplicated_tail(tmp_path, fresh, [("tail-1", 3)])
     a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
     b = start(tmp_path / "b", "b", CONFIG, fresh, standby=True)
     try:
@@ -618,17 +626,7 @@ def test_a_tail_that_another_leader_wrote_over_in_smaller_batches_is_set_aside(f
     a few batches over those seqs: the first matcher, restarted, sets its directory aside
     and follows (it was refused: its batch did not start where the stream's last one
     does)."""
-    a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
-    assert a.stop() == 0
-    data = tmp_path / "a" / "matcher"
-    reader = Reader(journal_dir(data))
-    for _ in reader:
-        pass
-    journal = Journal(journal_dir(data), reader.last_seq + 1, fsync=False)
-    for n in range(20):
-        journal.append(PlaceOrder(ts_ns=time.time_ns(), account_id=1, symbol=SYMBOL,
-                                  side=Side.BUY, qty=1, price=2000, client_order_id=f"t-{n}"))
-    journal.close()
+    stream_end = _unreplicated_tail(tmp_path, fresh, [(f"t-{n}", 1) for n in range(20)])
     b = start(tmp_path / "b", "b", CONFIG, fresh, standby=False)    # Lead: one batch
 
     async def deposit():                                               # a second batch
@@ -640,7 +638,7 @@ def test_a_tail_that_another_leader_wrote_over_in_smaller_batches_is_set_aside(f
         asyncio.run(deposit())
         assert b.stop() == 0
         assert [r.seq for r in Reader(journal_dir(tmp_path / "b" / "matcher"))][-1] \
-            < reader.last_seq + 20                     # b's last batch inside a's tail
+            < stream_end + 20                          # b's last batch inside a's tail
         a = start(tmp_path / "a", "a", CONFIG, fresh, standby=False)
         assert "moved to" in a.output() and a.proc.poll() is None
     finally:
