@@ -122,11 +122,17 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+# A kind of server: its gpux command and its data directory in the work directory.
+COMMANDS = {"gpux": ("serve", "data"), "matcher": ("matcher", "matcher"),
+            "gateway": ("gateway", "gateway")}
+
+
 class ServerProcess:
     """A server under test in its own process.
 
     Args:
-        kind: "gpux", "matcher" (a cluster's: ``args`` name its NATS servers) or "echo".
+        kind: "gpux", "matcher" or "gateway" (a cluster's: ``args`` name its NATS servers),
+            or "echo".
         cpus: CPUs to pin it to (None: no pinning).
         config_text: gpux's TOML config.
         wrapper: A command prefix, e.g. a profiler.
@@ -144,11 +150,11 @@ class ServerProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = workdir is not None          # a caller's directory outlives the process
         self.log_path = self.dir / log_name
-        if kind in ("gpux", "matcher"):
+        if kind in COMMANDS:
             config = self.dir / "config.toml"
             config.write_text(config_text or "")
             module = "bench.serve_profiled" if profiled else "gateway.client.cli"
-            command, data = ("serve", "data") if kind == "gpux" else ("matcher", "matcher")
+            command, data = COMMANDS[kind]
             cmd = [PYTHON, "-m", module, command, "--data-dir", str(self.dir / data),
                    "--port", "0", "--as-of", AS_OF, "--config", str(config)] + (args or [])
         elif kind == "echo":

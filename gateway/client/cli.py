@@ -101,7 +101,7 @@ def _matcher(args) -> int:
     if config is None:
         return 2
     name = args.name or f"{socket.gethostname()}:{Path(args.data_dir).resolve()}"
-    urls = [u for part in args.nats for u in part.split(",") if u]
+    urls = _nats_urls(args)
 
     def ready(server) -> None:
         print(f"gpux: {name} leads", flush=True)
@@ -114,6 +114,47 @@ def _matcher(args) -> int:
                                    replicas=args.replicas, ready=ready,
                                    wait_s=args.wait_nats),
                        (MatcherError, StreamDamaged, Unavailable))
+
+
+def _gateway(args) -> int:
+    import socket
+
+    from gateway.cluster.edge import run_gateway
+    from gateway.cluster.matcher import MatcherError
+    from gateway.cluster.stream import StreamDamaged, Unavailable
+
+    config = _config(args)
+    if config is None:
+        return 2
+    name = args.name or socket.gethostname()
+
+    def ready(server) -> None:
+        host = args.host or config.server.host
+        print(f"gpux: gateway {name} follows the stream at seq "
+              f"{server.follower.journal.committed_seq:,}; {len(server.instruments)} "
+              f"instruments listed; listening on ws://{host}:{server.port}/ws", flush=True)
+        print(f"gpux: the market page is at http://{host}:{server.port}/", flush=True)
+
+    return _run_server(run_gateway(config, Path(args.data_dir), _nats_urls(args), name=name,
+                                   host=args.host, port=args.port, replicas=args.replicas,
+                                   ready=ready, wait_s=args.wait_nats),
+                       (MatcherError, StreamDamaged, Unavailable))
+
+
+def _nats_urls(args) -> list[str]:
+    return [u for part in args.nats for u in part.split(",") if u]
+
+
+def _cluster_options(parser) -> None:
+    """The options `matcher` and `gateway` share: where the JetStream cluster is."""
+    parser.add_argument("--nats", action="append", required=True,
+                        help="NATS server URL(s) of the JetStream cluster (repeat, or "
+                        "comma-separated)")
+    parser.add_argument("--replicas", type=int, default=3,
+                        help="copies of the stream the cluster keeps (default 3)")
+    parser.add_argument("--wait-nats", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to wait for the JetStream cluster at the start "
+                        "(default 30)")
 
 
 def _demo(args) -> int:
@@ -160,20 +201,22 @@ def main(argv: list[str] | None = None) -> int:
     matcher = sub.add_parser("matcher", help="run the exchange as a cluster's matcher: its "
                              "journal replicated on a NATS JetStream stream")
     _server_options(matcher)
-    matcher.add_argument("--nats", action="append", required=True,
-                         help="NATS server URL(s) of the JetStream cluster (repeat, or "
-                         "comma-separated)")
+    _cluster_options(matcher)
     matcher.add_argument("--standby", action="store_true",
                          help="follow the leader's stream and take over when its lease "
                          "lapses (default: lead now, or refuse if another matcher leads)")
     matcher.add_argument("--name", default=None,
                          help="this matcher's name in the lease (default host:data-dir)")
-    matcher.add_argument("--replicas", type=int, default=3,
-                         help="copies of the stream the cluster keeps (default 3)")
-    matcher.add_argument("--wait-nats", type=float, default=30.0, metavar="SECONDS",
-                         help="how long to wait for the JetStream cluster at the start "
-                         "(default 30)")
     matcher.set_defaults(run=_matcher)
+
+    gateway = sub.add_parser("gateway", help="run a cluster's gateway: websockets and market "
+                             "data from its own replica of the stream; accounts' requests "
+                             "go to the leading matcher")
+    _server_options(gateway)
+    _cluster_options(gateway)
+    gateway.add_argument("--name", default=None,
+                         help="this gateway's name in the leader's logs (default the host's)")
+    gateway.set_defaults(run=_gateway)
 
     demo = sub.add_parser("demo", help="run the default market with simulated participants")
     demo.add_argument("--commands", type=int, default=200_000, help="how many commands to send")

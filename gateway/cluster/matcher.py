@@ -29,6 +29,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from gateway.cluster.lease import Lease
+from gateway.cluster.proxy import Proxies
 from gateway.cluster.replicator import Replicator
 from gateway.cluster.stream import (
     Fenced, Stream, StreamDamaged, batches_of, patiently, take_message,
@@ -97,6 +98,7 @@ class Follower:
         self.stream_seq = 0              # the last message applied
         self.tail: deque[tuple[int, int, bytes]] = deque()    # ours, past the stream's end
         self.as_of: datetime.date | None = None
+        self.leads = 0                   # Lead records applied since the start
 
     # -- Start ------------------------------------------------------------------
 
@@ -263,6 +265,7 @@ class Follower:
             for _, cmd in records:              # before anything is kept to follow on from
                 if type(cmd) is Lead:
                     self._check(cmd)
+                    self.leads += 1
             journal.extend(b"".join(b[2] for b in new), new[-1][0] + new[-1][1] - 1)
             for seq, cmd in records:
                 self.replay.apply(cmd, seq)
@@ -277,9 +280,9 @@ class Follower:
             self._rebuild(f"{exc}; {NOT_OURS}")
             return False
 
-    async def follow(self, stream: Stream) -> None:
+    async def follow(self, stream: Stream, applied=None) -> None:
         """Apply each message as the stream gets it (a snapshot now and then, as the
-        config's [journal] says), until cancelled."""
+        config's [journal] says), until cancelled; ``applied()`` after each."""
         while True:
             try:
                 async for seq, payload in stream.follow(self.stream_seq + 1):
@@ -287,6 +290,8 @@ class Follower:
                         if not self._applied(seq, payload):
                             break
                         self.durability.maybe_snapshot()
+                        if applied is not None:
+                            applied()
             except (nats.errors.Error, asyncio.TimeoutError) as exc:
                 log.warning("following the stream failed (%r); again from message %d", exc,
                             self.stream_seq + 1)
@@ -479,7 +484,7 @@ async def _lead(config, data_dir, stream, lease, holding, follower, held, host, 
                                 lambda exc: _step_down(lease.holder, exc))
         return replicator
 
-    server = None
+    server = proxies = None
     try:
         server = Server(config, data_dir, clock=clock, held=held)
         try:
@@ -488,10 +493,14 @@ async def _lead(config, data_dir, stream, lease, holding, follower, held, host, 
             server.close()
             server = None
             raise
+        proxies = Proxies(server, stream.nc, lease.epoch)      # the gateways' connections
+        await proxies.start()
         if ready is not None:
             ready(server)
         await stop.wait()
     finally:
+        if proxies is not None:
+            await proxies.stop()
         if server is not None:
             await server.stop()
         if replicator is not None:

@@ -156,7 +156,7 @@ class Core:
             reply = self._reply(session, None, None, RpcError(
                 RejectReason.FRAME_TOO_LARGE, f"the frame is {size} bytes; the limit is "
                 f"{self.limits.max_frame_bytes}"))
-            out.send(session, reply)
+            out.reply(session, reply)
             out.close(session, CLOSE_TOO_BIG, "frame too large")
             return self._handled(reply)
         request_id = method_name = None

@@ -139,6 +139,10 @@ class Connection:
             return
         self._enqueue(frame)
 
+    def reply(self, frame: bytes) -> None:
+        """A request's reply (a cluster gateway counts them; here it is any message)."""
+        self.push(frame)
+
     def push_latest(self, channel: str, frame: bytes) -> None:
         """Queue a message that a fresh one can replace (a book delta, a ticker).
 

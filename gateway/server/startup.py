@@ -29,11 +29,14 @@ def accounts_of(config: Config, data_dir: Path) -> tuple[list, Accounts]:
 class Held(NamedTuple):
     """A state a cluster's matcher brought up itself (gateway.cluster.matcher's Follower): its data
     directory held, the state, the journal open after it, and whether the exchange is new.
-    Its journal is not committed here: every record goes through the replicated stream."""
+    Its journal is not committed here: every record goes through the replicated stream.
+    ``follows``: a cluster gateway's, which only ever replays the stream (nothing is run
+    on it at the start)."""
     lock: int
     recovered: Recovered
     journal: Journal
     new_exchange: bool
+    follows: bool = False
 
 
 class Started:
@@ -55,7 +58,7 @@ class Started:
         if held is not None:
             self.account_list, self.accounts = accounts_of(config, data_dir)
             self.lock, self.recovered, self.journal = held.lock, held.recovered, held.journal
-            self._ready(config, held.new_exchange, replicated=True)
+            self._ready(config, held.new_exchange, replicated=True, follows=held.follows)
             return
         self.lock = lock_data_dir(data_dir)
         self.journal = None
@@ -78,7 +81,8 @@ class Started:
         self.journal = open_journal(data_dir, config, self.recovered.seq + 1)
         self._ready(config, self.journal.next_seq == 1, replicated=False)
 
-    def _ready(self, config: Config, new_exchange: bool, replicated: bool) -> None:
+    def _ready(self, config: Config, new_exchange: bool, replicated: bool,
+               follows: bool = False) -> None:
         """The request core on the state; a new exchange funded; the sessions a stop cut off
         ended. A replicated journal's records wait for the first seal (the stream's)."""
         venue, feed = self.venue, self.feed = self.recovered.venue, self.recovered.feed
@@ -86,6 +90,9 @@ class Started:
         self.core = Core(venue, feed, self.accounts, config.limits, self.journal,
                          digest=lambda: state_digest(venue, feed))
         self.core.snapshot_seq = self.recovered.snapshot_seq
+        self.cut_off = 0
+        if follows:
+            return
         if new_exchange:                        # the configured funding
             for deposit in funding(accounts, venue.now(), config.clearing.insurance_fund):
                 self.core.submit(deposit)

@@ -29,7 +29,7 @@ from websockets.http11 import Request as HttpRequest
 from gateway.config import Config
 from gateway.core.effects import CLOSE_BINARY, CLOSE_TOO_MANY, Heartbeat
 from gateway.core.limits import TokenBucket
-from gateway.core.outbox import CLOSE, CURRENT, LATEST, SEND, Outbox
+from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, Outbox
 from gateway.server import timers
 from gateway.server.connection import BatchingConnection, Connection
 from gateway.server.durability import Durability
@@ -105,6 +105,11 @@ class Server:
         if replicate is not None:
             self.durability.replicator = replicate(self.durability)
             self.seal()         # what the start journaled (funding, ended sessions) goes too
+        await self._listen(host, port)
+        self._tasks = [self.loop.create_task(timers.tickers(self)),
+                       self.loop.create_task(timers.schedule(self))]
+
+    async def _listen(self, host: str, port: int) -> None:
         if self.config.server.transport == "picows":
             from gateway.server.picows_transport import serve_picows
             self._ws_server = await serve_picows(self, host, port)
@@ -115,8 +120,6 @@ class Server:
                 max_size=self.limits.max_frame_bytes * 4, max_queue=4, close_timeout=2,
                 ping_interval=20, ping_timeout=20)
         self.port = self._ws_server.sockets[0].getsockname()[1]
-        self._tasks = [self.loop.create_task(timers.tickers(self)),
-                       self.loop.create_task(timers.schedule(self))]
 
     def local_url(self, host: str | None = None) -> str:
         """The websocket URL a client on this machine reaches the server at."""
@@ -264,9 +267,10 @@ class Server:
             del self._per_address[conn.address]
         if conn.heartbeat_task is not None:
             conn.heartbeat_task.cancel()
-        self.inbound.ended(conn, lambda: self._session_ended(conn))
+        self.inbound.ended(conn, lambda: self.session_ended(conn))
 
-    def _session_ended(self, conn: Connection) -> None:
+    def session_ended(self, conn: Connection) -> None:
+        """After a gone connection's last frame ran: its session ends."""
         self.core.disconnected(conn.state)
         self.end_turn()
 
@@ -293,32 +297,31 @@ class Server:
             resync, self._resync = self._resync, set()
             for conn in resync:
                 channels, conn.conflated = conn.conflated, set()
-                self.core.resync(conn.state, channels)
+                self._caught_up(conn, channels)
         outbox = self.core.seal()
         self.inbound.sealed()
+        self._hand_over(outbox)
+        self._flush()
+        self._seal_scheduled = False
+
+    def _caught_up(self, conn: Connection, channels: set[str]) -> None:
+        """A connection whose streams were conflated has caught up: their current state."""
+        self.core.resync(conn.state, channels)
+
+    def _hand_over(self, outbox: Outbox) -> None:
+        """A turn's outbox, released once the journal holds its commands."""
         if self.durability is None:
             self.journal.commit()
             self._release(outbox)
         else:
             self.durability.seal(outbox)
-        self._flush()
-        self._seal_scheduled = False
 
     def _release(self, outbox: Outbox) -> None:
         """Hand each connection its frames of a turn whose commands are on disk."""
         for kind, state, payload, channel in outbox.entries:
             conn = state.transport
-            if conn is None:
-                continue
-            if kind is SEND:
-                conn.push(payload)
-            elif kind is LATEST:
-                conn.push_latest(channel, payload)
-            elif kind is CURRENT:
-                conn.conflated.discard(channel)
-                conn.push(payload)
-            elif kind is CLOSE:
-                conn.close(*payload)
+            if conn is not None:
+                deliver(conn, kind, payload, channel)
 
     def _flush(self) -> None:
         """Each connection that got frames writes them, in one write each."""
@@ -336,3 +339,18 @@ class Server:
     def _wants_snapshot(self, conn: Connection) -> None:
         self._resync.add(conn)
         self.end_turn()
+
+
+def deliver(conn, kind: int, payload, channel: str | None) -> None:
+    """One outbox entry to its connection (a websocket's, or a cluster gateway's)."""
+    if kind == LATEST:
+        conn.push_latest(channel, payload)
+    elif kind == CURRENT:
+        conn.conflated.discard(channel)
+        conn.push(payload)
+    elif kind == CLOSE:
+        conn.close(*payload)
+    elif kind == REPLY:
+        conn.reply(payload)
+    else:
+        conn.push(payload)

@@ -157,6 +157,14 @@ class Replay:
         self.failed = 0             # commands that raised, as they had when they ran
         self.kinds: Counter = Counter()
         self._raised: int | None = None     # seq of a command that raised, until its marker
+        self._sealing = True
+
+    def live(self, projection: Projection) -> None:
+        """From now on, what the commands change goes to a serving core's projection, and
+        the feed keeps this turn's messages for the core's seal to publish (a cluster's
+        gateway, whose state is the stream replayed)."""
+        projection.flush()
+        self.projection, self._sealing = projection, False
 
     def apply(self, cmd, seq: int | None = None) -> None:
         """Run one journaled command (or check a Failed marker).
@@ -187,7 +195,7 @@ class Replay:
             return
         self.projection.apply(events)
         self.projection.flush()
-        if self.count % SEAL_EVERY == 0:
+        if self._sealing and self.count % SEAL_EVERY == 0:
             self.feed.seal(())
 
     def done(self) -> None:

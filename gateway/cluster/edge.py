@@ -1,0 +1,337 @@
+"""`gpux gateway`: a cluster's websockets, page and market data, on any number of hosts.
+
+A gateway follows the replicated stream as a standby does (gateway.cluster.matcher's
+Follower: its own directory, journal and snapshots), into a request core of its
+own: the market data its replica's feed publishes is the leader's, message for
+message, and goes to its own subscribers. A connection is served here until it
+asks for an account (``auth.login``, or ``session.cancel_on_disconnect``); from then
+on each of its frames goes to the leading matcher, which answers it as the
+embedded server would, and what the leader sends back goes to the connection
+(gateway.cluster.wire). Subscriptions made before the login stay served here.
+
+When the stream gets a new Lead record, the leader changed: the connections it
+served are closed (code 1012), and their clients log in again at the new one and
+resend by client_order_id. A gateway that dies loses only its connections; the
+leader ends their sessions once the gateway has been silent for a few seconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import msgspec
+import nats
+
+from gateway.cluster.matcher import Follower, MatcherError
+from gateway.cluster.stream import MESSAGE_BYTES, Stream, patiently
+from gateway.cluster.wire import (
+    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, OPEN, RESYNC, TO_LEADER, ToLeader,
+    chunks, decode_to_gateway, encode, gateway_id, to_gateway,
+)
+from gateway.config import Config
+from gateway.core.errors import RpcError, RpcReason
+from gateway.core.outbox import Outbox, REPLY
+from gateway.server import timers
+from gateway.server.connection import Connection
+from gateway.server.inbound import INBOX_FRAMES
+from gateway.server.startup import Held
+from gateway.server.websocket import Server, deliver
+
+log = logging.getLogger("gpux.cluster")
+
+# Methods after which a connection is the leader's: they make it an account's session.
+TO_THE_LEADER = frozenset({"auth.login", "session.cancel_on_disconnect"})
+
+
+class _Method(msgspec.Struct):
+    method: str = ""
+
+
+_method_of = msgspec.json.Decoder(_Method).decode
+
+
+def leader_asked(frame: str | bytes) -> bool:
+    """Whether a frame is a request that makes its connection an account's session (one
+    that cannot be read goes to the core here, which says why)."""
+    try:
+        return _method_of(frame).method in TO_THE_LEADER
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
+        return False
+
+
+def _no_commands(cmd):
+    """A gateway's state is the stream's: nothing runs a command on it here."""
+    log.error("a gateway was asked to run %r: refused", cmd)
+    raise RpcError(RpcReason.INTERNAL_ERROR, "internal error")
+
+
+class EdgeServer(Server):
+    """The websocket server of a gateway: its own replica for market data, the leader for
+    accounts (see the module doc).
+
+    Args:
+        config: The cluster's config (the same products, clearing and accounts).
+        follower: The replica, started and caught up; the server takes over its state.
+    """
+
+    def __init__(self, config: Config, follower: Follower) -> None:
+        super().__init__(config, follower.data_dir, held=Held(
+            follower.lock, follower.recovered, follower.journal, False, follows=True))
+        self.follower = follower
+        self.venue.record = None        # the follower writes the stream's records itself
+        self.core.submit = _no_commands
+        follower.replay.live(self.core.projection)
+        follower.durability.seal_turn = self.seal      # before a snapshot: publish, not drop
+        self.upstream: Upstream | None = None
+        self._leads = follower.leads
+
+    async def start(self, host: str | None = None, port: int | None = None,
+                    replicate=None) -> None:
+        host = host if host is not None else self.config.server.host
+        port = port if port is not None else self.config.server.port
+        self.loop = self.inbound.loop = asyncio.get_running_loop()
+        await self._listen(host, port)
+        self._tasks = [self.loop.create_task(timers.tickers(self))]
+
+    def close(self) -> None:
+        """Run what was read; the follower keeps (and closes) the journal and directory."""
+        self.inbound.finish()
+        self.seal()
+
+    def _hand_over(self, outbox: Outbox) -> None:
+        self._release(outbox)           # what the stream held already: nothing to wait for
+
+    # -- The replica ------------------------------------------------------------
+
+    def applied(self) -> None:
+        """A stream message was applied: publish what it changed; a new Lead means the
+        leader changed, and the connections it served are closed."""
+        if self.follower.recovered.venue is not self.venue:
+            raise MatcherError("the gateway's replica had to be rebuilt from the stream "
+                               "(its journal was not the stream's): restart it")
+        if self.follower.leads != self._leads:
+            self._leads = self.follower.leads
+            if self.upstream is not None:
+                self.upstream.lost_all()
+        self.end_turn()
+
+    # -- Connections ------------------------------------------------------------
+
+    def opened(self, sock) -> Connection:
+        conn = super().opened(sock)
+        conn.remote = False                # its frames go to the leader
+        conn.awaiting = 0                  # frames sent to the leader, not answered yet
+        conn.upstream_paused = False
+        return conn
+
+    def received(self, conn: Connection, frame) -> bool:
+        if conn.closing is not None:
+            return False
+        full = self.inbound.received(conn, frame)
+        if conn.awaiting >= INBOX_FRAMES:  # the leader has a backlog of its: read no more
+            conn.upstream_paused = True
+            return True
+        return full
+
+    def _handle(self, conn: Connection, frame) -> None:
+        if conn.remote or leader_asked(frame):
+            conn.state.last_rx = self.loop.time()      # its heartbeat timer is here too
+            self.upstream.forward(conn, frame)
+            return
+        super()._handle(conn, frame)
+
+    def session_ended(self, conn: Connection) -> None:
+        super().session_ended(conn)
+        if conn.remote:
+            self.upstream.end(conn)
+
+    def _caught_up(self, conn: Connection, channels: set[str]) -> None:
+        local = {c for c in channels if c in conn.state.channels}
+        if local:
+            self.core.resync(conn.state, local)
+        if conn.remote and len(local) < len(channels):
+            self.upstream.resync(conn, sorted(channels - local))
+
+
+class Upstream:
+    """A gateway's link to the leading matcher (gateway.cluster.wire).
+
+    Args:
+        server: The gateway's server.
+        nc: Its NATS connection.
+        gateway: This gateway's id (gateway.cluster.wire.gateway_id).
+    """
+
+    def __init__(self, server: EdgeServer, nc, gateway: str) -> None:
+        self.server, self.nc, self.gateway = server, nc, gateway
+        self.loop = asyncio.get_running_loop()
+        self.conns: dict[int, Connection] = {}     # the connections the leader serves
+        self.seq = 0
+        self.pending: list[tuple] = []
+        self.epoch: int | None = None              # of the leader last heard from
+        self.expected = 0
+        self._outgoing: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._sub = None
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(to_gateway(self.gateway), cb=self._message)
+        self._tasks = [self.loop.create_task(self._sender()),
+                       self.loop.create_task(self._heartbeat())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+
+    # -- To the leader ----------------------------------------------------------
+
+    def forward(self, conn: Connection, frame) -> None:
+        conn_id = conn.state.conn_id
+        if not conn.remote:
+            conn.remote = True
+            self.conns[conn_id] = conn
+            self._add(OPEN, conn_id, None)
+        conn.awaiting += 1
+        self._add(FRAME, conn_id, frame.encode() if type(frame) is str else bytes(frame))
+
+    def end(self, conn: Connection) -> None:
+        if self.conns.pop(conn.state.conn_id, None) is not None:
+            self._add(END, conn.state.conn_id, None)
+
+    def resync(self, conn: Connection, channels: list[str]) -> None:
+        self._add(RESYNC, conn.state.conn_id, channels)
+
+    def _add(self, what: int, conn_id: int, data) -> None:
+        if not self.pending:
+            self.loop.call_soon(self._send)
+        self.pending.append((what, conn_id, data))
+
+    def _send(self, live: list[int] | None = None) -> None:
+        if not self.pending and live is None:
+            return
+        pending, self.pending = self.pending, []
+        runs = chunks(pending, lambda e: 32 + (len(e[2]) if type(e[2]) is bytes else 0),
+                      MESSAGE_BYTES) or [[]]
+        for i, run in enumerate(runs):
+            self.seq += 1
+            self._outgoing.put_nowait(encode(ToLeader(
+                self.gateway, self.seq, run, live if i == len(runs) - 1 else None)))
+
+    async def _sender(self) -> None:
+        while True:
+            data = await self._outgoing.get()
+            try:
+                await self.nc.publish(TO_LEADER, data)
+            except nats.errors.Error as exc:
+                log.warning("a message to the leader was not sent (%r)", exc)
+
+    async def _heartbeat(self) -> None:
+        """Every second: the connections the leader serves (so that it ends the others)."""
+        while True:
+            await asyncio.sleep(GATEWAY_HEARTBEAT_S)
+            self._send(sorted(self.conns))
+
+    # -- From the leader --------------------------------------------------------
+
+    async def _message(self, msg) -> None:
+        try:
+            message = decode_to_gateway(msg.data)
+        except Exception as exc:
+            log.error("a message for gateway %s that is not the leader's (%r): dropped",
+                      self.gateway, exc)
+            return
+        if message.epoch != self.epoch:
+            self.epoch, self.expected = message.epoch, message.seq
+        elif message.seq != self.expected:
+            log.warning("message %d of the leader where %d was next: its connections close",
+                        message.seq, self.expected)
+            self.lost_all()
+        self.expected = message.seq + 1
+        conns = self.conns
+        for kind, conn_id, payload, channel in message.entries:
+            conn = conns.get(conn_id)
+            if conn is None:
+                continue
+            if kind == REPLY:
+                conn.awaiting -= 1
+                if conn.upstream_paused and conn.awaiting <= INBOX_FRAMES // 2:
+                    conn.upstream_paused = False
+                    conn.resume_reading()
+            deliver(conn, kind, payload, channel)
+
+    def lost_all(self) -> None:
+        """The leader changed (or a message from it was lost): what it served closes."""
+        for conn in list(self.conns.values()):
+            conn.close(*CLOSE_SESSION_LOST)
+
+
+async def run_gateway(config: Config, data_dir: Path, urls: list[str], *, name: str,
+                      host: str | None = None, port: int | None = None, replicas: int = 3,
+                      ready=None, wait_s: float = 30.0) -> None:
+    """Follow the stream and serve websockets until SIGINT or SIGTERM (see the module doc).
+
+    Raises:
+        Unavailable: the JetStream cluster did not answer within ``wait_s``.
+        MatcherError: the stream is another config's, or not a journal.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    starting = loop.create_task(_replica(config, data_dir, urls, replicas, wait_s))
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    stream, follower = starting.result()
+    server = upstream = following = None
+    try:
+        server = EdgeServer(config, follower)
+        await server.start(host, port)
+        upstream = server.upstream = Upstream(server, stream.nc, gateway_id(name))
+        await upstream.start()
+        following = loop.create_task(follower.follow(stream, server.applied))
+        if ready is not None:
+            ready(server)
+        stopping = loop.create_task(stop.wait())
+        await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if following.done():
+            following.result()           # why it could not follow
+    finally:
+        if following is not None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+        if upstream is not None:
+            await upstream.stop()
+        if server is not None:
+            await server.stop()
+        follower.close()
+        await stream.close()
+
+
+async def _replica(config, data_dir, urls, replicas, wait_s):
+    """Connect, wait for a matcher's first Lead, recover the directory and catch up."""
+    stream = await Stream.connect(urls, replicas, timeout=wait_s)
+    follower = Follower(config, data_dir)
+    try:
+        while await patiently(stream.last, wait_s) == 0:     # no exchange listed yet
+            await asyncio.sleep(0.2)
+        await follower.start(stream, None)
+        await follower.catch_up(stream)
+        return stream, follower
+    except BaseException:
+        follower.close()
+        await stream.close()
+        raise

@@ -1,0 +1,221 @@
+"""The leader's side of the cluster's gateways: their connections as sessions here.
+
+Each connection a gateway hands over (gateway.cluster.wire) becomes a ``Remote``:
+to the server it is a connection like a websocket's (its frames take their turns
+in gateway.server.inbound, its session runs in the request core, its heartbeat
+timer is the server's), but what the outbox releases for it goes to its gateway,
+one NATS message per gateway per turn, in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+import nats
+
+from gateway.cluster.stream import MESSAGE_BYTES
+from gateway.cluster.wire import (
+    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, OPEN, RESYNC,
+    TO_LEADER, ToGateway, chunks, decode_to_leader, encode, to_gateway,
+)
+from gateway.core.outbox import CLOSE, LATEST, REPLY, SEND
+
+log = logging.getLogger("gpux.cluster")
+
+ENTRY_BYTES = 32            # an entry's framing, roughly, beside its payload
+
+
+def _nothing() -> None:
+    pass
+
+
+class Remote:
+    """A gateway's connection at the leader (what the server asks of a connection)."""
+
+    def __init__(self, peer: "Peer", conn_id: int, state) -> None:
+        self.peer, self.conn_id = peer, conn_id
+        self.state = state
+        state.transport = self
+        self.conflated: set[str] = set()      # the gateway conflates; never set here
+        self.heartbeat_task: asyncio.Task | None = None
+        self.closing: tuple[int, str] | None = None
+        # What gateway.server.inbound keeps on a connection.
+        self.inbox: deque = deque()
+        self.reading_paused = False
+        self.turn = -1
+        self.turn_ends = 0.0
+        self.resume_reading = _nothing
+        self.ended = None
+
+    def push(self, frame: bytes) -> None:
+        self.peer.add(SEND, self.conn_id, frame, None)
+
+    def reply(self, frame: bytes) -> None:
+        self.peer.add(REPLY, self.conn_id, frame, None)
+
+    def push_latest(self, channel: str, frame: bytes) -> None:
+        self.peer.add(LATEST, self.conn_id, frame, channel)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            self.peer.add(CLOSE, self.conn_id, [code, reason], None)
+
+
+class Peer:
+    """One gateway: its connections here, what is to be sent to it, when it was heard."""
+
+    def __init__(self, proxies: "Proxies", gateway: str, now: float) -> None:
+        self.proxies = proxies
+        self.gateway = gateway
+        self.subject = to_gateway(gateway)
+        self.conns: dict[int, Remote] = {}
+        self.expected = 0                    # its next message's seq
+        self.heard = now
+        self.sent = 0                        # our last message's seq
+        self.pending: list[tuple] = []
+
+    def add(self, kind: int, conn_id: int, payload, channel: str | None) -> None:
+        if not self.pending:
+            self.proxies.loop.call_soon(self.proxies.send, self)
+        self.pending.append((kind, conn_id, payload, channel))
+
+
+class Proxies:
+    """Serves the gateways' connections on the leader's server until stopped.
+
+    Args:
+        server: The leader's server (gateway.server.websocket).
+        nc: Its NATS connection.
+        epoch: The lead's epoch, in every message (a gateway tells leaders apart by it).
+    """
+
+    def __init__(self, server, nc, epoch: int) -> None:
+        self.server, self.nc, self.epoch = server, nc, epoch
+        self.loop = asyncio.get_running_loop()
+        self.peers: dict[str, Peer] = {}
+        self._outgoing: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._sub = None
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(TO_LEADER, cb=self._message)
+        self._tasks = [self.loop.create_task(self._sender()),
+                       self.loop.create_task(self._sweep())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except nats.errors.Error:
+                pass
+
+    # -- From the gateways ------------------------------------------------------
+
+    async def _message(self, msg) -> None:
+        try:
+            message = decode_to_leader(msg.data)
+        except Exception as exc:
+            log.error("a message on %s that is not a gateway's (%r): dropped", TO_LEADER, exc)
+            return
+        try:
+            self.received(message)
+        except Exception:
+            log.exception("gateway %s's message %d failed", message.gateway, message.seq)
+
+    def received(self, message) -> None:
+        """A gateway's message: its connections open, send frames, end."""
+        now = self.loop.time()
+        peer = self.peers.get(message.gateway)
+        if peer is None:
+            peer = self.peers[message.gateway] = Peer(self, message.gateway, now)
+        elif message.seq != peer.expected:
+            log.warning("gateway %s: message %d where %d was next; its sessions end",
+                        peer.gateway, message.seq, peer.expected)
+            self._end_all(peer, close=True)
+        peer.heard = now
+        peer.expected = message.seq + 1
+        server = self.server
+        for what, conn_id, data in message.entries:
+            remote = peer.conns.get(conn_id)
+            if what == FRAME:
+                if remote is None:               # opened at another leader, or its OPEN lost
+                    peer.add(CLOSE, conn_id, list(CLOSE_SESSION_LOST), None)
+                elif remote.closing is None:
+                    server.received(remote, data)
+            elif what == OPEN:
+                if remote is not None:
+                    self._end(remote)
+                peer.conns[conn_id] = Remote(peer, conn_id, server.core.open(
+                    conn_id, now))
+            elif what == END:
+                if remote is not None:
+                    self._end(remote)
+            elif what == RESYNC and remote is not None:
+                server.core.resync(remote.state, data)
+                server.end_turn()
+        if message.live is not None:
+            self._reconcile(peer, message.live)
+
+    def _reconcile(self, peer: Peer, live: list[int]) -> None:
+        """The gateway's list of its connections here: sessions it no longer has end (an END
+        lost), and those it has that are not here are closed."""
+        listed = set(live)
+        for conn_id in [c for c in peer.conns if c not in listed]:
+            self._end(peer.conns[conn_id])
+        for conn_id in listed.difference(peer.conns):
+            peer.add(CLOSE, conn_id, list(CLOSE_SESSION_LOST), None)
+
+    def _end(self, remote: Remote) -> None:
+        """The connection is gone: what it sent still runs, then its session ends."""
+        del remote.peer.conns[remote.conn_id]
+        remote.closing = remote.closing or (1001, "gone")
+        if remote.heartbeat_task is not None:
+            remote.heartbeat_task.cancel()
+        self.server.inbound.ended(remote, lambda: self.server.session_ended(remote))
+
+    def _end_all(self, peer: Peer, close: bool) -> None:
+        for remote in list(peer.conns.values()):
+            if close:
+                peer.add(CLOSE, remote.conn_id, list(CLOSE_SESSION_LOST), None)
+            self._end(remote)
+
+    async def _sweep(self) -> None:
+        """A gateway silent for GATEWAY_TIMEOUT_S is gone, with its connections."""
+        while True:
+            await asyncio.sleep(GATEWAY_HEARTBEAT_S)
+            now = self.loop.time()
+            for peer in [p for p in self.peers.values() if now - p.heard > GATEWAY_TIMEOUT_S]:
+                log.warning("gateway %s silent for %.1f s: its %d sessions end", peer.gateway,
+                            now - peer.heard, len(peer.conns))
+                self._end_all(peer, close=False)
+                del self.peers[peer.gateway]
+
+    # -- To the gateways --------------------------------------------------------
+
+    def send(self, peer: Peer) -> None:
+        """What the turn released for a gateway, in messages of at most MESSAGE_BYTES."""
+        pending, peer.pending = peer.pending, []
+        for run in chunks(pending, _entry_size, MESSAGE_BYTES):
+            peer.sent += 1
+            self._outgoing.put_nowait((peer.subject, encode(ToGateway(self.epoch, peer.sent,
+                                                                      run))))
+
+    async def _sender(self) -> None:
+        """Publishes in order (a lost message is a gap the gateway sees)."""
+        while True:
+            subject, data = await self._outgoing.get()
+            try:
+                await self.nc.publish(subject, data)
+            except nats.errors.Error as exc:
+                log.warning("a message to %s was not sent (%r)", subject, exc)
+
+
+def _entry_size(entry) -> int:
+    payload = entry[2]
+    return ENTRY_BYTES + (len(payload) if isinstance(payload, bytes) else 0)
+
