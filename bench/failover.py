@@ -19,7 +19,8 @@ as bench.crash checks a restart:
 - the killed matcher starts again as the standby on its own directory (moving
   it aside if it holds batches the stream never took).
 
-Usage: python -m bench.failover --kills 20 [--seed 1] [--traders 3]
+Usage: python -m bench.failover --kills 20 [--seed 1] [--traders 3] [--gateways 2]
+(with gateways, clients trade through them and the first ack is a gateway's).
 tests/gateway/test_cluster.py runs a few cycles.
 """
 from __future__ import annotations
@@ -80,11 +81,19 @@ async def first_ack(url: str, n: int, deadline: float) -> None:
             await asyncio.sleep(0.005)
 
 
+def gateway(workdir: Path, name: str, config_text: str, nats: NatsCluster) -> ServerProcess:
+    """A `gpux gateway` in ``workdir`` (its data directory is workdir/gateway)."""
+    return ServerProcess("gateway", config_text=config_text, workdir=workdir,
+                         args=SERVE_ARGS + ["--nats", ",".join(nats.urls), "--name", name],
+                         startup_timeout=TAKEOVER_TIMEOUT_S)
+
+
 async def run_failovers(kills: int, seed: int, n_traders: int, workdir: Path, log=print,
                         window: tuple[float, float] = (0.3, 2.0),
-                        nats: NatsCluster | None = None) -> Failovers:
+                        nats: NatsCluster | None = None, gateways: int = 0) -> Failovers:
     """Run ``kills`` kill/takeover cycles after ``window`` seconds of trading each (on
-    ``nats``, else on a cluster of its own)."""
+    ``nats``, else on a cluster of its own); clients connect to the leader, or through
+    ``gateways`` gateways (each trader to one of them, in turn)."""
     rng = random.Random(seed)
     names = [f"crash-{i:03d}" for i in range(1, n_traders + 1)]
     config_text = crash_config(names + [PROBE], "fsync")
@@ -97,14 +106,17 @@ async def run_failovers(kills: int, seed: int, n_traders: int, workdir: Path, lo
     if own:
         nats = NatsCluster(workdir / "nats").start()
     leader = standby = None
+    edges: list[ServerProcess] = []
     before_kill = None
     try:
         leader = matcher(workdir / "a", "a", config_text, nats, standby=False)
         standby = matcher(workdir / "b", "b", config_text, nats, standby=True)
+        for i in range(gateways):
+            edges.append(gateway(workdir / f"g{i + 1}", f"g{i + 1}", config_text, nats))
         for cycle in range(1, kills + 2):
-            url = leader.url
-            for t in traders:
-                await t.connect(url)
+            url = edges[0].url if edges else leader.url
+            for i, t in enumerate(traders):
+                await t.connect(edges[i % len(edges)].url if edges else url)
             if cycle > 1:
                 for t in traders:
                     await check_trader(t, tally, every=cycle == kills + 1)
@@ -127,7 +139,7 @@ async def run_failovers(kills: int, seed: int, n_traders: int, workdir: Path, lo
             deadline = killed + TAKEOVER_TIMEOUT_S
             new_url = await asyncio.to_thread(standby.wait_listening, TAKEOVER_TIMEOUT_S, 0.002)
             result.listening_s.append(time.monotonic() - killed)
-            await first_ack(new_url, cycle, deadline)
+            await first_ack(url if edges else new_url, cycle, deadline)
             result.first_ack_s.append(time.monotonic() - killed)
             await asyncio.gather(*tasks)
             before_kill = await sampler
@@ -146,6 +158,8 @@ async def run_failovers(kills: int, seed: int, n_traders: int, workdir: Path, lo
         tally.lost += 1
         tally.problems.append(str(e))
     finally:
+        for process in edges:
+            process.stop()
         for process in (leader, standby):
             if process is not None:
                 process.stop()
@@ -160,9 +174,13 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--traders", type=int, default=3)
+    parser.add_argument("--gateways", type=int, default=0,
+                        help="clients connect through this many gateways (default: to the "
+                        "leader)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="gpux-failover-"))
-    result = asyncio.run(run_failovers(args.kills, args.seed, args.traders, workdir))
+    result = asyncio.run(run_failovers(args.kills, args.seed, args.traders, workdir,
+                                       gateways=args.gateways))
     tally = result.checks
     for label, values in (("kill -> new leader listening", result.listening_s),
                           ("kill -> first order acknowledged", result.first_ack_s)):
