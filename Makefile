@@ -22,8 +22,9 @@ build: $(STAMP)
 run: build
 	$(VENV)/bin/gpux serve --demo --data-dir data
 
-# The cluster on this machine: three nats-server nodes (JetStream), a leading matcher on
-# :8765 and a standby on :8766 that takes over when the leader dies.
+# The cluster on this machine: three nats-server nodes (JetStream), two gateways on :8765
+# and :8766 (connect there), a leading matcher on :8767 and a standby on :8768 that takes
+# over when the leader dies.
 cluster: build
 	$(PY) -m gateway.cluster.local --dir cluster
 
