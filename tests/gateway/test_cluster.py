@@ -26,9 +26,8 @@ from bench.crash import (
 from bench.failover import PROBE, matcher, run_failovers
 from bench.harness import ServerProcess
 from engine.messages import PlaceOrder, Side, Timer
-from gateway.cluster.lease import BUCKET, Lease, LeaseLost
+from gateway.cluster.lease import Lease, LeaseLost
 from gateway.cluster.matcher import FENCED_EXIT
-from gateway.cluster.natsd import NatsCluster
 from gateway.cluster.stream import (
     STREAM, Fenced, Stream, StreamDamaged, batches_of,
 )
@@ -37,6 +36,7 @@ from gateway.core.auth import Accounts
 from gateway.storage.journal import Journal, Reader, encode_batch, encode_record, segments
 from gateway.storage.recovery import journal_dir, snapshot_dir
 from gateway.storage.snapshots import snapshot_files
+from cluster_support import own_cluster, started
 from live import TIMEOUT
 
 NAMES = ["crash-001", "crash-002"]
@@ -44,49 +44,9 @@ CONFIG = crash_config(NAMES + [PROBE], "fsync")
 TAKEOVER_S = 30.0
 
 
-RUNNING: list = []           # matchers and clusters a test started, stopped after it
-
-
 def start(*args, **kw):
     """bench.failover's matcher, stopped after the test whatever happens in it."""
-    process = matcher(*args, **kw)
-    RUNNING.append(process)
-    return process
-
-
-def own_cluster(base) -> NatsCluster:
-    cluster = NatsCluster(base).start()
-    RUNNING.append(cluster)
-    return cluster
-
-
-@pytest.fixture(autouse=True)
-def _stop_what_was_started():
-    yield
-    while RUNNING:
-        RUNNING.pop().stop()
-
-
-@pytest.fixture(scope="module")
-def nats(tmp_path_factory):
-    cluster = NatsCluster(tmp_path_factory.mktemp("nats")).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def fresh(nats):
-    """The module's cluster with no stream and no lease: each test a new exchange."""
-    async def clear():
-        stream = await Stream.connect(nats.urls)
-        await stream.js.delete_stream(STREAM)
-        try:
-            await stream.js.delete_key_value(BUCKET)
-        except Exception:
-            pass
-        await stream.close()
-    asyncio.run(clear())
-    return nats
+    return started(matcher(*args, **kw))
 
 
 def batch(first: int, n: int = 1) -> bytes:

@@ -1,0 +1,253 @@
+"""`gpux gateway`: clients connect to gateways, which serve market data from their own
+replica of the stream and hand accounts' requests to the leading matcher.
+
+Real processes on 127.0.0.1: three nats-server nodes, `gpux matcher` and `gpux gateway`
+processes, websocket clients.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.crash import ADMIN, SYMBOL, Client, crash_config
+from bench.failover import PROBE, gateway, matcher, run_failovers
+from cluster_support import started
+
+NAMES = ["crash-001", "crash-002"]
+CONFIG = crash_config(NAMES + [PROBE], "fsync")
+WAIT_S = 20.0
+
+
+def leader_and_gateways(base, nats, gateways: int = 1, standby: bool = False):
+    lead = started(matcher(base / "a", "a", CONFIG, nats, standby=False))
+    follower = started(matcher(base / "b", "b", CONFIG, nats, standby=True)) if standby \
+        else None
+    edges = [started(gateway(base / f"g{i}", f"g{i}", CONFIG, nats))
+             for i in range(1, gateways + 1)]
+    return lead, follower, edges
+
+
+class Reader:
+    """An anonymous websocket client: requests, and the notifications it is sent."""
+
+    def __init__(self, ws) -> None:
+        self.ws, self.ids, self.notes = ws, 0, asyncio.Queue()
+        self.replies: dict[int, asyncio.Future] = {}
+        self.task = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str) -> "Reader":
+        return cls(await connect(url))
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                message = json.loads(frame)
+                if "id" in message and message["id"] in self.replies:
+                    self.replies.pop(message["id"]).set_result(message)
+                else:
+                    self.notes.put_nowait(message)
+        except ConnectionClosed:
+            pass
+
+    async def call(self, method: str, **params) -> dict:
+        self.ids += 1
+        future = self.replies[self.ids] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps({"jsonrpc": "2.0", "id": self.ids, "method": method,
+                                       "params": params}))
+        return await asyncio.wait_for(future, WAIT_S)
+
+    async def note(self, channel: str, match=lambda data: True) -> dict:
+        """The next notification of ``channel`` whose data ``match``es."""
+        while True:
+            message = await asyncio.wait_for(self.notes.get(), WAIT_S)
+            params = message.get("params", {})
+            if params.get("channel") == channel and match(params["data"]):
+                return params["data"]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.task.cancel()
+
+
+async def eventually(check, timeout: float = WAIT_S):
+    """``await check()`` until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await check()
+        if got or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.05)
+
+
+def test_market_data_from_the_gateways_replica_and_accounts_at_the_leader(fresh, tmp_path):
+    lead, _, (edge,) = leader_and_gateways(tmp_path, fresh)
+
+    async def run():
+        md = await Reader.open(edge.url)
+        subscribed = await md.call("subscribe", channels=[f"book.{SYMBOL}", f"trades.{SYMBOL}"])
+        assert subscribed["result"]["channels"] == [f"book.{SYMBOL}", f"trades.{SYMBOL}"]
+        assert (await md.note(f"book.{SYMBOL}"))["type"] == "snapshot"
+        buyer = await Client.open(edge.url, NAMES[0])
+        seller = await Client.open(edge.url, NAMES[1])
+        await buyer.result("subscribe", channels=["orders"])
+        bid = await buyer.result("order.place", symbol=SYMBOL, side="buy", qty=3,
+                                 price="2.100", client_order_id="b-1")
+        assert bid["status"] == "open"
+        # The gateway's replica publishes the leader's book, message for message.
+        delta = await md.note(f"book.{SYMBOL}", lambda d: d["bids"])
+        assert delta["bids"] == [["2.100", 3, 1]]
+        sold = await seller.result("order.place", symbol=SYMBOL, side="sell", qty=2,
+                                   price="2.100", client_order_id="s-1")
+        assert sold["status"] == "filled"
+        trades = await md.note(f"trades.{SYMBOL}")
+        assert [(t["price"], t["qty"]) for t in trades] == [("2.100", 2)]
+        # Private updates come from the leader through the gateway.
+        direct = await Client.open(lead.url, NAMES[0])
+        assert (await direct.result("order.get", order_id=bid["order_id"]))["filled_qty"] == 2
+        # Read your writes: the session's reads are the leader's.
+        mine = await buyer.result("order.get", client_order_id="b-1")
+        assert mine["filled_qty"] == 2 and mine["remaining_qty"] == 1
+        # The replica's book and the leader's are the same.
+        at_leader = await direct.result("market.book", symbol=SYMBOL)
+        assert await eventually(lambda: _book_equals(md, at_leader))
+        admin = await Client.open(edge.url, ADMIN)
+        admin_direct = await Client.open(lead.url, ADMIN)
+
+        async def same_state():      # (a timer's command may come between the two)
+            return await admin.result("admin.state") == \
+                await admin_direct.result("admin.state")
+        assert await eventually(same_state)
+        for c in (buyer, seller, direct, admin, admin_direct):
+            await c.close()
+        await md.close()
+    asyncio.run(run())
+
+
+async def _book_equals(reader: Reader, expected: dict) -> bool:
+    return (await reader.call("market.book", symbol=SYMBOL))["result"] == expected
+
+
+def test_bad_input_through_a_gateway_gets_the_errors_the_leader_gives(fresh, tmp_path):
+    lead, _, (edge,) = leader_and_gateways(tmp_path, fresh)
+
+    async def run():
+        anonymous = await Reader.open(edge.url)
+        await anonymous.ws.send("{not json")            # answered by the gateway itself
+        assert (await asyncio.wait_for(anonymous.notes.get(), WAIT_S))["error"]["code"] \
+            == -32700
+        refused = await anonymous.call("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                       price="2.1")
+        assert refused["error"]["data"]["reason"] == "unauthenticated"
+        bad_login = await anonymous.call("auth.login", api_key="nobody",
+                                         timestamp=time.time_ns() // 1_000_000, nonce="n-1",
+                                         signature="0" * 64)
+        assert bad_login["error"]["data"]["reason"] == "invalid_signature"
+        # The connection is the leader's now, and still not logged in.
+        refused = await anonymous.call("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                       price="2.1")
+        assert refused["error"]["data"]["reason"] == "unauthenticated"
+        trader = await Client.open(edge.url, NAMES[0])
+        before = await trader.result("account.summary")
+        wrong = await trader.call("order.place", symbol=SYMBOL, side="buy", qty=-1,
+                                  price="2.100")
+        assert wrong["error"]["data"]["field"] == "qty"
+        unknown = await trader.call("no.such_method")
+        assert unknown["error"]["code"] == -32601
+        assert await trader.result("account.summary") == before
+        assert await trader.result("order.list") == []
+        # A frame past the limit: the leader answers and closes; the gateway closes the socket.
+        await trader.ws.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "session.test",
+                                         "params": {"pad": "x" * 70_000}}))
+        await asyncio.wait_for(trader.ws.wait_closed(), WAIT_S)
+        assert trader.ws.close_code == 1009
+        await trader.close()
+        await anonymous.close()
+    asyncio.run(run())
+
+
+def test_the_leaders_kill_through_two_gateways_loses_nothing(fresh, tmp_path):
+    """bench.failover through gateways: the traders' connections are closed by their gateway
+    when the leader changes; they log in again and every acknowledged order is there with
+    its fills, the in-flight ones placed once, and the new leader's state is a replay of
+    the stream's."""
+    result = asyncio.run(run_failovers(2, 5, 2, tmp_path, log=lambda *_: None, nats=fresh,
+                                       gateways=2))
+    tally = result.checks
+    assert tally.lost == 0 and not tally.problems
+    assert tally.cycles == 2 and tally.states_compared == 4 and tally.acked > 0
+    assert tally.orders_checked > 0 and len(result.first_ack_s) == 2
+
+
+def test_market_data_goes_on_across_a_failover_and_sessions_are_closed(fresh, tmp_path):
+    lead, standby, (edge,) = leader_and_gateways(tmp_path, fresh, standby=True)
+
+    async def run():
+        md = await Reader.open(edge.url)
+        await md.call("subscribe", channels=[f"book.{SYMBOL}"])
+        await md.note(f"book.{SYMBOL}")
+        trader = await Client.open(edge.url, NAMES[0])
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.100")
+        await md.note(f"book.{SYMBOL}", lambda d: d["bids"])
+        lead.kill()
+        await asyncio.to_thread(standby.wait_listening, 30.0)
+        # The session the dead leader served is closed: its client logs in again.
+        await asyncio.wait_for(trader.ws.wait_closed(), WAIT_S)
+        assert trader.ws.close_code == 1012
+        again = await Client.open(edge.url, NAMES[0])
+        await again.result("order.place", symbol=SYMBOL, side="buy", qty=2, price="2.110")
+        # The market-data connection was never the leader's: it goes on.
+        delta = await md.note(f"book.{SYMBOL}", lambda d: ["2.110", 2, 1] in d["bids"])
+        assert delta["type"] == "delta"
+        assert md.ws.close_code is None
+        await again.close()
+        await md.close()
+    asyncio.run(run())
+
+
+def test_a_killed_gateway_loses_only_its_connections(fresh, tmp_path):
+    """SIGKILL one gateway: the leader ends its sessions once it is silent (cancel-on-
+    disconnect fires), and trading goes on through the other."""
+    _, _, (first, second) = leader_and_gateways(tmp_path, fresh, gateways=2)
+
+    async def run():
+        maker = await Client.open(first.url, NAMES[0])
+        await maker.result("session.cancel_on_disconnect", enabled=True)
+        quote = await maker.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                   price="2.050")
+        kept = await maker.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                  price="2.040")
+        trader = await Client.open(second.url, NAMES[1])
+        first.kill()
+        killed = time.monotonic()
+        placed = await trader.result("order.place", symbol=SYMBOL, side="sell", qty=1,
+                                     price="2.200")
+        assert placed["status"] == "open"
+        back = await Client.open(second.url, NAMES[0])
+
+        async def cancelled():
+            view = await back.result("order.get", order_id=quote["order_id"])
+            return view if view["status"] == "cancelled" else None
+        view = await eventually(cancelled, 15.0)
+        assert view and view["cancel_reason"] == "disconnect", view
+        assert time.monotonic() - killed < 15.0
+        # Both orders were the guarded session's: both cancelled, nothing else touched.
+        assert (await back.result("order.get", order_id=kept["order_id"]))["status"] == \
+            "cancelled"
+        assert (await trader.result("order.get", order_id=placed["order_id"]))["status"] == \
+            "open"
+        for c in (trader, back):
+            await c.close()
+    asyncio.run(run())
+
+
+def test_a_gateway_with_another_config_is_refused(fresh, tmp_path):
+    started(matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False))
+    other = crash_config(NAMES + ["someone-else"], "fsync")
+    with pytest.raises(RuntimeError, match="another config"):
+        gateway(tmp_path / "g", "g", other, fresh)
