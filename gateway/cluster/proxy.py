@@ -185,15 +185,17 @@ class Proxies:
             self._end(remote)
 
     async def _sweep(self) -> None:
-        """A gateway silent for GATEWAY_TIMEOUT_S is gone, with its connections."""
         while True:
             await asyncio.sleep(GATEWAY_HEARTBEAT_S)
-            now = self.loop.time()
-            for peer in [p for p in self.peers.values() if now - p.heard > GATEWAY_TIMEOUT_S]:
-                log.warning("gateway %s silent for %.1f s: its %d sessions end", peer.gateway,
-                            now - peer.heard, len(peer.conns))
-                self._end_all(peer, close=False)
-                del self.peers[peer.gateway]
+            self.sweep(self.loop.time())
+
+    def sweep(self, now: float) -> None:
+        """A gateway silent for GATEWAY_TIMEOUT_S is gone, with its connections."""
+        for peer in [p for p in self.peers.values() if now - p.heard > GATEWAY_TIMEOUT_S]:
+            log.warning("gateway %s silent for %.1f s: its %d sessions end", peer.gateway,
+                        now - peer.heard, len(peer.conns))
+            self._end_all(peer, close=False)
+            del self.peers[peer.gateway]
 
     # -- To the gateways --------------------------------------------------------
 

@@ -1,0 +1,256 @@
+"""The messages between a cluster's gateways and its leader, each side on its own: the
+leader's sessions of a gateway's connections (gateway.cluster.proxy) and a gateway's
+link to the leader (gateway.cluster.edge), with the server and NATS stood in for."""
+from __future__ import annotations
+
+import asyncio
+import types
+
+from gateway.cluster.edge import Upstream, leader_asked
+from gateway.cluster.proxy import Proxies
+from gateway.cluster.wire import (
+    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_TIMEOUT_S, OPEN, RESYNC, ToGateway, ToLeader,
+    decode_to_gateway, decode_to_leader, encode,
+)
+from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, SEND
+
+LOST = list(CLOSE_SESSION_LOST)
+
+
+class LeaderServer:
+    """What Proxies uses of the leader's server, recording what it is asked."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bytes]] = []
+        self.ended: list[int] = []
+        self.resynced: list[tuple[int, list]] = []
+        self.inbound = types.SimpleNamespace(ended=lambda conn, then: then())
+        self.core = types.SimpleNamespace(
+            open=lambda conn_id, now: types.SimpleNamespace(conn_id=conn_id, transport=None),
+            resync=lambda state, channels: self.resynced.append((state.conn_id, channels)))
+
+    def received(self, remote, frame) -> bool:
+        self.frames.append((remote.conn_id, frame))
+        return False
+
+    def session_ended(self, remote) -> None:
+        self.ended.append(remote.conn_id)
+
+    def end_turn(self) -> None:
+        pass
+
+
+async def sent_to_gateways(proxies: Proxies) -> list[ToGateway]:
+    await asyncio.sleep(0)                 # the sends scheduled for the end of the turn
+    out = []
+    while not proxies._outgoing.empty():
+        _, data = proxies._outgoing.get_nowait()
+        out.append(decode_to_gateway(data))
+    return out
+
+
+def to_leader(seq: int, entries: list, live=None, gateway: str = "g1") -> ToLeader:
+    return decode_to_leader(encode(ToLeader(gateway, seq, entries, live)))
+
+
+def run(test):
+    asyncio.run(test())
+
+
+def test_a_gateways_connection_is_a_session_at_the_leader():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=7)
+        proxies.received(to_leader(1, [(OPEN, 4, None), (FRAME, 4, b'{"id":1}')]))
+        assert server.frames == [(4, b'{"id":1}')]
+        remote = proxies.peers["g1"].conns[4]
+        remote.reply(b"r1")
+        remote.push(b"n1")
+        remote.push_latest("book.X", b"d1")
+        remote.close(1008, "flooding")
+        remote.close(1008, "again")          # one close only
+        [message] = await sent_to_gateways(proxies)
+        assert (message.epoch, message.seq) == (7, 1)
+        assert message.entries == [(REPLY, 4, b"r1", None), (SEND, 4, b"n1", None),
+                                   (LATEST, 4, b"d1", "book.X"),
+                                   (CLOSE, 4, [1008, "flooding"], None)]
+        proxies.received(to_leader(2, [(RESYNC, 4, ["book.X"]), (END, 4, None)]))
+        assert server.resynced == [(4, ["book.X"])] and server.ended == [4]
+        assert proxies.peers["g1"].conns == {}
+    run(test)
+
+
+def test_a_frame_of_a_connection_the_leader_does_not_know_closes_it():
+    """Opened at another leader (or its OPEN lost): the session is not here."""
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=2)
+        proxies.received(to_leader(5, [(FRAME, 9, b"{}"), (END, 8, None)]))
+        assert server.frames == [] and server.ended == []
+        [message] = await sent_to_gateways(proxies)
+        assert message.entries == [(CLOSE, 9, LOST, None)]
+    run(test)
+
+
+def test_a_gap_in_a_gateways_messages_ends_its_sessions():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 1, None), (OPEN, 2, None)]))
+        proxies.received(to_leader(2, []))
+        assert server.ended == []
+        proxies.received(to_leader(4, [(OPEN, 3, None)]))        # 3 was lost
+        assert sorted(server.ended) == [1, 2] and list(proxies.peers["g1"].conns) == [3]
+        [message] = await sent_to_gateways(proxies)
+        assert sorted(message.entries) == [(CLOSE, 1, LOST, None), (CLOSE, 2, LOST, None)]
+    run(test)
+
+
+def test_a_heartbeat_ends_the_sessions_its_gateway_no_longer_has_and_closes_unknown_ones():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 1, None), (OPEN, 2, None)]))
+        proxies.received(to_leader(2, [], live=[1, 5]))          # 2's END lost; 5 unknown
+        assert server.ended == [2] and list(proxies.peers["g1"].conns) == [1]
+        [message] = await sent_to_gateways(proxies)
+        assert message.entries == [(CLOSE, 5, LOST, None)]
+    run(test)
+
+
+def test_a_silent_gateway_is_gone_with_its_sessions():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 1, None)], gateway="quiet"))
+        proxies.received(to_leader(1, [(OPEN, 1, None)], gateway="talks"))
+        heard = proxies.peers["quiet"].heard
+        proxies.peers["talks"].heard = heard + GATEWAY_TIMEOUT_S
+        proxies.sweep(heard + GATEWAY_TIMEOUT_S - 0.1)
+        assert server.ended == []
+        proxies.sweep(heard + GATEWAY_TIMEOUT_S + 0.1)
+        assert server.ended == [1] and list(proxies.peers) == ["talks"]
+        # If it was only slow, it is a stranger now: its connections are closed.
+        proxies.received(to_leader(2, [(FRAME, 1, b"{}")], gateway="quiet"))
+        [message] = await sent_to_gateways(proxies)
+        assert message.entries == [(CLOSE, 1, LOST, None)]
+    run(test)
+
+
+def test_a_message_that_is_not_a_gateways_is_dropped():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        for data in (b"", b"\x93garbage", encode([1, 2])):
+            await proxies._message(types.SimpleNamespace(data=data))
+        assert proxies.peers == {} and server.frames == []
+    run(test)
+
+
+# -- The gateway's side ------------------------------------------------------------
+
+
+class Conn:
+    """What Upstream and deliver use of a gateway's websocket connection."""
+
+    def __init__(self, conn_id: int) -> None:
+        self.state = types.SimpleNamespace(conn_id=conn_id)
+        self.remote, self.awaiting, self.upstream_paused = False, 0, False
+        self.got: list = []
+        self.conflated: set[str] = set()
+        self.resumed = 0
+
+    def push(self, frame):
+        self.got.append(("push", frame))
+
+    def reply(self, frame):
+        self.got.append(("reply", frame))
+
+    def push_latest(self, channel, frame):
+        self.got.append(("latest", channel, frame))
+
+    def close(self, code, reason):
+        self.got.append(("close", code))
+
+    def resume_reading(self):
+        self.resumed += 1
+
+
+def sent_to_leader(upstream: Upstream) -> list[ToLeader]:
+    out = []
+    while not upstream._outgoing.empty():
+        out.append(decode_to_leader(upstream._outgoing.get_nowait()))
+    return out
+
+
+async def from_leader(upstream: Upstream, epoch: int, seq: int, entries: list) -> None:
+    await upstream._message(types.SimpleNamespace(data=encode(ToGateway(epoch, seq,
+                                                                        entries))))
+
+
+def test_a_gateway_hands_a_connection_to_the_leader_in_order():
+    async def test():
+        upstream = Upstream(None, None, "g1")
+        conn, other = Conn(3), Conn(4)
+        upstream.forward(conn, '{"method":"auth.login"}')
+        upstream.forward(conn, b'{"method":"order.place"}')
+        upstream.resync(conn, ["orders"])
+        upstream.end(other)                    # never the leader's: nothing to say
+        upstream.end(conn)
+        await asyncio.sleep(0)
+        [message] = sent_to_leader(upstream)
+        assert message.seq == 1 and message.live is None
+        assert message.entries == [(OPEN, 3, None), (FRAME, 3, b'{"method":"auth.login"}'),
+                                   (FRAME, 3, b'{"method":"order.place"}'),
+                                   (RESYNC, 3, ["orders"]), (END, 3, None)]
+        assert conn.awaiting == 2 and upstream.conns == {}
+        upstream.forward(other, "{}")
+        upstream._send(live=sorted(upstream.conns))   # a heartbeat: its connections
+        [heartbeat] = sent_to_leader(upstream)
+        assert heartbeat.seq == 2 and heartbeat.live == [4]
+        upstream._send()                       # nothing pending: nothing sent
+        assert sent_to_leader(upstream) == []
+    run(test)
+
+
+def test_the_leaders_answers_reach_their_connections_and_reopen_reading():
+    async def test():
+        upstream = Upstream(None, None, "g1")
+        conn = Conn(3)
+        for _ in range(64):
+            upstream.forward(conn, "{}")
+        conn.upstream_paused = True
+        await from_leader(upstream, 7, 1, [(REPLY, 3, b"r", None)] * 31 +
+                          [(LATEST, 3, b"d", "book.X"), (CURRENT, 3, b"s", "book.X"),
+                           (REPLY, 9, b"not ours", None)])
+        assert conn.awaiting == 33 and conn.resumed == 0 and conn.upstream_paused
+        await from_leader(upstream, 7, 2, [(REPLY, 3, b"r", None), (SEND, 3, b"n", None)])
+        assert conn.awaiting == 32 and conn.resumed == 1 and not conn.upstream_paused
+        assert conn.got[31:] == [("latest", "book.X", b"d"), ("push", b"s"), ("reply", b"r"),
+                                 ("push", b"n")]
+    run(test)
+
+
+def test_a_gap_in_the_leaders_messages_closes_what_it_served():
+    async def test():
+        upstream = Upstream(None, None, "g1")
+        conn = Conn(3)
+        upstream.forward(conn, "{}")
+        await from_leader(upstream, 7, 10, [])        # a leader's first message: any seq
+        await from_leader(upstream, 7, 11, [])
+        assert conn.got == []
+        await from_leader(upstream, 8, 1, [])         # a new leader: its own count
+        assert conn.got == []
+        await from_leader(upstream, 8, 3, [(SEND, 3, b"after a gap", None)])
+        assert conn.got[0] == ("close", 1012)
+    run(test)
+
+
+def test_which_requests_make_a_connection_the_leaders():
+    for frame, leaders in (('{"jsonrpc":"2.0","id":1,"method":"auth.login","params":{}}', True),
+                           (b'{"method":"session.cancel_on_disconnect"}', True),
+                           ('{"method":"market.book","params":{"symbol":"X"}}', False),
+                           ('{"method":"order.place"}', False),   # refused here, anonymous
+                           ("{not json", False), ("[1]", False), (b"\xff\xfe", False),
+                           ('{"method": 5}', False), ("[" * 100_000, False)):
+        assert leader_asked(frame) is leaders, frame
