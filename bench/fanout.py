@@ -41,11 +41,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import zlib
 from array import array
+from pathlib import Path
 
 import msgspec
 
@@ -57,6 +60,7 @@ from bench.harness import (
 from bench.loadgen import (
     CANCEL_REQUEST, CROSS_PARAMS, PASSIVE_PARAMS, PLACE_HEAD, machine, place_liquidity,
 )
+from gateway.cluster.natsd import NatsCluster
 
 BOOK = f"book.{SYMBOL}"
 TRADES = f"trades.{SYMBOL}"
@@ -376,23 +380,34 @@ def trader_process(spec: dict, pipe) -> None:
 def run_fanout(*, subscribers: int, rate: float, seconds: float, warmup: float, procs: int,
                server_cpus=None, client_cpus=None, verify: bool = False,
                limit: int | None = None, grace: float = 1.0, queue_soft: int | None = None,
-               timeout: float = 120.0, py_spy_out=None) -> dict:
-    """Start a fresh gpux server, run the fan-out once, stop it; return the counts."""
+               timeout: float = 120.0, py_spy_out=None, gateways: int = 0,
+               gateway_cpus=None) -> dict:
+    """Start a fresh gpux server, run the fan-out once, stop it; return the counts.
+
+    ``gateways``: a cluster instead (a matcher pinned to ``server_cpus``, three
+    nats-server nodes and that many gateways on ``gateway_cpus``); the subscribers and
+    the trader connect to the gateways, each process to one of them in turn.
+    """
     config = gpux_config(["fan-trader", "fan-liq"], queue_soft=queue_soft)
-    server = ServerProcess("gpux", cpus=server_cpus, config_text=config)
+    cluster = Cluster(config, server_cpus, gateways, gateway_cpus) if gateways else None
+    server = cluster.matcher if cluster else ServerProcess("gpux", cpus=server_cpus,
+                                                           config_text=config)
+    endpoints = cluster.endpoints if cluster else [(server.host, server.port)]
     ctx = mp.get_context("fork")
     children = []
     try:
         procs = max(1, min(procs, subscribers))
         for p in range(procs):
             count = subscribers // procs + (1 if p < subscribers % procs else 0)
-            spec = {"host": server.host, "port": server.port, "count": count,
+            host, port = endpoints[p % len(endpoints)]
+            spec = {"host": host, "port": port, "count": count,
                     "verify": verify, "cpus": client_cpus}
             a, b = ctx.Pipe()
             proc = ctx.Process(target=subscriber_process, args=(spec, b), daemon=True)
             proc.start()
             children.append(("sub", proc, a))
-        spec = {"host": server.host, "port": server.port, "rate": rate, "limit": limit,
+        host, port = endpoints[-1]
+        spec = {"host": host, "port": port, "rate": rate, "limit": limit,
                 "account": "fan-trader", "liquidity": "fan-liq", "cpus": client_cpus}
         a, b = ctx.Pipe()
         proc = ctx.Process(target=trader_process, args=(spec, b), daemon=True)
@@ -410,11 +425,12 @@ def run_fanout(*, subscribers: int, rate: float, seconds: float, warmup: float, 
         end = m1 + int(grace * 1e9)
         for _, _, pipe in children:
             pipe.send(("start", t0, m0, m1, end))
+        servers = cluster.processes if cluster else [server]
         time.sleep(max(0.0, (m0 - time.monotonic_ns()) / 1e9))
-        cpu0, jiffies0 = server.cpu_seconds(), cpu_jiffies()
+        cpu0, jiffies0 = [s.cpu_seconds() for s in servers], cpu_jiffies()
         spy = py_spy(server.pid, seconds, py_spy_out, client_cpus) if py_spy_out else None
         time.sleep(max(0.0, (m1 - time.monotonic_ns()) / 1e9))
-        server_cpu = (server.cpu_seconds() - cpu0) / seconds
+        server_cpu = [(s.cpu_seconds() - c) / seconds for s, c in zip(servers, cpu0)]
         busy, _ = machine_busy(jiffies0, cpu_jiffies())
         if spy is not None:
             spy.wait(seconds + 30)
@@ -431,7 +447,10 @@ def run_fanout(*, subscribers: int, rate: float, seconds: float, warmup: float, 
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
-        server.stop()
+        if cluster:
+            cluster.stop()
+        else:
+            server.stop()
     trader = results["trader"][0]
     subs = results["sub"]
     delta_sent, trade_sent = trader["delta_sent"], trader["trade_sent"]
@@ -470,9 +489,38 @@ def run_fanout(*, subscribers: int, rate: float, seconds: float, warmup: float, 
         "delta_p999": percentile(delta_delays, 99.9),
         "trade_p50": percentile(trade_delays, 50), "trade_p99": percentile(trade_delays, 99),
         "delta_samples": len(delta_delays), "trade_samples": len(trade_delays),
-        "server_cpu": server_cpu, "client_cpu": [r["cpu"] / seconds for r in subs],
+        "server_cpu": sum(server_cpu), "processes_cpu": server_cpu,
+        "client_cpu": [r["cpu"] / seconds for r in subs],
         "machine_busy": busy,
     }
+
+
+class Cluster:
+    """A matcher on three nats-server nodes, and ``gateways`` gateways in front of it."""
+
+    def __init__(self, config: str, matcher_cpus, gateways: int, gateway_cpus) -> None:
+        self.nats = NatsCluster(Path(tempfile.mkdtemp(prefix="gpux-fanout-nats-"))).start()
+        self.processes: list[ServerProcess] = []
+        nats = ["--nats", ",".join(self.nats.urls)]
+        try:
+            self.matcher = ServerProcess("matcher", cpus=matcher_cpus, config_text=config,
+                                         args=nats + ["--name", "fanout"])
+            self.processes.append(self.matcher)
+            for i in range(gateways):
+                self.processes.append(ServerProcess(
+                    "gateway", cpus=gateway_cpus, config_text=config,
+                    workdir=self.matcher.dir / f"gw{i + 1}", args=nats + ["--name",
+                                                                          f"fan-{i + 1}"]))
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = [(g.host, g.port) for g in self.processes[1:]]
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.nats.stop()
+        shutil.rmtree(self.nats.nodes[0].dir.parent, ignore_errors=True)
 
 
 def _median(values):
@@ -526,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
     parser.add_argument("--verify", action="store_true", help="check every book checksum")
+    parser.add_argument("--gateways", type=int, default=0,
+                        help="a cluster: a matcher (on --server-cpus) and this many gateways "
+                        "the clients connect to (default 0: one gpux serve)")
+    parser.add_argument("--gateway-cpus", default="",
+                        help="CPUs of the gateways (default any)")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="sample the server's measured window with py-spy (raw stacks)")
@@ -542,7 +595,9 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_fanout(subscribers=subs, rate=rate, seconds=args.seconds,
                                warmup=args.warmup, procs=args.procs, server_cpus=server_cpus,
                                client_cpus=client_cpus, verify=args.verify,
-                               py_spy_out=spy_path(args.py_spy, subs, rate, rep))
+                               py_spy_out=spy_path(args.py_spy, subs, rate, rep),
+                               gateways=args.gateways,
+                               gateway_cpus=parse_cpus(args.gateway_cpus))
                 runs.setdefault((subs, rate), []).append(r)
                 problems += (r["trader_errors"] + r["trader_stuck"] + r["sub_errors"]
                              + r["bad_checksums"] + r["no_snapshot"])

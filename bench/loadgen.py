@@ -3,7 +3,8 @@
     python -m bench.loadgen [--connections 1 50] [--seconds 5] [--warmup 1]
         [--modes pipelined sync paced] [--window 32] [--rate 5000] [--repeat 3]
         [--server-cpus 0] [--client-cpus 1] [--procs 2] [--paced-procs 1]
-        [--targets echo gpux gpux-unsafe gpux-picows gpux-cluster]
+        [--targets echo gpux gpux-unsafe gpux-picows gpux-cluster gpux-gateway
+         gpux-gateways]
         [--preload N] [--profile DIR] [--gc-log DIR] [--py-spy DIR] [-v]
 
 Each connection logs in (auth.login, its own market-maker account) and then
@@ -56,7 +57,9 @@ written), side by side (``make durability``); ``--targets gpux gpux-picows``
 measures the websocket library, websockets against picows (``[server]
 transport``), behind the same adapter; ``--targets gpux-cluster gpux`` a `gpux
 matcher` whose every batch must also be acknowledged by a stream replicated on
-three nats-server nodes (started here, unpinned) against the embedded server.
+three nats-server nodes (started here, unpinned) against the embedded server;
+``gpux-gateway`` and ``gpux-gateways`` the same cluster with the clients connected
+through one or two `gpux gateway` processes (each client process to one of them).
 """
 from __future__ import annotations
 
@@ -399,12 +402,15 @@ def client_process(spec: dict, pipe) -> None:
 def run_clients(server, *, mode: str, connections: int, accounts: list[str], seconds: float,
                 warmup: float, window: int, rate: float, procs: int, cpus=None,
                 limit: int | None = None, liquidity: str | None = None,
-                timeout: float = 120.0, py_spy_out=None, preload_n: int = 0) -> dict:
+                timeout: float = 120.0, py_spy_out=None, preload_n: int = 0,
+                endpoints: list[tuple[str, int]] | None = None) -> dict:
     """Run one measurement against a started server; return the merged counts.
 
     ``limit`` (tests): each connection sends that many order requests and the
-    whole run is measured instead of a timed window.
+    whole run is measured instead of a timed window. ``endpoints``: where the clients
+    connect (a cluster's gateways, one per client process in turn), if not the server.
     """
+    endpoints = endpoints or [(server.host, server.port)]
     procs = max(1, min(procs, connections))
     ctx = mp.get_context("fork")
     if mode == "sync":
@@ -415,7 +421,8 @@ def run_clients(server, *, mode: str, connections: int, accounts: list[str], sec
     for p in range(procs):
         names = accounts[p:connections:procs]
         share = len(names) / connections
-        spec = {"host": server.host, "port": server.port, "accounts": names, "window": window,
+        host, port = endpoints[p % len(endpoints)]
+        spec = {"host": host, "port": port, "accounts": names, "window": window,
                 "rate": rate * share, "limit": limit, "cpus": cpus,
                 "liquidity": liquidity if p == 0 else None,
                 "preload": preload_n if p == 0 else 0}
@@ -509,7 +516,7 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
 
     args = ["--durability", DURABILITY[target]] if gpux else None
     nats = None
-    if target == "gpux-cluster":             # a matcher on a 3-node JetStream cluster
+    if target in GATEWAYS:                   # a matcher on a 3-node JetStream cluster
         nats = NatsCluster(Path(tempfile.mkdtemp(prefix="gpux-loadgen-nats-"))).start()
         args += ["--nats", ",".join(nats.urls), "--name", "loadgen"]
     name = f"{target}-{mode}-{connections}{tag}"
@@ -526,10 +533,18 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
         os.makedirs(py_spy_dir, exist_ok=True)
         spy_out = os.path.join(py_spy_dir, name + ".txt")
     kind = "matcher" if nats is not None else "gpux" if gpux else target
+    edges: list[ServerProcess] = []
     try:
         server = ServerProcess(kind, cpus=server_cpus, config_text=config, env=env,
                                profiled=env is not None, args=args)
+        for i in range(GATEWAYS.get(target, 0)):
+            edges.append(ServerProcess(
+                "gateway", config_text=config, log_name=f"gw{i + 1}.log",
+                workdir=server.dir / f"gw{i + 1}",
+                args=["--nats", ",".join(nats.urls), "--name", f"loadgen-{i + 1}"]))
     except BaseException:
+        for process in edges:
+            process.stop()
         if nats is not None:
             nats.stop()
         raise
@@ -537,8 +552,11 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
         result = run_clients(server, mode=mode, connections=connections, accounts=accounts,
                              seconds=seconds, warmup=warmup, window=window, rate=rate,
                              procs=procs, cpus=client_cpus, limit=limit, liquidity="liq-001",
-                             py_spy_out=spy_out, preload_n=preload_n)
+                             py_spy_out=spy_out, preload_n=preload_n,
+                             endpoints=[(e.host, e.port) for e in edges] or None)
     finally:
+        for process in edges:
+            process.stop()
         code = server.stop()
         if nats is not None:
             nats.stop()
@@ -559,7 +577,9 @@ def measure(target: str, *, mode: str, connections: int, seconds: float, warmup:
 
 #: gpux acks a batch once fdatasync returns (the default), or once written (unsafe).
 DURABILITY = {"gpux": "fsync", "gpux-unsafe": "unsafe-no-fsync", "gpux-picows": "fsync",
-              "gpux-cluster": "fsync"}
+              "gpux-cluster": "fsync", "gpux-gateway": "fsync", "gpux-gateways": "fsync"}
+#: Cluster targets: how many gateways the clients connect through (0: to the matcher).
+GATEWAYS = {"gpux-cluster": 0, "gpux-gateway": 1, "gpux-gateways": 2}
 
 def _median(values):
     values = [v for v in values if v is not None]
@@ -625,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5000.0, help="paced: requests/s in all")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--targets", nargs="+", choices=("echo", "gpux", "gpux-unsafe",
-                                                         "gpux-picows", "gpux-cluster"),
+                                                         "gpux-picows", "gpux-cluster",
+                                                         "gpux-gateway", "gpux-gateways"),
                         default=["echo", "gpux"])
     parser.add_argument("--procs", type=int, default=2,
                         help="client processes (at most one per connection)")
@@ -689,9 +710,11 @@ def main(argv: list[str] | None = None) -> int:
     if "gpux-picows" in args.targets:      # the websocket library
         print(versus(cells, args.modes, args.connections, "gpux-picows", "gpux",
                      ("picows", "websockets")))
-    if "gpux-cluster" in args.targets:     # the stream's acknowledgement before each release
-        print(versus(cells, args.modes, args.connections, "gpux-cluster", "gpux",
-                     ("cluster", "embedded")))
+    for target, name in (("gpux-cluster", "cluster"), ("gpux-gateway", "1 gateway"),
+                         ("gpux-gateways", "2 gateways")):
+        if target in args.targets and "gpux" in args.targets:    # against the embedded
+            print(versus(cells, args.modes, args.connections, target, "gpux",
+                         (name, "embedded")))
     failed = sum(r["errors"] + r["stuck"] for rs in cells.values() for r in rs)
     if failed:
         print(f"# {failed} requests failed or went unanswered", file=sys.stderr)

@@ -181,15 +181,22 @@ class Upstream:
         self._tasks = [self.loop.create_task(self._sender()),
                        self.loop.create_task(self._heartbeat())]
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Send what is pending (the ENDs of the connections a stop closed: the leader ends
+        their sessions now, not once this gateway has been silent), then stop."""
+        self._send()
+        deadline = self.loop.time() + timeout
+        while not self._outgoing.empty() and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._sub is not None:
-            try:
+        try:
+            if self._sub is not None:
                 await self._sub.unsubscribe()
-            except nats.errors.Error:
-                pass
+            await self.nc.flush(timeout)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            pass
 
     # -- To the leader ----------------------------------------------------------
 
@@ -313,16 +320,22 @@ async def run_gateway(config: Config, data_dir: Path, urls: list[str], *, name: 
         if following is not None:
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
+        if server is not None:
+            await server.stop()          # the connections' ENDs go to the leader below
         if upstream is not None:
             await upstream.stop()
-        if server is not None:
-            await server.stop()
         follower.close()
         await stream.close()
 
 
 async def _replica(config, data_dir, urls, replicas, wait_s):
-    """Connect, wait for a matcher's first Lead, recover the directory and catch up."""
+    """Connect, wait for a matcher's first Lead, recover the directory and catch up.
+
+    The replica's journal is not synced: it is a copy of the stream kept for a quick
+    restart, and waiting for the disk on each message would hold up the gateway's loop.
+    (A directory a power loss damaged is set aside and rebuilt from the stream.)"""
+    config = msgspec.structs.replace(config, journal=msgspec.structs.replace(
+        config.journal, durability="unsafe-no-fsync"))
     stream = await Stream.connect(urls, replicas, timeout=wait_s)
     follower = Follower(config, data_dir)
     try:

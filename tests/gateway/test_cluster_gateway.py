@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.crash import ADMIN, SYMBOL, Client, crash_config
 from bench.failover import PROBE, gateway, matcher, run_failovers
 from cluster_support import started
+from gateway.cluster.wire import GATEWAY_TIMEOUT_S
 
 NAMES = ["crash-001", "crash-002"]
 CONFIG = crash_config(NAMES + [PROBE], "fsync")
@@ -251,3 +252,27 @@ def test_a_gateway_with_another_config_is_refused(fresh, tmp_path):
     other = crash_config(NAMES + ["someone-else"], "fsync")
     with pytest.raises(RuntimeError, match="another config"):
         gateway(tmp_path / "g", "g", other, fresh)
+
+
+def test_a_stopped_gateway_ends_its_sessions_at_once(fresh, tmp_path):
+    """SIGTERM: the gateway closes its connections and tells the leader, which cancels a
+    guarded session's orders then, not once the gateway has been silent for long."""
+    lead, _, (edge,) = leader_and_gateways(tmp_path, fresh)
+
+    async def run():
+        maker = await Client.open(edge.url, NAMES[0])
+        await maker.result("session.cancel_on_disconnect", enabled=True)
+        quote = await maker.result("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                   price="2.050")
+        await asyncio.to_thread(edge.stop)
+        stopped = time.monotonic()
+        assert edge.proc.returncode == 0
+        direct = await Client.open(lead.url, NAMES[0])
+
+        async def cancelled():
+            view = await direct.result("order.get", order_id=quote["order_id"])
+            return view["status"] == "cancelled" and view["cancel_reason"] == "disconnect"
+        assert await eventually(cancelled, GATEWAY_TIMEOUT_S)
+        assert time.monotonic() - stopped < GATEWAY_TIMEOUT_S
+        await direct.close()
+    asyncio.run(run())
