@@ -7,7 +7,13 @@ message, and goes to its own subscribers. A connection is served here until it
 asks for an account (``auth.login``, or ``session.cancel_on_disconnect``); from then
 on each of its frames goes to the leading matcher, which answers it as the
 embedded server would, and what the leader sends back goes to the connection
-(gateway.cluster.wire). Subscriptions made before the login stay served here.
+(gateway.cluster.wire). So the market-data fan-out is the gateways' for the
+connections that only read the market (the page, data consumers, lenders), and a
+logged-in connection's subscriptions, public ones included, are the leader's: its
+replies and the updates they cause keep their order. (A client that wants both
+opens two connections, an order-entry session and a market-data one.)
+Subscriptions made before the login stay served here; an unsubscribe after it
+ends them too.
 
 When the stream gets a new Lead record, the leader changed: the connections it
 served are closed (code 1012), and their clients log in again at the new one and
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -49,7 +56,19 @@ class _Method(msgspec.Struct):
     method: str = ""
 
 
+class _Unsubscribe(msgspec.Struct):
+    channels: list[str]
+
+
+class _UnsubscribeRequest(msgspec.Struct):
+    method: str = ""
+    params: _Unsubscribe | None = None
+
+
 _method_of = msgspec.json.Decoder(_Method).decode
+_unsubscribe_of = msgspec.json.Decoder(_UnsubscribeRequest).decode
+_json = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 def leader_asked(frame: str | bytes) -> bool:
@@ -122,15 +141,15 @@ class EdgeServer(Server):
     def opened(self, sock) -> Connection:
         conn = super().opened(sock)
         conn.remote = False                # its frames go to the leader
-        conn.awaiting = 0                  # frames sent to the leader, not answered yet
-        conn.upstream_paused = False
+        conn.awaiting = deque()            # per frame sent to the leader and not answered
+        conn.upstream_paused = False       # yet: what to do with its reply (or None)
         return conn
 
     def received(self, conn: Connection, frame) -> bool:
         if conn.closing is not None:
             return False
         full = self.inbound.received(conn, frame)
-        if conn.awaiting >= INBOX_FRAMES:  # the leader has a backlog of its: read no more
+        if len(conn.awaiting) >= INBOX_FRAMES:    # the leader has a backlog of its: wait
             conn.upstream_paused = True
             return True
         return full
@@ -138,9 +157,36 @@ class EdgeServer(Server):
     def _handle(self, conn: Connection, frame) -> None:
         if conn.remote or leader_asked(frame):
             conn.state.last_rx = self.loop.time()      # its heartbeat timer is here too
-            self.upstream.forward(conn, frame)
+            on_reply = self._unsubscribed(conn, frame) if conn.state.channels else None
+            self.upstream.forward(conn, frame, on_reply)
             return
         super()._handle(conn, frame)
+
+    def _unsubscribed(self, conn: Connection, frame):
+        """An unsubscribe of a connection that subscribed here before its login: the channels
+        held here end too once the leader has answered it (all of them, or none if it
+        refused), and its answer names them. None for any other frame."""
+        try:
+            request = _unsubscribe_of(frame)
+        except (msgspec.DecodeError, UnicodeError, RecursionError):
+            return None
+        if request.method != "unsubscribe" or request.params is None:
+            return None
+        named = list(dict.fromkeys(request.params.channels))
+        state, subscriptions = conn.state, self.core.subscriptions
+
+        def answered(reply: bytes) -> bytes:
+            message = _json(reply)
+            result = message.get("result")
+            if not isinstance(result, dict) or not isinstance(result.get("channels"), list):
+                return reply                             # refused: nothing ends
+            here = [c for c in named if c in state.channels]
+            for channel in here:
+                subscriptions.drop(state, channel)
+            there = set(result["channels"])
+            result["channels"] = [c for c in named if c in there or c in here]
+            return _encode(message)
+        return answered
 
     def session_ended(self, conn: Connection) -> None:
         super().session_ended(conn)
@@ -200,13 +246,15 @@ class Upstream:
 
     # -- To the leader ----------------------------------------------------------
 
-    def forward(self, conn: Connection, frame) -> None:
+    def forward(self, conn: Connection, frame, on_reply=None) -> None:
+        """A frame of ``conn`` to the leader; ``on_reply(reply) -> reply`` when its reply
+        comes (the leader answers a connection's frames in order)."""
         conn_id = conn.state.conn_id
         if not conn.remote:
             conn.remote = True
             self.conns[conn_id] = conn
             self._add(OPEN, conn_id, None)
-        conn.awaiting += 1
+        conn.awaiting.append(on_reply)
         self._add(FRAME, conn_id, frame.encode() if type(frame) is str else bytes(frame))
 
     def end(self, conn: Connection) -> None:
@@ -267,9 +315,15 @@ class Upstream:
             conn = conns.get(conn_id)
             if conn is None:
                 continue
-            if kind == REPLY:
-                conn.awaiting -= 1
-                if conn.upstream_paused and conn.awaiting <= INBOX_FRAMES // 2:
+            if kind == REPLY and conn.awaiting:
+                on_reply = conn.awaiting.popleft()
+                if on_reply is not None:
+                    try:
+                        payload = on_reply(payload)
+                    except Exception:        # a bug here: the leader's reply as it is
+                        log.exception("a reply to connection %d could not be completed",
+                                      conn_id)
+                if conn.upstream_paused and len(conn.awaiting) <= INBOX_FRAMES // 2:
                     conn.upstream_paused = False
                     conn.resume_reading()
             deliver(conn, kind, payload, channel)

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.crash import ADMIN, SYMBOL, Client, crash_config
+from bench.harness import login_params
 from bench.failover import PROBE, gateway, matcher, run_failovers
 from cluster_support import started
 from gateway.cluster.wire import GATEWAY_TIMEOUT_S
@@ -275,4 +276,40 @@ def test_a_stopped_gateway_ends_its_sessions_at_once(fresh, tmp_path):
         assert await eventually(cancelled, GATEWAY_TIMEOUT_S)
         assert time.monotonic() - stopped < GATEWAY_TIMEOUT_S
         await direct.close()
+    asyncio.run(run())
+
+
+def test_subscriptions_made_before_a_login_end_with_an_unsubscribe_after_it(fresh, tmp_path):
+    _, _, (edge,) = leader_and_gateways(tmp_path, fresh)
+    book = f"book.{SYMBOL}"
+
+    async def run():
+        reader = await Reader.open(edge.url)
+        await reader.call("subscribe", channels=[book])        # the gateway's
+        await reader.note(book)
+        login = await reader.call("auth.login", **login_params(NAMES[0], "n-1"))
+        assert login["result"]["account"] == NAMES[0]
+        await reader.call("subscribe", channels=["orders"])    # the leader's
+        trader = await Client.open(edge.url, NAMES[1])
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.100")
+        await reader.note(book, lambda d: d["type"] == "delta")
+        # Refused by the leader (a name that is no channel): nothing ends, here either.
+        refused = await reader.call("unsubscribe", channels=[book, "nonsense"])
+        assert refused["error"]["data"]["reason"] == "unknown_channel"
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.101")
+        await reader.note(book, lambda d: d["type"] == "delta")
+        gone = await reader.call("unsubscribe", channels=[f"trades.{SYMBOL}", book, "orders"])
+        assert gone["result"]["channels"] == [book, "orders"]
+        watcher = await Reader.open(edge.url)
+        await watcher.call("subscribe", channels=[book])
+        await watcher.note(book)
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=1, price="2.102")
+        # The watcher gets the delta; the reader, in the same turn of the gateway, does not.
+        await watcher.note(book, lambda d: ["2.102", 1, 1] in d["bids"])
+        await asyncio.sleep(0.2)
+        assert all(n.get("params", {}).get("channel") != book
+                   for n in [reader.notes.get_nowait() for _ in range(reader.notes.qsize())])
+        await trader.close()
+        for r in (reader, watcher):
+            await r.close()
     asyncio.run(run())

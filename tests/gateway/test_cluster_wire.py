@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from collections import deque
 
 from gateway.cluster.edge import Upstream, leader_asked
 from gateway.cluster.proxy import Proxies
@@ -155,7 +156,7 @@ class Conn:
 
     def __init__(self, conn_id: int) -> None:
         self.state = types.SimpleNamespace(conn_id=conn_id)
-        self.remote, self.awaiting, self.upstream_paused = False, 0, False
+        self.remote, self.awaiting, self.upstream_paused = False, deque(), False
         self.got: list = []
         self.conflated: set[str] = set()
         self.resumed = 0
@@ -203,7 +204,7 @@ def test_a_gateway_hands_a_connection_to_the_leader_in_order():
         assert message.entries == [(OPEN, 3, None), (FRAME, 3, b'{"method":"auth.login"}'),
                                    (FRAME, 3, b'{"method":"order.place"}'),
                                    (RESYNC, 3, ["orders"]), (END, 3, None)]
-        assert conn.awaiting == 2 and upstream.conns == {}
+        assert len(conn.awaiting) == 2 and upstream.conns == {}
         upstream.forward(other, "{}")
         upstream._send(live=sorted(upstream.conns))   # a heartbeat: its connections
         [heartbeat] = sent_to_leader(upstream)
@@ -223,9 +224,9 @@ def test_the_leaders_answers_reach_their_connections_and_reopen_reading():
         await from_leader(upstream, 7, 1, [(REPLY, 3, b"r", None)] * 31 +
                           [(LATEST, 3, b"d", "book.X"), (CURRENT, 3, b"s", "book.X"),
                            (REPLY, 9, b"not ours", None)])
-        assert conn.awaiting == 33 and conn.resumed == 0 and conn.upstream_paused
+        assert len(conn.awaiting) == 33 and conn.resumed == 0 and conn.upstream_paused
         await from_leader(upstream, 7, 2, [(REPLY, 3, b"r", None), (SEND, 3, b"n", None)])
-        assert conn.awaiting == 32 and conn.resumed == 1 and not conn.upstream_paused
+        assert len(conn.awaiting) == 32 and conn.resumed == 1 and not conn.upstream_paused
         assert conn.got[31:] == [("latest", "book.X", b"d"), ("push", b"s"), ("reply", b"r"),
                                  ("push", b"n")]
     run(test)
