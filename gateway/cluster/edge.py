@@ -343,6 +343,9 @@ async def run_gateway(config: Config, data_dir: Path, urls: list[str], *, name: 
         Unavailable: the JetStream cluster did not answer within ``wait_s``.
         MatcherError: the stream is another config's, or not a journal.
     """
+    if not config.account:
+        raise MatcherError("a cluster's gateways need the accounts in their config (the "
+                           "matchers' own: a replica replays their logins and deposits)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -313,3 +316,64 @@ def test_subscriptions_made_before_a_login_end_with_an_unsubscribe_after_it(fres
         for r in (reader, watcher):
             await r.close()
     asyncio.run(run())
+
+
+def test_a_gateway_restarts_from_its_own_directory_and_catches_up(fresh, tmp_path):
+    lead, _, (edge,) = leader_and_gateways(tmp_path, fresh)
+
+    async def trade(price: str) -> dict:
+        trader = await Client.open(lead.url, NAMES[0])
+        await trader.result("order.place", symbol=SYMBOL, side="buy", qty=1, price=price)
+        book = await trader.result("market.book", symbol=SYMBOL)
+        await trader.close()
+        return book
+
+    asyncio.run(trade("2.100"))
+    edge.stop()
+    book = asyncio.run(trade("2.101"))              # while the gateway is down
+    again = started(gateway(tmp_path / "g1", "g1", CONFIG, fresh))
+    assert "follows the stream at seq" in again.output()
+
+    async def check():
+        reader = await Reader.open(again.url)
+        assert await eventually(lambda: _book_equals(reader, book))
+        await reader.close()
+    asyncio.run(check())
+    assert "a new exchange" not in again.output() and "moved to" not in again.output()
+
+
+def _gateway_cli(tmp_path, *args: str, config: str | None = CONFIG):
+    path = tmp_path / "gpux.toml"
+    path.write_text(config or "")
+    return subprocess.run([sys.executable, "-m", "gateway.client.cli", "gateway", "--data-dir",
+                           str(tmp_path / "g"), "--config", str(path), "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_gateway_without_accounts_or_a_cluster_is_refused_with_a_message(tmp_path):
+    done = _gateway_cli(tmp_path, "--nats", "nats://127.0.0.1:1", config=None)
+    assert done.returncode == 2 and "need the accounts in their config" in done.stderr
+    assert not (tmp_path / "g").exists()
+    done = _gateway_cli(tmp_path, "--nats", "nats://127.0.0.1:1", "--wait-nats", "0.5")
+    assert done.returncode == 2, done.stderr
+    assert "did not answer within 0.5 s" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_gateway_waiting_for_its_first_leader_stops_on_sigterm(fresh, tmp_path):
+    """No matcher has led yet: the gateway waits (the listing comes from the first Lead),
+    and a stop ends the wait."""
+    path = tmp_path / "gpux.toml"
+    path.write_text(CONFIG)
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "gateway.client.cli", "gateway", "--data-dir",
+         str(tmp_path / "g"), "--config", str(path), "--port", "0", "--nats",
+         ",".join(fresh.urls)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(3.0)
+        assert waiting.poll() is None
+        waiting.send_signal(signal.SIGTERM)
+        out, _ = waiting.communicate(timeout=15)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0 and "listening" not in out, out
