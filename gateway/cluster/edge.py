@@ -39,7 +39,7 @@ from gateway.cluster.wire import (
 )
 from gateway.config import Config
 from gateway.core.errors import RpcError, RpcReason
-from gateway.core.outbox import Outbox, REPLY
+from gateway.core.outbox import CLOSE, REPLY, Outbox
 from gateway.server import timers
 from gateway.server.connection import Connection
 from gateway.server.inbound import INBOX_FRAMES
@@ -323,15 +323,25 @@ class Upstream:
                     except Exception:        # a bug here: the leader's reply as it is
                         log.exception("a reply to connection %d could not be completed",
                                       conn_id)
-                if conn.upstream_paused and len(conn.awaiting) <= INBOX_FRAMES // 2:
-                    conn.upstream_paused = False
-                    conn.resume_reading()
+                if len(conn.awaiting) <= INBOX_FRAMES // 2:
+                    _read_again(conn)
             deliver(conn, kind, payload, channel)
+            if kind == CLOSE:
+                _read_again(conn)
 
     def lost_all(self) -> None:
         """The leader changed (or a message from it was lost): what it served closes."""
         for conn in list(self.conns.values()):
             conn.close(*CLOSE_SESSION_LOST)
+            _read_again(conn)
+
+
+def _read_again(conn: Connection) -> None:
+    """Read a connection whose frames wait for the leader again: it has answered enough of
+    them, or the connection closes (its reader must see that, and end it)."""
+    if conn.upstream_paused:
+        conn.upstream_paused = False
+        conn.resume_reading()
 
 
 async def run_gateway(config: Config, data_dir: Path, urls: list[str], *, name: str,

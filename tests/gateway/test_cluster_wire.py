@@ -255,3 +255,21 @@ def test_which_requests_make_a_connection_the_leaders():
                            ("{not json", False), ("[1]", False), (b"\xff\xfe", False),
                            ('{"method": 5}', False), ("[" * 100_000, False)):
         assert leader_asked(frame) is leaders, frame
+
+
+def test_a_connection_waiting_for_the_leader_is_read_again_once_it_is_closed():
+    """Its reading paused (64 frames unanswered), a close (the leader's, or a leader change)
+    must wake its reader, which then sees the close and ends the connection."""
+    async def test():
+        upstream = Upstream(None, None, "g1")
+        first, second = Conn(3), Conn(4)
+        for conn in (first, second):
+            for _ in range(64):
+                upstream.forward(conn, "{}")
+            conn.upstream_paused = True
+        await from_leader(upstream, 7, 1, [(CLOSE, 3, [1008, "flooding"], None)])
+        assert first.got == [("close", 1008)] and first.resumed == 1
+        assert second.resumed == 0
+        upstream.lost_all()
+        assert second.got == [("close", 1012)] and second.resumed == 1
+    run(test)
