@@ -192,7 +192,11 @@ class Server:
                 if self.received(conn, frame):      # the inbox is full: read no more
                     room = self.loop.create_future()
                     conn.resume_reading = lambda: room.done() or room.set_result(None)
-                    await room
+                    # ...until it has room, or the connection closes (a cluster gateway's
+                    # may wait for a leader that never answers).
+                    closed = self.loop.create_task(ws.wait_closed())
+                    await asyncio.wait((room, closed), return_when=asyncio.FIRST_COMPLETED)
+                    closed.cancel()
                 if conn.closing is not None:
                     break
         except websockets.ConnectionClosed:

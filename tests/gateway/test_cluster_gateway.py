@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -377,3 +378,30 @@ def test_a_gateway_waiting_for_its_first_leader_stops_on_sigterm(fresh, tmp_path
         if waiting.poll() is None:
             waiting.kill()
     assert waiting.returncode == 0 and "listening" not in out, out
+
+
+@pytest.mark.parametrize("transport", ["websockets", "picows"])
+def test_a_gateway_stops_while_the_leader_owes_a_connection_answers(fresh, tmp_path,
+                                                                     transport):
+    """A connection whose reading waits for a stalled leader (64 frames unanswered) must not
+    hold the gateway's stop up."""
+    lead = started(matcher(tmp_path / "a", "a", CONFIG, fresh, standby=False))
+    edge = started(gateway(tmp_path / "g1", "g1", CONFIG + f'\n[server]\ntransport = '
+                           f'"{transport}"\n', fresh))
+
+    async def run():
+        trader = await Client.open(edge.url, NAMES[0])
+        os.kill(lead.pid, signal.SIGSTOP)
+        try:
+            for i in range(100):
+                await trader.ws.send(json.dumps({"jsonrpc": "2.0", "id": 1000 + i,
+                                                 "method": "session.test", "params": {}}))
+            await asyncio.sleep(0.5)
+            stopping = time.monotonic()
+            edge.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(edge.proc.wait, 30)
+            assert time.monotonic() - stopping < 5.0
+            assert edge.proc.returncode == 0
+        finally:
+            os.kill(lead.pid, signal.SIGCONT)
+    asyncio.run(run())
