@@ -34,8 +34,8 @@ import nats
 from gateway.cluster.matcher import Follower, MatcherError
 from gateway.cluster.stream import MESSAGE_BYTES, Stream, patiently
 from gateway.cluster.wire import (
-    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, OPEN, RESYNC, TO_LEADER, ToLeader,
-    chunks, decode_to_gateway, encode, gateway_id, to_gateway,
+    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, HEADROOM, OPEN, OVERSIZED, RESYNC,
+    TO_LEADER, ToLeader, chunks, decode_to_gateway, encode, gateway_id, to_gateway,
 )
 from gateway.config import Config
 from gateway.core.errors import RpcError, RpcReason
@@ -210,8 +210,9 @@ class Upstream:
         gateway: This gateway's id (gateway.cluster.wire.gateway_id).
     """
 
-    def __init__(self, server: EdgeServer, nc, gateway: str) -> None:
+    def __init__(self, server: EdgeServer, nc, gateway: str, max_frame_bytes: int) -> None:
         self.server, self.nc, self.gateway = server, nc, gateway
+        self.max_frame_bytes = max_frame_bytes
         self.loop = asyncio.get_running_loop()
         self.conns: dict[int, Connection] = {}     # the connections the leader serves
         self.seq = 0
@@ -255,7 +256,11 @@ class Upstream:
             self.conns[conn_id] = conn
             self._add(OPEN, conn_id, None)
         conn.awaiting.append(on_reply)
-        self._add(FRAME, conn_id, frame.encode() if type(frame) is str else bytes(frame))
+        data = frame.encode() if type(frame) is str else bytes(frame)
+        if len(data) > self.max_frame_bytes:        # refused unread: its size will do
+            self._add(OVERSIZED, conn_id, len(data))
+        else:
+            self._add(FRAME, conn_id, data)
 
     def end(self, conn: Connection) -> None:
         if self.conns.pop(conn.state.conn_id, None) is not None:
@@ -373,7 +378,8 @@ async def run_gateway(config: Config, data_dir: Path, urls: list[str], *, name: 
     try:
         server = EdgeServer(config, follower)
         await server.start(host, port)
-        upstream = server.upstream = Upstream(server, stream.nc, gateway_id(name))
+        upstream = server.upstream = Upstream(server, stream.nc, gateway_id(name),
+                                              config.limits.max_frame_bytes)
         await upstream.start()
         following = loop.create_task(follower.follow(stream, server.applied))
         if ready is not None:
@@ -406,6 +412,12 @@ async def _replica(config, data_dir, urls, replicas, wait_s):
     stream = await Stream.connect(urls, replicas, timeout=wait_s)
     follower = Follower(config, data_dir)
     try:
+        most = config.limits.max_frame_bytes + HEADROOM
+        if stream.nc.max_payload < most:
+            raise MatcherError(f"the NATS servers carry messages of at most "
+                               f"{stream.nc.max_payload} bytes (max_payload): a request of "
+                               f"max_frame_bytes ({config.limits.max_frame_bytes}) would not "
+                               f"reach the leader; raise max_payload to at least {most}")
         while await patiently(stream.last, wait_s) == 0:     # no exchange listed yet
             await asyncio.sleep(0.2)
         await follower.start(stream, None)

@@ -16,10 +16,12 @@ import nats
 
 from gateway.cluster.stream import MESSAGE_BYTES
 from gateway.cluster.wire import (
-    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, OPEN, RESYNC,
-    TO_LEADER, ToGateway, chunks, decode_to_leader, encode, to_gateway,
+    CLOSE_SESSION_LOST, CLOSE_TOO_BIG_FOR_NATS, DEFAULT_MAX_PAYLOAD, END, FRAME,
+    GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, HEADROOM, OPEN, OVERSIZED, RESYNC, TO_LEADER,
+    ToGateway, chunks, decode_to_leader, encode, to_gateway,
 )
 from gateway.core.outbox import CLOSE, LATEST, REPLY, SEND
+from gateway.core.requests import Oversized
 
 log = logging.getLogger("gpux.cluster")
 
@@ -93,6 +95,7 @@ class Proxies:
 
     def __init__(self, server, nc, epoch: int) -> None:
         self.server, self.nc, self.epoch = server, nc, epoch
+        self.max_payload = nc.max_payload if nc is not None else DEFAULT_MAX_PAYLOAD
         self.loop = asyncio.get_running_loop()
         self.peers: dict[str, Peer] = {}
         self._outgoing: asyncio.Queue = asyncio.Queue()
@@ -142,11 +145,11 @@ class Proxies:
         server = self.server
         for what, conn_id, data in message.entries:
             remote = peer.conns.get(conn_id)
-            if what == FRAME:
+            if what == FRAME or what == OVERSIZED:
                 if remote is None:               # opened at another leader, or its OPEN lost
                     peer.add(CLOSE, conn_id, list(CLOSE_SESSION_LOST), None)
                 elif remote.closing is None:
-                    server.received(remote, data)
+                    server.received(remote, data if what == FRAME else Oversized(data))
             elif what == OPEN:
                 if remote is not None:
                     self._end(remote)
@@ -200,8 +203,16 @@ class Proxies:
     # -- To the gateways --------------------------------------------------------
 
     def send(self, peer: Peer) -> None:
-        """What the turn released for a gateway, in messages of at most MESSAGE_BYTES."""
+        """What the turn released for a gateway, in messages of at most MESSAGE_BYTES (an
+        answer NATS cannot carry closes its connection instead)."""
         pending, peer.pending = peer.pending, []
+        most = self.max_payload - HEADROOM
+        for i, (kind, conn_id, payload, _) in enumerate(pending):
+            if type(payload) is bytes and len(payload) > most:
+                log.error("an answer of %d bytes to gateway %s's connection %d is past NATS's "
+                          "max_payload (%d): the connection closes", len(payload),
+                          peer.gateway, conn_id, self.max_payload)
+                pending[i] = (CLOSE, conn_id, list(CLOSE_TOO_BIG_FOR_NATS), None)
         for run in chunks(pending, _entry_size, MESSAGE_BYTES):
             peer.sent += 1
             self._outgoing.put_nowait((peer.subject, encode(ToGateway(self.epoch, peer.sent,

@@ -31,12 +31,19 @@ GATEWAY_TIMEOUT_S = 5.0
 CLOSE_SESSION_LOST = (1012, "the exchange's leader changed: connect and log in again")
 
 # What a gateway says of a connection.
-OPEN, FRAME, END, RESYNC = 0, 1, 2, 3
+OPEN, FRAME, END, RESYNC, OVERSIZED = 0, 1, 2, 3, 4
+# What the leader does with an answer NATS could not carry (max_payload): that connection
+# closes, and the others are untouched.
+CLOSE_TOO_BIG_FOR_NATS = (1011, "an answer too large for the cluster's messages "
+                          "(NATS max_payload)")
+HEADROOM = 4096             # a message's bytes beside its entries' payloads, at most
+DEFAULT_MAX_PAYLOAD = 1 << 20       # nats-server's own default
 
 
 class ToLeader(msgspec.Struct, array_like=True):
     """A gateway's message: ``entries`` are ``(what, conn_id, data)``: OPEN (None), FRAME
-    (the frame's bytes), END (None), RESYNC (the channels to send the current state of).
+    (the frame's bytes), END (None), RESYNC (the channels to send the current state of),
+    OVERSIZED (the size of a frame past the limit, which the leader refuses unread).
     ``live``: on a heartbeat, every connection the gateway has at the leader."""
     gateway: str
     seq: int

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import NamedTuple
 
 import msgspec
 
@@ -40,6 +41,12 @@ log = logging.getLogger("gpux.gateway")
 _encode = msgspec.json.Encoder().encode
 # What an account's connections draw on together, beside their own buckets.
 ACCOUNT_BUCKETS = {ORDER: "account_orders", REQUEST: "account_requests"}
+
+
+class Oversized(NamedTuple):
+    """A frame past the limit, by its size alone (a cluster's gateway does not send on what
+    the leader would refuse unread)."""
+    size: int
 
 
 class Handled(msgspec.Struct):
@@ -150,9 +157,11 @@ class Core:
         session.last_rx = now
         out = self.out
         self._commands, self._effects = [], []
-        size = len(frame) if isinstance(frame, bytes) or frame.isascii() else \
-            len(frame.encode("utf-8", "surrogatepass"))
-        if size > self.limits.max_frame_bytes:
+        oversized = type(frame) is Oversized
+        size = frame.size if oversized else len(frame) \
+            if isinstance(frame, bytes) or frame.isascii() \
+            else len(frame.encode("utf-8", "surrogatepass"))
+        if size > self.limits.max_frame_bytes or oversized:
             reply = self._reply(session, None, None, RpcError(
                 RejectReason.FRAME_TOO_LARGE, f"the frame is {size} bytes; the limit is "
                 f"{self.limits.max_frame_bytes}"))

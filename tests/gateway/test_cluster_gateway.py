@@ -360,6 +360,16 @@ def test_a_gateway_without_accounts_or_a_cluster_is_refused_with_a_message(tmp_p
     assert "did not answer within 0.5 s" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_gateway_whose_requests_nats_could_not_carry_is_refused(fresh, tmp_path):
+    """max_frame_bytes past the NATS servers' max_payload (8 MiB here): refused at the
+    start rather than closing each connection that sends a big request."""
+    config = CONFIG.replace("[limits]", "[limits]\nmax_frame_bytes = 16777216") \
+        if "[limits]" in CONFIG else CONFIG + "\n[limits]\nmax_frame_bytes = 16777216\n"
+    done = _gateway_cli(tmp_path, "--nats", ",".join(fresh.urls), config=config)
+    assert done.returncode == 2, done.stderr
+    assert "raise max_payload to at least" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_gateway_waiting_for_its_first_leader_stops_on_sigterm(fresh, tmp_path):
     """No matcher has led yet: the gateway waits (the listing comes from the first Lead),
     and a stop ends the wait."""

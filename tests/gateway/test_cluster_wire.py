@@ -10,12 +10,14 @@ from collections import deque
 from gateway.cluster.edge import Upstream, leader_asked
 from gateway.cluster.proxy import Proxies
 from gateway.cluster.wire import (
-    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_TIMEOUT_S, OPEN, RESYNC, ToGateway, ToLeader,
-    decode_to_gateway, decode_to_leader, encode,
+    CLOSE_SESSION_LOST, CLOSE_TOO_BIG_FOR_NATS, END, FRAME, GATEWAY_TIMEOUT_S, HEADROOM, OPEN,
+    OVERSIZED, RESYNC, ToGateway, ToLeader, decode_to_gateway, decode_to_leader, encode,
 )
+from gateway.core.requests import Oversized
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, SEND
 
 LOST = list(CLOSE_SESSION_LOST)
+MAX_FRAME = 1000
 
 
 class LeaderServer:
@@ -191,7 +193,7 @@ async def from_leader(upstream: Upstream, epoch: int, seq: int, entries: list) -
 
 def test_a_gateway_hands_a_connection_to_the_leader_in_order():
     async def test():
-        upstream = Upstream(None, None, "g1")
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
         conn, other = Conn(3), Conn(4)
         upstream.forward(conn, '{"method":"auth.login"}')
         upstream.forward(conn, b'{"method":"order.place"}')
@@ -216,7 +218,7 @@ def test_a_gateway_hands_a_connection_to_the_leader_in_order():
 
 def test_the_leaders_answers_reach_their_connections_and_reopen_reading():
     async def test():
-        upstream = Upstream(None, None, "g1")
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
         conn = Conn(3)
         for _ in range(64):
             upstream.forward(conn, "{}")
@@ -234,7 +236,7 @@ def test_the_leaders_answers_reach_their_connections_and_reopen_reading():
 
 def test_a_gap_in_the_leaders_messages_closes_what_it_served():
     async def test():
-        upstream = Upstream(None, None, "g1")
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
         conn = Conn(3)
         upstream.forward(conn, "{}")
         await from_leader(upstream, 7, 10, [])        # a leader's first message: any seq
@@ -261,7 +263,7 @@ def test_a_connection_waiting_for_the_leader_is_read_again_once_it_is_closed():
     """Its reading paused (64 frames unanswered), a close (the leader's, or a leader change)
     must wake its reader, which then sees the close and ends the connection."""
     async def test():
-        upstream = Upstream(None, None, "g1")
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
         first, second = Conn(3), Conn(4)
         for conn in (first, second):
             for _ in range(64):
@@ -272,4 +274,35 @@ def test_a_connection_waiting_for_the_leader_is_read_again_once_it_is_closed():
         assert second.resumed == 0
         upstream.lost_all()
         assert second.got == [("close", 1012)] and second.resumed == 1
+    run(test)
+
+
+def test_a_frame_past_the_limit_goes_to_the_leader_as_its_size():
+    async def test():
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
+        conn = Conn(3)
+        upstream.forward(conn, "x" * MAX_FRAME)
+        upstream.forward(conn, "é" * (MAX_FRAME // 2 + 1))        # bytes, not characters
+        await asyncio.sleep(0)
+        [message] = sent_to_leader(upstream)
+        assert message.entries == [(OPEN, 3, None), (FRAME, 3, b"x" * MAX_FRAME),
+                                   (OVERSIZED, 3, MAX_FRAME + 2)]
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 3, None), (OVERSIZED, 3, 5000)]))
+        assert server.frames == [(3, Oversized(5000))]
+    run(test)
+
+
+def test_an_answer_nats_cannot_carry_closes_its_connection_only():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, types.SimpleNamespace(max_payload=HEADROOM + 100), epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 1, None), (OPEN, 2, None)]))
+        big, fits = proxies.peers["g1"].conns[1], proxies.peers["g1"].conns[2]
+        big.reply(b"x" * 101)
+        fits.reply(b"x" * 100)
+        [message] = await sent_to_gateways(proxies)
+        assert message.entries == [(CLOSE, 1, list(CLOSE_TOO_BIG_FOR_NATS), None),
+                                   (REPLY, 2, b"x" * 100, None)]
     run(test)
