@@ -4,16 +4,16 @@ A gateway follows the replicated stream as a standby does (gateway.cluster.match
 Follower: its own directory, journal and snapshots), into a request core of its
 own: the market data its replica's feed publishes is the leader's, message for
 message, and goes to its own subscribers. A connection is served here until it
-asks for an account (``auth.login``, or ``session.cancel_on_disconnect``); from then
-on each of its frames goes to the leading matcher, which answers it as the
-embedded server would, and what the leader sends back goes to the connection
-(gateway.cluster.wire). So the market-data fan-out is the gateways' for the
+logs in (``auth.login``); from then on each of its frames goes to the leading
+matcher, which answers it as the embedded server would, and what the leader sends
+back goes to the connection (gateway.cluster.wire). What it asked for here before
+(heartbeats, cancel-on-disconnect) is asked of the leader first. So the market-data fan-out is the gateways' for the
 connections that only read the market (the page, data consumers, lenders), and a
 logged-in connection's subscriptions, public ones included, are the leader's: its
 replies and the updates they cause keep their order. (A client that wants both
 opens two connections, an order-entry session and a market-data one.)
-Subscriptions made before the login stay served here; an unsubscribe after it
-ends them too.
+Subscriptions made before the login stay served here until the leader serves the
+same channel (a subscribe after the login) or an unsubscribe ends them.
 
 When the stream gets a new Lead record, the leader changed: the connections it
 served are closed (code 1012), and their clients log in again at the new one and
@@ -49,26 +49,36 @@ from gateway.server.websocket import Server, deliver
 log = logging.getLogger("gpux.cluster")
 
 # Methods after which a connection is the leader's: they make it an account's session.
-TO_THE_LEADER = frozenset({"auth.login", "session.cancel_on_disconnect"})
+TO_THE_LEADER = frozenset({"auth.login"})
 
 
 class _Method(msgspec.Struct):
     method: str = ""
 
 
-class _Unsubscribe(msgspec.Struct):
+class _Channels(msgspec.Struct):
     channels: list[str]
 
 
-class _UnsubscribeRequest(msgspec.Struct):
+class _ChannelsRequest(msgspec.Struct):
     method: str = ""
-    params: _Unsubscribe | None = None
+    params: _Channels | None = None
 
 
 _method_of = msgspec.json.Decoder(_Method).decode
-_unsubscribe_of = msgspec.json.Decoder(_UnsubscribeRequest).decode
+_channels_of = msgspec.json.Decoder(_ChannelsRequest).decode
 _json = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+
+
+def _request(method: str, params: dict) -> bytes:
+    """A request the gateway makes of the leader for a connection (its answer is kept)."""
+    return _encode({"jsonrpc": "2.0", "id": "gpux-gateway", "method": method,
+                    "params": params})
+
+
+def _swallowed(reply: bytes) -> None:
+    return None
 
 
 def leader_asked(frame: str | bytes) -> bool:
@@ -157,33 +167,51 @@ class EdgeServer(Server):
     def _handle(self, conn: Connection, frame) -> None:
         if conn.remote or leader_asked(frame):
             conn.state.last_rx = self.loop.time()      # its heartbeat timer is here too
-            on_reply = self._unsubscribed(conn, frame) if conn.state.channels else None
+            if not conn.remote:
+                self._hand_over_session(conn)
+            on_reply = self._channels_asked(conn, frame) if conn.state.channels else None
             self.upstream.forward(conn, frame, on_reply)
             return
         super()._handle(conn, frame)
 
-    def _unsubscribed(self, conn: Connection, frame):
-        """An unsubscribe of a connection that subscribed here before its login: the channels
-        held here end too once the leader has answered it (all of them, or none if it
-        refused), and its answer names them. None for any other frame."""
+    def _hand_over_session(self, conn: Connection) -> None:
+        """The connection becomes the leader's: what it asked for here before (heartbeats,
+        cancel-on-disconnect) is asked of the leader first, its answers kept here."""
+        state = conn.state
+        if state.cancel_on_disconnect:
+            self.upstream.forward(conn, _request("session.cancel_on_disconnect",
+                                                 {"enabled": True}), _swallowed)
+        if state.heartbeat_s:
+            self._set_heartbeat(conn, 0)           # the leader's timer from now on
+            self.upstream.forward(conn, _request("session.heartbeat",
+                                                 {"interval": state.heartbeat_s}), _swallowed)
+
+    def _channels_asked(self, conn: Connection, frame):
+        """For a connection that subscribed here before its login: what the leader's answer
+        to a (un)subscribe changes here. A channel the leader now serves is no longer
+        served here (not twice); one unsubscribed ends here too, all or none as the leader
+        answers, and the answer names it. None for any other frame."""
         try:
-            request = _unsubscribe_of(frame)
+            request = _channels_of(frame)
         except (msgspec.DecodeError, UnicodeError, RecursionError):
             return None
-        if request.method != "unsubscribe" or request.params is None:
+        if request.params is None or request.method not in ("subscribe", "unsubscribe"):
             return None
         named = list(dict.fromkeys(request.params.channels))
         state, subscriptions = conn.state, self.core.subscriptions
+        unsubscribe = request.method == "unsubscribe"
 
         def answered(reply: bytes) -> bytes:
             message = _json(reply)
             result = message.get("result")
             if not isinstance(result, dict) or not isinstance(result.get("channels"), list):
-                return reply                             # refused: nothing ends
-            here = [c for c in named if c in state.channels]
+                return reply                             # refused: nothing changes
+            there = set(result["channels"])
+            here = [c for c in named if c in state.channels and (unsubscribe or c in there)]
             for channel in here:
                 subscriptions.drop(state, channel)
-            there = set(result["channels"])
+            if not unsubscribe:
+                return reply
             result["channels"] = [c for c in named if c in there or c in here]
             return _encode(message)
         return answered
@@ -330,6 +358,8 @@ class Upstream:
                                       conn_id)
                 if len(conn.awaiting) <= INBOX_FRAMES // 2:
                     _read_again(conn)
+                if payload is None:          # the gateway's own request: its answer kept
+                    continue
             deliver(conn, kind, payload, channel)
             if kind == CLOSE:
                 _read_again(conn)

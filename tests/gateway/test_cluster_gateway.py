@@ -44,6 +44,7 @@ class Reader:
     def __init__(self, ws) -> None:
         self.ws, self.ids, self.notes = ws, 0, asyncio.Queue()
         self.replies: dict[int, asyncio.Future] = {}
+        self.heartbeats = 0
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -54,6 +55,7 @@ class Reader:
         try:
             async for frame in self.ws:
                 message = json.loads(frame)
+                self.heartbeats += message.get("method") == "heartbeat"
                 if "id" in message and message["id"] in self.replies:
                     self.replies.pop(message["id"]).set_result(message)
                 else:
@@ -414,4 +416,49 @@ def test_a_gateway_stops_while_the_leader_owes_a_connection_answers(fresh, tmp_p
             assert edge.proc.returncode == 0
         finally:
             os.kill(lead.pid, signal.SIGCONT)
+    asyncio.run(run())
+
+
+def test_what_a_connection_asked_before_its_login_holds_after_it(fresh, tmp_path):
+    """Heartbeats and cancel-on-disconnect asked of the gateway before the login are the
+    leader's after it; a channel subscribed again after the login is sent once."""
+    lead, _, (edge,) = leader_and_gateways(tmp_path, fresh)
+    book = f"book.{SYMBOL}"
+
+    async def run():
+        reader = await Reader.open(edge.url)
+        assert (await reader.call("session.cancel_on_disconnect", enabled=True))["result"] \
+            == {"enabled": True}
+        assert (await reader.call("session.heartbeat", interval=2))["result"] == {"interval": 2}
+        await reader.call("subscribe", channels=[book])
+        await reader.note(book)
+        login = await reader.call("auth.login", **login_params(NAMES[0], "n-2"))
+        assert login["result"]["account"] == NAMES[0]
+        again = await reader.call("subscribe", channels=[book])       # the leader's now
+        assert again["result"]["channels"] == [book]
+        order = (await reader.call("order.place", symbol=SYMBOL, side="buy", qty=1,
+                                   price="2.100"))["result"]
+        deltas = []
+        while len(deltas) < 2:                       # the leader's snapshot, then the delta
+            deltas.append(await reader.note(book))
+        await asyncio.sleep(0.5)
+        extra = [n for n in [reader.notes.get_nowait() for _ in range(reader.notes.qsize())]
+                 if n.get("params", {}).get("channel") == book]
+        assert [d["type"] for d in deltas] == ["snapshot", "delta"] and extra == [], extra
+        # The heartbeats go on (the leader's), and stop when asked.
+        beats = reader.heartbeats
+        await asyncio.sleep(2.5)                     # (silent for less than two intervals)
+        assert reader.heartbeats >= beats + 1
+        assert (await reader.call("session.heartbeat", interval=0))["result"] == {"interval": 0}
+        beats = reader.heartbeats
+        await asyncio.sleep(2.5)
+        assert reader.heartbeats == beats
+        await reader.close()                         # cancel-on-disconnect, as asked
+        direct = await Client.open(lead.url, NAMES[0])
+
+        async def cancelled():
+            view = await direct.result("order.get", order_id=order["order_id"])
+            return view["status"] == "cancelled" and view["cancel_reason"] == "disconnect"
+        assert await eventually(cancelled)
+        await direct.close()
     asyncio.run(run())

@@ -251,7 +251,7 @@ def test_a_gap_in_the_leaders_messages_closes_what_it_served():
 
 def test_which_requests_make_a_connection_the_leaders():
     for frame, leaders in (('{"jsonrpc":"2.0","id":1,"method":"auth.login","params":{}}', True),
-                           (b'{"method":"session.cancel_on_disconnect"}', True),
+                           (b'{"method":"session.cancel_on_disconnect"}', False),
                            ('{"method":"market.book","params":{"symbol":"X"}}', False),
                            ('{"method":"order.place"}', False),   # refused here, anonymous
                            ("{not json", False), ("[1]", False), (b"\xff\xfe", False),
