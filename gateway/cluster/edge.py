@@ -9,9 +9,10 @@ matcher, which answers it as the embedded server would, and what the leader send
 back goes to the connection (gateway.cluster.wire). What it asked for here before
 (heartbeats, cancel-on-disconnect) is asked of the leader first. So the market-data
 fan-out is the gateways' for the connections that only read the market (the page,
-data consumers, lenders), and a logged-in connection's subscriptions, public ones included, are the leader's: its
-replies and the updates they cause keep their order. (A client that wants both
-opens two connections, an order-entry session and a market-data one.)
+data consumers, lenders), and a logged-in connection's subscriptions, public ones
+included, are the leader's: its replies and the updates they cause keep their
+order. (A client that wants both opens two connections, an order-entry session and
+a market-data one.)
 Subscriptions made before the login stay served here until the leader serves the
 same channel (a subscribe after the login) or an unsubscribe ends them.
 
