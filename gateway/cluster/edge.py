@@ -35,8 +35,9 @@ import nats
 from gateway.cluster.matcher import Follower, MatcherError
 from gateway.cluster.stream import MESSAGE_BYTES, Stream, patiently
 from gateway.cluster.wire import (
-    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, HEADROOM, OPEN, OVERSIZED, RESYNC,
-    TO_LEADER, ToLeader, chunks, decode_to_gateway, encode, gateway_id, to_gateway,
+    CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, HEADROOM, OPEN,
+    OVERSIZED, RESYNC, TO_LEADER, ToLeader, chunks, decode_to_gateway, encode, gateway_id,
+    to_gateway,
 )
 from gateway.config import Config
 from gateway.core.errors import RpcError, RpcReason
@@ -144,7 +145,7 @@ class EdgeServer(Server):
         if self.follower.leads != self._leads:
             self._leads = self.follower.leads
             if self.upstream is not None:
-                self.upstream.lost_all()
+                self.upstream.leader_changed(self.follower.epoch)
         self.end_turn()
 
     # -- Connections ------------------------------------------------------------
@@ -246,8 +247,9 @@ class Upstream:
         self.conns: dict[int, Connection] = {}     # the connections the leader serves
         self.seq = 0
         self.pending: list[tuple] = []
-        self.epoch: int | None = None              # of the leader last heard from
-        self.expected = 0
+        self.epoch: int | None = None              # the newest lead's
+        self.expected = 1                          # its next message's seq
+        self.heard = self.loop.time()              # from the leader, last
         self._outgoing: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._sub = None
@@ -323,10 +325,29 @@ class Upstream:
                 log.warning("a message to the leader was not sent (%r)", exc)
 
     async def _heartbeat(self) -> None:
-        """Every second: the connections the leader serves (so that it ends the others)."""
+        """Every second: the connections the leader serves (so that it ends the others), and
+        whether it is still heard from."""
         while True:
             await asyncio.sleep(GATEWAY_HEARTBEAT_S)
             self._send(sorted(self.conns))
+            self.check_leader(self.loop.time())
+
+    def check_leader(self, now: float) -> None:
+        """A leader not heard from for GATEWAY_TIMEOUT_S (it sends at least every second) is
+        dead or cut off: what it served closes."""
+        if now - self.heard > GATEWAY_TIMEOUT_S:
+            if self.conns:
+                log.warning("the leader has not been heard from for %.1f s: its %d "
+                            "connections close", now - self.heard, len(self.conns))
+                self.lost_all()
+            self.heard = now
+
+    def leader_changed(self, epoch: int) -> None:
+        """The replica applied a Lead record: what the previous leader served closes, and
+        only the new leader's messages count from now on."""
+        if self.epoch is None or epoch > self.epoch:
+            self.epoch, self.expected = epoch, 1
+        self.lost_all()
 
     # -- From the leader --------------------------------------------------------
 
@@ -337,33 +358,37 @@ class Upstream:
             log.error("a message for gateway %s that is not the leader's (%r): dropped",
                       self.gateway, exc)
             return
-        if message.epoch != self.epoch:
-            self.epoch, self.expected = message.epoch, message.seq
-        elif message.seq != self.expected:
+        if self.epoch is not None and message.epoch < self.epoch:
+            return                                    # a deposed leader's: it leads no more
+        if message.epoch != self.epoch:               # a new leader, heard of here first
+            self.epoch, self.expected = message.epoch, 1
+        if message.seq != self.expected:
             log.warning("message %d of the leader where %d was next: its connections close",
                         message.seq, self.expected)
             self.lost_all()
         self.expected = message.seq + 1
+        self.heard = self.loop.time()
         conns = self.conns
         for kind, conn_id, payload, channel in message.entries:
             conn = conns.get(conn_id)
-            if conn is None:
-                continue
-            if kind == REPLY and conn.awaiting:
-                on_reply = conn.awaiting.popleft()
-                if on_reply is not None:
-                    try:
-                        payload = on_reply(payload)
-                    except Exception:        # a bug here: the leader's reply as it is
-                        log.exception("a reply to connection %d could not be completed",
-                                      conn_id)
-                if len(conn.awaiting) <= INBOX_FRAMES // 2:
-                    _read_again(conn)
-                if payload is None:          # the gateway's own request: its answer kept
-                    continue
-            deliver(conn, kind, payload, channel)
-            if kind == CLOSE:
+            if conn is not None:
+                try:
+                    self._deliver(conn, kind, payload, channel)
+                except Exception:                 # a bug: the other entries still count
+                    log.exception("delivering to connection %d failed", conn_id)
+
+    def _deliver(self, conn: Connection, kind: int, payload, channel) -> None:
+        if kind == REPLY and conn.awaiting:
+            on_reply = conn.awaiting.popleft()
+            if len(conn.awaiting) <= INBOX_FRAMES // 2:
                 _read_again(conn)
+            if on_reply is not None:
+                payload = on_reply(payload)
+                if payload is None:                # the gateway's own request's answer
+                    return
+        deliver(conn, kind, payload, channel)
+        if kind == CLOSE:
+            _read_again(conn)
 
     def lost_all(self) -> None:
         """The leader changed (or a message from it was lost): what it served closes."""

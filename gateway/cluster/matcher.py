@@ -99,6 +99,7 @@ class Follower:
         self.tail: deque[tuple[int, int, bytes]] = deque()    # ours, past the stream's end
         self.as_of: datetime.date | None = None
         self.leads = 0                   # Lead records applied since the start
+        self.epoch = 0                   # the last one's
 
     # -- Start ------------------------------------------------------------------
 
@@ -266,6 +267,7 @@ class Follower:
                 if type(cmd) is Lead:
                     self._check(cmd)
                     self.leads += 1
+                    self.epoch = cmd.epoch
             journal.extend(b"".join(b[2] for b in new), new[-1][0] + new[-1][1] - 1)
             for seq, cmd in records:
                 self.replay.apply(cmd, seq)

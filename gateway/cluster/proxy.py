@@ -26,6 +26,10 @@ from gateway.core.requests import Oversized
 log = logging.getLogger("gpux.cluster")
 
 ENTRY_BYTES = 32            # an entry's framing, roughly, beside its payload
+# Messages waiting for NATS past this many bytes: the gateway they are for is dropped
+# (its sessions end; it sees the gap and closes their connections) rather than the
+# leader's memory growing without bound.
+OUTGOING_BYTES = 64 << 20
 
 
 def _nothing() -> None:
@@ -76,6 +80,7 @@ class Peer:
         self.expected = 0                    # its next message's seq
         self.heard = now
         self.sent = 0                        # our last message's seq
+        self.sent_at = now
         self.pending: list[tuple] = []
 
     def add(self, kind: int, conn_id: int, payload, channel: str | None) -> None:
@@ -99,6 +104,7 @@ class Proxies:
         self.loop = asyncio.get_running_loop()
         self.peers: dict[str, Peer] = {}
         self._outgoing: asyncio.Queue = asyncio.Queue()
+        self._queued_bytes = 0
         self._tasks: list[asyncio.Task] = []
         self._sub = None
 
@@ -142,27 +148,33 @@ class Proxies:
             self._end_all(peer, close=True)
         peer.heard = now
         peer.expected = message.seq + 1
-        server = self.server
         for what, conn_id, data in message.entries:
-            remote = peer.conns.get(conn_id)
-            if what == FRAME or what == OVERSIZED:
-                if remote is None:               # opened at another leader, or its OPEN lost
-                    peer.add(CLOSE, conn_id, list(CLOSE_SESSION_LOST), None)
-                elif remote.closing is None:
-                    server.received(remote, data if what == FRAME else Oversized(data))
-            elif what == OPEN:
-                if remote is not None:
-                    self._end(remote)
-                peer.conns[conn_id] = Remote(peer, conn_id, server.core.open(
-                    conn_id, now))
-            elif what == END:
-                if remote is not None:
-                    self._end(remote)
-            elif what == RESYNC and remote is not None:
-                server.core.resync(remote.state, data)
-                server.end_turn()
+            try:
+                self._entry(peer, what, conn_id, data, now)
+            except Exception:                    # a bug: the other entries still count
+                log.exception("gateway %s's entry %d for connection %d failed", peer.gateway,
+                              what, conn_id)
         if message.live is not None:
             self._reconcile(peer, message.live)
+
+    def _entry(self, peer: Peer, what: int, conn_id: int, data, now: float) -> None:
+        server = self.server
+        remote = peer.conns.get(conn_id)
+        if what == FRAME or what == OVERSIZED:
+            if remote is None:                   # opened at another leader, or its OPEN lost
+                peer.add(CLOSE, conn_id, list(CLOSE_SESSION_LOST), None)
+            elif remote.closing is None:
+                server.received(remote, data if what == FRAME else Oversized(data))
+        elif what == OPEN:
+            if remote is not None:
+                self._end(remote)
+            peer.conns[conn_id] = Remote(peer, conn_id, server.core.open(conn_id, now))
+        elif what == END:
+            if remote is not None:
+                self._end(remote)
+        elif what == RESYNC and remote is not None:
+            server.core.resync(remote.state, data)
+            server.end_turn()
 
     def _reconcile(self, peer: Peer, live: list[int]) -> None:
         """The gateway's list of its connections here: sessions it no longer has end (an END
@@ -193,12 +205,20 @@ class Proxies:
             self.sweep(self.loop.time())
 
     def sweep(self, now: float) -> None:
-        """A gateway silent for GATEWAY_TIMEOUT_S is gone, with its connections."""
-        for peer in [p for p in self.peers.values() if now - p.heard > GATEWAY_TIMEOUT_S]:
-            log.warning("gateway %s silent for %.1f s: its %d sessions end", peer.gateway,
-                        now - peer.heard, len(peer.conns))
-            self._end_all(peer, close=False)
-            del self.peers[peer.gateway]
+        """A gateway silent for GATEWAY_TIMEOUT_S is gone, with its connections; one this
+        leader has not written to for a heartbeat's time is told it is there (so that it
+        sees a lost last message, or this leader's silence)."""
+        for peer in list(self.peers.values()):
+            if now - peer.heard > GATEWAY_TIMEOUT_S:
+                log.warning("gateway %s silent for %.1f s: its %d sessions end", peer.gateway,
+                            now - peer.heard, len(peer.conns))
+                self._drop(peer)
+            elif now - peer.sent_at >= GATEWAY_HEARTBEAT_S and not peer.pending:
+                self._publish(peer, [])
+
+    def _drop(self, peer: Peer) -> None:
+        self._end_all(peer, close=False)
+        del self.peers[peer.gateway]
 
     # -- To the gateways --------------------------------------------------------
 
@@ -213,10 +233,21 @@ class Proxies:
                           "max_payload (%d): the connection closes", len(payload),
                           peer.gateway, conn_id, self.max_payload)
                 pending[i] = (CLOSE, conn_id, list(CLOSE_TOO_BIG_FOR_NATS), None)
+        if self._queued_bytes >= OUTGOING_BYTES:
+            log.error("%d bytes wait for NATS: gateway %s is dropped, its %d sessions end",
+                      self._queued_bytes, peer.gateway, len(peer.conns))
+            if self.peers.get(peer.gateway) is peer:
+                self._drop(peer)
+            return
         for run in chunks(pending, _entry_size, MESSAGE_BYTES):
-            peer.sent += 1
-            self._outgoing.put_nowait((peer.subject, encode(ToGateway(self.epoch, peer.sent,
-                                                                      run))))
+            self._publish(peer, run)
+
+    def _publish(self, peer: Peer, entries: list) -> None:
+        peer.sent += 1
+        peer.sent_at = self.loop.time()
+        data = encode(ToGateway(self.epoch, peer.sent, entries))
+        self._queued_bytes += len(data)
+        self._outgoing.put_nowait((peer.subject, data))
 
     async def _sender(self) -> None:
         """Publishes in order (a lost message is a gap the gateway sees)."""
@@ -226,6 +257,8 @@ class Proxies:
                 await self.nc.publish(subject, data)
             except nats.errors.Error as exc:
                 log.warning("a message to %s was not sent (%r)", subject, exc)
+            finally:
+                self._queued_bytes -= len(data)
 
 
 def _entry_size(entry) -> int:

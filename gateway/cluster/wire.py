@@ -8,13 +8,17 @@ runs them through its request core as a session of that gateway's connection and
 sends back what the outbox holds for it: replies (marked, so the gateway counts
 what it still waits for), private updates, closes.
 
-Both directions are plain NATS messages (at most once), numbered per sender: a gap
-means something was lost, and the sessions it may have touched are ended (their
-clients reconnect and resend by client_order_id). A gateway sends, every second,
-the connections it has at the leader; the leader ends the sessions of a gateway it
-has not heard from for ``GATEWAY_TIMEOUT_S`` (cancel-on-disconnect fires as on a
-disconnect) and those its gateway no longer lists, and closes connections it does
-not know (a new leader knows none).
+Both directions are plain NATS messages (at most once), numbered per sender (a
+leader's from 1 for each gateway, under its lease's epoch): a gap means something
+was lost, and the sessions it may have touched are ended (their clients reconnect
+and resend by client_order_id). A gateway sends, every second, the connections it
+has at the leader; the leader ends the sessions of a gateway it has not heard from
+for ``GATEWAY_TIMEOUT_S`` (cancel-on-disconnect fires as on a disconnect) and those
+its gateway no longer lists, and closes connections it does not know (a new leader
+knows none). The leader writes to each gateway at least every second too; a gateway
+that has not heard from it for ``GATEWAY_TIMEOUT_S``, or that sees a newer lead
+(on the stream, or in a message), closes what the leader served, and drops what an
+older lead sends.
 """
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ import types
 from collections import deque
 
 from gateway.cluster.edge import Upstream, leader_asked
-from gateway.cluster.proxy import Proxies
+from gateway.cluster.proxy import OUTGOING_BYTES, Proxies
 from gateway.cluster.wire import (
-    CLOSE_SESSION_LOST, CLOSE_TOO_BIG_FOR_NATS, END, FRAME, GATEWAY_TIMEOUT_S, HEADROOM, OPEN,
+    CLOSE_SESSION_LOST, CLOSE_TOO_BIG_FOR_NATS, END, FRAME, GATEWAY_HEARTBEAT_S,
+    GATEWAY_TIMEOUT_S, HEADROOM, OPEN,
     OVERSIZED, RESYNC, ToGateway, ToLeader, decode_to_gateway, decode_to_leader, encode,
 )
 from gateway.core.requests import Oversized
@@ -134,9 +135,10 @@ def test_a_silent_gateway_is_gone_with_its_sessions():
         proxies.sweep(heard + GATEWAY_TIMEOUT_S + 0.1)
         assert server.ended == [1] and list(proxies.peers) == ["talks"]
         # If it was only slow, it is a stranger now: its connections are closed.
+        await sent_to_gateways(proxies)               # (heartbeats to both)
         proxies.received(to_leader(2, [(FRAME, 1, b"{}")], gateway="quiet"))
         [message] = await sent_to_gateways(proxies)
-        assert message.entries == [(CLOSE, 1, LOST, None)]
+        assert message.entries == [(CLOSE, 1, LOST, None)] and message.seq == 1
     run(test)
 
 
@@ -239,8 +241,8 @@ def test_a_gap_in_the_leaders_messages_closes_what_it_served():
         upstream = Upstream(None, None, "g1", MAX_FRAME)
         conn = Conn(3)
         upstream.forward(conn, "{}")
-        await from_leader(upstream, 7, 10, [])        # a leader's first message: any seq
-        await from_leader(upstream, 7, 11, [])
+        await from_leader(upstream, 7, 1, [])         # a leader counts from 1
+        await from_leader(upstream, 7, 2, [])
         assert conn.got == []
         await from_leader(upstream, 8, 1, [])         # a new leader: its own count
         assert conn.got == []
@@ -305,4 +307,92 @@ def test_an_answer_nats_cannot_carry_closes_its_connection_only():
         [message] = await sent_to_gateways(proxies)
         assert message.entries == [(CLOSE, 1, list(CLOSE_TOO_BIG_FOR_NATS), None),
                                    (REPLY, 2, b"x" * 100, None)]
+    run(test)
+
+
+def test_a_deposed_leaders_messages_are_dropped_and_a_new_one_starts_at_one():
+    async def test():
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
+        conn = Conn(3)
+        upstream.forward(conn, "{}")
+        await from_leader(upstream, 7, 1, [])
+        upstream.leader_changed(8)                 # the replica applied epoch 8's Lead
+        assert conn.got == [("close", 1012)]
+        conn.got.clear()
+        late = Conn(4)
+        upstream.forward(late, "{}")
+        await from_leader(upstream, 7, 2, [(CLOSE, 4, LOST, None)])    # epoch 7: deposed
+        assert late.got == []
+        await from_leader(upstream, 8, 1, [(REPLY, 4, b"r", None)])
+        assert late.got == [("reply", b"r")]
+        # A new leader whose first message was lost: a gap.
+        await from_leader(upstream, 9, 2, [])
+        assert late.got[-1] == ("close", 1012)
+    run(test)
+
+
+def test_a_silent_leader_closes_what_it_served():
+    """No message (not even its heartbeat) for GATEWAY_TIMEOUT_S: it is dead or cut off."""
+    async def test():
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
+        conn = Conn(3)
+        upstream.forward(conn, "{}")
+        heard = upstream.heard
+        upstream.check_leader(heard + GATEWAY_TIMEOUT_S - 0.1)
+        assert conn.got == []
+        upstream.check_leader(heard + GATEWAY_TIMEOUT_S + 0.1)
+        assert conn.got == [("close", 1012)]
+    run(test)
+
+
+def test_the_leader_says_it_is_there_to_a_gateway_it_has_not_written_to():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=3)
+        proxies.received(to_leader(1, [(OPEN, 1, None)]))
+        now = proxies.loop.time()
+        proxies.sweep(now)
+        assert await sent_to_gateways(proxies) == []          # it has just heard of it
+        proxies.peers["g1"].add(SEND, 1, b"n", None)
+        await asyncio.sleep(0)
+        proxies.sweep(now + GATEWAY_HEARTBEAT_S / 2)
+        [message] = await sent_to_gateways(proxies)
+        assert message.entries == [(SEND, 1, b"n", None)]
+        proxies.sweep(proxies.loop.time() + GATEWAY_HEARTBEAT_S + 0.01)
+        [beat] = await sent_to_gateways(proxies)
+        assert (beat.epoch, beat.seq, beat.entries) == (3, 2, [])
+    run(test)
+
+
+def test_one_entry_that_fails_does_not_drop_the_others():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+
+        def fails(state, channels):
+            raise RuntimeError("a bug")
+        server.core.resync = fails
+        proxies.received(to_leader(1, [(OPEN, 1, None), (RESYNC, 1, ["x"]),
+                                       (FRAME, 1, b"after")]))
+        assert server.frames == [(1, b"after")]
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
+        broken, fine = Conn(3), Conn(4)
+        broken.push = None                        # delivering to it raises
+        for conn in (broken, fine):
+            upstream.forward(conn, "{}")
+        await from_leader(upstream, 1, 1, [(SEND, 3, b"x", None), (SEND, 4, b"y", None)])
+        assert fine.got == [("push", b"y")]
+    run(test)
+
+
+def test_a_leader_whose_messages_nats_cannot_take_ends_that_gateways_sessions():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 1, None)]))
+        proxies._queued_bytes = OUTGOING_BYTES            # nothing sent for a while
+        proxies.peers["g1"].add(SEND, 1, b"n", None)
+        await asyncio.sleep(0)
+        assert server.ended == [1] and proxies.peers == {}
+        assert proxies._outgoing.empty()
     run(test)
