@@ -194,9 +194,10 @@ class Replay:
             log.warning("replayed command seq %s raised, as it did when it ran: %r", seq, cmd)
             return
         self.projection.apply(events)
-        self.projection.flush()
-        if self._sealing and self.count % SEAL_EVERY == 0:
-            self.feed.seal(())
+        if self._sealing:                # (live, the core's seal moves the feed: a snapshot
+            self.projection.flush()      # built before it lines up with its deltas)
+            if self.count % SEAL_EVERY == 0:
+                self.feed.seal(())
 
     def done(self) -> None:
         if self._raised is not None:

@@ -7,6 +7,8 @@ import asyncio
 import types
 from collections import deque
 
+from bench.crash import LISTED, SYMBOL, crash_config
+from engine.messages import PlaceOrder, Side
 from gateway.cluster.edge import Upstream, leader_asked
 from gateway.cluster.proxy import OUTGOING_BYTES, Proxies
 from gateway.cluster.wire import (
@@ -15,7 +17,11 @@ from gateway.cluster.wire import (
     OVERSIZED, RESYNC, ToGateway, ToLeader, decode_to_gateway, decode_to_leader, encode,
 )
 from gateway.core.requests import Oversized
+from gateway.config import load_config
+from gateway.core.auth import Accounts
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, SEND
+from gateway.core.projection import Projection
+from gateway.storage.recovery import Replay, build, funding
 
 LOST = list(CLOSE_SESSION_LOST)
 MAX_FRAME = 1000
@@ -396,3 +402,28 @@ def test_a_leader_whose_messages_nats_cannot_take_ends_that_gateways_sessions():
         assert server.ended == [1] and proxies.peers == {}
         assert proxies._outgoing.empty()
     run(test)
+
+
+def test_a_gateways_replica_publishes_at_its_seal_what_it_applied_before():
+    """The feed holds what has been published: a snapshot a subscriber gets between a
+    replayed command and the seal that publishes its delta must line up with that delta
+    (the replica moved the feed at once, so the first delta after such a snapshot had a
+    prev_seq behind it: a gap)."""
+    names = ["crash-001"]
+    config = load_config(crash_config(names, "fsync"))
+    accounts = list(Accounts(list(config.account), 0).by_id.values())
+    venue, feed = build(config, LISTED, accounts)
+    replay = Replay(venue, feed)
+    for deposit in funding(accounts, 1, 0):
+        replay.apply(deposit)
+    live = Projection(venue, feed)
+    replay.live(live)
+    book = feed.symbols[SYMBOL].book
+    before = book.seq
+    replay.apply(PlaceOrder(ts_ns=2, account_id=accounts[0].account_id, symbol=SYMBOL,
+                            side=Side.BUY, qty=1, price=2100))
+    assert book.seq == before                   # not published yet: the seal does it
+    live.flush()
+    assert book.seq == before + 1
+    [(channel, delta)] = feed.seal({f"book.{SYMBOL}": {object()}})
+    assert (delta["prev_seq"], delta["seq"]) == (before, before + 1)
