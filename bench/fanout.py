@@ -610,7 +610,12 @@ def main(argv: list[str] | None = None) -> int:
                           f"gaps {r['gaps']} resyncs {r['resyncs']} closed {r['closed']} "
                           f"checksum errors {r['bad_checksums']}; trader errors "
                           f"{r['trader_errors']} {r['trader_reasons'] or ''}; cpu server "
-                          f"{100 * r['server_cpu']:.0f}% subscribers "
+                          f"{100 * r['server_cpu']:.0f}%"
+                          + (" (matcher " + ", gateways ".join(
+                              "/".join(f"{100 * c:.0f}%" for c in part) for part in (
+                                  r["processes_cpu"][:1], r["processes_cpu"][1:])) + ")"
+                             if len(r["processes_cpu"]) > 1 else "")
+                          + " subscribers "
                           + "/".join(f"{100 * c:.0f}%" for c in r["client_cpu"])
                           + f"; machine {100 * r['machine_busy']:.0f}% busy", flush=True)
     print(table(runs))
