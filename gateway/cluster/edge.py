@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections import deque
 from pathlib import Path
 
 import msgspec
 import nats
 
-from gateway.cluster.matcher import Follower, MatcherError
+from gateway.cluster.matcher import Follower, MatcherError, stop_on_signals, unless_stopped
 from gateway.cluster.stream import MESSAGE_BYTES, Stream, patiently
 from gateway.cluster.wire import (
     CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, HEADROOM, OPEN,
@@ -417,38 +416,23 @@ async def run_gateway(config: Config, data_dir: Path, urls: list[str], *, name: 
     if not config.account:
         raise MatcherError("a cluster's gateways need the accounts in their config (the "
                            "matchers' own: a replica replays their logins and deposits)")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    starting = loop.create_task(_replica(config, data_dir, urls, replicas, wait_s))
-    stopping = loop.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not starting.done():
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
+    stop = stop_on_signals()
+    started = await unless_stopped(_replica(config, data_dir, urls, replicas, wait_s), stop)
+    if started is None:
         return
-    stream, follower = starting.result()
-    server = upstream = following = None
+    stream, follower = started
+    server = upstream = None
     try:
         server = EdgeServer(config, follower)
         await server.start(host, port)
         upstream = server.upstream = Upstream(server, stream.nc, gateway_id(name),
                                               config.limits.max_frame_bytes)
         await upstream.start()
-        following = loop.create_task(follower.follow(stream, server.applied))
         if ready is not None:
             ready(server)
-        stopping = loop.create_task(stop.wait())
-        await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if following.done():
-            following.result()           # why it could not follow
+        # Until a stop; or it raises why it cannot follow (another config, a rebuild).
+        await unless_stopped(follower.follow(stream, server.applied), stop)
     finally:
-        if following is not None:
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
         if server is not None:
             await server.stop()          # the connections' ENDs go to the leader below
         if upstream is not None:

@@ -401,24 +401,40 @@ async def run_matcher(config: Config, data_dir: Path, urls: list[str], *, standb
     if not config.account:
         raise MatcherError("a cluster's matchers need the accounts in their config "
                            "(every matcher must know the same ones)")
+    stop = stop_on_signals()
+    _can_listen(host or config.server.host, config.server.port if port is None else port)
+    # Until it leads, a stop ends whatever the start waits for (the cluster, the lease).
+    started = await unless_stopped(_take_lead(config, data_dir, urls, standby, name,
+                                              replicas, as_of, clock, wait_s), stop)
+    if started is None:
+        return
+    stream, lease, holding, follower, held = started
+    await _lead(config, data_dir, stream, lease, holding, follower, held, host, port, clock,
+                ready, stop)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGINT or SIGTERM sets."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    _can_listen(host or config.server.host, config.server.port if port is None else port)
-    # Until it leads, a stop ends whatever the start waits for (the cluster, the lease).
-    starting = loop.create_task(_take_lead(config, data_dir, urls, standby, name, replicas,
-                                           as_of, clock, wait_s))
+    return stop
+
+
+async def unless_stopped(work, stop: asyncio.Event):
+    """Run ``work`` (a coroutine) to its end and return its result, unless ``stop`` is set
+    first: then it is cancelled and None returned."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work)
     stopping = loop.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
-    if not starting.done():
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
-        return
-    stream, lease, holding, follower, held = starting.result()
-    await _lead(config, data_dir, stream, lease, holding, follower, held, host, port, clock,
-                ready, stop)
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.result()
 
 
 async def _take_lead(config, data_dir, urls, standby, name, replicas, as_of, clock, wait_s):

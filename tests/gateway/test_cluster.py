@@ -36,7 +36,7 @@ from gateway.core.auth import Accounts
 from gateway.storage.journal import Journal, Reader, encode_batch, encode_record, segments
 from gateway.storage.recovery import journal_dir, snapshot_dir
 from gateway.storage.snapshots import snapshot_files
-from cluster_support import own_cluster, started
+from cluster_support import gpux_cli, own_cluster, started
 from live import TIMEOUT
 
 NAMES = ["crash-001", "crash-002"]
@@ -320,11 +320,7 @@ def test_the_whole_cluster_restarts_from_its_data(tmp_path):
 
 
 def _matcher_cli(tmp_path, *args: str, config: str | None = CONFIG):
-    path = tmp_path / "gpux.toml"
-    path.write_text(config or "")
-    return subprocess.run([sys.executable, "-m", "gateway.client.cli", "matcher", "--data-dir",
-                           str(tmp_path / "m"), "--config", str(path), "--port", "0", *args],
-                          capture_output=True, text=True, timeout=60)
+    return gpux_cli("matcher", tmp_path, config or "", *args)
 
 
 def test_a_matcher_without_accounts_in_its_config_is_refused(tmp_path):

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.crash import ADMIN, SYMBOL, Client, crash_config
 from bench.harness import login_params
 from bench.failover import PROBE, gateway, matcher, run_failovers
-from cluster_support import started
+from cluster_support import gpux_cli, started
 from gateway.cluster.wire import GATEWAY_TIMEOUT_S
 
 NAMES = ["crash-001", "crash-002"]
@@ -346,11 +346,7 @@ def test_a_gateway_restarts_from_its_own_directory_and_catches_up(fresh, tmp_pat
 
 
 def _gateway_cli(tmp_path, *args: str, config: str | None = CONFIG):
-    path = tmp_path / "gpux.toml"
-    path.write_text(config or "")
-    return subprocess.run([sys.executable, "-m", "gateway.client.cli", "gateway", "--data-dir",
-                           str(tmp_path / "g"), "--config", str(path), "--port", "0", *args],
-                          capture_output=True, text=True, timeout=60)
+    return gpux_cli("gateway", tmp_path, config or "", *args)
 
 
 def test_a_gateway_without_accounts_or_a_cluster_is_refused_with_a_message(tmp_path):
