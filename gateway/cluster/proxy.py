@@ -44,6 +44,7 @@ class Remote:
         self.state = state
         state.transport = self
         self.conflated: set[str] = set()      # the gateway conflates; never set here
+        self.resyncing: set[str] = set()
         self.heartbeat_task: asyncio.Task | None = None
         self.closing: tuple[int, str] | None = None
         # What gateway.server.inbound keeps on a connection.

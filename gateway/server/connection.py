@@ -12,7 +12,8 @@ reads slowly) leaves its frames queued, and a writer task waits for it to
 drain. A client that falls behind that way gets its book streams and
 tickers conflated past ``queue_soft`` queued messages (the backlog is
 skipped and the current state, a snapshot with the current seq, follows once
-it catches up), and is disconnected with a reason past ``queue_hard``
+it catches up; the channel stays skipped until that snapshot is released, so that
+no message of the backlog's turns goes out before it), and is disconnected with a reason past ``queue_hard``
 messages or ``queue_hard_bytes``.
 """
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Connection:
         state.transport = self
         self.limits = limits
         self.conflated: set[str] = set()       # channels skipped until the client catches up
+        self.resyncing: set[str] = set()       # ...and their current state is on its way
         self.heartbeat_task: asyncio.Task | None = None
         self.writer_task: asyncio.Task | None = None
         self.closing: tuple[int, str] | None = None     # close once the queue is sent
@@ -171,7 +173,7 @@ class Connection:
         self._write()
         if not self.ws.writable:
             self._wake.set()
-        elif self.conflated:
+        elif len(self.conflated) > len(self.resyncing):
             self._on_wants_snapshot(self)
 
     def _write(self) -> None:

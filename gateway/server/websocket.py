@@ -300,8 +300,10 @@ class Server:
         if self._resync:
             resync, self._resync = self._resync, set()
             for conn in resync:
-                channels, conn.conflated = conn.conflated, set()
-                self._caught_up(conn, channels)
+                channels = conn.conflated - conn.resyncing
+                if channels:
+                    conn.resyncing |= channels      # conflated until their CURRENT goes
+                    self._caught_up(conn, channels)
         outbox = self.core.seal()
         self.inbound.sealed()
         self._hand_over(outbox)
@@ -351,6 +353,7 @@ def deliver(conn, kind: int, payload, channel: str | None) -> None:
         conn.push_latest(channel, payload)
     elif kind == CURRENT:
         conn.conflated.discard(channel)
+        conn.resyncing.discard(channel)
         conn.push(payload)
     elif kind == CLOSE:
         conn.close(*payload)

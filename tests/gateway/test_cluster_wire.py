@@ -169,6 +169,7 @@ class Conn:
         self.remote, self.awaiting, self.upstream_paused = False, deque(), False
         self.got: list = []
         self.conflated: set[str] = set()
+        self.resyncing: set[str] = set()
         self.resumed = 0
 
     def push(self, frame):

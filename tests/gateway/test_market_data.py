@@ -16,13 +16,13 @@ from live import SYMBOL, TIMEOUT, Rebuilt, Ws, run
 BOOK, TRADES, TICKER = f"book.{SYMBOL}", f"trades.{SYMBOL}", f"ticker.{SYMBOL}"
 
 
-async def stalled_client(live, channels: list[str]):
+async def stalled_client(live, channels: list[str], **kw):
     """Connect with a tiny receive buffer, subscribe, and stop reading."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)   # before connect: no autotuning
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.server.port))
-    ws = await connect(live.url, sock=sock, max_size=2**24)
+    ws = await connect(live.url, sock=sock, max_size=2**24, **kw)
     await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
                               "params": {"channels": channels}}))
     ws.transport.pause_reading()
@@ -351,3 +351,60 @@ def test_the_orders_channel_sends_each_fill_once(tmp_path):
         assert [f["qty"] for f in note["fills"]] == [1]
     # order.get still has every fill.
     assert len(venue.result(maker, "order.get", order_id=resting["order_id"])["fills"]) == 4
+
+
+def test_a_subscriber_catching_up_while_orders_flow_gets_no_gap(make_server):
+    """Conflated, then read again while the book keeps moving: the deltas of turns sealed
+    before its snapshot was asked for, and released after it (they wait for the disk), are
+    skipped too. (They were sent, each with a prev_seq the client had never seen, just
+    before the snapshot: a gap.)"""
+    live = make_server("[limits]\nqueue_soft = 8\nqueue_hard = 100000\nsocket_send_buffer = 4096\n"
+                       "[limits.roles.trader]\norders = [100000.0, 100000]\n"
+                       "account_orders = [100000.0, 100000]\n")
+
+    async def scenario():
+        slow = await stalled_client(live, [BOOK], max_queue=1)
+        trader = await Ws.open(live, "trader-1")
+        stop = asyncio.Event()
+
+        async def trade():
+            i = 0
+            while not stop.is_set():
+                for k in range(8):                           # several turns in flight
+                    await trader.send({"jsonrpc": "2.0", "id": i + k, "method": "order.place",
+                                       "params": {"symbol": SYMBOL, "side": "buy", "qty": 1,
+                                                  "price": f"{2.0 + (i + k) % 90 / 1000:.3f}"}})
+                for _ in range(8):
+                    assert "result" in await trader.recv()
+                i += 8
+                if i % 400 == 0:                             # (under the open-order limit)
+                    await trader.call("order.cancel_all", symbol=SYMBOL)
+        trading = asyncio.create_task(trade())
+        book, seen = Rebuilt(), {"gaps": 0, "snapshots": 0}
+
+        async def read():
+            loop = asyncio.get_running_loop()
+            while True:                                      # in bursts
+                burst = loop.time() + 0.02
+                while loop.time() < burst:
+                    message = json.loads(await slow.recv())
+                    if message.get("method") != "subscription":
+                        continue
+                    data = message["params"]["data"]
+                    if data["type"] == "snapshot":
+                        seen["snapshots"] += 1
+                    elif book.seq is not None and data["prev_seq"] != book.seq:
+                        seen["gaps"] += 1
+                    book.apply(data)
+                await asyncio.sleep(0.3)
+        slow.transport.resume_reading()
+        reading = asyncio.create_task(read())
+        await asyncio.sleep(4.0)
+        stop.set()
+        await trading
+        reading.cancel()
+        assert seen["snapshots"] >= 2          # it was conflated, and caught up again
+        assert seen["gaps"] == 0
+        await slow.close()
+        await trader.close()
+    run(scenario(), timeout=60)
