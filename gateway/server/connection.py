@@ -12,9 +12,9 @@ reads slowly) leaves its frames queued, and a writer task waits for it to
 drain. A client that falls behind that way gets its book streams and
 tickers conflated past ``queue_soft`` queued messages (the backlog is
 skipped and the current state, a snapshot with the current seq, follows once
-it catches up; the channel stays skipped until that snapshot is released, so that
-no message of the backlog's turns goes out before it), and is disconnected with a reason past ``queue_hard``
-messages or ``queue_hard_bytes``.
+it catches up; the channel stays skipped until that snapshot is released, so
+that no message of the backlog's turns goes out before it), and is disconnected
+with a reason past ``queue_hard`` messages or ``queue_hard_bytes``.
 """
 from __future__ import annotations
 
