@@ -49,6 +49,8 @@ from gateway.server.websocket import Server, deliver
 
 log = logging.getLogger("gpux.cluster")
 
+CLOSE_NOT_HANDED_OVER = (1011, "the leader refused what this connection asked before its "
+                         "login (cancel-on-disconnect, heartbeats): connect again")
 # Methods after which a connection is the leader's: they make it an account's session.
 TO_THE_LEADER = frozenset({"auth.login"})
 
@@ -78,8 +80,18 @@ def _request(method: str, params: dict) -> bytes:
                     "params": params})
 
 
-def _swallowed(reply: bytes) -> None:
-    return None
+def kept(conn):
+    """The answer to a request the gateway made of the leader for ``conn`` (not the
+    client's): kept here; a refusal closes the connection, whose client would otherwise
+    believe it holds what it asked for (cancel-on-disconnect above all)."""
+    def answered(reply: bytes) -> None:
+        message = _json(reply)
+        if "error" in message:
+            log.warning("the leader refused what connection %d asked before its login (%s): "
+                        "it closes", conn.state.conn_id, message["error"].get("message"))
+            conn.close(*CLOSE_NOT_HANDED_OVER)
+        return None
+    return answered
 
 
 def leader_asked(frame: str | bytes) -> bool:
@@ -181,11 +193,11 @@ class EdgeServer(Server):
         state = conn.state
         if state.cancel_on_disconnect:
             self.upstream.forward(conn, _request("session.cancel_on_disconnect",
-                                                 {"enabled": True}), _swallowed)
+                                                 {"enabled": True}), kept(conn))
         if state.heartbeat_s:
             self._set_heartbeat(conn, 0)           # the leader's timer from now on
             self.upstream.forward(conn, _request("session.heartbeat",
-                                                 {"interval": state.heartbeat_s}), _swallowed)
+                                                 {"interval": state.heartbeat_s}), kept(conn))
 
     def _channels_asked(self, conn: Connection, frame):
         """For a connection that subscribed here before its login: what the leader's answer
@@ -283,6 +295,7 @@ class Upstream:
         conn_id = conn.state.conn_id
         if not conn.remote:
             conn.remote = True
+            conn.epoch = self.epoch                 # the lead it was handed to
             self.conns[conn_id] = conn
             self._add(OPEN, conn_id, None)
         conn.awaiting.append(on_reply)
@@ -342,11 +355,14 @@ class Upstream:
             self.heard = now
 
     def leader_changed(self, epoch: int) -> None:
-        """The replica applied a Lead record: what the previous leader served closes, and
-        only the new leader's messages count from now on."""
-        if self.epoch is None or epoch > self.epoch:
+        """The replica applied a Lead record (the stream is the authority on who leads):
+        what another lead served closes, and only this one's messages count from now on."""
+        if epoch != self.epoch:
             self.epoch, self.expected = epoch, 1
-        self.lost_all()
+        for conn in list(self.conns.values()):
+            if conn.epoch != epoch:
+                conn.close(*CLOSE_SESSION_LOST)
+                _read_again(conn)
 
     # -- From the leader --------------------------------------------------------
 

@@ -20,7 +20,7 @@ from gateway.cluster.wire import (
     GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, HEADROOM, OPEN, OVERSIZED, RESYNC, TO_LEADER,
     ToGateway, chunks, decode_to_leader, encode, to_gateway,
 )
-from gateway.core.outbox import CLOSE, LATEST, REPLY, SEND
+from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, SEND
 from gateway.core.requests import Oversized
 
 log = logging.getLogger("gpux.cluster")
@@ -64,6 +64,9 @@ class Remote:
     def push_latest(self, channel: str, frame: bytes) -> None:
         self.peer.add(LATEST, self.conn_id, frame, channel)
 
+    def current(self, channel: str, frame: bytes) -> None:
+        self.peer.add(CURRENT, self.conn_id, frame, channel)    # the gateway ends conflation
+
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
@@ -83,8 +86,11 @@ class Peer:
         self.sent = 0                        # our last message's seq
         self.sent_at = now
         self.pending: list[tuple] = []
+        self.dropped = False                 # its sessions ended: it is sent nothing more
 
     def add(self, kind: int, conn_id: int, payload, channel: str | None) -> None:
+        if self.dropped:
+            return
         if not self.pending:
             self.proxies.loop.call_soon(self.proxies.send, self)
         self.pending.append((kind, conn_id, payload, channel))
@@ -219,6 +225,8 @@ class Proxies:
 
     def _drop(self, peer: Peer) -> None:
         self._end_all(peer, close=False)
+        peer.dropped = True
+        peer.pending.clear()
         del self.peers[peer.gateway]
 
     # -- To the gateways --------------------------------------------------------

@@ -141,6 +141,12 @@ class Connection:
             return
         self._enqueue(frame)
 
+    def current(self, channel: str, frame: bytes) -> None:
+        """A channel's current state: its stream is whole again from here."""
+        self.conflated.discard(channel)
+        self.resyncing.discard(channel)
+        self.push(frame)
+
     def reply(self, frame: bytes) -> None:
         """A request's reply (a cluster gateway counts them; here it is any message)."""
         self.push(frame)
@@ -165,7 +171,14 @@ class Connection:
     def flush(self) -> None:
         """Write what is queued now, unless the socket is full (then the writer waits)."""
         self._pending = False
-        if self.closed or not self._queue:
+        if self.closed:
+            return
+        if not self._queue:
+            # A backlog written in one go may have filled the socket again: once it has
+            # drained, the snapshots are asked for though nothing more is queued.
+            if len(self.conflated) > len(self.resyncing) and self.ws.writable \
+                    and self.closing is None:
+                self._on_wants_snapshot(self)
             return
         if not self.ws.writable or self.closing is not None:
             self._wake.set()

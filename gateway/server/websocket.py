@@ -352,9 +352,7 @@ def deliver(conn, kind: int, payload, channel: str | None) -> None:
     if kind == LATEST:
         conn.push_latest(channel, payload)
     elif kind == CURRENT:
-        conn.conflated.discard(channel)
-        conn.resyncing.discard(channel)
-        conn.push(payload)
+        conn.current(channel, payload)
     elif kind == CLOSE:
         conn.close(*payload)
     elif kind == REPLY:

@@ -9,7 +9,7 @@ from collections import deque
 
 from bench.crash import LISTED, SYMBOL, crash_config
 from engine.messages import PlaceOrder, Side
-from gateway.cluster.edge import Upstream, leader_asked
+from gateway.cluster.edge import Upstream, kept, leader_asked
 from gateway.cluster.proxy import OUTGOING_BYTES, Proxies
 from gateway.cluster.wire import (
     CLOSE_SESSION_LOST, CLOSE_TOO_BIG_FOR_NATS, END, FRAME, GATEWAY_HEARTBEAT_S,
@@ -17,10 +17,12 @@ from gateway.cluster.wire import (
     OVERSIZED, RESYNC, ToGateway, ToLeader, decode_to_gateway, decode_to_leader, encode,
 )
 from gateway.core.requests import Oversized
-from gateway.config import load_config
+from gateway.config import Limits, load_config
 from gateway.core.auth import Accounts
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, SEND
 from gateway.core.projection import Projection
+from gateway.server.connection import Connection
+from gateway.server.websocket import deliver
 from gateway.storage.recovery import Replay, build, funding
 
 LOST = list(CLOSE_SESSION_LOST)
@@ -180,6 +182,11 @@ class Conn:
 
     def push_latest(self, channel, frame):
         self.got.append(("latest", channel, frame))
+
+    def current(self, channel, frame):
+        self.conflated.discard(channel)
+        self.resyncing.discard(channel)
+        self.got.append(("push", frame))
 
     def close(self, code, reason):
         self.got.append(("close", code))
@@ -428,3 +435,81 @@ def test_a_gateways_replica_publishes_at_its_seal_what_it_applied_before():
     assert book.seq == before + 1
     [(channel, delta)] = feed.seal({f"book.{SYMBOL}": {object()}})
     assert (delta["prev_seq"], delta["seq"]) == (before, before + 1)
+
+
+def test_a_snapshot_the_leader_sends_a_conflated_connection_reaches_it_as_one():
+    """Through the real Remote: the gateway must see a CURRENT (it ends the conflation)."""
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 3, None)]))
+        deliver(proxies.peers["g1"].conns[3], CURRENT, b"S", "book.X")
+        [message] = await sent_to_gateways(proxies)
+        assert message.entries == [(CURRENT, 3, b"S", "book.X")]
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
+        conn = Conn(3)
+        upstream.forward(conn, "{}")
+        conn.conflated, conn.resyncing = {"book.X"}, {"book.X"}
+        await upstream._message(types.SimpleNamespace(data=encode(message)))
+        assert conn.conflated == set() and conn.resyncing == set()
+    run(test)
+
+
+def test_a_leader_change_closes_only_what_an_older_leader_served():
+    async def test():
+        upstream = Upstream(None, None, "g1", MAX_FRAME)
+        old = Conn(3)
+        upstream.forward(old, "{}")                 # under no known lead yet
+        await from_leader(upstream, 8, 1, [])       # the new leader, before its Lead applies
+        new = Conn(4)
+        upstream.forward(new, "{}")
+        upstream.leader_changed(8)
+        assert old.got == [("close", 1012)] and new.got == []
+        # The stream is the authority: a lease bucket made anew counts epochs from 1 again.
+        upstream.leader_changed(1)
+        assert new.got == [("close", 1012)]
+        await from_leader(upstream, 1, 1, [(REPLY, 5, b"r", None)])
+        assert upstream.epoch == 1 and upstream.expected == 2
+    run(test)
+
+
+def test_a_dropped_gateways_old_sessions_send_it_nothing():
+    async def test():
+        server = LeaderServer()
+        proxies = Proxies(server, None, epoch=1)
+        proxies.received(to_leader(1, [(OPEN, 3, None)]))
+        remote = proxies.peers["g1"].conns[3]
+        proxies.sweep(proxies.loop.time() + GATEWAY_TIMEOUT_S + 1)
+        await sent_to_gateways(proxies)
+        remote.reply(b"released after the drop")       # its outbox waited for the disk
+        proxies.received(to_leader(7, [(OPEN, 5, None)]))
+        proxies.peers["g1"].conns[5].reply(b"r")
+        [message] = await sent_to_gateways(proxies)
+        assert (message.seq, message.entries) == (1, [(REPLY, 5, b"r", None)])
+    run(test)
+
+
+def test_a_conflated_connection_with_nothing_queued_asks_for_its_snapshot():
+    """Its backlog went out in one write that filled the socket again: once it drains, the
+    snapshot is asked for though nothing more is queued (every channel being conflated)."""
+    asked = []
+    ws = types.SimpleNamespace(writable=True)
+    conn = Connection(ws, types.SimpleNamespace(transport=None), Limits(), lambda c: None,
+                      asked.append)
+    conn.conflated = {"book.X"}
+    conn.flush()
+    assert asked == [conn]
+    conn.resyncing = {"book.X"}                    # asked once, not again
+    conn.flush()
+    assert asked == [conn]
+
+
+def test_a_refusal_of_what_a_connection_asked_before_its_login_closes_it():
+    """Its cancel-on-disconnect (say) re-asked of the leader at the login and refused: the
+    client must not go on believing its orders are guarded."""
+    conn = Conn(3)
+    assert kept(conn)(b'{"jsonrpc":"2.0","id":"gpux-gateway","result":{"enabled":true}}') \
+        is None and conn.got == []
+    assert kept(conn)(b'{"jsonrpc":"2.0","id":"gpux-gateway","error":{"code":429,'
+                      b'"message":"too many requests"}}') is None
+    assert conn.got == [("close", 1011)]
