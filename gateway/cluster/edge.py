@@ -35,8 +35,8 @@ from gateway.cluster.matcher import Follower, MatcherError, stop_on_signals, unl
 from gateway.cluster.stream import MESSAGE_BYTES, Stream, patiently
 from gateway.cluster.wire import (
     CLOSE_SESSION_LOST, END, FRAME, GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, HEADROOM, OPEN,
-    OVERSIZED, RESYNC, TO_LEADER, ToLeader, chunks, decode_to_gateway, encode, gateway_id,
-    to_gateway,
+    OVERSIZED, RESYNC, TO_LEADER, ToLeader, chunks, decode_to_gateway, encode, entry_size,
+    gateway_id, to_gateway,
 )
 from gateway.config import Config
 from gateway.core.errors import RpcError, RpcReason
@@ -321,8 +321,7 @@ class Upstream:
         if not self.pending and live is None:
             return
         pending, self.pending = self.pending, []
-        runs = chunks(pending, lambda e: 32 + (len(e[2]) if type(e[2]) is bytes else 0),
-                      MESSAGE_BYTES) or [[]]
+        runs = chunks(pending, lambda entry: entry_size(entry[2]), MESSAGE_BYTES) or [[]]
         for i, run in enumerate(runs):
             self.seq += 1
             self._outgoing.put_nowait(encode(ToLeader(

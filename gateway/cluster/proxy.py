@@ -18,14 +18,13 @@ from gateway.cluster.stream import MESSAGE_BYTES
 from gateway.cluster.wire import (
     CLOSE_SESSION_LOST, CLOSE_TOO_BIG_FOR_NATS, DEFAULT_MAX_PAYLOAD, END, FRAME,
     GATEWAY_HEARTBEAT_S, GATEWAY_TIMEOUT_S, HEADROOM, OPEN, OVERSIZED, RESYNC, TO_LEADER,
-    ToGateway, chunks, decode_to_leader, encode, to_gateway,
+    ToGateway, chunks, decode_to_leader, encode, entry_size, to_gateway,
 )
 from gateway.core.outbox import CLOSE, CURRENT, LATEST, REPLY, SEND
 from gateway.core.requests import Oversized
 
 log = logging.getLogger("gpux.cluster")
 
-ENTRY_BYTES = 32            # an entry's framing, roughly, beside its payload
 # Messages waiting for NATS past this many bytes: the gateway they are for is dropped
 # (its sessions end; it sees the gap and closes their connections) rather than the
 # leader's memory growing without bound.
@@ -248,7 +247,7 @@ class Proxies:
             if self.peers.get(peer.gateway) is peer:
                 self._drop(peer)
             return
-        for run in chunks(pending, _entry_size, MESSAGE_BYTES):
+        for run in chunks(pending, lambda entry: entry_size(entry[2]), MESSAGE_BYTES):
             self._publish(peer, run)
 
     def _publish(self, peer: Peer, entries: list) -> None:
@@ -268,9 +267,4 @@ class Proxies:
                 log.warning("a message to %s was not sent (%r)", subject, exc)
             finally:
                 self._queued_bytes -= len(data)
-
-
-def _entry_size(entry) -> int:
-    payload = entry[2]
-    return ENTRY_BYTES + (len(payload) if isinstance(payload, bytes) else 0)
 

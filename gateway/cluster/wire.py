@@ -42,6 +42,7 @@ CLOSE_TOO_BIG_FOR_NATS = (1011, "an answer too large for the cluster's messages 
                           "(NATS max_payload)")
 HEADROOM = 4096             # a message's bytes beside its entries' payloads, at most
 DEFAULT_MAX_PAYLOAD = 1 << 20       # nats-server's own default
+ENTRY_BYTES = 32            # an entry's framing, roughly, beside its payload
 
 
 class ToLeader(msgspec.Struct, array_like=True):
@@ -76,6 +77,11 @@ def gateway_id(name: str) -> str:
     """A name for one run of a gateway (a subject token): its given name and a random
     part, so that a restarted gateway is a new one to the leader."""
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)[:40]}-{secrets.token_hex(4)}"
+
+
+def entry_size(payload) -> int:
+    """An entry's bytes in a message, roughly: its payload's and its framing's."""
+    return ENTRY_BYTES + (len(payload) if type(payload) is bytes else 0)
 
 
 def chunks(entries: list, size_of, limit: int) -> list[list]:

@@ -109,7 +109,8 @@ def test_an_order_costs_about_forty_bytes():
     assert len(msgspec.msgpack.encode(COMMANDS[0])) > 190
 
 
-def test_a_journal_reads_back_every_record_in_order(tmp_path):
+def _two_batches(tmp_path) -> None:
+    """COMMANDS journaled in two batches: the first five, then the rest."""
     journal = Journal(tmp_path, 1, fsync=False)
     for cmd in COMMANDS[:5]:
         journal.append(cmd)
@@ -117,6 +118,10 @@ def test_a_journal_reads_back_every_record_in_order(tmp_path):
     for cmd in COMMANDS[5:]:
         journal.append(cmd)
     journal.close()
+
+
+def test_a_journal_reads_back_every_record_in_order(tmp_path):
+    _two_batches(tmp_path)
     (_, path), = segments(tmp_path)
     assert path.read_bytes()[:len(MAGIC)] == MAGIC
     assert [(first, count) for _, first, count in batches(path)] == \
@@ -178,13 +183,7 @@ def test_damage_inside_a_record_of_format_2_names_the_file_and_offset(tmp_path):
 def test_batches_a_snapshot_covers_are_checked_by_their_checksums(tmp_path):
     """Skipped whole (their records not walked), but a flipped byte in one is still found;
     the records after the snapshot's seq are read as ever."""
-    journal = Journal(tmp_path, 1, fsync=False)
-    for cmd in COMMANDS[:5]:
-        journal.append(cmd)
-    journal.commit()
-    for cmd in COMMANDS[5:]:
-        journal.append(cmd)
-    journal.close()
+    _two_batches(tmp_path)
     reader = Reader(tmp_path, after=5)
     assert [(r.seq, r.cmd) for r in reader] == list(enumerate(COMMANDS, 1))[5:]
     assert (reader.first_seq, reader.last_seq) == (1, len(COMMANDS))
