@@ -7,7 +7,10 @@ the process is written again by the replay, one that got ahead of the journal ho
 orders the engine has in memory anyway. What does need care is a snapshot: it no longer
 holds what was archived before it, so the archive is made durable first (``sync``).
 
-Writes wait in memory and go in batches of FLUSH_AT; reads look at those first. Orders
+Writes wait in memory and go in batches of FLUSH_AT; reads look at those first. The
+writing connection stays inside a transaction between its commits: a read that begins and
+ends its own takes and drops SQLite's file locks (fcntl) each time, which made the lookup
+of each new client_order_id cost more than the rest of its order's replay. Orders
 are deleted seven days after they closed, counted from the oldest snapshot a restart
 could start from (``prune``); fills are kept (account.fills pages back through all).
 """
@@ -89,6 +92,7 @@ class SqliteArchive:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")    # durable at sync()
             self._db.executescript(SCHEMA)
+            self._db.execute("BEGIN")       # reads share it until the next commit
 
     def __reduce__(self):
         return (Detached, (str(self.path),))
@@ -96,6 +100,8 @@ class SqliteArchive:
     def close(self) -> None:
         if self._db is not None:
             self.flush()
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
             self._db.close()
             self._db = None
 
@@ -130,7 +136,6 @@ class SqliteArchive:
         strips = [(d.account_id, d.client_order_id, d.strip_id, d.ts_ns, encode(d))
                   for d in waiting.strips.values()]
         db = self._db
-        db.execute("BEGIN")
         try:
             # A record never changes: one already there (a replay writes again what the
             # run before it wrote) is left as it is, which costs a key lookup, not a rewrite.
@@ -143,17 +148,25 @@ class SqliteArchive:
                            strips)
         except BaseException:
             db.execute("ROLLBACK")
+            db.execute("BEGIN")
             raise
-        db.execute("COMMIT")
+        self._commit()
         self._waiting = MemoryArchive()
         self._count = 0
+
+    def _commit(self) -> None:
+        """Commit what the transaction wrote, and begin the next (see the module's note)."""
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
 
     def sync(self) -> None:
         """Make everything put so far durable (before a snapshot that relies on it)."""
         if self.readonly:
             return
         self.flush()
+        self._db.execute("COMMIT")          # a checkpoint runs outside a transaction
         self._db.execute("PRAGMA wal_checkpoint(FULL)")
+        self._db.execute("BEGIN")
 
     def prune(self, before_ns: int, limit: int = 2**62) -> int:
         """Delete orders closed, and strips placed, before ``before_ns``: at most ``limit``
@@ -161,11 +174,13 @@ class SqliteArchive:
         if self.readonly:
             return 0
         self.flush()
-        return sum(self._db.execute(
+        deleted = sum(self._db.execute(
             f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} "
             "< ? LIMIT ?)", (before_ns, limit)).rowcount
             for table, key, column in (("orders", "order_id", "closed_ns"),
                                        ("strips", "account_id, client_order_id", "ts_ns")))
+        self._commit()
+        return deleted
 
     # -- Reads -----------------------------------------------------------------------
 

@@ -261,6 +261,9 @@ class Simulation:
             self.written += whole
             self.torn += not whole
         self.v.journal.close(commit=False)
+        # The process dies: its archive connection (and the read transaction it holds)
+        # goes with it, and what waited in memory to be written is lost.
+        self.v.venue.archive._db.close()
         self.inbox = []
         v = self.v
         recovered = recover(self.data_dir, lambda: build(v.config, AS_OF,
