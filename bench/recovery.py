@@ -169,7 +169,7 @@ def main(argv=None) -> int:
                   f"snapshot {snap / 2**20:,.1f} MiB", flush=True)
             aside = workdir / "snapshots-aside"
             results = {}
-            for label in [SOURCES[s] for s in args.sources]:
+            for label in [SOURCES[s] for s in dict.fromkeys(args.sources)]:
                 if label == "journal alone":
                     snapshot_dir(data_dir).rename(aside)
                 elif aside.exists():

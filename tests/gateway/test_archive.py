@@ -358,6 +358,32 @@ def _closed(order_id: int, account_id: int, cid: str | None, closed_ns: int,
                        None if fills == 3 else CancelReason.USER.value)
 
 
+def test_what_the_archive_commits_is_seen_beside_it_and_reaches_the_file(tmp_path):
+    """Its connection stays inside a transaction between commits (its reads take no locks
+    of their own): a flush and a prune still commit, so a readonly archive beside it (`gpux
+    journal verify` beside a running server) sees what was written and deleted, and the
+    checkpoint of a sync is not held up by that transaction (the database file itself,
+    read without its WAL, holds the records)."""
+    path = tmp_path / "archive.sqlite"
+    disk = SqliteArchive(path)
+    disk.put(_closed(1, 1, "a", 10, 3))
+    disk.put(_closed(2, 1, "b", 50, 3))
+    disk.flush()
+    assert disk.closed_order(1, 1, None) is not None          # a read inside it
+    beside = SqliteArchive(path, readonly=True)
+    assert beside.closed_order(1, 2, None) == disk.closed_order(1, 2, None) is not None
+    assert disk.prune(20) == 1
+    assert beside.closed_order(1, 1, None) is None
+    disk.put(_closed(3, 2, "c", 60, 3))
+    disk.sync()
+    main_file = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    assert main_file.execute("SELECT order_id FROM orders ORDER BY order_id").fetchall() \
+        == [(2,), (3,)]
+    main_file.close()
+    beside.close()
+    disk.close()
+
+
 ACCOUNT = st.integers(1, 3)
 OPS = st.lists(st.one_of(
     st.tuples(st.just("order"), st.integers(1, 40)),
