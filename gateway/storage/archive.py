@@ -24,6 +24,7 @@ import msgspec
 
 from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
 from engine.messages import StripExecuted
+from gateway.storage.journal import sync_directory, sync_path
 
 FILE = "archive.sqlite"
 FLUSH_AT = 4096             # records waiting in memory before they are written
@@ -92,6 +93,7 @@ class SqliteArchive:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")    # durable at sync()
             self._db.executescript(SCHEMA)
+            sync_directory(self.path.parent)   # the file and its WAL (sync fsyncs it) exist
             self._db.execute("BEGIN")       # reads share it until the next commit
 
     def __reduce__(self):
@@ -160,13 +162,22 @@ class SqliteArchive:
         self._db.execute("BEGIN")
 
     def sync(self) -> None:
-        """Make everything put so far durable (before a snapshot that relies on it)."""
+        """Make everything put so far durable (before a snapshot that relies on it).
+
+        What is committed is in the database file or in the WAL, and the WAL is fsynced
+        here. A checkpoint alone is not enough: one held back by a reader beside the archive
+        (`gpux journal verify` inside a read) copies nothing and syncs nothing, and a FULL
+        one would first stall the loop for the busy timeout. So the checkpoint is PASSIVE
+        (it keeps the database file whole when it can) and the WAL's fsync is the promise."""
         if self.readonly:
             return
         self.flush()
         self._db.execute("COMMIT")          # a checkpoint runs outside a transaction
-        self._db.execute("PRAGMA wal_checkpoint(FULL)")
-        self._db.execute("BEGIN")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            sync_path(self.path.with_name(self.path.name + "-wal"))
+        finally:
+            self._db.execute("BEGIN")
 
     def prune(self, before_ns: int, limit: int = 2**62) -> int:
         """Delete orders closed, and strips placed, before ``before_ns``: at most ``limit``

@@ -556,7 +556,12 @@ def cut_torn(torn: Torn) -> None:
 
 def sync_directory(directory: Path) -> None:
     """Make a file's creation, rename or removal in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    sync_path(directory, os.O_DIRECTORY)
+
+
+def sync_path(path: Path, flags: int = 0) -> None:
+    """fsync a file by its path (what another writer wrote to it, too)."""
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:

@@ -7,6 +7,7 @@ answered exactly as it was while they were in memory, for seven days.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import time
@@ -381,6 +382,36 @@ def test_what_the_archive_commits_is_seen_beside_it_and_reaches_the_file(tmp_pat
         == [(2,), (3,)]
     main_file.close()
     beside.close()
+    disk.close()
+
+
+def test_a_sync_with_a_reader_beside_it_still_makes_the_archive_durable(tmp_path, monkeypatch):
+    """A reader beside the archive (`gpux journal verify`) inside a read of its own holds a
+    checkpoint back: it copied nothing into the database file and synced nothing, and the
+    snapshot that relies on the archive was written anyway. The records are made durable in
+    the WAL then: it is fsynced after their commit."""
+    path = tmp_path / "archive.sqlite"
+    disk = SqliteArchive(path)
+    disk.put(_closed(1, 1, "a", 10, 3))
+    disk.sync()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM orders").fetchone() == (1,)   # holds it
+    fsynced = []
+    real = os.fsync
+
+    def spy(fd):
+        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+    monkeypatch.setattr(os, "fsync", spy)
+    disk.put(_closed(2, 1, "b", 20, 3))
+    disk.sync()
+    main_file = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    in_file = main_file.execute("SELECT order_id FROM orders ORDER BY order_id").fetchall()
+    main_file.close()
+    assert in_file == [(1,), (2,)] or f"{path}-wal" in fsynced
+    assert reader.execute("SELECT count(*) FROM orders").fetchone() == (1,)   # undisturbed
+    reader.close()
     disk.close()
 
 
