@@ -74,8 +74,10 @@ def _run_server(main, refusals: tuple = ()) -> int:
     import uvloop
 
     from engine.contracts import ConfigError
+    from gateway.server import allocator
     from gateway.storage.journal import JournalError
     from gateway.storage.recovery import DataDirBusy
+    allocator.keep_large_blocks_mapped()       # it runs for months
     try:
         uvloop.run(main)
     except (ConfigError, DataDirBusy) + refusals as e:
