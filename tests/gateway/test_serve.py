@@ -187,7 +187,8 @@ def test_large_blocks_stay_mapped_so_a_server_gives_them_back():
                              text=True, check=True).stdout
         mapped, heap_grew = out.split()
         return int(mapped), int(heap_grew)
-    assert probe("glibc") == (0, 16)                # what glibc does by itself
+    mapped, heap_grew = probe("glibc")              # what glibc does by itself
+    assert mapped == 0 and heap_grew >= 15
     mapped, heap_grew = probe("kept")
     assert mapped >= 16 and heap_grew == 0
 
