@@ -3,10 +3,10 @@
 glibc serves a block of 128 KiB or more from its own mapping, and frees it back to the
 system; but each time such a block is freed it raises that threshold to the block's size
 (up to 32 MiB), and blocks under the new threshold then come from the main heap, which
-gives memory back only from its top. A server's large blocks (dict tables resized, lists,
-answers, journal batches) come and go, and left free holes in that heap that stayed
-resident: at a steady 500 orders/s, with its live allocations flat (measured with
-heaptrack), a server grew about 1 MiB a minute. A fixed threshold keeps them mapped.
+gives memory back only from its top. A server's large blocks (dict tables as they resize,
+lists, buffers) come and go, and left free holes in that heap that stayed resident: at a
+steady 500 orders/s, with its live allocations flat (measured with heaptrack), a server
+grew about 1 MiB a minute. A fixed threshold keeps them mapped.
 """
 from __future__ import annotations
 
