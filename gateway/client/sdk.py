@@ -308,12 +308,15 @@ class Client:
             commands: requests in flight then fail with ConnectionLost.
         backoff_initial_s, backoff_max_s: The first reconnect delay and its cap.
         open_timeout_s: How long to wait for a connection and its handshake.
+        close_timeout_s: How long ``close`` waits for the server's part of the closing
+            handshake before it drops the connection: a server that stopped answering
+            must not hold up a client that is leaving (Ctrl-C on a live command).
     """
 
     def __init__(self, url: str | list[str] = DEFAULT_URL, *, api_key: str | None = None,
                  api_secret: str | None = None, reconnect: bool = True,
                  backoff_initial_s: float = 0.25, backoff_max_s: float = 10.0,
-                 open_timeout_s: float = 10.0) -> None:
+                 open_timeout_s: float = 10.0, close_timeout_s: float = 1.0) -> None:
         if (api_key is None) != (api_secret is None):
             raise ValueError("give both api_key and api_secret, or neither")
         self.urls = [url] if isinstance(url, str) else list(url)
@@ -327,6 +330,7 @@ class Client:
         self._api_secret = api_secret
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._open_timeout_s = open_timeout_s
+        self._close_timeout_s = close_timeout_s
         self._encode = msgspec.json.Encoder().encode
         self._decode = msgspec.json.Decoder().decode
         self._ids = itertools.count(1)
@@ -485,7 +489,8 @@ class Client:
     async def _dial_one(self) -> ClientConnection:
         try:
             return await connect(self.url, max_size=MAX_FRAME_BYTES, compression=None,
-                                 open_timeout=self._open_timeout_s)
+                                 open_timeout=self._open_timeout_s,
+                                 close_timeout=self._close_timeout_s)
         except InvalidURI as exc:
             raise ConnectError(f"{self.url} is not a websocket URL: {exc}",
                                reason="invalid_url") from exc

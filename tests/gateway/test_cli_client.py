@@ -139,6 +139,20 @@ def test_book_redraws_on_each_change_until_interrupted(live_server):
     assert book.finish() == 0
 
 
+def test_book_stops_on_ctrl_c_even_when_its_server_does_not_answer(live_server):
+    """Ctrl-C ends a live `book` at once: it does not wait on a server that has stopped
+    answering (its loop frozen here, as a stopped or overloaded process would be)."""
+    book = Lines("book", SYMBOL, *at(live_server))
+    assert book.next_block()[0] == f"{SYMBOL}  seq 0"
+    frozen = threading.Event()
+    live_server.loop.call_soon_threadsafe(frozen.wait, TIMEOUT * 4)
+    try:
+        book.proc.send_signal(signal.SIGINT)
+        assert book.finish() == 0
+    finally:
+        frozen.set()
+
+
 def test_watch_streams_json_lines_and_stops_after_count(live_server):
     """`watch` prints each notification as a JSON line, the snapshot first; stops at --count."""
     watch = Lines("watch", f"book.{SYMBOL}", f"trades.{SYMBOL}", "--count", "4", *at(live_server))

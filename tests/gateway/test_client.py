@@ -410,6 +410,27 @@ def test_without_reconnect_a_lost_connection_fails_requests_and_streams(live_ser
     run(scenario())
 
 
+def test_close_does_not_wait_on_a_server_that_stopped_answering(live_server):
+    """close() gives the server close_timeout_s for its part of the closing handshake, then
+    drops the connection; pending requests fail with ConnectionLost."""
+    frozen = threading.Event()
+
+    async def scenario():
+        client = await client_for(live_server, "trader-1").connect()
+        live_server.loop.call_soon_threadsafe(frozen.wait, TIMEOUT * 4)
+        pending = asyncio.ensure_future(client.orders())
+        await asyncio.sleep(0.05)
+        async with asyncio.timeout(TIMEOUT):
+            await client.close()
+        with pytest.raises(ConnectionLost):
+            await pending
+        assert not client.connected
+    try:
+        run(scenario())
+    finally:
+        frozen.set()
+
+
 class FixedPortServer(Server):
     """A Server on its config's port even when asked for any port (LiveServer asks for 0)."""
 
