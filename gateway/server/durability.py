@@ -17,7 +17,9 @@ interpreter for a moment after each sync, does not wait behind a busy loop for
 the default 5 ms.
 
 A journal that cannot be written leaves no safe way on: the process stops at
-once, so nothing that is not on disk is ever acknowledged.
+once, so nothing that is not on disk is ever acknowledged. An archive that cannot be
+synced stops the snapshots instead, until a restart: the journal still holds all that the
+archive lost, and is kept whole for the replay that writes it again.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from collections import deque
 from pathlib import Path
 
 from engine.exchange import RETENTION_NS
+from gateway.storage.archive import ArchiveError
 from gateway.storage.journal import Journal, JournalError
 from gateway.storage.recovery import snapshot_dir, state_digest
 from gateway.storage.snapshots import Background, prune_snapshots, write_snapshot
@@ -85,6 +88,7 @@ class Durability:
         self._snapshot_ts: dict[int, int] = {}     # seq of a snapshot -> its last command's ts
         self.archive_before: int | None = None      # archived orders closed before go
         self._snapshot_at = loop.time()
+        self.unsynced: str | None = None      # why the archive could not be synced
         self._thread = None
         if journal.fsync:
             # The writer needs the interpreter for a moment after each sync; a busy loop
@@ -204,7 +208,7 @@ class Durability:
             else:
                 log.error("the snapshot after seq %d failed; the journal is kept",
                           self._background.seq)
-        if self._background.pid is not None:
+        if self._background.pid is not None or self.unsynced:
             return
         params = self.params
         new = self.journal.next_seq - 1 - self.snapshot_seq
@@ -216,7 +220,10 @@ class Durability:
         self.seal_turn()
         self.drain()
         self._snapshot_at = self.loop.time()
-        self._archive_before(self.journal.committed_seq)
+        try:
+            self._archive_before(self.journal.committed_seq)
+        except ArchiveError:
+            return                         # (said: _archive_before)
         self._background.start(snapshot_dir(self.data_dir), self.journal.committed_seq,
                                self.state, lambda state: state_digest(*state))
 
@@ -224,7 +231,14 @@ class Durability:
         """A snapshot holds only the recent closed orders: the archive, which holds the
         older ones, must be on disk before the snapshot is."""
         venue = self.state[0]
-        venue.archive.sync()
+        try:
+            venue.archive.sync()
+        except ArchiveError as exc:
+            # After a failed fsync the kernel may have dropped the pages it held, and a
+            # later fsync succeeds without them: no snapshot may rely on the archive again.
+            self.unsynced = str(exc)
+            log.critical("%s; no snapshot until a restart, the journal is kept whole", exc)
+            raise
         self._snapshot_ts[seq] = venue.command_ts
 
     def _snapshot_done(self, seq: int) -> None:
@@ -261,7 +275,7 @@ class Durability:
         self._background.wait()
         self._stop_writer()
         try:
-            if self.journal.committed_seq > self.snapshot_seq:
+            if self.journal.committed_seq > self.snapshot_seq and not self.unsynced:
                 seq = self.journal.committed_seq
                 self._archive_before(seq)
                 write_snapshot(snapshot_dir(self.data_dir), seq, self.state,

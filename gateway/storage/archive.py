@@ -28,6 +28,12 @@ from gateway.storage.journal import sync_directory, sync_path
 
 FILE = "archive.sqlite"
 FLUSH_AT = 4096             # records waiting in memory before they are written
+
+
+class ArchiveError(Exception):
+    """The archive could not be made durable (its sync failed)."""
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
     order_id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, client_order_id TEXT,
@@ -171,13 +177,16 @@ class SqliteArchive:
         (it keeps the database file whole when it can) and the WAL's fsync is the promise."""
         if self.readonly:
             return
-        self.flush()
-        self._db.execute("COMMIT")          # a checkpoint runs outside a transaction
         try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            sync_path(self.path.with_name(self.path.name + "-wal"))
-        finally:
-            self._db.execute("BEGIN")
+            self.flush()
+            self._db.execute("COMMIT")          # a checkpoint runs outside a transaction
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                sync_path(self.path.with_name(self.path.name + "-wal"))
+            finally:
+                self._db.execute("BEGIN")
+        except (OSError, sqlite3.Error) as exc:
+            raise ArchiveError(f"{self.path} cannot be synced: {exc}") from exc
 
     def prune(self, before_ns: int, limit: int = 2**62) -> int:
         """Delete orders closed, and strips placed, before ``before_ns``: at most ``limit``

@@ -6,6 +6,7 @@ snapshot, the journal as it is); tests/test_crash.py SIGKILLs real processes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import shutil
@@ -19,9 +20,11 @@ from gateway.core.effects import HEARTBEAT
 from gateway.server import connection as connection_module
 from gateway.server import durability as durability_module
 from gateway.server import websocket as websocket_module
+from gateway.storage import archive as archive_module
 from gateway.storage import journal as journal_module
 from gateway.config import load_config
 from gateway.storage.journal import JournalError, Reader, batches, segments
+from gateway.storage.journal import sync_path as real_sync_path
 from gateway.storage.recovery import (
     DataDirBusy, build, journal_dir, recover, snapshot_dir, state_digest,
 )
@@ -481,3 +484,40 @@ def test_a_roll_that_fails_is_a_journal_failure_and_keeps_the_open_file(tmp_path
         journal.commit()
     monkeypatch.undo()
     assert not journal.closed and [r.seq for r in Reader(tmp_path)] == list(range(1, 1000))
+
+
+def test_an_archive_that_cannot_be_synced_stops_the_snapshots_until_a_restart(
+        make_server, monkeypatch, caplog):
+    """A failed fsync of the archive: no snapshot relies on it, then or later (after a failed
+    fsync the kernel may have dropped what it held, and a later fsync succeeds without it),
+    the journal is kept whole, and the server goes on serving. A restart replays the journal
+    (rewriting the archive) and takes snapshots again."""
+    live = make_server("[journal]\nsnapshot_every = 20\n")
+    failing = True
+
+    def sync_path(path, flags=0):
+        if failing:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        real_sync_path(path, flags)
+    monkeypatch.setattr(archive_module, "sync_path", sync_path)
+    with caplog.at_level(logging.CRITICAL, logger="gpux"):
+        for round_ in range(3):
+            trade_a_little(live, tag=f"-{round_}")
+        live.call(live.server.durability.maybe_snapshot)
+        failing = False
+        trade_a_little(live, tag="-after")
+        live.call(live.server.durability.maybe_snapshot)
+        live.call(live.server.durability._background.wait)
+    assert snapshot_files(snapshot_dir(live.data_dir)) == []
+    assert segments(journal_dir(live.data_dir))[0][0] == 1         # nothing pruned
+    assert "cannot be synced" in caplog.text
+    before = state(live)
+    live.stop()
+    assert snapshot_files(snapshot_dir(live.data_dir)) == []      # not at the stop either
+    again = live.restart()
+    assert again.server.recovered.replayed == before["seq"]
+    assert state(again)["state_hash"] == before["state_hash"]
+    again.call(again.server.durability.maybe_snapshot)
+    again.call(again.server.durability._background.wait)
+    assert snapshot_files(snapshot_dir(again.data_dir)) != []
+    again.stop()
