@@ -17,6 +17,7 @@ could start from (``prune``); fills are kept (account.fills pages back through a
 from __future__ import annotations
 
 import heapq
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -25,6 +26,8 @@ import msgspec
 from gateway.core.archive import ClosedOrder, MemoryArchive, fill_key
 from engine.messages import StripExecuted
 from gateway.storage.journal import sync_directory, sync_path
+
+log = logging.getLogger("gpux.gateway")
 
 FILE = "archive.sqlite"
 FLUSH_AT = 4096             # records waiting in memory before they are written
@@ -86,6 +89,7 @@ class SqliteArchive:
         self.readonly = readonly
         self._waiting = MemoryArchive()     # put, not written yet
         self._count = 0                     # records in it
+        self._flush_at = FLUSH_AT           # written when _count reaches it
         self._db = None
         if readonly:
             if self.path.exists():
@@ -107,7 +111,10 @@ class SqliteArchive:
 
     def close(self) -> None:
         if self._db is not None:
-            self.flush()
+            try:
+                self.flush()
+            except ArchiveError as exc:      # the journal holds them: a replay writes them
+                log.error("%s; %d records not archived", exc, self._count)
             if self._db.in_transaction:
                 self._db.execute("COMMIT")
             self._db.close()
@@ -129,11 +136,22 @@ class SqliteArchive:
 
     def _added(self, count: int) -> None:
         self._count += count
-        if self._count >= FLUSH_AT:
-            self.flush()
+        if self._count >= self._flush_at:
+            try:
+                self.flush()
+            except ArchiveError as exc:
+                # In the order path: a full disk must not fail the command (a replay, whose
+                # write succeeds, would not fail it). The records wait and are answered;
+                # sync() says the archive is not durable; the next batch tries again.
+                self._flush_at = self._count + FLUSH_AT
+                log.error("%s; %d records wait in memory", exc, self._count)
 
     def flush(self) -> None:
-        """Write what waits in memory (a readonly archive keeps it there)."""
+        """Write what waits in memory (a readonly archive keeps it there).
+
+        Raises:
+            ArchiveError: The write failed; what waits stays waiting.
+        """
         if self.readonly or not self._count:
             return
         encode, waiting = msgspec.msgpack.encode, self._waiting
@@ -154,6 +172,10 @@ class SqliteArchive:
                            "SET strip_id = excluded.strip_id, ts_ns = excluded.ts_ns, "
                            "record = excluded.record WHERE excluded.strip_id > strip_id",
                            strips)
+        except (OSError, sqlite3.Error) as exc:
+            db.execute("ROLLBACK")
+            db.execute("BEGIN")
+            raise ArchiveError(f"{self.path} cannot be written: {exc}") from exc
         except BaseException:
             db.execute("ROLLBACK")
             db.execute("BEGIN")
@@ -161,6 +183,7 @@ class SqliteArchive:
         self._commit()
         self._waiting = MemoryArchive()
         self._count = 0
+        self._flush_at = FLUSH_AT
 
     def _commit(self) -> None:
         """Commit what the transaction wrote, and begin the next (see the module's note)."""
@@ -185,6 +208,8 @@ class SqliteArchive:
                 sync_path(self.path.with_name(self.path.name + "-wal"))
             finally:
                 self._db.execute("BEGIN")
+        except ArchiveError as exc:
+            raise ArchiveError(f"{exc}; it cannot be synced") from exc
         except (OSError, sqlite3.Error) as exc:
             raise ArchiveError(f"{self.path} cannot be synced: {exc}") from exc
 

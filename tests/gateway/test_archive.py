@@ -415,6 +415,48 @@ def test_a_sync_with_a_reader_beside_it_still_makes_the_archive_durable(tmp_path
     disk.close()
 
 
+class FullDisk:
+    """The archive's connection on a full disk: every batch write fails until ``full`` is
+    cleared."""
+
+    def __init__(self, db) -> None:
+        self.db, self.full = db, True
+
+    def executemany(self, *args):
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.executemany(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.db, name)
+
+
+def test_an_archive_write_that_fails_keeps_the_records_and_the_order_path_going(
+        tmp_path, monkeypatch):
+    """A batch write that fails (a full disk) is the archive's problem, not the command's:
+    it ran in the order path, so raising there marked the command as failed, halted its
+    instrument, and a replay (whose write succeeds) refused the journal as diverged. The
+    records wait in memory and are still answered, a sync says the archive is not durable
+    (so no snapshot relies on it), and the next write after the disk has room takes them."""
+    monkeypatch.setattr(storage_archive, "FLUSH_AT", 2)
+    path = tmp_path / "archive.sqlite"
+    disk = SqliteArchive(path)
+    disk._db = full = FullDisk(disk._db)
+    for order_id in (1, 2, 3):
+        disk.put(_closed(order_id, 1, f"c{order_id}", 10 * order_id, 3))
+    assert disk.closed_order(1, 2, None).order_id == 2
+    assert disk.closed_order(1, None, "c3").order_id == 3
+    with pytest.raises(storage_archive.ArchiveError, match="disk is full"):
+        disk.sync()
+    full.full = False
+    disk.sync()
+    disk.close()
+    again = sqlite3.connect(path)
+    assert again.execute("SELECT order_id FROM orders ORDER BY order_id").fetchall() \
+        == [(1,), (2,), (3,)]
+    again.close()
+
+
 ACCOUNT = st.integers(1, 3)
 OPS = st.lists(st.one_of(
     st.tuples(st.just("order"), st.integers(1, 40)),
