@@ -47,9 +47,16 @@ class Lines:
     """A running command whose stdout lines can be awaited one at a time."""
 
     def __init__(self, *args: str, env: dict | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.client.cli", *args], cwd=ROOT,
-                                     env=env or ENV, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        # A command started with SIGINT ignored keeps ignoring it (Python installs its
+        # handler only over the default), and a test run started in the background by a
+        # non-interactive shell has it ignored: Ctrl-C is given back as a terminal has it.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.client.cli", *args],
+                                         cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
