@@ -19,7 +19,8 @@ the default 5 ms.
 A journal that cannot be written leaves no safe way on: the process stops at
 once, so nothing that is not on disk is ever acknowledged. An archive that cannot be
 synced stops the snapshots instead, until a restart: the journal still holds all that the
-archive lost, and is kept whole for the replay that writes it again.
+archive lost, and is kept whole for the replay that writes it again. One that cannot be
+written (a full disk) only skips the snapshot due: the next one tries again.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from collections import deque
 from pathlib import Path
 
 from engine.exchange import RETENTION_NS
-from gateway.storage.archive import ArchiveError
+from gateway.storage.archive import ArchiveError, ArchiveSyncError
 from gateway.storage.journal import Journal, JournalError
 from gateway.storage.recovery import snapshot_dir, state_digest
 from gateway.storage.snapshots import Background, prune_snapshots, write_snapshot
@@ -233,11 +234,14 @@ class Durability:
         venue = self.state[0]
         try:
             venue.archive.sync()
-        except ArchiveError as exc:
+        except ArchiveSyncError as exc:
             # After a failed fsync the kernel may have dropped the pages it held, and a
             # later fsync succeeds without them: no snapshot may rely on the archive again.
             self.unsynced = str(exc)
             log.critical("%s; no snapshot until a restart, the journal is kept whole", exc)
+            raise
+        except ArchiveError as exc:          # nothing was lost: the next interval tries again
+            log.error("%s; no snapshot this time, the journal is kept", exc)
             raise
         self._snapshot_ts[seq] = venue.command_ts
 

@@ -34,7 +34,13 @@ FLUSH_AT = 4096             # records waiting in memory before they are written
 
 
 class ArchiveError(Exception):
-    """The archive could not be made durable (its sync failed)."""
+    """The archive could not write what waits (a full disk): it stays waiting, and a
+    later write may succeed."""
+
+
+class ArchiveSyncError(ArchiveError):
+    """The archive's fsync failed: what the kernel held may be lost, and a later fsync
+    can succeed without it, so nothing may rely on the archive until a restart."""
 
 
 SCHEMA = """
@@ -172,13 +178,11 @@ class SqliteArchive:
                            "SET strip_id = excluded.strip_id, ts_ns = excluded.ts_ns, "
                            "record = excluded.record WHERE excluded.strip_id > strip_id",
                            strips)
-        except (OSError, sqlite3.Error) as exc:
+        except BaseException as exc:
             db.execute("ROLLBACK")
             db.execute("BEGIN")
-            raise ArchiveError(f"{self.path} cannot be written: {exc}") from exc
-        except BaseException:
-            db.execute("ROLLBACK")
-            db.execute("BEGIN")
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise ArchiveError(f"{self.path} cannot be written: {exc}") from exc
             raise
         self._commit()
         self._waiting = MemoryArchive()
@@ -200,18 +204,16 @@ class SqliteArchive:
         (it keeps the database file whole when it can) and the WAL's fsync is the promise."""
         if self.readonly:
             return
+        self.flush()
         try:
-            self.flush()
             self._db.execute("COMMIT")          # a checkpoint runs outside a transaction
             try:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 sync_path(self.path.with_name(self.path.name + "-wal"))
             finally:
                 self._db.execute("BEGIN")
-        except ArchiveError as exc:
-            raise ArchiveError(f"{exc}; it cannot be synced") from exc
         except (OSError, sqlite3.Error) as exc:
-            raise ArchiveError(f"{self.path} cannot be synced: {exc}") from exc
+            raise ArchiveSyncError(f"{self.path} cannot be synced: {exc}") from exc
 
     def prune(self, before_ns: int, limit: int = 2**62) -> int:
         """Delete orders closed, and strips placed, before ``before_ns``: at most ``limit``

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -363,3 +364,19 @@ def first_difference(a, b) -> str:
             return None
         return None if x == y else f"at {path}: {x!r:.300} != {y!r:.300}"
     return walk(canonical_state(*a), canonical_state(*b), []) or "engine state"
+
+
+class FullDisk:
+    """The archive's connection on a full disk: every batch write fails until ``full`` is
+    cleared."""
+
+    def __init__(self, db) -> None:
+        self.db, self.full = db, True
+
+    def executemany(self, *args):
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.executemany(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.db, name)

@@ -30,7 +30,7 @@ from gateway.storage.recovery import (
 )
 from gateway.server.websocket import Server
 from gateway.storage.snapshots import snapshot_files
-from live import AS_OF, SYMBOL, LiveServer, Ws, run
+from live import AS_OF, SYMBOL, FullDisk, LiveServer, Ws, run
 
 
 def state(live: LiveServer) -> dict:
@@ -521,3 +521,27 @@ def test_an_archive_that_cannot_be_synced_stops_the_snapshots_until_a_restart(
     again.call(again.server.durability._background.wait)
     assert snapshot_files(snapshot_dir(again.data_dir)) != []
     again.stop()
+
+
+def test_an_archive_that_cannot_be_written_only_skips_the_snapshot_due(make_server):
+    """A full disk is not a failed fsync: nothing the kernel held was dropped. The snapshot
+    due is skipped (the journal kept), and once the archive can be written the next one is
+    taken."""
+    live = make_server("[journal]\nsnapshot_every = 20\n")
+    archive = live.server.venue.archive
+    full = FullDisk(archive._db)
+    live.call(setattr, archive, "_db", full)
+    # Something waiting to be written (closed orders leave memory only after minutes): an
+    # old fill of an account nobody trades.
+    live.call(archive.put_fills, 999, [(1, 1, 0, 1, 2000, 1, 0, 1, 1)])
+    for round_ in range(3):
+        trade_a_little(live, tag=f"-{round_}")
+    live.call(live.server.durability.maybe_snapshot)
+    live.call(live.server.durability._background.wait)
+    assert snapshot_files(snapshot_dir(live.data_dir)) == []
+    assert live.server.durability.unsynced is None
+    full.full = False
+    live.call(lambda: setattr(live.server.durability, "_snapshot_at", -1e9))
+    live.call(live.server.durability.maybe_snapshot)
+    live.call(live.server.durability._background.wait)
+    assert snapshot_files(snapshot_dir(live.data_dir)) != []
