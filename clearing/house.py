@@ -39,9 +39,9 @@ from engine.contracts import (
     sibling, utc_day,
 )
 from engine.messages import (
-    CancelAll, CancelReason, DelistInstrument, InstrumentStatus, InstrumentStatusChanged,
-    ListInstrument, OrderType, PlaceOrder, RejectReason, SetInstrumentStatus, SetReferencePrice,
-    Side, TimeInForce, Trade,
+    CancelAll, CancelReason, DelistInstrument, InstrumentDelisted, InstrumentStatus,
+    InstrumentStatusChanged, ListInstrument, OrderType, PlaceOrder, RejectReason,
+    SetInstrumentStatus, SetReferencePrice, Side, TimeInForce, Trade,
 )
 
 NS_PER_DAY = 86_400 * 10**9
@@ -154,6 +154,8 @@ class ClearingHouse:
                     self.halted.discard(ev.symbol)
                 else:
                     self.halted.add(ev.symbol)
+            elif kind is InstrumentDelisted:        # settled, just before: it stays out
+                self.halted.discard(ev.symbol)
 
     # -- Commands -----------------------------------------------------------------------
 
@@ -538,5 +540,4 @@ class ClearingHouse:
         for held in (self.instruments, self.risk.instruments, self.risk.marks, self.marks,
                      self.window, self.final):
             held.pop(symbol, None)
-        self.halted.discard(symbol)
         engine.append(DelistInstrument(ts_ns=ts, symbol=symbol))

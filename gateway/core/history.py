@@ -3,7 +3,9 @@
 Kept from the events, like the rest of the feed (so a replay rebuilds them and a snapshot
 holds them), and kept after a contract is delisted: its settlements are the record of
 what it paid. Candles of a minute are kept for two days and of an hour for 90, a day's
-for as long as the contract's settlements; a bucket with no trade has no candle.
+for as long as the contract's settlements; a bucket with no trade has no candle. A
+contract's trades age its own candles out, and each daily settlement everyone's, so those
+of a contract that trades no more (delisted, or quiet) go too.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class History:
             day = utc_day(ev.ts_ns)
             for symbol, price in ev.prices.items():
                 self._settled(symbol, day, price, ev.tiers.get(symbol, "mark"))
+            self._age_out(ev.ts_ns // 1_000_000)
         elif kind is InstrumentSettled:
             self._settled(ev.symbol, utc_day(ev.ts_ns), ev.price, "final")
 
@@ -64,8 +67,18 @@ class History:
                 series.append([start, price, price, price, price, qty])
                 kept = KEPT_MS[interval]
                 if kept is not None:
-                    while series[0][0] < start - kept:
-                        series.popleft()
+                    _drop_before(series, start - kept)
+
+    def _age_out(self, now_ms: int) -> None:
+        """Drop the candles older than their interval keeps, and the series left empty."""
+        for interval, kept in KEPT_MS.items():
+            if kept is None:
+                continue
+            by_symbol = self.candles[interval]
+            for symbol, series in list(by_symbol.items()):
+                _drop_before(series, now_ms - kept)
+                if not series:
+                    del by_symbol[symbol]
 
     def knows(self, symbol: str) -> bool:
         return symbol in self.settlements or symbol in self.candles["1d"]
@@ -82,3 +95,8 @@ class History:
         chosen = [c for c in series if (first_ms is None or c[0] >= first_ms)
                   and (last_ms is None or c[0] <= last_ms)]
         return chosen[-limit:]
+
+
+def _drop_before(series: deque, oldest_ms: int) -> None:
+    while series and series[0][0] < oldest_ms:
+        series.popleft()

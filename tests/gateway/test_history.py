@@ -119,3 +119,23 @@ def test_a_delisted_contracts_settlements_stay_and_minute_candles_age_out():
                             day + k * 86_400 * 10**9))
     assert len(history.candles["1m"][SYMBOL]) == 3     # 3 days: the first has aged out
     assert len(history.candles["1h"][SYMBOL]) == 4 and len(history.candles["1d"][SYMBOL]) == 4
+
+
+def test_candles_age_out_at_the_daily_settlement_though_their_contract_trades_no_more():
+    """A contract that stopped trading (delisted, or quiet) keeps its minute candles for two
+    days and its hourly ones for 90 like any other: the daily settlement ages them out, so
+    contracts delisted month after month leave only their daily candles behind."""
+    history = History()
+    day = date_to_ns(datetime.date(2027, 3, 1))
+    for k in range(3):
+        history.apply(Trade(k + 1, SYMBOL, 2000 + k, 1, Side.BUY, 1, 1, 0, 2, 2, 0,
+                            day + k * 3600 * 10**9))
+    history.apply(Settled({SYMBOL: 2001}, {SYMBOL: "vwap"}, day + 2 * 86_400 * 10**9))
+    assert len(history.candles["1m"][SYMBOL]) == 3             # two days: all still kept
+    history.apply(Settled({SYMBOL: 2001}, {SYMBOL: "vwap"}, day + 3 * 86_400 * 10**9))
+    assert SYMBOL not in history.candles["1m"]                 # none left: the series goes
+    assert len(history.candles["1h"][SYMBOL]) == 3
+    history.apply(Settled({SYMBOL: 2001}, {SYMBOL: "vwap"}, day + 91 * 86_400 * 10**9))
+    assert SYMBOL not in history.candles["1h"]
+    assert len(history.candles["1d"][SYMBOL]) == 1 and history.knows(SYMBOL)
+    assert history.window(SYMBOL, "1m", None, None, 10) == []

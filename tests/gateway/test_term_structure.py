@@ -11,12 +11,17 @@ from __future__ import annotations
 import datetime
 import json
 import random
-from collections import Counter
+from array import array
+from collections import Counter, deque
+
+import msgspec
+from sortedcontainers import SortedDict, SortedList
 
 from clearing.margin import requirement
 from clearing.messages import Cascaded, InstrumentSettled, RollListing, SubmitObservation
 from engine.contracts import parse_symbol, utc_day
 from engine.messages import InstrumentDelisted, InstrumentListed, PlaceOrder, Side
+from gateway.core.history import KEPT_MS
 from gateway.core.scheduler import Scheduler
 from gateway.storage.recovery import build, recover, state_digest
 from inproc import InProcess
@@ -188,6 +193,67 @@ def test_two_years_of_days_keep_the_calendar_full_and_cascade_exactly(tmp_path):
                                                          sim.v.accounts.by_id.values()))
     assert replayed.replayed > 10_000
     assert state_digest(replayed.venue, replayed.feed) == sim.v.digest()
+
+
+# Where a contract's name stays after its delisting: the records kept of it (the history a
+# lender audits, PROTOCOL 1.1) and the index its archived fills refer to it by.
+KEPT_AFTER_DELISTING = {
+    "feed.history.settlements", "feed.history.by_day[*]", "feed.history.candles['1d']",
+    "venue.account_fills._index", "venue.account_fills.symbols",
+}
+
+
+def holders(roots: dict, names: set[str]) -> Counter:
+    """The containers reachable from ``roots`` that hold one of ``names`` (a key, a member,
+    or in a tuple key), by path (attributes, and the dict keys that are not such names),
+    with how many they hold."""
+    found: Counter = Counter()
+    seen: set[int] = set()
+    queue = deque(roots.items())
+    while queue:
+        path, obj = queue.popleft()
+        if obj is None or isinstance(obj, (str, bytes, int, float, type)) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (dict, SortedDict)):
+            items = list(obj.items())
+        elif isinstance(obj, (list, tuple, set, frozenset, deque, SortedList, array)):
+            items = [(None, v) for v in obj]
+        else:
+            fields = obj.__struct_fields__ if isinstance(obj, msgspec.Struct) else [
+                *getattr(obj, "__dict__", ()),
+                *(n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ()))]
+            queue.extend((f"{path}.{n}", getattr(obj, n, None)) for n in fields)
+            continue
+        for key, value in items:
+            named = key in names if isinstance(key, str) else (
+                isinstance(key, tuple) and any(k in names for k in key if isinstance(k, str)))
+            found[path] += named or (isinstance(value, str) and value in names)
+            step = "[*]" if named or not isinstance(key, str) else f"[{key!r}]"
+            queue.append((path + (step if key is not None else "[]"), value))
+    return +found
+
+
+def test_a_delisted_contract_leaves_only_its_records_behind(tmp_path):
+    """Month after month contracts are listed and delisted: what the venue keeps of one
+    that is gone is its record (settlements, daily candles, the curve of each day), and
+    its minute and hourly candles only as long as anyone's are kept, so state does not
+    grow with the contracts that came and went."""
+    sim = Simulation(tmp_path / "data")
+    midnight = (sim.v.ns // DAY + 1) * DAY
+    for _ in range(400):
+        sim.day(midnight)
+        midnight += DAY
+    gone = {ev.symbol for ev in sim.events if type(ev) is InstrumentDelisted}
+    assert len(gone) > 12
+    found = holders({"venue": sim.v.venue, "feed": sim.v.feed, "core": sim.v.core}, gone)
+    aging = {f"feed.history.candles[{i!r}]" for i in ("1m", "1h")}
+    assert set(found) - aging <= KEPT_AFTER_DELISTING, found
+    settled_ms = (midnight - DAY + 16 * HOUR) // 10**6        # the last daily settlement
+    for interval in ("1m", "1h"):
+        for symbol, series in sim.v.feed.history.candles[interval].items():
+            assert series and series[0][0] >= settled_ms - KEPT_MS[interval], symbol
+    assert len(sim.v.feed.history.candles["1h"]) < len(sim.v.feed.history.candles["1d"])
 
 
 def test_a_listing_step_is_idempotent_within_a_day(tmp_path):
