@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.harness import account_names, gpux_config
-from bench.recovery import LISTED, generate
+from bench.recovery import LISTED, generate, measure_recover
 from clearing.messages import ClearingCommand
 from engine.contracts import list_instruments
 from engine.exchange import Exchange
@@ -36,11 +36,12 @@ from engine.risk import PermissiveRisk
 from gateway.config import load_config
 from gateway.core.auth import Accounts
 from gateway.storage.journal import Reader
-from gateway.storage.recovery import Replay, build, journal_dir, recover, snapshot_dir
+from gateway.storage.recovery import Replay, build, journal_dir, snapshot_dir
 
 
-def parts(data_dir: Path, config, accounts) -> dict:
-    """name -> a function that runs one part over the journal in ``data_dir``, timed."""
+def parts(data_dir: Path, config, accounts) -> tuple[dict, int]:
+    """(name -> a function that runs one part over the journal in ``data_dir``, timed; how
+    many commands the journal holds)."""
     commands = [record.cmd for record in Reader(journal_dir(data_dir))]
     engine_commands = [c for c in commands if not isinstance(c, ClearingCommand)]
 
@@ -59,7 +60,6 @@ def parts(data_dir: Path, config, accounts) -> dict:
 
     def engine() -> float:
         process = Exchange(list_instruments(config.products, LISTED), PermissiveRisk()).process
-
         return timed(lambda: each(process, engine_commands))
 
     def venue() -> float:
@@ -70,11 +70,11 @@ def parts(data_dir: Path, config, accounts) -> dict:
         apply = Replay(*build(config, LISTED, accounts)).apply
         return timed(lambda: each(apply, commands))
 
-    def whole() -> float:
+    def whole() -> float:                    # (a recovery writes the archive: on a copy)
         copy = data_dir.with_name("copy")
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(data_dir, copy)
-        return timed(lambda: recover(copy, lambda: build(config, LISTED, accounts)))
+        return measure_recover(copy, config, accounts)[0]
 
     return {"read and decode": read, "engine alone (permissive gate)": engine,
             "+ clearing (Venue.process)": venue, "+ projection (Replay.apply)": replay,

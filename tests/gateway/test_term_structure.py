@@ -18,7 +18,9 @@ import msgspec
 from sortedcontainers import SortedDict, SortedList
 
 from clearing.margin import requirement
-from clearing.messages import Cascaded, InstrumentSettled, RollListing, SubmitObservation
+from clearing.messages import (
+    Cascaded, InstrumentSettled, RollListing, Settled, SubmitObservation,
+)
 from engine.contracts import parse_symbol, utc_day
 from engine.messages import InstrumentDelisted, InstrumentListed, PlaceOrder, Side
 from gateway.core.history import KEPT_MS
@@ -249,7 +251,7 @@ def test_a_delisted_contract_leaves_only_its_records_behind(tmp_path):
     found = holders({"venue": sim.v.venue, "feed": sim.v.feed, "core": sim.v.core}, gone)
     aging = {f"feed.history.candles[{i!r}]" for i in ("1m", "1h")}
     assert set(found) - aging <= KEPT_AFTER_DELISTING, found
-    settled_ms = (midnight - DAY + 16 * HOUR) // 10**6        # the last daily settlement
+    settled_ms = max(ev.ts_ns for ev in sim.events if type(ev) is Settled) // 10**6
     for interval in ("1m", "1h"):
         for symbol, series in sim.v.feed.history.candles[interval].items():
             assert series and series[0][0] >= settled_ms - KEPT_MS[interval], symbol
